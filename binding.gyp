@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "serverlessos",
+      "sources": [
+        "native/addon.cc",
+        "native/common.cc",
+        "native/mapping.cc",
+        "native/uffd.cc",
+        "native/page_source.cc",
+        "native/engine.cc",
+        "native/touch.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "uffd_child",
+      "type": "executable",
+      "sources": ["test/fixtures/uffd-child.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

@@ -1,0 +1,693 @@
+#include "uffd.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "engine.h"
+#include "uffd_abi.h"
+
+namespace sos {
+
+std::set<UffdCore*>& AllUffds() {
+  static auto* s = new std::set<UffdCore*>();
+  return *s;
+}
+
+bool WouldDeadlockLocked(napi_env env, uint64_t start, uint64_t end) {
+  for (UffdCore* u : AllUffds()) {
+    if (!u->ownProcess || u->ownerEnv != env || u->engineActive.load()) continue;
+    if (!u->regs.Overlapping(start, end).empty()) return true;
+  }
+  return false;
+}
+
+bool IsRegisteredLocked(uint64_t start, uint64_t end) {
+  for (UffdCore* u : AllUffds())
+    if (u->ownProcess && !u->regs.Overlapping(start, end).empty()) return true;
+  return false;
+}
+
+// ---- libuv poller (closed through an async cleanup hook at env teardown,
+// so a worker never exits with a half-closed handle) ----
+struct Poller {
+  uv_poll_t handle;
+  UffdWrap* owner = nullptr;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  bool closing = false;
+};
+
+static void OnPollClosed(uv_handle_t* h) {
+  auto* p = static_cast<Poller*>(h->data);
+  if (p->hook) napi_remove_async_cleanup_hook(p->hook);
+  delete p;
+}
+
+static void ClosePoller(Poller* p) {
+  if (p->closing) return;
+  p->closing = true;
+  if (p->owner) p->owner->PollerGone();
+  p->owner = nullptr;
+  uv_poll_stop(&p->handle);
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), OnPollClosed);
+}
+
+static void OnPollTeardown(napi_async_cleanup_hook_handle, void* arg) { ClosePoller(static_cast<Poller*>(arg)); }
+
+static void OnPollEvent(uv_poll_t* h, int status, int events) {
+  auto* p = static_cast<Poller*>(h->data);
+  if (p->owner) p->owner->OnReadable();
+}
+
+static const napi_type_tag kUffdTag = {0x1f2e3d4c5b6a7988ULL, 0x0123456789abcdefULL};
+
+UffdWrap* UffdWrap::Unwrap(Napi::Value v) {
+  if (!v.IsObject()) return nullptr;
+  bool ok = false;
+  if (napi_check_object_type_tag(v.Env(), v, &kUffdTag, &ok) != napi_ok || !ok) return nullptr;
+  return Napi::ObjectWrap<UffdWrap>::Unwrap(v.As<Napi::Object>());
+}
+
+Napi::Function UffdWrap::Init(Napi::Env env) {
+  return DefineClass(env, "NativeUffd",
+                     {
+                         InstanceMethod("api", &UffdWrap::Api),
+                         InstanceMethod("register", &UffdWrap::Register),
+                         InstanceMethod("unregister", &UffdWrap::Unregister),
+                         InstanceMethod("copy", &UffdWrap::Copy),
+                         InstanceMethod("zeropage", &UffdWrap::Zeropage),
+                         InstanceMethod("continue", &UffdWrap::Continue),
+                         InstanceMethod("writeprotect", &UffdWrap::Writeprotect),
+                         InstanceMethod("move", &UffdWrap::Move),
+                         InstanceMethod("poison", &UffdWrap::Poison),
+                         InstanceMethod("wake", &UffdWrap::Wake),
+                         InstanceMethod("read", &UffdWrap::Read),
+                         InstanceMethod("startEvents", &UffdWrap::StartEvents),
+                         InstanceMethod("stopEvents", &UffdWrap::StopEvents),
+                         InstanceMethod("ref", &UffdWrap::Ref),
+                         InstanceMethod("unref", &UffdWrap::Unref),
+                         InstanceMethod("close", &UffdWrap::Close),
+                         InstanceMethod("state", &UffdWrap::State),
+                         StaticMethod("probe", &UffdWrap::Probe),
+                         StaticMethod("fromProcess", &UffdWrap::FromProcess),
+                     });
+}
+
+static int OpenUffd(bool viaDev, int flags, const char** call) {
+  if (!viaDev) {
+    *call = "userfaultfd";
+    return static_cast<int>(syscall(SYS_userfaultfd, flags));
+  }
+  *call = "open(/dev/userfaultfd)";
+  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev < 0) return -1;
+  *call = "ioctl(USERFAULTFD_IOC_NEW)";
+  int fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+  int e = errno;
+  close(dev);
+  errno = e;
+  return fd;
+}
+
+// new NativeUffd({ via: 'syscall'|'dev', closeOnExec, nonBlocking, userModeOnly })
+// new NativeUffd({ adopt: fd, features: bigint, ownProcess: false })
+UffdWrap::UffdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdWrap>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  info.This().As<Napi::Object>().TypeTag(&kUffdTag);
+  if (!info[0].IsObject()) {
+    ThrowType(env, "userfaultfd options must be an object");
+    return;
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto core = std::make_shared<UffdCore>();
+  core->ownerEnv = env_;
+  if (!o.Get("adopt").IsUndefined()) {
+    uint64_t fd, features = 0;
+    if (!ToU64(env, o.Get("adopt"), "adopt", &fd)) return;
+    if (!o.Get("features").IsUndefined() && !ToU64(env, o.Get("features"), "features", &features)) return;
+    core->fd = static_cast<int>(fd);
+    core->features = features;
+    core->apiDone = true;  // an adopted fd has done its handshake
+    core->ownProcess = o.Get("ownProcess").ToBoolean();
+  } else {
+    std::string via = o.Get("via").IsString() ? o.Get("via").As<Napi::String>().Utf8Value() : "syscall";
+    if (via != "syscall" && via != "dev") {
+      ThrowType(env, "via must be 'syscall' or 'dev'");
+      return;
+    }
+    int flags = 0;
+    if (o.Get("closeOnExec").IsUndefined() || o.Get("closeOnExec").ToBoolean()) flags |= O_CLOEXEC;
+    if (o.Get("nonBlocking").IsUndefined() || o.Get("nonBlocking").ToBoolean()) flags |= O_NONBLOCK;
+    if (o.Get("userModeOnly").ToBoolean()) flags |= UFFD_USER_MODE_ONLY;
+    const char* call = "";
+    int fd = OpenUffd(via == "dev", flags, &call);
+    if (fd < 0) {
+      ThrowSys(env, call, errno);
+      return;
+    }
+    core->fd = fd;
+  }
+  {
+    Lock lock(RegistryMutex());
+    AllUffds().insert(core.get());
+  }
+  core_ = core;
+  Track(env, this);
+}
+
+UffdWrap::~UffdWrap() { DoClose(); }
+
+bool UffdWrap::Live(Napi::Env env, bool needApi) {
+  if (!core_) {
+    ThrowState(env, "ERR_CLOSED", "userfaultfd is closed");
+    return false;
+  }
+  if (needApi && !core_->apiDone) {
+    ThrowState(env, "ERR_NO_API", "call api() (the UFFDIO_API handshake) before using the userfaultfd");
+    return false;
+  }
+  return true;
+}
+
+bool UffdWrap::Range(Napi::Env env, const Napi::Value& a, const Napi::Value& l, uint64_t* addr, uint64_t* len) {
+  if (!ToU64(env, a, "address", addr) || !ToU64(env, l, "length", len)) return false;
+  uint64_t ps = static_cast<uint64_t>(PageSize());
+  if (*addr % ps || *len % ps || *len == 0 || *addr + *len < *addr) {
+    ThrowRange(env, "address and length must be page-aligned and length positive");
+    return false;
+  }
+  return true;
+}
+
+void UffdWrap::DoClose() {
+  if (!core_) return;
+  if (engine_) engine_->CloseFromParent();  // children first
+  engine_ = nullptr;
+  StopPoll();
+  onEvents_.Reset();
+  asyncCtx_.reset();
+  {
+    Lock lock(RegistryMutex());
+    core_->regs.Clear();  // the kernel drops them when the fd closes
+    AllUffds().erase(core_.get());
+  }
+  // Faulting threads blocked on this uffd are woken by the kernel on close.
+  close(core_->fd);
+  core_->fd = -1;
+  core_.reset();
+  Untrack(Napi::Env(env_), this);
+}
+
+Napi::Value UffdWrap::Close(const Napi::CallbackInfo& info) {
+  DoClose();
+  return info.Env().Undefined();
+}
+
+Napi::Value UffdWrap::State(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("closed", !core_);
+  if (!core_) return o;
+  o.Set("fd", core_->fd);
+  o.Set("apiDone", core_->apiDone);
+  o.Set("features", Napi::BigInt::New(env, core_->features));
+  o.Set("ioctls", Napi::BigInt::New(env, core_->ioctls));
+  o.Set("ownProcess", core_->ownProcess);
+  o.Set("engine", engine_ != nullptr);
+  o.Set("events", poller_ != nullptr);
+  return o;
+}
+
+// probe() -> { features, ioctls }: what this kernel offers, from a throwaway
+// userfaultfd whose handshake asked for nothing.
+Napi::Value UffdWrap::Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool viaDev = info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "dev";
+  const char* call = "";
+  int fd = OpenUffd(viaDev, O_CLOEXEC | O_NONBLOCK, &call);
+  if (fd < 0) {
+    ThrowSys(env, call, errno);
+    return env.Undefined();
+  }
+  struct uffdio_api api = {};
+  api.api = UFFD_API;
+  int r = ioctl(fd, UFFDIO_API, &api);
+  int e = errno;
+  close(fd);
+  if (r != 0) {
+    ThrowSys(env, "ioctl(UFFDIO_API)", e);
+    return env.Undefined();
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("features", Napi::BigInt::New(env, static_cast<uint64_t>(api.features)));
+  o.Set("ioctls", Napi::BigInt::New(env, static_cast<uint64_t>(api.ioctls)));
+  return o;
+}
+
+// fromProcess(pid, fd) -> fd in this process (pidfd_getfd), for adopting a
+// userfaultfd another process created (lazy restore, tests, monitors).
+Napi::Value UffdWrap::FromProcess(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t pid, fd;
+  if (!ToU64(env, info[0], "pid", &pid) || !ToU64(env, info[1], "fd", &fd)) return env.Undefined();
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (pidfd < 0) {
+    ThrowSys(env, "pidfd_open", errno);
+    return env.Undefined();
+  }
+  int nfd = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, static_cast<int>(fd), 0));
+  int e = errno;
+  close(pidfd);
+  if (nfd < 0) {
+    ThrowSys(env, "pidfd_getfd", e);
+    return env.Undefined();
+  }
+  fcntl(nfd, F_SETFD, FD_CLOEXEC);
+  return Napi::Number::New(env, nfd);
+}
+
+// api(features: bigint) -> { features, ioctls }
+Napi::Value UffdWrap::Api(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env, false)) return env.Undefined();
+  if (core_->apiDone) {
+    ThrowState(env, "ERR_API_DONE", "the UFFDIO_API handshake can be done only once per userfaultfd");
+    return env.Undefined();
+  }
+  uint64_t features;
+  if (!ToU64(env, info[0], "features", &features)) return env.Undefined();
+  struct uffdio_api api = {};
+  api.api = UFFD_API;
+  api.features = features;
+  if (ioctl(core_->fd, UFFDIO_API, &api) != 0) {
+    int e = errno;
+    ThrowSys(env, "ioctl(UFFDIO_API)", e,
+             e == EINVAL ? "a requested feature is not offered by this kernel (see probe())" :
+             e == EPERM ? "EVENT_FORK needs CAP_SYS_PTRACE" : "");
+    return env.Undefined();
+  }
+  core_->apiDone = true;
+  core_->features = api.features;
+  core_->ioctls = api.ioctls;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("features", Napi::BigInt::New(env, static_cast<uint64_t>(api.features)));
+  o.Set("ioctls", Napi::BigInt::New(env, static_cast<uint64_t>(api.ioctls)));
+  return o;
+}
+
+// register(address, length, mode) -> ioctls (bigint)
+Napi::Value UffdWrap::Register(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len, mode;
+  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
+  Lock lock(RegistryMutex());
+  std::shared_ptr<Mapping> m;
+  if (core_->ownProcess) {
+    // Registering memory the addon does not own (the JS heap, a library's
+    // data) would let any access hang the process: refuse it.
+    m = FindMappingLocked(addr, len);
+    if (!m) {
+      ThrowState(env, "ERR_NOT_REGION", "range is not inside a live Region of this process");
+      return env.Undefined();
+    }
+    if (!m->holes.Overlapping(addr - m->Addr(), addr - m->Addr() + len).empty()) {
+      ThrowState(env, "ERR_UNMAPPED", "range includes unmapped pages");
+      return env.Undefined();
+    }
+  }
+  struct uffdio_register reg = {};
+  reg.range.start = addr;
+  reg.range.len = len;
+  reg.mode = mode;
+  if (ioctl(core_->fd, UFFDIO_REGISTER, &reg) != 0) {
+    int e = errno;
+    ThrowSys(env, "ioctl(UFFDIO_REGISTER)", e,
+             e == EBUSY ? "range is registered with another userfaultfd" :
+             e == EINVAL ? "mode not supported for this memory type or range not aligned to its page size" : "");
+    return env.Undefined();
+  }
+  if (m) {
+    core_->regs.Assign(addr, addr + len, Registration{mode, m});
+    // From now on this thread must not touch the range unless an engine serves it.
+    if (!core_->engineActive.load()) {
+      for (ViewHold* v : std::set<ViewHold*>(m->views))
+        if (v->env == env_) DetachViewLocked(v);
+    }
+  }
+  return Napi::BigInt::New(env, static_cast<uint64_t>(reg.ioctls));
+}
+
+Napi::Value UffdWrap::Unregister(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len;
+  if (!Range(env, info[0], info[1], &addr, &len)) return env.Undefined();
+  struct uffdio_range r = {addr, len};
+  if (ioctl(core_->fd, UFFDIO_UNREGISTER, &r) != 0) {
+    ThrowSys(env, "ioctl(UFFDIO_UNREGISTER)", errno);
+    return env.Undefined();
+  }
+  Lock lock(RegistryMutex());
+  core_->regs.Erase(addr, addr + len);
+  return env.Undefined();
+}
+
+// Resolve the source of a copy: JS memory (TypedArray/ArrayBuffer/Buffer) or
+// an address inside a live Region of this process.
+static bool SourcePointer(Napi::Env env, napi_env owner, const Napi::Value& v, uint64_t len, uint64_t* out) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    if (ta.ByteLength() < len) {
+      ThrowRange(env, "source is shorter than length");
+      return false;
+    }
+    *out = reinterpret_cast<uint64_t>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+    return true;
+  }
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    if (ab.ByteLength() < len) {
+      ThrowRange(env, "source is shorter than length");
+      return false;
+    }
+    *out = reinterpret_cast<uint64_t>(ab.Data());
+    return true;
+  }
+  uint64_t a;
+  if (!ToU64(env, v, "source", &a)) return false;
+  Lock lock(RegistryMutex());
+  if (!FindMappingLocked(a, len)) {
+    ThrowState(env, "ERR_NOT_REGION", "source address range is not inside a live Region of this process");
+    return false;
+  }
+  if (WouldDeadlockLocked(owner, a, a + len)) {
+    ThrowState(env, "ERR_DEADLOCK", "source range is registered with a userfaultfd this thread must serve");
+    return false;
+  }
+  *out = a;
+  return true;
+}
+
+static Napi::Value Fail(Napi::Env env, const char* call, int err, int64_t done) {
+  Napi::Error e = MakeSys(env, call, err, done > 0 ? "after " + std::to_string(done) + " bytes" : "");
+  e.Set("bytes", Napi::Number::New(env, done > 0 ? static_cast<double>(done) : 0));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// copy(dst, src, length, mode) -> bytes copied
+Napi::Value UffdWrap::Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t dst, len, mode, src;
+  if (!Range(env, info[0], info[2], &dst, &len) || !ToU64(env, info[3], "mode", &mode)) return env.Undefined();
+  if (!SourcePointer(env, env_, info[1], len, &src)) return env.Undefined();
+  struct uffdio_copy c = {};
+  c.dst = dst;
+  c.src = src;
+  c.len = len;
+  c.mode = mode;
+  if (ioctl(core_->fd, UFFDIO_COPY, &c) != 0) return Fail(env, "ioctl(UFFDIO_COPY)", errno, c.copy);
+  return Napi::Number::New(env, static_cast<double>(c.copy));
+}
+
+Napi::Value UffdWrap::Zeropage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len, mode;
+  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
+  struct uffdio_zeropage z = {};
+  z.range = {addr, len};
+  z.mode = mode;
+  if (ioctl(core_->fd, UFFDIO_ZEROPAGE, &z) != 0) return Fail(env, "ioctl(UFFDIO_ZEROPAGE)", errno, z.zeropage);
+  return Napi::Number::New(env, static_cast<double>(z.zeropage));
+}
+
+Napi::Value UffdWrap::Continue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len, mode;
+  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
+  struct uffdio_continue c = {};
+  c.range = {addr, len};
+  c.mode = mode;
+  if (ioctl(core_->fd, UFFDIO_CONTINUE, &c) != 0) return Fail(env, "ioctl(UFFDIO_CONTINUE)", errno, c.mapped);
+  return Napi::Number::New(env, static_cast<double>(c.mapped));
+}
+
+Napi::Value UffdWrap::Writeprotect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len, mode;
+  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
+  struct uffdio_writeprotect w = {};
+  w.range = {addr, len};
+  w.mode = mode;
+  if (ioctl(core_->fd, UFFDIO_WRITEPROTECT, &w) != 0) {
+    ThrowSys(env, "ioctl(UFFDIO_WRITEPROTECT)", errno);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+// move(dst, src, length, mode) -> bytes moved
+Napi::Value UffdWrap::Move(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t dst, src, len, mode;
+  if (!Range(env, info[0], info[2], &dst, &len) || !ToU64(env, info[1], "source", &src) ||
+      !ToU64(env, info[3], "mode", &mode))
+    return env.Undefined();
+  if (src % PageSize()) {
+    ThrowRange(env, "source must be page-aligned");
+    return env.Undefined();
+  }
+  if (core_->ownProcess) {
+    Lock lock(RegistryMutex());
+    auto m = FindMappingLocked(src, len);
+    if (!m) {
+      ThrowState(env, "ERR_NOT_REGION", "source range is not inside a live Region of this process");
+      return env.Undefined();
+    }
+    if (WouldDeadlockLocked(env_, src, src + len)) {
+      ThrowState(env, "ERR_DEADLOCK", "source range is registered with a userfaultfd this thread must serve");
+      return env.Undefined();
+    }
+  }
+  struct sos_uffdio_move mv = {};
+  mv.dst = dst;
+  mv.src = src;
+  mv.len = len;
+  mv.mode = mode;
+  if (ioctl(core_->fd, SOS_UFFDIO_MOVE, &mv) != 0) return Fail(env, "ioctl(UFFDIO_MOVE)", errno, mv.move);
+  return Napi::Number::New(env, static_cast<double>(mv.move));
+}
+
+Napi::Value UffdWrap::Poison(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len, mode;
+  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
+  struct sos_uffdio_poison p = {};
+  p.range = {addr, len};
+  p.mode = mode;
+  if (ioctl(core_->fd, SOS_UFFDIO_POISON, &p) != 0) return Fail(env, "ioctl(UFFDIO_POISON)", errno, p.updated);
+  return Napi::Number::New(env, static_cast<double>(p.updated));
+}
+
+Napi::Value UffdWrap::Wake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  uint64_t addr, len;
+  if (!Range(env, info[0], info[1], &addr, &len)) return env.Undefined();
+  struct uffdio_range r = {addr, len};
+  if (ioctl(core_->fd, UFFDIO_WAKE, &r) != 0) {
+    ThrowSys(env, "ioctl(UFFDIO_WAKE)", errno);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+Napi::Object EventToJs(Napi::Env env, const struct ::uffd_msg& m) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (m.event) {
+    case UFFD_EVENT_PAGEFAULT: {
+      o.Set("type", "pagefault");
+      o.Set("address", FromU64(env, m.arg.pagefault.address));
+      o.Set("flags", Napi::Number::New(env, static_cast<double>(m.arg.pagefault.flags)));
+      o.Set("tid", Napi::Number::New(env, m.arg.pagefault.feat.ptid));
+      break;
+    }
+    case UFFD_EVENT_FORK:
+      o.Set("type", "fork");
+      o.Set("fd", Napi::Number::New(env, m.arg.fork.ufd));
+      break;
+    case UFFD_EVENT_REMAP:
+      o.Set("type", "remap");
+      o.Set("from", FromU64(env, m.arg.remap.from));
+      o.Set("to", FromU64(env, m.arg.remap.to));
+      o.Set("length", FromU64(env, m.arg.remap.len));
+      break;
+    case UFFD_EVENT_REMOVE:
+    case UFFD_EVENT_UNMAP:
+      o.Set("type", m.event == UFFD_EVENT_REMOVE ? "remove" : "unmap");
+      o.Set("start", FromU64(env, m.arg.remove.start));
+      o.Set("end", FromU64(env, m.arg.remove.end));
+      break;
+    default:
+      o.Set("type", "unknown");
+      o.Set("event", Napi::Number::New(env, m.event));
+  }
+  return o;
+}
+
+Napi::Array UffdWrap::ReadEvents(Napi::Env env, int* err) {
+  Napi::Array out = Napi::Array::New(env);
+  *err = 0;
+  uint32_t n = 0;
+  struct uffd_msg msgs[64];
+  for (;;) {
+    // Never block: check readiness first (the fd may be blocking).
+    struct pollfd p = {core_->fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) break;
+    ssize_t r = read(core_->fd, msgs, sizeof(msgs));
+    if (r < 0) {
+      if (errno != EAGAIN && errno != EINTR) *err = errno;
+      break;
+    }
+    size_t count = static_cast<size_t>(r) / sizeof(struct uffd_msg);
+    for (size_t i = 0; i < count; i++) out.Set(n++, EventToJs(env, msgs[i]));
+    if (count < 64) break;
+  }
+  return out;
+}
+
+// read() -> events pending now (never blocks)
+Napi::Value UffdWrap::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  if (engine_) {
+    ThrowState(env, "ERR_BUSY", "a fault engine is reading this userfaultfd");
+    return env.Undefined();
+  }
+  int err;
+  Napi::Array a = ReadEvents(env, &err);
+  if (err) {
+    ThrowSys(env, "read(userfaultfd)", err);
+    return env.Undefined();
+  }
+  return a;
+}
+
+bool UffdWrap::StartPoll(Napi::Env env) {
+  if (poller_) return true;
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+    ThrowState(env, "ERR_NO_LOOP", "no event loop");
+    return false;
+  }
+  auto* p = new Poller();
+  p->handle.data = p;
+  int r = uv_poll_init(loop, &p->handle, core_->fd);
+  if (r != 0) {
+    delete p;
+    ThrowSys(env, "uv_poll_init", -r);
+    return false;
+  }
+  p->owner = this;
+  napi_add_async_cleanup_hook(env, OnPollTeardown, p, &p->hook);
+  uv_poll_start(&p->handle, UV_READABLE, OnPollEvent);
+  if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
+  poller_ = p;
+  return true;
+}
+
+void UffdWrap::StopPoll() {
+  if (poller_) ClosePoller(poller_);
+  poller_ = nullptr;
+}
+
+void UffdWrap::OnReadable() {
+  if (!core_ || onEvents_.IsEmpty()) return;
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  int err;
+  Napi::Array events = ReadEvents(env, &err);
+  if (err) {
+    StopPoll();
+    onEvents_.MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
+                           *asyncCtx_);
+    return;
+  }
+  if (events.Length() == 0) return;
+  onEvents_.MakeCallback(env.Global(), {env.Null(), events}, *asyncCtx_);
+}
+
+// startEvents(cb(err, events[])): deliver events from a libuv poll.
+Napi::Value UffdWrap::StartEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  if (!info[0].IsFunction()) {
+    ThrowType(env, "callback must be a function");
+    return env.Undefined();
+  }
+  onEvents_ = Napi::Persistent(info[0].As<Napi::Function>());
+  if (!asyncCtx_) asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "sos:userfaultfd");
+  eventsWanted_ = true;
+  if (!engine_ && !StartPoll(env)) return env.Undefined();
+  return env.Undefined();
+}
+
+Napi::Value UffdWrap::StopEvents(const Napi::CallbackInfo& info) {
+  eventsWanted_ = false;
+  StopPoll();
+  return info.Env().Undefined();
+}
+
+Napi::Value UffdWrap::Ref(const Napi::CallbackInfo& info) {
+  refed_ = true;
+  if (poller_) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+  return info.Env().Undefined();
+}
+
+Napi::Value UffdWrap::Unref(const Napi::CallbackInfo& info) {
+  refed_ = false;
+  if (poller_) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+  return info.Env().Undefined();
+}
+
+bool UffdWrap::AttachEngine(Napi::Env env, EngineWrap* e) {
+  if (!Live(env)) return false;
+  if (engine_) {
+    ThrowState(env, "ERR_BUSY", "another fault engine already serves this userfaultfd");
+    return false;
+  }
+  StopPoll();
+  engine_ = e;
+  core_->engineActive = true;
+  return true;
+}
+
+void UffdWrap::DetachEngine(EngineWrap* e, bool restartEvents) {
+  if (engine_ != e) return;
+  engine_ = nullptr;
+  if (!core_) return;
+  core_->engineActive = false;
+  {
+    // This thread is again the one that must serve faults: drop its views
+    // over ranges that are still registered.
+    Lock lock(RegistryMutex());
+    for (const auto& r : core_->regs.All()) {
+      if (!r.value.mapping) continue;
+      for (ViewHold* v : std::set<ViewHold*>(r.value.mapping->views))
+        if (v->env == env_) DetachViewLocked(v);
+    }
+  }
+  if (restartEvents && eventsWanted_) StartPoll(Napi::Env(env_));
+}
+
+}  // namespace sos
