@@ -289,11 +289,14 @@ Napi::Value UffdWrap::Api(const Napi::CallbackInfo& info) {
              e == EPERM ? "EVENT_FORK needs CAP_SYS_PTRACE" : "");
     return env.Undefined();
   }
+  // On return the kernel reports every feature it has; the ones in force
+  // are the ones we asked for.
   core_->apiDone = true;
-  core_->features = api.features;
+  core_->features = features;
   core_->ioctls = api.ioctls;
   Napi::Object o = Napi::Object::New(env);
-  o.Set("features", Napi::BigInt::New(env, static_cast<uint64_t>(api.features)));
+  o.Set("features", Napi::BigInt::New(env, features));
+  o.Set("available", Napi::BigInt::New(env, static_cast<uint64_t>(api.features)));
   o.Set("ioctls", Napi::BigInt::New(env, static_cast<uint64_t>(api.ioctls)));
   return o;
 }

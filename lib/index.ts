@@ -1,0 +1,4 @@
+/** ServerlessOS: remote memory over userfaultfd, live migration with CRIU, distributed cgroups. */
+export * as uffd from './uffd/index.js';
+export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from './uffd/index.js';
+export { SosError, SystemError, StateError } from './errors.js';

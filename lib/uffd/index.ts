@@ -1,0 +1,16 @@
+/**
+ * serverlessos/uffd — all of Linux userfaultfd from TypeScript: regions,
+ * the handshake, registration, every resolving ioctl, events, and a native
+ * fault engine.
+ */
+export { Region, type Protection, type Advice, type RegionOptions } from './region.js';
+export { Userfaultfd, ALL_FEATURES, type KernelSupport, type OpenOptions, type RegisterModes, type Where } from './userfaultfd.js';
+export { FaultEngine, type EngineOptions, type EngineStats, type UnservedEvent } from './engine.js';
+export { PageSource } from './source.js';
+export { touch, type TouchOptions, type TouchResult } from './touch.js';
+export { FEATURES, IOCTLS, type Feature, type Ioctl } from './constants.js';
+export type { UffdEvent, PageFaultEvent, ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events.js';
+
+import { native } from '../native.js';
+/** The system page size. */
+export const PAGE_SIZE: number = native.pageSize;
