@@ -105,4 +105,4 @@ export interface NativeEngine {
 export interface TouchResult { pages: number; elapsedNs: number; byteSum: number; latency: LatencySummary }
 
 export const native = loadBinding(root) as NativeBinding;
-native.setErrorClasses(SystemError as unknown as NativeClass, StateError as unknown as NativeClass);
+native.setErrorClasses(SystemError, StateError);

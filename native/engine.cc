@@ -116,9 +116,12 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 }
 
 EngineWrap::~EngineWrap() {
-  // Only reached when not running (a running engine holds a reference to itself).
+  // Only reached when not running (a running engine holds a reference to
+  // itself). Leave the env's registry so teardown never sees a freed engine.
   running_ = false;
   JoinThreads();
+  if (!closed_) Untrack(Napi::Env(env_), this);
+  closed_ = true;
 }
 
 // serve(address, length, source, sourceOffset, pageSize)

@@ -158,7 +158,10 @@ UffdWrap::UffdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UffdWrap>(
   Track(env, this);
 }
 
-UffdWrap::~UffdWrap() { DoClose(); }
+UffdWrap::~UffdWrap() {
+  inDestructor_ = true;
+  DoClose();
+}
 
 bool UffdWrap::Live(Napi::Env env, bool needApi) {
   if (!core_) {
@@ -606,12 +609,20 @@ bool UffdWrap::StartPoll(Napi::Env env) {
   uv_poll_start(&p->handle, UV_READABLE, OnPollEvent);
   if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
   poller_ = p;
+  // Like a socket: while it delivers events, dropping the JS object must not
+  // let the GC close it under the threads waiting on its faults.
+  if (!selfRef_) {
+    Napi::ObjectWrap<UffdWrap>::Ref();
+    selfRef_ = true;
+  }
   return true;
 }
 
 void UffdWrap::StopPoll() {
   if (poller_) ClosePoller(poller_);
   poller_ = nullptr;
+  if (selfRef_ && !inDestructor_) Napi::ObjectWrap<UffdWrap>::Unref();
+  selfRef_ = false;
 }
 
 void UffdWrap::OnReadable() {

@@ -69,6 +69,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
   std::unique_ptr<Napi::AsyncContext> asyncCtx_;
   bool eventsWanted_ = false;
   bool refed_ = true;
+  bool selfRef_ = false;
+  bool inDestructor_ = false;
   EngineWrap* engine_ = nullptr;
 };
 

@@ -122,21 +122,21 @@ export class Region implements Disposable {
   }
 
   /** madvise, off the JS thread: it may wait for a userfaultfd REMOVE event to be read. */
-  madvise(offset: number, length: number, advice: Advice): Promise<void> {
+  async madvise(offset: number, length: number, advice: Advice): Promise<void> {
     this.checkRange(offset, length);
-    return this.native.madvise(offset, length, oneOf('advice', advice, ADVICE));
+    return await this.native.madvise(offset, length, oneOf('advice', advice, ADVICE));
   }
 
   /** munmap part of the region (UNMAP event); the region keeps the rest. */
-  unmap(offset: number, length: number): Promise<void> {
+  async unmap(offset: number, length: number): Promise<void> {
     this.checkRange(offset, length);
-    return this.native.unmap(offset, length);
+    return await this.native.unmap(offset, length);
   }
 
   /** mremap to a new size, possibly moving (REMAP event). Resolves to the new address. */
-  remap(size: number): Promise<number> {
+  async remap(size: number): Promise<number> {
     aligned('size', size, this.pageSize, 1);
-    return this.native.remap(size);
+    return await this.native.remap(size);
   }
 
   /**

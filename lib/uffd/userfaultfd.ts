@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { native, type NativeUffd, type RawEvent } from '../native.js';
-import { StateError, argType } from '../errors.js';
+import { argType } from '../errors.js';
 import { address as addressArg, aligned, bool, integer, object, oneOf } from '../validate.js';
 import { FEATURES, MODE, REGISTER_MODE, featureBits, featureSet, ioctlSet, type Feature, type Ioctl } from './constants.js';
 import { faultKind, isWrite, type UffdEvent } from './events.js';
@@ -183,7 +183,7 @@ export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterab
     let src: ArrayBufferView | ArrayBuffer | number;
     if (ArrayBuffer.isView(source) || source instanceof ArrayBuffer) src = source;
     else {
-      const s = this.resolve(source as Where);
+      const s = this.resolve(source);
       if (typeof s.addr !== 'number') throw argType('source must be JS memory or a region of this process');
       src = s.addr;
     }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install npm dependencies (only when package-lock.json changed) and build
+# the addon and the TypeScript. Idempotent; a re-run with nothing changed takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stamp=node_modules/.sos-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "== npm ci"
+  # --ignore-scripts: the addon is built below, with the sources of this checkout
+  npm ci --no-audit --no-fund --ignore-scripts >/dev/null
+  echo "$want" > "$stamp"
+fi
+echo "== build (native addon, TypeScript)"
+if [ -f build/Makefile ]; then npx node-gyp build -j "$(nproc)" >/dev/null; else npx node-gyp rebuild -j "$(nproc)" >/dev/null; fi
+npx tsc -p tsconfig.json
