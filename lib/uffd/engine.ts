@@ -22,7 +22,17 @@ export type EngineStats = NativeEngineStats;
 /** Events the engine does not resolve itself, re-emitted on the engine (and the userfaultfd). */
 export interface UnservedEvent { type: 'unserved'; address: number }
 
-export class FaultEngine extends EventEmitter implements Disposable {
+/** Typed listeners of a FaultEngine. */
+export interface FaultEngineEvents {
+  unserved: [UnservedEvent];
+  error: [Error];
+  fork: [RawEvent];
+  remap: [RawEvent];
+  remove: [RawEvent];
+  unmap: [RawEvent];
+}
+
+export class FaultEngine extends EventEmitter<FaultEngineEvents> implements Disposable {
   readonly uffd: Userfaultfd;
   private readonly native: NativeEngine;
   private readonly sources = new Set<PageSource>();
@@ -93,7 +103,7 @@ export class FaultEngine extends EventEmitter implements Disposable {
 
   private onEvent(raw: RawEvent): void {
     if (raw.type === 'error') {
-      if (this.listenerCount('error') > 0) this.emit('error', raw.error);
+      if (this.listenerCount('error') > 0) this.emit('error', raw.error!);
       else process.emitWarning(raw.error!.message, { code: 'SOS_ENGINE_ERROR' });
       return;
     }
@@ -102,7 +112,7 @@ export class FaultEngine extends EventEmitter implements Disposable {
       return;
     }
     // fork / remap / remove / unmap: the engine already kept its table in step.
-    this.emit(raw.type, raw);
+    (this as EventEmitter).emit(raw.type, raw);
     this.uffd.dispatch(raw);
   }
 }

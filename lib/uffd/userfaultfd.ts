@@ -8,7 +8,7 @@ import { native, type NativeUffd, type RawEvent } from '../native.js';
 import { argType } from '../errors.js';
 import { address as addressArg, aligned, bool, integer, object, oneOf } from '../validate.js';
 import { FEATURES, MODE, REGISTER_MODE, featureBits, featureSet, ioctlSet, type Feature, type Ioctl } from './constants.js';
-import { faultKind, isWrite, type UffdEvent } from './events.js';
+import { faultKind, isWrite, type ForkEvent, type PageFaultEvent, type RemapEvent, type RemoveEvent, type UffdEvent, type UnmapEvent } from './events.js';
 import { Region } from './region.js';
 
 /** What this kernel offers (probed, never assumed). */
@@ -41,9 +41,20 @@ export type Where =
   | { address: number | bigint; length: number };
 
 const EVENT_NAMES = new Set(['pagefault', 'fork', 'remap', 'remove', 'unmap']);
+
+/** Typed listeners. Listening to any of the fault/event names starts delivery. */
+export interface UserfaultfdEvents {
+  pagefault: [PageFaultEvent];
+  fork: [ForkEvent];
+  remap: [RemapEvent];
+  remove: [RemoveEvent];
+  unmap: [UnmapEvent];
+  error: [Error];
+  close: [];
+}
 const probed = new Map<string, KernelSupport>();
 
-export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterable<UffdEvent> {
+export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disposable, AsyncIterable<UffdEvent> {
   /** @internal */ readonly native: NativeUffd;
   private _features = new Set<Feature>();
   private _ioctls = new Set<Ioctl>();
@@ -118,10 +129,11 @@ export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterab
     super();
     this.native = n;
     // Deliver events only while someone listens: an unread fault blocks its thread.
-    this.on('newListener', (name: string | symbol) => {
+    const plain = this as EventEmitter;
+    plain.on('newListener', (name: string | symbol) => {
       if (typeof name === 'string' && EVENT_NAMES.has(name)) queueMicrotask(() => this.updateDelivery());
     });
-    this.on('removeListener', () => queueMicrotask(() => this.updateDelivery()));
+    plain.on('removeListener', () => queueMicrotask(() => this.updateDelivery()));
   }
 
   /**
@@ -259,7 +271,8 @@ export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterab
       wake?.();
     };
     const done = () => wake?.();
-    for (const n of EVENT_NAMES) this.on(n, push);
+    const plain = this as EventEmitter;
+    for (const n of EVENT_NAMES) plain.on(n, push);
     this.once('close', done);
     this.iterators++;
     try {
@@ -271,7 +284,7 @@ export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterab
       }
     } finally {
       this.iterators--;
-      for (const n of EVENT_NAMES) this.off(n, push);
+      for (const n of EVENT_NAMES) plain.off(n, push);
       this.off('close', done);
     }
   }
@@ -304,13 +317,13 @@ export class Userfaultfd extends EventEmitter implements Disposable, AsyncIterab
   /** @internal Events also arrive from an engine: same conversion. */
   dispatch(raw: RawEvent): void {
     const ev = this.toEvent(raw);
-    if (ev) this.emit(ev.type, ev);
+    if (ev) (this as EventEmitter).emit(ev.type, ev);
   }
 
   private updateDelivery(): void {
     if (this.closed) return;
     let want = this.iterators > 0;
-    for (const n of EVENT_NAMES) if (this.listenerCount(n) > 0) want = true;
+    for (const n of EVENT_NAMES) if ((this as EventEmitter).listenerCount(n) > 0) want = true;
     if (want === this.delivering) return;
     this.delivering = want;
     if (want) {
