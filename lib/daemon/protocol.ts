@@ -1,0 +1,50 @@
+/**
+ * The node daemon's local API: newline-delimited JSON over a unix socket.
+ * Requests are { v: 1, id, op, args? }; replies { v: 1, id, ok, result? |
+ * error? }. Every frame is size-limited and validated; a bad frame gets an
+ * error reply naming the problem and the connection stays usable.
+ */
+export const PROTOCOL_VERSION = 1;
+export const MAX_FRAME = 64 * 1024;
+export const DEFAULT_SOCKET = '/run/serverlessos/sosd.sock';
+
+export interface Request {
+  v: 1;
+  id: number;
+  op: string;
+  args?: Record<string, unknown>;
+}
+export interface Reply {
+  v: 1;
+  id: number | null;
+  ok: boolean;
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+export class FrameError extends Error {
+  constructor(readonly code: string, message: string, readonly id: number | null = null) {
+    super(message);
+  }
+}
+
+/** Parse and validate one request line. */
+export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
+  if (line.length > MAX_FRAME) throw new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    throw new FrameError('ERR_BAD_JSON', 'frame is not valid JSON');
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new FrameError('ERR_BAD_FRAME', 'frame must be a JSON object');
+  const r = raw as Record<string, unknown>;
+  const id = typeof r.id === 'number' && Number.isSafeInteger(r.id) ? r.id : null;
+  if (id === null) throw new FrameError('ERR_BAD_FRAME', 'id must be a safe integer');
+  if (r.v !== PROTOCOL_VERSION) throw new FrameError('ERR_VERSION', `unsupported protocol version ${String(r.v)} (this daemon speaks ${PROTOCOL_VERSION})`, id);
+  if (typeof r.op !== 'string' || !ops.has(r.op)) throw new FrameError('ERR_UNKNOWN_OP', `unknown op ${JSON.stringify(r.op)}; known: ${[...ops].join(', ')}`, id);
+  if (r.args !== undefined && (r.args === null || typeof r.args !== 'object' || Array.isArray(r.args))) {
+    throw new FrameError('ERR_BAD_FRAME', 'args must be an object', id);
+  }
+  return { v: 1, id, op: r.op, args: r.args as Record<string, unknown> | undefined };
+}

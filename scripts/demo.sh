@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's demo: installs what it needs (idempotently), builds, runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "scripts/demo.sh: run as root" >&2; exit 1; }
+scripts/setup-host.sh
+scripts/install.sh
+node dist/examples/uffd-demo.js
