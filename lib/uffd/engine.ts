@@ -83,7 +83,12 @@ export class FaultEngine extends EventEmitter<FaultEngineEvents> implements Disp
     return this.native.running();
   }
 
-  /** Counters and the service-latency histogram (read the fault → resolving ioctl returned). */
+  /**
+   * Live counters and the service-latency histogram (read the fault → resolving
+   * ioctl returned). A faulting thread resumes inside that ioctl, before the
+   * counters move: while running they may lag by the faults in flight; the
+   * totals returned by stop() are exact.
+   */
   stats(): EngineStats {
     return this.native.stats();
   }
