@@ -87,7 +87,8 @@ export interface LatencySummary { count?: number; meanNs: number; p50Ns: number;
 export interface NativeEngineStats {
   faults: number; pages: number; bytes: number; zeroPages: number; wpFaults: number; minorFaults: number;
   exists: number; retries: number; dropped: number; unserved: number; errors: number; events: number; ioctls: number;
-  latency: LatencySummary & { count: number };
+  /** Service latency: summary plus the histogram's non-empty buckets as [lowerBoundNs, count]. */
+  latency: LatencySummary & { count: number; buckets: [number, number][] };
   running: boolean;
 }
 

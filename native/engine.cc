@@ -293,6 +293,17 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
   l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.90))));
   l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.99))));
   l.Set("maxNs", Napi::Number::New(env, static_cast<double>(h.Max())));
+  // Non-empty buckets as [lowerBoundNs, count] pairs (8 per power of two).
+  Napi::Array buckets = Napi::Array::New(env);
+  for (int i = 0, n = 0; i < Histogram::kBuckets; i++) {
+    uint64_t count = h.Bucket(i);
+    if (!count) continue;
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, static_cast<double>(Histogram::Lower(i))));
+    pair.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
+    buckets.Set(n++, pair);
+  }
+  l.Set("buckets", buckets);
   o.Set("latency", l);
   o.Set("running", running_.load());
   return o;

@@ -31,9 +31,10 @@ class Histogram {
   uint64_t Max() const { return max_.load(std::memory_order_relaxed); }
   uint64_t Sum() const { return sum_.load(std::memory_order_relaxed); }
   void Reset();
+  uint64_t Bucket(int idx) const { return buckets_[idx].load(std::memory_order_relaxed); }
+  static uint64_t Lower(int idx);
  private:
   static int Index(uint64_t ns);
-  static uint64_t Lower(int idx);
   std::atomic<uint64_t> buckets_[kBuckets] = {};
   std::atomic<uint64_t> count_{0}, sum_{0}, max_{0};
 };

@@ -35,6 +35,8 @@ void t.test('serves a 1 GiB region from another region, contents verified', asyn
   t.equal(s.errors, 0);
   t.equal(s.latency.count, s.faults, 'every fault timed');
   t.ok(s.latency.p50Ns > 0 && s.latency.p99Ns >= s.latency.p50Ns && s.latency.maxNs >= s.latency.p99Ns);
+  t.equal(s.latency.buckets.reduce((a, [, n]) => a + n, 0), s.faults, 'histogram buckets hold every fault');
+  t.ok(s.latency.buckets.every(([ns], i, b) => i === 0 || ns > b[i - 1][0]), 'buckets ascend');
   engine.close();
   uffd.close();
   dst.close();
