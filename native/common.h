@@ -49,6 +49,16 @@ Napi::Value FromU64(Napi::Env env, uint64_t v);  // Number when exact, else BigI
 
 long PageSize();
 
+// The native object behind a JS value when it carries our type tag, else
+// nullptr (a plain object, another addon's wrap, a wrong receiver).
+template <typename T>
+T* UnwrapTagged(const Napi::Value& v, const napi_type_tag* tag) {
+  if (!v.IsObject()) return nullptr;
+  bool ok = false;
+  if (napi_check_object_type_tag(v.Env(), v, tag, &ok) != napi_ok || !ok) return nullptr;
+  return Napi::ObjectWrap<T>::Unwrap(v.As<Napi::Object>());
+}
+
 }  // namespace sos
 
 // Early-return helpers for N-API methods.

@@ -86,14 +86,7 @@ std::shared_ptr<Mapping> FindMappingById(uint64_t id) {
 
 static const napi_type_tag kRegionTag = {0x5e4b1d2c3a4f5061ULL, 0x7a8b9cadbecfd0e1ULL};
 
-// The native Region behind a JS value, or nullptr when it is not one.
-RegionWrap* RegionWrap::Unwrap(Napi::Value v) {
-  if (!v.IsObject()) return nullptr;
-  Napi::Object o = v.As<Napi::Object>();
-  bool ok = false;
-  if (napi_check_object_type_tag(v.Env(), o, &kRegionTag, &ok) != napi_ok || !ok) return nullptr;
-  return Napi::ObjectWrap<RegionWrap>::Unwrap(o);
-}
+RegionWrap* RegionWrap::Unwrap(Napi::Value v) { return UnwrapTagged<RegionWrap>(v, &kRegionTag); }
 
 Napi::Function RegionWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeRegion",

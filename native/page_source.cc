@@ -76,12 +76,7 @@ int FileSource::Store(uint64_t off, const void* buf, uint64_t len) {
 
 static const napi_type_tag kSourceTag = {0x2c3d4e5f60718293ULL, 0xa4b5c6d7e8f90a1bULL};
 
-SourceWrap* SourceWrap::Unwrap(Napi::Value v) {
-  if (!v.IsObject()) return nullptr;
-  bool ok = false;
-  if (napi_check_object_type_tag(v.Env(), v, &kSourceTag, &ok) != napi_ok || !ok) return nullptr;
-  return Napi::ObjectWrap<SourceWrap>::Unwrap(v.As<Napi::Object>());
-}
+SourceWrap* SourceWrap::Unwrap(Napi::Value v) { return UnwrapTagged<SourceWrap>(v, &kSourceTag); }
 
 Napi::Function SourceWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeSource",

@@ -64,12 +64,7 @@ static void OnPollEvent(uv_poll_t* h, int status, int events) {
 
 static const napi_type_tag kUffdTag = {0x1f2e3d4c5b6a7988ULL, 0x0123456789abcdefULL};
 
-UffdWrap* UffdWrap::Unwrap(Napi::Value v) {
-  if (!v.IsObject()) return nullptr;
-  bool ok = false;
-  if (napi_check_object_type_tag(v.Env(), v, &kUffdTag, &ok) != napi_ok || !ok) return nullptr;
-  return Napi::ObjectWrap<UffdWrap>::Unwrap(v.As<Napi::Object>());
-}
+UffdWrap* UffdWrap::Unwrap(Napi::Value v) { return UnwrapTagged<UffdWrap>(v, &kUffdTag); }
 
 Napi::Function UffdWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeUffd",
@@ -421,28 +416,29 @@ Napi::Value UffdWrap::Copy(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(c.copy));
 }
 
-Napi::Value UffdWrap::Zeropage(const Napi::CallbackInfo& info) {
+// The ioctls that take (range, mode) and report how much they did share one
+// shape: ARG is the kernel's struct, DONE its result field.
+template <typename ARG, __s64 ARG::*DONE>
+Napi::Value UffdWrap::RangeOp(const Napi::CallbackInfo& info, unsigned long request, const char* call) {
   Napi::Env env = info.Env();
   if (!Live(env)) return env.Undefined();
   uint64_t addr, len, mode;
   if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
-  struct uffdio_zeropage z = {};
-  z.range = {addr, len};
-  z.mode = mode;
-  if (ioctl(core_->fd, UFFDIO_ZEROPAGE, &z) != 0) return Fail(env, "ioctl(UFFDIO_ZEROPAGE)", errno, z.zeropage);
-  return Napi::Number::New(env, static_cast<double>(z.zeropage));
+  ARG a = {};
+  a.range = {addr, len};
+  a.mode = mode;
+  if (ioctl(core_->fd, request, &a) != 0) return Fail(env, call, errno, a.*DONE);
+  return Napi::Number::New(env, static_cast<double>(a.*DONE));
 }
 
+Napi::Value UffdWrap::Zeropage(const Napi::CallbackInfo& info) {
+  return RangeOp<struct uffdio_zeropage, &uffdio_zeropage::zeropage>(info, UFFDIO_ZEROPAGE, "ioctl(UFFDIO_ZEROPAGE)");
+}
 Napi::Value UffdWrap::Continue(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!Live(env)) return env.Undefined();
-  uint64_t addr, len, mode;
-  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
-  struct uffdio_continue c = {};
-  c.range = {addr, len};
-  c.mode = mode;
-  if (ioctl(core_->fd, UFFDIO_CONTINUE, &c) != 0) return Fail(env, "ioctl(UFFDIO_CONTINUE)", errno, c.mapped);
-  return Napi::Number::New(env, static_cast<double>(c.mapped));
+  return RangeOp<struct uffdio_continue, &uffdio_continue::mapped>(info, UFFDIO_CONTINUE, "ioctl(UFFDIO_CONTINUE)");
+}
+Napi::Value UffdWrap::Poison(const Napi::CallbackInfo& info) {
+  return RangeOp<struct sos_uffdio_poison, &sos_uffdio_poison::updated>(info, SOS_UFFDIO_POISON, "ioctl(UFFDIO_POISON)");
 }
 
 Napi::Value UffdWrap::Writeprotect(const Napi::CallbackInfo& info) {
@@ -491,18 +487,6 @@ Napi::Value UffdWrap::Move(const Napi::CallbackInfo& info) {
   mv.mode = mode;
   if (ioctl(core_->fd, SOS_UFFDIO_MOVE, &mv) != 0) return Fail(env, "ioctl(UFFDIO_MOVE)", errno, mv.move);
   return Napi::Number::New(env, static_cast<double>(mv.move));
-}
-
-Napi::Value UffdWrap::Poison(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!Live(env)) return env.Undefined();
-  uint64_t addr, len, mode;
-  if (!Range(env, info[0], info[1], &addr, &len) || !ToU64(env, info[2], "mode", &mode)) return env.Undefined();
-  struct sos_uffdio_poison p = {};
-  p.range = {addr, len};
-  p.mode = mode;
-  if (ioctl(core_->fd, SOS_UFFDIO_POISON, &p) != 0) return Fail(env, "ioctl(UFFDIO_POISON)", errno, p.updated);
-  return Napi::Number::New(env, static_cast<double>(p.updated));
 }
 
 Napi::Value UffdWrap::Wake(const Napi::CallbackInfo& info) {

@@ -55,6 +55,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
   static Napi::Value Probe(const Napi::CallbackInfo& info);
   static Napi::Value FromProcess(const Napi::CallbackInfo& info);
 
+  template <typename ARG, __s64 ARG::*DONE>
+  Napi::Value RangeOp(const Napi::CallbackInfo& info, unsigned long request, const char* call);
   bool Live(Napi::Env env, bool needApi = true);
   bool Range(Napi::Env env, const Napi::Value& a, const Napi::Value& l, uint64_t* addr, uint64_t* len);
   void DoClose();
