@@ -28,7 +28,7 @@ export class SystemError extends SosError {
 /**
  * An operation that the object's state forbids: `ERR_CLOSED` (use after
  * close), `ERR_BUSY`, `ERR_DEADLOCK`, `ERR_NOT_REGION`, `ERR_UNMAPPED`,
- * `ERR_PROTECTED`, `ERR_NO_API`, `ERR_API_DONE`, `ERR_RUNNING`, `ERR_UNSUPPORTED`.
+ * `ERR_PROTECTED`, `ERR_NO_API`, `ERR_API_DONE`, `ERR_RUNNING`, `ERR_UNSUPPORTED`, `ERR_TOO_LARGE`.
  */
 export class StateError extends SosError {}
 

@@ -18,6 +18,7 @@ std::map<uint64_t, std::weak_ptr<Mapping>>& ById() {
   return *m;
 }
 std::atomic<uint64_t> g_nextId{1};
+constexpr uint64_t kMaxView = 1ULL << 32;
 
 void FinalizeView(Napi::Env env, void*, ViewHold* v) {
   {
@@ -254,8 +255,28 @@ Napi::Value RegionWrap::Buffer(const Napi::CallbackInfo& info) {
                "from a worker thread or another process");
     return env.Undefined();
   }
+  // V8 caps an ArrayBuffer at 4 GiB here; larger regions are used through
+  // the engine, touch() and sub-regions, not one view.
+  if (m->size > kMaxView) {
+    ThrowState(env, "ERR_TOO_LARGE", "region of " + std::to_string(m->size) + " bytes is larger than the " +
+                                         std::to_string(kMaxView) + " bytes one ArrayBuffer can view");
+    return env.Undefined();
+  }
   auto* v = new ViewHold{mapping_, env_, nullptr};
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, m->base, m->size, FinalizeView, v);
+  napi_value raw;
+  napi_status st = napi_create_external_arraybuffer(
+      env, m->base, m->size,
+      [](napi_env e, void* data, void* hint) { FinalizeView(Napi::Env(e), data, static_cast<ViewHold*>(hint)); }, v,
+      &raw);
+  if (st != napi_ok) {
+    // Not freed: whether the engine already ran the finalizer on this
+    // failure is not specified, and a double free would be worse than a leak.
+    v->mapping.reset();
+    env.GetAndClearPendingException();
+    ThrowState(env, "ERR_TOO_LARGE", "the JavaScript engine refused a view of " + std::to_string(m->size) + " bytes");
+    return env.Undefined();
+  }
+  Napi::ArrayBuffer ab(env, raw);
   napi_create_reference(env, ab, 0, &v->ab);
   m->views.insert(v);
   view_ = v;

@@ -107,6 +107,12 @@ void t.test('a buffer that outlives its Region object stays valid', async (t) =>
   t.equal(new Uint8Array(buf)[0], 1);
 });
 
+void t.test('regions larger than one ArrayBuffer can view say so (no crash)', async (t) => {
+  using r = Region.anonymous(8 * 2 ** 30);  // MAP_NORESERVE: costs nothing untouched
+  t.equal(r.size, 8 * 2 ** 30);
+  t.throws(() => r.buffer, { code: 'ERR_TOO_LARGE', name: 'StateError' });
+});
+
 void t.test('hugetlb regions say why they fail when no huge pages are reserved', async (t) => {
   try {
     const r = Region.anonymous(2 << 20, { hugetlb: true });
