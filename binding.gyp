@@ -21,6 +21,13 @@
       "type": "executable",
       "sources": ["test/fixtures/uffd-child.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "uffd_floor",
+      "type": "executable",
+      "sources": ["bench/uffd/floor.c"],
+      "cflags": ["-O2", "-pthread", "-Wall"],
+      "libraries": ["-lpthread"]
     }
   ]
 }
