@@ -9,7 +9,8 @@
         "native/uffd.cc",
         "native/page_source.cc",
         "native/engine.cc",
-        "native/touch.cc"
+        "native/touch.cc",
+        "native/offthread.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 
+#include "offthread.h"
 #include "uffd.h"
 #include "uffd_abi.h"
 
@@ -323,7 +324,7 @@ void EngineWrap::Emit(std::function<Napi::Value(Napi::Env)> make) {
   auto* data = new std::function<Napi::Value(Napi::Env)>(std::move(make));
   napi_status st = tsfn_.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb,
                                                  std::function<Napi::Value(Napi::Env)>* d) {
-    if (env != nullptr && cb != nullptr) cb.Call({(*d)(env)});
+    if (env != nullptr && cb != nullptr && CanRunJs(env)) cb.Call({(*d)(env)});
     delete d;
   });
   if (st != napi_ok) delete data;

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "uffd_abi.h"
+#include "offthread.h"
 #include "uffd_core.h"
 
 namespace sos {
@@ -407,81 +408,73 @@ int ParseAdvice(const std::string& s) {
 // Memory operations that may raise userfaultfd events (REMOVE, UNMAP, REMAP)
 // block until the event is read; they run off the JS thread so that a JS
 // reader of those events is never the thread waiting for them.
-class MemOpWorker : public Napi::AsyncWorker {
- public:
+struct MemOp {
   enum Op { kMadvise, kUnmap, kRemap };
-  MemOpWorker(Napi::Env env, Op op, std::shared_ptr<Mapping> m, uint64_t off, uint64_t len, int advice)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), op_(op), m_(std::move(m)),
-        off_(off), len_(len), advice_(advice) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  Op op;
+  std::shared_ptr<Mapping> m;
+  uint8_t* base = nullptr;
+  uint64_t oldSize = 0, off = 0, len = 0;
+  int advice = 0, err = 0;
+  uint8_t* newBase = nullptr;
 
-  void Execute() override {
-    switch (op_) {
+  void Execute() {
+    switch (op) {
       case kMadvise:
-        if (madvise(base_ + off_, len_, advice_) != 0) err_ = errno;
+        if (madvise(base + off, len, advice) != 0) err = errno;
         break;
       case kUnmap:
-        if (munmap(base_ + off_, len_) != 0) err_ = errno;
+        if (munmap(base + off, len) != 0) err = errno;
         break;
       case kRemap: {
-        void* p = mremap(base_, oldSize_, len_, MREMAP_MAYMOVE);
-        if (p == MAP_FAILED) err_ = errno;
-        else newBase_ = static_cast<uint8_t*>(p);
+        void* p = mremap(base, oldSize, len, MREMAP_MAYMOVE);
+        if (p == MAP_FAILED) err = errno;
+        else newBase = static_cast<uint8_t*>(p);
         break;
       }
     }
   }
-  void OnOK() override {
-    Napi::Env env = Env();
+
+  void Done(Napi::Env env, Napi::Promise::Deferred& d) {
     {
       Lock lock(RegistryMutex());
-      if (op_ != kMadvise) m_->busy = false;
-      if (!err_) Commit();
+      if (op != kMadvise) m->busy = false;
+      if (!err) Commit();
     }
-    if (err_) {
-      const char* call = op_ == kMadvise ? "madvise" : op_ == kUnmap ? "munmap" : "mremap";
-      deferred_.Reject(MakeSys(env, call, err_).Value());
+    if (err) {
+      d.Reject(MakeSys(env, op == kMadvise ? "madvise" : op == kUnmap ? "munmap" : "mremap", err).Value());
       return;
     }
-    deferred_.Resolve(op_ == kRemap ? FromU64(env, reinterpret_cast<uint64_t>(newBase_)) : env.Undefined());
+    d.Resolve(op == kRemap ? FromU64(env, reinterpret_cast<uint64_t>(newBase)) : env.Undefined());
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
-  uint8_t* base_ = nullptr;
-  uint64_t oldSize_ = 0;
-
- private:
   // Bring our bookkeeping in line with what the kernel did (lock held).
   void Commit() {
-    uint64_t a = reinterpret_cast<uint64_t>(base_);
-    if (op_ == kUnmap) {
-      m_->holes.Assign(off_, off_ + len_, 1);
-      for (UffdCore* u : AllUffds()) if (u->ownProcess) u->regs.Erase(a + off_, a + off_ + len_);
-    } else if (op_ == kRemap) {
-      uint64_t na = reinterpret_cast<uint64_t>(newBase_);
-      uint64_t keep = std::min<uint64_t>(oldSize_, len_);
+    uint64_t a = reinterpret_cast<uint64_t>(base);
+    if (op == kUnmap) {
+      m->holes.Assign(off, off + len, 1);
+      for (UffdCore* u : AllUffds()) if (u->ownProcess) u->regs.Erase(a + off, a + off + len);
+    } else if (op == kRemap) {
+      uint64_t na = reinterpret_cast<uint64_t>(newBase);
+      uint64_t keep = std::min<uint64_t>(oldSize, len);
       for (UffdCore* u : AllUffds()) {
         if (!u->ownProcess) continue;
-        u->regs.Erase(a + keep, a + oldSize_);  // shrunk tail is gone
+        u->regs.Erase(a + keep, a + oldSize);  // shrunk tail is gone
         // The kernel keeps registrations across mremap only for uffds that
         // asked for REMAP events; others are dropped.
         if (u->features & UFFD_FEATURE_EVENT_REMAP) u->regs.Shift(a, a + keep, static_cast<int64_t>(na - a));
         else u->regs.Erase(a, a + keep);
       }
-      m_->base = newBase_;
-      m_->size = len_;
-      m_->restricted.Erase(keep, UINT64_MAX);
+      m->base = newBase;
+      m->size = len;
+      m->restricted.Erase(keep, UINT64_MAX);
     }
   }
-
-  Napi::Promise::Deferred deferred_;
-  Op op_;
-  std::shared_ptr<Mapping> m_;
-  uint64_t off_, len_;
-  int advice_;
-  int err_ = 0;
-  uint8_t* newBase_ = nullptr;
 };
+
+Napi::Value RunMemOp(Napi::Env env, std::shared_ptr<MemOp> op) {
+  return OffThread::Start(
+      env, [op] { op->Execute(); }, [op](Napi::Env e, Napi::Promise::Deferred& d) { op->Done(e, d); });
+}
 
 }  // namespace
 
@@ -506,11 +499,9 @@ Napi::Value RegionWrap::Madvise(const Napi::CallbackInfo& info) {
                    "pageout, cold, populate_read, populate_write");
     return env.Undefined();
   }
-  auto* w = new MemOpWorker(env, MemOpWorker::kMadvise, mapping_, off, len, advice);
-  w->base_ = base;
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  auto op = std::make_shared<MemOp>();
+  *op = MemOp{MemOp::kMadvise, mapping_, base, 0, off, len, advice};
+  return RunMemOp(env, op);
 }
 
 // Moving or unmapping memory under a live view or a running page source
@@ -538,17 +529,14 @@ Napi::Value RegionWrap::Unmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Live(env)) return env.Undefined();
   uint64_t off, len;
-  MemOpWorker* w;
+  auto op = std::make_shared<MemOp>();
   {
     Lock lock(RegistryMutex());
     if (!CheckRange(env, info[0], info[1], &off, &len)) return env.Undefined();
     if (!PrepareMove(env, this, mapping_.get())) return env.Undefined();
-    w = new MemOpWorker(env, MemOpWorker::kUnmap, mapping_, off, len, 0);
-    w->base_ = mapping_->base;
+    *op = MemOp{MemOp::kUnmap, mapping_, mapping_->base, 0, off, len, 0};
   }
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return RunMemOp(env, op);
 }
 
 // remap(newSize) -> Promise<address>: mremap with MREMAP_MAYMOVE (REMAP event).
@@ -557,7 +545,7 @@ Napi::Value RegionWrap::Remap(const Napi::CallbackInfo& info) {
   if (!Live(env)) return env.Undefined();
   uint64_t size;
   if (!ToU64(env, info[0], "size", &size)) return env.Undefined();
-  MemOpWorker* w;
+  auto op = std::make_shared<MemOp>();
   {
     Lock lock(RegistryMutex());
     Mapping* m = mapping_.get();
@@ -570,13 +558,9 @@ Napi::Value RegionWrap::Remap(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
     if (!PrepareMove(env, this, m)) return env.Undefined();
-    w = new MemOpWorker(env, MemOpWorker::kRemap, mapping_, 0, size, 0);
-    w->base_ = m->base;
-    w->oldSize_ = m->size;
+    *op = MemOp{MemOp::kRemap, mapping_, m->base, m->size, 0, size, 0};
   }
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return RunMemOp(env, op);
 }
 
 // close(): idempotent. Refused while the region is registered with a

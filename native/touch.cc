@@ -10,6 +10,7 @@
 #include "common.h"
 #include "engine.h"
 #include "mapping.h"
+#include "offthread.h"
 
 namespace sos {
 
@@ -21,64 +22,54 @@ uint64_t Now() {
           .count());
 }
 
-class TouchWorker : public Napi::AsyncWorker {
- public:
-  TouchWorker(Napi::Env env, std::shared_ptr<Mapping> m, uint64_t off, uint64_t len, int threads, bool write,
-              uint64_t stride)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), pin_(std::move(m)), off_(off),
-        len_(len), threads_(threads), write_(write), stride_(stride) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+struct TouchRun {
+  explicit TouchRun(std::shared_ptr<Mapping> m) : pin(std::move(m)) {}
+  Pin pin;
+  uint64_t off = 0, len = 0, stride = 4096;
+  int threads = 1;
+  bool write = false;
+  Histogram hist;
+  uint64_t elapsed = 0, sum = 0, touched = 0;
 
-  void Execute() override {
-    uint8_t* base = pin_.get()->base + off_;
-    uint64_t pages = len_ / stride_;
+  void Execute() {
+    uint8_t* base = pin.get()->base + off;
+    uint64_t pages = len / stride;
     uint64_t t0 = Now();
     std::vector<std::thread> ts;
-    std::vector<uint64_t> sums(threads_, 0);
-    for (int t = 0; t < threads_; t++) {
+    std::vector<uint64_t> sums(threads, 0);
+    for (int t = 0; t < threads; t++) {
       ts.emplace_back([&, t] {
-        uint64_t lo = pages * t / threads_, hi = pages * (t + 1) / threads_, sum = 0;
+        uint64_t lo = pages * t / threads, hi = pages * (t + 1) / threads, s = 0;
         for (uint64_t p = lo; p < hi; p++) {
-          volatile uint8_t* a = base + p * stride_;
-          uint64_t s = Now();
-          if (write_) *a = static_cast<uint8_t>(p);
-          else sum += *a;
-          hist_.Record(Now() - s);
+          volatile uint8_t* a = base + p * stride;
+          uint64_t s0 = Now();
+          if (write) *a = static_cast<uint8_t>(p);
+          else s += *a;
+          hist.Record(Now() - s0);
         }
-        sums[t] = sum;
+        sums[t] = s;
       });
     }
     for (auto& t : ts) t.join();
-    elapsed_ = Now() - t0;
-    for (auto s : sums) sum_ += s;
-    touched_ = pages;
+    elapsed = Now() - t0;
+    for (auto s : sums) sum += s;
+    touched = pages;
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("pages", Napi::Number::New(env, static_cast<double>(touched_)));
-    o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(elapsed_)));
-    o.Set("byteSum", Napi::Number::New(env, static_cast<double>(sum_)));
-    Napi::Object l = Napi::Object::New(env);
-    l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(hist_.Percentile(0.5))));
-    l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(hist_.Percentile(0.9))));
-    l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(hist_.Percentile(0.99))));
-    l.Set("maxNs", Napi::Number::New(env, static_cast<double>(hist_.Max())));
-    l.Set("meanNs", Napi::Number::New(env, touched_ ? static_cast<double>(hist_.Sum()) / touched_ : 0));
-    o.Set("latency", l);
-    deferred_.Resolve(o);
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
-  Napi::Promise::Deferred deferred_;
-  Pin pin_;
-  uint64_t off_, len_;
-  int threads_;
-  bool write_;
-  uint64_t stride_;
-  Histogram hist_;
-  uint64_t elapsed_ = 0, sum_ = 0, touched_ = 0;
+  Napi::Object Result(Napi::Env env) const {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pages", Napi::Number::New(env, static_cast<double>(touched)));
+    o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(elapsed)));
+    o.Set("byteSum", Napi::Number::New(env, static_cast<double>(sum)));
+    Napi::Object l = Napi::Object::New(env);
+    l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(hist.Percentile(0.5))));
+    l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(hist.Percentile(0.9))));
+    l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(hist.Percentile(0.99))));
+    l.Set("maxNs", Napi::Number::New(env, static_cast<double>(hist.Max())));
+    l.Set("meanNs", Napi::Number::New(env, touched ? static_cast<double>(hist.Sum()) / touched : 0));
+    o.Set("latency", l);
+    return o;
+  }
 };
 
 }  // namespace
@@ -127,10 +118,15 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
   }
-  auto* w = new TouchWorker(env, m, off, len, static_cast<int>(threads), write, stride);
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  auto run = std::make_shared<TouchRun>(m);
+  run->off = off;
+  run->len = len;
+  run->threads = static_cast<int>(threads);
+  run->write = write;
+  run->stride = stride;
+  return OffThread::Start(
+      env, [run] { run->Execute(); },
+      [run](Napi::Env env, Napi::Promise::Deferred& d) { d.Resolve(run->Result(env)); });
 }
 
 }  // namespace sos

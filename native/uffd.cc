@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine.h"
+#include "offthread.h"
 #include "uffd_abi.h"
 
 namespace sos {
@@ -614,7 +615,10 @@ void UffdWrap::OnReadable() {
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
   int err;
+  // Read even when JS can no longer run (env teardown): threads waiting for
+  // their REMOVE/UNMAP/REMAP event to be read are released that way.
   Napi::Array events = ReadEvents(env, &err);
+  if (!CanRunJs(env_)) return;
   if (err) {
     StopPoll();
     onEvents_.MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
