@@ -536,24 +536,24 @@ Napi::Object EventToJs(Napi::Env env, const struct ::uffd_msg& m) {
   return o;
 }
 
-Napi::Array UffdWrap::ReadEvents(Napi::Env env, int* err) {
-  Napi::Array out = Napi::Array::New(env);
-  *err = 0;
-  uint32_t n = 0;
+// Read every pending message without blocking; 0 or an errno.
+int UffdWrap::ReadRaw(std::vector<struct ::uffd_msg>* out) {
   struct uffd_msg msgs[64];
   for (;;) {
     // Never block: check readiness first (the fd may be blocking).
     struct pollfd p = {core_->fd, POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) break;
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) return 0;
     ssize_t r = read(core_->fd, msgs, sizeof(msgs));
-    if (r < 0) {
-      if (errno != EAGAIN && errno != EINTR) *err = errno;
-      break;
-    }
+    if (r < 0) return errno == EAGAIN || errno == EINTR ? 0 : errno;
     size_t count = static_cast<size_t>(r) / sizeof(struct uffd_msg);
-    for (size_t i = 0; i < count; i++) out.Set(n++, EventToJs(env, msgs[i]));
-    if (count < 64) break;
+    out->insert(out->end(), msgs, msgs + count);
+    if (count < 64) return 0;
   }
+}
+
+static Napi::Array EventsToJs(Napi::Env env, const std::vector<struct ::uffd_msg>& msgs) {
+  Napi::Array out = Napi::Array::New(env, msgs.size());
+  for (uint32_t i = 0; i < msgs.size(); i++) out.Set(i, EventToJs(env, msgs[i]));
   return out;
 }
 
@@ -565,13 +565,13 @@ Napi::Value UffdWrap::Read(const Napi::CallbackInfo& info) {
     ThrowState(env, "ERR_BUSY", "a fault engine is reading this userfaultfd");
     return env.Undefined();
   }
-  int err;
-  Napi::Array a = ReadEvents(env, &err);
+  std::vector<struct ::uffd_msg> msgs;
+  int err = ReadRaw(&msgs);
   if (err) {
     ThrowSys(env, "read(userfaultfd)", err);
     return env.Undefined();
   }
-  return a;
+  return EventsToJs(env, msgs);
 }
 
 bool UffdWrap::StartPoll(Napi::Env env) {
@@ -612,21 +612,21 @@ void UffdWrap::StopPoll() {
 
 void UffdWrap::OnReadable() {
   if (!core_ || onEvents_.IsEmpty()) return;
-  Napi::Env env(env_);
-  Napi::HandleScope scope(env);
-  int err;
   // Read even when JS can no longer run (env teardown): threads waiting for
   // their REMOVE/UNMAP/REMAP event to be read are released that way.
-  Napi::Array events = ReadEvents(env, &err);
+  std::vector<struct ::uffd_msg> msgs;
+  int err = ReadRaw(&msgs);
   if (!CanRunJs(env_)) return;
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
   if (err) {
     StopPoll();
     onEvents_.MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
                            *asyncCtx_);
     return;
   }
-  if (events.Length() == 0) return;
-  onEvents_.MakeCallback(env.Global(), {env.Null(), events}, *asyncCtx_);
+  if (msgs.empty()) return;
+  onEvents_.MakeCallback(env.Global(), {env.Null(), EventsToJs(env, msgs)}, *asyncCtx_);
 }
 
 // startEvents(cb(err, events[])): deliver events from a libuv poll.

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <vector>
 
 #include "common.h"
 #include "uffd_abi.h"
@@ -62,7 +63,7 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
   void DoClose();
   bool StartPoll(Napi::Env env);
   void StopPoll();
-  Napi::Array ReadEvents(Napi::Env env, int* err);
+  int ReadRaw(std::vector<struct ::uffd_msg>* out);
 
   napi_env env_;
   std::shared_ptr<UffdCore> core_;
