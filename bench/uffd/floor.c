@@ -15,6 +15,9 @@
 //              none  no userfaultfd: ordinary anonymous page faults (the
 //                    first access writes, so that each allocates a zeroed
 //                    4 KiB page: MADV_NOHUGEPAGE, no shared zero page)
+//              ioctl no faults: the main thread fills the region with one
+//                    UFFDIO_COPY per window, nobody waiting (the bare ioctl
+//                    cost); p50/p99 are per ioctl, THREADS is ignored
 //
 // Prints one JSON line: pages, elapsed_ns, pages_per_s, p50_ns, p99_ns (per
 // first touch, from clock_gettime around the access), and the handler's
@@ -39,7 +42,7 @@
 
 #define PAGE 4096UL
 
-enum mode { MODE_READ, MODE_POLL, MODE_NONE };
+enum mode { MODE_READ, MODE_POLL, MODE_NONE, MODE_IOCTL };
 
 static uint8_t *dst, *src;
 static uint64_t size, npages, batch;
@@ -166,9 +169,31 @@ static uint64_t pct(const uint64_t *v, uint64_t n, double p) {
   return v[k - 1];
 }
 
+// MODE_IOCTL: one UFFDIO_COPY per window, timed, with no faulting thread.
+static int ioctl_cost(void) {
+  uint64_t wins = (npages + batch - 1) / batch, t0 = now_ns();
+  for (uint64_t w = 0; w < wins; w++) {
+    uint64_t off = w * batch * PAGE, len = batch * PAGE;
+    if (off + len > size) len = size - off;
+    struct uffdio_copy c = {.dst = (uint64_t)(uintptr_t)(dst + off), .src = (uint64_t)(uintptr_t)(src + off),
+                            .len = len, .mode = 0};
+    uint64_t s = now_ns();
+    if (ioctl(uffd, UFFDIO_COPY, &c)) die("ioctl(UFFDIO_COPY)");
+    touch_ns[w] = now_ns() - s;
+  }
+  uint64_t elapsed = now_ns() - t0;
+  qsort(touch_ns, wins, sizeof(uint64_t), cmp_u64);
+  printf("{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
+         "\"batch\":%llu,\"mode\":\"ioctl\",\"ioctls\":%llu}\n",
+         (unsigned long long)npages, (unsigned long long)elapsed, (double)npages * 1e9 / (double)elapsed,
+         (unsigned long long)pct(touch_ns, wins, 0.5), (unsigned long long)pct(touch_ns, wins, 0.99),
+         (unsigned long long)batch, (unsigned long long)wins);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s SIZE THREADS BATCH [read|poll|none]\n", argv[0]);
+    fprintf(stderr, "usage: %s SIZE THREADS BATCH [read|poll|none|ioctl]\n", argv[0]);
     return 2;
   }
   size = parse_size(argv[1]);
@@ -178,8 +203,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[4], "read")) mode = MODE_READ;
     else if (!strcmp(argv[4], "poll")) mode = MODE_POLL;
     else if (!strcmp(argv[4], "none")) mode = MODE_NONE;
+    else if (!strcmp(argv[4], "ioctl")) mode = MODE_IOCTL;
     else {
-      fprintf(stderr, "uffd_floor: mode must be read, poll or none\n");
+      fprintf(stderr, "uffd_floor: mode must be read, poll, none or ioctl\n");
       return 2;
     }
   }
@@ -211,8 +237,9 @@ int main(int argc, char **argv) {
     if (ioctl(uffd, UFFDIO_REGISTER, &reg)) die("UFFDIO_REGISTER");
     stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stopfd < 0) die("eventfd");
-    if (pthread_create(&h, NULL, handler, NULL)) die("pthread_create");
+    if (mode != MODE_IOCTL && pthread_create(&h, NULL, handler, NULL)) die("pthread_create");
   }
+  if (mode == MODE_IOCTL) return ioctl_cost();
 
   pthread_t *ts = calloc((size_t)nthreads, sizeof(pthread_t));
   uint64_t t0 = now_ns();
@@ -250,7 +277,7 @@ int main(int argc, char **argv) {
   qsort(service_ns, nserv, sizeof(uint64_t), cmp_u64);
   uint64_t total = 0;
   for (uint64_t p = 0; p < npages; p++) total += touch_ns[p];
-  static const char *names[] = {"read", "poll", "none"};
+  static const char *names[] = {"read", "poll", "none", "ioctl"};
   printf("{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
          "\"mean_ns\":%.1f,\"max_ns\":%llu,\"threads\":%d,\"batch\":%llu,\"mode\":\"%s\",\"faults\":%llu,"
          "\"ioctls\":%llu,\"exists\":%llu,\"service_p50_ns\":%llu,\"service_p99_ns\":%llu}\n",
