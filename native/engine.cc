@@ -100,6 +100,14 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
       }
       threads_ = static_cast<int>(v);
     }
+    if (!o.Get("spinMicros").IsUndefined()) {
+      if (!ToU64(env, o.Get("spinMicros"), "spinMicros", &v)) return;
+      if (v > 10000) {
+        ThrowRange(env, "spinMicros must be at most 10000");
+        return;
+      }
+      spinNs_ = v * 1000;
+    }
     if (!o.Get("batchPages").IsUndefined()) {
       if (!ToU64(env, o.Get("batchPages"), "batchPages", &v)) return;
       if (v < 1 || v > 512) {
@@ -341,20 +349,7 @@ static Napi::Value ErrorEvent(Napi::Env env, const char* call, int err, uint64_t
 // Resolve a missing fault at addr: copy the aligned window of batchPages
 // around it from its source in one ioctl; pages that already exist are
 // skipped, and a faulting thread whose page existed is woken.
-int EngineWrap::ResolveMissing(uint64_t addr, uint8_t* buf) {
-  Served s;
-  uint64_t rs, re;
-  {
-    std::shared_lock<std::shared_mutex> lock(tableMu_);
-    const auto* e = table_.Find(addr);
-    if (!e) {
-      rs = re = 0;
-    } else {
-      s = e->value;
-      rs = e->start;
-      re = e->end;
-    }
-  }
+int EngineWrap::ResolveMissing(uint64_t addr, uint8_t* buf, Served s, uint64_t rs, uint64_t re) {
   uint64_t ps = s.source ? s.pageSize : static_cast<uint64_t>(PageSize());
   uint64_t page = addr & ~(ps - 1);
   bool unserved = !s.source;
@@ -458,12 +453,17 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
   if (m.event == UFFD_EVENT_PAGEFAULT) {
     uint64_t addr = m.arg.pagefault.address;
     uint64_t flags = m.arg.pagefault.flags;
-    uint64_t ps;
+    Served s;
+    uint64_t rs = 0, re = 0;
     {
       std::shared_lock<std::shared_mutex> lock(tableMu_);
-      const auto* e = table_.Find(addr);
-      ps = e ? e->value.pageSize : static_cast<uint64_t>(PageSize());
+      if (const auto* e = table_.Find(addr)) {
+        s = e->value;
+        rs = e->start;
+        re = e->end;
+      }
     }
+    uint64_t ps = s.source ? s.pageSize : static_cast<uint64_t>(PageSize());
     uint64_t page = addr & ~(ps - 1);
     if (flags & UFFD_PAGEFAULT_FLAG_WP) {
       // Write to a protected page: record it and let the write through.
@@ -511,7 +511,7 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
       }
       return;
     }
-    if (ResolveMissing(addr, buf) == -EAGAIN) {
+    if (ResolveMissing(addr, buf, std::move(s), rs, re) == -EAGAIN) {
       stats_.retries++;
       retry->push_back(m);
     }
@@ -547,6 +547,10 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
   Emit([copy](Napi::Env env) { return EventToJs(env, copy); });
 }
 
+// Read first and wait in poll() only when a read finds nothing: a fault that
+// arrives while the previous one is being resolved costs no extra syscall.
+// With spinNs_, keep trying the read for that long before sleeping (faults
+// streaming in are then picked up without a wake-up, at the cost of a core).
 void EngineWrap::Run(int) {
   size_t bufLen = std::max<size_t>(batchPages_ * 4096, 2u << 20);
   void* mem = mmap(nullptr, bufLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -558,35 +562,49 @@ void EngineWrap::Run(int) {
   uint8_t* buf = static_cast<uint8_t*>(mem);
   struct ::uffd_msg msgs[32];
   std::vector<struct ::uffd_msg> retry, again;
+  bool ready = true;
   while (running_.load(std::memory_order_relaxed)) {
+    ssize_t r = -1;
+    if (ready) {
+      r = read(fd_, msgs, sizeof(msgs));
+    } else if (spinNs_) {
+      for (uint64_t until = NowNs() + spinNs_; NowNs() < until && running_.load(std::memory_order_relaxed);) {
+        r = read(fd_, msgs, sizeof(msgs));
+        if (r > 0 || (errno != EAGAIN && errno != EINTR)) break;
+      }
+    }
+    if (r < 0 && errno != EAGAIN && errno != EINTR) {
+      int err = errno;
+      Emit([err](Napi::Env env) { return ErrorEvent(env, "read(userfaultfd)", err, 0); });
+      break;
+    }
+    if (r > 0) {
+      ready = true;
+      uint64_t t0 = NowNs();
+      size_t n = static_cast<size_t>(r) / sizeof(struct ::uffd_msg);
+      for (size_t i = 0; i < n; i++) {
+        Handle(msgs[i], buf, &retry);
+        if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+          stats_.faults++;
+          stats_.latency.Record(NowNs() - t0);
+        }
+      }
+      continue;
+    }
+    // Nothing to read: retry deferred faults (their mm may be settled now),
+    // then sleep until the uffd or the stop eventfd is readable.
+    if (!retry.empty()) {
+      again.swap(retry);
+      for (auto& m : again) Handle(m, buf, &retry);
+      again.clear();
+    }
+    ready = false;
     struct pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
     int pr = poll(fds, 2, retry.empty() ? -1 : 1);
     if (pr < 0 && errno != EINTR) break;
     if (fds[1].revents) break;
     if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) break;
-    if (fds[0].revents & POLLIN) {
-      ssize_t r = read(fd_, msgs, sizeof(msgs));
-      uint64_t t0 = NowNs();
-      if (r > 0) {
-        size_t n = static_cast<size_t>(r) / sizeof(struct ::uffd_msg);
-        for (size_t i = 0; i < n; i++) {
-          Handle(msgs[i], buf, &retry);
-          if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
-            stats_.faults++;
-            stats_.latency.Record(NowNs() - t0);
-          }
-        }
-      } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
-        int err = errno;
-        Emit([err](Napi::Env env) { return ErrorEvent(env, "read(userfaultfd)", err, 0); });
-        break;
-      }
-    }
-    if (!retry.empty() && (fds[0].revents & POLLIN) == 0) {
-      again.swap(retry);
-      for (auto& m : again) Handle(m, buf, &retry);
-      again.clear();
-    }
+    if (fds[0].revents & POLLIN) ready = true;
   }
   munmap(mem, bufLen);
 }

@@ -74,7 +74,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public Closable {
   void Run(int index);
   void Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<struct ::uffd_msg>* retry);
   // 0 done, -EAGAIN retry later, other negative errno failed
-  int ResolveMissing(uint64_t addr, uint8_t* buf);
+  int ResolveMissing(uint64_t addr, uint8_t* buf, Served s, uint64_t rs, uint64_t re);
   void Emit(std::function<Napi::Value(Napi::Env)> make);
   void JoinThreads();
   void StopThreads(bool restartEvents);
@@ -88,6 +88,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public Closable {
   int stopFd_ = -1;  // eventfd that wakes the threads to exit
   int threads_ = 1;
   uint64_t batchPages_ = 16;
+  uint64_t spinNs_ = 0;
   bool wpUnprotect_ = true;
   std::vector<std::thread> workers_;
   std::atomic<bool> running_{false};

@@ -15,6 +15,11 @@ export interface EngineOptions {
   threads?: number;
   /** Pages resolved per fault: the aligned window around the fault (default 16; 1 = no prefetch). */
   batchPages?: number;
+  /**
+   * Busy-poll the userfaultfd this long (µs) before sleeping (default 0).
+   * Cuts the wake-up latency of streaming faults at the cost of a core.
+   */
+  spinMicros?: number;
 }
 
 export type EngineStats = NativeEngineStats;
@@ -43,8 +48,9 @@ export class FaultEngine extends EventEmitter<FaultEngineEvents> implements Disp
     const o = object('options', options);
     const threads = o.threads === undefined ? 1 : integer('options.threads', o.threads, 1, 64);
     const batchPages = o.batchPages === undefined ? 16 : integer('options.batchPages', o.batchPages, 1, 512);
+    const spinMicros = o.spinMicros === undefined ? 0 : integer('options.spinMicros', o.spinMicros, 0, 10000);
     this.uffd = uffd;
-    this.native = new native.NativeEngine(uffd.native, { threads, batchPages });
+    this.native = new native.NativeEngine(uffd.native, { threads, batchPages, spinMicros });
   }
 
   /**

@@ -175,3 +175,20 @@ void t.test('resetStats and stats shape', async (t) => {
   uffd.close();
   dst.close();
 });
+
+void t.test('spinMicros: busy-polling engine serves the same contents', async (t) => {
+  const src = Region.anonymous(8 * MiB);
+  fillPattern(src);
+  const dst = Region.anonymous(8 * MiB);
+  const uffd = Userfaultfd.open();
+  uffd.register(dst);
+  t.throws(() => new FaultEngine(uffd, { spinMicros: 20_000 }), { code: 'ERR_OUT_OF_RANGE' });
+  const engine = new FaultEngine(uffd, { batchPages: 1, spinMicros: 50 }).serve(dst, PageSource.fromRegion(src)).start();
+  await touch(dst, { threads: 2 });
+  t.equal(Buffer.compare(Buffer.from(dst.buffer), Buffer.from(src.buffer)), 0);
+  t.equal(engine.stop().pages, 2048);
+  engine.close();
+  uffd.close();
+  dst.close();
+  src.close();
+});
