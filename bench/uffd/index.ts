@@ -22,7 +22,7 @@
  * Prints tables, ratios against the C floor, and as the very last line one
  * JSON object: {"bench":"uffd","ratios":{...},"results":{...}}.
  *
- *   npm run bench -- uffd [--reps 5] [--size 32M] [--threads 1,4] [--batch 1,16] [--one-cpu N|none]
+ *   npm run bench -- uffd [--reps 9] [--size 32M] [--threads 1,4] [--batch 1,16] [--one-cpu N|none]
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,7 +33,7 @@ import { FaultEngine, PAGE_SIZE, PageSource, Region, Userfaultfd, touch, type Pa
 import { fmtNs, fmtRate, fmtRatio, max, median, parseOptions, parseSize, root, round, runJson, table } from '../run.js';
 
 const opts = parseOptions(process.argv.slice(2), {
-  reps: 'measured repetitions per configuration (default 5; plus one warm-up)',
+  reps: 'measured repetitions per configuration (default 9; plus one warm-up)',
   size: 'bytes faulted per run (default 32M)',
   threads: 'faulting thread counts (default 1,4)',
   batch: 'pages resolved per fault (default 1,16)',
@@ -43,7 +43,7 @@ const opts = parseOptions(process.argv.slice(2), {
   child: 'internal: run one pass, print only its JSON',
 });
 const CHILD = opts.has('child');
-const REPS = Number(opts.get('reps') ?? 5);
+const REPS = Number(opts.get('reps') ?? 9);
 const SIZE = parseSize(opts.get('size') ?? '32M');
 const THREADS = (opts.get('threads') ?? '1,4').split(',').map(Number);
 const BATCHES = (opts.get('batch') ?? '1,16').split(',').map(Number);
