@@ -40,10 +40,14 @@ void OffThread::OnAsync(uv_async_t* h) {
   auto* job = static_cast<OffThread*>(h->data);
   if (job->closing_ || !job->finished_) return;
   if (job->thread_.joinable()) job->thread_.join();
+  // Take the closures out: what they hold (a pinned region, say) is released
+  // when this callback returns, before any JS continuation of the promise.
+  Done done = std::move(job->done_);
+  job->work_ = nullptr;
   if (CanRunJs(job->env_)) {
     Napi::Env env(job->env_);
     Napi::HandleScope scope(env);
-    job->done_(env, job->deferred_);
+    done(env, job->deferred_);
   }
   job->Close();
 }
