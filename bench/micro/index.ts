@@ -23,6 +23,7 @@ u.register(r, { missing: true, wp: true });
 const raw = u.native;
 const addr = r.address;
 const engine = new FaultEngine(u).serve(r, PageSource.zero()).start();
+const rawEngine = (engine as unknown as { native: { stats(): unknown } }).native;
 const page = { region: r, offset: 0, length: PAGE };
 
 // name → [typed API, raw binding]
@@ -38,7 +39,7 @@ const cases: Record<string, [() => void, () => void]> = {
     },
   ],
   'UFFDIO_WAKE, 1 page, nobody waiting': [() => u.wake(page), () => raw.wake(addr, PAGE)],
-  'engine.stats()': [() => engine.stats(), () => engine.stats()],
+  'engine.stats()': [() => engine.stats(), () => rawEngine.stats()],
   'region.buffer (cached view)': [() => r.buffer, () => r.native.buffer()],
 };
 
