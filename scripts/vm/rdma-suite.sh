@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Inside the VM: the soft-RoCE self-test, then every compiled in-VM test file
+# (dist/test/rdma/vm/*.vm.js), each run with node; their TAP output and exit
+# codes land in .cache/vm/results/ for the host-side test to report.
+set -u
+out=.cache/vm/results
+rm -rf "$out"
+mkdir -p "$out"
+bash scripts/vm/selftest.sh > "$out/selftest.log" 2>&1
+echo $? > "$out/selftest.rc"
+for f in dist/test/rdma/vm/*.vm.js; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f" .vm.js)
+  timeout 600 node --expose-gc "$f" > "$out/$name.tap" 2>&1
+  echo $? > "$out/$name.rc"
+done
+exit 0
