@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "mapping.h"
 #include "page_source.h"
+#include "rdma.h"
 #include "uffd.h"
 
 namespace sos {
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", EngineWrap::Init(env));
   exports.Set("touch", Napi::Function::New(env, Touch));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(PageSize())));
+  InitRdma(env, exports);
   return exports;
 }
 }  // namespace sos

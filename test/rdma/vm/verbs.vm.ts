@@ -1,0 +1,151 @@
+// Runs inside the soft-RoCE VM (test/rdma/softroce.test.ts drives it):
+// verbs on rxe0 with an RC queue-pair pair looped back through the NIC.
+import t from 'tap';
+import { Region, SystemError, rdma } from '../../../lib/index.js';
+
+const DEV = 'rxe0';
+const GID_INDEX = 1;  // the IPv4-mapped RoCEv2 GID
+
+async function completions(cq: rdma.CompletionQueue, n: number, ms = 20_000): Promise<rdma.Completion[]> {
+  const out: rdma.Completion[] = [];
+  const until = Date.now() + ms;
+  while (out.length < n) {
+    out.push(...cq.poll(Math.min(256, n - out.length)));
+    if (Date.now() > until) throw new Error(`only ${out.length} of ${n} completions`);
+    if (out.length < n) await new Promise((r) => setImmediate(r));
+  }
+  return out;
+}
+
+function pair(ctx: rdma.Context) {
+  const pd = ctx.allocPd();
+  const cqA = ctx.createCq(512);
+  const cqB = ctx.createCq(512);
+  const a = pd.createQp(cqA, cqA, { maxSendWr: 256, maxRecvWr: 64 });
+  const b = pd.createQp(cqB, cqB, { maxSendWr: 256, maxRecvWr: 64 });
+  const gid = ctx.queryGid(1, GID_INDEX);
+  for (const [q, peer] of [[a, b], [b, a]] as const) {
+    q.toInit();
+    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
+    q.toRts();
+  }
+  return { pd, cqA, cqB, a, b };
+}
+
+void t.test('device, port and GID table', async (t) => {
+  t.ok(rdma.devices().some((d) => d.name === DEV));
+  using ctx = rdma.Context.open(DEV);
+  const attr = ctx.query();
+  t.ok(attr.maxQp > 0 && attr.maxMr > 0 && attr.physPortCnt >= 1);
+  const port = ctx.queryPort(1);
+  t.equal(port.state, 'ACTIVE');
+  t.equal(port.linkLayer, 'ethernet');
+  t.equal(ctx.queryGid(1, GID_INDEX), '::ffff:10.0.2.15');
+  t.throws(() => rdma.Context.open('nope0'), { code: 'ENODEV', syscall: 'ibv_open_device' });
+});
+
+void t.test('RC: WRITE, READ back, SEND/RECV with immediate, WRITE with immediate, atomics', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const { pd, cqA, cqB, a, b } = pair(ctx);
+  t.equal(a.state, 'RTS');
+  const src = Region.anonymous(1 << 16);
+  const dst = Region.anonymous(1 << 16);
+  const s = src.bytes();
+  for (let i = 0; i < s.length; i++) s[i] = (i * 13 + 5) & 0xff;
+  const mrA = pd.registerMemory(src);
+  const mrB = pd.registerMemory(dst, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
+
+  a.postSend([{ wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr: mrA, length: 4096 }], remoteAddr: mrB.addr, rkey: mrB.rkey }]);
+  const [w] = await completions(cqA, 1);
+  t.match(w, { ok: true, opcode: 'RDMA_WRITE', wrId: 1n });
+  t.equal(Buffer.compare(Buffer.from(dst.bytes(0, 4096)), Buffer.from(s.subarray(0, 4096))), 0, 'WRITE landed byte for byte');
+
+  const back = pd.registerMemory(new Uint8Array(4096));
+  a.postSend([{ wrId: 2, opcode: 'RDMA_READ', sge: [{ mr: back, length: 4096 }], remoteAddr: mrB.addr, rkey: mrB.rkey }]);
+  t.match((await completions(cqA, 1))[0], { ok: true, opcode: 'RDMA_READ', byteLen: 4096 });
+
+  const inbox = new Uint8Array(256);
+  const mrIn = pd.registerMemory(inbox);
+  b.postRecv([{ wrId: 7, sge: [{ mr: mrIn, length: 256 }] }]);
+  a.postSend([{ wrId: 3, opcode: 'SEND_WITH_IMM', imm: 0xdeadbeef, sge: [{ mr: mrA, offset: 100, length: 200 }] }]);
+  const [recv] = await completions(cqB, 1);
+  t.match(recv, { ok: true, opcode: 'RECV', byteLen: 200, imm: 0xdeadbeef, wrId: 7n });
+  t.equal(Buffer.compare(Buffer.from(inbox.subarray(0, 200)), Buffer.from(s.subarray(100, 300))), 0, 'SEND payload');
+  await completions(cqA, 1);
+
+  b.postRecv([{ wrId: 8 }]);
+  a.postSend([{ wrId: 4, opcode: 'RDMA_WRITE_WITH_IMM', imm: 42, sge: [{ mr: mrA, length: 64 }], remoteAddr: mrB.addr + 8192, rkey: mrB.rkey }]);
+  t.match((await completions(cqB, 1))[0], { ok: true, opcode: 'RECV_RDMA_WITH_IMM', imm: 42 });
+  await completions(cqA, 1);
+
+  // Atomics on the first 8 bytes of dst: set it, fetch-and-add, compare-and-swap.
+  const word = new DataView(dst.buffer, 0, 8);  // a view, not a copy
+  word.setBigUint64(0, 100n, true);
+  const result = new BigUint64Array(1);
+  const mrRes = pd.registerMemory(result);
+  a.postSend([{ wrId: 5, opcode: 'ATOMIC_FETCH_AND_ADD', compareAdd: 5, sge: [{ mr: mrRes, length: 8 }], remoteAddr: mrB.addr, rkey: mrB.rkey }]);
+  await completions(cqA, 1);
+  t.equal(result[0], 100n, 'fetch-and-add returns the old value');
+  t.equal(word.getBigUint64(0, true), 105n);
+  a.postSend([{ wrId: 6, opcode: 'ATOMIC_CMP_AND_SWP', compareAdd: 105, swap: 7, sge: [{ mr: mrRes, length: 8 }], remoteAddr: mrB.addr, rkey: mrB.rkey }]);
+  await completions(cqA, 1);
+  t.equal(result[0], 105n);
+  t.equal(word.getBigUint64(0, true), 7n, 'swapped');
+
+  ctx.close();  // closes QPs, MRs, CQs and the PD first
+  t.ok(a.closed && b.closed && mrA.closed && mrB.closed && pd.closed && cqA.closed && cqB.closed);
+  src.close();
+  dst.close();
+});
+
+void t.test('many work requests in flight, posted as one batch', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const { pd, cqA, a } = pair(ctx);
+  const buf = Region.anonymous(1 << 20);
+  const mr = pd.registerMemory(buf);
+  const wrs: rdma.SendWr[] = [];
+  for (let i = 0; i < 128; i++) {
+    buf.bytes(i * 4096, 1)[0] = i;
+    wrs.push({ wrId: i, opcode: 'RDMA_WRITE', sge: [{ mr, offset: i * 4096, length: 4096 }], remoteAddr: mr.addr + 512 * 1024 + i * 4096, rkey: mr.rkey });
+  }
+  a.postSend(wrs);
+  const done = await completions(cqA, 128);
+  t.ok(done.every((c) => c.ok));
+  t.same(done.map((c) => Number(c.wrId)).sort((x, y) => x - y), [...Array(128).keys()]);
+  t.ok([...Array(128).keys()].every((i) => buf.bytes(512 * 1024 + i * 4096, 1)[0] === i), 'every write landed');
+  ctx.close();
+  buf.close();
+});
+
+void t.test('misuse: typed errors, no crash', async (t) => {
+  const ctx = rdma.Context.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(16);
+  const qp = pd.createQp(cq, cq);
+  const mem = new Uint8Array(4096);
+  const mr = pd.registerMemory(mem);
+  t.equal(qp.state, 'RESET');
+  const e = t.throws(() => qp.postSend([{ opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: 0, rkey: 0 }])) as SystemError;
+  t.equal(e.syscall, 'ibv_post_send', 'posting on a RESET QP');
+  const m = t.throws(() => qp.modify({ state: 'RTS' }), 'RESET → RTS is not a valid transition') as SystemError;
+  t.equal(m.syscall, 'ibv_modify_qp');
+  t.throws(() => qp.postSend([{ opcode: 'SEND', sge: [{ mr, offset: 4000, length: 200 }] }]), { code: 'ERR_OUT_OF_RANGE' }, 'sge outside its MR');
+  t.throws(() => qp.postSend([{ opcode: 'NOPE' as 'SEND' }]), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => pd.registerMemory(mem, { access: ['everything' as 'local-write'] }), { code: 'ERR_INVALID_ARG_TYPE' });
+  const region = Region.anonymous(4096);
+  const mr2 = pd.registerMemory(region);
+  t.equal(region.info().handles, 1);
+  await t.rejects(region.unmap(0, 4096), { code: 'ERR_BUSY' }, 'registered memory cannot be unmapped');
+  pd.close();  // a parent with children: they close first
+  t.ok(qp.closed && mr.closed && mr2.closed);
+  t.throws(() => qp.postSend([]), { code: 'ERR_CLOSED' });
+  t.throws(() => mr.rkey, { code: 'ERR_CLOSED' });
+  t.throws(() => pd.createQp(cq, cq), { code: 'ERR_CLOSED' });
+  pd.close();
+  mr.close();
+  cq.close();
+  ctx.close();
+  ctx.close();
+  t.throws(() => ctx.allocPd(), { code: 'ERR_CLOSED' });
+  region.close();
+});
