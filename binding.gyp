@@ -12,7 +12,8 @@
         "native/touch.cc",
         "native/offthread.cc",
         "native/rdma_lib.cc",
-        "native/rdma.cc"
+        "native/rdma.cc",
+        "native/fd_watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

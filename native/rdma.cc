@@ -2,10 +2,16 @@
 
 #include <arpa/inet.h>
 #include <endian.h>
+#include <fcntl.h>
+
+#include <chrono>
 
 #include <algorithm>
 #include <cstring>
 #include <string>
+
+#include "fd_watch.h"
+#include "offthread.h"
 
 namespace sos {
 
@@ -119,6 +125,7 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
     return DefineClass(env, "RdmaContext",
                        {InstanceMethod("query", &RdmaContext::Query), InstanceMethod("queryPort", &RdmaContext::QueryPort),
                         InstanceMethod("queryGid", &RdmaContext::QueryGid), InstanceMethod("close", &RdmaContext::Close),
+                        InstanceMethod("startEvents", &RdmaContext::StartEvents),
                         InstanceMethod("isClosed", &RdmaContext::IsClosed)});
   }
   explicit RdmaContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaContext>(info), VerbsNode(info.Env()) {
@@ -161,10 +168,57 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
  private:
   void Dead() { ctx_ = nullptr; CloseTree(); }
   int Destroy() override {
+    if (watch_) watch_->Stop();
+    onEvent_.Reset();
     int r = ctx_ ? v_->close_device(ctx_) : 0;
     ctx_ = nullptr;
     return r;
   }
+  // startEvents(cb({ type, port?, qpNum? })): async events (port up/down, QP
+  // and CQ errors) read from the context's async fd on the libuv loop.
+  Napi::Value StartEvents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(env)) return env.Undefined();
+    if (!info[0].IsFunction()) {
+      ThrowType(env, "callback must be a function");
+      return env.Undefined();
+    }
+    onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (watch_) return env.Undefined();
+    int fl = fcntl(ctx_->async_fd, F_GETFL);
+    if (fl < 0 || fcntl(ctx_->async_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+      ThrowSys(env, "fcntl(F_SETFL)", errno);
+      return env.Undefined();
+    }
+    if (FdWatch::Start(env, ctx_->async_fd, [this] { OnAsyncEvents(); }, &watch_)) watch_->SetRef(false);
+    return env.Undefined();
+  }
+  void OnAsyncEvents() {
+    struct ibv_async_event ev;
+    while (ctx_ && v_->get_async_event(ctx_, &ev) == 0) {
+      std::string type = v_->event_type_str(ev.event_type);
+      int port = -1;
+      int64_t qpn = -1;
+      if (ev.event_type == IBV_EVENT_PORT_ACTIVE || ev.event_type == IBV_EVENT_PORT_ERR ||
+          ev.event_type == IBV_EVENT_LID_CHANGE || ev.event_type == IBV_EVENT_GID_CHANGE)
+        port = ev.element.port_num;
+      if (ev.event_type == IBV_EVENT_QP_FATAL || ev.event_type == IBV_EVENT_QP_REQ_ERR ||
+          ev.event_type == IBV_EVENT_QP_ACCESS_ERR || ev.event_type == IBV_EVENT_COMM_EST ||
+          ev.event_type == IBV_EVENT_SQ_DRAINED || ev.event_type == IBV_EVENT_QP_LAST_WQE_REACHED)
+        qpn = ev.element.qp ? ev.element.qp->qp_num : -1;
+      v_->ack_async_event(&ev);  // before calling out: destroying the object waits for acks
+      if (onEvent_.IsEmpty() || !CanRunJs(env_)) continue;
+      Napi::Env env(env_);
+      Napi::HandleScope scope(env);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("type", type);
+      if (port >= 0) o.Set("port", port);
+      if (qpn >= 0) o.Set("qpNum", Napi::Number::New(env, static_cast<double>(qpn)));
+      onEvent_.MakeCallback(env.Global(), {o});
+    }
+  }
+  FdWatch* watch_ = nullptr;
+  Napi::FunctionReference onEvent_;
   bool Live(Napi::Env env) {
     if (closed() || !ctx_) {
       ThrowState(env, "ERR_CLOSED", "RDMA context is closed");
@@ -404,19 +458,98 @@ class RdmaMr : public Napi::ObjectWrap<RdmaMr>, public VerbsNode {
 };
 const napi_type_tag RdmaMr::kTag = {0x7d1a2b3c4d5e6f72ULL, 0x0a1b2c3d4e5f6073ULL};
 
+// ---------------- completion channel ----------------
+// Completion events on the libuv loop: each event is acked at once (a CQ
+// cannot be destroyed with unacked events) and reported with its CQ.
+class RdmaChannel : public Napi::ObjectWrap<RdmaChannel>, public VerbsNode {
+ public:
+  static constexpr const char* kName = "CompletionChannel";
+  static const napi_type_tag kTag;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RdmaChannel", {InstanceMethod("start", &RdmaChannel::Start), InstanceMethod("ref", &RdmaChannel::Ref),
+                                           InstanceMethod("close", &RdmaChannel::Close), InstanceMethod("isClosed", &RdmaChannel::IsClosed)});
+  }
+  explicit RdmaChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaChannel>(info), VerbsNode(info.Env()) {
+    Napi::Env env = info.Env();
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+    rank_ = 5;  // after its CQs (rank 4 below), before the context
+    RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
+    if (!c) { Dead(); return; }
+    v_ = c->verbs();
+    ch_ = v_->create_comp_channel(c->ctx());
+    if (!ch_) {
+      ThrowSys(env, "ibv_create_comp_channel", errno ? errno : ENOMEM);
+      { Dead(); return; }
+    }
+    int fl = fcntl(ch_->fd, F_GETFL);
+    if (fl < 0 || fcntl(ch_->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+      ThrowSys(env, "fcntl(F_SETFL)", errno);
+      { Dead(); return; }
+    }
+    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
+    c->Adopt(this);
+    Track(env, this);
+  }
+  ~RdmaChannel() override { CloseTree(); }
+  struct ibv_comp_channel* channel() const { return ch_; }
+
+ private:
+  void Dead() { ch_ = nullptr; CloseTree(); }
+  int Destroy() override {
+    if (watch_) watch_->Stop();
+    onEvent_.Reset();
+    int r = ch_ ? v_->destroy_comp_channel(ch_) : 0;
+    ch_ = nullptr;
+    ReleaseParents();
+    return r;
+  }
+  // start(cb(cq)): cb gets the JS CompletionQueue object that has completions.
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed() || !ch_) {
+      ThrowState(env, "ERR_CLOSED", "completion channel is closed");
+      return env.Undefined();
+    }
+    if (!info[0].IsFunction()) {
+      ThrowType(env, "callback must be a function");
+      return env.Undefined();
+    }
+    onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (!watch_) FdWatch::Start(env, ch_->fd, [this] { OnEvents(); }, &watch_);
+    return env.Undefined();
+  }
+  // ref(bool): whether waiting for completions keeps the process alive.
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (watch_) watch_->SetRef(info[0].ToBoolean());
+    return info.Env().Undefined();
+  }
+  void OnEvents();
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseTree();
+    return info.Env().Undefined();
+  }
+  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
+  const Verbs* v_ = nullptr;
+  struct ibv_comp_channel* ch_ = nullptr;
+  FdWatch* watch_ = nullptr;
+  Napi::FunctionReference onEvent_;
+};
+const napi_type_tag RdmaChannel::kTag = {0x7d1a2b3c4d5e6f76ULL, 0x0a1b2c3d4e5f6077ULL};
+
 // ---------------- completion queue ----------------
 class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
  public:
   static constexpr const char* kName = "CompletionQueue";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaCq", {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("close", &RdmaCq::Close),
-                                      InstanceMethod("isClosed", &RdmaCq::IsClosed)});
+    return DefineClass(env, "RdmaCq", {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("pollSpin", &RdmaCq::PollSpin),
+                                      InstanceMethod("requestNotify", &RdmaCq::RequestNotify),
+                                      InstanceMethod("close", &RdmaCq::Close), InstanceMethod("isClosed", &RdmaCq::IsClosed)});
   }
   explicit RdmaCq(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaCq>(info), VerbsNode(info.Env()) {
     Napi::Env env = info.Env();
     info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 5;
+    rank_ = 4;
     RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
     if (!c) { Dead(); return; }
     uint64_t cqe;
@@ -425,14 +558,23 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
       ThrowRange(env, "cqe must be positive");
       { Dead(); return; }
     }
+    RdmaChannel* ch = nullptr;
+    if (!info[2].IsUndefined() && !info[2].IsNull()) {
+      ch = LiveNode<RdmaChannel>(env, info[2], "channel");
+      if (!ch) { Dead(); return; }
+    }
     v_ = c->verbs();
-    cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), nullptr, nullptr, 0);
+    cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), this, ch ? ch->channel() : nullptr, 0);
     if (!cq_) {
       ThrowSys(env, "ibv_create_cq", errno ? errno : EINVAL);
       { Dead(); return; }
     }
     parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
     c->Adopt(this);
+    if (ch) {
+      parents_.push_back(Napi::Persistent(info[2].As<Napi::Object>()));
+      ch->Adopt(this);
+    }
     Track(env, this);
   }
   ~RdmaCq() override { CloseTree(); }
@@ -446,13 +588,17 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
     ReleaseParents();
     return r;
   }
+  bool Live(Napi::Env env) {
+    if (closed() || !cq_) {
+      ThrowState(env, "ERR_CLOSED", "completion queue is closed");
+      return false;
+    }
+    return true;
+  }
   // poll(max) -> completions (never blocks)
   Napi::Value Poll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (closed() || !cq_) {
-      ThrowState(env, "ERR_CLOSED", "completion queue is closed");
-      return env.Undefined();
-    }
+    if (!Live(env)) return env.Undefined();
     uint64_t max = 16;
     if (!info[0].IsUndefined() && !ToU64(env, info[0], "max", &max)) return env.Undefined();
     max = std::min<uint64_t>(std::max<uint64_t>(max, 1), 256);
@@ -462,6 +608,43 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
       ThrowSys(env, "ibv_poll_cq", EIO);
       return env.Undefined();
     }
+    return ToJs(env, wc, n);
+  }
+  // pollSpin(max, spinMicros): busy-poll in C++ until a completion arrives or
+  // the (bounded) time is up — for latency-critical paths; blocks this thread.
+  Napi::Value PollSpin(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(env)) return env.Undefined();
+    uint64_t max = 16, spin = 100;
+    if (!info[0].IsUndefined() && !ToU64(env, info[0], "max", &max)) return env.Undefined();
+    if (!info[1].IsUndefined() && !ToU64(env, info[1], "spinMicros", &spin)) return env.Undefined();
+    max = std::min<uint64_t>(std::max<uint64_t>(max, 1), 256);
+    spin = std::min<uint64_t>(spin, 100000);
+    struct ibv_wc wc[256];
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
+    int n;
+    do {
+      n = ibv_poll_cq(cq_, static_cast<int>(max), wc);
+    } while (n == 0 && std::chrono::steady_clock::now() < until);
+    if (n < 0) {
+      ThrowSys(env, "ibv_poll_cq", EIO);
+      return env.Undefined();
+    }
+    return ToJs(env, wc, n);
+  }
+  // requestNotify(solicitedOnly): arm the CQ; the next completion raises an event on its channel.
+  Napi::Value RequestNotify(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(env)) return env.Undefined();
+    if (!cq_->channel) {
+      ThrowState(env, "ERR_NO_CHANNEL", "completion queue was created without a completion channel");
+      return env.Undefined();
+    }
+    int r = ibv_req_notify_cq(cq_, info[0].ToBoolean() ? 1 : 0);
+    if (r) ThrowSys(env, "ibv_req_notify_cq", r);
+    return env.Undefined();
+  }
+  Napi::Array ToJs(Napi::Env env, struct ibv_wc* wc, int n) {
     static const char* ops[] = {"SEND", "RDMA_WRITE", "RDMA_READ", "COMP_SWAP", "FETCH_ADD", "BIND_MW", "LOCAL_INV", "TSO"};
     Napi::Array out = Napi::Array::New(env, n);
     for (int i = 0; i < n; i++) {
@@ -480,6 +663,11 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
     }
     return out;
   }
+
+ public:
+  Napi::Object JsObject() { return Value(); }
+
+ private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseTree();
     return info.Env().Undefined();
@@ -489,6 +677,19 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
   struct ibv_cq* cq_ = nullptr;
 };
 const napi_type_tag RdmaCq::kTag = {0x7d1a2b3c4d5e6f73ULL, 0x0a1b2c3d4e5f6074ULL};
+
+void RdmaChannel::OnEvents() {
+  struct ibv_cq* cq;
+  void* cqctx;
+  while (ch_ && v_->get_cq_event(ch_, &cq, &cqctx) == 0) {
+    v_->ack_cq_events(cq, 1);
+    auto* node = static_cast<RdmaCq*>(cqctx);
+    if (onEvent_.IsEmpty() || !node || node->closed() || !CanRunJs(env_)) continue;
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    onEvent_.MakeCallback(env.Global(), {node->JsObject()});
+  }
+}
 
 // ---------------- queue pair ----------------
 class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
@@ -798,6 +999,7 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("RdmaPd", RdmaPd::Init(env));
   r.Set("RdmaMr", RdmaMr::Init(env));
   r.Set("RdmaCq", RdmaCq::Init(env));
+  r.Set("RdmaChannel", RdmaChannel::Init(env));
   r.Set("RdmaQp", RdmaQp::Init(env));
   r.Set("ACCESS_LOCAL_WRITE", static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   r.Set("ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));

@@ -28,7 +28,14 @@ namespace sos {
   X(destroy_qp, int, (struct ibv_qp*))                                                          \
   X(modify_qp, int, (struct ibv_qp*, struct ibv_qp_attr*, int))                                 \
   X(query_qp, int, (struct ibv_qp*, struct ibv_qp_attr*, int, struct ibv_qp_init_attr*))       \
-  X(wc_status_str, const char*, (enum ibv_wc_status))
+  X(wc_status_str, const char*, (enum ibv_wc_status))                                           \
+  X(create_comp_channel, struct ibv_comp_channel*, (struct ibv_context*))                       \
+  X(destroy_comp_channel, int, (struct ibv_comp_channel*))                                      \
+  X(get_cq_event, int, (struct ibv_comp_channel*, struct ibv_cq**, void**))                     \
+  X(ack_cq_events, void, (struct ibv_cq*, unsigned int))                                        \
+  X(get_async_event, int, (struct ibv_context*, struct ibv_async_event*))                       \
+  X(ack_async_event, void, (struct ibv_async_event*))                                           \
+  X(event_type_str, const char*, (enum ibv_event_type))
 
 struct Verbs {
 #define SOS_DECLARE(name, ret, args) ret(*name) args = nullptr;

@@ -8,6 +8,7 @@
  */
 import { native as nativeBinding } from '../native.js';
 import { argType } from '../errors.js';
+import { EventEmitter } from 'node:events';
 import { integer, object } from '../validate.js';
 import { Region } from '../uffd/region.js';
 
@@ -15,6 +16,7 @@ interface Raw {
   devices(): DeviceInfo[];
   status(): { library: boolean; reason?: string };
   RdmaContext: new (name: string) => RawNode & {
+    startEvents(cb: (ev: AsyncEvent) => void): void;
     query(): DeviceAttributes;
     queryPort(port: number): PortAttributes;
     queryGid(port: number, index: number): string;
@@ -23,7 +25,12 @@ interface Raw {
   RdmaMr: new (pd: object, mem: object, offset: number, length: number, access: number) => RawNode & {
     info(): { addr: number; length: number; lkey: number; rkey: number };
   };
-  RdmaCq: new (ctx: object, cqe: number) => RawNode & { poll(max?: number): Completion[] };
+  RdmaCq: new (ctx: object, cqe: number, channel?: object) => RawNode & {
+    poll(max?: number): Completion[];
+    pollSpin(max: number, spinMicros: number): Completion[];
+    requestNotify(solicitedOnly: boolean): void;
+  };
+  RdmaChannel: new (ctx: object) => RawNode & { start(cb: (cq: object) => void): void; ref(on: boolean): void };
   RdmaQp: new (pd: object, sendCq: object, recvCq: object, opts: object) => RawNode & {
     info(): { qpNum: number; state: QpState; type: 'RC' | 'UD' };
     modify(attrs: QpAttributes): void;
@@ -61,6 +68,8 @@ export interface QpAttributes {
 export interface Completion {
   wrId: bigint; ok: boolean; status: string; opcode: string; byteLen: number; qpNum: number; srcQp: number; imm?: number;
 }
+/** An asynchronous event of the device: port up/down, QP or CQ errors. */
+export interface AsyncEvent { type: string; port?: number; qpNum?: number }
 export interface Sge { mr: MemoryRegion; offset?: number; length: number }
 export type SendOpcode = 'SEND' | 'SEND_WITH_IMM' | 'RDMA_WRITE' | 'RDMA_WRITE_WITH_IMM' | 'RDMA_READ' | 'ATOMIC_CMP_AND_SWP' | 'ATOMIC_FETCH_AND_ADD';
 export interface SendWr {
@@ -108,9 +117,12 @@ abstract class Node implements Disposable {
 
 export class Context extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaContext']>;
+  /** Device async events ('event' listeners): port active/error, QP fatal, CQ error… */
+  readonly events = new EventEmitter<{ event: [AsyncEvent] }>();
   private constructor(r: InstanceType<Raw['RdmaContext']>) {
     super();
     this.raw = r;
+    (this.events as EventEmitter).on('newListener', () => this.raw.startEvents((ev) => this.events.emit('event', ev)));
   }
   /** Open a device by name (e.g. 'rxe0'). */
   static open(name: string): Context {
@@ -129,8 +141,12 @@ export class Context extends Node {
   allocPd(): ProtectionDomain {
     return new ProtectionDomain(this);
   }
-  createCq(cqe = 256): CompletionQueue {
-    return new CompletionQueue(this, cqe);
+  /** A completion queue; with a channel it can be awaited (`next()`) without polling. */
+  createCq(cqe = 256, channel?: CompletionChannel): CompletionQueue {
+    return new CompletionQueue(this, cqe, channel);
+  }
+  createCompChannel(): CompletionChannel {
+    return new CompletionChannel(this);
   }
 }
 
@@ -175,15 +191,73 @@ export class MemoryRegion extends Node {
   }
 }
 
+/** Completion events of its CQs, read on the libuv loop (no busy JS loop). */
+export class CompletionChannel extends Node {
+  /** @internal */ readonly raw: InstanceType<Raw['RdmaChannel']>;
+  private readonly cqs = new Map<object, CompletionQueue>();
+  private waiting = 0;
+  constructor(readonly context: Context) {
+    super();
+    this.raw = new raw.RdmaChannel(context.raw);
+    this.raw.start((cq) => this.cqs.get(cq)?.wakeWaiters());
+    this.raw.ref(false);
+  }
+  /** @internal */ attach(cq: CompletionQueue): void {
+    this.cqs.set(cq.raw, cq);
+  }
+  /** @internal A waiter keeps the process alive, like a pending socket read. */
+  hold(delta: number): void {
+    this.waiting += delta;
+    if (!this.closed) this.raw.ref(this.waiting > 0);
+  }
+}
+
 export class CompletionQueue extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaCq']>;
-  constructor(readonly context: Context, cqe: number) {
+  private waiters: (() => void)[] = [];
+  constructor(readonly context: Context, cqe: number, readonly channel?: CompletionChannel) {
     super();
-    this.raw = new raw.RdmaCq(context.raw, integer('cqe', cqe, 1));
+    if (channel !== undefined && !(channel instanceof CompletionChannel)) throw argType('channel must be a CompletionChannel');
+    this.raw = new raw.RdmaCq(context.raw, integer('cqe', cqe, 1), channel?.raw);
+    channel?.attach(this);
   }
   /** Completions available now (at most `max`; never blocks). */
   poll(max = 16): Completion[] {
     return this.raw.poll(integer('max', max, 1, 256));
+  }
+  /**
+   * Busy-poll in C++ for up to `spinMicros` until completions arrive: the
+   * lowest latency, at the price of blocking this thread meanwhile.
+   */
+  pollSpin(max = 16, spinMicros = 100): Completion[] {
+    return this.raw.pollSpin(integer('max', max, 1, 256), integer('spinMicros', spinMicros, 0, 100_000));
+  }
+  /** Wait (on the event loop, through the completion channel) for at least one completion. */
+  async next(max = 16): Promise<Completion[]> {
+    if (!this.channel) throw argType('next() needs a CompletionQueue created with a CompletionChannel');
+    for (;;) {
+      const now = this.poll(max);
+      if (now.length) return now;
+      this.raw.requestNotify(false);
+      const raced = this.poll(max);  // completions that arrived before arming
+      if (raced.length) return raced;
+      this.channel.hold(1);
+      try {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+      } finally {
+        this.channel.hold(-1);
+      }
+      if (this.closed) throw Object.assign(new Error('completion queue closed while waiting'), { code: 'ERR_CLOSED' });
+    }
+  }
+  /** @internal */ wakeWaiters(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  override close(): void {
+    super.close();
+    this.wakeWaiters();
   }
 }
 
