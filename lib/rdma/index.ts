@@ -309,3 +309,6 @@ export class QueuePair extends Node {
     this.raw.postRecv(wrs.map((w) => ({ ...w, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
   }
 }
+
+export { RdmaConnection, type ConnectionOptions } from './connection.js';
+export { handshake, HandshakeError, type Endpoint } from './handshake.js';

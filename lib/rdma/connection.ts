@@ -1,0 +1,196 @@
+/**
+ * RdmaConnection: one RC queue pair to a peer, with a registered local
+ * memory window and the peer's window, connected through an authenticated
+ * TCP handshake (lib/rdma/handshake.ts). read()/write() return promises and
+ * may be many in flight; completions arrive through a completion channel on
+ * the event loop. The TCP socket stays open as the control channel: when the
+ * peer goes away the connection fails its pending operations and closes.
+ */
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { argRange, argType } from '../errors.js';
+import { Region } from '../uffd/region.js';
+import { integer } from '../validate.js';
+import { HandshakeError, handshake, type Endpoint } from './handshake.js';
+import { Context, type Completion, type CompletionChannel, type CompletionQueue, type MemoryRegion, type ProtectionDomain, type QueuePair } from './index.js';
+
+export interface ConnectionOptions {
+  /** RDMA device (e.g. 'rxe0'). */
+  device: string;
+  /** Shared secret both peers hold (≥ 16 bytes). */
+  secret: Buffer | string;
+  /** Local memory the peer may read and write: a Region, or a size to allocate one. */
+  memory: Region | number;
+  /** GID index of the local port (1 = the IPv4-mapped RoCEv2 GID on rxe). */
+  gidIndex?: number;
+  /** Work requests in flight at most (default 128). */
+  depth?: number;
+}
+
+function secretOf(o: ConnectionOptions): Buffer {
+  const secret = typeof o.secret === 'string' ? Buffer.from(o.secret) : o.secret;
+  if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
+  if (secret.length < 16) throw new HandshakeError('ERR_WEAK_SECRET', 'the shared secret must be at least 16 bytes');
+  return secret;
+}
+
+interface Pending { resolve: (c: Completion) => void; reject: (e: Error) => void }
+
+export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> implements Disposable {
+  /** The local window the peer sees. */
+  readonly memory: Region;
+  /** The peer's window: read/write addresses are offsets into it. */
+  readonly remote: Endpoint;
+  private readonly ctx: Context;
+  private readonly pd: ProtectionDomain;
+  private readonly channel: CompletionChannel;
+  private readonly cq: CompletionQueue;
+  private readonly qp: QueuePair;
+  private readonly mr: MemoryRegion;
+  private readonly pending = new Map<bigint, Pending>();
+  private nextId = 1n;
+  private closed = false;
+  private readonly ownsMemory: boolean;
+
+  private constructor(parts: { ctx: Context; pd: ProtectionDomain; channel: CompletionChannel; cq: CompletionQueue; qp: QueuePair; mr: MemoryRegion; memory: Region; ownsMemory: boolean; remote: Endpoint; sock: net.Socket }) {
+    super();
+    ({ ctx: this.ctx, pd: this.pd, channel: this.channel, cq: this.cq, qp: this.qp, mr: this.mr, memory: this.memory, ownsMemory: this.ownsMemory, remote: this.remote } = parts);
+    parts.sock.on('close', () => this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })));
+    parts.sock.on('error', () => parts.sock.destroy());
+    this.sock = parts.sock;
+    void this.drain();
+  }
+  private readonly sock: net.Socket;
+
+  /** Connect to a listening peer. */
+  static async connect(host: string, port: number, options: ConnectionOptions): Promise<RdmaConnection> {
+    secretOf(options);  // refuse a bad secret before touching the network
+    const sock = net.connect({ host, port });
+    await new Promise<void>((res, rej) => {
+      sock.once('connect', res);
+      sock.once('error', rej);
+    });
+    return await RdmaConnection.establish(sock, 'client', options);
+  }
+
+  /** Accept connections on host:port; each authenticated peer becomes a connection. */
+  static listen(host: string, port: number, options: ConnectionOptions, onConnection: (c: RdmaConnection) => void, onError?: (e: Error) => void): Promise<net.Server> {
+    const server = net.createServer((sock) => {
+      RdmaConnection.establish(sock, 'server', options).then(onConnection, (e: Error) => {
+        sock.destroy();
+        onError?.(e);
+      });
+    });
+    return new Promise((res, rej) => {
+      server.once('error', rej);
+      server.listen(port, host, () => res(server));
+    });
+  }
+
+  private static async establish(sock: net.Socket, role: 'client' | 'server', o: ConnectionOptions): Promise<RdmaConnection> {
+    if (typeof o.device !== 'string') throw argType('options.device must be a string');
+    const secret = secretOf(o);
+    const gidIndex = integer('options.gidIndex', o.gidIndex ?? 1, 0);
+    const depth = integer('options.depth', o.depth ?? 128, 1, 4096);
+    const ownsMemory = !(o.memory instanceof Region);
+    const memory = o.memory instanceof Region ? o.memory : Region.anonymous(integer('options.memory', o.memory, 4096));
+    const ctx = Context.open(o.device);
+    try {
+      const pd = ctx.allocPd();
+      const channel = ctx.createCompChannel();
+      const cq = ctx.createCq(depth * 2, channel);
+      const qp = pd.createQp(cq, cq, { maxSendWr: depth, maxRecvWr: 1 });
+      const mr = pd.registerMemory(memory, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
+      const psn = crypto.randomInt(0, 0xffffff);
+      const mine: Endpoint = { qpNum: qp.qpNum, gid: ctx.queryGid(1, gidIndex), psn, addr: mr.addr, rkey: mr.rkey, length: mr.length };
+      const peer = await handshake(sock, role, secret, mine);
+      qp.toInit();
+      qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: gidIndex });
+      qp.toRts({ psn });
+      return new RdmaConnection({ ctx, pd, channel, cq, qp, mr, memory, ownsMemory, remote: peer, sock });
+    } catch (e) {
+      ctx.close();
+      if (ownsMemory) memory.close();
+      sock.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * RDMA READ `length` bytes at `remoteOffset` of the peer's window into the
+   * local window at `localOffset`. Resolves when the data is there.
+   */
+  async read(remoteOffset: number, length: number, localOffset = 0): Promise<void> {
+    this.check(remoteOffset, length, localOffset);
+    await this.post('RDMA_READ', remoteOffset, length, localOffset);
+  }
+
+  /** RDMA WRITE `length` bytes of the local window at `localOffset` to the peer's window at `remoteOffset`. */
+  async write(remoteOffset: number, length: number, localOffset = 0): Promise<void> {
+    this.check(remoteOffset, length, localOffset);
+    await this.post('RDMA_WRITE', remoteOffset, length, localOffset);
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  close(): void {
+    this.fail(Object.assign(new Error('connection closed'), { code: 'ERR_CLOSED' }));
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  private check(remoteOffset: number, length: number, localOffset: number): void {
+    if (this.closed) throw Object.assign(new Error('connection is closed'), { code: 'ERR_CLOSED' });
+    integer('length', length, 1, 2 ** 31);
+    integer('remoteOffset', remoteOffset);
+    integer('localOffset', localOffset);
+    if (remoteOffset + length > this.remote.length) throw argRange(`[${remoteOffset}, +${length}) is outside the peer's window of ${this.remote.length} bytes`);
+    if (localOffset + length > this.mr.length) throw argRange(`[${localOffset}, +${length}) is outside the local window of ${this.mr.length} bytes`);
+  }
+
+  private post(opcode: 'RDMA_READ' | 'RDMA_WRITE', remoteOffset: number, length: number, localOffset: number): Promise<Completion> {
+    const wrId = this.nextId++;
+    const done = new Promise<Completion>((resolve, reject) => this.pending.set(wrId, { resolve, reject }));
+    try {
+      this.qp.postSend([{ wrId, opcode, sge: [{ mr: this.mr, offset: localOffset, length }], remoteAddr: this.remote.addr + remoteOffset, rkey: this.remote.rkey }]);
+    } catch (e) {
+      this.pending.delete(wrId);
+      throw e;
+    }
+    return done;
+  }
+
+  // One loop per connection: wait on the channel, settle the operations.
+  private async drain(): Promise<void> {
+    while (!this.closed) {
+      let wcs: Completion[];
+      try {
+        wcs = await this.cq.next(64);
+      } catch {
+        return;  // closed while waiting
+      }
+      for (const c of wcs) {
+        const p = this.pending.get(c.wrId);
+        if (!p) continue;
+        this.pending.delete(c.wrId);
+        if (c.ok) p.resolve(c);
+        else p.reject(Object.assign(new Error(`RDMA ${c.opcode} failed: ${c.status}`), { code: 'ERR_RDMA_COMPLETION', status: c.status }));
+      }
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+    this.sock.destroy();
+    this.ctx.close();
+    if (this.ownsMemory) this.memory.close();
+    this.emit('close');
+  }
+}

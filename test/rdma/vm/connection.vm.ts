@@ -1,0 +1,109 @@
+// Inside the soft-RoCE VM: RdmaConnection between two processes, over the
+// authenticated handshake; many operations in flight; bad peers; a peer killed.
+import t from 'tap';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Region, rdma } from '../../../lib/index.js';
+
+const HOST = '10.0.2.15';
+const SECRET = 'sixteen-bytes-at-least!';
+const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
+let nextPort = 18600;
+
+class Peer {
+  readonly proc: ChildProcessByStdio<Writable, Readable, null>;
+  private lines: string[] = [];
+  private waiter: ((l: string) => void) | null = null;
+  constructor(readonly port: number) {
+    this.proc = spawn(process.execPath, [peerScript, HOST, String(port), SECRET], { stdio: ['pipe', 'pipe', 'inherit'] });
+    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = null;
+        w(l);
+      } else this.lines.push(l);
+    });
+  }
+  line(): Promise<string> {
+    const l = this.lines.shift();
+    return l !== undefined ? Promise.resolve(l) : new Promise((r) => (this.waiter = r));
+  }
+  async ask(cmd: string): Promise<string> {
+    this.proc.stdin.write(cmd + '\n');
+    return await this.line();
+  }
+}
+
+async function startPeer(): Promise<Peer> {
+  const p = new Peer(nextPort++);
+  const first = await p.line();
+  if (first !== 'listening') throw new Error(`peer said ${first}`);
+  return p;
+}
+
+void t.test('read and write the peer window, many in flight', async (t) => {
+  const peer = await startPeer();
+  t.teardown(() => peer.proc.kill('SIGKILL'));
+  const local = Region.anonymous(1 << 20);
+  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: local });
+  t.match(await peer.line(), /^connected /);
+  t.equal(conn.remote.length, 1 << 20);
+
+  await conn.read(4096, 65536, 0);
+  const got = local.bytes(0, 65536);
+  t.ok(got.every((x, i) => x === (((4096 + i) * 7) & 0xff)), 'READ brought the peer bytes');
+
+  const out = local.bytes(131072, 65536);
+  out.fill(3);
+  await conn.write(524288, 65536, 131072);
+  t.equal(await peer.ask('sum 524288 65536'), `sum ${3 * 65536}`, 'WRITE landed in the peer');
+
+  const ops: Promise<void>[] = [];
+  for (let i = 0; i < 128; i++) ops.push(conn.read(i * 4096, 4096, 262144 + i * 4096));
+  t.ok(conn.inFlight > 1, 'several in flight at once');
+  await Promise.all(ops);
+  const all = local.bytes(262144, 128 * 4096);
+  t.ok(all.every((x, i) => x === ((i * 7) & 0xff)), '128 concurrent READs, every byte right');
+
+  await t.rejects(conn.read(1 << 20, 8), { code: 'ERR_OUT_OF_RANGE' }, 'outside the peer window');
+  conn.close();
+  await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
+  local.close();
+  const exited = new Promise((r) => peer.proc.once('exit', r));
+  peer.proc.stdin.write('exit\n');
+  await exited;
+});
+
+void t.test('a peer without the secret is refused on both sides', async (t) => {
+  const peer = await startPeer();
+  t.teardown(() => peer.proc.kill('SIGKILL'));
+  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError' });
+  t.match(await peer.line(), /^refused ERR_(AUTH|PEER)/);
+  // Garbage instead of a handshake: refused, and the listener keeps serving.
+  const s = net.connect(peer.port, HOST);
+  s.write('{"v":1,"nonce":"not-hex"}\n');
+  t.match(await peer.line(), /^refused ERR_BAD_FRAME/);
+  s.destroy();
+  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
+  const ok = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: 4096 });
+  t.match(await peer.line(), /^connected /);
+  ok.close();
+});
+
+void t.test('a peer killed mid-transfer fails the pending operations, no crash', async (t) => {
+  const peer = await startPeer();
+  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: 1 << 20 });
+  await peer.line();
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  const ops: Promise<void>[] = [];
+  for (let i = 0; i < 64; i++) ops.push(conn.read((i % 16) * 65536, 65536, (i % 16) * 65536));
+  peer.proc.kill('SIGKILL');
+  const results = await Promise.allSettled(ops);
+  await closed;
+  t.ok(results.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code !== undefined), 'each operation settled with a result or a typed error');
+  await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
+});
