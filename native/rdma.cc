@@ -400,8 +400,15 @@ class RdmaMr : public Napi::ObjectWrap<RdmaMr>, public VerbsNode {
       base = static_cast<uint8_t*>(ab.Data());
       size = ab.ByteLength();
       keep_ = Napi::Persistent(info[1].As<Napi::Object>());
+    } else if (info[1].IsObject() && !info[1].As<Napi::Object>().Get("address").IsUndefined()) {
+      // A raw native range { address, length } (memory of another library):
+      // the kernel checks that it is mapped when it pins it.
+      Napi::Object raw = info[1].As<Napi::Object>();
+      uint64_t a;
+      if (!ToU64(env, raw.Get("address"), "address", &a) || !ToU64(env, raw.Get("length"), "length", &size)) { Dead(); return; }
+      base = reinterpret_cast<uint8_t*>(a);
     } else {
-      ThrowType(env, "memory must be a Region, an ArrayBuffer or a typed array");
+      ThrowType(env, "memory must be a Region, an ArrayBuffer, a typed array or { address, length }");
       { Dead(); return; }
     }
     if (len == 0 || off > size || len > size - off) {
@@ -691,6 +698,115 @@ void RdmaChannel::OnEvents() {
   }
 }
 
+// ---------------- address handle (UD destinations) ----------------
+// new RdmaAh(pd, { dgid, sgidIndex, hopLimit, port })
+class RdmaAh : public Napi::ObjectWrap<RdmaAh>, public VerbsNode {
+ public:
+  static constexpr const char* kName = "AddressHandle";
+  static const napi_type_tag kTag;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RdmaAh", {InstanceMethod("close", &RdmaAh::Close), InstanceMethod("isClosed", &RdmaAh::IsClosed)});
+  }
+  explicit RdmaAh(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaAh>(info), VerbsNode(info.Env()) {
+    Napi::Env env = info.Env();
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+    rank_ = 3;
+    RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
+    if (!pd) { Dead(); return; }
+    Napi::Object o = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+    struct ibv_ah_attr a = {};
+    bool ok = true;
+    if (!ParseGid(env, o.Get("dgid"), &a.grh.dgid)) { Dead(); return; }
+    a.is_global = 1;
+    a.grh.sgid_index = static_cast<uint8_t>(U32(env, o, "sgidIndex", 0, &ok));
+    a.grh.hop_limit = static_cast<uint8_t>(U32(env, o, "hopLimit", 64, &ok));
+    a.port_num = static_cast<uint8_t>(U32(env, o, "port", 1, &ok));
+    if (!ok) { Dead(); return; }
+    v_ = pd->verbs();
+    ah_ = v_->create_ah(pd->pd(), &a);
+    if (!ah_) {
+      ThrowSys(env, "ibv_create_ah", errno ? errno : EINVAL);
+      { Dead(); return; }
+    }
+    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
+    pd->Adopt(this);
+    Track(env, this);
+  }
+  ~RdmaAh() override { CloseTree(); }
+  struct ibv_ah* ah() const { return ah_; }
+
+ private:
+  void Dead() { ah_ = nullptr; CloseTree(); }
+  int Destroy() override {
+    int r = ah_ ? v_->destroy_ah(ah_) : 0;
+    ah_ = nullptr;
+    ReleaseParents();
+    return r;
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseTree();
+    return info.Env().Undefined();
+  }
+  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
+  const Verbs* v_ = nullptr;
+  struct ibv_ah* ah_ = nullptr;
+};
+const napi_type_tag RdmaAh::kTag = {0x7d1a2b3c4d5e6f77ULL, 0x0a1b2c3d4e5f6078ULL};
+
+// ---------------- shared receive queue ----------------
+class RdmaSrq : public Napi::ObjectWrap<RdmaSrq>, public VerbsNode {
+ public:
+  static constexpr const char* kName = "SharedReceiveQueue";
+  static const napi_type_tag kTag;
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RdmaSrq", {InstanceMethod("postRecv", &RdmaSrq::PostRecv), InstanceMethod("close", &RdmaSrq::Close),
+                                       InstanceMethod("isClosed", &RdmaSrq::IsClosed)});
+  }
+  // new RdmaSrq(pd, { maxWr, maxSge })
+  explicit RdmaSrq(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaSrq>(info), VerbsNode(info.Env()) {
+    Napi::Env env = info.Env();
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+    rank_ = 4;
+    RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
+    if (!pd) { Dead(); return; }
+    Napi::Object o = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+    bool ok = true;
+    struct ibv_srq_init_attr a = {};
+    a.attr.max_wr = U32(env, o, "maxWr", 64, &ok);
+    a.attr.max_sge = U32(env, o, "maxSge", 1, &ok);
+    if (!ok) { Dead(); return; }
+    v_ = pd->verbs();
+    srq_ = v_->create_srq(pd->pd(), &a);
+    if (!srq_) {
+      ThrowSys(env, "ibv_create_srq", errno ? errno : EINVAL);
+      { Dead(); return; }
+    }
+    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
+    pd->Adopt(this);
+    Track(env, this);
+  }
+  ~RdmaSrq() override { CloseTree(); }
+  struct ibv_srq* srq() const { return srq_; }
+
+ private:
+  void Dead() { srq_ = nullptr; CloseTree(); }
+  int Destroy() override {
+    int r = srq_ ? v_->destroy_srq(srq_) : 0;
+    srq_ = nullptr;
+    ReleaseParents();
+    return r;
+  }
+  Napi::Value PostRecv(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseTree();
+    return info.Env().Undefined();
+  }
+  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
+  const Verbs* v_ = nullptr;
+  struct ibv_srq* srq_ = nullptr;
+};
+const napi_type_tag RdmaSrq::kTag = {0x7d1a2b3c4d5e6f78ULL, 0x0a1b2c3d4e5f6079ULL};
+
 // ---------------- queue pair ----------------
 class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
  public:
@@ -728,6 +844,12 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
     a.cap.max_recv_sge = U32(env, o, "maxRecvSge", 1, &ok);
     a.cap.max_inline_data = U32(env, o, "maxInlineData", 0, &ok);
     a.sq_sig_all = o.Get("sigAll").ToBoolean() ? 1 : 0;
+    RdmaSrq* srq = nullptr;
+    if (!o.Get("srq").IsUndefined()) {
+      srq = LiveNode<RdmaSrq>(env, o.Get("srq"), "srq");
+      if (!srq) { Dead(); return; }
+      a.srq = srq->srq();
+    }
     if (!ok) { Dead(); return; }
     v_ = pd->verbs();
     qp_ = v_->create_qp(pd->pd(), &a);
@@ -742,6 +864,10 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
     pd->Adopt(this);
     scq->Adopt(this);
     if (rcq != scq) rcq->Adopt(this);
+    if (srq) {
+      parents_.push_back(Napi::Persistent(o.Get("srq").As<Napi::Object>()));
+      srq->Adopt(this);
+    }
     Track(env, this);
   }
   ~RdmaQp() override { CloseTree(); }
@@ -845,7 +971,8 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
   }
 
   // An SGE list from [{ mr, offset, length }]: bounds are checked against the MR.
-  bool Sges(Napi::Env env, const Napi::Value& v, std::vector<struct ibv_sge>* out) {
+ public:
+  static bool Sges(Napi::Env env, const Napi::Value& v, std::vector<struct ibv_sge>* out) {
     if (v.IsUndefined()) return true;
     if (!v.IsArray()) {
       ThrowType(env, "sge must be an array of { mr, offset, length }");
@@ -872,7 +999,36 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
     return true;
   }
 
-  // postSend([{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap }]): one ibv_post_send.
+  // Receive work requests from [{ wrId, sge }] (QP and SRQ alike).
+  static bool RecvWrs(Napi::Env env, const Napi::Value& v, std::vector<struct ibv_recv_wr>* wrs,
+                      std::vector<std::vector<struct ibv_sge>>* sges) {
+    if (!v.IsArray()) {
+      ThrowType(env, "work requests must be an array");
+      return false;
+    }
+    Napi::Array arr = v.As<Napi::Array>();
+    uint32_t n = arr.Length();
+    wrs->resize(n);
+    sges->resize(n);
+    for (uint32_t i = 0; i < n; i++) {
+      if (!arr.Get(i).IsObject()) {
+        ThrowType(env, "work requests must be objects");
+        return false;
+      }
+      Napi::Object o = arr.Get(i).As<Napi::Object>();
+      uint64_t id = 0;
+      if (!o.Get("wrId").IsUndefined() && !ToU64(env, o.Get("wrId"), "wrId", &id)) return false;
+      if (!Sges(env, o.Get("sge"), &(*sges)[i])) return false;
+      (*wrs)[i].wr_id = id;
+      (*wrs)[i].sg_list = (*sges)[i].data();
+      (*wrs)[i].num_sge = static_cast<int>((*sges)[i].size());
+      (*wrs)[i].next = i + 1 < n ? &(*wrs)[i + 1] : nullptr;
+    }
+    return true;
+  }
+
+ private:
+  // postSend([{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]): one ibv_post_send.
   Napi::Value PostSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
@@ -928,6 +1084,17 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
         w.wr.atomic.rkey = static_cast<uint32_t>(rkey);
         w.wr.atomic.compare_add = ca;
         w.wr.atomic.swap = sw;
+      } else if (type_ == IBV_QPT_UD) {
+        // UD: { ah, remoteQpn, remoteQkey } name the destination of a datagram.
+        RdmaAh* ah = LiveNode<RdmaAh>(env, o.Get("ah"), "ah");
+        if (!ah) return env.Undefined();
+        uint64_t rq = 0, qk = 0;
+        if (!ToU64(env, o.Get("remoteQpn"), "remoteQpn", &rq) ||
+            (!o.Get("remoteQkey").IsUndefined() && !ToU64(env, o.Get("remoteQkey"), "remoteQkey", &qk)))
+          return env.Undefined();
+        w.wr.ud.ah = ah->ah();
+        w.wr.ud.remote_qpn = static_cast<uint32_t>(rq);
+        w.wr.ud.remote_qkey = static_cast<uint32_t>(qk);
       } else {
         w.wr.rdma.remote_addr = raddr;
         w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
@@ -948,29 +1115,9 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
   Napi::Value PostRecv(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
-    if (!info[0].IsArray()) {
-      ThrowType(env, "work requests must be an array");
-      return env.Undefined();
-    }
-    Napi::Array arr = info[0].As<Napi::Array>();
-    uint32_t n = arr.Length();
-    if (n == 0) return env.Undefined();
-    std::vector<struct ibv_recv_wr> wrs(n);
-    std::vector<std::vector<struct ibv_sge>> sges(n);
-    for (uint32_t i = 0; i < n; i++) {
-      if (!arr.Get(i).IsObject()) {
-        ThrowType(env, "work requests must be objects");
-        return env.Undefined();
-      }
-      Napi::Object o = arr.Get(i).As<Napi::Object>();
-      uint64_t id = 0;
-      if (!o.Get("wrId").IsUndefined() && !ToU64(env, o.Get("wrId"), "wrId", &id)) return env.Undefined();
-      if (!Sges(env, o.Get("sge"), &sges[i])) return env.Undefined();
-      wrs[i].wr_id = id;
-      wrs[i].sg_list = sges[i].data();
-      wrs[i].num_sge = static_cast<int>(sges[i].size());
-      wrs[i].next = i + 1 < n ? &wrs[i + 1] : nullptr;
-    }
+    std::vector<struct ibv_recv_wr> wrs;
+    std::vector<std::vector<struct ibv_sge>> sges;
+    if (!RecvWrs(env, info[0], &wrs, &sges) || wrs.empty()) return env.Undefined();
     struct ibv_recv_wr* bad = nullptr;
     int r = ibv_post_recv(qp_, wrs.data(), &bad);
     if (r) {
@@ -991,6 +1138,21 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
 };
 const napi_type_tag RdmaQp::kTag = {0x7d1a2b3c4d5e6f74ULL, 0x0a1b2c3d4e5f6075ULL};
 
+Napi::Value RdmaSrq::PostRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed() || !srq_) {
+    ThrowState(env, "ERR_CLOSED", "shared receive queue is closed");
+    return env.Undefined();
+  }
+  std::vector<struct ibv_recv_wr> wrs;
+  std::vector<std::vector<struct ibv_sge>> sges;
+  if (!RdmaQp::RecvWrs(env, info[0], &wrs, &sges) || wrs.empty()) return env.Undefined();
+  struct ibv_recv_wr* bad = nullptr;
+  int r = ibv_post_srq_recv(srq_, wrs.data(), &bad);
+  if (r) ThrowSys(env, "ibv_post_srq_recv", r);
+  return env.Undefined();
+}
+
 Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("devices", Napi::Function::New(env, Devices));
@@ -1000,6 +1162,8 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("RdmaMr", RdmaMr::Init(env));
   r.Set("RdmaCq", RdmaCq::Init(env));
   r.Set("RdmaChannel", RdmaChannel::Init(env));
+  r.Set("RdmaAh", RdmaAh::Init(env));
+  r.Set("RdmaSrq", RdmaSrq::Init(env));
   r.Set("RdmaQp", RdmaQp::Init(env));
   r.Set("ACCESS_LOCAL_WRITE", static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   r.Set("ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));

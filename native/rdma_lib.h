@@ -35,7 +35,11 @@ namespace sos {
   X(ack_cq_events, void, (struct ibv_cq*, unsigned int))                                        \
   X(get_async_event, int, (struct ibv_context*, struct ibv_async_event*))                       \
   X(ack_async_event, void, (struct ibv_async_event*))                                           \
-  X(event_type_str, const char*, (enum ibv_event_type))
+  X(event_type_str, const char*, (enum ibv_event_type))                                         \
+  X(create_ah, struct ibv_ah*, (struct ibv_pd*, struct ibv_ah_attr*))                           \
+  X(destroy_ah, int, (struct ibv_ah*))                                                          \
+  X(create_srq, struct ibv_srq*, (struct ibv_pd*, struct ibv_srq_init_attr*))                   \
+  X(destroy_srq, int, (struct ibv_srq*))
 
 struct Verbs {
 #define SOS_DECLARE(name, ret, args) ret(*name) args = nullptr;

@@ -30,6 +30,8 @@ interface Raw {
     pollSpin(max: number, spinMicros: number): Completion[];
     requestNotify(solicitedOnly: boolean): void;
   };
+  RdmaAh: new (pd: object, attrs: object) => RawNode;
+  RdmaSrq: new (pd: object, attrs: object) => RawNode & { postRecv(wrs: object[]): void };
   RdmaChannel: new (ctx: object) => RawNode & { start(cb: (cq: object) => void): void; ref(on: boolean): void };
   RdmaQp: new (pd: object, sendCq: object, recvCq: object, opts: object) => RawNode & {
     info(): { qpNum: number; state: QpState; type: 'RC' | 'UD' };
@@ -75,6 +77,8 @@ export type SendOpcode = 'SEND' | 'SEND_WITH_IMM' | 'RDMA_WRITE' | 'RDMA_WRITE_W
 export interface SendWr {
   wrId?: number | bigint; opcode: SendOpcode; sge?: Sge[]; signaled?: boolean; imm?: number;
   remoteAddr?: number | bigint; rkey?: number; compareAdd?: number | bigint; swap?: number | bigint;
+  /** UD only: the destination of the datagram. */
+  ah?: AddressHandle; remoteQpn?: number; remoteQkey?: number;
 }
 export interface RecvWr { wrId?: number | bigint; sge?: Sge[] }
 
@@ -156,21 +160,58 @@ export class ProtectionDomain extends Node {
     super();
     this.raw = new raw.RdmaPd(context.raw);
   }
-  /** Register memory: a Region (pinned while registered), an ArrayBuffer or a typed array. */
-  registerMemory(memory: Region | ArrayBuffer | ArrayBufferView, options?: { offset?: number; length?: number; access?: Access[] }): MemoryRegion {
+  /**
+   * Register memory: a Region (pinned while registered), an ArrayBuffer or a
+   * typed array (kept referenced), or a raw native range { address, length }
+   * (memory of another library: the kernel checks it is mapped; with remote
+   * access flags the peer can write it, so register only what it may).
+   */
+  registerMemory(memory: Region | ArrayBuffer | ArrayBufferView | RawRange, options?: { offset?: number; length?: number; access?: Access[] }): MemoryRegion {
     return new MemoryRegion(this, memory, options);
+  }
+  /** An address handle: where UD datagrams go. */
+  createAh(dest: { gid: string; sgidIndex?: number; hopLimit?: number; port?: number }): AddressHandle {
+    return new AddressHandle(this, dest);
+  }
+  createSrq(options?: { maxWr?: number; maxSge?: number }): SharedReceiveQueue {
+    return new SharedReceiveQueue(this, options);
   }
   createQp(sendCq: CompletionQueue, recvCq: CompletionQueue, options?: QpOptions): QueuePair {
     return new QueuePair(this, sendCq, recvCq, options);
   }
 }
 
+export interface RawRange { address: number | bigint; length: number }
+
+export class AddressHandle extends Node {
+  /** @internal */ readonly raw: RawNode;
+  constructor(readonly pd: ProtectionDomain, dest: { gid: string; sgidIndex?: number; hopLimit?: number; port?: number }) {
+    super();
+    const d = object('dest', dest);
+    if (typeof d.gid !== 'string') throw argType('dest.gid must be a GID string');
+    this.raw = new raw.RdmaAh(pd.raw, { dgid: d.gid, sgidIndex: d.sgidIndex ?? 1, hopLimit: d.hopLimit ?? 64, port: d.port ?? 1 });
+  }
+}
+
+export class SharedReceiveQueue extends Node {
+  /** @internal */ readonly raw: InstanceType<Raw['RdmaSrq']>;
+  constructor(readonly pd: ProtectionDomain, options?: { maxWr?: number; maxSge?: number }) {
+    super();
+    this.raw = new raw.RdmaSrq(pd.raw, object('options', options));
+  }
+  /** Post receive buffers shared by every QP created with this SRQ. */
+  postRecv(wrs: RecvWr[]): void {
+    if (!Array.isArray(wrs)) throw argType('work requests must be an array');
+    this.raw.postRecv(wrs.map((w) => ({ ...w, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
+  }
+}
+
 export class MemoryRegion extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaMr']>;
-  constructor(readonly pd: ProtectionDomain, memory: Region | ArrayBuffer | ArrayBufferView, options?: { offset?: number; length?: number; access?: Access[] }) {
+  constructor(readonly pd: ProtectionDomain, memory: Region | ArrayBuffer | ArrayBufferView | RawRange, options?: { offset?: number; length?: number; access?: Access[] }) {
     super();
     const o = object('options', options);
-    const size = memory instanceof Region ? memory.size : memory.byteLength;
+    const size = memory instanceof Region ? memory.size : 'address' in memory ? integer('memory.length', memory.length, 1) : memory.byteLength;
     const offset = o.offset === undefined ? 0 : integer('options.offset', o.offset, 0, size);
     const length = o.length === undefined ? size - offset : integer('options.length', o.length, 1, size - offset);
     const access = accessBits((o.access as Access[] | undefined) ?? ['local-write', 'remote-write', 'remote-read']);
@@ -264,13 +305,17 @@ export class CompletionQueue extends Node {
 export interface QpOptions {
   type?: 'RC' | 'UD'; maxSendWr?: number; maxRecvWr?: number; maxSendSge?: number; maxRecvSge?: number;
   maxInlineData?: number; sigAll?: boolean;
+  /** Take receive buffers from this shared receive queue. */
+  srq?: SharedReceiveQueue;
 }
 
 export class QueuePair extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaQp']>;
   constructor(readonly pd: ProtectionDomain, readonly sendCq: CompletionQueue, readonly recvCq: CompletionQueue, options?: QpOptions) {
     super();
-    this.raw = new raw.RdmaQp(pd.raw, sendCq.raw, recvCq.raw, object('options', options));
+    const o = object('options', options);
+    if (o.srq !== undefined && !(o.srq instanceof SharedReceiveQueue)) throw argType('options.srq must be a SharedReceiveQueue');
+    this.raw = new raw.RdmaQp(pd.raw, sendCq.raw, recvCq.raw, { ...o, srq: o.srq?.raw });
   }
   get qpNum(): number {
     return this.raw.info().qpNum;
@@ -298,10 +343,16 @@ export class QueuePair extends Node {
   toRts(options: { psn?: number } = {}): void {
     this.modify({ state: 'RTS', sqPsn: options.psn ?? 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: 1 });
   }
+  /** A UD QP: RESET → INIT (with its qkey) → RTR → RTS; it can then send datagrams to any address handle. */
+  readyUd(options: { qkey: number; port?: number; psn?: number }): void {
+    this.modify({ state: 'INIT', pkeyIndex: 0, portNum: options.port ?? 1, qkey: integer('qkey', options.qkey) });
+    this.modify({ state: 'RTR' });
+    this.modify({ state: 'RTS', sqPsn: options.psn ?? 0 });
+  }
   /** Post a batch of send-queue work requests in one ibv_post_send. */
   postSend(wrs: SendWr[]): void {
     if (!Array.isArray(wrs)) throw argType('work requests must be an array');
-    this.raw.postSend(wrs.map((w) => ({ ...w, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
+    this.raw.postSend(wrs.map((w) => ({ ...w, ah: w.ah?.raw, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
   }
   /** Post a batch of receive work requests in one ibv_post_recv. */
   postRecv(wrs: RecvWr[]): void {

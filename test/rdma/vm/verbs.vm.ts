@@ -149,3 +149,58 @@ void t.test('misuse: typed errors, no crash', async (t) => {
   t.throws(() => ctx.allocPd(), { code: 'ERR_CLOSED' });
   region.close();
 });
+
+void t.test('UD datagrams through an address handle', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const pd = ctx.allocPd();
+  const cqA = ctx.createCq(64);
+  const cqB = ctx.createCq(64);
+  const a = pd.createQp(cqA, cqA, { type: 'UD' });
+  const b = pd.createQp(cqB, cqB, { type: 'UD' });
+  a.readyUd({ qkey: 0x1111 });
+  b.readyUd({ qkey: 0x2222 });
+  t.equal(b.state, 'RTS');
+  const ah = pd.createAh({ gid: ctx.queryGid(1, GID_INDEX), sgidIndex: GID_INDEX });
+  const mem = new Uint8Array(8192);
+  const mr = pd.registerMemory(mem);
+  b.postRecv([{ wrId: 1, sge: [{ mr, offset: 4096, length: 40 + 512 }] }]);  // UD receives carry a 40-byte GRH first
+  mem.fill(0x5a, 0, 300);
+  a.postSend([{ wrId: 2, opcode: 'SEND_WITH_IMM', imm: 77, sge: [{ mr, length: 300 }], ah, remoteQpn: b.qpNum, remoteQkey: 0x2222 }]);
+  const [r] = await completions(cqB, 1);
+  t.match(r, { ok: true, opcode: 'RECV', byteLen: 40 + 300, imm: 77, srcQp: a.qpNum });
+  t.ok(mem.subarray(4096 + 40, 4096 + 340).every((x) => x === 0x5a), 'datagram payload after the GRH');
+  t.throws(() => a.postSend([{ opcode: 'SEND', sge: [{ mr, length: 8 }], remoteQpn: b.qpNum }]), { code: 'ERR_INVALID_ARG_TYPE' }, 'UD sends need an address handle');
+  pd.close();
+  t.ok(ah.closed, 'address handles close with their PD');
+});
+
+void t.test('a shared receive queue feeds several QPs; raw native ranges register', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const { pd, cqA, a } = pair(ctx);
+  const srq = pd.createSrq({ maxWr: 16 });
+  const cqS = ctx.createCq(64);
+  const r1 = pd.createQp(cqS, cqS, { srq });
+  const gid = ctx.queryGid(1, GID_INDEX);
+  const s1 = pd.createQp(cqA, cqA);
+  for (const [q, peer] of [[r1, s1], [s1, r1]] as const) {
+    q.toInit();
+    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
+    q.toRts();
+  }
+  const region = Region.anonymous(8192);
+  // Register the region's memory as a raw native range (address + length).
+  const mr = pd.registerMemory({ address: region.address, length: region.size });
+  srq.postRecv([{ wrId: 11, sge: [{ mr, offset: 4096, length: 64 }] }, { wrId: 12, sge: [{ mr, offset: 4160, length: 64 }] }]);
+  region.bytes(0, 16).fill(8);
+  s1.postSend([{ opcode: 'SEND', sge: [{ mr, length: 16 }] }]);
+  const [got] = await completions(cqS, 1);
+  t.match(got, { ok: true, opcode: 'RECV', byteLen: 16, qpNum: r1.qpNum });
+  t.ok([11n, 12n].includes(got.wrId), 'the receive came from the SRQ');
+  t.equal(region.bytes(Number(got.wrId === 11n ? 4096 : 4160), 1)[0], 8);
+  t.throws(() => pd.registerMemory({ address: 0x1000, length: 4096 }), { name: 'SystemError', syscall: 'ibv_reg_mr' }, 'an unmapped raw range is refused by the kernel');
+  srq.close();
+  t.ok(r1.closed, 'closing the SRQ closed the QP that used it');
+  a.close();
+  ctx.close();
+  region.close();
+});
