@@ -13,6 +13,7 @@
         "native/offthread.cc",
         "native/rdma_lib.cc",
         "native/rdma.cc",
+        "native/rdma_cm.cc",
         "native/fd_watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fd_watch.h"
+#include "rdma_cm.h"
 #include "offthread.h"
 
 namespace sos {
@@ -1169,6 +1170,7 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));
   r.Set("ACCESS_REMOTE_READ", static_cast<int>(IBV_ACCESS_REMOTE_READ));
   r.Set("ACCESS_REMOTE_ATOMIC", static_cast<int>(IBV_ACCESS_REMOTE_ATOMIC));
+  InitRdmaCm(env, r);  // rdma_cm: native/rdma_cm.cc
   exports.Set("rdma", r);
   return exports;
 }

@@ -363,3 +363,4 @@ export class QueuePair extends Node {
 
 export { RdmaConnection, type ConnectionOptions } from './connection.js';
 export { handshake, HandshakeError, type Endpoint } from './handshake.js';
+export { CmEventChannel, CmId, CmError, cmStatus, type CmEvent, type CmIdInfo, type CmConnectOptions } from './cm.js';
