@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Inside the VM: the soft-RoCE self-test, then every compiled in-VM test file
 # (dist/test/rdma/vm/*.vm.js), each run with node; their TAP output and exit
-# codes land in .cache/vm/results/ for the host-side test to report.
+# codes land in OUT (default .cache/vm/results) for the host-side test to report.
 set -u
-out=.cache/vm/results
+out=${1:-.cache/vm/results}
 rm -rf "$out"
 mkdir -p "$out"
 bash scripts/vm/selftest.sh > "$out/selftest.log" 2>&1

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const results = path.join(root, '.cache/vm/results');
+// One folder per run: concurrent runs (several checkouts, developers) never mix results.
+const results = path.join(root, '.cache/vm', `results-${process.pid}`);
 const hostHasRdma = (() => {
   try {
     return fs.readdirSync('/sys/class/infiniband').length > 0;
@@ -19,8 +20,9 @@ const hostHasRdma = (() => {
 })();
 
 const run = hostHasRdma
-  ? spawnSync('bash', ['scripts/vm/rdma-suite.sh'], { cwd: root, encoding: 'utf8', timeout: 1_500_000 })
-  : spawnSync('bash', ['scripts/vm/run.sh', 'scripts/vm/rdma-suite.sh'], { cwd: root, encoding: 'utf8', timeout: 1_500_000 });
+  ? spawnSync('bash', ['scripts/vm/rdma-suite.sh', results], { cwd: root, encoding: 'utf8', timeout: 1_500_000 })
+  : spawnSync('bash', ['scripts/vm/run.sh', 'scripts/vm/rdma-suite.sh', results], { cwd: root, encoding: 'utf8', timeout: 1_500_000, env: { ...process.env, SOS_VM_LOG: `${results}.console.log` } });
+t.teardown(() => fs.rmSync(results, { recursive: true, force: true }));
 const where = hostHasRdma ? 'this host' : 'the soft-RoCE VM';
 const output = `${run.stdout ?? ''}${run.stderr ?? ''}`;
 

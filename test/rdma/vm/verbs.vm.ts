@@ -204,3 +204,47 @@ void t.test('a shared receive queue feeds several QPs; raw native ranges registe
   ctx.close();
   region.close();
 });
+
+void t.test('scatter/gather lists, unsignaled requests, an MR deregistered while in use', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const pd = ctx.allocPd();
+  const cqA = ctx.createCq(512);
+  const cqB = ctx.createCq(512);
+  const a = pd.createQp(cqA, cqA, { maxSendWr: 256, maxSendSge: 4 });
+  const b = pd.createQp(cqB, cqB, { maxRecvSge: 4 });
+  const gid = ctx.queryGid(1, GID_INDEX);
+  for (const [q, peer] of [[a, b], [b, a]] as const) {
+    q.toInit();
+    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
+    q.toRts();
+  }
+  const src = new Uint8Array(4096).map((_, i) => i & 0xff);
+  const dst = new Uint8Array(4096);
+  const mrS = pd.registerMemory(src);
+  const mrD = pd.registerMemory(dst);
+  // Three pieces of src gathered into one WRITE, landing contiguously.
+  a.postSend([{ wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr: mrS, offset: 0, length: 10 }, { mr: mrS, offset: 100, length: 10 }, { mr: mrS, offset: 200, length: 10 }], remoteAddr: mrD.addr, rkey: mrD.rkey }]);
+  await completions(cqA, 1);
+  t.same([...dst.subarray(0, 30)], [...src.subarray(0, 10), ...src.subarray(100, 110), ...src.subarray(200, 210)], 'gathered');
+
+  // Unsignaled requests produce no completion; the signaled one after them does.
+  const wrs: rdma.SendWr[] = [];
+  for (let i = 0; i < 9; i++) wrs.push({ wrId: 100 + i, opcode: 'RDMA_WRITE', signaled: false, sge: [{ mr: mrS, length: 8 }], remoteAddr: mrD.addr + 1024 + i * 8, rkey: mrD.rkey });
+  wrs.push({ wrId: 109, opcode: 'RDMA_WRITE', sge: [{ mr: mrS, length: 8 }], remoteAddr: mrD.addr + 1024 + 72, rkey: mrD.rkey });
+  a.postSend(wrs);
+  const done = await completions(cqA, 1);
+  t.same(done.map((c) => c.wrId), [109n], 'only the signaled request completes');
+  t.same(cqA.poll(), []);
+
+  // Deregister the source while reads into it are in flight: every request
+  // still completes (successfully or with a typed error), nothing crashes.
+  const ops: rdma.SendWr[] = [];
+  for (let i = 0; i < 64; i++) ops.push({ wrId: 200 + i, opcode: 'RDMA_READ', sge: [{ mr: mrS, offset: (i % 8) * 512, length: 512 }], remoteAddr: mrD.addr, rkey: mrD.rkey });
+  a.postSend(ops);
+  mrS.close();
+  t.ok(mrS.closed);
+  const settled = await completions(cqA, 64);
+  t.ok(settled.every((c) => typeof c.status === 'string'), `statuses: ${[...new Set(settled.map((c) => c.status))].join(', ')}`);
+  t.throws(() => a.postSend([{ opcode: 'SEND', sge: [{ mr: mrS, length: 8 }] }]), { code: 'ERR_CLOSED' }, 'a closed MR cannot be used');
+  ctx.close();
+});
