@@ -5,7 +5,10 @@
 #   docker run --rm --privileged serverlessos-ci      (runs `npm test`)
 #
 # Tests need a privileged container (CRIU dump/restore, namespaces, cgroups, nftables,
-# /dev/userfaultfd). Kernel settings cannot be made at build time: /proc/sys is read-only during
+# /dev/userfaultfd). RDMA tests: on a host with rdma_rxe loaded and an rxe link
+# (`rdma link add rxe0 type rxe netdev eth0`), run with --privileged --network host and they use
+# that device directly (test/rdma/softroce.test.ts looks in /sys/class/infiniband); elsewhere they
+# boot the project's qemu soft-RoCE VM (scripts/vm/), whose kernel setup-host.sh unpacks. Kernel settings cannot be made at build time: /proc/sys is read-only during
 # `docker build`, so setup-host.sh only warns about fs.pipe-max-size there. fs.pipe-max-size is not
 # namespaced (docker run --sysctl cannot set it): set it to 4194304 on the docker host, or run
 #   docker run --rm --privileged serverlessos-ci bash -c 'scripts/setup-host.sh && npm test'
