@@ -3,7 +3,10 @@
 // async iterator, and re-emitted by a running FaultEngine, which keeps
 // serving the range where mremap moved it.
 import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FaultEngine, PageSource, Region, Userfaultfd, touch } from '../../lib/index.js';
 import type { PageFaultEvent, UffdEvent } from '../../lib/uffd/index.js';
 import type { RawEvent } from '../../lib/native.js';
@@ -298,3 +301,42 @@ for (const reader of ['JS listener', 'FaultEngine'] as const) {
     if (answer === 'SUM 0') t.equal(await child.send('touch'), 'SUM 0', 'the child is still served');
   });
 }
+
+// A userfaultfd of this process that negotiated EVENT_FORK, its events read
+// by JavaScript: every fork() of this process (child_process spawns on the
+// JS thread) waits in the kernel until the FORK event is read, and the only
+// reader is the thread that is waiting. The library must refuse that set-up
+// up front or make the spawn work (read the event elsewhere); a deadlock is
+// never acceptable. Run in a separate process, killed if it hangs.
+void t.test('EVENT_FORK on a userfaultfd of this process read from JS: spawn works or is refused, never deadlocks', async (t) => {
+  t.setTimeout(30_000);
+  const lib = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/index.js');
+  const script = `
+    import { spawnSync } from 'node:child_process';
+    import { Region, Userfaultfd } from ${JSON.stringify(lib)};
+    const refused = (e) => { console.log('REFUSED ' + (e.code ?? e.message)); process.exit(0); };
+    process.on('uncaughtException', refused);
+    let u, r;
+    try {
+      u = Userfaultfd.open({ features: ['EVENT_FORK'] });
+      r = Region.anonymous(4096);
+      u.register(r);
+      u.on('fork', (ev) => { ev.uffd.close(); console.log('FORK'); });
+      u.on('pagefault', () => {});
+      await new Promise((res) => setTimeout(res, 0));  // event delivery has started
+    } catch (e) { refused(e); }
+    let status;
+    try { status = spawnSync('/bin/true').status; } catch (e) { refused(e); }
+    console.log('SPAWNED ' + status);
+    await new Promise((res) => setTimeout(res, 0));
+    u.close();
+    r.close();`;
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const killer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+  const signal = await new Promise<NodeJS.Signals | null>((res) => proc.once('exit', (_c, s) => res(s)));
+  clearTimeout(killer);
+  t.equal(signal, null, 'the process finished by itself (it was not killed as hung)');
+  t.match(out, /^(REFUSED \S+|SPAWNED 0)\n/, `refused up front, or spawned (said: ${JSON.stringify(out)})`);
+});
