@@ -278,6 +278,15 @@ Napi::Value UffdWrap::Api(const Napi::CallbackInfo& info) {
   }
   uint64_t features;
   if (!ToU64(env, info[0], "features", &features)) return env.Undefined();
+  if (core_->ownProcess && (features & UFFD_FEATURE_EVENT_FORK)) {
+    // fork() of this process waits until its FORK event is read; the reader
+    // would be this process's own JS thread, blocked in that very fork (any
+    // child_process spawn). Only userfaultfds of other processes take it.
+    ThrowState(env, "ERR_DEADLOCK",
+               "EVENT_FORK on a userfaultfd of this process would block every fork/spawn of this process; "
+               "use it on a userfaultfd adopted from another process (Userfaultfd.fromProcess)");
+    return env.Undefined();
+  }
   struct uffdio_api api = {};
   api.api = UFFD_API;
   api.features = features;

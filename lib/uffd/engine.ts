@@ -9,6 +9,7 @@ import { argType } from '../errors.js';
 import { integer, object } from '../validate.js';
 import { PageSource } from './source.js';
 import { Userfaultfd, type Where } from './userfaultfd.js';
+import type { ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events.js';
 
 export interface EngineOptions {
   /** Handler threads reading the userfaultfd (default 1). */
@@ -31,10 +32,10 @@ export interface UnservedEvent { type: 'unserved'; address: number }
 export interface FaultEngineEvents {
   unserved: [UnservedEvent];
   error: [Error];
-  fork: [RawEvent];
-  remap: [RawEvent];
-  remove: [RawEvent];
-  unmap: [RawEvent];
+  fork: [ForkEvent];
+  remap: [RemapEvent];
+  remove: [RemoveEvent];
+  unmap: [UnmapEvent];
 }
 
 export class FaultEngine extends EventEmitter<FaultEngineEvents> implements Disposable {
@@ -123,7 +124,10 @@ export class FaultEngine extends EventEmitter<FaultEngineEvents> implements Disp
       return;
     }
     // fork / remap / remove / unmap: the engine already kept its table in step.
-    (this as EventEmitter).emit(raw.type, raw);
-    this.uffd.dispatch(raw);
+    // The userfaultfd converts (a FORK brings the child's Userfaultfd, owned
+    // by whoever listens); both emitters see the same event object.
+    const mine = (this as EventEmitter).listenerCount(raw.type);
+    const ev = this.uffd.dispatch(raw, mine);
+    if (ev && mine > 0) (this as EventEmitter).emit(ev.type, ev);
   }
 }

@@ -26,7 +26,11 @@ export interface OpenOptions {
   nonBlocking?: boolean;
   /** UFFD_USER_MODE_ONLY: faults from kernel-mode accesses are not handled. */
   userModeOnly?: boolean;
-  /** Features to negotiate: a list, or 'all' for everything this kernel has. Default: THREAD_ID when offered. */
+  /**
+   * Features to negotiate: a list, or 'all' for everything this kernel has
+   * (but EVENT_FORK, refused on userfaultfds of this process: see api()).
+   * Default: THREAD_ID when offered.
+   */
   features?: readonly Feature[] | 'all';
   /** Skip the handshake (call api() yourself). */
   handshake?: boolean;
@@ -86,7 +90,9 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
       userModeOnly: bool('options.userModeOnly', o.userModeOnly, false),
     };
     let want: Feature[] | undefined;
-    if (o.features === 'all') want = [...Userfaultfd.probe(via).features];
+    // 'all': everything this kernel has that a userfaultfd of this process may
+    // take (EVENT_FORK would block this process's own forks).
+    if (o.features === 'all') want = [...Userfaultfd.probe(via).features].filter((f) => f !== 'EVENT_FORK');
     else if (o.features !== undefined) {
       if (!Array.isArray(o.features)) throw argType("options.features must be an array of feature names or 'all'");
       featureBits(o.features as Feature[]);  // validates names
@@ -314,10 +320,17 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
     this.close();
   }
 
-  /** @internal Events also arrive from an engine: same conversion. */
-  dispatch(raw: RawEvent): void {
+  /**
+   * @internal Deliver a kernel event (also those an engine read). A FORK that
+   * nobody takes is closed at once: the child's faults then resolve as
+   * ordinary ones instead of waiting forever for a handler.
+   */
+  dispatch(raw: RawEvent, otherListeners = 0): UffdEvent | null {
     const ev = this.toEvent(raw);
-    if (ev) (this as EventEmitter).emit(ev.type, ev);
+    if (!ev) return null;
+    const heard = (this as EventEmitter).emit(ev.type, ev);
+    if (ev.type === 'fork' && !heard && otherListeners === 0) ev.uffd.close();
+    return ev;
   }
 
   private updateDelivery(): void {
