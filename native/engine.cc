@@ -350,7 +350,7 @@ static Napi::Value ErrorEvent(Napi::Env env, const char* call, int err, uint64_t
 // around it from its source in one ioctl; pages that already exist are
 // skipped, and a faulting thread whose page existed is woken.
 int EngineWrap::ResolveMissing(uint64_t addr, uint8_t* buf, Served s, uint64_t rs, uint64_t re) {
-  uint64_t ps = s.source ? s.pageSize : static_cast<uint64_t>(PageSize());
+  uint64_t ps = s.source ? s.pageSize : UnservedPageSize(addr);
   uint64_t page = addr & ~(ps - 1);
   bool unserved = !s.source;
   if (unserved) {
@@ -518,8 +518,18 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
     return;
   }
 
-  // Non-cooperative events: keep the serving table in step, then tell JS.
+  // Non-cooperative events: the table was updated right after the read
+  // (ApplyEvent, in kernel order); tell JS.
   stats_.events++;
+  struct ::uffd_msg copy = m;
+  Emit([copy](Napi::Env env) { return EventToJs(env, copy); });
+}
+
+// Keep the serving table in step with a REMAP/UNMAP/REMOVE. Called under
+// readMu_ with the read that returned it, so with several threads events
+// still apply in the order the kernel sent them (a REMAP before the UNMAP of
+// the old range it causes).
+void EngineWrap::ApplyEvent(const struct ::uffd_msg& m) {
   if (m.event == UFFD_EVENT_REMAP) {
     uint64_t from = m.arg.remap.from, to = m.arg.remap.to, len = m.arg.remap.len;
     std::unique_lock<std::shared_mutex> lock(tableMu_);
@@ -543,8 +553,26 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
       table_.Assign(e.start, e.end, v);
     }
   }
-  struct ::uffd_msg copy = m;
-  Emit([copy](Napi::Env env) { return EventToJs(env, copy); });
+}
+
+// Page size for a fault in a range nobody serves: the region's own (hugetlb
+// refuses a 4 KiB resolution, and the thread would fault forever), else 4 KiB.
+uint64_t EngineWrap::UnservedPageSize(uint64_t addr) {
+  if (!core_->ownProcess) return static_cast<uint64_t>(PageSize());
+  Lock lock(RegistryMutex());
+  auto m = FindMappingLocked(addr, 1);
+  return m ? m->pageSize : static_cast<uint64_t>(PageSize());
+}
+
+ssize_t EngineWrap::ReadMessages(struct ::uffd_msg* msgs, size_t cap) {
+  std::lock_guard<std::mutex> order(readMu_);
+  ssize_t r = read(fd_, msgs, cap * sizeof(struct ::uffd_msg));
+  if (r > 0) {
+    size_t n = static_cast<size_t>(r) / sizeof(struct ::uffd_msg);
+    for (size_t i = 0; i < n; i++)
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) ApplyEvent(msgs[i]);
+  }
+  return r;
 }
 
 // Read first and wait in poll() only when a read finds nothing: a fault that
@@ -566,10 +594,10 @@ void EngineWrap::Run(int) {
   while (running_.load(std::memory_order_relaxed)) {
     ssize_t r = -1;
     if (ready) {
-      r = read(fd_, msgs, sizeof(msgs));
+      r = ReadMessages(msgs, 32);
     } else if (spinNs_) {
       for (uint64_t until = NowNs() + spinNs_; NowNs() < until && running_.load(std::memory_order_relaxed);) {
-        r = read(fd_, msgs, sizeof(msgs));
+        r = ReadMessages(msgs, 32);
         if (r > 0 || (errno != EAGAIN && errno != EINTR)) break;
       }
     }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -76,6 +77,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public Closable {
   // 0 done, -EAGAIN retry later, other negative errno failed
   int ResolveMissing(uint64_t addr, uint8_t* buf, Served s, uint64_t rs, uint64_t re);
   void Emit(std::function<Napi::Value(Napi::Env)> make);
+  void ApplyEvent(const struct ::uffd_msg& m);
+  ssize_t ReadMessages(struct ::uffd_msg* msgs, size_t cap);
+  uint64_t UnservedPageSize(uint64_t addr);
   void JoinThreads();
   void StopThreads(bool restartEvents);
   void Finish();
@@ -96,6 +100,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public Closable {
   Napi::ThreadSafeFunction tsfn_;
   bool tsfnLive_ = false;
   std::shared_mutex tableMu_;
+  std::mutex readMu_;  // read + apply non-fault events, in kernel order
   IntervalMap<Served> table_;
   std::shared_ptr<PageSource> zero_;
   EngineStats stats_;

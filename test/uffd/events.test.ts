@@ -180,11 +180,9 @@ void t.test('a running FaultEngine re-emits REMOVE, REMAP, UNMAP and keeps servi
 // second thread can read and apply the UNMAP (erasing the old range from the
 // serving table) before the thread that read the REMAP has moved the entry:
 // the moved range is then no longer served (zero pages, 'unserved').
-// Probabilistic: a correct engine passes every time; this one fails a few
-// rounds in a thousand.
-void t.test('a multi-threaded FaultEngine applies REMAP and UNMAP in the order the kernel sent them', {
-  todo: 'native/engine.cc: threads read events concurrently and apply them to the table out of order (bug report)',
-}, async (t) => {
+// Probabilistic: a correct engine passes every time; one that applied events
+// out of order lost a few rounds in a thousand.
+void t.test('a multi-threaded FaultEngine applies REMAP and UNMAP in the order the kernel sent them', async (t) => {
   t.setTimeout(30_000);
   const src = Region.anonymous(16 * PAGE);
   fillPattern(src.bytes(), SEED);
