@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <map>
@@ -137,6 +138,15 @@ RegionWrap::RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region
   if (!ToU64(env, spec.Get("size"), "size", &size)) return;
   bool hugetlb = spec.Get("hugetlb").ToBoolean();
   uint64_t page = hugetlb ? (2u << 20) : static_cast<uint64_t>(PageSize());
+  if (kind == "file" && spec.Get("fd").IsNumber()) {
+    // A hugetlbfs file (a hugetlb memfd, say) maps in its own page size.
+    struct statfs sfs;
+    int64_t f = spec.Get("fd").As<Napi::Number>().Int64Value();
+    if (f >= 0 && f <= INT32_MAX && fstatfs(static_cast<int>(f), &sfs) == 0 && sfs.f_type == static_cast<decltype(sfs.f_type)>(0x958458f6)) {
+      hugetlb = true;
+      page = static_cast<uint64_t>(sfs.f_bsize);
+    }
+  }
   if (size == 0 || size % page) {
     ThrowRange(env, "size must be a positive multiple of the page size (" + std::to_string(page) + ")");
     return;
@@ -434,12 +444,13 @@ struct MemOp {
     }
   }
 
-  void Done(Napi::Env env, Napi::Promise::Deferred& d) {
+  void Done(Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
     {
       Lock lock(RegistryMutex());
       if (op != kMadvise) m->busy = false;
       if (!err) Commit();
     }
+    if (!canRunJs) return;  // env teardown: the bookkeeping above is what matters
     if (err) {
       d.Reject(MakeSys(env, op == kMadvise ? "madvise" : op == kUnmap ? "munmap" : "mremap", err).Value());
       return;
@@ -473,7 +484,8 @@ struct MemOp {
 
 Napi::Value RunMemOp(Napi::Env env, std::shared_ptr<MemOp> op) {
   return OffThread::Start(
-      env, [op] { op->Execute(); }, [op](Napi::Env e, Napi::Promise::Deferred& d) { op->Done(e, d); });
+      env, [op] { op->Execute(); },
+      [op](Napi::Env e, Napi::Promise::Deferred& d, bool canRunJs) { op->Done(e, d, canRunJs); });
 }
 
 }  // namespace

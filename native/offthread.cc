@@ -43,11 +43,14 @@ void OffThread::OnAsync(uv_async_t* h) {
   // Take the closures out: what they hold (a pinned region, say) is released
   // when this callback returns, before any JS continuation of the promise.
   Done done = std::move(job->done_);
+  job->done_ = nullptr;
   job->work_ = nullptr;
   if (CanRunJs(job->env_)) {
     Napi::Env env(job->env_);
     Napi::HandleScope scope(env);
-    done(env, job->deferred_);
+    done(env, job->deferred_, true);
+  } else {
+    done(Napi::Env(job->env_), job->deferred_, false);
   }
   job->Close();
 }
@@ -57,6 +60,12 @@ void OffThread::Close() {
   closing_ = true;
   Untrack(Napi::Env(env_), this);
   if (thread_.joinable()) thread_.join();
+  // Teardown of a job whose completion never ran: its bookkeeping still must.
+  if (done_) {
+    Done done = std::move(done_);
+    done_ = nullptr;
+    done(Napi::Env(env_), deferred_, false);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), OnClosed);
 }
 

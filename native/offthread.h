@@ -20,7 +20,10 @@ bool CanRunJs(napi_env env);
 class OffThread : public Closable {
  public:
   using Work = std::function<void()>;
-  using Done = std::function<void(Napi::Env, Napi::Promise::Deferred&)>;
+  // done(env, deferred, canRunJs) runs on the JS thread after work(), always
+  // (also at env teardown, when canRunJs is false: then it may only do
+  // bookkeeping, no JavaScript and no N-API values).
+  using Done = std::function<void(Napi::Env, Napi::Promise::Deferred&, bool)>;
   // Runs work() on a new thread, then done() on the JS thread; returns the promise.
   static Napi::Value Start(Napi::Env env, Work work, Done done);
 

@@ -126,7 +126,9 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
   run->stride = stride;
   return OffThread::Start(
       env, [run] { run->Execute(); },
-      [run](Napi::Env env, Napi::Promise::Deferred& d) { d.Resolve(run->Result(env)); });
+      [run](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
+        if (canRunJs) d.Resolve(run->Result(env));
+      });
 }
 
 }  // namespace sos

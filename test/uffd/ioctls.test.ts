@@ -553,9 +553,7 @@ void t.test('hugetlb: a FaultEngine zero-fills a fault in a range it does not se
   t.equal(errors, 0);
 });
 
-void t.test('hugetlb: the alias of a hugetlb memfd region has its page size', {
-  todo: 'Region.fromFd (native/mapping.cc, kind file) assumes 4 KiB pages for a hugetlbfs fd (bug report)',
-}, async (t) => {
+void t.test('hugetlb: the alias of a hugetlb memfd region has its page size', async (t) => {
   if (!reserveHugePages(t, 1)) return;
   const r = Region.memfd(HUGE, { hugetlb: true });
   const alias = r.alias();
