@@ -120,6 +120,8 @@ function accessBits(list: readonly Access[]): number {
   return bits;
 }
 
+const busyChannels = new Set<CmEventChannel>();
+
 /** Connection-manager events of its ids, read on the event loop. Closing it closes its ids first. */
 export class CmEventChannel implements Disposable {
   /** @internal */ readonly raw: RawCmChannel;
@@ -127,7 +129,10 @@ export class CmEventChannel implements Disposable {
   private holds = 0;
   constructor() {
     this.raw = new raw.RdmaCmChannel();
-    this.raw.start((ev) => this.dispatch(ev));
+    // Weakly held by the native callback, so that an idle channel dropped without close() is collected;
+    // strongly (in `busyChannels`) while an id of it listens or waits for an event.
+    const self = new WeakRef(this);
+    this.raw.start((ev) => self.deref()?.dispatch(ev));
   }
   get closed(): boolean {
     return this.raw.isClosed();
@@ -143,6 +148,7 @@ export class CmEventChannel implements Disposable {
     this.raw.close();  // the native tree closes every id first
     for (const id of ids) id.closedUnder();
     this.ids.clear();
+    busyChannels.delete(this);
   }
   [Symbol.dispose](): void {
     this.close();
@@ -156,6 +162,8 @@ export class CmEventChannel implements Disposable {
   /** @internal Pending steps and listeners keep the process alive, like sockets. */
   hold(delta: number): void {
     this.holds += delta;
+    if (this.holds > 0) busyChannels.add(this);
+    else busyChannels.delete(this);
     if (!this.closed) this.raw.ref(this.holds > 0);
   }
   private dispatch(ev: RawCmEvent): void {
@@ -250,6 +258,13 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     this.connected = true;
     this.qp = qp;
     return ev.privateData ? { privateData: ev.privateData } : {};
+  }
+
+  /** Bind to a local address (rdma_bind_addr): an address of an RDMA device ties the id to that device. */
+  bind(host: string, port = 0): void {
+    integer('port', port, 0, 65535);
+    this.live();
+    this.raw.bind(host, port);
   }
 
   /** Listen on host:port (host '0.0.0.0' or '::' for every address); 'request' events follow. */

@@ -126,7 +126,9 @@ export class Context extends Node {
   private constructor(r: InstanceType<Raw['RdmaContext']>) {
     super();
     this.raw = r;
-    (this.events as EventEmitter).on('newListener', () => this.raw.startEvents((ev) => this.events.emit('event', ev)));
+    // The native side holds this callback strongly: it must not hold the Context (or the Context could never be collected).
+    const events = this.events;
+    (events as EventEmitter).on('newListener', () => r.startEvents((ev) => events.emit('event', ev)));
   }
   /** Open a device by name (e.g. 'rxe0'). */
   static open(name: string): Context {
@@ -151,6 +153,13 @@ export class Context extends Node {
   }
   createCompChannel(): CompletionChannel {
     return new CompletionChannel(this);
+  }
+  /** @internal Channels of this context: closing it wakes their waiters. */
+  readonly channels = new Set<CompletionChannel>();
+  override close(): void {
+    super.close();
+    for (const ch of this.channels) ch.close();  // closed natively already: this settles awaited next()s
+    this.channels.clear();
   }
 }
 
@@ -232,6 +241,8 @@ export class MemoryRegion extends Node {
   }
 }
 
+const waitingChannels = new Set<CompletionChannel>();
+
 /** Completion events of its CQs, read on the libuv loop (no busy JS loop). */
 export class CompletionChannel extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaChannel']>;
@@ -240,8 +251,18 @@ export class CompletionChannel extends Node {
   constructor(readonly context: Context) {
     super();
     this.raw = new raw.RdmaChannel(context.raw);
-    this.raw.start((cq) => this.cqs.get(cq)?.wakeWaiters());
+    // Held weakly by the native callback, so that an idle channel dropped without close() is collected;
+    // strongly (in `waitingChannels`) while a CQ of it is awaited.
+    const self = new WeakRef(this);
+    this.raw.start((cq) => self.deref()?.cqs.get(cq)?.wakeWaiters());
     this.raw.ref(false);
+    context.channels.add(this);
+  }
+  override close(): void {
+    super.close();
+    this.context.channels.delete(this);
+    for (const cq of this.cqs.values()) cq.wakeWaiters();  // a CQ closed under an awaited next() rejects it
+    waitingChannels.delete(this);
   }
   /** @internal */ attach(cq: CompletionQueue): void {
     this.cqs.set(cq.raw, cq);
@@ -249,6 +270,8 @@ export class CompletionChannel extends Node {
   /** @internal A waiter keeps the process alive, like a pending socket read. */
   hold(delta: number): void {
     this.waiting += delta;
+    if (this.waiting > 0) waitingChannels.add(this);
+    else waitingChannels.delete(this);
     if (!this.closed) this.raw.ref(this.waiting > 0);
   }
 }
