@@ -235,9 +235,9 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   /**
    * Connect `qp` (an RC QueuePair in RESET, on this id's device) to the
    * listening peer: INIT now, RTR and RTS when the peer accepts. Resolves with
-   * the peer's private data.
+   * the peer's private data and QP number.
    */
-  async connect(qp: QueuePair, options: CmConnectOptions = {}): Promise<{ privateData?: Buffer }> {
+  async connect(qp: QueuePair, options: CmConnectOptions = {}): Promise<{ privateData?: Buffer; qpNum: number }> {
     const o = this.connOptions(options);
     this.live();
     this.initQp(qp, o.access);
@@ -257,7 +257,7 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     }
     this.connected = true;
     this.qp = qp;
-    return ev.privateData ? { privateData: ev.privateData } : {};
+    return ev.privateData ? { privateData: ev.privateData, qpNum: ev.qpNum ?? 0 } : { qpNum: ev.qpNum ?? 0 };
   }
 
   /** Bind to a local address (rdma_bind_addr): an address of an RDMA device ties the id to that device. */

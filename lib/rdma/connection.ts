@@ -13,6 +13,8 @@ import { argRange, argType } from '../errors.js';
 import { Region } from '../uffd/region.js';
 import { integer } from '../validate.js';
 import { HandshakeError, handshake, type Endpoint } from './handshake.js';
+import { CmError, CmEventChannel, type CmId } from './cm.js';
+import { NonceCache, decodeReply, decodeRequest, encodeReply, encodeRequest, requestNonce } from './cm-auth.js';
 import { Context, type Completion, type CompletionChannel, type CompletionQueue, type MemoryRegion, type ProtectionDomain, type QueuePair } from './index.js';
 
 export interface ConnectionOptions {
@@ -37,6 +39,49 @@ function secretOf(o: ConnectionOptions): Buffer {
 
 interface Pending { resolve: (c: Completion) => void; reject: (e: Error) => void }
 
+/** What tells a connection that its peer is gone, and ends that link: a TCP socket or an rdma_cm id. */
+interface Control { onLoss(f: () => void): void; destroy(): void }
+
+function socketControl(sock: net.Socket): Control {
+  sock.on('error', () => sock.destroy());
+  return { onLoss: (f) => sock.on('close', f), destroy: () => sock.destroy() };
+}
+
+function cmControl(id: CmId, done: () => void): Control {
+  return {
+    onLoss: (f) => id.once('disconnected', f),
+    destroy: () => {
+      id.disconnect();
+      id.close();
+      done();
+    },
+  };
+}
+
+/** Accepting rdma_cm connections: close() stops listening (established connections stay). */
+export interface CmListener { readonly port: number; close(): void }
+
+const replays = new NonceCache(150_000);
+
+function verbsFor(device: string, depth: number, memory: Region) {
+  const ctx = Context.open(device);
+  try {
+    const pd = ctx.allocPd();
+    const channel = ctx.createCompChannel();
+    const cq = ctx.createCq(depth * 2, channel);
+    const qp = pd.createQp(cq, cq, { maxSendWr: depth, maxRecvWr: 1 });
+    const mr = pd.registerMemory(memory, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
+    return { ctx, pd, channel, cq, qp, mr };
+  } catch (e) {
+    ctx.close();
+    throw e;
+  }
+}
+
+function mappedGid(address: string | undefined): string {
+  return address === undefined ? '::' : address.includes(':') ? address : `::ffff:${address}`;
+}
+
 export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> implements Disposable {
   /** The local window the peer sees. */
   readonly memory: Region;
@@ -53,15 +98,14 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
   private closed = false;
   private readonly ownsMemory: boolean;
 
-  private constructor(parts: { ctx: Context; pd: ProtectionDomain; channel: CompletionChannel; cq: CompletionQueue; qp: QueuePair; mr: MemoryRegion; memory: Region; ownsMemory: boolean; remote: Endpoint; sock: net.Socket }) {
+  private constructor(parts: { ctx: Context; pd: ProtectionDomain; channel: CompletionChannel; cq: CompletionQueue; qp: QueuePair; mr: MemoryRegion; memory: Region; ownsMemory: boolean; remote: Endpoint; control: Control }) {
     super();
     ({ ctx: this.ctx, pd: this.pd, channel: this.channel, cq: this.cq, qp: this.qp, mr: this.mr, memory: this.memory, ownsMemory: this.ownsMemory, remote: this.remote } = parts);
-    parts.sock.on('close', () => this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })));
-    parts.sock.on('error', () => parts.sock.destroy());
-    this.sock = parts.sock;
+    this.control = parts.control;
+    this.control.onLoss(() => this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })));
     void this.drain();
   }
-  private readonly sock: net.Socket;
+  private readonly control: Control;
 
   /** Connect to a listening peer. */
   static async connect(host: string, port: number, options: ConnectionOptions): Promise<RdmaConnection> {
@@ -88,6 +132,113 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     });
   }
 
+  /**
+   * Connect through rdma_cm to a peer listening with listenCm(): the address
+   * is resolved to a route (and `options.device`, if not given, to the device
+   * on that route); the windows travel authenticated in the CM's private data.
+   */
+  static async connectCm(host: string, port: number, options: Omit<ConnectionOptions, 'device'> & { device?: string; timeoutMs?: number }): Promise<RdmaConnection> {
+    const secret = secretOf(options as ConnectionOptions);
+    const depth = integer('options.depth', options.depth ?? 128, 1, 4096);
+    const timeoutMs = integer('options.timeoutMs', options.timeoutMs ?? 10_000, 1, 600_000);
+    if (options.device !== undefined && typeof options.device !== 'string') throw argType('options.device must be a string');
+    const ch = new CmEventChannel();
+    let ownsMemory = false;
+    let memory: Region | undefined;
+    let verbs: ReturnType<typeof verbsFor> | undefined;
+    try {
+      const id = ch.createId();
+      await id.resolve(host, port, { timeoutMs });
+      ownsMemory = !(options.memory instanceof Region);
+      memory = options.memory instanceof Region ? options.memory : Region.anonymous(integer('options.memory', options.memory, 4096));
+      verbs = verbsFor(options.device ?? id.device ?? '', depth, memory);
+      const request = encodeRequest(secret, verbs.qp.qpNum, { addr: verbs.mr.addr, rkey: verbs.mr.rkey, length: verbs.mr.length });
+      let reply: { privateData?: Buffer; qpNum: number };
+      try {
+        reply = await id.connect(verbs.qp, { privateData: request, timeoutMs });
+      } catch (e) {
+        const code = e instanceof CmError ? /^ERR_[A-Z_]+/.exec(e.privateData?.toString('latin1') ?? '')?.[0] : undefined;
+        if (code) throw new HandshakeError('ERR_PEER', `peer refused: ${code}`);
+        throw e;
+      }
+      const w = decodeReply(secret, requestNonce(request), reply.qpNum, reply.privateData);
+      const info = id.info();
+      const remote: Endpoint = { qpNum: reply.qpNum, gid: mappedGid(info.peerAddress), psn: 0, ...w };
+      return new RdmaConnection({ ...verbs, memory, ownsMemory, remote, control: cmControl(id, () => ch.close()) });
+    } catch (e) {
+      ch.close();
+      verbs?.ctx.close();
+      if (ownsMemory) memory?.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Accept rdma_cm connections on host:port (an address of an RDMA device,
+   * or '0.0.0.0'); each authenticated peer becomes a connection. A refused
+   * peer gets the reason in the reject's private data; `onError` hears it too.
+   */
+  static listenCm(host: string, port: number, options: Omit<ConnectionOptions, 'device'> & { device?: string }, onConnection: (c: RdmaConnection) => void, onError?: (e: Error) => void): CmListener {
+    const secret = secretOf(options as ConnectionOptions);
+    const depth = integer('options.depth', options.depth ?? 128, 1, 4096);
+    if (options.memory instanceof Region) {
+      if (options.memory.closed) throw argType('options.memory is closed');
+    } else integer('options.memory', options.memory, 4096);
+    const ch = new CmEventChannel();
+    let open = 1;  // the listener, plus one per connection: the channel closes with the last
+    const release = () => {
+      if (--open === 0) ch.close();
+    };
+    const listener = ch.createId();
+    listener.on('request', (req) => {
+      let verbs: ReturnType<typeof verbsFor> | undefined;
+      const ownsMemory = !(options.memory instanceof Region);
+      const memory = options.memory instanceof Region ? options.memory : Region.anonymous(options.memory);
+      const refuse = (e: Error) => {
+        verbs?.ctx.close();
+        if (ownsMemory) memory.close();
+        if (!req.closed) {
+          const code = (e as { code?: unknown }).code;
+          try {
+            req.reject(Buffer.from(typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_REFUSED', 'latin1'));
+          } catch {
+            req.close();
+          }
+        }
+        onError?.(e);
+      };
+      try {
+        const { window, nonce } = decodeRequest(secret, req.request?.qpNum ?? 0, req.request?.privateData, replays);
+        verbs = verbsFor(options.device ?? req.device ?? '', depth, memory);
+        const reply = encodeReply(secret, nonce, verbs.qp.qpNum, { addr: verbs.mr.addr, rkey: verbs.mr.rkey, length: verbs.mr.length });
+        const v = verbs;
+        req.accept(v.qp, { privateData: reply }).then(() => {
+          open++;
+          const remote: Endpoint = { qpNum: req.request?.qpNum ?? 0, gid: mappedGid(req.info().peerAddress), psn: 0, ...window };
+          onConnection(new RdmaConnection({ ...v, memory, ownsMemory, remote, control: cmControl(req, release) }));
+        }, refuse);
+      } catch (e) {
+        refuse(e as Error);
+      }
+    });
+    try {
+      listener.listen(host, port);
+    } catch (e) {
+      ch.close();
+      throw e;
+    }
+    let closed = false;
+    return {
+      port: listener.info().localPort ?? port,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        listener.close();
+        release();
+      },
+    };
+  }
+
   private static async establish(sock: net.Socket, role: 'client' | 'server', o: ConnectionOptions): Promise<RdmaConnection> {
     if (typeof o.device !== 'string') throw argType('options.device must be a string');
     const secret = secretOf(o);
@@ -108,7 +259,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       qp.toInit();
       qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: gidIndex });
       qp.toRts({ psn });
-      return new RdmaConnection({ ctx, pd, channel, cq, qp, mr, memory, ownsMemory, remote: peer, sock });
+      return new RdmaConnection({ ctx, pd, channel, cq, qp, mr, memory, ownsMemory, remote: peer, control: socketControl(sock) });
     } catch (e) {
       ctx.close();
       if (ownsMemory) memory.close();
@@ -188,7 +339,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     this.closed = true;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
-    this.sock.destroy();
+    this.control.destroy();
     this.ctx.close();
     if (this.ownsMemory) this.memory.close();
     this.emit('close');

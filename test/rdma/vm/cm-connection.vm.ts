@@ -1,0 +1,94 @@
+// Inside the soft-RoCE VM: RdmaConnection through rdma_cm (connect by IP
+// address, the windows authenticated in the CM's private data) between two
+// processes; a wrong secret; the peer killed mid-transfer.
+import t from 'tap';
+import path from 'node:path';
+import readline from 'node:readline';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Region, rdma } from '../../../lib/index.js';
+
+const HOST = '10.0.2.15';
+const SECRET = 'sixteen-bytes-at-least!';
+const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cm-conn-peer.js');
+let nextPort = 7900;
+
+class Peer {
+  readonly proc: ChildProcessByStdio<Writable, Readable, null>;
+  readonly port = nextPort++;
+  private lines: string[] = [];
+  private waiter: ((l: string) => void) | null = null;
+  constructor() {
+    this.proc = spawn(process.execPath, [peerScript, HOST, String(this.port), SECRET], { stdio: ['pipe', 'pipe', 'inherit'] });
+    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = null;
+        w(l);
+      } else this.lines.push(l);
+    });
+  }
+  line(): Promise<string> {
+    const l = this.lines.shift();
+    return l !== undefined ? Promise.resolve(l) : new Promise((r) => (this.waiter = r));
+  }
+  async ask(cmd: string): Promise<string> {
+    this.proc.stdin.write(cmd + '\n');
+    return await this.line();
+  }
+}
+
+void t.test('connect by address through rdma_cm: READ, WRITE, many in flight, close seen by the peer', async (t) => {
+  const peer = new Peer();
+  t.teardown(() => peer.proc.kill('SIGKILL'));
+  t.equal(await peer.line(), 'listening');
+  const local = Region.anonymous(1 << 20);
+  const conn = await rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: SECRET, memory: local });
+  t.equal(await peer.line(), 'connected');
+  t.equal(conn.remote.length, 1 << 20);
+  t.equal(conn.remote.gid, `::ffff:${HOST}`);
+  await conn.read(4096, 65536, 0);
+  t.ok(local.bytes(0, 65536).every((x, i) => x === (((4096 + i) * 5) & 0xff)), 'READ brought the peer bytes');
+  local.bytes(131072, 65536).fill(2);
+  await conn.write(524288, 65536, 131072);
+  t.equal(await peer.ask('sum 524288 65536'), `sum ${2 * 65536}`, 'WRITE landed in the peer');
+  const ops: Promise<void>[] = [];
+  for (let i = 0; i < 128; i++) ops.push(conn.read(i * 4096, 4096, 262144 + i * 4096));
+  t.ok(conn.inFlight > 1, 'several in flight at once');
+  await Promise.all(ops);
+  t.ok(local.bytes(262144, 128 * 4096).every((x, i) => x === ((i * 5) & 0xff)), '128 concurrent READs, every byte right');
+  conn.close();
+  t.equal(await peer.line(), 'closed', 'the peer saw the disconnect');
+  await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
+  local.close();
+  peer.proc.stdin.write('exit\n');
+});
+
+void t.test('a wrong secret is refused on both sides, with the reason', async (t) => {
+  const peer = new Peer();
+  t.teardown(() => peer.proc.kill('SIGKILL'));
+  t.equal(await peer.line(), 'listening');
+  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError', code: 'ERR_PEER', message: /ERR_AUTH/ });
+  t.equal(await peer.line(), 'refused ERR_AUTH');
+  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
+  await t.rejects(rdma.RdmaConnection.connectCm(HOST, nextPort++, { secret: SECRET, memory: 4096 }), { code: 'ECONNREFUSED' }, 'nobody listening');
+  const ok = await rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: SECRET, memory: 4096 });
+  t.equal(await peer.line(), 'connected', 'the listener still serves');
+  ok.close();
+});
+
+void t.test('the peer killed mid-transfer: pending operations fail, the connection closes, no crash', async (t) => {
+  const peer = new Peer();
+  t.equal(await peer.line(), 'listening');
+  const conn = await rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: SECRET, memory: 1 << 20 });
+  await peer.line();
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  const ops: Promise<void>[] = [];
+  for (let i = 0; i < 64; i++) ops.push(conn.read((i % 16) * 65536, 65536, (i % 16) * 65536));
+  peer.proc.kill('SIGKILL');
+  const results = await Promise.allSettled(ops);
+  await closed;
+  t.ok(results.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code !== undefined), 'each operation settled with a result or a typed error');
+  await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
+});
