@@ -310,6 +310,13 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
     }
     return true;
   }
+  // librdmacm dereferences id->verbs in these calls: an id without a device
+  // (address not resolved or bound) would crash it.
+  bool HasDevice(Napi::Env env, const char* call) {
+    if (id_->verbs) return true;
+    ThrowSys(env, call, EINVAL, "the id has no device yet (resolve or bind its address first)");
+    return false;
+  }
   Napi::Value Result(Napi::Env env, int r, const char* call, const char* detail = "") {
     if (r != 0) ThrowSys(env, call, errno ? errno : EINVAL, detail);
     return env.Undefined();
@@ -348,6 +355,7 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
   Napi::Value ResolveRoute(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
+    if (!HasDevice(env, "rdma_resolve_route")) return env.Undefined();
     uint64_t timeout = 2000;
     if (!info[0].IsUndefined() && !ToU64(env, info[0], "timeoutMs", &timeout)) return env.Undefined();
     return Result(env, cm_->resolve_route(id_, static_cast<int>(std::min<uint64_t>(timeout, 600000))), "rdma_resolve_route");
@@ -357,6 +365,7 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
+    if (!HasDevice(env, "rdma_connect")) return env.Undefined();
     struct rdma_conn_param p;
     std::string data;
     if (!ConnParam(env, info[0], &p, &data)) return env.Undefined();
@@ -365,6 +374,7 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
   Napi::Value Accept(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
+    if (!HasDevice(env, "rdma_accept")) return env.Undefined();
     struct rdma_conn_param p;
     std::string data;
     if (!ConnParam(env, info[0], &p, &data)) return env.Undefined();
@@ -392,11 +402,13 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
   Napi::Value Establish(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
+    if (!HasDevice(env, "rdma_establish")) return env.Undefined();
     return Result(env, cm_->establish(id_), "rdma_establish");
   }
   Napi::Value Disconnect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
+    if (!HasDevice(env, "rdma_disconnect")) return env.Undefined();
     return Result(env, cm_->disconnect(id_), "rdma_disconnect", "not connected");
   }
   // qpAttr(state): the attributes (for QueuePair.modify) that move this id's
