@@ -3,6 +3,8 @@
 # (dist/test/rdma/vm/*.vm.js), each run with node; their TAP output and exit
 # codes land in OUT (default .cache/vm/results) for the host-side test to report.
 set -u
+# The device, address and GID index the tests use (test/rdma/vm/env.ts).
+. scripts/vm/rdma-env.sh
 out=${1:-.cache/vm/results}
 rm -rf "$out"
 mkdir -p "$out"

@@ -8,8 +8,8 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Region, rdma } from '../../../lib/index.js';
+import { HOST } from './env.js';
 
-const HOST = '10.0.2.15';
 const SECRET = 'sixteen-bytes-at-least!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cm-conn-peer.js');
 let nextPort = 7900;

@@ -9,8 +9,8 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { rdma } from '../../../lib/index.js';
+import { DEV, HOST } from './env.js';
 
-const HOST = '10.0.2.15';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cm-peer.js');
 let nextPort = 7471;
 
@@ -64,9 +64,9 @@ void t.test('two processes connect through rdma_cm; WRITE, READ and SEND over it
   using ch = new rdma.CmEventChannel();
   const id = ch.createId();
   await id.resolve(HOST, peer.port);
-  t.equal(id.device, 'rxe0', 'the route names the device');
+  t.equal(id.device, DEV, 'the route names the device');
   t.match(id.info(), { peerAddress: HOST, peerPort: peer.port });
-  const { ctx, pd, cq, qp } = verbs(id.device ?? 'rxe0');
+  const { ctx, pd, cq, qp } = verbs(id.device ?? DEV);
   t.teardown(() => ctx.close());
   const { privateData } = await id.connect(qp, { privateData: Buffer.from('hello from the client') });
   t.equal(await peer.line(), 'request hello from the client', 'the request carried our private data');
@@ -81,7 +81,8 @@ void t.test('two processes connect through rdma_cm; WRITE, READ and SEND over it
   const local = new Uint8Array(65536);
   const mr = pd.registerMemory(local);
   qp.postSend([{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr, length: 65536 }], remoteAddr: addr, rkey }]);
-  t.match((await completions(cq, 1))[0], { ok: true, opcode: 'RDMA_READ', byteLen: 65536 });
+  const [read] = await completions(cq, 1);
+  t.match(read, { ok: true, opcode: 'RDMA_READ', byteLen: 65536 }, `READ completed: ${read.status}`);
   t.ok(local.every((x, i) => x === ((i * 3) & 0xff)), 'READ brought every byte of the peer window');
 
   local.fill(1, 0, 4096);
@@ -112,7 +113,7 @@ void t.test('in one process: listener and connector, request private data, rejec
 
   const refused = ch.createId();
   await refused.resolve(HOST, port);
-  const a = verbs(refused.device ?? 'rxe0');
+  const a = verbs(refused.device ?? DEV);
   t.teardown(() => a.ctx.close());
   const e = await t.rejects(refused.connect(a.qp, { privateData: Buffer.from('deny') }), { name: 'CmError', code: 'ECONNREFUSED', syscall: 'rdma_connect', event: 'REJECTED' }) as unknown as rdma.CmError;
   t.equal(e.privateData?.subarray(0, 7).toString(), 'go away', 'the reject carried its private data');
@@ -122,8 +123,8 @@ void t.test('in one process: listener and connector, request private data, rejec
   // Accept in-process: both QPs on the same device.
   const client = ch.createId();
   await client.resolve(HOST, port);
-  const b = verbs(client.device ?? 'rxe0');
-  const s = verbs('rxe0');
+  const b = verbs(client.device ?? DEV);
+  const s = verbs(DEV);
   t.teardown(() => {
     b.ctx.close();
     s.ctx.close();
@@ -143,11 +144,12 @@ void t.test('in one process: listener and connector, request private data, rejec
   buf.fill(7, 0, 100);
   b.qp.postSend([{ wrId: 1, opcode: 'SEND_WITH_IMM', imm: 77, sge: [{ mr: mrB, length: 100 }] }]);
   t.match((await completions(s.cq, 1))[0], { ok: true, opcode: 'RECV', byteLen: 100, imm: 77 });
+  t.ok(!mrS.closed && !mrB.closed, 'the MRs (referenced until here, or GC could close them) are open');
 
   // No listener on that port: refused by the peer's CM.
   const nobody = ch.createId();
   await nobody.resolve(HOST, nextPort++);
-  const c = verbs('rxe0');
+  const c = verbs(DEV);
   t.teardown(() => c.ctx.close());
   await t.rejects(nobody.connect(c.qp, { timeoutMs: 20_000 }), { name: 'CmError', code: 'ECONNREFUSED' }, 'no listener: refused');
   ch.close();
@@ -161,7 +163,7 @@ void t.test('unreachable address and misuse: typed errors', async (t) => {
   const id = ch.createId();
   await t.rejects(id.resolve('10.0.2.99', 7000, { timeoutMs: 500 }), { name: /Error/, syscall: /rdma_resolve_(addr|route)/ }, 'no such host');
   const fresh = ch.createId();
-  const { ctx, qp } = verbs('rxe0');
+  const { ctx, qp } = verbs(DEV);
   t.teardown(() => ctx.close());
   await t.rejects(fresh.connect(qp), { name: 'SystemError', syscall: 'rdma_init_qp_attr' }, 'connect before resolve');
   await t.rejects(fresh.accept(qp), { code: 'ERR_UNSUPPORTED' }, 'accept on an id that is not a request');
@@ -182,7 +184,7 @@ void t.test('a peer killed while connected: disconnected event, error completion
   using ch = new rdma.CmEventChannel();
   const id = ch.createId();
   await id.resolve(HOST, peer.port);
-  const { ctx, pd, cq, qp } = verbs('rxe0');
+  const { ctx, pd, cq, qp } = verbs(DEV);
   t.teardown(() => ctx.close());
   const { privateData } = await id.connect(qp);
   await peer.line();

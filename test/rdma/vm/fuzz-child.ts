@@ -4,6 +4,7 @@
 // Error objects thrown.
 import fs from 'node:fs';
 import { native } from '../../../lib/native.js';
+import { DEV, HOST } from './env.js';
 
 const trace = process.env.FUZZ_TRACE === '1';
 const show = (v: unknown): string => (typeof v === 'object' && v !== null ? (v.constructor?.name ?? 'Object') : typeof v === 'symbol' ? 'symbol' : typeof v === 'function' ? 'fn' : String(v));
@@ -16,9 +17,8 @@ const rnd = () => {
 };
 const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)];
 const R = (native as unknown as { rdma: Record<string, new (...a: unknown[]) => Obj> }).rdma;
-const HOST = '10.0.2.15';
 const values: unknown[] = [undefined, null, 0, 1, -1, 7, 4096, 2 ** 32, 2 ** 53, 1.5, NaN, 0n, 2n ** 64n, -1n, 'x', '', 'RC', 'UD',
-  'INIT', 'RTR', 'RTS', 'ERR', 'RESET', 'SEND', 'RDMA_WRITE', 'RDMA_READ', 'ATOMIC_FETCH_AND_ADD', '::ffff:10.0.2.15', HOST, '0.0.0.0',
+  'INIT', 'RTR', 'RTS', 'ERR', 'RESET', 'SEND', 'RDMA_WRITE', 'RDMA_READ', 'ATOMIC_FETCH_AND_ADD', `::ffff:${HOST}`, HOST, '0.0.0.0',
   '::1', 'fe80::1', {}, [], [{}], () => 1, Symbol('s'), new Uint8Array(64), new Uint8Array(8192), new ArrayBuffer(4096), Buffer.alloc(100)];
 const live: Obj[] = [];
 const any = (): unknown => (rnd() < 0.5 && live.length ? pick(live) : pick(values));
@@ -45,12 +45,12 @@ function make(): void {
   const of = (name: string) => live.filter((o) => o instanceof R[name]);
   const one = (name: string) => (of(name).length ? pick(of(name)) : any());
   const attempts: (() => Obj)[] = [
-    () => new R.RdmaContext(pick(['rxe0', 'rxe0', 'nope'])),
+    () => new R.RdmaContext(pick([DEV, DEV, 'nope'])),
     () => new R.RdmaPd(one('RdmaContext')),
     () => new R.RdmaChannel(one('RdmaContext')),
     () => new R.RdmaCq(one('RdmaContext'), pick([1, 16, 0, 2 ** 31]), rnd() < 0.5 ? one('RdmaChannel') : undefined),
     () => new R.RdmaMr(one('RdmaPd'), pick([new Uint8Array(8192), new ArrayBuffer(4096), {}, 0, 4096]), pick([0, 8, 9000]), pick([8, 4096, 0]), pick([0, 1, 7, 15, 2 ** 31])),
-    () => new R.RdmaAh(one('RdmaPd'), { dgid: pick(['::ffff:10.0.2.15', 'x', 5]), sgidIndex: pick([0, 1, 300]) }),
+    () => new R.RdmaAh(one('RdmaPd'), { dgid: pick([`::ffff:${HOST}`, 'x', 5]), sgidIndex: pick([0, 1, 300]) }),
     () => new R.RdmaSrq(one('RdmaPd'), { maxWr: pick([1, 16, 2 ** 20]) }),
     () => new R.RdmaQp(one('RdmaPd'), one('RdmaCq'), one('RdmaCq'), { type: pick(['RC', 'UD', 'XX']), srq: rnd() < 0.3 ? one('RdmaSrq') : undefined, maxSendWr: pick([1, 64, 2 ** 20]) }),
     () => new R.RdmaCmChannel(),

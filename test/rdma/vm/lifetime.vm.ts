@@ -7,9 +7,8 @@ import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { rdma } from '../../../lib/index.js';
+import { DEV, HOST } from './env.js';
 
-const DEV = 'rxe0';
-const HOST = '10.0.2.15';
 const gc = (globalThis as { gc?: () => void }).gc;
 const KINDS = ['pd', 'cq', 'qp', 'cm_id', 'mr', 'ctx', 'srq'] as const;
 type Counts = Record<(typeof KINDS)[number], number>;
