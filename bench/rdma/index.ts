@@ -67,8 +67,8 @@ interface VmResult {
   host?: { calibration: Calibration; loadavg_before: number[]; loadavg_after: number[]; wall_seconds: number; vm_exit: number | null };
 }
 
-function fail(msg: string): never {
-  console.log(`bench/rdma: ${msg}`);
+function fail(msg: string, detail?: string): never {
+  console.log(`bench/rdma: ${msg}${detail ? `\n${detail}` : ''}`);
   console.log(JSON.stringify({ bench: 'rdma', error: msg }));
   process.exit(1);
 }
@@ -104,7 +104,7 @@ async function runVm(): Promise<VmResult> {
   child.stderr.on('data', relay);
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   if (code === 97) fail(`the soft-RoCE VM cannot start here: ${tail.trim().split('\n').pop()}`);
-  if (code !== 0) fail(`the VM run failed (exit ${code}); last console lines:\n${tail.trim().split('\n').slice(-25).join('\n')}`);
+  if (code !== 0) fail(`the VM run failed (exit ${code}); console log: ${path.relative(root, CONSOLE)}`, tail.replace(/\r/g, '').trim().split('\n').slice(-25).join('\n'));
   if (!fs.existsSync(RESULT)) fail(`the VM wrote no ${path.relative(root, RESULT)}`);
   const r = JSON.parse(fs.readFileSync(RESULT, 'utf8')) as VmResult;
   if (r.nonce !== nonce) fail(`${path.relative(root, RESULT)} is not from this run`);
@@ -164,7 +164,7 @@ const s = r.setup;
 console.log(`bench/rdma: soft-RoCE ${String(s.device)} in the qemu VM (TCG, ${String(s.cpus)} vCPUs, kernel ${String(s.kernel)}, clocksource ${s.clocksource}); ` +
   `${s.rounds} rounds, ours and perftest interleaved; ${s.iters} latency iterations per run (ours after ${String(s.warmup)} warm-up ops); ` +
   `${s.bw_iters} x 64 KiB READs per bandwidth run, ours ${s.depth} in flight (perftest: TX depth 128); outstanding READs per QP ${s.out_reads} both`);
-console.log(`perftest: ${String(s.perftest).split('\n')[0]}; node ${String(s.node)}; figures are medians over rounds`);
+console.log(`perftest ${String(s.perftest).split('\n')[0].replace(/^Version:\s*/, '')} (server on CPU 0, client to 127.0.0.1 on CPU 1); node ${String(s.node)}; figures are medians over rounds`);
 console.log('');
 const latRows: [string, LatAgg | undefined][] = [
   ['READ 8 B', lat.read_lat_8],
