@@ -20,7 +20,7 @@
  * the bandwidth ratio is ours / perftest's BW average. Figures per round are
  * combined as medians over rounds.
  *
- *   npm run bench -- rdma [--rounds 3] [--iters 3000] [--bw-iters 400] [--depth 32] [--diag false]
+ *   npm run bench -- rdma [--rounds 3] [--iters 3000] [--bw-iters 400] [--depth 64] [--diag false]
  *   npm run bench -- rdma --from .cache/vm/bench-rdma.json      (report an earlier run again)
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -37,7 +37,7 @@ const opts = parseOptions(process.argv.slice(2), {
   rounds: 'interleaved rounds of ours and perftest (default 3)',
   iters: 'latency iterations per run, ours and perftest alike (default 3000)',
   'bw-iters': '64 KiB READs per bandwidth run (default 400)',
-  depth: 'READs our bandwidth run keeps in flight (default 32)',
+  depth: 'READs our bandwidth run keeps in flight (default 64)',
   diag: 'diagnostics of our per-op costs (default true)',
   from: 'report an earlier result file instead of booting the VM',
 });

@@ -31,7 +31,7 @@ const opts = parseOptions(process.argv.slice(2), {
   rounds: 'interleaved rounds (default 3)',
   iters: 'latency iterations per run, ours and perftest alike (default 3000)',
   'bw-iters': '64 KiB READs per bandwidth run (default 400)',
-  depth: 'READs in flight for our bandwidth run (default 32)',
+  depth: 'READs in flight for our bandwidth run (default 64)',
   diag: 'diagnostics after the rounds (default true)',
   device: 'RDMA device (default rxe0)',
   'gid-index': 'GID index (default 1, the IPv4-mapped RoCEv2 GID)',
@@ -41,7 +41,7 @@ const OUT = opts.get('out');
 const ROUNDS = Number(opts.get('rounds') ?? 3);
 const ITERS = Number(opts.get('iters') ?? 3000);
 const BW_ITERS = Number(opts.get('bw-iters') ?? 400);
-const DEPTH = Number(opts.get('depth') ?? 32);
+const DEPTH = Number(opts.get('depth') ?? 64);
 const DIAG = opts.get('diag') !== 'false';
 const DEV = opts.get('device') ?? 'rxe0';
 const GID_INDEX = Number(opts.get('gid-index') ?? 1);
