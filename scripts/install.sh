@@ -13,4 +13,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 echo "== build (native addon, TypeScript)"
 if [ -f build/Makefile ]; then npx node-gyp build -j "$(nproc)" >/dev/null; else npx node-gyp rebuild -j "$(nproc)" >/dev/null; fi
+# Drop compiled files whose source is gone (a deleted test must not keep running).
+if [ -d dist ]; then
+  find dist -name '*.js' | while read -r js; do
+    src=${js#dist/}; src=${src%.js}.ts
+    [ -f "$src" ] || rm -f "$js" "${js%.js}.d.ts" "$js.map"
+  done
+fi
 npx tsc -p tsconfig.json

@@ -1,14 +1,10 @@
 // Calls every native method with arbitrary arguments on live and closed
 // handles (seeded). Run as a child process: it must exit 0, not crash or hang.
 import { native } from '../../lib/native.js';
+import { seeded } from './seeded.js';
 
 type Obj = Record<string, (...a: unknown[]) => unknown>;
-let seed = Number(process.argv[2] ?? 1);
-const rnd = () => {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x7fffffff;
-};
-const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)];
+const { rnd, pick } = seeded(Number(process.argv[2] ?? 1));
 const N = native as unknown as Record<string, new (...a: unknown[]) => Obj>;
 const values: unknown[] = [undefined, null, 0, 1, -1, 4096, 8192, 4095, 1.5, NaN, Infinity, 2 ** 53, 2 ** 64, -4096,
   0n, 4096n, -1n, 2n ** 64n, 'x', '', {}, [], () => 1, Symbol('s'), new Uint8Array(8), new Uint8Array(8192),

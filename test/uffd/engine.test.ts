@@ -6,6 +6,7 @@ import path from 'node:path';
 import { FaultEngine, PageSource, Region, Userfaultfd, touch } from '../../lib/index.js';
 
 const MiB = 1 << 20;
+const PAGE = 4096;
 
 /** Fill a region with a pattern whose period (4099) makes every page distinct. */
 function fillPattern(r: Region): void {
@@ -191,4 +192,44 @@ void t.test('spinMicros: busy-polling engine serves the same contents', async (t
   uffd.close();
   dst.close();
   src.close();
+});
+
+void t.test('the engine lets write-protect faults through and counts them (dirty tracking)', async (t) => {
+  using u = Userfaultfd.open({ features: ['PAGEFAULT_FLAG_WP'] });
+  const r = Region.anonymous(16 * PAGE);
+  u.register(r, { missing: true, wp: true });
+  const e = new FaultEngine(u).serve(r, PageSource.zero()).start();
+  await touch(r);
+  u.writeprotect(r, true);
+  await touch(r, { write: true, stride: 2 * PAGE });  // dirty every other page
+  const s = e.stop();
+  t.equal(s.wpFaults, 8);
+  e.close();
+  u.close();
+  r.close();
+});
+
+void t.test('MINOR faults on shmem: a JS handler and the engine map with continue', async (t) => {
+  using u = Userfaultfd.open({ features: ['MINOR_SHMEM'] });
+  const r = Region.memfd(8 * PAGE);
+  const alias = r.alias();
+  alias.bytes().fill(0x33);  // the page cache has the pages; r's page tables do not
+  u.register(r, { minor: true });
+  const kinds: string[] = [];
+  u.on('pagefault', (ev) => {
+    kinds.push(ev.kind);
+    u.continue({ region: r, offset: ev.offset!, length: PAGE });
+  });
+  const res = await touch(r, { length: 4 * PAGE });
+  t.equal(res.byteSum, 4 * 0x33);
+  t.same(kinds, ['minor', 'minor', 'minor', 'minor']);
+  u.removeAllListeners('pagefault');
+  // The engine does the same natively.
+  const e = new FaultEngine(u).start();
+  await touch(r, { offset: 4 * PAGE, length: 4 * PAGE });
+  t.equal(e.stop().minorFaults, 4);
+  e.close();
+  u.unregister(r);
+  alias.close();
+  r.close();
 });

@@ -221,7 +221,7 @@ void t.test('FORK: the grandchild is served through the new userfaultfd (JS hand
     u.copy({ address: ev.address, length: PAGE }, patternPage((ev.address - child.address) / PAGE, SEED));
   });
   const forked = within(new Promise<UffdEvent>((res) => u.once('fork', res)), 10_000, 'the FORK event');
-  const answer = child.send('fork');  // fork() waits until the event is read; the grandchild touches every page
+  const answer = child.ask('fork');  // fork() waits until the event is read; the grandchild touches every page
   const ev = await forked;
   if (ev.type !== 'fork') throw new Error('not a fork event');
   const gc = ev.uffd;
@@ -237,7 +237,7 @@ void t.test('FORK: the grandchild is served through the new userfaultfd (JS hand
   t.equal(gcTids.size, 1, 'one faulting thread');
   t.notOk(gcTids.has(child.pid), 'the grandchild, not the child');
   t.equal(childFaults.length, 0, 'none of its faults went to the parent userfaultfd');
-  t.equal(await child.send('touch'), expectedSum(0, pages, SEED), 'the child itself is served by the first one');
+  t.equal(await child.ask('touch'), expectedSum(0, pages, SEED), 'the child itself is served by the first one');
   t.equal(childFaults.length, pages);
   t.ok(childFaults.every((tid) => tid === child.pid));
 });
@@ -262,7 +262,7 @@ void t.test('FORK while a FaultEngine serves the child: re-emitted, the grandchi
   const raw = new Promise<UffdEvent>((res) => engine.once('fork', res));
   const typed = new Promise<UffdEvent>((res) => u.once('fork', res));
   engine.start();
-  const answer = child.send('fork');
+  const answer = child.ask('fork');
   const [rawEv, ev] = await within(Promise.all([raw, typed]), 10_000, 'the FORK event from the engine');
   if (ev.type !== 'fork') throw new Error('not a fork event');
   const gc = (grandchild.uffd = ev.uffd);
@@ -271,7 +271,7 @@ void t.test('FORK while a FaultEngine serves the child: re-emitted, the grandchi
   t.equal(await answer, expectedSum(0, pages, SEED), 'the grandchild read the source pages');
   t.equal(gcEngine.stop().pages, pages, 'all served by the second engine');
   t.equal(engine.stats().pages, 0, 'none by the first');
-  t.equal(await child.send('touch'), expectedSum(0, pages, SEED), 'the child itself, by the first engine');
+  t.equal(await child.ask('touch'), expectedSum(0, pages, SEED), 'the child itself, by the first engine');
   t.equal(engine.stop().pages, pages);
 });
 
@@ -293,10 +293,10 @@ for (const reader of ['JS listener', 'FaultEngine'] as const) {
       engine?.close();
       u.close();
     });
-    const answer = await child.send('fork', 5_000).catch((e: Error) => e.message);
+    const answer = await child.ask('fork', 5_000).catch((e: Error) => e.message);
     t.equal(answer, 'SUM 0', 'the grandchild read zero pages and answered');
     // (The child waits for the grandchild: ask it only if that answered.)
-    if (answer === 'SUM 0') t.equal(await child.send('touch'), 'SUM 0', 'the child is still served');
+    if (answer === 'SUM 0') t.equal(await child.ask('touch'), 'SUM 0', 'the child is still served');
   });
 }
 

@@ -36,12 +36,12 @@ void t.test('a FaultEngine serves a child process from a file', async (t) => {
   });
   engine.on('error', (e) => t.fail(e.message));
   engine.start();
-  t.equal(await child.send('touch'), expectedSum(64, pages, SEED), 'the child read file pages 64..319');
+  t.equal(await child.ask('touch'), expectedSum(64, pages, SEED), 'the child read file pages 64..319');
   const s = engine.stop();
   t.equal(s.pages, pages, 'every page came from the engine');
   t.equal(s.faults, pages / 16, 'one fault per 16-page batch (the child reads in order)');
   t.equal(s.unserved + s.errors + s.zeroPages, 0);
-  t.equal(await child.send('touch'), expectedSum(64, pages, SEED), 'the pages stay; no engine needed any more');
+  t.equal(await child.ask('touch'), expectedSum(64, pages, SEED), 'the pages stay; no engine needed any more');
 });
 
 void t.test('a FaultEngine serves a child process from a region, page by page', async (t) => {
@@ -58,7 +58,7 @@ void t.test('a FaultEngine serves a child process from a region, page by page', 
     u.close();
     src.close();
   });
-  t.equal(await child.send('touch'), expectedSum(0, pages, SEED));
+  t.equal(await child.ask('touch'), expectedSum(0, pages, SEED));
   const s = engine.stop();
   t.equal(s.faults, pages, 'batchPages 1: a fault per page');
   t.equal(s.pages, pages);
@@ -77,7 +77,7 @@ void t.test('a JS handler serves a child process', async (t) => {
     faults.push(ev);
     u.copy({ address: ev.address, length: PAGE }, patternPages((ev.address - child.address) / PAGE, 1, SEED));
   });
-  t.equal(await child.send('touch'), expectedSum(0, pages, SEED));
+  t.equal(await child.ask('touch'), expectedSum(0, pages, SEED));
   t.same(faults.map((f) => (f.address - child.address) / PAGE), [...Array(pages).keys()], 'a fault per page, in order');
   t.ok(faults.every((f) => f.kind === 'missing' && !f.write && f.tid === child.pid), "the child's own thread faulted");
   t.ok(faults.every((f) => f.region === undefined), 'memory of another process belongs to no Region');
@@ -102,7 +102,7 @@ void t.test('a JS handler (async iterator) serves a child with copy and zeropage
     }
   })();
   const words = Array.from({ length: pages }, (_, i) => (i % 2 ? word(i, SEED) : 0n));
-  t.equal(await child.send('touch'), sumLine(words), 'odd pages copied, even pages zero');
+  t.equal(await child.ask('touch'), sumLine(words), 'odd pages copied, even pages zero');
   t.equal(faults, pages);
   u.close();
   await within(loop, 5_000, 'the iterator to end on close');
@@ -115,7 +115,7 @@ void t.test('the handler closes its userfaultfd while the child waits on a fault
   const u = child.adopt();
   t.teardown(() => u.close());
   u.register(child.range);
-  t.equal(await child.send('closefd'), 'CLOSED', 'the child closed its own fd: ours is the only one');
+  t.equal(await child.ask('closefd'), 'CLOSED', 'the child closed its own fd: ours is the only one');
   let served = 0;
   const stuck = new Promise<PageFaultEvent>((resolve) => {
     u.on('pagefault', (ev) => {
@@ -124,7 +124,7 @@ void t.test('the handler closes its userfaultfd while the child waits on a fault
       } else resolve(ev);  // the fourth fault is left unresolved
     });
   });
-  const answer = child.send('touch');
+  const answer = child.ask('touch');
   const ev = await within(stuck, 10_000, 'the fourth fault');
   t.equal(ev.address, child.address + 3 * PAGE);
   await until(() => sleepsInUserfault(child.pid, child.pid), 10_000, 'the child sleeps in the fault');
@@ -132,7 +132,7 @@ void t.test('the handler closes its userfaultfd while the child waits on a fault
   u.close();
   const words = Array.from({ length: pages }, (_, i) => (i < 3 ? word(i, SEED) : 0n));
   t.equal(await answer, sumLine(words), 'woken: pages 0-2 as served, the rest fresh zero pages');
-  t.equal(await child.send('touch'), sumLine(words), 'and it goes on without a handler');
+  t.equal(await child.ask('touch'), sumLine(words), 'and it goes on without a handler');
 });
 
 void t.test('the handler process is killed while the child waits on a fault: the child resumes', async (t) => {
@@ -159,8 +159,8 @@ void t.test('the handler process is killed while the child waits on a fault: the
   const rl = readline.createInterface({ input: handler.stdout });
   rl.on('line', (l) => lines.push(l));
   await seen('READY');
-  t.equal(await child.send('closefd'), 'CLOSED', 'the handler process holds the only fd');
-  const answer = child.send('touch');
+  t.equal(await child.ask('closefd'), 'CLOSED', 'the handler process holds the only fd');
+  const answer = child.ask('touch');
   await seen('STUCK 3');
   t.same(lines, ['READY', 'SERVED 0', 'SERVED 1', 'SERVED 2', 'STUCK 3']);
   await until(() => sleepsInUserfault(child.pid, child.pid), 10_000, 'the child sleeps in the fault');

@@ -4,37 +4,17 @@
 // misuse — all typed errors, no crash.
 import t from 'tap';
 import path from 'node:path';
-import readline from 'node:readline';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { LineProcess } from '../../helpers/line-process.js';
 import { rdma } from '../../../lib/index.js';
 import { DEV, HOST } from './env.js';
 
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cm-peer.js');
 let nextPort = 7471;
 
-class Peer {
-  readonly proc: ChildProcessByStdio<Writable, Readable, null>;
-  private lines: string[] = [];
-  private waiter: ((l: string) => void) | null = null;
+class Peer extends LineProcess {
   constructor(readonly port: number) {
-    this.proc = spawn(process.execPath, [peerScript, HOST, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = null;
-        w(l);
-      } else this.lines.push(l);
-    });
-  }
-  line(): Promise<string> {
-    const l = this.lines.shift();
-    return l !== undefined ? Promise.resolve(l) : new Promise((r) => (this.waiter = r));
-  }
-  async ask(cmd: string): Promise<string> {
-    this.proc.stdin.write(cmd + '\n');
-    return await this.line();
+    super(process.execPath, [peerScript, HOST, String(port)], { name: 'cm-peer', waitMs: 120_000 });
   }
 }
 

@@ -1,16 +1,26 @@
-// A peer process for connection.vm.ts: listens, serves a 1 MiB window whose
-// byte i is (i * 7) & 0xff, and answers commands on stdin with one line:
-//   sum OFFSET LENGTH   byte sum of its window range
+// The peer process of connection.vm.ts and cm-connection.vm.ts: an
+// RdmaConnection listener serving a 1 MiB window whose byte i is
+// (i * 7) & 0xff, found over the TCP handshake (MODE tcp) or rdma_cm (MODE cm).
+// Prints "listening", "connected QPN", "refused CODE" and, in cm mode,
+// "closed"; answers "sum OFFSET LENGTH" with the byte sum of its window range.
+// Usage: conn-peer.js tcp|cm HOST PORT SECRET
 import readline from 'node:readline';
 import { Region, rdma } from '../../../lib/index.js';
+import { DEV } from './env.js';
 
-const [host, port, secret] = process.argv.slice(2);
+const [mode, host, port, secret] = process.argv.slice(2);
 const memory = Region.anonymous(1 << 20);
 const v = memory.bytes();
 for (let i = 0; i < v.length; i++) v[i] = (i * 7) & 0xff;
-const server = await rdma.RdmaConnection.listen(host, Number(port), { device: 'rxe0', secret, memory }, (c) => {
-  console.log(`connected ${c.remote.qpNum}`);
-}, (e) => console.log(`refused ${(e as Error & { code?: string }).code ?? e.message}`));
+const refused = (e: unknown) => console.log(`refused ${(e as Error & { code?: string }).code ?? (e as Error).message}`);
+const server = mode === 'cm'
+  ? rdma.RdmaConnection.listenCm(host, Number(port), { secret, memory }, (c) => {
+    console.log(`connected ${c.remote.qpNum}`);
+    c.once('close', () => console.log('closed'));
+  }, refused)
+  : await rdma.RdmaConnection.listen(host, Number(port), { device: DEV, secret, memory }, (c) => {
+    console.log(`connected ${c.remote.qpNum}`);
+  }, refused);
 console.log('listening');
 readline.createInterface({ input: process.stdin }).on('line', (l) => {
   const [cmd, a, b] = l.split(' ');

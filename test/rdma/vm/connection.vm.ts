@@ -3,38 +3,18 @@
 import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import readline from 'node:readline';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { LineProcess } from '../../helpers/line-process.js';
 import { Region, rdma } from '../../../lib/index.js';
+import { DEV, HOST } from './env.js';
 
-const HOST = '10.0.2.15';
 const SECRET = 'sixteen-bytes-at-least!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
 let nextPort = 18600;
 
-class Peer {
-  readonly proc: ChildProcessByStdio<Writable, Readable, null>;
-  private lines: string[] = [];
-  private waiter: ((l: string) => void) | null = null;
+class Peer extends LineProcess {
   constructor(readonly port: number) {
-    this.proc = spawn(process.execPath, [peerScript, HOST, String(port), SECRET], { stdio: ['pipe', 'pipe', 'inherit'] });
-    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = null;
-        w(l);
-      } else this.lines.push(l);
-    });
-  }
-  line(): Promise<string> {
-    const l = this.lines.shift();
-    return l !== undefined ? Promise.resolve(l) : new Promise((r) => (this.waiter = r));
-  }
-  async ask(cmd: string): Promise<string> {
-    this.proc.stdin.write(cmd + '\n');
-    return await this.line();
+    super(process.execPath, [peerScript, 'tcp', HOST, String(port), SECRET], { name: 'conn-peer tcp', waitMs: 120_000 });
   }
 }
 
@@ -49,7 +29,7 @@ void t.test('read and write the peer window, many in flight', async (t) => {
   const peer = await startPeer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
   const local = Region.anonymous(1 << 20);
-  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: local });
+  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: SECRET, memory: local });
   t.match(await peer.line(), /^connected /);
   t.equal(conn.remote.length, 1 << 20);
 
@@ -81,22 +61,22 @@ void t.test('read and write the peer window, many in flight', async (t) => {
 void t.test('a peer without the secret is refused on both sides', async (t) => {
   const peer = await startPeer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
-  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError' });
+  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError' });
   t.match(await peer.line(), /^refused ERR_(AUTH|PEER)/);
   // Garbage instead of a handshake: refused, and the listener keeps serving.
   const s = net.connect(peer.port, HOST);
   s.write('{"v":1,"nonce":"not-hex"}\n');
   t.match(await peer.line(), /^refused ERR_BAD_FRAME/);
   s.destroy();
-  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
-  const ok = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: 4096 });
+  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
+  const ok = await rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: SECRET, memory: 4096 });
   t.match(await peer.line(), /^connected /);
   ok.close();
 });
 
 void t.test('a peer killed mid-transfer fails the pending operations, no crash', async (t) => {
   const peer = await startPeer();
-  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: 'rxe0', secret: SECRET, memory: 1 << 20 });
+  const conn = await rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: SECRET, memory: 1 << 20 });
   await peer.line();
   const closed = new Promise<void>((r) => conn.once('close', () => r()));
   const ops: Promise<void>[] = [];

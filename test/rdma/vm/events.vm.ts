@@ -4,28 +4,14 @@
 import t from 'tap';
 import { execSync } from 'node:child_process';
 import { rdma } from '../../../lib/index.js';
+import { DEV } from './env.js';
+import { loopbackPair } from './pair.js';
 
-const GID_INDEX = 1;
-
-function pair(ctx: rdma.Context, channel?: rdma.CompletionChannel) {
-  const pd = ctx.allocPd();
-  const cqA = ctx.createCq(256, channel);
-  const cqB = ctx.createCq(256, channel);
-  const a = pd.createQp(cqA, cqA);
-  const b = pd.createQp(cqB, cqB);
-  const gid = ctx.queryGid(1, GID_INDEX);
-  for (const [q, peer] of [[a, b], [b, a]] as const) {
-    q.toInit();
-    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
-    q.toRts();
-  }
-  return { pd, cqA, cqB, a, b };
-}
 
 void t.test('completions awaited through a completion channel', async (t) => {
-  using ctx = rdma.Context.open('rxe0');
+  using ctx = rdma.Context.open(DEV);
   const ch = ctx.createCompChannel();
-  const { pd, cqA, cqB, a, b } = pair(ctx, ch);
+  const { pd, cqA, cqB, a, b } = loopbackPair(ctx, { channel: ch });
   const buf = new Uint8Array(8192);
   const mr = pd.registerMemory(buf);
   const got = cqB.next();  // waits on the loop: nothing has been posted yet
@@ -50,8 +36,8 @@ void t.test('completions awaited through a completion channel', async (t) => {
 });
 
 void t.test('native busy-poll', async (t) => {
-  using ctx = rdma.Context.open('rxe0');
-  const { pd, cqA, a, b } = pair(ctx);
+  using ctx = rdma.Context.open(DEV);
+  const { pd, cqA, a, b } = loopbackPair(ctx);
   const mr = pd.registerMemory(new Uint8Array(4096));
   a.postSend([{ wrId: 5, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey }]);
   let c: rdma.Completion[] = [];
@@ -63,9 +49,9 @@ void t.test('native busy-poll', async (t) => {
 });
 
 void t.test('a bad rkey becomes an error completion, the QP goes to ERR', async (t) => {
-  using ctx = rdma.Context.open('rxe0');
+  using ctx = rdma.Context.open(DEV);
   const ch = ctx.createCompChannel();
-  const { pd, cqA, a, b } = pair(ctx, ch);
+  const { pd, cqA, a, b } = loopbackPair(ctx, { channel: ch });
   const mr = pd.registerMemory(new Uint8Array(4096));
   a.postSend([{ wrId: 9, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey ^ 0xff00 }]);
   const [c] = await cqA.next();
@@ -81,7 +67,7 @@ void t.test('a bad rkey becomes an error completion, the QP goes to ERR', async 
 });
 
 void t.test('port down and up arrive as async events', async (t) => {
-  using ctx = rdma.Context.open('rxe0');
+  using ctx = rdma.Context.open(DEV);
   const events: rdma.AsyncEvent[] = [];
   ctx.events.on('event', (ev) => events.push(ev));
   const waitFor = async (type: RegExp) => {

@@ -5,17 +5,14 @@
 import fs from 'node:fs';
 import { native } from '../../../lib/native.js';
 import { DEV, HOST } from './env.js';
+import { seeded } from '../../helpers/seeded.js';
 
 const trace = process.env.FUZZ_TRACE === '1';
 const show = (v: unknown): string => (typeof v === 'object' && v !== null ? (v.constructor?.name ?? 'Object') : typeof v === 'symbol' ? 'symbol' : typeof v === 'function' ? 'fn' : String(v));
 
 type Obj = Record<string, (...a: unknown[]) => unknown>;
-let seed = Number(process.argv[2] ?? 1);
-const rnd = () => {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-  return seed / 0x7fffffff;
-};
-const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)];
+const seed = Number(process.argv[2] ?? 1);
+const { rnd, pick } = seeded(seed);
 const R = (native as unknown as { rdma: Record<string, new (...a: unknown[]) => Obj> }).rdma;
 const values: unknown[] = [undefined, null, 0, 1, -1, 7, 4096, 2 ** 32, 2 ** 53, 1.5, NaN, 0n, 2n ** 64n, -1n, 'x', '', 'RC', 'UD',
   'INIT', 'RTR', 'RTS', 'ERR', 'RESET', 'SEND', 'RDMA_WRITE', 'RDMA_READ', 'ATOMIC_FETCH_AND_ADD', `::ffff:${HOST}`, HOST, '0.0.0.0',

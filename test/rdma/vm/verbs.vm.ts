@@ -2,9 +2,9 @@
 // verbs on rxe0 with an RC queue-pair pair looped back through the NIC.
 import t from 'tap';
 import { Region, SystemError, rdma } from '../../../lib/index.js';
+import { DEV, GID_INDEX, HOST } from './env.js';
+import { connectRc, loopbackPair } from './pair.js';
 
-const DEV = 'rxe0';
-const GID_INDEX = 1;  // the IPv4-mapped RoCEv2 GID
 
 async function completions(cq: rdma.CompletionQueue, n: number, ms = 20_000): Promise<rdma.Completion[]> {
   const out: rdma.Completion[] = [];
@@ -17,21 +17,6 @@ async function completions(cq: rdma.CompletionQueue, n: number, ms = 20_000): Pr
   return out;
 }
 
-function pair(ctx: rdma.Context) {
-  const pd = ctx.allocPd();
-  const cqA = ctx.createCq(512);
-  const cqB = ctx.createCq(512);
-  const a = pd.createQp(cqA, cqA, { maxSendWr: 256, maxRecvWr: 64 });
-  const b = pd.createQp(cqB, cqB, { maxSendWr: 256, maxRecvWr: 64 });
-  const gid = ctx.queryGid(1, GID_INDEX);
-  for (const [q, peer] of [[a, b], [b, a]] as const) {
-    q.toInit();
-    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
-    q.toRts();
-  }
-  return { pd, cqA, cqB, a, b };
-}
-
 void t.test('device, port and GID table', async (t) => {
   t.ok(rdma.devices().some((d) => d.name === DEV));
   using ctx = rdma.Context.open(DEV);
@@ -40,13 +25,13 @@ void t.test('device, port and GID table', async (t) => {
   const port = ctx.queryPort(1);
   t.equal(port.state, 'ACTIVE');
   t.equal(port.linkLayer, 'ethernet');
-  t.equal(ctx.queryGid(1, GID_INDEX), '::ffff:10.0.2.15');
+  t.equal(ctx.queryGid(1, GID_INDEX), `::ffff:${HOST}`);
   t.throws(() => rdma.Context.open('nope0'), { code: 'ENODEV', syscall: 'ibv_open_device' });
 });
 
 void t.test('RC: WRITE, READ back, SEND/RECV with immediate, WRITE with immediate, atomics', async (t) => {
   using ctx = rdma.Context.open(DEV);
-  const { pd, cqA, cqB, a, b } = pair(ctx);
+  const { pd, cqA, cqB, a, b } = loopbackPair(ctx, { cqDepth: 512, qpA: { maxSendWr: 256, maxRecvWr: 64 }, qpB: { maxSendWr: 256, maxRecvWr: 64 } });
   t.equal(a.state, 'RTS');
   const src = Region.anonymous(1 << 16);
   const dst = Region.anonymous(1 << 16);
@@ -100,7 +85,7 @@ void t.test('RC: WRITE, READ back, SEND/RECV with immediate, WRITE with immediat
 
 void t.test('many work requests in flight, posted as one batch', async (t) => {
   using ctx = rdma.Context.open(DEV);
-  const { pd, cqA, a } = pair(ctx);
+  const { pd, cqA, a } = loopbackPair(ctx, { cqDepth: 512, qpA: { maxSendWr: 256, maxRecvWr: 64 }, qpB: { maxSendWr: 256, maxRecvWr: 64 } });
   const buf = Region.anonymous(1 << 20);
   const mr = pd.registerMemory(buf);
   const wrs: rdma.SendWr[] = [];
@@ -176,17 +161,12 @@ void t.test('UD datagrams through an address handle', async (t) => {
 
 void t.test('a shared receive queue feeds several QPs; raw native ranges register', async (t) => {
   using ctx = rdma.Context.open(DEV);
-  const { pd, cqA, a } = pair(ctx);
+  const { pd, cqA, a } = loopbackPair(ctx, { cqDepth: 512, qpA: { maxSendWr: 256, maxRecvWr: 64 }, qpB: { maxSendWr: 256, maxRecvWr: 64 } });
   const srq = pd.createSrq({ maxWr: 16 });
   const cqS = ctx.createCq(64);
   const r1 = pd.createQp(cqS, cqS, { srq });
-  const gid = ctx.queryGid(1, GID_INDEX);
   const s1 = pd.createQp(cqA, cqA);
-  for (const [q, peer] of [[r1, s1], [s1, r1]] as const) {
-    q.toInit();
-    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
-    q.toRts();
-  }
+  connectRc(ctx, r1, s1);
   const region = Region.anonymous(8192);
   // Register the region's memory as a raw native range (address + length).
   const mr = pd.registerMemory({ address: region.address, length: region.size });
@@ -212,12 +192,7 @@ void t.test('scatter/gather lists, unsignaled requests, an MR deregistered while
   const cqB = ctx.createCq(512);
   const a = pd.createQp(cqA, cqA, { maxSendWr: 256, maxSendSge: 4 });
   const b = pd.createQp(cqB, cqB, { maxRecvSge: 4 });
-  const gid = ctx.queryGid(1, GID_INDEX);
-  for (const [q, peer] of [[a, b], [b, a]] as const) {
-    q.toInit();
-    q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
-    q.toRts();
-  }
+  connectRc(ctx, a, b);
   const src = new Uint8Array(4096).map((_, i) => i & 0xff);
   const dst = new Uint8Array(4096);
   const mrS = pd.registerMemory(src);
