@@ -14,7 +14,8 @@
         "native/rdma_lib.cc",
         "native/rdma.cc",
         "native/rdma_cm.cc",
-        "native/fd_watch.cc"
+        "native/fd_watch.cc",
+        "native/seqpacket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
@@ -26,6 +27,12 @@
       "type": "executable",
       "sources": ["test/fixtures/uffd-child.c"],
       "cflags": ["-O2", "-Wall"]
+    },
+    {
+      "target_name": "criu_hwbp_probe",
+      "type": "executable",
+      "sources": ["native/criu-hwbp-probe.c"],
+      "cflags": ["-O0", "-Wall"]
     },
     {
       "target_name": "uffd_floor",

@@ -24,6 +24,17 @@ export interface NativeBinding {
   NativeEngine: new (uffd: NativeUffd, opts: object) => NativeEngine;
   touch(region: NativeRegion, offset: number, length: number, opts: object): Promise<TouchResult>;
   pageSize: number;
+  NativeSeqPacket: new () => NativeSeqPacket;
+}
+
+/** An AF_UNIX SOCK_SEQPACKET socketpair: our end polled by libuv, the peer end for a child. */
+export interface NativeSeqPacket {
+  peerFd(): number;
+  closePeer(): void;
+  send(data: Uint8Array | ArrayBuffer): number;
+  recv(): Promise<Buffer | null>;
+  close(): void;
+  isClosed(): boolean;
 }
 
 export interface NativeRegion {

@@ -6,6 +6,7 @@
 #include "mapping.h"
 #include "page_source.h"
 #include "rdma.h"
+#include "seqpacket.h"
 #include "uffd.h"
 
 namespace sos {
@@ -35,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("touch", Napi::Function::New(env, Touch));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(PageSize())));
   InitRdma(env, exports);
+  exports.Set("NativeSeqPacket", InitSeqPacket(env));
   return exports;
 }
 }  // namespace sos

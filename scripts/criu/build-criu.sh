@@ -13,6 +13,9 @@
 #
 # Installs:   /usr/local/sbin/criu (+ criu-ns), /usr/local/lib/libcriu.so{,.2,.2.0} + libcriu.a,
 #             /usr/local/lib/pkgconfig/criu.pc, /usr/local/include/criu/{criu.h,version.h,rpc.proto,...},
+#             CRIU's rpc.proto and stats.proto in /usr/local/include/criu (lib/criu reads them at run time;
+#             on a host where an older run of this script installed CRIU without stats.proto, a re-run
+#             only adds the .proto files from the source tarball, without rebuilding),
 #             stamp /usr/local/share/serverlessos/criu-build-stamp (version + sha256 of the patches)
 # Apt:        /etc/apt/sources.list.d/serverlessos-trixie-src.sources, a `deb-src` entry ONLY.
 #             Never add trixie `deb` (binary) entries: installing trixie binaries upgrades libc.
@@ -55,6 +58,8 @@ DEPS=(
   libbsd-dev libgnutls28-dev libnftables-dev
   xz-utils ca-certificates python3-protobuf iproute2
 )
+# CRIU's .proto files the project reads at run time (RPC messages, stats images).
+PROTOS=(rpc stats)
 MAKE_VARS=(PREFIX="$PREFIX" SBINDIR="$SBINDIR" LIBDIR="$LIBDIR" SKIP_PIP_INSTALL=1)
 
 # Deterministic tools: Debian's python3/gcc, not a pyenv/nvm shim from the caller's PATH.
@@ -70,7 +75,14 @@ want_stamp() {
   cat "$HERE"/criu-"$CRIU_VERSION"-*.patch 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
-installed_ok() {
+protos_ok() {
+  local p
+  for p in "${PROTOS[@]}"; do [ -f "$INCDIR/$p.proto" ] || return 1; done
+}
+
+installed_ok() { binary_ok && protos_ok; }
+
+binary_ok() {
   local v
   v=$("$SBINDIR/criu" --version 2>/dev/null | sed -n 's/^Version: *//p') || return 1
   [ "$v" = "$CRIU_VERSION" ] || return 1
@@ -157,6 +169,14 @@ if [ $MODE = build ] && installed_ok; then
   exit 0
 fi
 
+# CRIU built and installed by an older run of this script, only the .proto files missing:
+# fetch/unpack the source as usual, skip make.
+ONLY_PROTOS=0
+if [ $MODE = build ] && binary_ok; then
+  ONLY_PROTOS=1
+  log "criu $CRIU_VERSION installed; adding CRIU's .proto files (${PROTOS[*]}) to $INCDIR"
+fi
+
 T0=$SECONDS
 mkdir -p "$BUILD_DIR"
 BUILD_LOG=$BUILD_DIR/build.log
@@ -227,23 +247,30 @@ t_src=$((SECONDS - t))
 
 # ---- 3. build ------------------------------------------------------------------------------
 t=$SECONDS
+if [ $ONLY_PROTOS = 0 ]; then
 log "make -j$JOBS criu (~1.5-2 min; output in $BUILD_LOG)"
 quiet make -C "$SRCDIR" -j"$JOBS" "${MAKE_VARS[@]}" criu
 log "make -j$JOBS lib"
 quiet make -C "$SRCDIR" -j"$JOBS" "${MAKE_VARS[@]}" lib
 v=$("$SRCDIR/criu/criu" --version | sed -n 's/^Version: *//p')
 [ "$v" = "$CRIU_VERSION" ] || die "the built criu reports version '$v', want $CRIU_VERSION"
+fi
 t_make=$((SECONDS - t))
 
 # ---- 4. install ----------------------------------------------------------------------------
 t=$SECONDS
-log "make install-criu install-lib (PREFIX=$PREFIX LIBDIR=$LIBDIR)"
-quiet make -C "$SRCDIR" "${MAKE_VARS[@]}" install-criu install-lib
-# rpc.proto describes `criu swrk` messages, which the project speaks from TypeScript.
-[ -f "$INCDIR/rpc.proto" ] || install -D -m 0644 "$SRCDIR/images/rpc.proto" "$INCDIR/rpc.proto"
-ldconfig
-mkdir -p "$(dirname "$STAMP")"
-want_stamp >"$STAMP"
+if [ $ONLY_PROTOS = 0 ]; then
+  log "make install-criu install-lib (PREFIX=$PREFIX LIBDIR=$LIBDIR)"
+  quiet make -C "$SRCDIR" "${MAKE_VARS[@]}" install-criu install-lib
+  ldconfig
+  mkdir -p "$(dirname "$STAMP")"
+  want_stamp >"$STAMP"
+fi
+# rpc.proto describes `criu swrk` messages, stats.proto the stats-dump/stats-restore images:
+# lib/criu loads both at run time, so they always match the installed CRIU.
+for p in "${PROTOS[@]}"; do
+  cmp -s "$SRCDIR/images/$p.proto" "$INCDIR/$p.proto" || install -D -m 0644 "$SRCDIR/images/$p.proto" "$INCDIR/$p.proto"
+done
 t_inst=$((SECONDS - t))
 
 installed_ok || die "post-install check failed (criu --version / libcriu / headers / ldconfig)"

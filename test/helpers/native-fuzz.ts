@@ -22,6 +22,7 @@ function make(): void {
     },
     () => new N.NativeSource(pick([{ kind: 'zero' }, { kind: 'region', region: pick(live) }])),
     () => new N.NativeEngine(pick(live), { threads: 1 + Math.floor(rnd() * 3), batchPages: 1 + Math.floor(rnd() * 32) }),
+    () => new N.NativeSeqPacket(),
   ];
   for (const f of attempts) {
     try {
@@ -54,10 +55,11 @@ for (let i = 0; i < Number(process.argv[3] ?? 3000); i++) {
   }
   if (rnd() < 0.01) (globalThis as { gc?: () => void }).gc?.();
 }
-await Promise.all(pending);
 for (const o of [...live, ...live]) {
   try {
     o.close();
   } catch { /* e.g. a registered region */ }
 }
+// After the closes: a SeqPacket recv() waits for a message until its close.
+await Promise.all(pending);
 console.log('done');

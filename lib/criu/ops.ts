@@ -1,0 +1,101 @@
+// dump, pre-dump and restore: one swrk request each.
+import { writeFile } from 'node:fs/promises';
+import { criuEnv, requireCriu } from './env.js';
+import { CriuError } from './errors.js';
+import { errorLines, logTail } from './log.js';
+import { dumpOpts, prepare, restoreOpts, str, type Prepared } from './options.js';
+import type { CriuReq, CriuReqType, CriuResp } from './rpc.js';
+import { readDumpStats, readRestoreStats } from './stats.js';
+import { criuFields, SwrkSession, type SwrkOptions } from './swrk.js';
+import type { CriuNotify, DumpOptions, DumpResult, RestoreOptions, RestoreResult } from './types.js';
+
+/** A failed response (or a thrown CriuError) → CriuError with the log path and tail. */
+export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unknown, stderr = ''): Promise<Error> {
+  // Errors before CRIU opened its log (bad folders, options) go to its stderr.
+  const tail = (await logTail(p.logFile)) || stderr.trim().split('\n').slice(-20).join('\n');
+  if (thrown !== undefined && !(thrown instanceof CriuError)) return thrown as Error;
+  const errs = errorLines(tail);
+  const base = thrown instanceof CriuError ? thrown : null;
+  const fields = resp ? criuFields(resp) : {};
+  const why = fields.criuMessage ?? errs.at(-1) ?? 'see the log';
+  const message = base ? `${base.message} (log: ${p.logFile})` : `${p.op} failed: ${why} (log: ${p.logFile})`;
+  return new CriuError(message, {
+    code: base?.code ?? 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: tail,
+    ...(base?.criuErrno !== undefined ? { criuErrno: base.criuErrno } : {}),
+    ...(base?.criuMessage !== undefined ? { criuMessage: base.criuMessage } : {}),
+    ...fields,
+    ...(base?.cause !== undefined ? { cause: base.cause } : {}),
+    ...(base?.exitCode !== undefined ? { exitCode: base.exitCode } : {}),
+  });
+}
+
+export interface RunExtra {
+  onNotify?: (n: CriuNotify) => void;
+  onSession?: (s: SwrkSession) => void;
+}
+
+/** Run one request for a prepared call; returns the successful response. */
+export async function run(p: Prepared, type: CriuReqType, extra: RunExtra = {}): Promise<CriuResp> {
+  const criuPath = requireCriu(p.op, p.criuPath);
+  const { env } = await criuEnv();
+  const so: SwrkOptions = { op: p.op, criuPath, env, netns: p.netns, hooks: p.hooks, signal: p.signal };
+  if (extra.onNotify) {
+    so.onNotify = extra.onNotify;
+    p.opts.notifyScripts = true;
+  }
+  const req: CriuReq = { type, opts: p.opts };
+  const s = SwrkSession.start(so);
+  extra.onSession?.(s);
+  let resp: CriuResp;
+  try {
+    resp = await s.request(req);
+  } catch (e) {
+    await s.destroy();
+    throw await failure(p, null, e, s.stderr);
+  }
+  await s.finish();
+  if (!resp.success) throw await failure(p, resp, undefined, s.stderr);
+  return resp;
+}
+
+async function doDump(op: 'dump' | 'pre-dump', type: CriuReqType, o: DumpOptions, extra: RunExtra = {}): Promise<DumpResult> {
+  const t0 = performance.now();
+  const p = await prepare(op, o, true);
+  try {
+    dumpOpts(o, p.opts, false);
+    await run(p, type, extra);
+    const stats = await readDumpStats(p.imagesDir);
+    return { stats, imagesDir: p.imagesDir, logFile: p.logFile, ms: performance.now() - t0 };
+  } finally {
+    await p.release();
+  }
+}
+
+/** Checkpoint the process tree rooted at `pid` into imagesDir (killed afterwards unless leaveRunning/leaveStopped). */
+export function dump(o: DumpOptions): Promise<DumpResult> {
+  return doDump('dump', 'DUMP', o);
+}
+
+/** Pre-copy round: write the memory of `pid` while it keeps running (needs soft-dirty tracking);
+ *  a later dump with `parentDir` pointing here writes only what changed since. */
+export function preDump(o: DumpOptions): Promise<DumpResult> {
+  return doDump('pre-dump', 'PRE_DUMP', { ...o, trackMem: true });
+}
+
+/** Restore the tree whose images are in imagesDir; resolves with the restored root's pid (as seen from here). */
+export async function restore(o: RestoreOptions): Promise<RestoreResult> {
+  const t0 = performance.now();
+  const p = await prepare('restore', o, false);
+  try {
+    restoreOpts(o, p.opts);
+    const resp = await run(p, 'RESTORE');
+    const pid = resp.restore?.pid ?? 0;
+    if (o.pidfile !== undefined) await writeFile(str('pidfile', o.pidfile), `${pid}\n`);
+    const stats = await readRestoreStats(p.imagesDir);
+    return { pid, stats, logFile: p.logFile, ms: performance.now() - t0 };
+  } finally {
+    await p.release();
+  }
+}
+
+export { doDump };

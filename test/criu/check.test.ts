@@ -1,0 +1,43 @@
+// check() against this machine's real CRIU and kernel.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { criu } from '../../lib/index.js';
+
+void t.test('check() reports this machine and is cached', async (t) => {
+  const c = await criu.check();
+  t.equal(c.ok, true, `ok (problems: ${c.problems.join('; ')})`);
+  t.equal(c.criuPath, '/usr/local/sbin/criu');
+  t.equal(c.version, '4.1.1');
+  t.equal(await criu.version(), '4.1.1', 'VERSION request');
+  t.equal(typeof c.hwBreakpoints, 'boolean');
+  // The probe decides the environment CRIU gets: CRIU_FAULT=130 exactly when breakpoints do not fire.
+  t.equal(c.faultInjection, c.hwBreakpoints ? null : 130);
+  t.equal(c.problems.some((p) => p.includes('hardware breakpoints')), !c.hwBreakpoints);
+  t.equal(c.pipeMaxSize, Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8')));
+  t.equal(c.pipeMaxSizeOk, c.pipeMaxSize >= criu.LAZY_PIPE_SIZE);
+  t.equal(c.features.lazyPages, true, 'lazy pages (userfaultfd) on this kernel');
+  t.equal(c.userfaultfd, true);
+  t.equal(c.dirtyTracking, c.features.memTrack, 'dirty tracking is CRIU\'s mem_track');
+  // CRIU's own CLI agrees on soft-dirty tracking.
+  let cli = true;
+  try {
+    execFileSync('/usr/local/sbin/criu', ['check', '--feature', 'mem_dirty_track'], { stdio: 'pipe', env: { ...process.env, CRIU_FAULT: '130' } });
+  } catch {
+    cli = false;
+  }
+  t.equal(c.dirtyTracking, cli, 'same answer as `criu check --feature mem_dirty_track`');
+  t.equal(await criu.check(), c, 'cached: the same object');
+  const again = await criu.check({ refresh: true });
+  t.not(again, c);
+  t.same(again, c, 'a refresh finds the same');
+});
+
+void t.test('a missing criu is reported, not thrown', async (t) => {
+  const c = await criu.check({ criuPath: '/nonexistent/criu' });
+  t.equal(c.ok, false);
+  t.equal(c.criuPath, null);
+  t.match(c.problems.join('\n'), /criu not found/);
+  await t.rejects(criu.version({ criuPath: '/nonexistent/criu' }), { code: 'ERR_CRIU_NOT_FOUND' });
+  await criu.check({ refresh: true });
+});
