@@ -64,13 +64,18 @@ export function probeHwBreakpoints(refresh = false): Promise<HwProbe> {
   return hw;
 }
 
-/** The environment for a CRIU process: ours, plus CRIU_FAULT=130 when breakpoints do not fire
- *  (a CRIU_FAULT the caller set in process.env is kept as it is). */
-export async function criuEnv(): Promise<{ env: NodeJS.ProcessEnv; faultInjection: number | null }> {
-  const { hwBreakpoints } = await probeHwBreakpoints();
-  const env = { ...process.env };
+/** The environment for a CRIU process given what the probe found: `base`, plus CRIU_FAULT=130
+ *  when breakpoints do not fire (a CRIU_FAULT already in `base` is kept as it is). */
+export function faultEnv(hwBreakpoints: boolean, base: NodeJS.ProcessEnv): { env: NodeJS.ProcessEnv; faultInjection: number | null } {
+  const env = { ...base };
   if (env.CRIU_FAULT !== undefined) return { env, faultInjection: Number(env.CRIU_FAULT) || null };
   if (hwBreakpoints) return { env, faultInjection: null };
   env.CRIU_FAULT = String(FAULT_NO_BREAKPOINTS);
   return { env, faultInjection: FAULT_NO_BREAKPOINTS };
+}
+
+/** The environment every CRIU process of this library gets (probe once, then apply). */
+export async function criuEnv(): Promise<{ env: NodeJS.ProcessEnv; faultInjection: number | null }> {
+  const { hwBreakpoints } = await probeHwBreakpoints();
+  return faultEnv(hwBreakpoints, process.env);
 }

@@ -12,3 +12,4 @@ export { SeqPacket } from './seqpacket.js';
 export { check, version, LAZY_PIPE_SIZE } from './check.js';
 export { dump, preDump, restore } from './ops.js';
 export { readDumpStats, readRestoreStats } from './stats.js';
+export { pageServer, lazyPages, dumpLazy } from './daemons.js';

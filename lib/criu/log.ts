@@ -7,7 +7,7 @@ export async function logTail(file: string, lines = 20): Promise<string> {
   try {
     f = await open(file, 'r');
     const { size } = await f.stat();
-    const len = Math.min(size, 16384);
+    const len = Math.min(size, lines > 50 ? 262144 : 16384);
     const buf = Buffer.alloc(len);
     await f.read(buf, 0, len, size - len);
     return buf.toString('utf8').split('\n').filter((l) => l.length > 0).slice(-lines).join('\n');
@@ -18,7 +18,10 @@ export async function logTail(file: string, lines = 20): Promise<string> {
   }
 }
 
-/** CRIU's error lines ("Error (file:line): …") from a log tail, the most useful part of a failure. */
-export function errorLines(tail: string): string[] {
-  return tail.split('\n').filter((l) => /Error \(|\bERROR\b/.test(l)).map((l) => l.replace(/^\([0-9. ]+\)\s*/, ''));
+/** CRIU's error lines ("Error (file:line): …"), the most useful part of a failure; without the
+ *  summaries ("Dumping FAILED.") and the harmless RLIMIT_NOFILE complaint of CRIU without CAP_SYS_RESOURCE. */
+export function errorLines(log: string): string[] {
+  return log.split('\n')
+    .filter((l) => /Error \(/.test(l) && !/FAILED\.|RLIMIT_NOFILE/.test(l))
+    .map((l) => l.replace(/^\([0-9. ]+\)\s*/, '').trim());
 }

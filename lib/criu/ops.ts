@@ -1,5 +1,6 @@
 // dump, pre-dump and restore: one swrk request each.
 import { writeFile } from 'node:fs/promises';
+import { check } from './check.js';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError } from './errors.js';
 import { errorLines, logTail } from './log.js';
@@ -14,10 +15,11 @@ export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unkno
   // Errors before CRIU opened its log (bad folders, options) go to its stderr.
   const tail = (await logTail(p.logFile)) || stderr.trim().split('\n').slice(-20).join('\n');
   if (thrown !== undefined && !(thrown instanceof CriuError)) return thrown as Error;
-  const errs = errorLines(tail);
+  const errs = errorLines(await logTail(p.logFile, 2000)).concat(errorLines(stderr));
   const base = thrown instanceof CriuError ? thrown : null;
   const fields = resp ? criuFields(resp) : {};
-  const why = fields.criuMessage ?? errs.at(-1) ?? 'see the log';
+  // CRIU's cr_errmsg is its first error line, which here is often the harmless RLIMIT one.
+  const why = errs.at(-1) ?? fields.criuMessage?.trim() ?? 'see the log';
   const message = base ? `${base.message} (log: ${p.logFile})` : `${p.op} failed: ${why} (log: ${p.logFile})`;
   return new CriuError(message, {
     code: base?.code ?? 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: tail,
@@ -58,13 +60,24 @@ export async function run(p: Prepared, type: CriuReqType, extra: RunExtra = {}):
   return resp;
 }
 
+/** pre-dump and trackMem need soft-dirty bits: say so plainly instead of CRIU's log line. */
+async function needDirtyTracking(op: string, criuPath: string | undefined): Promise<void> {
+  const c = await check(criuPath !== undefined ? { criuPath } : {});
+  if (!c.dirtyTracking) {
+    throw new CriuError(`${op}: memory change tracking (soft-dirty) is not available on this kernel; ` +
+      'pre-dump and trackMem need it (a full dump works)', { code: 'ERR_CRIU_UNSUPPORTED', op });
+  }
+}
+
 async function doDump(op: 'dump' | 'pre-dump', type: CriuReqType, o: DumpOptions, extra: RunExtra = {}): Promise<DumpResult> {
   const t0 = performance.now();
+  dumpOpts(o, { imagesDirFd: -1 }, false);  // arguments first, before any folder is made
   const p = await prepare(op, o, true);
   try {
     dumpOpts(o, p.opts, false);
+    if (p.opts.trackMem) await needDirtyTracking(op, p.criuPath);
     await run(p, type, extra);
-    const stats = await readDumpStats(p.imagesDir);
+    const stats = await readDumpStats(p.workDir);  // CRIU writes it in its working folder
     return { stats, imagesDir: p.imagesDir, logFile: p.logFile, ms: performance.now() - t0 };
   } finally {
     await p.release();
@@ -85,13 +98,14 @@ export function preDump(o: DumpOptions): Promise<DumpResult> {
 /** Restore the tree whose images are in imagesDir; resolves with the restored root's pid (as seen from here). */
 export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
+  restoreOpts(o, { imagesDirFd: -1 });
   const p = await prepare('restore', o, false);
   try {
     restoreOpts(o, p.opts);
     const resp = await run(p, 'RESTORE');
     const pid = resp.restore?.pid ?? 0;
     if (o.pidfile !== undefined) await writeFile(str('pidfile', o.pidfile), `${pid}\n`);
-    const stats = await readRestoreStats(p.imagesDir);
+    const stats = await readRestoreStats(p.workDir);
     return { pid, stats, logFile: p.logFile, ms: performance.now() - t0 };
   } finally {
     await p.release();

@@ -3,6 +3,7 @@
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { argType } from '../errors.js';
+import { CriuError } from './errors.js';
 import { bool, integer, object, oneOf } from '../validate.js';
 import type { CriuOpts } from './rpc.js';
 import type { CriuCommonOptions, CriuHooks, DumpOptions, ManageCgroups, NetworkLock, PageServerAddress, RestoreOptions } from './types.js';
@@ -97,10 +98,10 @@ export async function prepare(op: string, o: CriuCommonOptions, create: boolean)
   if (h) opts.notifyScripts = true;
 
   if (create) await mkdir(imagesDir, { recursive: true });
-  await mustBeDir('imagesDir', imagesDir);
+  await mustBeDir(op, 'imagesDir', imagesDir);
   workDir ??= imagesDir;
   if (create) await mkdir(workDir, { recursive: true });
-  await mustBeDir('workDir', workDir);
+  await mustBeDir(op, 'workDir', workDir);
   // CRIU takes both folders as descriptors of its RPC peer (this process),
   // read through /proc/<us>/fd (4.1.1 readlinks even a plain images_dir path).
   const fds: FileHandle[] = [await open(imagesDir, 'r')];
@@ -120,19 +121,21 @@ export async function prepare(op: string, o: CriuCommonOptions, create: boolean)
   };
 }
 
-async function mustBeDir(name: string, dir: string): Promise<void> {
+async function mustBeDir(op: string, name: string, dir: string): Promise<void> {
   let st;
   try {
     st = await stat(dir);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw Object.assign(new Error(`${name} ${dir}: ${err.code === 'ENOENT' ? 'does not exist' : err.message}`), { code: err.code });
+    throw new CriuError(`${op}: ${name} ${dir} ${err.code === 'ENOENT' ? 'does not exist' : `cannot be used: ${err.message}`}`,
+      { code: 'ERR_CRIU_IMAGES', op, cause: err });
   }
-  if (!st.isDirectory()) throw Object.assign(new Error(`${name} ${dir} is not a directory`), { code: 'ENOTDIR' });
+  if (!st.isDirectory()) throw new CriuError(`${op}: ${name} ${dir} is not a directory`, { code: 'ERR_CRIU_IMAGES', op });
 }
 
 /** Dump and pre-dump options on top of the common ones. */
 export function dumpOpts(o: DumpOptions, opts: CriuOpts, lazy: boolean): void {
+  if (o === null || typeof o !== 'object') throw argType('options must be an object');
   opts.pid = integer('pid', o.pid, 1, 2 ** 31 - 1);
   if (bool('leaveRunning', o.leaveRunning, false)) opts.leaveRunning = true;
   if (bool('leaveStopped', o.leaveStopped, false)) opts.leaveStopped = true;
@@ -150,6 +153,7 @@ export function dumpOpts(o: DumpOptions, opts: CriuOpts, lazy: boolean): void {
 }
 
 export function restoreOpts(o: RestoreOptions, opts: CriuOpts): void {
+  if (o === null || typeof o !== 'object') throw argType('options must be an object');
   if (!bool('detached', o.detached, true)) opts.rstSibling = true;
   if (bool('lazyPages', o.lazyPages, false)) opts.lazyPages = true;
   if (o.pidfile !== undefined) str('pidfile', o.pidfile);

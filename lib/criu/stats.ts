@@ -47,9 +47,10 @@ async function read(dir: string, name: string): Promise<StatsEntry | null> {
   return decodeStats(bytes, file);
 }
 
-/** The dump statistics of an image folder, or null when CRIU wrote none. */
-export async function readDumpStats(imagesDir: string): Promise<DumpStats | null> {
-  const d = (await read(imagesDir, 'stats-dump'))?.dump;
+/** The dump statistics CRIU wrote in `dir` (its working folder: the images folder unless
+ *  workDir was given), or null when there are none. */
+export async function readDumpStats(dir: string): Promise<DumpStats | null> {
+  const d = (await read(dir, 'stats-dump'))?.dump;
   if (!d) return null;
   return {
     freezingTimeUs: d.freezingTime, frozenTimeUs: d.frozenTime, memdumpTimeUs: d.memdumpTime,
@@ -58,9 +59,9 @@ export async function readDumpStats(imagesDir: string): Promise<DumpStats | null
   };
 }
 
-/** The restore statistics of an image folder, or null when CRIU wrote none. */
-export async function readRestoreStats(imagesDir: string): Promise<RestoreStats | null> {
-  const r = (await read(imagesDir, 'stats-restore'))?.restore;
+/** The restore statistics CRIU wrote in `dir` (its working folder), or null when there are none. */
+export async function readRestoreStats(dir: string): Promise<RestoreStats | null> {
+  const r = (await read(dir, 'stats-restore'))?.restore;
   if (!r) return null;
   return {
     forkingTimeUs: r.forkingTime, restoreTimeUs: r.restoreTime, pagesRestored: r.pagesRestored ?? 0,

@@ -36,6 +36,7 @@ export function swrkArgv(criuPath: string, netns?: string): [string, string[]] {
 }
 
 const STDERR_KEEP = 4096;
+const GONE = Symbol('criu exited');
 
 /** An open swrk session: `request()` may be called again only when keepOpen was set. */
 export class SwrkSession {
@@ -126,10 +127,13 @@ export class SwrkSession {
       const n: CriuNotify = { script: resp.notify?.script ?? '' };
       if (resp.notify?.pid !== undefined && resp.notify.pid !== 0) n.pid = resp.notify.pid;
       let ok = true;
+      // CRIU dying (or an abort killing it) while a hook runs ends the call at once.
+      const gone = this.#exit.then(() => GONE);
       try {
         this.#o.onNotify?.(n);
-        await runHooks(this.#o.hooks, n);
+        if (await Promise.race([runHooks(this.#o.hooks, n).then(() => null), gone]) === GONE) throw await this.#died(null);
       } catch (e) {
+        if (this.#exited) throw e instanceof CriuError || (e as Error).name === 'AbortError' ? e : await this.#died(e);
         ok = false;
         hookError ??= e;
       }

@@ -77,11 +77,14 @@ export interface DumpStats {
 export interface RestoreStats { forkingTimeUs: number; restoreTimeUs: number; pagesRestored: number; pagesCompared?: number }
 
 export interface DumpResult {
+  /** CRIU's figures; null for lazy dumps (CRIU 4.1.1 resets its counters when the lazy page server starts). */
   stats: DumpStats | null;
   imagesDir: string;
   logFile: string;
   /** Wall time of the call, ms. */
   ms: number;
+  /** Lazy dumps: ms from the call until the images were complete and pages served (imagesReady). */
+  imagesReadyMs?: number;
 }
 
 export interface RestoreOptions extends CriuCommonOptions {

@@ -41,3 +41,32 @@ void t.test('a missing criu is reported, not thrown', async (t) => {
   await t.rejects(criu.version({ criuPath: '/nonexistent/criu' }), { code: 'ERR_CRIU_NOT_FOUND' });
   await criu.check({ refresh: true });
 });
+
+void t.test('CRIU_FAULT: decided by the probe, seen by the CRIU process', async (t) => {
+  const { faultEnv } = await import('../../lib/criu/env.js');
+  t.same(faultEnv(false, { A: '1' }), { env: { A: '1', CRIU_FAULT: '130' }, faultInjection: 130 }, 'no breakpoints: 130');
+  t.same(faultEnv(true, { A: '1' }), { env: { A: '1' }, faultInjection: null }, 'breakpoints fire: nothing added');
+  t.same(faultEnv(true, { CRIU_FAULT: '130' }).faultInjection, 130, 'a CRIU_FAULT set by the caller is kept');
+  // End to end: the environ of the CRIU process serving a dump (read while it waits on a hook).
+  const { startTarget, images } = await import('../helpers/criu-target.js');
+  const target = await startTarget();
+  t.teardown(() => target.cleanup());
+  const c = await criu.check();
+  let environ = '';
+  const { readFileSync: rf } = await import('node:fs');
+  const { readlinkSync } = await import('node:fs');
+  await criu.dump({
+    pid: target.pid, imagesDir: images(t), leaveRunning: true,
+    hooks: {
+      preDump() {
+        // Our children that run criu (CRIU rewrites its own command line, so look at exe).
+        const kids = rf(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(' ');
+        const swrk = kids.filter((p) => { try { return readlinkSync(`/proc/${p}/exe`) === '/usr/local/sbin/criu'; } catch { return false; } });
+        t.equal(swrk.length, 1, 'one criu swrk child');
+        environ = rf(`/proc/${swrk[0]}/environ`, 'utf8');
+      },
+    },
+  });
+  t.equal(/(^|\0)CRIU_FAULT=130(\0|$)/m.test(environ), c.faultInjection === 130 || process.env.CRIU_FAULT === '130',
+    `CRIU runs with CRIU_FAULT=130 exactly when the probe says so (hwBreakpoints=${c.hwBreakpoints})`);
+});

@@ -1,16 +1,10 @@
 // dump and restore of a real process on this machine, through CRIU's RPC.
-import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
-import { alive, startTarget } from '../helpers/criu-target.js';
+import { alive, images, startTarget } from '../helpers/criu-target.js';
 import { until } from '../helpers/wait.js';
 
-/** A fresh images folder, removed after the test. */
-export function images(t: Test): string {
-  const d = mkdtempSync('/tmp/sos-criu-img-');
-  t.teardown(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
 
 void t.test('dump (killed) then restore: memory intact, hooks in order, stats plausible', async (t) => {
   const target = await startTarget({ mib: 4 });

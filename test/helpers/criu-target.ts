@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
 import { until } from './wait.js';
 
 const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/criu-target.py');
@@ -60,4 +61,11 @@ export async function startTarget(opts: { mib?: number; netns?: string } = {}): 
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A fresh images folder under /tmp, removed after the test. */
+export function images(t: Test): string {
+  const d = mkdtempSync('/tmp/sos-criu-img-');
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
 }
