@@ -17,11 +17,14 @@
  * the target first. Readiness of the lazy dump and of the lazy-pages daemon is
  * CRIU's own --status-fd.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { readDumpStats, readRestoreStats, type CliDumpStats, type CliRestoreStats } from './stats.js';
+import { promisify } from 'node:util';
+import { check, readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../../lib/criu/index.js';
+
+const run = promisify(execFile);
 
 export interface CliNode { netns: string; addr: string }
 
@@ -31,7 +34,8 @@ export interface CliOptions {
   env: NodeJS.ProcessEnv;
   /** Extra flags for both dump and restore (e.g. --tcp-established), as the library uses them. */
   flags: string[];
-  logLevel: number;
+  /** CRIU's -v level; null: CRIU's default. */
+  logLevel: number | null;
   /** Two free TCP ports: the image copy and the lazy page server. */
   ports: [number, number];
 }
@@ -46,8 +50,24 @@ export interface CliRun {
   /** Wall time of each step, in order. */
   phases: Record<string, number>;
   imageBytes: number;
-  dump: CliDumpStats | null;
-  restore: CliRestoreStats | null;
+  /** CRIU's stats-dump / stats-restore of the run (lib/criu's reader). */
+  dump: DumpStats | null;
+  restore: RestoreStats | null;
+}
+
+/**
+ * CRIU as lib/criu runs it: its binary and environment (CRIU_FAULT where debug
+ * breakpoints do not fire), and the dump/restore flags of migrate()'s defaults
+ * (tcpEstablished: true, nftables network lock). The log level stays CRIU's
+ * default (what an operator types); lib/criu logs at level 4.
+ */
+export async function criuSettings(): Promise<Omit<CliOptions, 'ports'>> {
+  const c = await check();
+  if (!c.criuPath) throw new Error(`criu not found: ${c.problems.join('; ')}`);
+  if (!c.pipeMaxSizeOk) throw new Error(`fs.pipe-max-size is ${c.pipeMaxSize}: lazy dumps need more (scripts/setup-host.sh)`);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (c.faultInjection !== null) env.CRIU_FAULT = String(c.faultInjection);
+  return { criu: c.criuPath, env, flags: ['--tcp-established', '--network-lock', 'nftables'], logLevel: null };
 }
 
 interface Proc { child: ChildProcess; done: Promise<void>; stderr: () => string }
@@ -99,7 +119,7 @@ async function receiver(to: CliNode, port: number, dir: string, env: NodeJS.Proc
   await new Promise<void>((resolve, reject) => {
     const poll = setInterval(() => { if (p.stderr().includes('ready')) { clearInterval(poll); resolve(); } }, 2);
     p.done.then(() => { clearInterval(poll); reject(new Error('image receiver exited early')); },
-      (e: unknown) => { clearInterval(poll); reject(e as Error); });
+      (e: unknown) => { clearInterval(poll); reject(e instanceof Error ? e : new Error(String(e))); });
   });
   return p;
 }
@@ -121,7 +141,7 @@ function dirBytes(dir: string): number {
 export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from: CliNode, to: CliNode,
   srcDir: string, dstDir: string, o: CliOptions): Promise<CliRun> {
   const ns = (n: CliNode) => `--net=/run/netns/${n.netns}`;
-  const v = `-v${o.logLevel}`;
+  const v = o.logLevel === null ? [] : [`-v${o.logLevel}`];
   const procs: Proc[] = [];
   const track = (p: Proc) => { procs.push(p); return p; };
   const pidfile = path.join(dstDir, 'restored.pid');
@@ -133,45 +153,56 @@ export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from
     const lap = (name: string) => { const now = performance.now(); phases[name] = now - t; t = now; return now; };
 
     if (mode === 'precopy') {
-      const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', v, ...o.flags],
+      const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', ...v, ...o.flags],
         o.env, false, path.join(srcDir, 'dump.log')));
       await dump.done;
       lap('dump');
       const imageBytes = dirBytes(srcDir);
       await Promise.all([track(sender(from, to, o.ports[0], srcDir, o.env)).done, recv.done]);
       lap('copy');
-      await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', v, '-d', '--pidfile', pidfile, ...o.flags],
+      await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', ...v, '-d', '--pidfile', pidfile, ...o.flags],
         o.env, false, path.join(dstDir, 'restore.log'))).done;
       const end = lap('restore');
       return {
         pid: Number(fs.readFileSync(pidfile, 'utf8').trim()), totalMs: end - t0, downtimeMs: end - t0, phases, imageBytes,
-        dump: readDumpStats(srcDir), restore: readRestoreStats(dstDir),
+        dump: await readDumpStats(srcDir), restore: await readRestoreStats(dstDir),
       };
     }
 
     const page = ['--address', from.addr, '--port', String(o.ports[1])];
-    const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', v, ...o.flags,
+    const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', ...v, ...o.flags,
       '--lazy-pages', ...page, '--status-fd', '3'], o.env, true, path.join(srcDir, 'dump.log')));
     await ready(dump);
     lap('dump');  // frozen, non-memory images written, page server listening
     const imageBytes = dirBytes(srcDir);
     await Promise.all([track(sender(from, to, o.ports[0], srcDir, o.env)).done, recv.done]);
     lap('copy');
-    const lazy = track(start('nsenter', [ns(to), o.criu, 'lazy-pages', '--page-server', ...page, '-D', dstDir, '-o', 'lazy-pages.log', v,
+    const lazy = track(start('nsenter', [ns(to), o.criu, 'lazy-pages', '--page-server', ...page, '-D', dstDir, '-o', 'lazy-pages.log', ...v,
       '--status-fd', '3'], o.env, true, path.join(dstDir, 'lazy-pages.log')));
     await ready(lazy);
     lap('lazy_daemon');
-    await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', v, '-d', '--pidfile', pidfile,
+    await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', ...v, '-d', '--pidfile', pidfile,
       '--lazy-pages', ...o.flags], o.env, false, path.join(dstDir, 'restore.log'))).done;
     const resumed = lap('restore');
     await Promise.all([lazy.done, dump.done]);
     const end = lap('pages');
     return {
       pid: Number(fs.readFileSync(pidfile, 'utf8').trim()), totalMs: end - t0, downtimeMs: resumed - t0, phases, imageBytes,
-      dump: readDumpStats(srcDir), restore: readRestoreStats(dstDir),
+      dump: await readDumpStats(srcDir), restore: await readRestoreStats(dstDir),
     };
   } finally {
     kill(procs);
     await Promise.allSettled(procs.map((p) => p.done));
   }
+}
+
+/**
+ * After a CLI dump with --network-lock nftables, CRIU's lock table stays in the
+ * source namespace (it guards 4-tuples that now live on the target); the
+ * operator's clean-up, outside the timing.
+ */
+export async function dropLocks(node: CliNode): Promise<void> {
+  const nft = (...args: string[]) => run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args], { timeout: 10_000 });
+  const { stdout } = await nft('list', 'tables');
+  for (const m of stdout.matchAll(/^table (inet) (CRIU-\S+)$/gm)) await nft('delete', 'table', m[1], m[2]);
 }
