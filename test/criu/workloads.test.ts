@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startWorkload, startEchoPeer, type WorkloadKind } from '../helpers/workloads.js';
 import { makeNet } from '../helpers/netns.js';
-import { cliDump, cliRestore } from '../helpers/criu-cli.js';
+import { cliDump, cliLazyDump, cliLazyPages, cliRestore } from '../helpers/criu-cli.js';
 
 // Short paths: the 'unix' workload binds a socket in its folder (108 bytes at most).
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-wl-'));
@@ -37,6 +37,43 @@ for (const kind of local) {
     await t.rejects(w.verify(), new RegExp(`failed its check: ${kind === 'threads' ? 'thread' : kind}`));
   });
 }
+
+void t.test('memory being rewritten: the dump is a consistent snapshot and writing goes on after restore', async (t) => {
+  const w = await startWorkload('memory', { dir: path.join(base, 'memory-dirty'), memMiB: 32, memDirtyMiBps: 32 });
+  t.teardown(() => w.kill());
+  await w.verify();
+  const images = path.join(base, 'memory-dirty.img');
+  await cliDump(w.pid, images);
+  const { pid } = await cliRestore(images);
+  const first = await w.verify(pid);
+  const rewrites = (s: string): number => Number(/\((\d+) page rewrites/.exec(s)?.[1]);
+  const second = await w.verify(pid);
+  t.ok(rewrites(second.detail) > rewrites(first.detail), 'the writer thread rewrites pages after restore');
+});
+
+void t.test('memory being rewritten: post-copy (lazy pages) from one namespace to another', async (t) => {
+  const net = await makeNet(2);
+  t.teardown(() => net.close());
+  const [a, b] = net.nodes;
+  const w = await startWorkload('memory', { dir: path.join(base, 'memory-lazy'), netns: a.netns, memMiB: 64, memDirtyMiBps: 16 });
+  t.teardown(() => w.kill());
+  await w.verify();
+  await w.resetGap();
+  const images = path.join(base, 'memory-lazy.img');
+  const server = { address: a.addr, port: 27000 };
+  const dump = cliLazyDump(w.pid, images, server, { netns: a.netns });
+  t.teardown(() => dump.kill());
+  await dump.ready;
+  const lazy = cliLazyPages(images, server, { netns: b.netns });
+  t.teardown(() => lazy.kill());
+  await lazy.ready;
+  const { pid, ms } = await cliRestore(images, { netns: b.netns, extra: ['--lazy-pages'] });
+  t.equal(fs.statSync(`/proc/${pid}/ns/net`).ino, fs.statSync(`/run/netns/${b.netns}`).ino, 'restored into b');
+  await w.verify(pid);  // touches every page: all of them come over from the page server
+  const [dumpMs, lazyMs] = await Promise.all([dump.done, lazy.done]);
+  t.comment(`post-copy 64 MiB: restore ${ms.toFixed(0)} ms, dump served ${dumpMs.toFixed(0)} ms, lazy-pages ${lazyMs.toFixed(0)} ms, gap seen ${(await w.gapMs()).toFixed(0)} ms`);
+  await w.verify(pid);
+});
 
 void t.test('memory: a byte changed from outside (/proc/PID/mem) fails the check', async (t) => {
   const w = await startWorkload('memory', { dir: path.join(base, 'memory-poke'), memMiB: 4 });

@@ -6,6 +6,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
+import { onExit } from './cleanup.js';
 
 const run = promisify(execFile);
 
@@ -42,10 +43,6 @@ export interface TestNet {
 
 let nets = 0;
 let holds = 0;
-const open = new Set<string[]>();
-process.once('exit', () => {
-  for (const names of open) for (const n of names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
-});
 
 async function ip(...args: string[]): Promise<void> {
   try {
@@ -83,12 +80,14 @@ export async function makeNet(n: number, opts: { prefix?: string } = {}): Promis
   const bridge = `${base}br`;
   const nodes: TestNode[] = Array.from({ length: n }, (_, i) => ({ name: `node${i}`, netns: `${base}n${i}`, addr: `${prefix}.${i + 1}` }));
   const names = [bridge, ...nodes.map((x) => x.netns)];
-  open.add(names);
+  const forget = onExit(() => {
+    for (const name of names) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  });
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closed ??= (async () => {
       for (const name of names) await ip('netns', 'del', name).catch(() => {});
-      open.delete(names);
+      forget();
     })();
     return closed;
   };

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { onExit } from './cleanup.js';
 import { within } from './wait.js';
 
 const run = promisify(execFile);
@@ -24,6 +25,8 @@ export interface StartOptions {
   netns?: string;
   /** 'memory': resident size to fill with a checkable pattern (default 8). */
   memMiB?: number;
+  /** 'memory': MiB per second a writer thread rewrites (new page versions), so pre-copy has dirty pages to chase (default 0). */
+  memDirtyMiBps?: number;
   /** 'tcp': the echo peer to connect to. */
   tcpPeer?: { host: string; port: number };
   /** 'tcp': the local address to connect from (an address that may move with the process). */
@@ -106,12 +109,6 @@ async function build(): Promise<{ workload: string; echoPeer: string }> {
   return result;
 }
 
-// Everything started here dies with this process, whatever the tests did.
-const live = new Set<() => void>();
-process.once('exit', () => {
-  for (const k of live) k();
-});
-
 function readJson<T>(file: string): T | undefined {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
@@ -178,12 +175,14 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   if (kind === 'tcp' && !opts.tcpPeer) throw new TypeError("the 'tcp' workload needs tcpPeer");
   const memMiB = opts.memMiB ?? 8;
   if (!Number.isInteger(memMiB) || memMiB < 1) throw new TypeError('memMiB must be a positive integer');
+  const dirty = opts.memDirtyMiBps ?? 0;
+  if (!Number.isInteger(dirty) || dirty < 0) throw new TypeError('memDirtyMiBps must be a non-negative integer');
   const { workload: bin } = await fixtures();
   const dir = path.resolve(opts.dir);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of ['status.json', 'request', 'heartbeat', 'info.json']) fs.rmSync(path.join(dir, f), { force: true });
 
-  const args = [bin, kind, dir, '--mem-mib', String(memMiB)];
+  const args = [bin, kind, dir, '--mem-mib', String(memMiB), '--dirty-mibps', String(dirty)];
   if (opts.tcpPeer) args.push('--peer', `${opts.tcpPeer.host}:${opts.tcpPeer.port}`);
   if (opts.tcpBind) args.push('--bind', opts.tcpBind);
   const cmd = ['unshare', '--pid', '--fork', ...args];
@@ -195,8 +194,7 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   fs.closeSync(log);
   parent.unref();
   parent.on('error', () => {});
-  const killer = (): void => void killAll(bin, dir);
-  live.add(killer);
+  const forget = onExit(() => void killAll(bin, dir));
   const logs = (): string => ['unshare.log', 'workload.log']
     .map((f) => { try { return fs.readFileSync(path.join(dir, f), 'utf8').trim(); } catch { return ''; } })
     .filter(Boolean).join('; ') || `exit ${parent.exitCode ?? parent.signalCode}`;
@@ -266,13 +264,13 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
           if (Date.now() > end) throw new Error(`${kind} workload in ${dir} does not die`);
           await new Promise((r) => setTimeout(r, 5));
         }
-        live.delete(killer);
+        forget();
       },
     };
     return w;
   } catch (e) {
-    killer();
-    live.delete(killer);
+    killAll(bin, dir);
+    forget();
     throw e;
   }
 }
@@ -285,8 +283,7 @@ Promise<{ port: number; pid: number; close(): Promise<void> }> {
   if (opts.netns) cmd.unshift('nsenter', `--net=/run/netns/${opts.netns}`);
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const killer = (): void => void child.kill('SIGKILL');
-  live.add(killer);
+  const forget = onExit(() => void child.kill('SIGKILL'));
   let out = '', err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   try {
@@ -307,14 +304,14 @@ Promise<{ port: number; pid: number; close(): Promise<void> }> {
         closed ??= (async () => {
           child.kill('SIGKILL');
           await exited;
-          live.delete(killer);
+          forget();
         })();
         return closed;
       },
     };
   } catch (e) {
-    killer();
-    live.delete(killer);
+    child.kill('SIGKILL');
+    forget();
     throw e;
   }
 }
