@@ -20,9 +20,13 @@ export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unkno
   const fields = resp ? criuFields(resp) : {};
   // CRIU's cr_errmsg is its first error line, which here is often the harmless RLIMIT one.
   const why = errs.at(-1) ?? fields.criuMessage?.trim() ?? 'see the log';
-  const message = base ? `${base.message} (log: ${p.logFile})` : `${p.op} failed: ${why} (log: ${p.logFile})`;
+  // A restore needs the tree's old PIDs free (unless it is the init of its own PID namespace).
+  const busy = p.op === 'restore' ? errs.map((l) => /Can't fork for (\d+): File exists/.exec(l)).find(Boolean) : undefined;
+  const message = busy
+    ? `restore failed: PID ${busy[1]} is in use; the tree keeps its PIDs, so run it as the init of its own PID namespace (unshare --pid --fork) (log: ${p.logFile})`
+    : base ? `${base.message} (log: ${p.logFile})` : `${p.op} failed: ${why} (log: ${p.logFile})`;
   return new CriuError(message, {
-    code: base?.code ?? 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: tail,
+    code: busy ? 'ERR_CRIU_PID_BUSY' : base?.code ?? 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: tail,
     ...(base?.criuErrno !== undefined ? { criuErrno: base.criuErrno } : {}),
     ...(base?.criuMessage !== undefined ? { criuMessage: base.criuMessage } : {}),
     ...fields,

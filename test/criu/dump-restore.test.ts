@@ -96,3 +96,24 @@ void t.test('restore into a network namespace (nsenter --net)', async (t) => {
     'the restored process lives in the namespace');
   t.equal((await target.verify(r.pid)).ok, true);
 });
+
+void t.test('restore options: root and manageCgroups; a busy PID is named', async (t) => {
+  const target = await startTarget();
+  const restored: number[] = [];
+  t.teardown(() => target.cleanup(...restored));
+  const dir = images(t);
+  await criu.dump({ pid: target.pid, imagesDir: dir, manageCgroups: 'soft' });
+  const r = await criu.restore({ imagesDir: dir, root: '/', manageCgroups: 'soft', logLevel: 2 });
+  restored.push(r.pid);
+  t.equal((await target.verify(r.pid)).ok, true, 'restored with --root / and soft cgroup management');
+
+  // A tree that shares our PID namespace needs its very PID back: still taken here.
+  const shared = await startTarget({ sharedPidns: true });
+  t.teardown(() => shared.cleanup());
+  const dir2 = images(t);
+  await criu.dump({ pid: shared.pid, imagesDir: dir2, leaveRunning: true });
+  const e = await criu.restore({ imagesDir: dir2 }).then(() => null, (x: unknown) => x as criu.CriuError);
+  t.equal(e?.code, 'ERR_CRIU_PID_BUSY');
+  t.match(e?.message, new RegExp(`PID ${shared.pid} is in use`));
+  t.ok(alive(shared.pid), 'the original is untouched');
+});

@@ -30,10 +30,12 @@ export function alive(pid: number): boolean {
   }
 }
 
-export async function startTarget(opts: { mib?: number; netns?: string } = {}): Promise<Target> {
+/** `sharedPidns`: run in this PID namespace (setsid only), so a restore needs its very PID. */
+export async function startTarget(opts: { mib?: number; netns?: string; sharedPidns?: boolean } = {}): Promise<Target> {
   const dir = mkdtempSync('/tmp/sos-criu-');
   const report = path.join(dir, 'report');
   const argv = ['unshare', '--pid', '--fork', 'setsid', 'python3', fixture, String(opts.mib ?? 1), report];
+  if (opts.sharedPidns) argv.splice(0, 4, 'setsid', '--fork', '--wait');
   if (opts.netns) argv.unshift('nsenter', `--net=/run/netns/${opts.netns}`);
   const u = spawn(argv[0], argv.slice(1), { stdio: 'ignore', detached: true });
   u.unref();
