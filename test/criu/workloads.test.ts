@@ -92,6 +92,20 @@ void t.test('memory: a byte changed from outside (/proc/PID/mem) fails the check
   await t.rejects(w.verify(), /first wrong byte at offset 12305/);
 });
 
+void t.test('helper: bad arguments, a pid that is not the workload, verify after kill, kill twice', async (t) => {
+  await t.rejects(startWorkload('nope' as WorkloadKind, { dir: path.join(base, 'nope') }), TypeError);
+  await t.rejects(startWorkload('tcp', { dir: path.join(base, 'nope') }), /needs tcpPeer/);
+  await t.rejects(startWorkload('memory', { dir: path.join(base, 'nope'), memMiB: 0 }), TypeError);
+  const w = await startWorkload('pipes', { dir: path.join(base, 'pipes-misuse') });
+  t.teardown(() => w.kill());
+  await t.rejects(w.verify(process.pid), /is not a live copy of the pipes workload/);
+  await t.rejects(w.verify(-1), TypeError);
+  await w.verify();
+  await w.kill();
+  await w.kill();
+  await t.rejects(w.verify(), /is not a live copy/);
+});
+
 void t.test('tcp: an ESTABLISHED connection keeps echoing after restore, in place and in another namespace', async (t) => {
   const net = await makeNet(3);
   t.teardown(() => net.close());

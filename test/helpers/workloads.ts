@@ -127,9 +127,9 @@ function alive(pid: number): boolean {
 }
 
 /** Host PIDs of every process started from `bin` for `dir` (the unshare parent, copies restored by CRIU, children). */
-function processesOf(bin: string, dir: string): number[] {
+function processesOf(bin: string, dir: string, among?: number[]): number[] {
   const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
+  for (const e of among?.map(String) ?? fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
@@ -208,6 +208,9 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   };
 
   async function request(verb: 'verify' | 'poison', pid: number, ms: number): Promise<Status> {
+    // Never signal a process that is not this workload (SIGUSR1 would kill most others).
+    if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`not a pid: ${pid}`);
+    if (!processesOf(bin, dir, [pid]).length) throw new Error(`pid ${pid} is not a live copy of the ${kind} workload in ${dir}`);
     const nonce = crypto.randomBytes(8).toString('hex');
     fs.writeFileSync(path.join(dir, 'request'), `${verb} ${nonce}\n`);
     process.kill(pid, 'SIGUSR1');
