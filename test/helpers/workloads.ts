@@ -126,11 +126,24 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Host PIDs of every process started from `bin` for `dir` (the unshare parent, copies restored by CRIU, children). */
+/**
+ * Host PIDs of every copy of the workload started from `bin` in `dir`: by exe
+ * and cwd (kernel state: a post-copy restore may not have brought the argv
+ * pages back yet, and /proc/PID/cmdline then reads empty), or by a command
+ * line naming both (the unshare parent).
+ */
 function processesOf(bin: string, dir: string, among?: number[]): number[] {
   const out: number[] = [];
   for (const e of among?.map(String) ?? fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${e}/exe`) === bin && fs.readlinkSync(`/proc/${e}/cwd`) === dir) {
+        out.push(Number(e));
+        continue;
+      }
+    } catch {
+      // gone, or a kernel thread
+    }
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
       if (argv.includes(bin) && argv.includes(dir)) out.push(Number(e));
