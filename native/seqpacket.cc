@@ -136,9 +136,14 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
     return d.Promise();
   }
 
+  // From the libuv poll, outside any JS call: a callback scope, so the
+  // promise's continuations (microtasks) run when it closes, not whenever
+  // something else next enters JS.
   void OnReadable() {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (!asyncCtx_) asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "sos:seqpacket");
+    Napi::CallbackScope cb(env, *asyncCtx_);
     TryRead(env);
   }
 
@@ -244,6 +249,7 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
   bool pending_ = false;
   std::unique_ptr<Napi::Promise::Deferred> deferred_;
   Napi::ObjectReference self_;
+  std::unique_ptr<Napi::AsyncContext> asyncCtx_;
 };
 const napi_type_tag SeqPacketWrap::kTag = {0x5e9acce7a11c0de5ULL, 0x6c7269750a736571ULL};
 
