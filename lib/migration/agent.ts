@@ -1,0 +1,195 @@
+// A node's migration agent: one authenticated TCP endpoint that takes
+// migrations in (target side) and, asked by a client holding the same
+// secret, sends a local process out (source side).
+import fs from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
+import path from 'node:path';
+import * as criu from '../criu/index.js';
+import { argType } from '../errors.js';
+import { AuthChannel, type ChannelError, type Message } from '../net/channel.js';
+import { integer } from '../validate.js';
+import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
+import { MigrationError, describe } from './errors.js';
+import { placeId } from './proc.js';
+import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
+import { migrate, type MigrateOptions } from './source.js';
+import { TargetSession, type Outcome } from './target.js';
+
+export interface AgentOptions {
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Port (default 0: any free port, see `agent.port`). */
+  port?: number;
+  /** Secret shared by all agents and their clients (≥ 16 bytes). */
+  secret: Buffer | string;
+  /** Folder for images in transit (a subfolder per migration). */
+  workDir: string;
+  /** Tells the network the moved address is here now (default: arping if installed). */
+  announce?: Announce;
+  /** Admission: return a reason to refuse an incoming migration (a draining node, a full disk…). */
+  admit?: (req: { id: string; mode: 'precopy' | 'postcopy' }) => string | null | undefined;
+  /** How long a restored process waits for the source's commit (default 60 s). */
+  commitTimeoutMs?: number;
+  /** Where the agent logs what happens (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+/** A migration agent listening on one node. */
+export class MigrationAgent {
+  private readonly outcomes = new Map<string, Outcome>();
+  private readonly channels = new Set<AuthChannel>();
+  readonly host: string;
+  readonly port: number;
+  private constructor(private readonly server: net.Server, private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> & Pick<AgentOptions, 'admit'> & { secret: Buffer }) {
+    const a = server.address() as net.AddressInfo;
+    this.host = a.address;
+    this.port = a.port;
+  }
+
+  /** Start an agent; resolves once it listens. */
+  static async listen(options: AgentOptions): Promise<MigrationAgent> {
+    if (options === null || typeof options !== 'object') throw argType('options must be an object');
+    const secret = typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret;
+    if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
+    if (typeof options.workDir !== 'string' || !options.workDir) throw argType('options.workDir must be a path');
+    const port = options.port === undefined ? 0 : integer('options.port', options.port, 0, 65535);
+    await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
+    let agent: MigrationAgent | null = null;
+    const log = options.log ?? (() => {});
+    const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
+    server.listen(port, options.host ?? '127.0.0.1');
+    await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => { throw e; })]);
+    agent = new MigrationAgent(server, {
+      secret, workDir: options.workDir, announce: options.announce ?? defaultAnnounce, admit: options.admit,
+      commitTimeoutMs: options.commitTimeoutMs ?? 60_000, log,
+    });
+    return agent;
+  }
+
+  private accept(ch: AuthChannel) {
+    this.channels.add(ch);
+    let session: TargetSession | null = null;
+    const fail = (e: Error) => {
+      this.o.log(`channel ${ch.peer}: ${describe(e)}`);
+      if (!ch.closed) {
+        try {
+          ch.send({ op: 'error', error: { code: (e as { code?: string }).code ?? 'ERR_BAD_MESSAGE', message: e.message } });
+        } catch {
+          // closed meanwhile
+        }
+        ch.close();
+      }
+    };
+    ch.on('message', (m: Message) => {
+      try {
+        if (m.op === 'incoming') {
+          if (session) throw new ProtocolError('one migration per connection');
+          const id = str(m, 'id', ID);
+          modeOf(m);
+          if (this.outcomes.has(id)) return ch.send({ op: 'refused', id, reason: 'a migration with this id exists' });
+          const s = new TargetSession(ch, id, m, { workDir: this.o.workDir, announce: this.o.announce, commitTimeoutMs: this.o.commitTimeoutMs, maxImageBytes: 64 * 2 ** 30, log: this.o.log });
+          session = s;
+          this.outcomes.set(id, s.outcome);
+          void this.admit(ch, s, m);
+        } else if (m.op === 'status') {
+          void this.status(ch, str(m, 'id', ID));
+        } else if (m.op === 'migrate') {
+          void this.sendOut(ch, m);
+        } else if (session && m.id === session.id) {
+          session.onMessage(m);
+        } else throw new ProtocolError(`unexpected message ${m.op}`);
+      } catch (e) {
+        fail(e as Error);
+      }
+    });
+    ch.on('data', (stream, chunk) => {
+      if (session) session.onData(stream, chunk);
+      else fail(new ProtocolError('data outside a migration'));
+    });
+    ch.on('close', () => {
+      this.channels.delete(ch);
+      session?.onClose();
+    });
+  }
+
+  private async admit(ch: AuthChannel, s: TargetSession, m: Message) {
+    const id = s.id;
+    const mode = modeOf(m);
+    try {
+      const why = this.o.admit?.({ id, mode });
+      if (why) throw new Error(why);
+      const c = await criu.check();
+      if (!c.criuPath) throw new Error(`CRIU is not usable here: ${c.problems.join('; ')}`);
+      if (mode === 'postcopy' && (!c.features.lazyPages || !c.userfaultfd)) throw new Error(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`);
+      const mv = obj(m, 'moveAddress');
+      if (mv) checkMoveAddress(mv);
+      await s.prepare();
+      ch.send({ op: 'accepted', id, place: placeId() });
+      this.o.log(`migration ${id} (${mode}) accepted from ${ch.peer}`);
+    } catch (e) {
+      this.o.log(`migration ${id} refused: ${describe(e)}`);
+      s.outcome.state = 'aborted';
+      if (!ch.closed) ch.send({ op: 'refused', id, reason: describe(e) });
+      await fs.promises.rm(s.dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private async status(ch: AuthChannel, id: string) {
+    const o = this.outcomes.get(id);
+    if (o && !['resumed', 'failed', 'aborted', 'receiving'].includes(o.state)) {
+      await Promise.race([o.settled, new Promise((r) => setTimeout(r, this.o.commitTimeoutMs + 5000))]);
+    }
+    if (!ch.closed) ch.send({ op: 'status', id, state: o?.state ?? 'unknown', ...(o?.pid ? { pid: o.pid } : {}) });
+  }
+
+  /** A client asks this node to migrate one of its processes to another agent. */
+  private async sendOut(ch: AuthChannel, m: Message) {
+    const ac = new AbortController();
+    ch.once('close', () => ac.abort(new Error('the client went away')));
+    try {
+      const pid = int(m, 'pid', 1, 0x7fffffff);
+      const to = obj(m, 'to');
+      if (!to) throw new ProtocolError('migrate: field to is missing');
+      const opts: MigrateOptions = {
+        to: { host: String(to.host), port: Number(to.port) },
+        secret: this.o.secret,
+        mode: modeOf(m),
+        workDir: path.join(this.o.workDir, 'out'),
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (!ch.closed) ch.send({ op: 'progress', ...p });
+        },
+      };
+      const mv = obj(m, 'moveAddress');
+      if (mv) opts.moveAddress = checkMoveAddress(mv);
+      for (const k of ['tcpEstablished', 'shellJob', 'extUnixSk', 'fileLocks'] as const) {
+        const v = optBool(m, k);
+        if (v !== undefined) opts[k] = v;
+      }
+      this.o.log(`migrating pid ${pid} to ${opts.to.host}:${opts.to.port} (${opts.mode}) for ${ch.peer}`);
+      const result = await migrate(pid, opts);
+      this.o.log(`migrated pid ${pid}: downtime ${result.downtimeMs.toFixed(0)} ms, total ${result.totalMs.toFixed(0)} ms`);
+      if (!ch.closed) ch.send({ op: 'result', result: result });
+    } catch (e) {
+      const err = e as MigrationError & { code?: string };
+      this.o.log(`migration of ${String(m.pid)} failed: ${describe(e)}`);
+      if (!ch.closed) {
+        ch.send({
+          op: 'error',
+          error: { code: err.code ?? 'ERR_MIGRATION', message: err.message, ...(e instanceof MigrationError ? { step: err.step, runningOn: err.runningOn, ...(err.pid !== undefined ? { pid: err.pid } : {}) } : {}) },
+        });
+      }
+    }
+  }
+
+  /** Stop listening and drop every connection (migrations in flight fail over to their source). */
+  async close(): Promise<void> {
+    for (const ch of this.channels) ch.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,40 @@
+// The error a migration fails with: which step failed and where the process runs now.
+import { SosError } from '../errors.js';
+
+/** Steps of a migration, in order. */
+export type MigrationStep = 'validate' | 'connect' | 'accept' | 'dump' | 'address' | 'transfer' | 'restore' | 'commit' | 'pages' | 'cleanup';
+
+/** Where the migrated process runs after a failure: 'source' (resumed there, never left),
+ *  'target' (resumed there; the failure came after), 'stopped-source' (in doubt: the source
+ *  copy is kept stopped, nothing runs), 'none' (lost: post-copy after resume). */
+export type RunningOn = 'source' | 'target' | 'stopped-source' | 'none';
+
+/**
+ * Codes: ERR_MIGRATION (a step failed; see `step`, `runningOn`, `cause`),
+ * ERR_MIGRATION_REFUSED (the target refused), ERR_NO_PROCESS (unknown pid),
+ * ERR_MIGRATION_IN_DOUBT (the outcome could not be learnt: the source is kept stopped).
+ */
+export class MigrationError extends SosError {
+  readonly step: MigrationStep;
+  readonly runningOn: RunningOn;
+  /** The process's pid where it runs now (source pid, or the restored pid on the target). */
+  readonly pid?: number;
+  constructor(message: string, props: { code?: string; step: MigrationStep; runningOn: RunningOn; pid?: number; cause?: unknown }) {
+    super(message, { code: props.code ?? 'ERR_MIGRATION' });
+    this.step = props.step;
+    this.runningOn = props.runningOn;
+    if (props.pid !== undefined) this.pid = props.pid;
+    if (props.cause !== undefined) (this as { cause?: unknown }).cause = props.cause;
+  }
+}
+
+/** A short description of any thrown value. */
+export function describe(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    const cause = (e as { cause?: unknown }).cause;
+    const own = typeof code === 'string' ? `${code}: ${e.message}` : e.message;
+    return cause instanceof Error && !e.message.includes(cause.message) ? `${own} (${describe(cause)})` : own;
+  }
+  return String(e);
+}

@@ -1,0 +1,128 @@
+// Sending a folder of CRIU images over the channel, and receiving it: one
+// file at a time, each announced with its name and size, its bytes on a data
+// stream (authenticated frame by frame), closed by file-end with the size
+// the receiver must have written. Write errors (ENOSPC…) fail the transfer.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AuthChannel, Message } from '../net/channel.js';
+import { IMAGE_NAME, MAX_FILES, ProtocolError, int, str } from './protocol.js';
+
+const CHUNK = 1024 * 1024;
+/** Received bytes not yet on disk before the socket is paused. */
+const HIGH_WATER = 32 * 1024 * 1024;
+
+/** Send every regular file of `dir` (except `skip`); `onBytes` hears each chunk. Resolves with the bytes sent. */
+export async function sendImages(ch: AuthChannel, id: string, dir: string, nextStream: () => number, onBytes: (n: number, file: string) => void, skip: (name: string) => boolean = () => false): Promise<{ bytes: number; files: number }> {
+  let bytes = 0;
+  let files = 0;
+  for (const ent of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    if (!ent.isFile() || skip(ent.name)) continue;
+    const file = path.join(dir, ent.name);
+    const fh = await fs.promises.open(file, 'r');
+    try {
+      const { size } = await fh.stat();
+      const stream = nextStream();
+      ch.send({ op: 'file', id, stream, name: ent.name, size });
+      let off = 0;
+      while (off < size) {
+        const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - off));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, off);
+        if (bytesRead === 0) throw new Error(`${file} shrank while being sent`);
+        await ch.sendData(stream, buf.subarray(0, bytesRead));
+        off += bytesRead;
+        bytes += bytesRead;
+        onBytes(bytesRead, ent.name);
+      }
+      ch.send({ op: 'file-end', id, stream, size });
+      files++;
+    } finally {
+      await fh.close();
+    }
+  }
+  return { bytes, files };
+}
+
+/** The receiving side of sendImages, writing into `dir`. */
+export class ImageReceiver {
+  private current: { stream: number; name: string; size: number; written: number; fh: Promise<fs.promises.FileHandle> } | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private failure: Error | null = null;
+  files = 0;
+  bytes = 0;
+
+  constructor(private readonly ch: AuthChannel, private readonly dir: string, private readonly maxBytes: number, private readonly onError: (e: Error) => void) {}
+
+  private fail(e: Error) {
+    if (this.failure) return;
+    this.failure = e;
+    this.onError(e);
+  }
+
+  /** A `file` message. */
+  open(m: Message): void {
+    if (this.failure) return;
+    if (this.current) throw new ProtocolError('file: the previous file was not ended');
+    if (++this.files > MAX_FILES) throw new ProtocolError(`more than ${MAX_FILES} image files`);
+    const name = str(m, 'name', IMAGE_NAME);
+    const size = int(m, 'size');
+    if (this.bytes + size > this.maxBytes) throw new ProtocolError(`images exceed the ${this.maxBytes}-byte limit`);
+    const fh = fs.promises.open(path.join(this.dir, name), 'wx');
+    fh.catch(() => undefined);
+    this.current = { stream: int(m, 'stream', 0, 0xffffffff), name, size, written: 0, fh };
+  }
+
+  /** Whether `stream` is the file being received. */
+  owns(stream: number): boolean {
+    return this.current?.stream === stream;
+  }
+
+  /** A data chunk of the current file. */
+  data(chunk: Buffer): void {
+    const cur = this.current!;
+    if (this.failure) return;
+    if (cur.written + chunk.length > cur.size) throw new ProtocolError(`${cur.name}: more bytes than announced`);
+    const at = cur.written;
+    cur.written += chunk.length;
+    this.bytes += chunk.length;
+    this.pending += chunk.length;
+    if (this.pending > HIGH_WATER) this.ch.socket.pause();
+    this.chain = this.chain.then(async () => {
+      if (this.failure) return;
+      const fh = await cur.fh;
+      let off = 0;
+      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off, at + off)).bytesWritten;
+    }).catch((e: Error) => this.fail(e)).finally(() => {
+      this.pending -= chunk.length;
+      if (this.pending <= HIGH_WATER / 2) this.ch.socket.resume();
+    });
+  }
+
+  /** A `file-end` message. */
+  end(m: Message): void {
+    const cur = this.current;
+    if (!cur || int(m, 'stream', 0, 0xffffffff) !== cur.stream) throw new ProtocolError('file-end for a file that is not open');
+    if (int(m, 'size') !== cur.size || cur.written !== cur.size) throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
+    this.current = null;
+    this.chain = this.chain.then(async () => {
+      const fh = await cur.fh;
+      await fh.sync();
+      await fh.close();
+    }).catch((e: Error) => this.fail(e));
+  }
+
+  /** Everything received is on disk (or the first write error). */
+  async flushed(): Promise<void> {
+    await this.chain;
+    if (this.failure) throw this.failure;
+    if (this.current) throw new ProtocolError(`${this.current.name} was not ended`);
+  }
+
+  /** Close what is open (after a failure). */
+  async dispose(): Promise<void> {
+    const cur = this.current;
+    this.current = null;
+    await this.chain.catch(() => undefined);
+    if (cur) await cur.fh.then((fh) => fh.close()).catch(() => undefined);
+  }
+}

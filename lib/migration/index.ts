@@ -1,0 +1,14 @@
+/**
+ * Live migration of a process tree between nodes with CRIU: pre-copy (all
+ * memory moves, then the target resumes) and post-copy (the target resumes at
+ * once and pulls pages through userfaultfd), over an authenticated channel
+ * between the nodes' agents, with its TCP connections and optionally its IP
+ * address. A failure leaves the process running on exactly one side.
+ * @packageDocumentation
+ */
+export { migrate, type MigrateOptions, type MigrationResult, type Progress, type Phase } from './source.js';
+export { MigrationAgent, type AgentOptions } from './agent.js';
+export { requestMigration, type RemoteMigrateOptions } from './client.js';
+export { MigrationError, type MigrationStep, type RunningOn } from './errors.js';
+export { flushNeighbours, defaultAnnounce, type MoveAddress, type Announce } from './address.js';
+export type { Mode } from './protocol.js';

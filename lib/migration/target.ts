@@ -1,0 +1,245 @@
+// The receiving side of one migration, inside a target agent: take the
+// images, move the address in, restore, and hold the restored tree at CRIU's
+// post-restore point (not yet running, network still locked) until the
+// source says commit. Without a commit — the source aborted, the channel
+// dropped, the deadline passed — the hook fails and CRIU kills what it
+// restored, so the process never runs on both sides.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as criu from '../criu/index.js';
+import type { AuthChannel, Message } from '../net/channel.js';
+import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
+import { describe } from './errors.js';
+import { ImageReceiver } from './images.js';
+import { alive } from './proc.js';
+import { ProtocolError, criuFlags, mode as modeOf, obj, type CriuFlags, type Mode } from './protocol.js';
+import { Tunnels } from './tunnel.js';
+
+/** What a target agent remembers of each migration (answers `status` after a lost connection). */
+export type TargetState = 'receiving' | 'restoring' | 'ready' | 'committed' | 'resumed' | 'failed' | 'aborted';
+
+export interface Outcome { state: TargetState; pid?: number; settled: Promise<void> }
+
+export interface TargetConfig {
+  workDir: string;
+  announce: Announce;
+  /** How long a restored tree waits for the source's commit (default 60 s). */
+  commitTimeoutMs: number;
+  /** Largest image set accepted (default 64 GiB). */
+  maxImageBytes: number;
+  log: (line: string) => void;
+}
+
+export class TargetSession {
+  readonly dir: string;
+  readonly imagesDir: string;
+  private readonly mode: Mode;
+  private readonly move: MoveAddress | undefined;
+  private readonly flags: CriuFlags;
+  private readonly receiver: ImageReceiver;
+  private readonly tunnels: Tunnels;
+  private addressAdded = false;
+  private decision: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private decided: 'commit' | Error | null = null;
+  private lazy: criu.CriuDaemon | null = null;
+  private settle!: () => void;
+  readonly outcome: Outcome;
+  private finished = false;
+  private restoring = false;
+  private preparing: Promise<void> | null = null;
+  private step = 'transfer';
+  /** Ends the drop of the moving address's packets (after the restore). */
+  private release: (() => Promise<void>) | null = null;
+
+  constructor(private readonly ch: AuthChannel, readonly id: string, m: Message, private readonly cfg: TargetConfig) {
+    this.mode = modeOf(m);
+    const mv = obj(m, 'moveAddress');
+    this.move = mv ? checkMoveAddress(mv) : undefined;
+    this.flags = criuFlags(m);
+    this.dir = path.join(cfg.workDir, id);
+    this.imagesDir = path.join(this.dir, 'images');
+    this.receiver = new ImageReceiver(ch, this.imagesDir, cfg.maxImageBytes, (e) => void this.fail('transfer', e));
+    this.tunnels = new Tunnels(ch, id);
+    this.outcome = { state: 'receiving', settled: new Promise((r) => (this.settle = r)) };
+  }
+
+  /** Make the folder; throws (→ refused) when the work dir is unusable. */
+  async prepare(): Promise<void> {
+    await fs.promises.mkdir(this.imagesDir, { recursive: true, mode: 0o700 });
+  }
+
+  private set(state: TargetState, pid?: number) {
+    this.outcome.state = state;
+    if (pid !== undefined) this.outcome.pid = pid;
+    if (state === 'resumed' || state === 'failed' || state === 'aborted') this.settle();
+  }
+
+  /** A message of this migration from the source. */
+  onMessage(m: Message): void {
+    try {
+      switch (m.op) {
+        case 'file': return this.receiver.open(m);
+        case 'file-end': return this.receiver.end(m);
+        case 'restore': return void this.restore();
+        case 'prepare': return void this.getReady();
+        case 'flush': return void this.receiver.flushed().then(() => this.send({ op: 'flushed', id: this.id }), (e: Error) => this.fail('transfer', e));
+        case 'commit': return this.decide('commit');
+        case 'abort': return this.decide(new Error(`the source aborted: ${typeof m.reason === 'string' ? m.reason.slice(0, 500) : 'no reason'}`));
+        case 'tunnel-close': return this.tunnels.close(Number(m.stream), false);
+        default: throw new ProtocolError(`unexpected message ${m.op}`);
+      }
+    } catch (e) {
+      void this.fail('protocol', e as Error);
+    }
+  }
+
+  /** A data frame of this migration. */
+  onData(stream: number, chunk: Buffer): void {
+    try {
+      if (this.receiver.owns(stream)) this.receiver.data(chunk);
+      else if (this.tunnels.owns(stream)) this.tunnels.data(stream, chunk);
+      else throw new ProtocolError(`data on unknown stream ${stream}`);
+    } catch (e) {
+      void this.fail('protocol', e as Error);
+    }
+  }
+
+  /** The channel ended: without a commit the migration is off. */
+  onClose(): void {
+    this.decide(new Error('the connection to the source was lost before its commit'));
+    if (this.outcome.state === 'receiving') void this.fail('transfer', new Error('the connection to the source was lost'));
+  }
+
+  private decide(d: 'commit' | Error) {
+    if (this.decided !== null) return;
+    this.decided = d;
+    if (d === 'commit' && this.outcome.state === 'ready') this.set('committed');
+    if (this.decision) {
+      if (d === 'commit') this.decision.resolve();
+      else this.decision.reject(d);
+    } else if (d !== 'commit' && this.outcome.state === 'receiving') void this.fail('transfer', d, false);
+  }
+
+  private send(m: Message) {
+    if (!this.ch.closed) this.ch.send(m);
+  }
+
+  /** Images on disk, address here (held), post-copy's lazy-pages daemon running: all a restore needs. */
+  private prepareRestore(): Promise<void> {
+    this.preparing ??= (async () => {
+      if (this.outcome.state !== 'receiving') throw new ProtocolError('restore asked twice');
+      this.set('restoring');
+      this.restoring = true;
+      this.step = 'transfer';
+      await this.receiver.flushed();
+      if (this.decided instanceof Error) throw this.decided;
+      this.step = 'address';
+      if (this.move) {
+        const a = { address: this.move.address, prefix: this.move.prefix, dev: this.move.targetDev ?? this.move.dev };
+        this.release = await holdAddress(a.address);
+        await addAddress(a);
+        this.addressAdded = true;
+        await this.cfg.announce(a);
+      }
+      this.step = 'restore';
+      if (this.mode === 'postcopy') {
+        const port = await this.tunnels.listen();
+        this.lazy = await criu.lazyPages({ imagesDir: this.imagesDir, workDir: this.dir, pageServer: { address: '127.0.0.1', port }, ...this.flags });
+      }
+    })();
+    return this.preparing;
+  }
+
+  /** Post-copy: get ready, so the source can start serving pages. */
+  private async getReady(): Promise<void> {
+    try {
+      await this.prepareRestore();
+      this.send({ op: 'prepared', id: this.id });
+    } catch (e) {
+      this.restoring = false;
+      await this.fail(this.step, e as Error, true, true);
+    }
+  }
+
+  private async restore(): Promise<void> {
+    try {
+      await this.prepareRestore();
+      const r = await criu.restore({
+        imagesDir: this.imagesDir,
+        workDir: this.dir,
+        detached: true,
+        lazyPages: this.mode === 'postcopy',
+        ...this.flags,
+        hooks: { postRestore: (e) => this.holdForCommit(e.pid) },
+      });
+      this.restoring = false;
+      await this.release?.();
+      this.set('resumed', r.pid);
+      this.cfg.log(`migration ${this.id}: resumed as pid ${r.pid}`);
+      this.send({ op: 'resumed', id: this.id, pid: r.pid, restore: r.stats, ms: r.ms });
+      if (this.lazy) await this.servePages(r.pid);
+      else await this.cleanup(true);
+    } catch (e) {
+      this.restoring = false;
+      await this.fail(this.step, e as Error, true, true);
+    }
+  }
+
+  private async holdForCommit(pid: number | undefined): Promise<void> {
+    if (this.decided instanceof Error) throw this.decided;
+    this.set('ready', pid);
+    this.send({ op: 'ready', id: this.id, pid: pid ?? 0 });
+    if (this.decided === 'commit') return this.set('committed');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no commit from the source within ${this.cfg.commitTimeoutMs} ms`)), this.cfg.commitTimeoutMs);
+      this.decision = {
+        resolve: () => { clearTimeout(timer); this.set('committed'); resolve(); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+    });
+  }
+
+  /** Post-copy: the process runs; wait until lazy-pages moved every page. */
+  private async servePages(pid: number): Promise<void> {
+    try {
+      await this.lazy!.exited;
+      this.send({ op: 'pages-done', id: this.id });
+      await this.cleanup(true);
+    } catch (e) {
+      const running = alive(pid);
+      this.send({ op: 'failed', id: this.id, step: 'pages', code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e), alive: running });
+      this.cfg.log(`migration ${this.id}: page transfer failed after resume (${describe(e)}); process ${running ? 'still runs' : 'is gone'}`);
+      await this.cleanup(false);
+    }
+  }
+
+  /** Anything before the process resumed here failed: undo what this side did and tell the source. */
+  private async fail(step: string, e: Error, tell = true, fromRestore = false): Promise<void> {
+    if (this.restoring && !fromRestore) {
+      // restore() owns the cleanup: release its hold so CRIU kills what it restored.
+      this.decide(e);
+      return;
+    }
+    if (this.finished) return;
+    this.finished = true;
+    const state = this.outcome.state;
+    if (state === 'resumed') return;
+    this.cfg.log(`migration ${this.id}: ${step} failed: ${describe(e)}`);
+    this.set(this.decided instanceof Error ? 'aborted' : 'failed');
+    if (tell) this.send({ op: 'failed', id: this.id, step, code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e) });
+    await this.cleanup(false);
+  }
+
+  private async cleanup(ok: boolean): Promise<void> {
+    this.finished = true;
+    this.tunnels.closeAll();
+    if (this.lazy) await this.lazy.close().catch(() => undefined);
+    await this.receiver.dispose();
+    await this.release?.();
+    if (!ok && this.addressAdded && this.move) {
+      await deleteAddress({ address: this.move.address, prefix: this.move.prefix, dev: this.move.targetDev ?? this.move.dev }).catch(() => false);
+      this.addressAdded = false;
+    }
+    await fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}

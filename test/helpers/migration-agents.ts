@@ -1,0 +1,113 @@
+// Migration agents as separate processes inside test nodes (network
+// namespaces), and the CLI client that asks a source agent to migrate.
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { MigrationResult } from '../../lib/migration/index.js';
+import { within } from './wait.js';
+
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/migration/agent-main.js');
+
+export interface AgentProcess {
+  netns: string;
+  host: string;
+  port: number;
+  workDir: string;
+  child: ChildProcess;
+  log(): string;
+  /** SIGKILL (fault injection) or SIGTERM; waits until it exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** A secret file for agents and clients; returns its path. */
+export function secretFile(dir: string, secret = crypto.randomBytes(32)): string {
+  const f = path.join(dir, `secret-${crypto.randomBytes(4).toString('hex')}`);
+  fs.writeFileSync(f, secret, { mode: 0o600 });
+  return f;
+}
+
+export async function startAgent(o: { netns: string; host: string; workDir: string; secretFile: string; flushNeigh?: string[]; refuse?: string }): Promise<AgentProcess> {
+  fs.mkdirSync(o.workDir, { recursive: true });
+  const logFile = `${o.workDir}.log`;
+  const log = fs.openSync(logFile, 'a');
+  const args = ['--net=/run/netns/' + o.netns, process.execPath, main, 'listen', '--secret-file', o.secretFile, '--work-dir', o.workDir, '--host', o.host];
+  if (o.flushNeigh) args.push('--flush-neigh', o.flushNeigh.join(','));
+  if (o.refuse) args.push('--refuse', o.refuse);
+  const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', log] });
+  fs.closeSync(log);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const first = await within(new Promise<string>((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout! });
+    rl.once('line', resolve);
+    child.once('exit', () => reject(new Error(`agent exited: ${fs.readFileSync(logFile, 'utf8')}`)));
+  }), 20_000, 'the agent to listen');
+  const { listening } = JSON.parse(first) as { listening: { host: string; port: number } };
+  return {
+    netns: o.netns, host: listening.host, port: listening.port, workDir: o.workDir, child,
+    log: () => fs.readFileSync(logFile, 'utf8'),
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export interface ClientRun {
+  progress: { phase: string; bytes: number; pages: number }[];
+  result?: MigrationResult;
+  error?: { code: string; message: string; step: string; runningOn: string; pid?: number };
+  stderr: string;
+}
+
+/** Ask `agent` (from inside its namespace) to migrate `pid` to `to`; `onLine` sees each output line as it comes. */
+export async function requestMigrate(agent: AgentProcess, secretFile: string, pid: number, to: { host: string; port: number }, opts: { mode?: 'precopy' | 'postcopy'; moveAddress?: string; noTcp?: boolean; onProgress?: (p: { phase: string }) => void } = {}): Promise<ClientRun> {
+  const args = ['--net=/run/netns/' + agent.netns, process.execPath, main, 'migrate', '--secret-file', secretFile, '--agent', `${agent.host}:${agent.port}`, '--pid', String(pid), '--to', `${to.host}:${to.port}`, '--mode', opts.mode ?? 'precopy'];
+  if (opts.moveAddress) args.push('--move-address', opts.moveAddress);
+  if (opts.noTcp) args.push('--no-tcp');
+  const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: ClientRun = { progress: [], stderr: '' };
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const rl = readline.createInterface({ input: child.stdout });
+  rl.on('line', (l) => {
+    const m = JSON.parse(l) as { progress?: ClientRun['progress'][0]; result?: ClientRun['result']; error?: ClientRun['error'] };
+    if (m.progress) {
+      out.progress.push(m.progress);
+      opts.onProgress?.(m.progress);
+    }
+    if (m.result) out.result = m.result;
+    if (m.error) out.error = m.error;
+  });
+  await within(new Promise((r) => child.once('close', r)), 180_000, 'the migration client');
+  return out;
+}
+
+/** Live copies of a workload: inits of a PID namespace whose command line names its folder. */
+export function copies(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (!cmd.split('\0').includes(dir)) continue;
+      const status = fs.readFileSync(`/proc/${name}/status`, 'utf8');
+      const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1].trim().split(/\s+/) ?? [];
+      const st = /^State:\s+(\S)/m.exec(status)?.[1];
+      if (nspid[nspid.length - 1] === '1' && st !== 'Z' && nspid.length > 1) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** The one-letter state of a process ('T' stopped), or null when gone. */
+export function procState(pid: number): string | null {
+  try {
+    return /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
