@@ -79,7 +79,10 @@ let built: Promise<{ workload: string; echoPeer: string }> | undefined;
  * sources>/ (once per source version; concurrent test files share it).
  */
 export function fixtures(): Promise<{ workload: string; echoPeer: string }> {
-  built ??= build();
+  built ??= build().catch((e: unknown) => {
+    built = undefined;  // a later call tries again
+    throw e;
+  });
   return built;
 }
 
