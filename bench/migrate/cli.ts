@@ -139,12 +139,15 @@ function dirBytes(dir: string): number {
  * line. `srcDir` and `dstDir` must be empty directories ("local disk" of each node).
  */
 export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from: CliNode, to: CliNode,
-  srcDir: string, dstDir: string, o: CliOptions): Promise<CliRun> {
+  srcDir: string, dstDir: string, o: CliOptions, deadlineMs = 600_000): Promise<CliRun> {
   const ns = (n: CliNode) => `--net=/run/netns/${n.netns}`;
   const v = o.logLevel === null ? [] : [`-v${o.logLevel}`];
   const procs: Proc[] = [];
   const track = (p: Proc) => { procs.push(p); return p; };
   const pidfile = path.join(dstDir, 'restored.pid');
+  // Past the deadline every step's process is killed, so the awaited step fails and the run ends.
+  let late = false;
+  const timer = setTimeout(() => { late = true; kill(procs); }, deadlineMs);
   try {
     const recv = track(await receiver(to, o.ports[0], dstDir, o.env));
     const phases: Record<string, number> = {};
@@ -190,7 +193,11 @@ export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from
       pid: Number(fs.readFileSync(pidfile, 'utf8').trim()), totalMs: end - t0, downtimeMs: resumed - t0, phases, imageBytes,
       dump: await readDumpStats(srcDir), restore: await readRestoreStats(dstDir),
     };
+  } catch (e) {
+    if (late) throw new Error(`hand-driven ${mode} did not finish within ${deadlineMs / 1000} s`, { cause: e });
+    throw e;
   } finally {
+    clearTimeout(timer);
     kill(procs);
     await Promise.allSettled(procs.map((p) => p.done));
   }

@@ -24,23 +24,25 @@ import { makeNet, type TestNet, type TestNode } from '../../test/helpers/netns.j
 import { startWorkload, type Workload } from '../../test/helpers/workloads.js';
 import { fmtRatio, median, parseOptions, round, table } from '../run.js';
 import { cliMigrate, criuSettings, dropLocks, type CliOptions } from './cli.js';
+import { oursMigrate, oursSetup, type OursEnv } from './ours.js';
 
 const opts = parseOptions(process.argv.slice(2), {
   sizes: 'resident sizes in MiB (default 64,256,1024)',
   rounds: 'rounds per size (default 2); each round runs every implementation and mode once',
   modes: 'precopy,postcopy (default both)',
-  impls: 'cli (ours, lib/migration, joins when it lands on main)',
+  impls: 'cli,ours (default both)',
   dir: 'scratch folder for images and workload files (default: a new folder under the OS temp dir)',
   keep: 'keep the scratch folder (default false)',
+  warmup: 'one discarded 16 MiB migration per implementation and mode first (default true): one-time costs (CRIU probes, page cache, JIT) stay out',
 });
 const SIZES = (opts.get('sizes') ?? '64,256,1024').split(',').map(Number);
 const ROUNDS = Number(opts.get('rounds') ?? 2);
 const MODES = (opts.get('modes') ?? 'precopy,postcopy').split(',') as Mode[];
-const IMPLS = (opts.get('impls') ?? 'cli').split(',') as Impl[];
+const IMPLS = (opts.get('impls') ?? 'cli,ours').split(',') as Impl[];
 for (const s of SIZES) if (!(Number.isInteger(s) && s >= 1 && s <= 16384)) throw new Error(`bad size ${s} (MiB, 1..16384)`);
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error('bad --rounds');
 for (const m of MODES) if (m !== 'precopy' && m !== 'postcopy') throw new Error(`unknown mode ${String(m)}`);
-for (const i of IMPLS) if (i !== 'cli') throw new Error(`unknown impl ${String(i)}`);
+for (const i of IMPLS) if (i !== 'cli' && i !== 'ours') throw new Error(`unknown impl ${String(i)}`);
 
 type Mode = 'precopy' | 'postcopy';
 type Impl = 'cli' | 'ours';
@@ -94,16 +96,36 @@ async function killPid(pid: number): Promise<void> {
 }
 
 let net: TestNet | undefined;
+let ours: OursEnv | undefined;
 const workloads = new Set<Workload>();
 const restored = new Set<number>();
+/** Any process (CRIU, tar, a stuck restore) whose command line names our scratch folder. */
+function strays(): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(root)) out.push(Number(e));
+    } catch { /* gone */ }
+  }
+  return out;
+}
 async function cleanup(): Promise<void> {
   for (const w of workloads) await w.kill().catch(() => undefined);
   for (const p of restored) await killPid(p);
+  await ours?.close().catch(() => undefined);
+  for (const p of strays()) await killPid(p);
   await net?.close().catch(() => undefined);
   if (!KEEP) fs.rmSync(root, { recursive: true, force: true });
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.once(sig, () => { void cleanup().finally(() => process.exit(130)); });
+  process.once(sig, () => {
+    setTimeout(() => process.exit(130), 30_000).unref();
+    void cleanup().finally(() => process.exit(130));
+  });
+
+/** How long one migration may take before it counts as hung: generous, the machine is shared. */
+const deadline = (mib: number) => 60_000 + 120 * mib;
 
 let port = 20000 + (process.pid % 20000);
 const nextPorts = (): [number, number] => { port += 2; if (port > 64000) port = 20000; return [port, port + 1]; };
@@ -117,7 +139,7 @@ async function runOne(impl: Impl, mode: Mode, mib: number, a: TestNode, b: TestN
     let s: Omit<Sample, 'gapMs'>;
     if (impl === 'cli') {
       const src = freshDir('cli-src'), dst = freshDir('cli-dst');
-      const r = await cliMigrate(mode, w.pid, a, b, src, dst, { ...cliBase, ports: nextPorts() });
+      const r = await cliMigrate(mode, w.pid, a, b, src, dst, { ...cliBase, ports: nextPorts() }, deadline(mib));
       pid = r.pid;
       restored.add(pid);
       await dropLocks(a);
@@ -129,7 +151,19 @@ async function runOne(impl: Impl, mode: Mode, mib: number, a: TestNode, b: TestN
       fs.rmSync(src, { recursive: true, force: true });
       fs.rmSync(dst, { recursive: true, force: true });
     } else {
-      throw new Error('ours: lib/migration is not on main yet');
+      let r;
+      try {
+        r = await oursMigrate(ours!, mode, w.pid, a, b, deadline(mib));
+      } catch (e) {
+        // A migration that hung or broke the agents: start them afresh for the next run.
+        await ours!.close();
+        for (const p of strays()) await killPid(p);
+        ours = await oursSetup(net!, root);
+        throw e;
+      }
+      pid = r.pid;
+      restored.add(pid);
+      s = r;
     }
     const gapMs = await w.gapMs();
     await w.verify(pid);  // every byte arrived (post-copy: all pages pulled)
@@ -152,10 +186,18 @@ let cliBase: Omit<CliOptions, 'ports'>;
 try {
   net = await makeNet(2);
   const [a, b] = net.nodes;
+  ours = IMPLS.includes('ours') ? await oursSetup(net, root) : undefined;
   cliBase = await criuSettings();
   console.log(`bench/migrate: sizes ${SIZES.join(', ')} MiB, ${ROUNDS} round(s), ${MODES.join(' + ')}, ${IMPLS.join(' vs ')}; ` +
     `node A ${a.netns} (${a.addr}) -> node B ${b.netns} (${b.addr}); ${os.cpus().length} CPUs, Linux ${os.release()}`);
   console.log(`  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}, scratch ${root}`);
+  if (opts.get('warmup') !== 'false')
+    for (const mode of MODES)
+      for (const impl of IMPLS) {
+        await runOne(impl, mode, 16, a, b, cliBase).catch((e: unknown) => {
+          process.stderr.write(`  warm-up ${LABEL[`${impl}_${mode}`]} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        });
+      }
   for (const mib of SIZES) {
     for (let r = 0; r < ROUNDS; r++) {
       const pairs: [Impl, Mode][] = [];
