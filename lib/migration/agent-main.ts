@@ -5,10 +5,11 @@
  * sockets live there) until sosd hosts it.
  *
  *   agent-main.js listen --secret-file F --work-dir D [--host H] [--port P]
- *                        [--flush-neigh NS[,NS…]] [--refuse REASON]
+ *                        [--flush-neigh NS[,NS…]] [--refuse REASON] [--idle-timeout-ms MS]
  *       prints {"listening":{"host","port"}} once ready; logs go to stderr.
  *   agent-main.js migrate --secret-file F --agent H:P --pid N --to H:P
  *                        [--mode precopy|postcopy] [--move-address ADDR/PREFIX@DEV[@TARGETDEV]] [--no-tcp]
+ *                        [--strategy auto|commit|handover]
  *       asks the agent at --agent to migrate its process N; prints one JSON line per
  *       progress event, then {"result":…} (exit 0) or {"error":…} (exit 1).
  */
@@ -37,6 +38,7 @@ async function main() {
       'secret-file': { type: 'string' }, 'work-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
       'flush-neigh': { type: 'string' }, refuse: { type: 'string' }, agent: { type: 'string' }, pid: { type: 'string' },
       to: { type: 'string' }, mode: { type: 'string' }, 'move-address': { type: 'string' }, 'no-tcp': { type: 'boolean' },
+      strategy: { type: 'string' }, 'idle-timeout-ms': { type: 'string' },
     },
   });
   if (!v['secret-file']) throw new Error('--secret-file is required');
@@ -47,6 +49,7 @@ async function main() {
       secret, workDir: v['work-dir'], host: v.host ?? '127.0.0.1', port: Number(v.port ?? 0),
       ...(v['flush-neigh'] ? { announce: flushNeighbours(v['flush-neigh'].split(',')) } : {}),
       ...(v.refuse ? { admit: () => v.refuse } : {}),
+      ...(v['idle-timeout-ms'] ? { idleTimeoutMs: Number(v['idle-timeout-ms']) } : {}),
       log: (l) => process.stderr.write(`[agent] ${new Date().toISOString()} ${l}\n`),
     });
     out({ listening: { host: agent.host, port: agent.port } });
@@ -64,6 +67,7 @@ async function main() {
       const result = await requestMigration(hostPort(v.agent, '--agent'), secret, Number(v.pid), {
         to: hostPort(v.to, '--to'), mode: v.mode === 'postcopy' ? 'postcopy' : 'precopy',
         ...(moveAddress ? { moveAddress } : {}), tcpEstablished: !v['no-tcp'],
+        ...(v.strategy ? { strategy: v.strategy as 'auto' | 'commit' | 'handover' } : {}),
         onProgress: (p) => out({ progress: p }),
       });
       out({ result });

@@ -13,7 +13,7 @@ import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
 import { placeId } from './proc.js';
 import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
-import { migrate, type MigrateOptions } from './source.js';
+import { liveness, migrate, type MigrateOptions } from './source.js';
 import { TargetSession, type Outcome } from './target.js';
 
 export interface AgentOptions {
@@ -31,6 +31,8 @@ export interface AgentOptions {
   admit?: (req: { id: string; mode: 'precopy' | 'postcopy' }) => string | null | undefined;
   /** How long a restored process waits for the source's commit (default 60 s). */
   commitTimeoutMs?: number;
+  /** A connection silent this long (ms) counts as cut (default 15000). */
+  idleTimeoutMs?: number;
   /** Where the agent logs what happens (default: nowhere). */
   log?: (line: string) => void;
 }
@@ -41,7 +43,7 @@ export class MigrationAgent {
   private readonly channels = new Set<AuthChannel>();
   readonly host: string;
   readonly port: number;
-  private constructor(private readonly server: net.Server, private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> & Pick<AgentOptions, 'admit'> & { secret: Buffer }) {
+  private constructor(private readonly server: net.Server, private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> & Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number }) {
     const a = server.address() as net.AddressInfo;
     this.host = a.address;
     this.port = a.port;
@@ -57,12 +59,13 @@ export class MigrationAgent {
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
     let agent: MigrationAgent | null = null;
     const log = options.log ?? (() => {});
-    const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
+    const idleTimeoutMs = options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
+    const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { liveness: liveness(idleTimeoutMs), onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
     server.listen(port, options.host ?? '127.0.0.1');
     await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => { throw e; })]);
     agent = new MigrationAgent(server, {
       secret, workDir: options.workDir, announce: options.announce ?? defaultAnnounce, admit: options.admit,
-      commitTimeoutMs: options.commitTimeoutMs ?? 60_000, log,
+      commitTimeoutMs: options.commitTimeoutMs ?? 60_000, idleTimeoutMs, log,
     });
     return agent;
   }
@@ -156,6 +159,7 @@ export class MigrationAgent {
         secret: this.o.secret,
         mode: modeOf(m),
         workDir: path.join(this.o.workDir, 'out'),
+        idleTimeoutMs: this.o.idleTimeoutMs,
         signal: ac.signal,
         onProgress: (p) => {
           if (!ch.closed) ch.send({ op: 'progress', ...p });
@@ -163,6 +167,10 @@ export class MigrationAgent {
       };
       const mv = obj(m, 'moveAddress');
       if (mv) opts.moveAddress = checkMoveAddress(mv);
+      if (m.strategy !== undefined) {
+        if (m.strategy !== 'auto' && m.strategy !== 'commit' && m.strategy !== 'handover') throw new ProtocolError("migrate: strategy must be 'auto', 'commit' or 'handover'");
+        opts.strategy = m.strategy;
+      }
       for (const k of ['tcpEstablished', 'shellJob', 'extUnixSk', 'fileLocks'] as const) {
         const v = optBool(m, k);
         if (v !== undefined) opts[k] = v;

@@ -4,7 +4,7 @@ import { AuthChannel } from '../net/channel.js';
 import { MigrationError, type MigrationStep, type RunningOn } from './errors.js';
 import type { MigrateOptions, MigrationResult, Progress } from './source.js';
 
-export type RemoteMigrateOptions = Omit<MigrateOptions, 'workDir' | 'secret' | 'signal' | 'inDoubtMs' | 'keepImages'>;
+export type RemoteMigrateOptions = Omit<MigrateOptions, 'workDir' | 'secret' | 'signal' | 'inDoubtMs' | 'keepImages' | 'idleTimeoutMs'>;
 
 /** Have the agent at `agent` migrate its local `pid` as `opts` say; resolves with its result. */
 export async function requestMigration(agent: { host: string; port: number }, secret: Buffer | string, pid: number, opts: RemoteMigrateOptions): Promise<MigrationResult> {

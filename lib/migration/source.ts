@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
-import { AuthChannel, type Message } from '../net/channel.js';
+import { AuthChannel, type Liveness, type Message } from '../net/channel.js';
 import { integer, object, oneOf } from '../validate.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type MoveAddress } from './address.js';
 import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
@@ -66,6 +66,8 @@ export interface MigrateOptions {
    * 'auto' (default): handover on one machine, commit between machines.
    */
   strategy?: 'auto' | 'commit' | 'handover';
+  /** A connection silent this long (ms) counts as cut (default 15000). */
+  idleTimeoutMs?: number;
 }
 
 export interface MigrationResult {
@@ -88,7 +90,7 @@ export interface MigrationResult {
   phases: { phase: Phase; ms: number }[];
 }
 
-interface Checked extends Required<Pick<MigrateOptions, 'mode' | 'workDir' | 'inDoubtMs' | 'keepImages' | 'strategy'>> {
+interface Checked extends Required<Pick<MigrateOptions, 'mode' | 'workDir' | 'inDoubtMs' | 'keepImages' | 'strategy' | 'idleTimeoutMs'>> {
   to: { host: string; port: number };
   secret: Buffer;
   move?: MoveAddress;
@@ -117,8 +119,14 @@ function check(pid: unknown, o: MigrateOptions): Checked {
     ...(o.moveAddress !== undefined ? { move: checkMoveAddress(o.moveAddress, 'options.moveAddress') } : {}),
     inDoubtMs: o.inDoubtMs === undefined ? 30_000 : integer('options.inDoubtMs', o.inDoubtMs, 0),
     keepImages: o.keepImages ?? false,
+    idleTimeoutMs: o.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', o.idleTimeoutMs, 100),
     strategy: o.strategy === undefined ? 'auto' : oneOf('options.strategy', o.strategy, ['auto', 'commit', 'handover'] as const),
   };
+}
+
+/** Keep-alive settings for a silence limit. */
+export function liveness(idleTimeoutMs: number): Liveness {
+  return { intervalMs: Math.max(50, Math.min(1000, Math.floor(idleTimeoutMs / 4))), timeoutMs: idleTimeoutMs };
 }
 
 async function nftTables(): Promise<Set<string>> {
@@ -206,7 +214,7 @@ class SourceRun {
   async run(): Promise<MigrationResult> {
     this.phase('connect');
     try {
-      this.ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, signal: this.user.signal });
+      this.ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, signal: this.user.signal, liveness: liveness(this.o.idleTimeoutMs) });
     } catch (e) {
       throw this.error(`cannot reach the target agent at ${this.o.to.host}:${this.o.to.port}: ${describe(e)}`, 'source', e);
     }
@@ -420,7 +428,7 @@ class SourceRun {
     const end = Date.now() + this.o.inDoubtMs;
     while (Date.now() < end) {
       try {
-        const ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, timeoutMs: 5000 });
+        const ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, timeoutMs: 5000, liveness: liveness(this.o.idleTimeoutMs) });
         try {
           ch.send({ op: 'status', id: this.id });
           const s = await ch.waitFor((m) => m.op === 'status' && m.id === this.id, Math.max(1000, end - Date.now()), 'the migration status');

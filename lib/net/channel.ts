@@ -25,6 +25,11 @@ const T_PROOF = 0x11;
 const T_REFUSE = 0x12;
 const T_MESSAGE = 0x01;
 const T_DATA = 0x02;
+const T_PING = 0x03;
+
+/** Keep-alive: a ping every `intervalMs`; no frame at all for `timeoutMs` ends the channel (ETIMEDOUT). */
+export interface Liveness { intervalMs: number; timeoutMs: number }
+export const DEFAULT_LIVENESS: Liveness = { intervalMs: 1000, timeoutMs: 15_000 };
 
 /** A channel failure: `ERR_AUTH`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_PEER_REFUSED`, `ETIMEDOUT`, `ECONNRESET`, `ERR_CLOSED`, `ERR_WEAK_SECRET`. */
 export class ChannelError extends SosError {}
@@ -99,6 +104,8 @@ export interface ConnectOptions {
   /** Deadline for connect + handshake (default 10 s). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Detects a silent peer (a cut network) once connected; default DEFAULT_LIVENESS. */
+  liveness?: Liveness;
 }
 
 /**
@@ -148,6 +155,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await ch.handshake('client', secret, timeoutMs);
+      ch.keepAlive(o.liveness ?? DEFAULT_LIVENESS);
       return ch;
     } catch (e) {
       ch.destroy(e as ChannelError);
@@ -162,12 +170,15 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
    * sees them. A peer that fails the handshake is told why and dropped;
    * `onRefused` hears about it (for logs).
    */
-  static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: { timeoutMs?: number; onRefused?: (e: ChannelError, peer: string) => void } = {}): net.Server {
+  static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: { timeoutMs?: number; liveness?: Liveness; onRefused?: (e: ChannelError, peer: string) => void } = {}): net.Server {
     const secret = toSecret(secretIn);
     return net.createServer((sock) => {
       const ch = new AuthChannel(sock);
       ch.handshake('server', secret, opts.timeoutMs ?? 10_000).then(
-        () => onChannel(ch),
+        () => {
+          ch.keepAlive(opts.liveness ?? DEFAULT_LIVENESS);
+          onChannel(ch);
+        },
         (e: ChannelError) => {
           opts.onRefused?.(e, `${sock.remoteAddress}:${sock.remotePort}`);
           ch.destroy(e);
@@ -235,6 +246,20 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     return new Promise<{ type: number; payload: Buffer }>((resolve, reject) => (this.pre = { resolve, reject })).then(check);
   }
 
+  private lastFrameAt = Date.now();
+
+  private keepAlive(l: Liveness) {
+    const timer = setInterval(() => {
+      if (this.closedWith !== undefined) return clearInterval(timer);
+      if (Date.now() - this.lastFrameAt > l.timeoutMs) {
+        clearInterval(timer);
+        return this.destroy(new ChannelError(`nothing from the peer for ${l.timeoutMs} ms (network cut or peer hung)`, { code: 'ETIMEDOUT' }));
+      }
+      if (!this.socket.writableNeedDrain) this.sendAuthed(T_PING, Buffer.alloc(0));
+    }, l.intervalMs);
+    timer.unref();
+  }
+
   private writeFrame(type: number, payload: Buffer, mac?: Buffer): boolean {
     const h = Buffer.allocUnsafe(HEADER);
     h.writeUInt8(type, 0);
@@ -255,6 +280,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   private onBytes(d: Buffer) {
+    this.lastFrameAt = Date.now();
     this.inbox.push(d);
     this.pump();
   }
@@ -266,7 +292,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       const len = h.readUInt32BE(1);
       const limit = type === T_DATA ? MAX_DATA + 4 : type === T_MESSAGE ? MAX_MESSAGE : 4096;
       if (len > limit) return this.destroy(new ChannelError(`frame of ${len} bytes over the ${limit}-byte limit for its type`, { code: 'ERR_FRAME_TOO_LARGE' }));
-      const authed = type === T_MESSAGE || type === T_DATA;
+      const authed = type === T_MESSAGE || type === T_DATA || type === T_PING;
       const total = HEADER + len + (authed ? MAC_LEN : 0);
       if (this.inbox.length < total) return;
       // Authenticated frames wait in the queue until the handshake derived the keys.
@@ -288,6 +314,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
         return this.destroy(new ChannelError('frame failed authentication (tampered, replayed or out of order)', { code: 'ERR_AUTH' }));
       }
       this.recvSeq++;
+      this.lastFrameAt = Date.now();
+      if (type === T_PING) continue;
       if (type === T_MESSAGE) {
         let v: unknown;
         try {

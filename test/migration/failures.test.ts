@@ -1,0 +1,184 @@
+// Failure injection at each step of a migration, with real agents, CRIU and
+// namespaces: the target refuses or has another secret, its agent dies during
+// the image transfer or the restore, the network is cut, its disk is full.
+// Each time exactly one copy of the workload runs afterwards (on the source,
+// since the target never resumed it) and it still verifies its whole state.
+// Plus bad input: unknown or undumpable PIDs, bad options, a wrong client.
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { migrate } from '../../lib/migration/index.js';
+import { makeNet } from '../helpers/netns.js';
+import { startWorkload, type Workload } from '../helpers/workloads.js';
+import { until } from '../helpers/wait.js';
+import { copies, requestMigrate, secretFile, startAgent, type AgentProcess, type ClientRun } from '../helpers/migration-agents.js';
+
+void t.test('failures', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-fail-'));
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
+  const net = await makeNet(2);
+  t.teardown(() => net.close());
+  const [a, b] = net.nodes;
+  const secret = secretFile(base);
+  const idleTimeoutMs = 3000;
+  const src = await startAgent({ netns: a.netns, host: a.addr, workDir: path.join(base, 'agent-a'), secretFile: secret, idleTimeoutMs });
+  t.teardown(() => src.stop());
+  let n = 0;
+  const target = async (o: { refuse?: string; secret?: string; workDir?: string } = {}): Promise<AgentProcess> => {
+    const ag = await startAgent({ netns: b.netns, host: b.addr, workDir: o.workDir ?? path.join(base, `agent-b${n++}`), secretFile: o.secret ?? secret, idleTimeoutMs, ...(o.refuse ? { refuse: o.refuse } : {}) });
+    t.teardown(() => ag.stop('SIGKILL'));
+    return ag;
+  };
+  const workload = async (memMiB = 16): Promise<Workload> => {
+    const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB });
+    t.teardown(() => w.kill());
+    await w.verify();
+    return w;
+  };
+  /** The survival rule: one copy, where the error says, verifying its state. */
+  const survives = async (t: Test, w: Workload, run: ClientRun, step: RegExp) => {
+    t.notOk(run.result, 'the migration did not succeed');
+    const e = run.error!;
+    t.match(e.step, step, `failed at ${e.step}: ${e.message}`);
+    t.equal(e.runningOn, 'source', 'the error says the process runs on the source');
+    t.match(e.message, /runs on the source|restored on the source/);
+    const pid = e.pid ?? w.pid;
+    await until(() => copies(w.dir).length === 1, 30_000, 'one copy left');
+    t.same(copies(w.dir), [pid], `exactly one copy runs, pid ${pid}`);
+    t.equal(fs.statSync(`/proc/${pid}/ns/net`).ino, fs.statSync(`/run/netns/${a.netns}`).ino, 'on the source node');
+    const v = await w.verify(pid);
+    t.ok(v.ok, `it verifies: ${v.detail.slice(0, 100)}`);
+    w.pid = pid;
+  };
+  const leftovers = (ag: AgentProcess) => fs.existsSync(ag.workDir) ? fs.readdirSync(ag.workDir).filter((f) => /^[0-9a-f]{32}$/.test(f)) : [];
+
+  void t.test('bad input', async (t) => {
+    let free = 4_000_000;
+    while (fs.existsSync(`/proc/${free}`)) free++;
+    await t.rejects(migrate(free, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_NO_PROCESS', step: 'validate' });
+    await t.rejects(migrate('1' as unknown as number, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_INVALID_ARG_TYPE' });
+    await t.rejects(migrate(1, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base, mode: 'fast' as 'precopy' }), { code: 'ERR_INVALID_ARG_TYPE' });
+    await t.rejects(migrate(1, { to: { host: b.addr, port: 0 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_OUT_OF_RANGE' });
+    await t.rejects(migrate(1, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base, moveAddress: { address: 'x;rm', prefix: 24, dev: 'eth0' } }), { code: 'ERR_INVALID_ARG_TYPE' });
+
+    const tgt = await target();
+    // A kernel thread cannot be dumped: CRIU refuses, nothing changes.
+    const k = await requestMigrate(src, secret, 2, tgt);
+    t.equal(k.error?.step, 'dump', `kthreadd: ${k.error?.message}`);
+    t.ok(fs.existsSync('/proc/2'));
+    // An unknown pid, asked of the agent.
+    const u = await requestMigrate(src, secret, free, tgt);
+    t.equal(u.error?.code, 'ERR_NO_PROCESS');
+    // A client with the wrong secret is refused before it can ask anything.
+    const w = await workload();
+    const wrong = await requestMigrate(src, secretFile(base), w.pid, tgt);
+    t.equal(wrong.error?.code, 'ERR_AUTH', 'the source agent refuses a client without the secret');
+    t.match(src.log(), /refused .*ERR_AUTH/);
+    t.same(copies(w.dir), [w.pid]);
+    t.same(leftovers(tgt), [], 'nothing left on the target');
+  });
+
+  void t.test('the target has another secret (a wrong peer)', async (t) => {
+    const other = await target({ secret: secretFile(base) });
+    const w = await workload();
+    const run = await requestMigrate(src, secret, w.pid, other);
+    await survives(t, w, run, /^connect$/);
+    t.match(run.error!.message, /ERR_AUTH/);
+    t.match(other.log(), /refused .*ERR_AUTH/);
+  });
+
+  void t.test('nobody listens at the target address', async (t) => {
+    const w = await workload();
+    const run = await requestMigrate(src, secret, w.pid, { host: b.addr, port: 9 });
+    await survives(t, w, run, /^connect$/);
+  });
+
+  void t.test('the target refuses', async (t) => {
+    const tgt = await target({ refuse: 'draining for maintenance' });
+    const w = await workload();
+    const run = await requestMigrate(src, secret, w.pid, tgt);
+    await survives(t, w, run, /^accept$/);
+    t.equal(run.error!.code, 'ERR_MIGRATION_REFUSED');
+    t.match(run.error!.message, /draining for maintenance/);
+  });
+
+  for (const strategy of ['commit', 'handover'] as const) {
+    void t.test(`the target agent dies during the image transfer (${strategy})`, async (t) => {
+      const tgt = await target();
+      const w = await workload(64);
+      let killed = false;
+      const run = await requestMigrate(src, secret, w.pid, tgt, {
+        strategy,
+        onProgress: (p) => {
+          if (!killed && p.phase === 'transfer' && p.bytes > 1 << 20) {
+            killed = true;
+            void tgt.stop('SIGKILL');
+          }
+        },
+      });
+      t.ok(killed, 'killed while images moved');
+      await survives(t, w, run, /^(transfer|restore)$/);
+      t.equal(run.error!.pid ?? w.pid, w.pid, 'resumed in place (same pid)');
+    });
+
+    void t.test(`the target agent dies during the restore (${strategy})`, async (t) => {
+      const tgt = await target();
+      const w = await workload();
+      const before = w.pid;
+      let killed = false;
+      const run = await requestMigrate(src, secret, w.pid, tgt, {
+        strategy,
+        onProgress: (p) => {
+          if (!killed && p.phase === 'restore') {
+            killed = true;
+            void tgt.stop('SIGKILL');
+          }
+        },
+      });
+      t.ok(killed);
+      await survives(t, w, run, /^(restore|commit)$/);
+      if (strategy === 'commit') t.equal(w.pid, before, 'the frozen source resumed');
+      else t.not(w.pid, before, 'the source restored it back from its images');
+    });
+  }
+
+  void t.test('the network is cut during the transfer', async (t) => {
+    const tgt = await target();
+    const w = await workload(128);
+    let cut = false;
+    const run = await requestMigrate(src, secret, w.pid, tgt, {
+      strategy: 'commit',
+      onProgress: (p) => {
+        if (!cut && p.phase === 'transfer' && p.bytes > 1 << 20) {
+          cut = true;
+          execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+        }
+      },
+    });
+    execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
+    t.ok(cut);
+    await survives(t, w, run, /^(transfer|restore)$/);
+    t.match(run.error!.message, /ETIMEDOUT|nothing from the peer/);
+    await until(() => leftovers(tgt).length === 0, 30_000, 'the target to drop its partial images');
+    t.match(tgt.log(), /failed/, 'the target noticed too');
+  });
+
+  void t.test('the target disk is full', async (t) => {
+    const dir = path.join(base, 'small');
+    fs.mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'sos-mig-small', dir]);
+    const held: { agent?: AgentProcess } = {};
+    t.teardown(async () => {
+      await held.agent?.stop('SIGKILL');
+      execFileSync('umount', ['-l', dir]);
+    });
+    const tgt = (held.agent = await target({ workDir: path.join(dir, 'agent') }));
+    const w = await workload(64);
+    const run = await requestMigrate(src, secret, w.pid, tgt);
+    await survives(t, w, run, /^transfer$/);
+    t.match(run.error!.message, /ENOSPC/);
+    t.same(leftovers(tgt), [], 'the target removed its partial images');
+  });
+});
