@@ -80,3 +80,21 @@ void t.test('a handle dropped with a recv pending is not leaked into a crash', a
   sp = null;
   await t.rejects(p, { code: 'ERR_CLOSED' });
 });
+
+void t.test('a worker exiting with a recv() pending and unread messages tears down cleanly', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const lib = new URL('../../lib/index.js', import.meta.url).href;
+  const body = `
+    import { parentPort } from 'node:worker_threads';
+    const { criu } = await import(${JSON.stringify(lib)});
+    const a = new criu.SeqPacket(); void a.recv().catch(() => {});
+    const b = new criu.SeqPacket(); b.send(Buffer.from('unread'));
+    globalThis.keep = [a, b];
+    parentPort.postMessage('ready');`;
+  for (let i = 0; i < 3; i++) {
+    const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(body)}`), { execArgv: [] });
+    await within(new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }), 20_000, 'worker ready');
+    await w.terminate();
+  }
+  t.pass('three workers terminated with live handles');
+});
