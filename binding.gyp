@@ -14,6 +14,7 @@
         "native/rdma_lib.cc",
         "native/rdma.cc",
         "native/rdma_cm.cc",
+        "native/rdma_keys.cc",
         "native/fd_watch.cc",
         "native/seqpacket.cc"
       ],

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <cmath>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "fd_watch.h"
 #include "rdma_cm.h"
+#include "rdma_keys.h"
 #include "offthread.h"
 
 namespace sos {
@@ -26,6 +28,7 @@ void VerbsNode::CloseTree() {
     if (!children_.empty() && children_.back() == c) children_.pop_back();
   }
   destroyErr_ = Destroy();
+  parents_.clear();  // after the handle is gone: the parents may be collected now
   for (VerbsNode* o : owners_) {
     auto& v = o->children_;
     v.erase(std::remove(v.begin(), v.end(), this), v.end());
@@ -118,21 +121,19 @@ static Napi::Value Status(const Napi::CallbackInfo& info) {
 }
 
 // ---------------- context ----------------
-class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
+class RdmaContext : public VerbsWrap<RdmaContext> {
  public:
   static constexpr const char* kName = "Context";
+  static constexpr const char* kWhat = "RDMA context";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaContext",
+    return Define(env, "RdmaContext",
                        {InstanceMethod("query", &RdmaContext::Query), InstanceMethod("queryPort", &RdmaContext::QueryPort),
-                        InstanceMethod("queryGid", &RdmaContext::QueryGid), InstanceMethod("close", &RdmaContext::Close),
-                        InstanceMethod("startEvents", &RdmaContext::StartEvents),
-                        InstanceMethod("isClosed", &RdmaContext::IsClosed)});
+                        InstanceMethod("queryGid", &RdmaContext::QueryGid),
+                        InstanceMethod("startEvents", &RdmaContext::StartEvents)});
   }
-  explicit RdmaContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaContext>(info), VerbsNode(info.Env()) {
+  explicit RdmaContext(const Napi::CallbackInfo& info) : VerbsWrap(info, 7) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 7;
     v_ = RequireVerbs(env);
     if (!v_) { Dead(); return; }
     if (!info[0].IsString()) {
@@ -167,13 +168,10 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
   const Verbs* verbs() const { return v_; }
 
  private:
-  void Dead() { ctx_ = nullptr; CloseTree(); }
   int Destroy() override {
     if (watch_) watch_->Stop();
     onEvent_.Reset();
-    int r = ctx_ ? v_->close_device(ctx_) : 0;
-    ctx_ = nullptr;
-    return r;
+    return Release(ctx_, v_->close_device);
   }
   // startEvents(cb({ type, port?, qpNum? })): async events (port up/down, QP
   // and CQ errors) read from the context's async fd on the libuv loop.
@@ -220,13 +218,6 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
   }
   FdWatch* watch_ = nullptr;
   Napi::FunctionReference onEvent_;
-  bool Live(Napi::Env env) {
-    if (closed() || !ctx_) {
-      ThrowState(env, "ERR_CLOSED", "RDMA context is closed");
-      return false;
-    }
-    return true;
-  }
   Napi::Value Query(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
@@ -295,11 +286,6 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
     }
     return Napi::String::New(env, GidString(g));
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
 
   const Verbs* v_ = nullptr;
   struct ibv_context* ctx_ = nullptr;
@@ -307,17 +293,16 @@ class RdmaContext : public Napi::ObjectWrap<RdmaContext>, public VerbsNode {
 const napi_type_tag RdmaContext::kTag = {0x7d1a2b3c4d5e6f70ULL, 0x0a1b2c3d4e5f6071ULL};
 
 // ---------------- protection domain ----------------
-class RdmaPd : public Napi::ObjectWrap<RdmaPd>, public VerbsNode {
+class RdmaPd : public VerbsWrap<RdmaPd> {
  public:
   static constexpr const char* kName = "ProtectionDomain";
+  static constexpr const char* kWhat = "protection domain";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaPd", {InstanceMethod("close", &RdmaPd::Close), InstanceMethod("isClosed", &RdmaPd::IsClosed)});
+    return Define(env, "RdmaPd", {});
   }
-  explicit RdmaPd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaPd>(info), VerbsNode(info.Env()) {
+  explicit RdmaPd(const Napi::CallbackInfo& info) : VerbsWrap(info, 6) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 6;
     RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
     if (!c) { Dead(); return; }
     v_ = c->verbs();
@@ -327,8 +312,7 @@ class RdmaPd : public Napi::ObjectWrap<RdmaPd>, public VerbsNode {
       { Dead(); return; }
     }
     ctx_ = c->ctx();
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    c->Adopt(this);
+    Hold(info[0], c);
     Track(env, this);
   }
   ~RdmaPd() override { CloseTree(); }
@@ -336,18 +320,9 @@ class RdmaPd : public Napi::ObjectWrap<RdmaPd>, public VerbsNode {
   const Verbs* verbs() const { return v_; }
 
  private:
-  void Dead() { pd_ = nullptr; CloseTree(); }
   int Destroy() override {
-    int r = pd_ ? v_->dealloc_pd(pd_) : 0;
-    pd_ = nullptr;
-    ReleaseParents();
-    return r;
+    return Release(pd_, v_->dealloc_pd);
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_pd* pd_ = nullptr;
   struct ibv_context* ctx_ = nullptr;
@@ -357,18 +332,16 @@ const napi_type_tag RdmaPd::kTag = {0x7d1a2b3c4d5e6f71ULL, 0x0a1b2c3d4e5f6072ULL
 // ---------------- memory region ----------------
 // new RdmaMr(pd, target, offset, length, accessBits): target is a Region
 // (pinned while registered) or JS memory (kept referenced).
-class RdmaMr : public Napi::ObjectWrap<RdmaMr>, public VerbsNode {
+class RdmaMr : public VerbsWrap<RdmaMr> {
  public:
   static constexpr const char* kName = "MemoryRegion";
+  static constexpr const char* kWhat = "memory region";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaMr", {InstanceMethod("info", &RdmaMr::Info), InstanceMethod("close", &RdmaMr::Close),
-                                      InstanceMethod("isClosed", &RdmaMr::IsClosed)});
+    return Define(env, "RdmaMr", {InstanceMethod("info", &RdmaMr::Info)});
   }
-  explicit RdmaMr(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaMr>(info), VerbsNode(info.Env()) {
+  explicit RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 4;
     RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
     if (!pd) { Dead(); return; }
     uint64_t off, len, access;
@@ -422,29 +395,24 @@ class RdmaMr : public Napi::ObjectWrap<RdmaMr>, public VerbsNode {
       ThrowSys(env, "ibv_reg_mr", errno ? errno : EINVAL);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    pd->Adopt(this);
+    Hold(info[0], pd);
     Track(env, this);
   }
   ~RdmaMr() override { CloseTree(); }
+  const char* DestroyCall() const override { return "ibv_dereg_mr"; }
   struct ibv_mr* mr() const { return mr_; }
 
  private:
-  void Dead() { mr_ = nullptr; CloseTree(); }
   int Destroy() override {
     int r = mr_ ? v_->dereg_mr(mr_) : 0;
     mr_ = nullptr;
     pin_.reset();
     keep_.Reset();
-    ReleaseParents();
     return r;
   }
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (closed() || !mr_) {
-      ThrowState(env, "ERR_CLOSED", "memory region is closed");
-      return env.Undefined();
-    }
+    if (!Live(env)) return env.Undefined();
     Napi::Object o = Napi::Object::New(env);
     o.Set("addr", FromU64(env, reinterpret_cast<uint64_t>(mr_->addr)));
     o.Set("length", FromU64(env, mr_->length));
@@ -452,13 +420,6 @@ class RdmaMr : public Napi::ObjectWrap<RdmaMr>, public VerbsNode {
     o.Set("rkey", mr_->rkey);
     return o;
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    if (destroyErr_) ThrowSys(info.Env(), "ibv_dereg_mr", destroyErr_);
-    destroyErr_ = 0;
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_mr* mr_ = nullptr;
   std::unique_ptr<Pin> pin_;
@@ -469,18 +430,16 @@ const napi_type_tag RdmaMr::kTag = {0x7d1a2b3c4d5e6f72ULL, 0x0a1b2c3d4e5f6073ULL
 // ---------------- completion channel ----------------
 // Completion events on the libuv loop: each event is acked at once (a CQ
 // cannot be destroyed with unacked events) and reported with its CQ.
-class RdmaChannel : public Napi::ObjectWrap<RdmaChannel>, public VerbsNode {
+class RdmaChannel : public VerbsWrap<RdmaChannel> {
  public:
   static constexpr const char* kName = "CompletionChannel";
+  static constexpr const char* kWhat = "completion channel";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaChannel", {InstanceMethod("start", &RdmaChannel::Start), InstanceMethod("ref", &RdmaChannel::Ref),
-                                           InstanceMethod("close", &RdmaChannel::Close), InstanceMethod("isClosed", &RdmaChannel::IsClosed)});
+    return Define(env, "RdmaChannel", {InstanceMethod("start", &RdmaChannel::Start), InstanceMethod("ref", &RdmaChannel::Ref)});
   }
-  explicit RdmaChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaChannel>(info), VerbsNode(info.Env()) {
+  explicit RdmaChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 5) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 5;  // after its CQs (rank 4 below), before the context
     RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
     if (!c) { Dead(); return; }
     v_ = c->verbs();
@@ -494,30 +453,22 @@ class RdmaChannel : public Napi::ObjectWrap<RdmaChannel>, public VerbsNode {
       ThrowSys(env, "fcntl(F_SETFL)", errno);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    c->Adopt(this);
+    Hold(info[0], c);
     Track(env, this);
   }
   ~RdmaChannel() override { CloseTree(); }
   struct ibv_comp_channel* channel() const { return ch_; }
 
  private:
-  void Dead() { ch_ = nullptr; CloseTree(); }
   int Destroy() override {
     if (watch_) watch_->Stop();
     onEvent_.Reset();
-    int r = ch_ ? v_->destroy_comp_channel(ch_) : 0;
-    ch_ = nullptr;
-    ReleaseParents();
-    return r;
+    return Release(ch_, v_->destroy_comp_channel);
   }
   // start(cb(cq)): cb gets the JS CompletionQueue object that has completions.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (closed() || !ch_) {
-      ThrowState(env, "ERR_CLOSED", "completion channel is closed");
-      return env.Undefined();
-    }
+    if (!Live(env)) return env.Undefined();
     if (!info[0].IsFunction()) {
       ThrowType(env, "callback must be a function");
       return env.Undefined();
@@ -532,11 +483,6 @@ class RdmaChannel : public Napi::ObjectWrap<RdmaChannel>, public VerbsNode {
     return info.Env().Undefined();
   }
   void OnEvents();
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_comp_channel* ch_ = nullptr;
   FdWatch* watch_ = nullptr;
@@ -545,19 +491,20 @@ class RdmaChannel : public Napi::ObjectWrap<RdmaChannel>, public VerbsNode {
 const napi_type_tag RdmaChannel::kTag = {0x7d1a2b3c4d5e6f76ULL, 0x0a1b2c3d4e5f6077ULL};
 
 // ---------------- completion queue ----------------
-class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
+// pollInto's layout: numbers per completion, in this order.
+enum WcSlot { kWcWrId, kWcStatus, kWcOpcode, kWcByteLen, kWcImm, kWcQpNum, kWcSrcQp, kWcFlags, kWcSlots };
+class RdmaCq : public VerbsWrap<RdmaCq> {
  public:
   static constexpr const char* kName = "CompletionQueue";
+  static constexpr const char* kWhat = "completion queue";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaCq", {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("pollSpin", &RdmaCq::PollSpin),
-                                      InstanceMethod("requestNotify", &RdmaCq::RequestNotify),
-                                      InstanceMethod("close", &RdmaCq::Close), InstanceMethod("isClosed", &RdmaCq::IsClosed)});
+    return Define(env, "RdmaCq", {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("pollSpin", &RdmaCq::PollSpin),
+                                  InstanceMethod("pollInto", &RdmaCq::PollInto),
+                                      InstanceMethod("requestNotify", &RdmaCq::RequestNotify)});
   }
-  explicit RdmaCq(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaCq>(info), VerbsNode(info.Env()) {
+  explicit RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 4;
     RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
     if (!c) { Dead(); return; }
     uint64_t cqe;
@@ -577,11 +524,9 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
       ThrowSys(env, "ibv_create_cq", errno ? errno : EINVAL);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    c->Adopt(this);
+    Hold(info[0], c);
     if (ch) {
-      parents_.push_back(Napi::Persistent(info[2].As<Napi::Object>()));
-      ch->Adopt(this);
+      Hold(info[2], ch);
     }
     Track(env, this);
   }
@@ -589,27 +534,17 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
   struct ibv_cq* cq() const { return cq_; }
 
  private:
-  void Dead() { cq_ = nullptr; CloseTree(); }
   int Destroy() override {
-    int r = cq_ ? v_->destroy_cq(cq_) : 0;
-    cq_ = nullptr;
-    ReleaseParents();
-    return r;
-  }
-  bool Live(Napi::Env env) {
-    if (closed() || !cq_) {
-      ThrowState(env, "ERR_CLOSED", "completion queue is closed");
-      return false;
-    }
-    return true;
+    return Release(cq_, v_->destroy_cq);
   }
   // poll(max) -> completions (never blocks)
   Napi::Value Poll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
     uint64_t max = 16;
-    if (!info[0].IsUndefined() && !ToU64(env, info[0], "max", &max)) return env.Undefined();
-    max = std::min<uint64_t>(std::max<uint64_t>(max, 1), 256);
+    bool has = false;
+    if (!ReadUint(env, info[0], "max", UINT64_MAX, &max, &has)) return env.Undefined();
+    max = has ? std::min<uint64_t>(std::max<uint64_t>(max, 1), 256) : 16;
     struct ibv_wc wc[256];
     int n = ibv_poll_cq(cq_, static_cast<int>(max), wc);
     if (n < 0) {
@@ -652,35 +587,90 @@ class RdmaCq : public Napi::ObjectWrap<RdmaCq>, public VerbsNode {
     if (r) ThrowSys(env, "ibv_req_notify_cq", r);
     return env.Undefined();
   }
-  Napi::Array ToJs(Napi::Env env, struct ibv_wc* wc, int n) {
-    static const char* ops[] = {"SEND", "RDMA_WRITE", "RDMA_READ", "COMP_SWAP", "FETCH_ADD", "BIND_MW", "LOCAL_INV", "TSO"};
-    Napi::Array out = Napi::Array::New(env, n);
+  // pollInto(out: Float64Array | BigUint64Array, max?) -> count: completions
+  // written as kWcSlots numbers each (the layout is WcSlot), no objects made.
+  // A Float64Array holds wr_ids exactly up to 2^53.
+  Napi::Value PollInto(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    if (!Live(info.Env())) return info.Env().Undefined();
+    napi_value arr = info[0];
+    bool isTa = false;
+    napi_is_typedarray(env, arr, &isTa);
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (isTa) napi_get_typedarray_info(env, arr, &type, &length, &data, nullptr, nullptr);
+    if (!isTa || (type != napi_float64_array && type != napi_biguint64_array)) {
+      ThrowType(info.Env(), "out must be a Float64Array or a BigUint64Array");
+      return info.Env().Undefined();
+    }
+    uint64_t max = 256;
+    if (!ReadUint(env, info[1], "max", 256, &max)) return info.Env().Undefined();
+    if (max == 0 || max > length / kWcSlots) max = std::min<uint64_t>(length / kWcSlots, 256);
+    if (max == 0 || !data) {
+      ThrowRange(info.Env(), "out must hold at least one completion (" + std::to_string(kWcSlots) + " elements)");
+      return info.Env().Undefined();
+    }
+    struct ibv_wc wc[256];
+    int n = ibv_poll_cq(cq_, static_cast<int>(max), wc);
+    if (n < 0) {
+      ThrowSys(info.Env(), "ibv_poll_cq", EIO);
+      return info.Env().Undefined();
+    }
     for (int i = 0; i < n; i++) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("wrId", Napi::BigInt::New(env, static_cast<uint64_t>(wc[i].wr_id)));
-      o.Set("status", v_->wc_status_str(wc[i].status));
-      o.Set("ok", wc[i].status == IBV_WC_SUCCESS);
+      uint64_t f[kWcSlots] = {wc[i].wr_id, static_cast<uint64_t>(wc[i].status), static_cast<uint64_t>(wc[i].opcode), wc[i].byte_len,
+                              wc[i].wc_flags & IBV_WC_WITH_IMM ? ntohl(wc[i].imm_data) : 0u, wc[i].qp_num, wc[i].src_qp,
+                              static_cast<uint64_t>(wc[i].wc_flags)};
+      if (type == napi_float64_array) {
+        double* d = static_cast<double*>(data) + i * kWcSlots;
+        for (int j = 0; j < kWcSlots; j++) d[j] = static_cast<double>(f[j]);
+      } else {
+        std::memcpy(static_cast<uint64_t*>(data) + i * kWcSlots, f, sizeof(f));
+      }
+    }
+    napi_value count;
+    napi_create_uint32(env, static_cast<uint32_t>(n), &count);
+    return Napi::Value(env, count);
+  }
+  // Completions as objects; an empty poll returns one shared frozen [].
+  Napi::Value ToJs(Napi::Env env, struct ibv_wc* wc, int n) {
+    static const char* ops[] = {"SEND", "RDMA_WRITE", "RDMA_READ", "COMP_SWAP", "FETCH_ADD", "BIND_MW", "LOCAL_INV", "TSO"};
+    if (n == 0) return Napi::Value(env, DataKeys::For(env)->EmptyArray());
+    Keys keys(env);
+    Keys* k = &keys;
+    napi_value out;
+    napi_create_array_with_length(env, n, &out);
+    for (int i = 0; i < n; i++) {
+      napi_value o, x;
+      napi_create_object(env, &o);
+      napi_create_bigint_uint64(env, wc[i].wr_id, &x);
+      k->Set(o, Key::wrId, x);
+      napi_create_string_latin1(env, v_->wc_status_str(wc[i].status), NAPI_AUTO_LENGTH, &x);
+      k->Set(o, Key::status, x);
+      napi_get_boolean(env, wc[i].status == IBV_WC_SUCCESS, &x);
+      k->Set(o, Key::ok, x);
       const char* op = wc[i].opcode & IBV_WC_RECV ? (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM ? "RECV_RDMA_WITH_IMM" : "RECV")
                                                   : (wc[i].opcode < 8 ? ops[wc[i].opcode] : "OTHER");
-      o.Set("opcode", op);
-      o.Set("byteLen", wc[i].byte_len);
-      o.Set("qpNum", wc[i].qp_num);
-      o.Set("srcQp", wc[i].src_qp);
-      if (wc[i].wc_flags & IBV_WC_WITH_IMM) o.Set("imm", ntohl(wc[i].imm_data));
-      out.Set(i, o);
+      napi_create_string_latin1(env, op, NAPI_AUTO_LENGTH, &x);
+      k->Set(o, Key::opcode, x);
+      napi_create_uint32(env, wc[i].byte_len, &x);
+      k->Set(o, Key::byteLen, x);
+      napi_create_uint32(env, wc[i].qp_num, &x);
+      k->Set(o, Key::qpNum, x);
+      napi_create_uint32(env, wc[i].src_qp, &x);
+      k->Set(o, Key::srcQp, x);
+      if (wc[i].wc_flags & IBV_WC_WITH_IMM) {
+        napi_create_uint32(env, ntohl(wc[i].imm_data), &x);
+        k->Set(o, Key::imm, x);
+      }
+      napi_set_element(env, out, i, o);
     }
-    return out;
+    return Napi::Value(env, out);
   }
 
  public:
-  Napi::Object JsObject() { return Value(); }
 
  private:
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_cq* cq_ = nullptr;
 };
@@ -701,17 +691,16 @@ void RdmaChannel::OnEvents() {
 
 // ---------------- address handle (UD destinations) ----------------
 // new RdmaAh(pd, { dgid, sgidIndex, hopLimit, port })
-class RdmaAh : public Napi::ObjectWrap<RdmaAh>, public VerbsNode {
+class RdmaAh : public VerbsWrap<RdmaAh> {
  public:
   static constexpr const char* kName = "AddressHandle";
+  static constexpr const char* kWhat = "address handle";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaAh", {InstanceMethod("close", &RdmaAh::Close), InstanceMethod("isClosed", &RdmaAh::IsClosed)});
+    return Define(env, "RdmaAh", {});
   }
-  explicit RdmaAh(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaAh>(info), VerbsNode(info.Env()) {
+  explicit RdmaAh(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 3;
     RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
     if (!pd) { Dead(); return; }
     Napi::Object o = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
@@ -729,45 +718,33 @@ class RdmaAh : public Napi::ObjectWrap<RdmaAh>, public VerbsNode {
       ThrowSys(env, "ibv_create_ah", errno ? errno : EINVAL);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    pd->Adopt(this);
+    Hold(info[0], pd);
     Track(env, this);
   }
   ~RdmaAh() override { CloseTree(); }
   struct ibv_ah* ah() const { return ah_; }
 
  private:
-  void Dead() { ah_ = nullptr; CloseTree(); }
   int Destroy() override {
-    int r = ah_ ? v_->destroy_ah(ah_) : 0;
-    ah_ = nullptr;
-    ReleaseParents();
-    return r;
+    return Release(ah_, v_->destroy_ah);
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_ah* ah_ = nullptr;
 };
 const napi_type_tag RdmaAh::kTag = {0x7d1a2b3c4d5e6f77ULL, 0x0a1b2c3d4e5f6078ULL};
 
 // ---------------- shared receive queue ----------------
-class RdmaSrq : public Napi::ObjectWrap<RdmaSrq>, public VerbsNode {
+class RdmaSrq : public VerbsWrap<RdmaSrq> {
  public:
   static constexpr const char* kName = "SharedReceiveQueue";
+  static constexpr const char* kWhat = "shared receive queue";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaSrq", {InstanceMethod("postRecv", &RdmaSrq::PostRecv), InstanceMethod("close", &RdmaSrq::Close),
-                                       InstanceMethod("isClosed", &RdmaSrq::IsClosed)});
+    return Define(env, "RdmaSrq", {InstanceMethod("postRecv", &RdmaSrq::PostRecv)});
   }
   // new RdmaSrq(pd, { maxWr, maxSge })
-  explicit RdmaSrq(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaSrq>(info), VerbsNode(info.Env()) {
+  explicit RdmaSrq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 4;
     RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
     if (!pd) { Dead(); return; }
     Napi::Object o = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
@@ -782,48 +759,287 @@ class RdmaSrq : public Napi::ObjectWrap<RdmaSrq>, public VerbsNode {
       ThrowSys(env, "ibv_create_srq", errno ? errno : EINVAL);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    pd->Adopt(this);
+    Hold(info[0], pd);
     Track(env, this);
   }
   ~RdmaSrq() override { CloseTree(); }
   struct ibv_srq* srq() const { return srq_; }
 
  private:
-  void Dead() { srq_ = nullptr; CloseTree(); }
   int Destroy() override {
-    int r = srq_ ? v_->destroy_srq(srq_) : 0;
-    srq_ = nullptr;
-    ReleaseParents();
-    return r;
+    return Release(srq_, v_->destroy_srq);
   }
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Verbs* v_ = nullptr;
   struct ibv_srq* srq_ = nullptr;
 };
 const napi_type_tag RdmaSrq::kTag = {0x7d1a2b3c4d5e6f78ULL, 0x0a1b2c3d4e5f6079ULL};
 
+// ---------------- work requests ----------------
+// Work requests are read in raw N-API with the env's cached keys, each field
+// once. JS getters may run while a request is read (and close things): the
+// MRs, AHs and the QP are checked again after the last read, before posting.
+namespace {
+
+// A verbs object given directly or as the typed layer's wrapper ({ raw }).
+template <typename T>
+T* NodeArg(napi_env env, Keys* k, napi_value v) {
+  Napi::Value val(env, v);
+  if (T* n = UnwrapTagged<T>(val, &T::kTag)) return n;
+  if (!val.IsObject()) return nullptr;
+  return UnwrapTagged<T>(Napi::Value(env, k->Read(v, Key::raw)), &T::kTag);
+}
+
+bool ArrayArg(napi_env env, napi_value v, uint32_t* n) {
+  bool isArray = false;
+  if (v) napi_is_array(env, v, &isArray);
+  if (!isArray) {
+    ThrowType(Napi::Env(env), "work requests must be an array");
+    return false;
+  }
+  napi_get_array_length(env, v, n);
+  return true;
+}
+
+napi_value ObjectAt(napi_env env, napi_value arr, uint32_t i, const char* what) {
+  napi_value v = nullptr;
+  napi_valuetype t = napi_undefined;
+  if (napi_get_element(env, arr, i, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok || t != napi_object) {
+    if (!Napi::Env(env).IsExceptionPending()) ThrowType(Napi::Env(env), std::string(what) + " must be objects");
+    return nullptr;
+  }
+  return v;
+}
+
+// What a batch of work requests refers to, checked again before posting.
+struct Refs {
+  std::vector<RdmaMr*> mrs;      // one per SGE
+  std::vector<napi_value> mrJs;  // their JS objects (valid in this call)
+  std::vector<RdmaAh*> ahs;
+  std::vector<napi_value> ahJs;
+  bool Live(napi_env env) const {
+    for (RdmaMr* m : mrs)
+      if (m->closed()) return Fail(env, "a memory region of these work requests was closed while they were read");
+    for (RdmaAh* a : ahs)
+      if (a->closed()) return Fail(env, "an address handle of these work requests was closed while they were read");
+    return true;
+  }
+  static bool Fail(napi_env env, const char* msg) {
+    ThrowState(Napi::Env(env), "ERR_CLOSED", msg);
+    return false;
+  }
+};
+
+// [{ mr, offset, length }] appended to *out; bounds checked against each MR.
+bool ReadSges(napi_env env, Keys* k, napi_value v, std::vector<struct ibv_sge>* out, Refs* refs) {
+  if (IsUndefined(env, v)) return true;
+  bool isArray = false;
+  napi_is_array(env, v, &isArray);
+  if (!isArray) {
+    ThrowType(Napi::Env(env), "sge must be an array of { mr, offset, length }");
+    return false;
+  }
+  uint32_t n = 0;
+  napi_get_array_length(env, v, &n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value s = ObjectAt(env, v, i, "sge entries");
+    if (!s) return false;
+    napi_value mrv = k->Read(s, Key::mr);
+    uint64_t off = 0, len = 0;
+    if (!ReadUint(env, k->Read(s, Key::offset), "sge.offset", UINT64_MAX, &off)) return false;
+    bool has = false;
+    if (!ReadUint(env, k->Read(s, Key::length), "sge.length", UINT64_MAX, &len, &has)) return false;
+    if (!has) {
+      ThrowType(Napi::Env(env), "sge.length must be a number or bigint");
+      return false;
+    }
+    // The MR last: no JS runs after this check.
+    RdmaMr* mr = mrv ? NodeArg<RdmaMr>(env, k, mrv) : nullptr;
+    if (!mr) {
+      ThrowType(Napi::Env(env), "sge.mr must be a MemoryRegion");
+      return false;
+    }
+    if (mr->closed()) {
+      ThrowState(Napi::Env(env), "ERR_CLOSED", "sge.mr (MemoryRegion) is closed");
+      return false;
+    }
+    const struct ibv_mr* m = mr->mr();
+    if (off > m->length || len > m->length - off || len > UINT32_MAX) {
+      ThrowRange(Napi::Env(env), "sge is outside its memory region");
+      return false;
+    }
+    out->push_back({reinterpret_cast<uint64_t>(m->addr) + off, static_cast<uint32_t>(len), m->lkey});
+    refs->mrs.push_back(mr);
+    refs->mrJs.push_back(mrv);
+  }
+  return true;
+}
+
+// Send work requests: wrs[i].sg_list points into *sges (set once all are read).
+struct SendBatch {
+  std::vector<struct ibv_send_wr> wrs;
+  std::vector<struct ibv_sge> sges;
+  std::vector<uint32_t> firstSge;  // per WR
+  Refs refs;
+  void Link() {
+    for (size_t i = 0; i < wrs.size(); i++) {
+      wrs[i].sg_list = wrs[i].num_sge ? &sges[firstSge[i]] : nullptr;
+      wrs[i].next = i + 1 < wrs.size() ? &wrs[i + 1] : nullptr;
+    }
+  }
+};
+
+bool ReadOpcode(napi_env env, napi_value v, enum ibv_wr_opcode* op) {
+  static const struct {
+    const char* name;
+    enum ibv_wr_opcode op;
+  } ops[] = {{"SEND", IBV_WR_SEND}, {"SEND_WITH_IMM", IBV_WR_SEND_WITH_IMM}, {"RDMA_WRITE", IBV_WR_RDMA_WRITE},
+             {"RDMA_WRITE_WITH_IMM", IBV_WR_RDMA_WRITE_WITH_IMM}, {"RDMA_READ", IBV_WR_RDMA_READ},
+             {"ATOMIC_CMP_AND_SWP", IBV_WR_ATOMIC_CMP_AND_SWP}, {"ATOMIC_FETCH_AND_ADD", IBV_WR_ATOMIC_FETCH_AND_ADD}};
+  napi_valuetype t = napi_undefined;
+  if (v) napi_typeof(env, v, &t);
+  char buf[24] = "";
+  size_t len = 0;
+  if (t == napi_string) napi_get_value_string_latin1(env, v, buf, sizeof(buf), &len);
+  for (const auto& o : ops)
+    if (t == napi_string && std::strcmp(buf, o.name) == 0) {
+      *op = o.op;
+      return true;
+    }
+  ThrowType(Napi::Env(env), "opcode must be SEND, SEND_WITH_IMM, RDMA_WRITE, RDMA_WRITE_WITH_IMM, RDMA_READ, "
+                            "ATOMIC_CMP_AND_SWP or ATOMIC_FETCH_AND_ADD");
+  return false;
+}
+
+bool IsAtomic(enum ibv_wr_opcode op) { return op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD; }
+
+// [{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]
+bool ReadSendWrs(napi_env env, napi_value arr, enum ibv_qp_type type, SendBatch* b) {
+  Keys keys(env);
+  Keys* k = &keys;
+  uint32_t n = 0;
+  if (!ArrayArg(env, arr, &n)) return false;
+  b->wrs.assign(n, ibv_send_wr{});
+  b->firstSge.assign(n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value o = ObjectAt(env, arr, i, "work requests");
+    if (!o) return false;
+    struct ibv_send_wr& w = b->wrs[i];
+    uint64_t id, imm, raddr, rkey;
+    bool hasImm = false;
+    if (!ReadUint(env, k->Read(o, Key::wrId), "wrId", UINT64_MAX, &id) || !ReadOpcode(env, k->Read(o, Key::opcode), &w.opcode) ||
+        !ReadUint(env, k->Read(o, Key::imm), "imm", UINT32_MAX, &imm, &hasImm) ||
+        !ReadUint(env, k->Read(o, Key::remoteAddr), "remoteAddr", UINT64_MAX, &raddr) ||
+        !ReadUint(env, k->Read(o, Key::rkey), "rkey", UINT32_MAX, &rkey))
+      return false;
+    w.wr_id = id;
+    napi_value sig = k->Read(o, Key::signaled);
+    bool signaled = true;
+    if (!IsUndefined(env, sig)) {
+      napi_value b2;
+      napi_coerce_to_bool(env, sig, &b2);
+      napi_get_value_bool(env, b2, &signaled);
+    }
+    w.send_flags = signaled ? IBV_SEND_SIGNALED : 0;
+    if (hasImm) w.imm_data = htonl(static_cast<uint32_t>(imm));
+    if (IsAtomic(w.opcode)) {
+      uint64_t ca, sw;
+      if (!ReadUint(env, k->Read(o, Key::compareAdd), "compareAdd", UINT64_MAX, &ca) ||
+          !ReadUint(env, k->Read(o, Key::swap), "swap", UINT64_MAX, &sw))
+        return false;
+      w.wr.atomic = {raddr, ca, sw, static_cast<uint32_t>(rkey)};
+    } else if (type == IBV_QPT_UD) {
+      // UD: { ah, remoteQpn, remoteQkey } name the destination of a datagram.
+      uint64_t rq, qk;
+      bool hasRq = false;
+      napi_value ahv = k->Read(o, Key::ah);
+      if (!ReadUint(env, k->Read(o, Key::remoteQpn), "remoteQpn", 0xffffff, &rq, &hasRq) ||
+          !ReadUint(env, k->Read(o, Key::remoteQkey), "remoteQkey", UINT32_MAX, &qk))
+        return false;
+      if (!hasRq) {
+        ThrowType(Napi::Env(env), "remoteQpn must be a number or bigint");
+        return false;
+      }
+      RdmaAh* ah = ahv ? NodeArg<RdmaAh>(env, k, ahv) : nullptr;
+      if (!ah || ah->closed()) {
+        if (!ah) ThrowType(Napi::Env(env), "ah must be a AddressHandle");
+        else ThrowState(Napi::Env(env), "ERR_CLOSED", "ah (AddressHandle) is closed");
+        return false;
+      }
+      w.wr.ud.ah = ah->ah();
+      w.wr.ud.remote_qpn = static_cast<uint32_t>(rq);
+      w.wr.ud.remote_qkey = static_cast<uint32_t>(qk);
+      b->refs.ahs.push_back(ah);
+      b->refs.ahJs.push_back(ahv);
+    } else {
+      w.wr.rdma.remote_addr = raddr;
+      w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
+    }
+    b->firstSge[i] = static_cast<uint32_t>(b->sges.size());
+    if (!ReadSges(env, k, k->Read(o, Key::sge), &b->sges, &b->refs)) return false;
+    w.num_sge = static_cast<int>(b->sges.size() - b->firstSge[i]);
+  }
+  // A getter may have thrown (its read came back undefined) or closed what was read.
+  if (Napi::Env(env).IsExceptionPending() || !b->refs.Live(env)) return false;
+  b->Link();
+  return true;
+}
+
+// Receive work requests from [{ wrId, sge }] (QP and SRQ alike).
+struct RecvBatch {
+  std::vector<struct ibv_recv_wr> wrs;
+  std::vector<struct ibv_sge> sges;
+  std::vector<uint32_t> firstSge;
+  Refs refs;
+};
+
+bool ReadRecvWrs(napi_env env, napi_value arr, RecvBatch* b) {
+  Keys keys(env);
+  Keys* k = &keys;
+  uint32_t n = 0;
+  if (!ArrayArg(env, arr, &n)) return false;
+  b->wrs.assign(n, ibv_recv_wr{});
+  b->firstSge.assign(n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value o = ObjectAt(env, arr, i, "work requests");
+    if (!o) return false;
+    uint64_t id;
+    if (!ReadUint(env, k->Read(o, Key::wrId), "wrId", UINT64_MAX, &id)) return false;
+    b->wrs[i].wr_id = id;
+    b->firstSge[i] = static_cast<uint32_t>(b->sges.size());
+    if (!ReadSges(env, k, k->Read(o, Key::sge), &b->sges, &b->refs)) return false;
+    b->wrs[i].num_sge = static_cast<int>(b->sges.size() - b->firstSge[i]);
+  }
+  if (Napi::Env(env).IsExceptionPending() || !b->refs.Live(env)) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    b->wrs[i].sg_list = b->wrs[i].num_sge ? &b->sges[b->firstSge[i]] : nullptr;
+    b->wrs[i].next = i + 1 < n ? &b->wrs[i + 1] : nullptr;
+  }
+  return true;
+}
+
+void ThrowPostError(Napi::Env env, const char* call, int r, ptrdiff_t failedIndex) {
+  Napi::Error e = MakeSys(env, call, r, "queue pair state or work request not valid");
+  e.Set("failedIndex", Napi::Number::New(env, static_cast<double>(failedIndex)));
+  e.ThrowAsJavaScriptException();
+}
+
+}  // namespace
+
 // ---------------- queue pair ----------------
-class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
+class RdmaQp : public VerbsWrap<RdmaQp> {
  public:
   static constexpr const char* kName = "QueuePair";
+  static constexpr const char* kWhat = "queue pair";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaQp",
+    return Define(env, "RdmaQp",
                        {InstanceMethod("info", &RdmaQp::Info), InstanceMethod("modify", &RdmaQp::Modify),
-                        InstanceMethod("postSend", &RdmaQp::PostSend), InstanceMethod("postRecv", &RdmaQp::PostRecv),
-                        InstanceMethod("close", &RdmaQp::Close), InstanceMethod("isClosed", &RdmaQp::IsClosed)});
+                        InstanceMethod("postSend", &RdmaQp::PostSend), InstanceMethod("postRecv", &RdmaQp::PostRecv)});
   }
   // new RdmaQp(pd, sendCq, recvCq, { type: 'RC'|'UD', maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData, sigAll })
-  explicit RdmaQp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaQp>(info), VerbsNode(info.Env()) {
+  explicit RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 3;
     RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
     RdmaCq* scq = pd ? LiveNode<RdmaCq>(env, info[1], "sendCq") : nullptr;
     RdmaCq* rcq = scq ? LiveNode<RdmaCq>(env, info[2], "recvCq") : nullptr;
@@ -859,34 +1075,17 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
       { Dead(); return; }
     }
     type_ = a.qp_type;
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    parents_.push_back(Napi::Persistent(info[1].As<Napi::Object>()));
-    parents_.push_back(Napi::Persistent(info[2].As<Napi::Object>()));
-    pd->Adopt(this);
-    scq->Adopt(this);
-    if (rcq != scq) rcq->Adopt(this);
-    if (srq) {
-      parents_.push_back(Napi::Persistent(o.Get("srq").As<Napi::Object>()));
-      srq->Adopt(this);
-    }
+    Hold(info[0], pd);
+    Hold(info[1], scq);
+    Hold(info[2], rcq != scq ? rcq : nullptr);
+    if (srq) Hold(o.Get("srq"), srq);
     Track(env, this);
   }
   ~RdmaQp() override { CloseTree(); }
 
  private:
-  void Dead() { qp_ = nullptr; CloseTree(); }
   int Destroy() override {
-    int r = qp_ ? v_->destroy_qp(qp_) : 0;
-    qp_ = nullptr;
-    ReleaseParents();
-    return r;
-  }
-  bool Live(Napi::Env env) {
-    if (closed() || !qp_) {
-      ThrowState(env, "ERR_CLOSED", "queue pair is closed");
-      return false;
-    }
-    return true;
+    return Release(qp_, v_->destroy_qp);
   }
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -971,144 +1170,15 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
     return env.Undefined();
   }
 
-  // An SGE list from [{ mr, offset, length }]: bounds are checked against the MR.
- public:
-  static bool Sges(Napi::Env env, const Napi::Value& v, std::vector<struct ibv_sge>* out) {
-    if (v.IsUndefined()) return true;
-    if (!v.IsArray()) {
-      ThrowType(env, "sge must be an array of { mr, offset, length }");
-      return false;
-    }
-    Napi::Array arr = v.As<Napi::Array>();
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-      if (!arr.Get(i).IsObject()) {
-        ThrowType(env, "sge entries must be objects");
-        return false;
-      }
-      Napi::Object s = arr.Get(i).As<Napi::Object>();
-      RdmaMr* mr = LiveNode<RdmaMr>(env, s.Get("mr"), "sge.mr");
-      uint64_t off = 0, len;
-      if (!mr || (!s.Get("offset").IsUndefined() && !ToU64(env, s.Get("offset"), "sge.offset", &off)) ||
-          !ToU64(env, s.Get("length"), "sge.length", &len))
-        return false;
-      if (off > mr->mr()->length || len > mr->mr()->length - off || len > UINT32_MAX) {
-        ThrowRange(env, "sge is outside its memory region");
-        return false;
-      }
-      out->push_back({reinterpret_cast<uint64_t>(mr->mr()->addr) + off, static_cast<uint32_t>(len), mr->mr()->lkey});
-    }
-    return true;
-  }
-
-  // Receive work requests from [{ wrId, sge }] (QP and SRQ alike).
-  static bool RecvWrs(Napi::Env env, const Napi::Value& v, std::vector<struct ibv_recv_wr>* wrs,
-                      std::vector<std::vector<struct ibv_sge>>* sges) {
-    if (!v.IsArray()) {
-      ThrowType(env, "work requests must be an array");
-      return false;
-    }
-    Napi::Array arr = v.As<Napi::Array>();
-    uint32_t n = arr.Length();
-    wrs->resize(n);
-    sges->resize(n);
-    for (uint32_t i = 0; i < n; i++) {
-      if (!arr.Get(i).IsObject()) {
-        ThrowType(env, "work requests must be objects");
-        return false;
-      }
-      Napi::Object o = arr.Get(i).As<Napi::Object>();
-      uint64_t id = 0;
-      if (!o.Get("wrId").IsUndefined() && !ToU64(env, o.Get("wrId"), "wrId", &id)) return false;
-      if (!Sges(env, o.Get("sge"), &(*sges)[i])) return false;
-      (*wrs)[i].wr_id = id;
-      (*wrs)[i].sg_list = (*sges)[i].data();
-      (*wrs)[i].num_sge = static_cast<int>((*sges)[i].size());
-      (*wrs)[i].next = i + 1 < n ? &(*wrs)[i + 1] : nullptr;
-    }
-    return true;
-  }
-
- private:
   // postSend([{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]): one ibv_post_send.
   Napi::Value PostSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
-    if (!info[0].IsArray()) {
-      ThrowType(env, "work requests must be an array");
-      return env.Undefined();
-    }
-    Napi::Array arr = info[0].As<Napi::Array>();
-    uint32_t n = arr.Length();
-    if (n == 0) return env.Undefined();
-    std::vector<struct ibv_send_wr> wrs(n);
-    std::vector<std::vector<struct ibv_sge>> sges(n);
-    for (uint32_t i = 0; i < n; i++) {
-      if (!arr.Get(i).IsObject()) {
-        ThrowType(env, "work requests must be objects");
-        return env.Undefined();
-      }
-      Napi::Object o = arr.Get(i).As<Napi::Object>();
-      struct ibv_send_wr& w = wrs[i];
-      uint64_t id = 0;
-      if (!o.Get("wrId").IsUndefined() && !ToU64(env, o.Get("wrId"), "wrId", &id)) return env.Undefined();
-      w.wr_id = id;
-      std::string op = o.Get("opcode").IsString() ? o.Get("opcode").As<Napi::String>().Utf8Value() : "";
-      if (op == "SEND") w.opcode = IBV_WR_SEND;
-      else if (op == "SEND_WITH_IMM") w.opcode = IBV_WR_SEND_WITH_IMM;
-      else if (op == "RDMA_WRITE") w.opcode = IBV_WR_RDMA_WRITE;
-      else if (op == "RDMA_WRITE_WITH_IMM") w.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-      else if (op == "RDMA_READ") w.opcode = IBV_WR_RDMA_READ;
-      else if (op == "ATOMIC_CMP_AND_SWP") w.opcode = IBV_WR_ATOMIC_CMP_AND_SWP;
-      else if (op == "ATOMIC_FETCH_AND_ADD") w.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
-      else {
-        ThrowType(env, "opcode must be SEND, SEND_WITH_IMM, RDMA_WRITE, RDMA_WRITE_WITH_IMM, RDMA_READ, "
-                       "ATOMIC_CMP_AND_SWP or ATOMIC_FETCH_AND_ADD");
-        return env.Undefined();
-      }
-      if (!Sges(env, o.Get("sge"), &sges[i])) return env.Undefined();
-      w.sg_list = sges[i].data();
-      w.num_sge = static_cast<int>(sges[i].size());
-      w.send_flags = o.Get("signaled").IsUndefined() || o.Get("signaled").ToBoolean() ? IBV_SEND_SIGNALED : 0;
-      if (!o.Get("imm").IsUndefined()) {
-        uint64_t imm;
-        if (!ToU64(env, o.Get("imm"), "imm", &imm)) return env.Undefined();
-        w.imm_data = htonl(static_cast<uint32_t>(imm));
-      }
-      uint64_t raddr = 0, rkey = 0;
-      if (!o.Get("remoteAddr").IsUndefined() && !ToU64(env, o.Get("remoteAddr"), "remoteAddr", &raddr)) return env.Undefined();
-      if (!o.Get("rkey").IsUndefined() && !ToU64(env, o.Get("rkey"), "rkey", &rkey)) return env.Undefined();
-      if (w.opcode == IBV_WR_ATOMIC_CMP_AND_SWP || w.opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
-        uint64_t ca = 0, sw = 0;
-        if (!o.Get("compareAdd").IsUndefined() && !ToU64(env, o.Get("compareAdd"), "compareAdd", &ca)) return env.Undefined();
-        if (!o.Get("swap").IsUndefined() && !ToU64(env, o.Get("swap"), "swap", &sw)) return env.Undefined();
-        w.wr.atomic.remote_addr = raddr;
-        w.wr.atomic.rkey = static_cast<uint32_t>(rkey);
-        w.wr.atomic.compare_add = ca;
-        w.wr.atomic.swap = sw;
-      } else if (type_ == IBV_QPT_UD) {
-        // UD: { ah, remoteQpn, remoteQkey } name the destination of a datagram.
-        RdmaAh* ah = LiveNode<RdmaAh>(env, o.Get("ah"), "ah");
-        if (!ah) return env.Undefined();
-        uint64_t rq = 0, qk = 0;
-        if (!ToU64(env, o.Get("remoteQpn"), "remoteQpn", &rq) ||
-            (!o.Get("remoteQkey").IsUndefined() && !ToU64(env, o.Get("remoteQkey"), "remoteQkey", &qk)))
-          return env.Undefined();
-        w.wr.ud.ah = ah->ah();
-        w.wr.ud.remote_qpn = static_cast<uint32_t>(rq);
-        w.wr.ud.remote_qkey = static_cast<uint32_t>(qk);
-      } else {
-        w.wr.rdma.remote_addr = raddr;
-        w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
-      }
-      w.next = i + 1 < n ? &wrs[i + 1] : nullptr;
-    }
+    SendBatch b;
+    if (!ReadSendWrs(env, info[0], type_, &b) || b.wrs.empty() || !Live(env)) return env.Undefined();
     struct ibv_send_wr* bad = nullptr;
-    int r = ibv_post_send(qp_, wrs.data(), &bad);
-    if (r) {
-      Napi::Error e = MakeSys(env, "ibv_post_send", r, "queue pair state or work request not valid");
-      e.Set("failedIndex", Napi::Number::New(env, bad ? static_cast<double>(bad - wrs.data()) : 0));
-      e.ThrowAsJavaScriptException();
-    }
+    int r = ibv_post_send(qp_, b.wrs.data(), &bad);
+    if (r) ThrowPostError(env, "ibv_post_send", r, bad ? bad - b.wrs.data() : 0);
     return env.Undefined();
   }
 
@@ -1116,40 +1186,205 @@ class RdmaQp : public Napi::ObjectWrap<RdmaQp>, public VerbsNode {
   Napi::Value PostRecv(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
-    std::vector<struct ibv_recv_wr> wrs;
-    std::vector<std::vector<struct ibv_sge>> sges;
-    if (!RecvWrs(env, info[0], &wrs, &sges) || wrs.empty()) return env.Undefined();
+    RecvBatch b;
+    if (!ReadRecvWrs(env, info[0], &b) || b.wrs.empty() || !Live(env)) return env.Undefined();
     struct ibv_recv_wr* bad = nullptr;
-    int r = ibv_post_recv(qp_, wrs.data(), &bad);
-    if (r) {
-      Napi::Error e = MakeSys(env, "ibv_post_recv", r, "queue pair state or work request not valid");
-      e.Set("failedIndex", Napi::Number::New(env, bad ? static_cast<double>(bad - wrs.data()) : 0));
-      e.ThrowAsJavaScriptException();
-    }
+    int r = ibv_post_recv(qp_, b.wrs.data(), &bad);
+    if (r) ThrowPostError(env, "ibv_post_recv", r, bad ? bad - b.wrs.data() : 0);
     return env.Undefined();
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
+
+ public:
+  struct ibv_qp* qp() const { return qp_; }
+  enum ibv_qp_type type() const { return type_; }
+
+ private:
   const Verbs* v_ = nullptr;
   struct ibv_qp* qp_ = nullptr;
   enum ibv_qp_type type_ = IBV_QPT_RC;
 };
 const napi_type_tag RdmaQp::kTag = {0x7d1a2b3c4d5e6f74ULL, 0x0a1b2c3d4e5f6075ULL};
 
-Napi::Value RdmaSrq::PostRecv(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closed() || !srq_) {
-    ThrowState(env, "ERR_CLOSED", "shared receive queue is closed");
+// ---------------- prepared send ----------------
+// new RdmaPrepared(qp, wrs): work requests converted and checked once, then
+// posted many times with post(ctl, count). ctl (a Float64Array, the layout
+// from layout()) carries what may change between posts: per work request
+// wrId, remoteAddr, rkey, imm, then offset and length of each SGE (offset
+// within its MR). A post reads only those numbers, checks them in C++ (the
+// SGEs against their MR) and calls ibv_post_send: no property reads, no
+// objects. The prepared send is a child of its QP and of every MR and AH it
+// names: they stay referenced while it lives, and closing any of them closes
+// it first.
+enum PrepSlot { kPrepWrId, kPrepRemoteAddr, kPrepRkey, kPrepImm, kPrepWrSlots };
+class RdmaPrepared : public VerbsWrap<RdmaPrepared> {
+ public:
+  static constexpr const char* kName = "PreparedSend";
+  static constexpr const char* kWhat = "prepared send (closed itself, or with its queue pair, a memory region or an address handle)";
+  static const napi_type_tag kTag;
+  static Napi::Function Init(Napi::Env env) {
+    return Define(env, "RdmaPrepared", {InstanceMethod("post", &RdmaPrepared::Post), InstanceMethod("layout", &RdmaPrepared::Layout),
+                                        InstanceMethod("read", &RdmaPrepared::Read)});
+  }
+  explicit RdmaPrepared(const Napi::CallbackInfo& info) : VerbsWrap(info, 2) {
+    Napi::Env env = info.Env();
+    RdmaQp* qp = LiveNode<RdmaQp>(env, info[0], "qp");
+    if (!qp || !ReadSendWrs(env, info[1], qp->type(), &b_) || !qp->Live(env)) { Dead(); return; }
+    if (b_.wrs.empty()) {
+      ThrowRange(env, "a prepared send needs at least one work request");
+      { Dead(); return; }
+    }
+    for (const auto& w : b_.wrs) {
+      uint64_t raddr = IsAtomic(w.opcode) ? w.wr.atomic.remote_addr : qp->type() == IBV_QPT_UD ? 0 : w.wr.rdma.remote_addr;
+      if (w.wr_id > kMaxSafe || raddr > kMaxSafe) {
+        ThrowRange(env, "prepared work requests take wrId and remoteAddr up to 2^53 (they travel as doubles)");
+        { Dead(); return; }
+      }
+    }
+    uint32_t at = 0;
+    for (size_t i = 0; i < b_.wrs.size(); i++) {
+      base_.push_back(at);
+      at += kPrepWrSlots + 2 * static_cast<uint32_t>(b_.wrs[i].num_sge);
+    }
+    base_.push_back(at);
+    for (RdmaMr* m : b_.refs.mrs) mrLen_.push_back(m->mr()->length), mrAddr_.push_back(reinterpret_cast<uint64_t>(m->mr()->addr));
+    qp_ = qp->qp();
+    Hold(info[0], qp);
+    // Each parent once.
+    std::vector<VerbsNode*> seen;
+    auto once = [&](napi_value js, VerbsNode* n) {
+      if (std::find(seen.begin(), seen.end(), n) != seen.end()) return;
+      seen.push_back(n);
+      Hold(Napi::Value(env, js), n);
+    };
+    for (size_t i = 0; i < b_.refs.mrs.size(); i++) once(b_.refs.mrJs[i], b_.refs.mrs[i]);
+    for (size_t i = 0; i < b_.refs.ahs.size(); i++) once(b_.refs.ahJs[i], b_.refs.ahs[i]);
+    b_.refs = Refs();  // napi_values live only in this call
+    Track(env, this);
+  }
+  ~RdmaPrepared() override { CloseTree(); }
+
+ private:
+  static constexpr uint64_t kMaxSafe = 9007199254740991ULL;
+  int Destroy() override {
+    qp_ = nullptr;
+    return 0;
+  }
+  // layout() -> [offset of WR 0, offset of WR 1, ..., total length of ctl]
+  Napi::Value Layout(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(env)) return env.Undefined();
+    Napi::Array a = Napi::Array::New(env, base_.size());
+    for (size_t i = 0; i < base_.size(); i++) a.Set(static_cast<uint32_t>(i), base_[i]);
+    return a;
+  }
+  double* Ctl(napi_env env, napi_value v, bool required) {
+    bool isTa = false;
+    if (v) napi_is_typedarray(env, v, &isTa);
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (isTa) napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr);
+    if (!isTa || type != napi_float64_array) {
+      if (required || !IsUndefined(env, v)) ThrowType(Napi::Env(env), "ctl must be a Float64Array");
+      return nullptr;
+    }
+    if (length < base_.back() || !data) {
+      ThrowRange(Napi::Env(env), "ctl must hold " + std::to_string(base_.back()) + " numbers");
+      return nullptr;
+    }
+    return static_cast<double*>(data);
+  }
+  // read(ctl): the prepared values into ctl.
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Live(env)) return env.Undefined();
+    double* c = Ctl(env, info[0], true);
+    if (!c) return env.Undefined();
+    size_t sge = 0;
+    for (size_t i = 0; i < b_.wrs.size(); i++) {
+      const auto& w = b_.wrs[i];
+      double* d = c + base_[i];
+      bool atomic = IsAtomic(w.opcode), ud = !atomic && type_ud();
+      d[kPrepWrId] = static_cast<double>(w.wr_id);
+      d[kPrepRemoteAddr] = static_cast<double>(atomic ? w.wr.atomic.remote_addr : ud ? 0 : w.wr.rdma.remote_addr);
+      d[kPrepRkey] = atomic ? w.wr.atomic.rkey : ud ? 0 : w.wr.rdma.rkey;
+      d[kPrepImm] = ntohl(w.imm_data);
+      for (int j = 0; j < w.num_sge; j++, sge++) {
+        d[kPrepWrSlots + 2 * j] = static_cast<double>(b_.sges[sge].addr - mrAddr_[sge]);
+        d[kPrepWrSlots + 2 * j + 1] = b_.sges[sge].length;
+      }
+    }
     return env.Undefined();
   }
-  std::vector<struct ibv_recv_wr> wrs;
-  std::vector<std::vector<struct ibv_sge>> sges;
-  if (!RdmaQp::RecvWrs(env, info[0], &wrs, &sges) || wrs.empty()) return env.Undefined();
+  bool type_ud() const { return qp_ && qp_->qp_type == IBV_QPT_UD; }
+  static bool Whole(double d, double max) { return d >= 0 && d <= max && d == std::floor(d); }
+  // post(ctl?, count?): the first count (default all) work requests, with
+  // ctl's values when given; nothing is posted when a value is out of range.
+  Napi::Value Post(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    if (!Live(info.Env())) return info.Env().Undefined();
+    double* c = Ctl(env, info[0], false);
+    if (!c && Napi::Env(env).IsExceptionPending()) return info.Env().Undefined();
+    uint64_t count = b_.wrs.size();
+    bool has = false;
+    if (!ReadUint(env, info[1], "count", b_.wrs.size(), &count, &has)) return info.Env().Undefined();
+    if (!has) count = b_.wrs.size();
+    if (count == 0) return info.Env().Undefined();
+    if (c) {
+      size_t sge = 0;
+      for (size_t i = 0; i < count; i++) {
+        auto& w = b_.wrs[i];
+        const double* d = c + base_[i];
+        const char* bad = nullptr;
+        if (!Whole(d[kPrepWrId], kMaxSafe)) bad = "wrId";
+        else if (!Whole(d[kPrepRemoteAddr], kMaxSafe)) bad = "remoteAddr";
+        else if (!Whole(d[kPrepRkey], UINT32_MAX)) bad = "rkey";
+        else if (!Whole(d[kPrepImm], UINT32_MAX)) bad = "imm";
+        for (int j = 0; !bad && j < w.num_sge; j++) {
+          double off = d[kPrepWrSlots + 2 * j], len = d[kPrepWrSlots + 2 * j + 1];
+          uint64_t mlen = mrLen_[sge + j];
+          if (!Whole(off, static_cast<double>(mlen)) || !Whole(len, std::min<double>(static_cast<double>(mlen) - off, UINT32_MAX)))
+            bad = "an sge (outside its memory region)";
+        }
+        if (bad) {
+          ThrowRange(info.Env(), "prepared work request " + std::to_string(i) + ": " + bad + " out of range");
+          return info.Env().Undefined();
+        }
+        w.wr_id = static_cast<uint64_t>(d[kPrepWrId]);
+        uint64_t raddr = static_cast<uint64_t>(d[kPrepRemoteAddr]);
+        uint32_t rkey = static_cast<uint32_t>(d[kPrepRkey]);
+        if (IsAtomic(w.opcode)) w.wr.atomic.remote_addr = raddr, w.wr.atomic.rkey = rkey;
+        else if (!type_ud()) w.wr.rdma.remote_addr = raddr, w.wr.rdma.rkey = rkey;
+        w.imm_data = htonl(static_cast<uint32_t>(d[kPrepImm]));
+        for (int j = 0; j < w.num_sge; j++, sge++) {
+          b_.sges[sge].addr = mrAddr_[sge] + static_cast<uint64_t>(d[kPrepWrSlots + 2 * j]);
+          b_.sges[sge].length = static_cast<uint32_t>(d[kPrepWrSlots + 2 * j + 1]);
+        }
+      }
+    }
+    struct ibv_send_wr* last = &b_.wrs[count - 1];
+    struct ibv_send_wr* after = last->next;
+    last->next = nullptr;
+    struct ibv_send_wr* bad = nullptr;
+    int r = ibv_post_send(qp_, b_.wrs.data(), &bad);
+    last->next = after;
+    if (r) ThrowPostError(info.Env(), "ibv_post_send", r, bad ? bad - b_.wrs.data() : 0);
+    return info.Env().Undefined();
+  }
+  SendBatch b_;
+  std::vector<uint32_t> base_;
+  std::vector<uint64_t> mrLen_, mrAddr_;  // per SGE: its MR's length and start
+  struct ibv_qp* qp_ = nullptr;
+};
+const napi_type_tag RdmaPrepared::kTag = {0x7d1a2b3c4d5e6f79ULL, 0x0a1b2c3d4e5f607aULL};
+
+Napi::Value RdmaSrq::PostRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Live(env)) return env.Undefined();
+  RecvBatch b;
+  if (!ReadRecvWrs(env, info[0], &b) || b.wrs.empty() || !Live(env)) return env.Undefined();
   struct ibv_recv_wr* bad = nullptr;
-  int r = ibv_post_srq_recv(srq_, wrs.data(), &bad);
+  int r = ibv_post_srq_recv(srq_, b.wrs.data(), &bad);
   if (r) ThrowSys(env, "ibv_post_srq_recv", r);
   return env.Undefined();
 }
@@ -1166,6 +1401,15 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("RdmaAh", RdmaAh::Init(env));
   r.Set("RdmaSrq", RdmaSrq::Init(env));
   r.Set("RdmaQp", RdmaQp::Init(env));
+  r.Set("RdmaPrepared", RdmaPrepared::Init(env));
+  r.Set("wcStatusStr", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+            const Verbs* v = LoadVerbs(nullptr);
+            uint64_t st = 0;
+            if (!ToU64(info.Env(), info[0], "status", &st)) return info.Env().Undefined();
+            return Napi::String::New(info.Env(), v && st <= 0xffff ? v->wc_status_str(static_cast<enum ibv_wc_status>(st)) : "unknown");
+          }));
+  r.Set("WC_SLOTS", static_cast<int>(kWcSlots));
+  r.Set("WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
   r.Set("ACCESS_LOCAL_WRITE", static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   r.Set("ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));
   r.Set("ACCESS_REMOTE_READ", static_cast<int>(IBV_ACCESS_REMOTE_READ));

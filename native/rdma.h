@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common.h"
@@ -28,7 +29,13 @@ class VerbsNode : public Closable {
 
  protected:
   virtual int Destroy() = 0;  // 0 or errno
-  void ReleaseParents() { parents_.clear(); }
+  // Destroy a handle once: fn(h) when set (its result), then h = nullptr.
+  template <typename H, typename F>
+  static int Release(H*& h, F fn) {
+    int r = h ? fn(h) : 0;
+    h = nullptr;
+    return r;
+  }
   std::vector<Napi::ObjectReference> parents_;
   int rank_ = 5;
   napi_env env_;
@@ -38,6 +45,53 @@ class VerbsNode : public Closable {
   bool closed_ = false;
   std::vector<VerbsNode*> children_;
   std::vector<VerbsNode*> owners_;
+};
+
+// The JS side of a node: type tag, close()/isClosed(), the live check and
+// the parent links every wrapper class shares. T names itself with kTag,
+// kName (for argument errors) and kWhat (for "... is closed"); a class whose
+// close() reports a failed destroy names the call in DestroyCall().
+template <typename T>
+class VerbsWrap : public Napi::ObjectWrap<T>, public VerbsNode {
+ public:
+  VerbsWrap(const Napi::CallbackInfo& info, int rank) : Napi::ObjectWrap<T>(info), VerbsNode(info.Env()) {
+    info.This().template As<Napi::Object>().TypeTag(&T::kTag);
+    rank_ = rank;
+  }
+  Napi::Object JsObject() { return this->Value(); }
+  // Throws ERR_CLOSED when closed.
+  bool Live(Napi::Env env) {
+    if (!closed()) return true;
+    ThrowState(env, "ERR_CLOSED", std::string(T::kWhat) + " is closed");
+    return false;
+  }
+
+ protected:
+  using Props = std::vector<typename Napi::ObjectWrap<T>::PropertyDescriptor>;
+  // The class with its own methods plus close() and isClosed().
+  static Napi::Function Define(Napi::Env env, const char* name, Props props) {
+    props.push_back(Napi::ObjectWrap<T>::InstanceMethod("close", &VerbsWrap::Close));
+    props.push_back(Napi::ObjectWrap<T>::InstanceMethod("isClosed", &VerbsWrap::IsClosed));
+    return Napi::ObjectWrap<T>::DefineClass(env, name, props);
+  }
+  virtual const char* DestroyCall() const { return nullptr; }
+  // A failed constructor: nothing was created, the node counts as closed.
+  void Dead() { CloseTree(); }
+  // jsParent (the wrapper of parent) stays referenced while this node lives;
+  // closing parent closes this node first.
+  void Hold(const Napi::Value& jsParent, VerbsNode* parent) {
+    parents_.push_back(Napi::Persistent(jsParent.As<Napi::Object>()));
+    if (parent) parent->Adopt(this);
+  }
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseTree();
+    if (destroyErr_ && DestroyCall()) ThrowSys(info.Env(), DestroyCall(), destroyErr_);
+    destroyErr_ = 0;
+    return info.Env().Undefined();
+  }
+  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
 };
 
 Napi::Object InitRdma(Napi::Env env, Napi::Object exports);

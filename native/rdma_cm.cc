@@ -168,19 +168,17 @@ bool ConnParam(Napi::Env env, const Napi::Value& v, struct rdma_conn_param* p, s
 class RdmaCmId;
 
 // ---------------- event channel ----------------
-class RdmaCmChannel : public Napi::ObjectWrap<RdmaCmChannel>, public VerbsNode {
+class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
  public:
   static constexpr const char* kName = "CmEventChannel";
+  static constexpr const char* kWhat = "rdma_cm event channel";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaCmChannel",
-                       {InstanceMethod("start", &RdmaCmChannel::Start), InstanceMethod("ref", &RdmaCmChannel::SetRef),
-                        InstanceMethod("close", &RdmaCmChannel::Close), InstanceMethod("isClosed", &RdmaCmChannel::IsClosed)});
+    return Define(env, "RdmaCmChannel",
+                       {InstanceMethod("start", &RdmaCmChannel::Start), InstanceMethod("ref", &RdmaCmChannel::SetRef)});
   }
-  explicit RdmaCmChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaCmChannel>(info), VerbsNode(info.Env()) {
+  explicit RdmaCmChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 9) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 9;  // after its ids (8)
     cm_ = RequireCm(env);
     if (!cm_) { Dead(); return; }
     ch_ = cm_->create_event_channel();
@@ -200,10 +198,8 @@ class RdmaCmChannel : public Napi::ObjectWrap<RdmaCmChannel>, public VerbsNode {
   ~RdmaCmChannel() override { CloseTree(); }
   struct rdma_event_channel* channel() const { return ch_; }
   const Rdmacm* cm() const { return cm_; }
-  Napi::Object JsObject() { return Value(); }
 
  private:
-  void Dead() { ch_ = nullptr; CloseTree(); }
   int Destroy() override {
     if (watch_) watch_->Stop();
     onEvent_.Reset();
@@ -214,10 +210,7 @@ class RdmaCmChannel : public Napi::ObjectWrap<RdmaCmChannel>, public VerbsNode {
   // start(cb(event)): connection-manager events, read on the libuv loop.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (closed() || !ch_) {
-      ThrowState(env, "ERR_CLOSED", "rdma_cm event channel is closed");
-      return env.Undefined();
-    }
+    if (!Live(env)) return env.Undefined();
     if (!info[0].IsFunction()) {
       ThrowType(env, "callback must be a function");
       return env.Undefined();
@@ -234,11 +227,6 @@ class RdmaCmChannel : public Napi::ObjectWrap<RdmaCmChannel>, public VerbsNode {
     return info.Env().Undefined();
   }
   void OnEvents();
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Rdmacm* cm_ = nullptr;
   struct rdma_event_channel* ch_ = nullptr;
   FdWatch* watch_ = nullptr;
@@ -250,25 +238,23 @@ const napi_type_tag RdmaCmChannel::kTag = {0x7d1a2b3c4d5e6f80ULL, 0x0a1b2c3d4e5f
 
 // ---------------- communication id ----------------
 // new RdmaCmId(channel): an RC (RDMA_PS_TCP) id whose events arrive on channel.
-class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
+class RdmaCmId : public VerbsWrap<RdmaCmId> {
  public:
   static constexpr const char* kName = "CmId";
+  static constexpr const char* kWhat = "rdma_cm id";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "RdmaCmId",
+    return Define(env, "RdmaCmId",
                        {InstanceMethod("bind", &RdmaCmId::Bind), InstanceMethod("listen", &RdmaCmId::Listen),
                         InstanceMethod("resolveAddr", &RdmaCmId::ResolveAddr),
                         InstanceMethod("resolveRoute", &RdmaCmId::ResolveRoute),
                         InstanceMethod("connect", &RdmaCmId::Connect), InstanceMethod("accept", &RdmaCmId::Accept),
                         InstanceMethod("reject", &RdmaCmId::Reject), InstanceMethod("establish", &RdmaCmId::Establish),
                         InstanceMethod("disconnect", &RdmaCmId::Disconnect), InstanceMethod("qpAttr", &RdmaCmId::QpAttr),
-                        InstanceMethod("info", &RdmaCmId::Info), InstanceMethod("close", &RdmaCmId::Close),
-                        InstanceMethod("isClosed", &RdmaCmId::IsClosed)});
+                        InstanceMethod("info", &RdmaCmId::Info)});
   }
-  explicit RdmaCmId(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RdmaCmId>(info), VerbsNode(info.Env()) {
+  explicit RdmaCmId(const Napi::CallbackInfo& info) : VerbsWrap(info, 8) {
     Napi::Env env = info.Env();
-    info.This().As<Napi::Object>().TypeTag(&kTag);
-    rank_ = 8;
     RdmaCmChannel* ch = UnwrapTagged<RdmaCmChannel>(info[0], &RdmaCmChannel::kTag);
     if (!ch) {
       ThrowType(env, "channel must be a CmEventChannel");
@@ -288,27 +274,17 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
       ThrowSys(env, "rdma_create_id", errno ? errno : ENOMEM);
       { Dead(); return; }
     }
-    parents_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
-    ch->Adopt(this);
+    Hold(info[0], ch);
     Track(env, this);
   }
   ~RdmaCmId() override { CloseTree(); }
-  Napi::Object JsObject() { return Value(); }
+  const char* DestroyCall() const override { return "rdma_destroy_id"; }
 
  private:
-  void Dead() { id_ = nullptr; CloseTree(); }
   int Destroy() override {
     int r = id_ && cm_->destroy_id(id_) != 0 ? errno : 0;
     id_ = nullptr;
-    ReleaseParents();
     return r;
-  }
-  bool Live(Napi::Env env) {
-    if (closed() || !id_) {
-      ThrowState(env, "ERR_CLOSED", "rdma_cm id is closed");
-      return false;
-    }
-    return true;
   }
   // librdmacm dereferences id->verbs in these calls: an id without a device
   // (address not resolved or bound) would crash it.
@@ -475,13 +451,6 @@ class RdmaCmId : public Napi::ObjectWrap<RdmaCmId>, public VerbsNode {
     }
     return o;
   }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    CloseTree();
-    if (destroyErr_) ThrowSys(info.Env(), "rdma_destroy_id", destroyErr_);
-    destroyErr_ = 0;
-    return info.Env().Undefined();
-  }
-  Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
   const Rdmacm* cm_ = nullptr;
   struct rdma_cm_id* id_ = nullptr;
 };

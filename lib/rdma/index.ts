@@ -3,11 +3,12 @@
  * Objects form pyverbs' tree: Context → ProtectionDomain → MemoryRegion,
  * QueuePair; Context → CompletionQueue → QueuePair. Closing a parent closes
  * its children first; every close is idempotent and `using` works.
- * Not yet here (next increments of this module): completion channels on the
- * libuv loop, async events, UD address handles, SRQ, rdma_cm, RdmaConnection.
+ * The data path has a fast form for hot loops: `qp.prepareSend()` (work
+ * requests checked once, posted with numbers only) and `cq.pollInto()`
+ * (completions as numbers in a reused typed array). See docs/rdma.md.
  */
 import { native as nativeBinding } from '../native.js';
-import { argType } from '../errors.js';
+import { argRange, argType } from '../errors.js';
 import { EventEmitter } from 'node:events';
 import { integer, object } from '../validate.js';
 import { Region } from '../uffd/region.js';
@@ -26,19 +27,28 @@ interface Raw {
     info(): { addr: number; length: number; lkey: number; rkey: number };
   };
   RdmaCq: new (ctx: object, cqe: number, channel?: object) => RawNode & {
-    poll(max?: number): Completion[];
-    pollSpin(max: number, spinMicros: number): Completion[];
+    poll(max?: number): readonly Completion[];
+    pollSpin(max: number, spinMicros: number): readonly Completion[];
+    pollInto(out: Float64Array | BigUint64Array, max?: number): number;
     requestNotify(solicitedOnly: boolean): void;
   };
   RdmaAh: new (pd: object, attrs: object) => RawNode;
-  RdmaSrq: new (pd: object, attrs: object) => RawNode & { postRecv(wrs: object[]): void };
+  RdmaSrq: new (pd: object, attrs: object) => RawNode & { postRecv(wrs: readonly object[]): void };
   RdmaChannel: new (ctx: object) => RawNode & { start(cb: (cq: object) => void): void; ref(on: boolean): void };
   RdmaQp: new (pd: object, sendCq: object, recvCq: object, opts: object) => RawNode & {
     info(): { qpNum: number; state: QpState; type: 'RC' | 'UD' };
     modify(attrs: QpAttributes): void;
-    postSend(wrs: object[]): void;
-    postRecv(wrs: object[]): void;
+    postSend(wrs: readonly object[]): void;
+    postRecv(wrs: readonly object[]): void;
   };
+  RdmaPrepared: new (qp: object, wrs: readonly object[]) => RawNode & {
+    layout(): number[];
+    read(ctl: Float64Array): void;
+    post(ctl?: Float64Array, count?: number): void;
+  };
+  wcStatusStr(status: number): string;
+  WC_SLOTS: number;
+  WC_WITH_IMM: number;
   ACCESS_LOCAL_WRITE: number;
   ACCESS_REMOTE_WRITE: number;
   ACCESS_REMOTE_READ: number;
@@ -75,12 +85,12 @@ export interface AsyncEvent { type: string; port?: number; qpNum?: number }
 export interface Sge { mr: MemoryRegion; offset?: number; length: number }
 export type SendOpcode = 'SEND' | 'SEND_WITH_IMM' | 'RDMA_WRITE' | 'RDMA_WRITE_WITH_IMM' | 'RDMA_READ' | 'ATOMIC_CMP_AND_SWP' | 'ATOMIC_FETCH_AND_ADD';
 export interface SendWr {
-  wrId?: number | bigint; opcode: SendOpcode; sge?: Sge[]; signaled?: boolean; imm?: number;
+  wrId?: number | bigint; opcode: SendOpcode; sge?: readonly Sge[]; signaled?: boolean; imm?: number;
   remoteAddr?: number | bigint; rkey?: number; compareAdd?: number | bigint; swap?: number | bigint;
   /** UD only: the destination of the datagram. */
   ah?: AddressHandle; remoteQpn?: number; remoteQkey?: number;
 }
-export interface RecvWr { wrId?: number | bigint; sge?: Sge[] }
+export interface RecvWr { wrId?: number | bigint; sge?: readonly Sge[] }
 
 function accessBits(list: readonly Access[]): number {
   let bits = 0;
@@ -209,9 +219,8 @@ export class SharedReceiveQueue extends Node {
     this.raw = new raw.RdmaSrq(pd.raw, object('options', options));
   }
   /** Post receive buffers shared by every QP created with this SRQ. */
-  postRecv(wrs: RecvWr[]): void {
-    if (!Array.isArray(wrs)) throw argType('work requests must be an array');
-    this.raw.postRecv(wrs.map((w) => ({ ...w, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
+  postRecv(wrs: readonly RecvWr[]): void {
+    this.raw.postRecv(wrs);  // the binding reads the typed wrappers' native objects itself
   }
 }
 
@@ -285,26 +294,39 @@ export class CompletionQueue extends Node {
     this.raw = new raw.RdmaCq(context.raw, integer('cqe', cqe, 1), channel?.raw);
     channel?.attach(this);
   }
-  /** Completions available now (at most `max`; never blocks). */
-  poll(max = 16): Completion[] {
-    return this.raw.poll(integer('max', max, 1, 256));
+  /** Completions available now (at most `max`; never blocks). An empty poll returns one shared frozen `[]`. */
+  poll(max = 16): readonly Completion[] {
+    return this.raw.poll(max === 16 ? undefined : integer('max', max, 1, 256));
+  }
+  /**
+   * Completions available now, written into `out` as numbers (no objects):
+   * completion i occupies `out[i * WC.SLOTS + WC.…]` (wrId, status, opcode,
+   * byteLen, imm, qpNum, srcQp, flags). Returns how many were written, at most
+   * `max` and what `out` holds (256 per call at most). Reuse one array: this is
+   * the allocation-free form of `poll()`. A Float64Array holds wrIds exactly
+   * up to 2^53; a BigUint64Array holds all of them.
+   */
+  pollInto(out: Float64Array | BigUint64Array, max?: number): number {
+    return this.raw.pollInto(out, max);
   }
   /**
    * Busy-poll in C++ for up to `spinMicros` until completions arrive: the
    * lowest latency, at the price of blocking this thread meanwhile.
    */
   pollSpin(max = 16, spinMicros = 100): Completion[] {
-    return this.raw.pollSpin(integer('max', max, 1, 256), integer('spinMicros', spinMicros, 0, 100_000));
+    const got = this.raw.pollSpin(integer('max', max, 1, 256), integer('spinMicros', spinMicros, 0, 100_000));
+    return got.length ? (got as Completion[]) : [];  // a fresh array: only poll() returns the shared empty one
   }
   /** Wait (on the event loop, through the completion channel) for at least one completion. */
   async next(max = 16): Promise<Completion[]> {
     if (!this.channel) throw argType('next() needs a CompletionQueue created with a CompletionChannel');
     for (;;) {
+      // A non-empty poll is a fresh array, the caller's to keep.
       const now = this.poll(max);
-      if (now.length) return now;
+      if (now.length) return now as Completion[];
       this.raw.requestNotify(false);
       const raced = this.poll(max);  // completions that arrived before arming
-      if (raced.length) return raced;
+      if (raced.length) return raced as Completion[];
       this.channel.hold(1);
       try {
         await new Promise<void>((resolve) => this.waiters.push(resolve));
@@ -355,16 +377,24 @@ export class QueuePair extends Node {
   toInit(options: { port?: number; access?: Access[] } = {}): void {
     this.modify({ state: 'INIT', pkeyIndex: 0, portNum: options.port ?? 1, access: accessBits(options.access ?? ['local-write', 'remote-write', 'remote-read', 'remote-atomic']) });
   }
-  /** INIT → RTR towards a peer (RoCE: its GID; GID index 1 is the IPv4-mapped RoCEv2 GID on rxe). */
-  toRtr(peer: { qpNum: number; gid: string; psn?: number }, options: { port?: number; sgidIndex?: number; mtu?: number } = {}): void {
+  /**
+   * INIT → RTR towards a peer (RoCE: its GID; GID index 1 is the IPv4-mapped RoCEv2 GID on rxe).
+   * `maxDestRdAtomic` (default 1): RDMA READs and atomics the peer may have outstanding on this QP;
+   * give it at least the peer's `maxRdAtomic`, at most the device's `maxQpRdAtom`.
+   */
+  toRtr(peer: { qpNum: number; gid: string; psn?: number }, options: { port?: number; sgidIndex?: number; mtu?: number; maxDestRdAtomic?: number } = {}): void {
     this.modify({
-      state: 'RTR', pathMtu: options.mtu ?? 1024, destQpNum: peer.qpNum, rqPsn: peer.psn ?? 0, maxDestRdAtomic: 1,
+      state: 'RTR', pathMtu: options.mtu ?? 1024, destQpNum: peer.qpNum, rqPsn: peer.psn ?? 0,
+      maxDestRdAtomic: integer('options.maxDestRdAtomic', options.maxDestRdAtomic ?? 1, 0, 255),
       minRnrTimer: 12, dgid: peer.gid, sgidIndex: options.sgidIndex ?? 1, hopLimit: 64, ahPort: options.port ?? 1,
     });
   }
-  /** RTR → RTS. */
-  toRts(options: { psn?: number } = {}): void {
-    this.modify({ state: 'RTS', sqPsn: options.psn ?? 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: 1 });
+  /**
+   * RTR → RTS. `maxRdAtomic` (default 1): RDMA READs and atomics this QP keeps outstanding
+   * (more in flight, more bandwidth per QP); at most the peer's `maxDestRdAtomic`.
+   */
+  toRts(options: { psn?: number; maxRdAtomic?: number } = {}): void {
+    this.modify({ state: 'RTS', sqPsn: options.psn ?? 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: integer('options.maxRdAtomic', options.maxRdAtomic ?? 1, 0, 255) });
   }
   /** A UD QP: RESET → INIT (with its qkey) → RTR → RTS; it can then send datagrams to any address handle. */
   readyUd(options: { qkey: number; port?: number; psn?: number }): void {
@@ -372,16 +402,110 @@ export class QueuePair extends Node {
     this.modify({ state: 'RTR' });
     this.modify({ state: 'RTS', sqPsn: options.psn ?? 0 });
   }
-  /** Post a batch of send-queue work requests in one ibv_post_send. */
-  postSend(wrs: SendWr[]): void {
-    if (!Array.isArray(wrs)) throw argType('work requests must be an array');
-    this.raw.postSend(wrs.map((w) => ({ ...w, ah: w.ah?.raw, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
+  /**
+   * Post a batch of send-queue work requests in one ibv_post_send. The binding
+   * reads each field once and checks every SGE against its MR; nothing is
+   * posted when a request is invalid. For a hot loop, see prepareSend().
+   */
+  postSend(wrs: readonly SendWr[]): void {
+    this.raw.postSend(wrs);  // the binding reads the typed wrappers' native objects itself
   }
   /** Post a batch of receive work requests in one ibv_post_recv. */
-  postRecv(wrs: RecvWr[]): void {
-    if (!Array.isArray(wrs)) throw argType('work requests must be an array');
-    this.raw.postRecv(wrs.map((w) => ({ ...w, sge: w.sge?.map((s) => ({ ...s, mr: s.mr.raw })) })));
+  postRecv(wrs: readonly RecvWr[]): void {
+    this.raw.postRecv(wrs);
   }
+  /**
+   * Check and convert work requests once, for posting many times with only
+   * numbers changing (wrId, remote address, rkey, imm, SGE offsets and
+   * lengths): see PreparedSend. The prepared send closes with this QP and with
+   * any MR or AH it names, and keeps them referenced while it lives.
+   */
+  prepareSend(wrs: readonly SendWr[]): PreparedSend {
+    return new PreparedSend(this, wrs);
+  }
+}
+
+/**
+ * Work requests checked and converted once (`qp.prepareSend(wrs)`), then
+ * posted with `post()`: one native call that reads a few numbers, checks them
+ * (SGEs against their memory region) and calls ibv_post_send: no objects, no
+ * property reads. The setters only store numbers in a Float64Array that
+ * `post()` reads; out-of-range values are refused by `post()` with a
+ * RangeError and nothing is posted. wrIds and remote addresses travel as
+ * doubles: integers up to 2^53.
+ *
+ * ```ts
+ * const read = qp.prepareSend([{ opcode: 'RDMA_READ', sge: [{ mr, length: 4096 }], remoteAddr, rkey }]);
+ * read.setWrId(0, id).setRemoteAddr(0, remoteAddr + off).post();
+ * ```
+ */
+export class PreparedSend extends Node {
+  /** @internal */ readonly raw: InstanceType<Raw['RdmaPrepared']>;
+  /** How many work requests it holds. */
+  readonly length: number;
+  private readonly ctl: Float64Array;
+  private readonly base: Uint32Array;
+  constructor(readonly qp: QueuePair, wrs: readonly SendWr[]) {
+    super();
+    this.raw = new raw.RdmaPrepared(qp.raw, wrs);
+    const layout = this.raw.layout();
+    this.base = Uint32Array.from(layout);
+    this.length = layout.length - 1;
+    this.ctl = new Float64Array(layout[layout.length - 1]);
+    this.raw.read(this.ctl);
+  }
+  private at(i: number): number {
+    const b = i < this.length ? this.base[i] : undefined;
+    if (b === undefined) throw argRange(`work request index ${i} is outside 0..${this.length - 1}`);
+    return b;
+  }
+  setWrId(i: number, wrId: number): this {
+    this.ctl[this.at(i) + PREP_WR_ID] = wrId;
+    return this;
+  }
+  /** The remote address (RDMA and atomics), and its rkey when given. */
+  setRemoteAddr(i: number, remoteAddr: number, rkey?: number): this {
+    const b = this.at(i);
+    this.ctl[b + PREP_REMOTE_ADDR] = remoteAddr;
+    if (rkey !== undefined) this.ctl[b + PREP_RKEY] = rkey;
+    return this;
+  }
+  setImm(i: number, imm: number): this {
+    this.ctl[this.at(i) + PREP_IMM] = imm;
+    return this;
+  }
+  /** SGE `j` of work request `i`: `offset` within its memory region, and `length`. */
+  setSge(i: number, j: number, offset: number, length: number): this {
+    const b = this.at(i), k = b + PREP_SLOTS + 2 * j;
+    if (!(j >= 0 && k + 1 < this.base[i + 1])) throw argRange(`work request ${i} has no sge ${j}`);
+    this.ctl[k] = offset;
+    this.ctl[k + 1] = length;
+    return this;
+  }
+  /** Post the first `count` work requests (default all) in one ibv_post_send. */
+  post(count?: number): void {
+    this.raw.post(this.ctl, count);
+  }
+}
+const PREP_WR_ID = 0, PREP_REMOTE_ADDR = 1, PREP_RKEY = 2, PREP_IMM = 3, PREP_SLOTS = 4;
+
+/**
+ * Where `cq.pollInto()` puts each field of completion i: `out[i * WC.SLOTS + WC.WR_ID]` and so
+ * on. `status` 0 is success (`wcStatusName()` names the others); `opcode` is ibv_wc_opcode
+ * (`wcOpcodeName()`); `imm` is valid when `flags & WC.WITH_IMM`.
+ */
+export const WC = Object.freeze({
+  SLOTS: 8, WR_ID: 0, STATUS: 1, OPCODE: 2, BYTE_LEN: 3, IMM: 4, QP_NUM: 5, SRC_QP: 6, FLAGS: 7, WITH_IMM: 2, SUCCESS: 0,
+});
+/** libibverbs' name of a completion status (as `Completion.status`). */
+export function wcStatusName(status: number): string {
+  return raw.wcStatusStr(integer('status', status, 0, 0xffff));
+}
+const WC_OPCODES = ['SEND', 'RDMA_WRITE', 'RDMA_READ', 'COMP_SWAP', 'FETCH_ADD', 'BIND_MW', 'LOCAL_INV', 'TSO'];
+/** The name of a completion opcode (as `Completion.opcode`). */
+export function wcOpcodeName(opcode: number): string {
+  if (opcode & 128) return opcode === 129 ? 'RECV_RDMA_WITH_IMM' : 'RECV';
+  return WC_OPCODES[opcode] ?? 'OTHER';
 }
 
 export { RdmaConnection, type ConnectionOptions } from './connection.js';
