@@ -5,10 +5,12 @@
  * Boots the VM once (scripts/vm/run.sh bench/rdma/in-vm.sh), where
  * dist/bench/rdma/vm.js measures, in --rounds interleaved rounds:
  *   ours      an RC queue-pair pair of one node process looped back through
- *             rxe0: one signaled READ/WRITE at a time with cq.poll(1) in a
+ *             rxe0: one signaled READ/WRITE at a time, polling the CQ in a
  *             tight loop (8 B, 4 KiB); WRITE also as ib_write_lat measures it
  *             (ping-pong, polling the last byte in memory, half the round
- *             trip); 64 KiB READs with --depth in flight
+ *             trip); 64 KiB READs with --depth in flight. Each through the
+ *             binding's fast path (qp.prepareSend + cq.pollInto: the ratios)
+ *             and through the plain API (postSend/poll with objects)
  *   perftest  ib_read_lat / ib_write_lat (-s 8, -s 4096) and ib_read_bw
  *             (-s 65536): server in the background, client to 127.0.0.1,
  *             -d rxe0 -x 1, the same iteration counts
@@ -30,8 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fmtRatio, median, parseOptions, root, round, table } from '../run.js';
 import { calibrate, type Calibration } from './calib.js';
-import type { PerftestBw } from './perftest.js';
-import type { BwResult, LatRound, LatStats, Round } from './vm.js';
+import type { BwResult, BwRound, LatRound, LatStats, Round } from './vm.js';
 
 const opts = parseOptions(process.argv.slice(2), {
   rounds: 'interleaved rounds of ours and perftest (default 3)',
@@ -137,13 +138,13 @@ function latAgg(key: string, pick: (x: LatRound) => LatStats | undefined): LatAg
 }
 
 interface BwAgg { ours_MiBs: number; perftest_MiBs: number; perftest_peak_MiBs: number; ratio: number; ratio_rounds: number[] }
-function bwAgg(key: string): BwAgg | undefined {
-  const rs = r.rounds.map((x) => x[key] as { ours: BwResult; perftest: PerftestBw } | undefined).filter((x) => x !== undefined);
+function bwAgg(key: string, pick: (x: BwRound) => BwResult | undefined = (x) => x.ours): BwAgg | undefined {
+  const rs = r.rounds.map((x) => x[key] as BwRound | undefined).filter((x): x is BwRound => x !== undefined && pick(x) !== undefined);
   if (!rs.length) return undefined;
   const a = {
-    ours_MiBs: median(rs.map((x) => x.ours.MiBs)), perftest_MiBs: median(rs.map((x) => x.perftest.avgMiBs)),
+    ours_MiBs: median(rs.map((x) => pick(x)!.MiBs)), perftest_MiBs: median(rs.map((x) => x.perftest.avgMiBs)),
     perftest_peak_MiBs: median(rs.map((x) => x.perftest.peakMiBs)),
-    ratio_rounds: rs.map((x) => round(x.ours.MiBs / x.perftest.avgMiBs, 3)),
+    ratio_rounds: rs.map((x) => round(pick(x)!.MiBs / x.perftest.avgMiBs, 3)),
   };
   return { ...a, ratio: a.ours_MiBs / a.perftest_MiBs };
 }
@@ -155,8 +156,13 @@ const lat = {
   write_lat_4096: latAgg('write_lat_4096', (x) => x.ours_pingpong),
   write_lat_8_cq: latAgg('write_lat_8', (x) => x.ours),
   write_lat_4096_cq: latAgg('write_lat_4096', (x) => x.ours),
+  read_lat_8_plain: latAgg('read_lat_8', (x) => x.ours_plain),
+  read_lat_4096_plain: latAgg('read_lat_4096', (x) => x.ours_plain),
+  write_lat_8_plain: latAgg('write_lat_8', (x) => x.ours_pingpong_plain),
+  write_lat_4096_plain: latAgg('write_lat_4096', (x) => x.ours_pingpong_plain),
 };
 const bwr = bwAgg('read_bw_65536');
+const bwPlain = bwAgg('read_bw_65536', (x) => x.ours_plain);
 
 // ---------------------------------------------------------------- report
 
@@ -173,16 +179,23 @@ const latRows: [string, LatAgg | undefined][] = [
   ['WRITE 4 KiB, ping-pong (as ib_write_lat)', lat.write_lat_4096],
   ['WRITE 8 B, one signaled op + CQ', lat.write_lat_8_cq],
   ['WRITE 4 KiB, one signaled op + CQ', lat.write_lat_4096_cq],
+  ['plain API: READ 8 B', lat.read_lat_8_plain],
+  ['plain API: READ 4 KiB', lat.read_lat_4096_plain],
+  ['plain API: WRITE 8 B, ping-pong', lat.write_lat_8_plain],
+  ['plain API: WRITE 4 KiB, ping-pong', lat.write_lat_4096_plain],
 ];
 console.log(table(['latency (µs)', 'ours p50', 'ours p99', 'perftest typical', 'perftest p99', 'ours/perftest', 'per round'],
   latRows.filter(([, a]) => a).map(([name, a]) => [name, us(a!.ours_p50_us), us(a!.ours_p99_us), us(a!.perftest_typical_us), us(a!.perftest_p99_us), fmtRatio(a!.ratio), spread(a!.ratio_rounds)])));
+console.log('  Rows without "plain API" use the fast path (a prepared send posted with numbers, cq.pollInto); "plain API" rows post');
+console.log('  work-request objects with qp.postSend() and take completion objects from cq.poll().');
 console.log('  READ: post -> completion polled, post-to-post per sample, like ib_read_lat. WRITE ping-pong: A writes B, the last byte');
 console.log('  is polled in memory, B writes back; a sample is half the round trip, which is what ib_write_lat reports (its');
 console.log('  "one-way" figure). "one signaled op + CQ" is a whole WRITE (data + ACK + completion) against that half round trip.');
 if (bwr) {
   console.log('');
   console.log(table(['READ 64 KiB bandwidth (MiB/s)', 'ours', 'perftest average', 'perftest peak', 'ours/perftest', 'per round'],
-    [['READ 64 KiB', bwr.ours_MiBs.toFixed(1), bwr.perftest_MiBs.toFixed(1), bwr.perftest_peak_MiBs.toFixed(1), fmtRatio(bwr.ratio), spread(bwr.ratio_rounds)]]));
+    [['READ 64 KiB', bwr.ours_MiBs.toFixed(1), bwr.perftest_MiBs.toFixed(1), bwr.perftest_peak_MiBs.toFixed(1), fmtRatio(bwr.ratio), spread(bwr.ratio_rounds)],
+      ...(bwPlain ? [['plain API: READ 64 KiB', bwPlain.ours_MiBs.toFixed(1), bwPlain.perftest_MiBs.toFixed(1), bwPlain.perftest_peak_MiBs.toFixed(1), fmtRatio(bwPlain.ratio), spread(bwPlain.ratio_rounds)]] : [])]));
 }
 
 const ratios: Record<string, number> = {};
@@ -196,6 +209,11 @@ put('read_lat_8_vs_perftest', lat.read_lat_8?.ratio);
 put('write_lat_8_vs_perftest', lat.write_lat_8?.ratio);
 put('write_lat_cq_vs_perftest', lat.write_lat_4096_cq?.ratio);
 put('write_lat_8_cq_vs_perftest', lat.write_lat_8_cq?.ratio);
+put('plain_read_lat_vs_perftest', lat.read_lat_4096_plain?.ratio);
+put('plain_write_lat_vs_perftest', lat.write_lat_4096_plain?.ratio);
+put('plain_read_lat_8_vs_perftest', lat.read_lat_8_plain?.ratio);
+put('plain_write_lat_8_vs_perftest', lat.write_lat_8_plain?.ratio);
+put('plain_read_bw_vs_perftest', bwPlain?.ratio);
 console.log('');
 console.log(`ratios: READ latency (4 KiB) ${fmtRatio(ratios.read_lat_vs_perftest)} (target <= 1.20x), WRITE latency (4 KiB, ping-pong) ` +
   `${fmtRatio(ratios.write_lat_vs_perftest)} (target <= 1.20x), READ bandwidth (64 KiB) ${fmtRatio(ratios.read_bw_vs_perftest)} (target >= 0.90x); ` +
@@ -217,21 +235,27 @@ if (d) {
     line('JS: copy one work request + SGE (what postSend does per WR)', 'js_ns');
   }
   const ns = (k: string) => (num(k) !== undefined ? `${(num(k)! / 1000).toFixed(2)} µs` : '-');
-  rows.push(['empty cq.poll(1): typed API / raw binding', `${ns('poll_empty_ns')} / ${ns('poll_empty_raw_ns')}`, '']);
+  rows.push(['empty poll: cq.poll(1) typed API / raw binding / cq.pollInto()', `${ns('poll_empty_ns')} / ${ns('poll_empty_raw_ns')} / ${ns('poll_into_empty_ns')}`, '']);
   const p50 = (k: string) => (st(k) ? `${us(st(k)!.p50Us)} µs` : '-');
-  rows.push(['READ 8 B p50: typed API / raw binding / pollSpin', `${p50('read_lat_8_lib')} / ${p50('read_lat_8_raw')} / ${p50('read_lat_8_pollspin')}`,
+  rows.push(['READ 8 B p50: fast path / plain API / raw binding / pollSpin', `${p50('read_lat_8_fast')} / ${p50('read_lat_8_lib')} / ${p50('read_lat_8_raw')} / ${p50('read_lat_8_pollspin')}`,
     lat.read_lat_8 ? `perftest ${us(lat.read_lat_8.perftest_typical_us)} µs` : '']);
-  rows.push(['READ 4 KiB p50: typed API / raw binding', `${p50('read_lat_4096_lib')} / ${p50('read_lat_4096_raw')}`,
+  rows.push(['READ 4 KiB p50: fast path / plain API / raw binding', `${p50('read_lat_4096_fast')} / ${p50('read_lat_4096_lib')} / ${p50('read_lat_4096_raw')}`,
     lat.read_lat_4096 ? `perftest ${us(lat.read_lat_4096.perftest_typical_us)} µs` : '']);
   for (const k of ['read', 'write']) {
-    const w = st(`${k}_8_post_to_completion`);
+    const w = st(`${k}_8_post_to_completion`), wf = st(`${k}_8_post_to_completion_fast`);
     rows.push([`${k.toUpperCase()} 8 B p50: inside postSend() / return -> completion polled`, `${p50(`${k}_8_in_postsend`)} / ${p50(`${k}_8_post_to_completion`)}`,
       w?.emptyPollsP50 !== undefined ? `empty polls before the completion: ${w.emptyPollsP50} (p50)` : '']);
+    rows.push([`${k.toUpperCase()} 8 B p50, fast path: inside post() / return -> pollInto found it`, `${p50(`${k}_8_in_post_fast`)} / ${p50(`${k}_8_post_to_completion_fast`)}`,
+      wf?.emptyPollsP50 !== undefined ? `empty polls before the completion: ${wf.emptyPollsP50} (p50)` : '']);
   }
-  const cpu = d.read_lat_8_cpu_us as { user: number; system: number; wall: number } | undefined;
-  if (cpu) rows.push(['READ 8 B CPU per op: user / kernel (wall)', `${us(cpu.user)} / ${us(cpu.system)} µs (${us(cpu.wall)} µs)`, '']);
+  const cpuRow = (label: string, k: string) => {
+    const cpu = d[k] as { user: number; system: number; wall: number } | undefined;
+    if (cpu) rows.push([label, `${us(cpu.user)} / ${us(cpu.system)} µs (${us(cpu.wall)} µs)`, '']);
+  };
+  cpuRow('READ 8 B CPU per op, plain API: user / kernel (wall)', 'read_lat_8_cpu_us');
+  cpuRow('READ 8 B CPU per op, fast path: user / kernel (wall)', 'read_lat_8_fast_cpu_us');
   if (num('postsend_per_wr_ns') !== undefined)
-    rows.push(['postSend() argument handling per WR: typed API / raw binding', `${ns('postsend_per_wr_ns')} / ${ns('postsend_per_wr_raw_ns')}`, 'no syscall: measured on refused batches']);
+    rows.push(['argument handling per WR: postSend() typed / raw; prepared post()', `${ns('postsend_per_wr_ns')} / ${ns('postsend_per_wr_raw_ns')}; ${ns('prepared_post_per_wr_ns')}`, 'no syscall: measured on refused batches']);
   if (num('poll_one_completion_ns') !== undefined) rows.push(['cq.poll(1) returning one completion', ns('poll_one_completion_ns'), '']);
   const floor = d.c_floor as Record<string, { p50_us: number; post_p50_us: number }> | undefined;
   if (floor) {

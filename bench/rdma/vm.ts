@@ -2,9 +2,12 @@
  * bench/rdma, the part that runs inside the soft-RoCE VM (bench/rdma/in-vm.sh
  * starts it; bench/rdma/index.ts on the host boots the VM and reports).
  *
- * Our binding, one process, an RC queue-pair pair looped back through rxe0:
- *   lat_cq    one signaled READ/WRITE at a time, cq.poll(1) in a tight loop;
- *             a sample is post-to-post (as perftest's ib_read_lat times it)
+ * Our binding, one process, an RC queue-pair pair looped back through rxe0,
+ * each measured through the binding's fast path (a prepared send posted with
+ * numbers only, completions by cq.pollInto into a reused Float64Array) and
+ * through the plain API (postSend of work-request objects, cq.poll):
+ *   lat_cq    one signaled READ/WRITE at a time, polling the CQ in a tight
+ *             loop; a sample is post-to-post (as perftest's ib_read_lat times it)
  *   pingpong  WRITE latency the way ib_write_lat measures it: A writes B's
  *             buffer, the last byte is polled in memory, B writes A's; a
  *             sample is half of that round trip
@@ -103,8 +106,8 @@ class Pair {
 
   /**
    * outReads: RDMA READs a QP may have outstanding (max_rd_atomic, and the
-   * peer's max_dest_rd_atomic); 'helpers' connects with toRtr()/toRts() as
-   * they are (which set 1).
+   * peer's max_dest_rd_atomic); 'helpers' connects with toRtr()/toRts()'s
+   * defaults (1).
    */
   constructor(readonly outReads: number | 'helpers', bytes: number) {
     this.ctx = rdma.Context.open(DEV);
@@ -120,12 +123,9 @@ class Pair {
         q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
         q.toRts();
       } else {
-        // What toRtr()/toRts() do, with outReads outstanding READs instead of 1 (perftest uses the device maximum).
-        q.modify({
-          state: 'RTR', pathMtu: this.ctx.queryPort(1).activeMtu, destQpNum: peer.qpNum, rqPsn: 0, maxDestRdAtomic: outReads,
-          minRnrTimer: 12, dgid: gid, sgidIndex: GID_INDEX, hopLimit: 64, ahPort: 1,
-        });
-        q.modify({ state: 'RTS', sqPsn: 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: outReads });
+        // outReads outstanding READs instead of the helpers' default 1 (perftest uses the device maximum).
+        q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX, mtu: this.ctx.queryPort(1).activeMtu, maxDestRdAtomic: outReads });
+        q.toRts({ maxRdAtomic: outReads });
       }
     }
     this.memA = Region.anonymous(bytes);
@@ -146,6 +146,41 @@ type Op = 'RDMA_READ' | 'RDMA_WRITE';
 
 function check(c: rdma.Completion, what: string): void {
   if (!c.ok) throw new Error(`${what}: completion ${c.status} (${c.opcode})`);
+}
+
+/** Completions as numbers (cq.pollInto), one reused array. */
+const WCS = new Float64Array(64 * rdma.WC.SLOTS);
+function checkSlots(n: number, what: string): void {
+  for (let i = 0; i < n; i++) {
+    const st = WCS[i * rdma.WC.SLOTS + rdma.WC.STATUS];
+    if (st !== rdma.WC.SUCCESS) throw new Error(`${what}: completion ${rdma.wcStatusName(st)}`);
+  }
+}
+
+/** latCq through the fast path: one prepared send posted as is, cq.pollInto(). */
+function latCqFast(p: Pair, op: Op, size: number, iters: number): LatStats {
+  const prep = p.a.prepareSend([{ wrId: 1, opcode: op, sge: [{ mr: p.mrA, length: size }], remoteAddr: p.mrB.addr, rkey: p.mrB.rkey }]);
+  const stamps = new Float64Array(iters + 1);
+  const polls = new Uint32Array(iters);
+  const spin = new Spin(`${op} ${size} B (fast path)`);
+  const cq = p.cqA;
+  try {
+    for (let i = -WARMUP; i < iters; i++) {
+      if (i >= 0) stamps[i] = performance.now();
+      prep.post();
+      let empty = 0;
+      while (cq.pollInto(WCS, 1) === 0) {
+        empty++;
+        spin.tick();
+      }
+      checkSlots(1, op);
+      if (i >= 0) polls[i] = empty;
+    }
+    stamps[iters] = performance.now();
+  } finally {
+    prep.close();
+  }
+  return latStats(diffs(stamps), polls);
 }
 
 /** One signaled op at a time from A on B's memory; busy cq.poll(1). Samples are post-to-post. */
@@ -217,6 +252,41 @@ function pingPong(p: Pair, size: number, iters: number): LatStats {
   return latStats(diffs(stamps, 0.5));
 }
 
+/** pingPong through the fast path: prepared sends, completions by pollInto. */
+function pingPongFast(p: Pair, size: number, iters: number): LatStats {
+  const SEND = 0, RECV = 1 << 20;
+  const last = size - 1;
+  const wa = p.a.prepareSend([{ wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrA, offset: SEND, length: size }], remoteAddr: p.mrB.addr + RECV, rkey: p.mrB.rkey }]);
+  const wb = p.b.prepareSend([{ wrId: 3, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrB, offset: SEND, length: size }], remoteAddr: p.mrA.addr + RECV, rkey: p.mrA.rkey }]);
+  p.viewA.fill(0, RECV, RECV + size);
+  p.viewB.fill(0, RECV, RECV + size);
+  const stamps = new Float64Array(iters + 1);
+  const spin = new Spin(`ping-pong ${size} B (fast path)`);
+  const reap = (cq: rdma.CompletionQueue) => {
+    while (cq.pollInto(WCS, 1) === 0) spin.tick();
+    checkSlots(1, 'ping-pong WRITE');
+  };
+  try {
+    for (let i = -WARMUP; i < iters; i++) {
+      if (i >= 0) stamps[i] = performance.now();
+      const mark = ((i + WARMUP) % 255) + 1;
+      p.viewA[SEND + last] = mark;
+      wa.post();
+      while (Atomics.load(p.viewB, RECV + last) !== mark) spin.tick();
+      p.viewB[SEND + last] = mark;
+      wb.post();
+      while (Atomics.load(p.viewA, RECV + last) !== mark) spin.tick();
+      reap(p.cqA);
+      reap(p.cqB);
+    }
+    stamps[iters] = performance.now();
+  } finally {
+    wa.close();
+    wb.close();
+  }
+  return latStats(diffs(stamps, 0.5));
+}
+
 export interface BwResult { MiBs: number; iters: number; bytes: number; depth: number; seconds: number }
 
 /** `iters` READs of `size` bytes from B's memory, `depth` in flight, each signaled; MiB/s from first post to last completion. */
@@ -249,6 +319,40 @@ function bw(p: Pair, size: number, iters: number, depth: number): BwResult {
   }
   const seconds = (performance.now() - start) / 1000;
   return { MiBs: (iters * size) / 2 ** 20 / seconds, iters, bytes: size, depth, seconds };
+}
+
+/** bw through the fast path: a prepared batch of `depth` READs whose first k are re-aimed at the freed slots and posted with post(k). */
+function bwFast(p: Pair, size: number, iters: number, depth: number): BwResult {
+  const batch = p.a.prepareSend(Array.from({ length: depth }, (_, j) => ({
+    wrId: j, opcode: 'RDMA_READ' as const, sge: [{ mr: p.mrA, offset: j * size, length: size }], remoteAddr: p.mrB.addr + j * size, rkey: p.mrB.rkey,
+  })));
+  const spin = new Spin(`READ bw ${size} B (fast path)`);
+  const S = rdma.WC.SLOTS, baseB = p.mrB.addr;
+  let posted = Math.min(depth, iters);
+  let done = 0;
+  try {
+    const start = performance.now();
+    batch.post(posted);
+    while (done < iters) {
+      const n = p.cqA.pollInto(WCS, 64);
+      if (n === 0) {
+        spin.tick();
+        continue;
+      }
+      checkSlots(n, 'READ bw');
+      done += n;
+      let k = 0;
+      for (let i = 0; i < n && posted < iters; i++, k++, posted++) {
+        const slot = WCS[i * S + rdma.WC.WR_ID];
+        batch.setWrId(k, slot).setRemoteAddr(k, baseB + slot * size).setSge(k, 0, slot * size, size);
+      }
+      if (k) batch.post(k);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    return { MiBs: (iters * size) / 2 ** 20 / seconds, iters, bytes: size, depth, seconds };
+  } finally {
+    batch.close();
+  }
 }
 
 // ---------------------------------------------------------------- perftest
@@ -348,8 +452,9 @@ const LAT_CASES: LatCase[] = [
   { key: 'write_lat_4096', op: 'RDMA_WRITE', size: 4096, tool: 'ib_write_lat' },
 ];
 
-export interface LatRound { ours: LatStats; ours_pingpong?: LatStats; perftest: PerftestLat }
-export interface BwRound { ours: BwResult; perftest: PerftestBw }
+/** ours: the fast path; ours_plain: postSend/poll with objects. */
+export interface LatRound { ours: LatStats; ours_pingpong?: LatStats; ours_plain?: LatStats; ours_pingpong_plain?: LatStats; perftest: PerftestLat }
+export interface BwRound { ours: BwResult; ours_plain?: BwResult; perftest: PerftestBw }
 export type Round = Record<string, LatRound | BwRound>;
 
 const dev = (() => {
@@ -366,27 +471,34 @@ for (let r = 0; r < ROUNDS; r++) {
   const round: Round = {};
   const oursFirst = r % 2 === 0;
   for (const c of LAT_CASES) {
-    let ours: LatStats | undefined, pp: LatStats | undefined, pt: PerftestLat | undefined;
+    let ours: LatStats | undefined, pp: LatStats | undefined, plain: LatStats | undefined, ppPlain: LatStats | undefined, pt: PerftestLat | undefined;
     for (const who of oursFirst ? ['ours', 'perftest'] : ['perftest', 'ours']) {
       if (who === 'ours') {
-        ours = latCq(pair, c.op, c.size, ITERS);
-        if (c.op === 'RDMA_WRITE') pp = pingPong(pair, c.size, ITERS);
+        ours = latCqFast(pair, c.op, c.size, ITERS);
+        plain = latCq(pair, c.op, c.size, ITERS);
+        if (c.op === 'RDMA_WRITE') {
+          pp = pingPongFast(pair, c.size, ITERS);
+          ppPlain = pingPong(pair, c.size, ITERS);
+        }
       } else {
         pt = await perftestParsed(`${c.key} round ${r}`, c.tool, ['-s', String(c.size), '-n', String(ITERS)], parseLat);
       }
     }
-    round[c.key] = { ours: ours!, ...(pp ? { ours_pingpong: pp } : {}), perftest: pt! };
-    log(`round ${r + 1}/${ROUNDS} ${c.key}: ours p50 ${ours!.p50Us.toFixed(1)} µs${pp ? ` (ping-pong ${pp.p50Us.toFixed(1)})` : ''}, perftest typical ${pt!.typicalUs.toFixed(1)} µs`);
+    round[c.key] = { ours: ours!, ours_plain: plain!, ...(pp ? { ours_pingpong: pp, ours_pingpong_plain: ppPlain! } : {}), perftest: pt! };
+    log(`round ${r + 1}/${ROUNDS} ${c.key}: ours p50 ${ours!.p50Us.toFixed(1)} µs (plain API ${plain!.p50Us.toFixed(1)})` +
+      `${pp ? `, ping-pong ${pp.p50Us.toFixed(1)} (plain ${ppPlain!.p50Us.toFixed(1)})` : ''}, perftest typical ${pt!.typicalUs.toFixed(1)} µs`);
   }
-  let ours: BwResult | undefined, pt: PerftestBw | undefined;
+  let ours: BwResult | undefined, plain: BwResult | undefined, pt: PerftestBw | undefined;
   for (const who of oursFirst ? ['ours', 'perftest'] : ['perftest', 'ours']) {
-    if (who === 'ours') ours = bw(pair, BW_SIZE, BW_ITERS, DEPTH);
-    else {
+    if (who === 'ours') {
+      ours = bwFast(pair, BW_SIZE, BW_ITERS, DEPTH);
+      plain = bw(pair, BW_SIZE, BW_ITERS, DEPTH);
+    } else {
       pt = await perftestParsed(`read_bw_${BW_SIZE} round ${r}`, 'ib_read_bw', ['-s', String(BW_SIZE), '-n', String(BW_ITERS)], parseBw);
     }
   }
-  round[`read_bw_${BW_SIZE}`] = { ours: ours!, perftest: pt! };
-  log(`round ${r + 1}/${ROUNDS} read_bw_${BW_SIZE}: ours ${ours!.MiBs.toFixed(1)} MiB/s, perftest ${pt!.avgMiBs.toFixed(1)} MiB/s`);
+  round[`read_bw_${BW_SIZE}`] = { ours: ours!, ours_plain: plain!, perftest: pt! };
+  log(`round ${r + 1}/${ROUNDS} read_bw_${BW_SIZE}: ours ${ours!.MiBs.toFixed(1)} MiB/s (plain API ${plain!.MiBs.toFixed(1)}), perftest ${pt!.avgMiBs.toFixed(1)} MiB/s`);
   rounds.push(round);
 }
 
@@ -398,6 +510,7 @@ function diagnostics(): Record<string, unknown> {
   const out: Record<string, unknown> = { calibration: calibrate() };
   out.poll_empty_ns = perCallNs(() => pair.cqA.poll(1));
   out.poll_empty_raw_ns = perCallNs(() => pair.cqA.raw.poll(1));
+  out.poll_into_empty_ns = perCallNs(() => pair.cqA.pollInto(WCS, 1));
   // READ 8 B with no clock read per op.
   {
     const wrs: rdma.SendWr[] = [{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey }];
@@ -417,6 +530,37 @@ function diagnostics(): Record<string, unknown> {
     for (let i = 0; i < n; i++) one();
     const c1 = process.cpuUsage(c0), w1 = performance.now();
     out.read_lat_8_cpu_us = { user: c1.user / n, system: c1.system / n, wall: ((w1 - w0) * 1000) / n };
+    // The same through the fast path.
+    const prep = pair.a.prepareSend(wrs);
+    const fast = () => {
+      prep.post();
+      while (pair.cqA.pollInto(WCS, 1) === 0) spin.tick();
+      checkSlots(1, 'cpu READ (fast path)');
+    };
+    for (let i = 0; i < WARMUP; i++) fast();
+    const f0 = process.cpuUsage(), v0 = performance.now();
+    for (let i = 0; i < n; i++) fast();
+    const f1 = process.cpuUsage(f0), v1 = performance.now();
+    prep.close();
+    out.read_lat_8_fast_cpu_us = { user: f1.user / n, system: f1.system / n, wall: ((v1 - v0) * 1000) / n };
+  }
+  // prepared.post()'s own work without the kernel: a ctl value out of range is refused after
+  // every work request before it was converted (slope over batch sizes, as for postSend below).
+  {
+    const valid: rdma.SendWr = { wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey };
+    const make = (k: number) => {
+      const p = pair.a.prepareSend(Array<rdma.SendWr>(k + 1).fill(valid));
+      p.setWrId(k, -1);  // the last one is refused
+      return () => {
+        try {
+          p.post();
+        } catch {
+          return;
+        }
+        throw new Error('an invalid prepared work request was posted');
+      };
+    };
+    out.prepared_post_per_wr_ns = (perCallNs(make(9), 2000) - perCallNs(make(1), 2000)) / 8;
   }
 
   // postSend's argument handling without the kernel: a batch whose last work request is invalid is
@@ -494,6 +638,8 @@ function diagnostics(): Record<string, unknown> {
   out.read_lat_4096_raw = rawLat(4096);
   out.read_lat_8_lib = latCq(pair, 'RDMA_READ', 8, n);
   out.read_lat_4096_lib = latCq(pair, 'RDMA_READ', 4096, n);
+  out.read_lat_8_fast = latCqFast(pair, 'RDMA_READ', 8, n);
+  out.read_lat_4096_fast = latCqFast(pair, 'RDMA_READ', 4096, n);
 
   // Busy-polling in C++ (cq.pollSpin) instead of a JS loop of cq.poll.
   {
@@ -541,6 +687,28 @@ function diagnostics(): Record<string, unknown> {
     }
     out[`${key}_8_in_postsend`] = latStats(post);
     out[`${key}_8_post_to_completion`] = latStats(wait, polls);
+    // The same split through the fast path.
+    const prep = pair.a.prepareSend(wrs);
+    for (let i = -WARMUP; i < n; i++) {
+      const s = performance.now();
+      prep.post();
+      const m = performance.now();
+      let empty = 0;
+      while (pair.cqA.pollInto(WCS, 1) === 0) {
+        empty++;
+        spin.tick();
+      }
+      const e = performance.now();
+      checkSlots(1, 'split (fast path)');
+      if (i >= 0) {
+        post[i] = m - s;
+        wait[i] = e - m;
+        polls[i] = empty;
+      }
+    }
+    prep.close();
+    out[`${key}_8_in_post_fast`] = latStats(post);
+    out[`${key}_8_post_to_completion_fast`] = latStats(wait, polls);
   }
 
   // Bandwidth with the toRtr()/toRts() helpers as they are (one READ outstanding per QP).
