@@ -91,7 +91,13 @@ export class MigrationAgent {
           const id = str(m, 'id', ID);
           modeOf(m);
           if (this.outcomes.has(id)) return ch.send({ op: 'refused', id, reason: 'a migration with this id exists' });
-          const s = new TargetSession(ch, id, m, { workDir: this.o.workDir, announce: this.o.announce, commitTimeoutMs: this.o.commitTimeoutMs, maxImageBytes: 64 * 2 ** 30, log: this.o.log });
+          let s: TargetSession;
+          try {
+            s = new TargetSession(ch, id, m, { workDir: this.o.workDir, announce: this.o.announce, commitTimeoutMs: this.o.commitTimeoutMs, maxImageBytes: 64 * 2 ** 30, log: this.o.log });
+          } catch (e) {
+            this.o.log(`migration ${id} refused: ${describe(e)}`);
+            return ch.send({ op: 'refused', id, reason: describe(e) });
+          }
           session = s;
           this.outcomes.set(id, s.outcome);
           void this.admit(ch, s, m);

@@ -144,6 +144,26 @@ void t.test('failures', async (t) => {
     });
   }
 
+  void t.test('post-copy: the target agent dies during the restore, before the commit', async (t) => {
+    const tgt = await target();
+    const w = await workload();
+    let killed = false;
+    const run = await requestMigrate(src, secret, w.pid, tgt, {
+      mode: 'postcopy',
+      onProgress: (p) => {
+        if (!killed && p.phase === 'restore') {
+          killed = true;
+          void tgt.stop('SIGKILL');
+        }
+      },
+    });
+    t.ok(killed);
+    await survives(t, w, run, /^(restore|commit)$/);
+    t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
+    const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+    t.notMatch(tables, /CRIU-/, "CRIU's network lock is gone from the source node");
+  });
+
   void t.test('the network is cut during the transfer', async (t) => {
     const tgt = await target();
     const w = await workload(128);

@@ -1,0 +1,102 @@
+// A target agent facing a peer that holds the secret but breaks the protocol:
+// every bad message is refused with a clear error, and nothing is restored
+// or left behind. In-process agent on loopback.
+import t from 'tap';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AuthChannel, type Message } from '../../lib/net/channel.js';
+import { MigrationAgent } from '../../lib/migration/index.js';
+
+const secret = crypto.randomBytes(32);
+
+void t.test('a target agent refuses protocol violations and cleans up', async (t) => {
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-proto-'));
+  t.teardown(() => fs.rmSync(workDir, { recursive: true, force: true }));
+  const logs: string[] = [];
+  const agent = await MigrationAgent.listen({ secret, workDir, log: (l) => logs.push(l) });
+  t.teardown(() => agent.close());
+  const open = async () => {
+    const ch = await AuthChannel.connect({ host: agent.host, port: agent.port, secret });
+    t.teardown(() => ch.destroy());
+    return ch;
+  };
+  const id = () => crypto.randomBytes(16).toString('hex');
+  const incoming = async (ch: AuthChannel, extra: Record<string, unknown> = {}): Promise<{ id: string; reply: Message }> => {
+    const i = id();
+    ch.send({ op: 'incoming', id: i, mode: 'precopy', criu: {}, ...extra });
+    return { id: i, reply: await ch.waitFor((m) => m.op === 'accepted' || m.op === 'refused' || m.op === 'error', 10_000) };
+  };
+  const leftovers = () => fs.readdirSync(workDir).filter((f) => /^[0-9a-f]{32}$/.test(f));
+
+  await t.test('malformed requests end the connection with a reason', async (t) => {
+    for (const bad of [{ op: 'nonsense' }, { op: 'incoming', id: 'short', mode: 'precopy' }, { op: 'incoming', id: id(), mode: 'teleport' }, { op: 'status', id: 7 }]) {
+      const ch = await open();
+      const err = ch.waitFor((m) => m.op === 'error', 10_000);
+      ch.send(bad);
+      const e = (await err).error as { code: string; message: string };
+      t.equal(e.code, 'ERR_BAD_MESSAGE', `${JSON.stringify(bad)} → ${e.message}`);
+    }
+    const ch = await open();
+    const err = ch.waitFor((m) => m.op === 'error', 10_000);
+    await ch.sendData(1, Buffer.from('x'));
+    t.match(((await err).error as { message: string }).message, /data outside a migration/);
+  });
+
+  await t.test('a bad move address is refused', async (t) => {
+    const ch = await open();
+    const { reply } = await incoming(ch, { moveAddress: { address: '10.0.0.1; reboot', prefix: 24, dev: 'eth0' } });
+    t.equal(reply.op, 'refused');
+    t.match(reply.reason, /moveAddress.address/);
+    t.same(leftovers(), []);
+  });
+
+  await t.test('image names that leave the folder, truncated and oversized files fail the transfer', async (t) => {
+    const cases: [string, (ch: AuthChannel, i: string) => Promise<void>, RegExp][] = [
+      ['a name with a path', async (ch, i) => ch.send({ op: 'file', id: i, stream: 1, name: '../escape.img', size: 1 }), /field name/],
+      ['fewer bytes than announced', async (ch, i) => {
+        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 10 });
+        await ch.sendData(1, Buffer.alloc(5));
+        ch.send({ op: 'file-end', id: i, stream: 1, size: 10 });
+      }, /5 bytes received, 10 announced/],
+      ['more bytes than announced', async (ch, i) => {
+        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
+        await ch.sendData(1, Buffer.alloc(5));
+      }, /more bytes than announced/],
+      ['restore before the file ended', async (ch, i) => {
+        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
+        ch.send({ op: 'restore', id: i });
+      }, /was not ended/],
+    ];
+    for (const [what, act, re] of cases) {
+      const ch = await open();
+      const { id: i, reply } = await incoming(ch);
+      t.equal(reply.op, 'accepted', what);
+      const failed = ch.waitFor((m) => m.op === 'failed' && m.id === i, 20_000);
+      await act(ch, i);
+      const f = await failed;
+      t.match(f.message, re, `${what}: ${String(f.message)}`);
+      ch.destroy();
+    }
+    // An abort from the source: the target drops the migration and says so when asked.
+    const ch = await open();
+    const { id: i } = await incoming(ch);
+    ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 0 });
+    ch.send({ op: 'file-end', id: i, stream: 1, size: 0 });
+    ch.send({ op: 'abort', id: i, reason: 'test' });
+    ch.send({ op: 'status', id: i });
+    t.equal((await ch.waitFor((m) => m.op === 'status', 10_000)).state, 'aborted', 'aborted on request');
+    const until = Date.now() + 10_000;
+    while (leftovers().length && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    t.same(leftovers(), [], 'no partial images left');
+  });
+
+  await t.test('status of a migration it never saw', async (t) => {
+    const ch = await open();
+    const i = id();
+    ch.send({ op: 'status', id: i });
+    const s = await ch.waitFor((m) => m.op === 'status', 10_000);
+    t.same({ id: s.id, state: s.state }, { id: i, state: 'unknown' });
+  });
+});
