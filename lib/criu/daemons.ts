@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError, abortError } from './errors.js';
 import { logTail } from './log.js';
-import { dumpOpts, pageServerAddress, prepare, type Prepared } from './options.js';
+import { dumpOpts, networkLockNeeded, pageServerAddress, prepare, type Prepared } from './options.js';
 import { failure } from './ops.js';
 import type { CriuReqType } from './rpc.js';
 import { criuFields, swrkArgv, SwrkSession } from './swrk.js';
@@ -141,6 +141,7 @@ Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }
   const p: Prepared = await prepare('dump', o, true);
   try {
     dumpOpts(o, p.opts, true);
+    if (!(await networkLockNeeded(o, p.netns))) delete p.opts.networkLock;
   } catch (e) {
     await p.release();
     throw e;

@@ -4,7 +4,7 @@ import { check } from './check.js';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError } from './errors.js';
 import { errorLines, logTail } from './log.js';
-import { dumpOpts, prepare, restoreOpts, str, type Prepared } from './options.js';
+import { dumpOpts, networkLockNeeded, prepare, restoreOpts, str, type Prepared } from './options.js';
 import type { CriuReq, CriuReqType, CriuResp } from './rpc.js';
 import { readDumpStats, readRestoreStats } from './stats.js';
 import { criuFields, SwrkSession, type SwrkOptions } from './swrk.js';
@@ -79,6 +79,7 @@ async function doDump(op: 'dump' | 'pre-dump', type: CriuReqType, o: DumpOptions
   const p = await prepare(op, o, true);
   try {
     dumpOpts(o, p.opts, false);
+    if (!(await networkLockNeeded(o, p.netns))) delete p.opts.networkLock;
     if (p.opts.trackMem) await needDirtyTracking(op, p.criuPath);
     await run(p, type, extra);
     const stats = await readDumpStats(p.workDir);  // CRIU writes it in its working folder

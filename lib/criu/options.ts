@@ -140,7 +140,7 @@ export function dumpOpts(o: DumpOptions, opts: CriuOpts, lazy: boolean): void {
   if (bool('leaveRunning', o.leaveRunning, false)) opts.leaveRunning = true;
   if (bool('leaveStopped', o.leaveStopped, false)) opts.leaveStopped = true;
   if (opts.leaveRunning && opts.leaveStopped) throw argType('leaveRunning and leaveStopped exclude each other');
-  // No iptables on these hosts: nftables unless told otherwise.
+  // No iptables on these hosts: nftables unless told otherwise (see networkLockNeeded).
   opts.networkLock = NET_LOCK[o.networkLock === undefined ? 'nftables' : oneOf('networkLock', o.networkLock, Object.keys(NET_LOCK) as NetworkLock[])];
   if (bool('trackMem', o.trackMem, false)) opts.trackMem = true;
   if (o.parentDir !== undefined) opts.parentImg = str('parentDir', o.parentDir);
@@ -163,5 +163,23 @@ export function restoreOpts(o: RestoreOptions, opts: CriuOpts): void {
       const e = object(`inheritFds[${i}]`, x);
       return { key: str(`inheritFds[${i}].key`, e.key), fd: integer(`inheritFds[${i}].fd`, e.fd, 0, 2 ** 31 - 1) };
     });
+  }
+}
+
+/**
+ * Whether a dump with no explicit networkLock needs one. CRIU locks the
+ * network only for ESTABLISHED connections it dumps (tcpEstablished) or for a
+ * tree that owns its network namespace; otherwise setting up the nftables
+ * lock costs ~100 ms for nothing, so the option is left at CRIU's default,
+ * which then does nothing. Unknown (cannot stat): assume it is needed.
+ */
+export async function networkLockNeeded(o: DumpOptions, netns: string | undefined): Promise<boolean> {
+  if (o.networkLock !== undefined || o.tcpEstablished === true) return true;
+  try {
+    const tree = await stat(`/proc/${o.pid}/ns/net`);
+    const criu = await stat(netns ? `/run/netns/${netns}` : '/proc/self/ns/net');
+    return tree.ino !== criu.ino || tree.dev !== criu.dev;
+  } catch {
+    return true;
   }
 }

@@ -56,7 +56,8 @@ export interface DumpOptions extends CriuCommonOptions {
   pid: number;
   leaveRunning?: boolean;
   leaveStopped?: boolean;
-  /** Default: nftables (this project's hosts have no iptables). */
+  /** Default: nftables (this project's hosts have no iptables) when CRIU locks anything: with
+   *  tcpEstablished, or for a tree that owns its network namespace; else no lock is set up. */
   networkLock?: NetworkLock;
   trackMem?: boolean;
   /** Parent images (of a pre-dump), relative to imagesDir as CRIU takes it. */
