@@ -118,10 +118,17 @@ async function cleanup(): Promise<void> {
   await net?.close().catch(() => undefined);
   if (!KEEP) fs.rmSync(root, { recursive: true, force: true });
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.once(sig, () => {
-    setTimeout(() => process.exit(130), 30_000).unref();
-    void cleanup().finally(() => process.exit(130));
+// `on`, not `once`: the test helpers' own last-resort hook (test/helpers/cleanup.ts) re-raises the
+// signal after its synchronous clean-up; our listener must still be there to take it, or the
+// process would die before the asynchronous clean-up below (agents, CRIU, scratch folder) ran.
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    const code = 128 + os.constants.signals[sig];
+    setTimeout(() => process.exit(code), 30_000).unref();
+    void cleanup().finally(() => process.exit(code));
   });
 
 /** How long one migration may take before it counts as hung: generous, the machine is shared. */
@@ -204,6 +211,7 @@ try {
       for (const mode of MODES) for (const impl of IMPLS) pairs.push([impl, mode]);
       if (r % 2) pairs.reverse();  // alternate who goes first
       for (const [impl, mode] of pairs) {
+        if (stopping) await new Promise(() => {});  // a signal's clean-up is running and will exit
         let s: Sample;
         try {
           s = await runOne(impl, mode, mib, a, b, cliBase);
