@@ -31,6 +31,12 @@ export function alive(pid: number): boolean {
 }
 
 /** `sharedPidns`: run in this PID namespace (setsid only), so a restore needs its very PID. */
+// Targets not cleaned up by their test (a test that threw early): killed when this process exits.
+const started = new Set<number>();
+process.once('exit', () => {
+  for (const p of started) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+});
+
 export async function startTarget(opts: { mib?: number; netns?: string; sharedPidns?: boolean } = {}): Promise<Target> {
   const dir = mkdtempSync('/tmp/sos-criu-');
   const report = path.join(dir, 'report');
@@ -40,13 +46,20 @@ export async function startTarget(opts: { mib?: number; netns?: string; sharedPi
   const u = spawn(argv[0], argv.slice(1), { stdio: 'ignore', detached: true });
   u.unref();
   let pid = 0;
-  await until(() => {
-    try {
-      pid = Number(readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, 'utf8').trim().split(' ')[0]);
-    } catch { /* not yet */ }
-    return pid > 0 && existsSync(report + '.ready');
-  }, 15_000, 'the CRIU test target started');
+  try {
+    await until(() => {
+      try {
+        pid = Number(readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, 'utf8').trim().split(' ')[0]);
+      } catch { /* not yet */ }
+      return pid > 0 && existsSync(report + '.ready');
+    }, 15_000, 'the CRIU test target started');
+  } catch (e) {
+    for (const p of [pid, u.pid ?? 0]) if (p > 0) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const first = pid;
+  started.add(first);
   return {
     pid, dir,
     async verify(p = first) {
@@ -57,6 +70,7 @@ export async function startTarget(opts: { mib?: number; netns?: string; sharedPi
       return { ok: state === 'ok', ticks: Number(ticks) };
     },
     cleanup(...pids) {
+      started.delete(first);
       for (const p of [first, ...pids]) {
         try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
       }
