@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { AuthChannel, Message } from '../net/channel.js';
 import { IMAGE_NAME, MAX_FILES, ProtocolError, int, str } from './protocol.js';
 
-const CHUNK = 1024 * 1024;
+const CHUNK = 4 * 1024 * 1024;
 /** Received bytes not yet on disk before the socket is paused. */
 const HIGH_WATER = 32 * 1024 * 1024;
 
@@ -23,15 +23,25 @@ export async function sendImages(ch: AuthChannel, id: string, dir: string, nextS
       const { size } = await fh.stat();
       const stream = nextStream();
       ch.send({ op: 'file', id, stream, name: ent.name, size });
-      let off = 0;
-      while (off < size) {
-        const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - off));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, off);
+      // Read the next chunk while the current one is being sent.
+      const read = async (at: number) => {
+        if (at >= size) return null;
+        const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - at));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at);
         if (bytesRead === 0) throw new Error(`${file} shrank while being sent`);
-        await ch.sendData(stream, buf.subarray(0, bytesRead));
-        off += bytesRead;
-        bytes += bytesRead;
-        onBytes(bytesRead, ent.name);
+        return buf.subarray(0, bytesRead);
+      };
+      let off = 0;
+      let next = read(0);
+      for (;;) {
+        const buf = await next;
+        if (!buf) break;
+        off += buf.length;
+        next = read(off);
+        next.catch(() => undefined);
+        await ch.sendData(stream, buf);
+        bytes += buf.length;
+        onBytes(buf.length, ent.name);
       }
       ch.send({ op: 'file-end', id, stream, size });
       files++;
@@ -104,9 +114,10 @@ export class ImageReceiver {
     if (!cur || int(m, 'stream', 0, 0xffffffff) !== cur.stream) throw new ProtocolError('file-end for a file that is not open');
     if (int(m, 'size') !== cur.size || cur.written !== cur.size) throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
     this.current = null;
+    // No fsync: until the process runs here the source keeps its own images (and its copy),
+    // so a crash of this node loses nothing; the page cache is what the restore reads anyway.
     this.chain = this.chain.then(async () => {
       const fh = await cur.fh;
-      await fh.sync();
       await fh.close();
     }).catch((e: Error) => this.fail(e));
   }

@@ -260,23 +260,27 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     timer.unref();
   }
 
-  private writeFrame(type: number, payload: Buffer, mac?: Buffer): boolean {
+  /** One frame from payload parts, written without copying them (the socket gathers). */
+  private writeFrame(type: number, parts: Buffer | Buffer[], mac?: Buffer): boolean {
+    const list = Array.isArray(parts) ? parts : [parts];
     const h = Buffer.allocUnsafe(HEADER);
     h.writeUInt8(type, 0);
-    h.writeUInt32BE(payload.length, 1);
+    h.writeUInt32BE(list.reduce((n, b) => n + b.length, 0), 1);
     this.socket.cork();
     this.socket.write(h);
-    this.socket.write(payload);
+    for (const b of list) if (b.length) this.socket.write(b);
     const ok = mac ? this.socket.write(mac) : true;
     this.socket.uncork();
     return ok && !this.socket.writableNeedDrain;
   }
 
-  private frameMac(key: Buffer, seq: bigint, type: number, payload: Buffer): Buffer {
+  private frameMac(key: Buffer, seq: bigint, type: number, parts: Buffer | Buffer[]): Buffer {
     const h = Buffer.allocUnsafe(9);
     h.writeBigUInt64BE(seq, 0);
     h.writeUInt8(type, 8);
-    return crypto.createHmac('sha256', key).update(h).update(payload).digest();
+    const m = crypto.createHmac('sha256', key).update(h);
+    for (const b of Array.isArray(parts) ? parts : [parts]) m.update(b);
+    return m.digest();
   }
 
   private onBytes(d: Buffer) {
@@ -334,7 +338,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     }
   }
 
-  private sendAuthed(type: number, payload: Buffer): boolean {
+  private sendAuthed(type: number, payload: Buffer | Buffer[]): boolean {
     if (this.closedWith !== undefined) throw this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' });
     const mac = this.frameMac(this.sendKey, this.sendSeq++, type, payload);
     return this.writeFrame(type, payload, mac);
@@ -354,11 +358,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   async sendData(stream: number, data: Buffer): Promise<void> {
     if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff) throw argType('stream must be a 32-bit unsigned integer');
     for (let off = 0; off < data.length || (off === 0 && data.length === 0); off += MAX_DATA) {
-      const part = data.subarray(off, off + MAX_DATA);
-      const p = Buffer.allocUnsafe(4 + part.length);
-      p.writeUInt32BE(stream, 0);
-      part.copy(p, 4);
-      if (!this.sendAuthed(T_DATA, p)) await this.drained();
+      const id = Buffer.allocUnsafe(4);
+      id.writeUInt32BE(stream, 0);
+      if (!this.sendAuthed(T_DATA, [id, data.subarray(off, off + MAX_DATA)])) await this.drained();
       if (data.length === 0) break;
     }
   }
