@@ -33,6 +33,7 @@ const opts = parseOptions(process.argv.slice(2), {
   impls: 'cli,ours (default both)',
   dir: 'scratch folder for images and workload files (default: a new folder under the OS temp dir)',
   keep: 'keep the scratch folder (default false)',
+  'cli-log': "CRIU's -v level for the CLI runs (default: CRIU's own default; lib/criu uses 4)",
   warmup: 'one discarded 16 MiB migration per implementation and mode first (default true): one-time costs (CRIU probes, page cache, JIT) stay out',
 });
 const SIZES = (opts.get('sizes') ?? '64,256,1024').split(',').map(Number);
@@ -195,9 +196,14 @@ try {
   const [a, b] = net.nodes;
   ours = IMPLS.includes('ours') ? await oursSetup(net, root) : undefined;
   cliBase = await criuSettings();
+  if (opts.has('cli-log')) {
+    const lvl = Number(opts.get('cli-log'));
+    if (!(Number.isInteger(lvl) && lvl >= 0 && lvl <= 4)) throw new Error('--cli-log must be 0..4');
+    cliBase = { ...cliBase, logLevel: lvl };
+  }
   console.log(`bench/migrate: sizes ${SIZES.join(', ')} MiB, ${ROUNDS} round(s), ${MODES.join(' + ')}, ${IMPLS.join(' vs ')}; ` +
     `node A ${a.netns} (${a.addr}) -> node B ${b.netns} (${b.addr}); ${os.cpus().length} CPUs, Linux ${os.release()}`);
-  console.log(`  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}, scratch ${root}`);
+  console.log(`  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}${cliBase.logLevel === null ? '' : `, -v${cliBase.logLevel}`}, scratch ${root}`);
   if (opts.get('warmup') !== 'false')
     for (const mode of MODES)
       for (const impl of IMPLS) {
