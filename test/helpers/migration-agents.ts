@@ -11,6 +11,12 @@ import { within } from './wait.js';
 
 const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/migration/agent-main.js');
 
+// Agents outlive nothing: a test process that ends (even on a failure) takes them along.
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 export interface AgentProcess {
   netns: string;
   host: string;
@@ -39,7 +45,11 @@ export async function startAgent(o: { netns: string; host: string; workDir: stri
   if (o.idleTimeoutMs) args.push('--idle-timeout-ms', String(o.idleTimeoutMs));
   const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', log] });
   fs.closeSync(log);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  live.add(child);
+  const exited = new Promise<void>((r) => child.once('exit', () => {
+    live.delete(child);
+    r();
+  }));
   const readLog = () => {
     try {
       return fs.readFileSync(logFile, 'utf8');
@@ -81,6 +91,8 @@ export async function requestMigrate(agent: AgentProcess, secretFile: string, pi
   if (opts.noTcp) args.push('--no-tcp');
   if (opts.strategy) args.push('--strategy', opts.strategy);
   const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   const out: ClientRun = { progress: [], stderr: '' };
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const rl = readline.createInterface({ input: child.stdout });
