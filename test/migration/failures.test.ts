@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { migrate } from '../../lib/migration/index.js';
 import { makeNet } from '../helpers/netns.js';
-import { startWorkload, type Workload } from '../helpers/workloads.js';
+import { startEchoPeer, startWorkload, type Workload } from '../helpers/workloads.js';
 import { until } from '../helpers/wait.js';
 import { copies, requestMigrate, secretFile, startAgent, type AgentProcess, type ClientRun } from '../helpers/migration-agents.js';
 
@@ -162,6 +162,20 @@ void t.test('failures', async (t) => {
     t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
     const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
     t.notMatch(tables, /CRIU-/, "CRIU's network lock is gone from the source node");
+  });
+
+  void t.test('the restore fails after the dump (commit): the source resumes with its TCP connection', async (t) => {
+    // Within one namespace the frozen source still holds the connection's 4-tuple, so the
+    // target's restore fails: a real restore failure after the network was locked.
+    const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
+    t.teardown(() => peer.close());
+    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
+    t.teardown(() => w.kill());
+    await w.verify();
+    const run = await requestMigrate(src, secret, w.pid, src, { strategy: 'commit' });
+    await survives(t, w, run, /^restore$/);
+    t.equal(run.error!.pid, w.pid, 'resumed in place');
+    t.match((await w.verify()).detail, /ESTABLISHED/, 'the connection still echoes');
   });
 
   void t.test('the network is cut during the transfer', async (t) => {
