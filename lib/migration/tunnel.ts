@@ -65,7 +65,7 @@ export class Tunnels {
       this.count(d.length);
       if (this.ch.closed) return sock.destroy();
       this.ch.sendData(stream, d).catch(() => sock.destroy());
-      if (this.ch.socket.writableNeedDrain) {
+      if (this.ch.congested) {
         sock.pause();
         this.ch.socket.once('drain', () => sock.resume());
       }

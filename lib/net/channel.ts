@@ -18,6 +18,9 @@ export const MAX_MESSAGE = 64 * 1024;
 /** Largest binary payload of one data frame. */
 export const MAX_DATA = 1024 * 1024;
 const VERSION = 1;
+/** Bytes queued on the socket before senders wait: far above Node's 16 KiB default, so
+ *  1 MiB frames stream back to back instead of stop-and-wait per frame. */
+const SEND_HIGH_WATER = 8 * 1024 * 1024;
 const MAC_LEN = 32;
 const HEADER = 5; // u8 type, u32 payload length
 const T_HELLO = 0x10;
@@ -140,6 +143,11 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
   }
 
+  /** More than SEND_HIGH_WATER bytes wait on the socket: producers should pause until 'drain' on `socket`. */
+  get congested(): boolean {
+    return this.socket.writableLength > SEND_HIGH_WATER;
+  }
+
   /** Whether the channel has ended. */
   get closed(): boolean {
     return this.closedWith !== undefined;
@@ -255,7 +263,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
         clearInterval(timer);
         return this.destroy(new ChannelError(`nothing from the peer for ${l.timeoutMs} ms (network cut or peer hung)`, { code: 'ETIMEDOUT' }));
       }
-      if (!this.socket.writableNeedDrain) this.sendAuthed(T_PING, Buffer.alloc(0));
+      if (!this.congested) this.sendAuthed(T_PING, Buffer.alloc(0));
     }, l.intervalMs);
     timer.unref();
   }
@@ -269,9 +277,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     this.socket.cork();
     this.socket.write(h);
     for (const b of list) if (b.length) this.socket.write(b);
-    const ok = mac ? this.socket.write(mac) : true;
+    if (mac) this.socket.write(mac);
     this.socket.uncork();
-    return ok && !this.socket.writableNeedDrain;
+    return !this.congested;
   }
 
   private frameMac(key: Buffer, seq: bigint, type: number, parts: Buffer | Buffer[]): Buffer {
