@@ -875,19 +875,40 @@ bool ReadSges(napi_env env, Keys* k, napi_value v, std::vector<struct ibv_sge>* 
   return true;
 }
 
-// Send work requests: wrs[i].sg_list points into *sges (set once all are read).
-struct SendBatch {
-  std::vector<struct ibv_send_wr> wrs;
+// Send or receive work requests read from JS: wrs[i].sg_list points into
+// sges, set (with the chain) once all are read.
+template <typename Wr>
+struct Batch {
+  std::vector<Wr> wrs;
   std::vector<struct ibv_sge> sges;
   std::vector<uint32_t> firstSge;  // per WR
   Refs refs;
-  void Link() {
+  // n requests to read from arr (false, with a TypeError, when it is not an array).
+  bool Begin(napi_env env, napi_value arr, uint32_t* n) {
+    if (!ArrayArg(env, arr, n)) return false;
+    wrs.assign(*n, Wr{});
+    firstSge.assign(*n, 0);
+    return true;
+  }
+  // Request i's SGEs from v.
+  bool Sges(napi_env env, Keys* k, uint32_t i, napi_value v) {
+    firstSge[i] = static_cast<uint32_t>(sges.size());
+    if (!ReadSges(env, k, v, &sges, &refs)) return false;
+    wrs[i].num_sge = static_cast<int>(sges.size() - firstSge[i]);
+    return true;
+  }
+  // After the last read: nothing thrown by a getter, nothing closed meanwhile; then link.
+  bool Finish(napi_env env) {
+    if (Napi::Env(env).IsExceptionPending() || !refs.Live(env)) return false;
     for (size_t i = 0; i < wrs.size(); i++) {
       wrs[i].sg_list = wrs[i].num_sge ? &sges[firstSge[i]] : nullptr;
       wrs[i].next = i + 1 < wrs.size() ? &wrs[i + 1] : nullptr;
     }
+    return true;
   }
 };
+using SendBatch = Batch<struct ibv_send_wr>;
+using RecvBatch = Batch<struct ibv_recv_wr>;
 
 bool ReadOpcode(napi_env env, napi_value v, enum ibv_wr_opcode* op) {
   static const struct {
@@ -913,26 +934,33 @@ bool ReadOpcode(napi_env env, napi_value v, enum ibv_wr_opcode* op) {
 
 bool IsAtomic(enum ibv_wr_opcode op) { return op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD; }
 
-// [{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]
-bool ReadSendWrs(napi_env env, napi_value arr, enum ibv_qp_type type, SendBatch* b) {
+// Reads [{ wrId, sge, ... }]: fields(k, obj, wr) reads the rest of each request.
+template <typename Wr, typename F>
+bool ReadBatch(napi_env env, napi_value arr, Batch<Wr>* b, F fields) {
   Keys keys(env);
-  Keys* k = &keys;
   uint32_t n = 0;
-  if (!ArrayArg(env, arr, &n)) return false;
-  b->wrs.assign(n, ibv_send_wr{});
-  b->firstSge.assign(n, 0);
+  if (!b->Begin(env, arr, &n)) return false;
   for (uint32_t i = 0; i < n; i++) {
     napi_value o = ObjectAt(env, arr, i, "work requests");
-    if (!o) return false;
-    struct ibv_send_wr& w = b->wrs[i];
-    uint64_t id, imm, raddr, rkey;
+    uint64_t id;
+    if (!o || !ReadUint(env, keys.Read(o, Key::wrId), "wrId", UINT64_MAX, &id)) return false;
+    b->wrs[i].wr_id = id;
+    if (!fields(&keys, o, b->wrs[i]) || !b->Sges(env, &keys, i, keys.Read(o, Key::sge))) return false;
+  }
+  // A getter may have thrown (its read came back undefined) or closed what was read.
+  return b->Finish(env);
+}
+
+// [{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]
+bool ReadSendWrs(napi_env env, napi_value arr, enum ibv_qp_type type, SendBatch* b) {
+  return ReadBatch(env, arr, b, [&](Keys* k, napi_value o, struct ibv_send_wr& w) {
+    uint64_t imm, raddr, rkey;
     bool hasImm = false;
-    if (!ReadUint(env, k->Read(o, Key::wrId), "wrId", UINT64_MAX, &id) || !ReadOpcode(env, k->Read(o, Key::opcode), &w.opcode) ||
+    if (!ReadOpcode(env, k->Read(o, Key::opcode), &w.opcode) ||
         !ReadUint(env, k->Read(o, Key::imm), "imm", UINT32_MAX, &imm, &hasImm) ||
         !ReadUint(env, k->Read(o, Key::remoteAddr), "remoteAddr", UINT64_MAX, &raddr) ||
         !ReadUint(env, k->Read(o, Key::rkey), "rkey", UINT32_MAX, &rkey))
       return false;
-    w.wr_id = id;
     napi_value sig = k->Read(o, Key::signaled);
     bool signaled = true;
     if (!IsUndefined(env, sig)) {
@@ -975,47 +1003,13 @@ bool ReadSendWrs(napi_env env, napi_value arr, enum ibv_qp_type type, SendBatch*
       w.wr.rdma.remote_addr = raddr;
       w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
     }
-    b->firstSge[i] = static_cast<uint32_t>(b->sges.size());
-    if (!ReadSges(env, k, k->Read(o, Key::sge), &b->sges, &b->refs)) return false;
-    w.num_sge = static_cast<int>(b->sges.size() - b->firstSge[i]);
-  }
-  // A getter may have thrown (its read came back undefined) or closed what was read.
-  if (Napi::Env(env).IsExceptionPending() || !b->refs.Live(env)) return false;
-  b->Link();
-  return true;
+    return true;
+  });
 }
 
 // Receive work requests from [{ wrId, sge }] (QP and SRQ alike).
-struct RecvBatch {
-  std::vector<struct ibv_recv_wr> wrs;
-  std::vector<struct ibv_sge> sges;
-  std::vector<uint32_t> firstSge;
-  Refs refs;
-};
-
 bool ReadRecvWrs(napi_env env, napi_value arr, RecvBatch* b) {
-  Keys keys(env);
-  Keys* k = &keys;
-  uint32_t n = 0;
-  if (!ArrayArg(env, arr, &n)) return false;
-  b->wrs.assign(n, ibv_recv_wr{});
-  b->firstSge.assign(n, 0);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value o = ObjectAt(env, arr, i, "work requests");
-    if (!o) return false;
-    uint64_t id;
-    if (!ReadUint(env, k->Read(o, Key::wrId), "wrId", UINT64_MAX, &id)) return false;
-    b->wrs[i].wr_id = id;
-    b->firstSge[i] = static_cast<uint32_t>(b->sges.size());
-    if (!ReadSges(env, k, k->Read(o, Key::sge), &b->sges, &b->refs)) return false;
-    b->wrs[i].num_sge = static_cast<int>(b->sges.size() - b->firstSge[i]);
-  }
-  if (Napi::Env(env).IsExceptionPending() || !b->refs.Live(env)) return false;
-  for (uint32_t i = 0; i < n; i++) {
-    b->wrs[i].sg_list = b->wrs[i].num_sge ? &b->sges[b->firstSge[i]] : nullptr;
-    b->wrs[i].next = i + 1 < n ? &b->wrs[i + 1] : nullptr;
-  }
-  return true;
+  return ReadBatch(env, arr, b, [](Keys*, napi_value, struct ibv_recv_wr&) { return true; });
 }
 
 void ThrowPostError(Napi::Env env, const char* call, int r, ptrdiff_t failedIndex) {
