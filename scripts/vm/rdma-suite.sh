@@ -6,6 +6,9 @@ set -u
 # The device, address and GID index the tests use (test/rdma/vm/env.ts).
 . scripts/vm/rdma-env.sh
 out=${1:-.cache/vm/results}
+# tap gives a file run directly with node 30 s; under TCG on a busy host the
+# rdma_cm and lifetime files take longer. The per-file `timeout` below bounds them.
+export TAP_TIMEOUT=600
 rm -rf "$out"
 mkdir -p "$out"
 bash scripts/vm/selftest.sh > "$out/selftest.log" 2>&1
