@@ -45,6 +45,48 @@ export function tree(pid: number): number[] {
   return out;
 }
 
+/** Whether any thread of `pid` is stopped (job control 'T' or ptrace 't'). */
+function anyThreadStopped(pid: number): boolean {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return false;
+  }
+  return tids.some((tid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      return st === 'T' || st === 't';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * SIGCONT every process of the tree that has a stopped thread, until none has
+ * been seen stopped for a few polls in a row (CRIU may still be detaching, and
+ * a root thread that is running says nothing of its other threads), or `ms`.
+ */
+export async function resumeTree(pid: number, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (let quiet = 0; quiet < 5 && Date.now() < end;) {
+    let stopped = false;
+    for (const p of tree(pid)) {
+      if (!anyThreadStopped(p)) continue;
+      stopped = true;
+      try {
+        process.kill(p, 'SIGCONT');
+      } catch {
+        // gone
+      }
+    }
+    quiet = stopped ? 0 : quiet + 1;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** SIGKILL the tree rooted at `pid` and wait (up to `ms`) until its root is gone. */
 export async function killTree(pid: number, ms = 10_000): Promise<void> {
   for (const p of tree(pid)) {

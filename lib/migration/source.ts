@@ -18,7 +18,7 @@ import { integer, object, oneOf } from '../validate.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type MoveAddress } from './address.js';
 import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
 import { sendImages } from './images.js';
-import { alive, killTree, placeId, state, tree } from './proc.js';
+import { alive, killTree, placeId, resumeTree, state } from './proc.js';
 import { ID, wireError, type CriuFlags, type Mode } from './protocol.js';
 import { Tunnels } from './tunnel.js';
 
@@ -455,19 +455,10 @@ class SourceRun {
         // gone
       }
     }
-    let st = state(this.pid);
-    if (st === 'T' || st === 't') {
-      // The target never ran it (else we would not be here): a lazy dump whose page server
-      // was hung up on counts as done and leaves the tree stopped. Let it run again.
-      for (const p of tree(this.pid)) {
-        try {
-          process.kill(p, 'SIGCONT');
-        } catch {
-          // gone
-        }
-      }
-      st = state(this.pid);
-    }
+    // The target never ran it (else we would not be here): a lazy dump whose page server
+    // was hung up on counts as done and leaves the tree stopped. Let every thread run again.
+    await resumeTree(this.pid);
+    const st = state(this.pid);
     const sourceRuns = st !== null && st !== 'T' && st !== 't' && st !== 'Z';
     if (sourceRuns && this.o.mode === 'postcopy' && this.frozenAt) {
       // After a lazy dump CRIU resumes the tree but leaves its network lock here.
