@@ -23,7 +23,9 @@ fi
 [ "$(id -u)" = 0 ] || echo "scripts/bench.sh: warning: not root; userfaultfd may be refused (vm.unprivileged_userfaultfd)" >&2
 
 # Dependencies and a first build: the project's installer (idempotent).
-if [ ! -d node_modules ] || [ ! -f build/Makefile ]; then
+# (Also when package-lock.json changed since the last npm ci: a new dependency.)
+stamp=node_modules/.sos-lock-hash
+if [ ! -d node_modules ] || [ ! -f build/Makefile ] || [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256sum package-lock.json | cut -d' ' -f1)" ]; then
   scripts/install.sh >&2
 fi
 
