@@ -246,22 +246,19 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     const depth = integer('options.depth', o.depth ?? 128, 1, 4096);
     const ownsMemory = !(o.memory instanceof Region);
     const memory = o.memory instanceof Region ? o.memory : Region.anonymous(integer('options.memory', o.memory, 4096));
-    const ctx = Context.open(o.device);
+    let verbs: ReturnType<typeof verbsFor> | undefined;
     try {
-      const pd = ctx.allocPd();
-      const channel = ctx.createCompChannel();
-      const cq = ctx.createCq(depth * 2, channel);
-      const qp = pd.createQp(cq, cq, { maxSendWr: depth, maxRecvWr: 1 });
-      const mr = pd.registerMemory(memory, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
+      verbs = verbsFor(o.device, depth, memory);
+      const { ctx, qp, mr } = verbs;
       const psn = crypto.randomInt(0, 0xffffff);
       const mine: Endpoint = { qpNum: qp.qpNum, gid: ctx.queryGid(1, gidIndex), psn, addr: mr.addr, rkey: mr.rkey, length: mr.length };
       const peer = await handshake(sock, role, secret, mine);
       qp.toInit();
       qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: gidIndex });
       qp.toRts({ psn });
-      return new RdmaConnection({ ctx, pd, channel, cq, qp, mr, memory, ownsMemory, remote: peer, control: socketControl(sock) });
+      return new RdmaConnection({ ...verbs, memory, ownsMemory, remote: peer, control: socketControl(sock) });
     } catch (e) {
-      ctx.close();
+      verbs?.ctx.close();
       if (ownsMemory) memory.close();
       sock.destroy();
       throw e;
