@@ -52,6 +52,22 @@ void t.test('failures', async (t) => {
     t.ok(v.ok, `it verifies: ${v.detail.slice(0, 100)}`);
     w.pid = pid;
   };
+  /** Migrate `pid` to `tgt`, SIGKILLing the target agent at the first progress report `when` accepts. */
+  const killTargetWhen = async (t: Test, when: (p: { phase: string; bytes: number }) => boolean, pid: number, tgt: AgentProcess,
+    opts: Parameters<typeof requestMigrate>[4] = {}, what = 'the target agent was killed'): Promise<ClientRun> => {
+    let killed = false;
+    const run = await requestMigrate(src, secret, pid, tgt, {
+      ...opts,
+      onProgress: (p) => {
+        if (!killed && when(p)) {
+          killed = true;
+          void tgt.stop('SIGKILL');
+        }
+      },
+    });
+    t.ok(killed, what);
+    return run;
+  };
   const leftovers = (ag: AgentProcess) => fs.existsSync(ag.workDir) ? fs.readdirSync(ag.workDir).filter((f) => /^[0-9a-f]{32}$/.test(f)) : [];
 
   void t.test('bad input', async (t) => {
@@ -108,17 +124,7 @@ void t.test('failures', async (t) => {
     void t.test(`the target agent dies during the image transfer (${strategy})`, async (t) => {
       const tgt = await target();
       const w = await workload(64);
-      let killed = false;
-      const run = await requestMigrate(src, secret, w.pid, tgt, {
-        strategy,
-        onProgress: (p) => {
-          if (!killed && p.phase === 'transfer' && p.bytes > 1 << 20) {
-            killed = true;
-            void tgt.stop('SIGKILL');
-          }
-        },
-      });
-      t.ok(killed, 'killed while images moved');
+      const run = await killTargetWhen(t, (p) => p.phase === 'transfer' && p.bytes > 1 << 20, w.pid, tgt, { strategy }, 'killed while images moved');
       await survives(t, w, run, /^(transfer|restore)$/);
       t.equal(run.error!.pid ?? w.pid, w.pid, 'resumed in place (same pid)');
     });
@@ -127,17 +133,7 @@ void t.test('failures', async (t) => {
       const tgt = await target();
       const w = await workload();
       const before = w.pid;
-      let killed = false;
-      const run = await requestMigrate(src, secret, w.pid, tgt, {
-        strategy,
-        onProgress: (p) => {
-          if (!killed && p.phase === 'restore') {
-            killed = true;
-            void tgt.stop('SIGKILL');
-          }
-        },
-      });
-      t.ok(killed);
+      const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { strategy });
       await survives(t, w, run, /^(restore|commit)$/);
       if (strategy === 'commit') t.equal(w.pid, before, 'the frozen source resumed');
       else t.not(w.pid, before, 'the source restored it back from its images');
@@ -147,17 +143,7 @@ void t.test('failures', async (t) => {
   void t.test('post-copy: the target agent dies during the restore, before the commit', async (t) => {
     const tgt = await target();
     const w = await workload();
-    let killed = false;
-    const run = await requestMigrate(src, secret, w.pid, tgt, {
-      mode: 'postcopy',
-      onProgress: (p) => {
-        if (!killed && p.phase === 'restore') {
-          killed = true;
-          void tgt.stop('SIGKILL');
-        }
-      },
-    });
-    t.ok(killed);
+    const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
     await survives(t, w, run, /^(restore|commit)$/);
     t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
     const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
