@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
-import { AuthChannel, type ChannelError, type Message } from '../net/channel.js';
+import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../net/channel.js';
 import { integer } from '../validate.js';
 import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
@@ -52,8 +52,7 @@ export class MigrationAgent {
   /** Start an agent; resolves once it listens. */
   static async listen(options: AgentOptions): Promise<MigrationAgent> {
     if (options === null || typeof options !== 'object') throw argType('options must be an object');
-    const secret = typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret;
-    if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
+    const secret = secretBuffer(options.secret, 'options.secret');
     if (typeof options.workDir !== 'string' || !options.workDir) throw argType('options.workDir must be a path');
     const port = options.port === undefined ? 0 : integer('options.port', options.port, 0, 65535);
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });

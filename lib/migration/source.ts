@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
-import { AuthChannel, type Liveness, type Message } from '../net/channel.js';
+import { AuthChannel, secretBuffer, type Liveness, type Message } from '../net/channel.js';
 import { integer, object, oneOf } from '../validate.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type MoveAddress } from './address.js';
 import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
@@ -103,8 +103,7 @@ function check(pid: unknown, o: MigrateOptions): Checked {
   const to = object('options.to', opts.to);
   if (typeof to.host !== 'string' || to.host.length === 0) throw argType('options.to.host must be a host name or address');
   integer('options.to.port', to.port, 1, 65535);
-  const secret = typeof o.secret === 'string' ? Buffer.from(o.secret) : o.secret;
-  if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
+  const secret = secretBuffer(o.secret, 'options.secret');
   if (typeof o.workDir !== 'string' || o.workDir.length === 0) throw argType('options.workDir must be a path');
   const mode = o.mode ?? 'precopy';
   if (mode !== 'precopy' && mode !== 'postcopy') throw argType(`options.mode must be 'precopy' or 'postcopy', got ${String(mode)}`);

@@ -46,9 +46,15 @@ export interface ChannelEvents {
   close: [error: ChannelError | null];
 }
 
-function toSecret(s: unknown): Buffer {
+/** A shared secret given as a string or a Buffer, as a Buffer (`name` is the argument's name in the error). */
+export function secretBuffer(s: unknown, name = 'secret'): Buffer {
   const b = typeof s === 'string' ? Buffer.from(s) : s;
-  if (!Buffer.isBuffer(b)) throw argType('secret must be a Buffer or a string');
+  if (!Buffer.isBuffer(b)) throw argType(`${name} must be a Buffer or a string`);
+  return b;
+}
+
+function toSecret(s: unknown): Buffer {
+  const b = secretBuffer(s);
   if (b.length < 16) throw new ChannelError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
   return b;
 }
