@@ -20,7 +20,9 @@ async function handle(line: string): Promise<void> {
     const q = JSON.parse(line) as Request;
     const secret = fs.readFileSync(q.secretFile);
     const t0 = performance.now();
-    const result = await migrate(q.pid, { to: q.to, secret, mode: q.mode, workDir: q.workDir });
+    // strategy 'commit': the two namespaces stand for two machines. ('auto' would pick the
+    // one-machine hand-over, which keeps the pages on the source's disk to restore back from.)
+    const result = await migrate(q.pid, { to: q.to, secret, mode: q.mode, workDir: q.workDir, strategy: 'commit' });
     out({ ok: true, wallMs: performance.now() - t0, result });
   } catch (e) {
     out({ ok: false, error: e instanceof Error ? e.message : String(e) });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError, abortError } from './errors.js';
 import { logTail } from './log.js';
-import { dumpOpts, networkLockNeeded, pageServerAddress, prepare, type Prepared } from './options.js';
+import { dumpOpts, networkLockNeeded, pageServerAddress, prepare, tlsArgs, tlsOpts, type Prepared } from './options.js';
 import { failure } from './ops.js';
 import type { CriuReqType } from './rpc.js';
 import { criuFields, swrkArgv, SwrkSession } from './swrk.js';
@@ -36,6 +36,7 @@ export async function pageServer(o: CriuCommonOptions & PageServerAddress & { la
   let s: SwrkSession | undefined;
   try {
     p.opts.ps = { address: addr.address, port: addr.port };
+    tlsOpts(addr.tls, p.opts);
     if (o.lazyPages === true) p.opts.lazyPages = true;
     const criuPath = requireCriu(p.op, p.criuPath);
     const { env } = await criuEnv();
@@ -82,7 +83,7 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
   const criuPath = requireCriu(p.op, p.criuPath);
   const { env } = await criuEnv();
   const args = ['lazy-pages', '--page-server', '--address', ps.address, '--port', String(ps.port), '-D', p.imagesDir,
-    '-W', p.workDir, '-o', p.logFile, `-v${String(p.opts.logLevel)}`, '--status-fd', '3'];
+    '-W', p.workDir, '-o', p.logFile, `-v${String(p.opts.logLevel)}`, '--status-fd', '3', ...tlsArgs(ps.tls)];
   const [file, argv] = swrkArgv(criuPath, p.netns);
   const full = p.netns ? [...argv.slice(0, 1), criuPath, ...args] : args;
   if (p.signal?.aborted) throw abortError(p.signal);

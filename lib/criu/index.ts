@@ -5,7 +5,7 @@
  */
 export type {
   CriuHooks, CriuNotify, CriuCommonOptions, DumpOptions, DumpStats, RestoreStats, DumpResult, RestoreOptions,
-  RestoreResult, CriuCheck, CriuDaemon, PageServerAddress, ManageCgroups, NetworkLock,
+  RestoreResult, CriuCheck, CriuDaemon, PageServerAddress, CriuTls, ManageCgroups, NetworkLock,
 } from './types.js';
 export { CriuError, type CriuErrorCode } from './errors.js';
 export { SeqPacket } from './seqpacket.js';

@@ -6,7 +6,7 @@ import { argType } from '../errors.js';
 import { CriuError } from './errors.js';
 import { bool, integer, object, oneOf } from '../validate.js';
 import type { CriuOpts } from './rpc.js';
-import type { CriuCommonOptions, CriuHooks, DumpOptions, ManageCgroups, NetworkLock, PageServerAddress, RestoreOptions } from './types.js';
+import type { CriuCommonOptions, CriuHooks, CriuTls, DumpOptions, ManageCgroups, NetworkLock, PageServerAddress, RestoreOptions } from './types.js';
 
 const CG_MODE: Record<ManageCgroups, string> = {
   ignore: 'IGNORE', none: 'CG_NONE', props: 'PROPS', soft: 'SOFT', full: 'FULL', strict: 'STRICT',
@@ -31,7 +31,38 @@ export function netnsName(v: unknown): string | undefined {
 export function pageServerAddress(name: string, v: unknown, allowPort0 = false): PageServerAddress {
   const o = object(name, v);
   if (v === undefined) throw argType(`${name} must be an object { address, port }`);
-  return { address: str(`${name}.address`, o.address), port: integer(`${name}.port`, o.port, allowPort0 ? 0 : 1, 65535) };
+  const ps: PageServerAddress = { address: str(`${name}.address`, o.address), port: integer(`${name}.port`, o.port, allowPort0 ? 0 : 1, 65535) };
+  if (o.tls !== undefined) ps.tls = tlsFiles(`${name}.tls`, o.tls);
+  return ps;
+}
+
+/** CRIU reads the files after changing folder: make every path absolute. */
+function tlsFiles(name: string, v: unknown): CriuTls {
+  const o = object(name, v);
+  const file = (k: string) => path.resolve(str(`${name}.${k}`, o[k]));
+  return {
+    cert: file('cert'), key: file('key'), caCert: file('caCert'),
+    ...(o.caCrl !== undefined ? { caCrl: file('caCrl') } : {}),
+    verifyName: bool(`${name}.verifyName`, o.verifyName, false),
+  };
+}
+
+/** The criu_opts fields of CRIU's --tls options. */
+export function tlsOpts(tls: CriuTls | undefined, opts: CriuOpts): void {
+  if (!tls) return;
+  opts.tls = true;
+  opts.tlsCert = tls.cert;
+  opts.tlsKey = tls.key;
+  opts.tlsCacert = tls.caCert;
+  if (tls.caCrl) opts.tlsCacrl = tls.caCrl;
+  if (!tls.verifyName) opts.tlsNoCnVerify = true;
+}
+
+/** The same as command-line flags (for `criu lazy-pages`, which has no RPC request). */
+export function tlsArgs(tls: CriuTls | undefined): string[] {
+  if (!tls) return [];
+  return ['--tls', '--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-cacert', tls.caCert,
+    ...(tls.caCrl ? ['--tls-cacrl', tls.caCrl] : []), ...(tls.verifyName ? [] : ['--tls-no-cn-verify'])];
 }
 
 function hooks(v: unknown): CriuHooks | undefined {
@@ -148,6 +179,7 @@ export function dumpOpts(o: DumpOptions, opts: CriuOpts, lazy: boolean): void {
   if (o.pageServer !== undefined) {
     const ps = pageServerAddress('pageServer', o.pageServer);
     opts.ps = { address: ps.address, port: ps.port };
+    tlsOpts(ps.tls, opts);
   }
   if (o.timeout !== undefined) opts.timeout = integer('timeout', o.timeout, 1, 86400);
 }

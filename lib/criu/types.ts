@@ -50,7 +50,26 @@ export interface CriuCommonOptions {
   criuPath?: string;
 }
 
-export interface PageServerAddress { address: string; port: number }
+/**
+ * Mutual TLS on a page-server connection (CRIU's --tls): paths of PEM files.
+ * Both ends present a certificate and accept only a peer whose certificate
+ * chains to `caCert` (which may simply be the peer's own self-signed one).
+ */
+export interface CriuTls {
+  /** This side's certificate. */
+  cert: string;
+  /** Its private key. */
+  key: string;
+  /** The certificates trusted for the peer. */
+  caCert: string;
+  /** A certificate revocation list. */
+  caCrl?: string;
+  /** Also check the peer certificate's name against the address (default false: `caCert` alone decides). */
+  verifyName?: boolean;
+}
+
+/** Where a page server listens (or a dump/lazy-pages connects), optionally over mutual TLS. */
+export interface PageServerAddress { address: string; port: number; tls?: CriuTls }
 
 export interface DumpOptions extends CriuCommonOptions {
   pid: number;

@@ -11,7 +11,7 @@ import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../n
 import { integer } from '../validate.js';
 import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
-import { placeId } from './proc.js';
+import { placeId, staleLazyDaemons } from './proc.js';
 import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
 import { liveness, migrate, type MigrateOptions } from './source.js';
 import { TargetSession, type Outcome } from './target.js';
@@ -58,6 +58,16 @@ export class MigrationAgent {
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
     let agent: MigrationAgent | null = null;
     const log = options.log ?? (() => {});
+    // A previous agent on this folder died between starting a lazy-pages daemon and the
+    // restore: that daemon would wait for the restore forever.
+    for (const pid of staleLazyDaemons(path.resolve(options.workDir))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        log(`killed lazy-pages daemon ${pid} left by an earlier agent`);
+      } catch {
+        // gone meanwhile
+      }
+    }
     const idleTimeoutMs = options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
     const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { liveness: liveness(idleTimeoutMs), onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
     server.listen(port, options.host ?? '127.0.0.1');
@@ -132,14 +142,14 @@ export class MigrationAgent {
       if (mode === 'postcopy' && (!c.features.lazyPages || !c.userfaultfd)) throw new Error(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`);
       const mv = obj(m, 'moveAddress');
       if (mv) checkMoveAddress(mv);
-      await s.prepare();
-      ch.send({ op: 'accepted', id, place: placeId() });
+      const cert = await s.prepare();
+      ch.send({ op: 'accepted', id, place: placeId(), cert });
       this.o.log(`migration ${id} (${mode}) accepted from ${ch.peer}`);
     } catch (e) {
       this.o.log(`migration ${id} refused: ${describe(e)}`);
       s.outcome.state = 'aborted';
-      if (!ch.closed) ch.send({ op: 'refused', id, reason: describe(e) });
       await fs.promises.rm(s.dir, { recursive: true, force: true }).catch(() => undefined);
+      if (!ch.closed) ch.send({ op: 'refused', id, reason: describe(e) });
     }
   }
 

@@ -105,3 +105,32 @@ export function placeId(): string {
   const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   return `${boot}/${fs.statSync('/proc/self/ns/net').ino}`;
 }
+
+/**
+ * `criu lazy-pages` daemons left by an agent that died before their restore connected:
+ * their command line names a folder under `workDir`, and they hold no userfaultfd yet.
+ * (One that holds userfaultfds serves a running process and must live: without it, the
+ * process's missing pages would read as zeros.)
+ */
+export function staleLazyDaemons(workDir: string): number[] {
+  const out: number[] = [];
+  const prefix = `${workDir.replace(/\/+$/, '')}/`;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv[1] !== 'lazy-pages' || !argv.some((a) => a.startsWith(prefix))) continue;
+      const serving = fs.readdirSync(`/proc/${name}/fd`).some((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/${name}/fd/${fd}`) === 'anon_inode:[userfaultfd]';
+        } catch {
+          return false;
+        }
+      });
+      if (!serving) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}

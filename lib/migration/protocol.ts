@@ -1,6 +1,7 @@
 // Messages between migration agents (and from a client to a source agent),
 // carried by lib/net/channel.ts. Every field of every received message is
 // checked here before anything acts on it.
+import { isIP } from 'node:net';
 import type { Message } from '../net/channel.js';
 
 export const ID = /^[0-9a-f]{32}$/;
@@ -70,4 +71,19 @@ export function wireError(m: Message): WireError {
   const code = typeof m.code === 'string' ? m.code.slice(0, 60) : 'ERR_MIGRATION';
   const message = typeof m.message === 'string' ? m.message.slice(0, 4000) : 'no detail';
   return { step, code, message };
+}
+
+/** A socket's address as CRIU takes it: IPv4-mapped IPv6 addresses in their IPv4 form. */
+export function hostAddress(a: string | undefined): string {
+  if (!a) throw new Error('the connection has no local address');
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
+
+/** The `pageServer: { address, port }` of a message: an IP address (CRIU takes no names) and a port. */
+export function pageServerAt(m: Message, k = 'pageServer'): { address: string; port: number } {
+  const ps = obj(m, k);
+  if (!ps || typeof ps.address !== 'string' || isIP(ps.address) === 0) throw new ProtocolError(`${m.op}: ${k}.address must be an IP address`);
+  const port = ps.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ProtocolError(`${m.op}: ${k}.port must be a port number`);
+  return { address: ps.address, port };
 }

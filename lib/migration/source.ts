@@ -13,14 +13,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
+import { makeIdentity, trustPeer, type TlsIdentity } from '../net/cert.js';
 import { AuthChannel, secretBuffer, type Liveness, type Message } from '../net/channel.js';
 import { integer, object, oneOf } from '../validate.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type MoveAddress } from './address.js';
 import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
 import { sendImages } from './images.js';
 import { alive, killTree, placeId, resumeTree, state } from './proc.js';
-import { ID, wireError, type CriuFlags, type Mode } from './protocol.js';
-import { Tunnels } from './tunnel.js';
+import { ID, hostAddress, pageServerAt, wireError, type CriuFlags, type Mode } from './protocol.js';
 
 const run = promisify(execFile);
 
@@ -29,9 +29,9 @@ export type Phase = 'connect' | 'dump' | 'transfer' | 'restore' | 'commit' | 'pa
 
 export interface Progress {
   phase: Phase;
-  /** Bytes moved so far (image files, then post-copy pages through the tunnel). */
+  /** Bytes moved so far: image files, and memory pages as the target receives them. */
   bytes: number;
-  /** Pages moved so far (bytes / 4096 of page images and tunnelled pages). */
+  /** Pages moved so far (memory page bytes / 4096). */
   pages: number;
 }
 
@@ -137,8 +137,8 @@ async function nftTables(): Promise<Set<string>> {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer().listen(0, host);
   await once(s, 'listening');
   const port = (s.address() as net.AddressInfo).port;
   s.close();
@@ -172,11 +172,20 @@ class SourceRun {
   private restoreStats: criu.RestoreStats | null = null;
   private targetFailure: { step: string; code: string; message: string } | null = null;
   private stream = 1;
-  private tunnels: Tunnels | null = null;
   private readonly imagesDir: string;
+  /** This side's TLS identity and the target's certificate, for CRIU's page-server connection. */
+  private readonly tlsDir: string;
+  private tls: criu.CriuTls | null = null;
+  /** Post-copy: where our dump serves pages. Pre-copy (commit): the target's page server. */
+  private pageServer: { address: string; port: number } | null = null;
+  /** Page bytes the target reported so far, and its final exact count. */
+  private pageBytes = 0;
+  private pageBytesExact: number | null = null;
+  private pagesDone: () => void = () => {};
 
   constructor(private readonly pid: number, private readonly o: Checked, private readonly user: MigrateOptions) {
     this.imagesDir = path.join(o.workDir, this.id);
+    this.tlsDir = `${this.imagesDir}.tls`;
   }
 
   private phase(p: Phase) {
@@ -212,57 +221,82 @@ class SourceRun {
 
   async run(): Promise<MigrationResult> {
     this.phase('connect');
+    const identity = makeIdentity(this.tlsDir, `serverlessos-migration-${this.id}`);
+    identity.catch(() => undefined);
     try {
       this.ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, signal: this.user.signal, liveness: liveness(this.o.idleTimeoutMs) });
     } catch (e) {
+      await identity.catch(() => undefined);
+      await fs.promises.rm(this.tlsDir, { recursive: true, force: true }).catch(() => undefined);
       throw this.error(`cannot reach the target agent at ${this.o.to.host}:${this.o.to.port}: ${describe(e)}`, 'source', e);
     }
     const ch = this.ch;
     try {
       this.step = 'accept';
-      ch.send({ op: 'incoming', id: this.id, mode: this.o.mode, criu: { ...this.o.flags }, ...(this.o.move ? { moveAddress: { ...this.o.move } } : {}) });
+      let me: TlsIdentity;
+      try {
+        me = await identity;
+      } catch (e) {
+        throw this.error(`cannot make this side's TLS identity in ${this.tlsDir}: ${describe(e)}`, 'source', e);
+      }
+      ch.send({ op: 'incoming', id: this.id, mode: this.o.mode, criu: { ...this.o.flags }, cert: me.certPem, ...(this.o.move ? { moveAddress: { ...this.o.move } } : {}) });
       const r = await ch.waitFor((m) => m.id === this.id && (m.op === 'accepted' || m.op === 'refused'), 30_000, 'the answer to our migration request');
       if (r.op === 'refused') throw this.error(`the target refused: ${typeof r.reason === 'string' ? r.reason.slice(0, 1000) : 'no reason'}`, 'source', undefined, 'ERR_MIGRATION_REFUSED');
+      try {
+        this.tls = { cert: me.certFile, key: me.keyFile, caCert: await trustPeer(path.join(this.tlsDir, 'peer.pem'), r.cert) };
+      } catch (e) {
+        ch.send({ op: 'abort', id: this.id, reason: describe(e) });
+        throw this.error(`the target's certificate: ${describe(e)}`, 'source', e, 'ERR_BAD_MESSAGE');
+      }
       const here = placeId();
       const there = typeof r.place === 'string' ? r.place : '';
       this.sameNetns = there === here;
       this.sameHost = there.split('/')[0] === here.split('/')[0];
       this.handover = this.o.mode === 'precopy' && (this.o.strategy === 'handover' || (this.o.strategy === 'auto' && this.sameHost));
       ch.on('message', (m) => this.onMessage(m));
-      ch.on('data', (s, d) => this.tunnels?.data(s, d));
       return await this.migrate();
     } catch (e) {
       if (e instanceof MigrationError) throw e;
       throw this.error(describe(e), 'source', e);
     } finally {
-      this.tunnels?.closeAll();
       ch.close();
+      await fs.promises.rm(this.tlsDir, { recursive: true, force: true }).catch(() => undefined);
       if (!this.o.keepImages && !this.keep) await fs.promises.rm(this.imagesDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
   private onMessage(m: Message) {
     if (m.id !== this.id) return;
-    if (m.op === 'tunnel-open' && this.tunnels && typeof m.stream === 'number') {
-      try {
-        this.tunnels.open(m.stream, this.pageServerPort);
-      } catch {
-        this.ch?.destroy();
+    if (m.op === 'pages-received' || m.op === 'pages-done') {
+      // The target counts the page bytes its CRIU received (we cannot see CRIU's TLS stream).
+      const n = typeof m.bytes === 'number' && Number.isSafeInteger(m.bytes) && m.bytes >= 0 ? m.bytes : this.pageBytes;
+      if (n > this.pageBytes) {
+        this.moved(n - this.pageBytes, true);
+        this.pageBytes = n;
       }
-    } else if (m.op === 'tunnel-close' && this.tunnels && typeof m.stream === 'number') this.tunnels.close(m.stream, false);
-    else if (m.op === 'failed') this.targetFailure ??= wireError(m);
+      if (m.op === 'pages-done') {
+        // Exact, where the running post-copy estimate counted protocol bytes too: for the result only.
+        this.pageBytesExact = n;
+        this.pagesDone();
+      }
+    } else if (m.op === 'failed') this.targetFailure ??= wireError(m);
   }
 
-  private pageServerPort = 0;
-  private hookDone: () => void = () => {};
+  /** The lazy dump serves pages (CRIU's status-ready): the target may restore. */
+  private served: () => void = () => {};
   /** Keep the images (an in-doubt hand-over: they are the process now). */
   private keep = false;
 
-  /** Connect to the dump's page server and hang up at once (retrying until it listens). */
+  /**
+   * Make a lazy dump's page server give up: connect and hang up at once (retrying until it
+   * listens). That fails its TLS handshake, so the dump ends and CRIU lets the source run.
+   */
   private endPageServer(ms = 30_000) {
+    const ps = this.pageServer;
+    if (!ps) return;
     const end = Date.now() + ms;
     const attempt = () => {
-      const s = net.connect(this.pageServerPort, '127.0.0.1');
+      const s = net.connect(ps.port, ps.address);
       s.once('connect', () => s.destroy());
       s.once('error', () => {
         s.destroy();
@@ -277,23 +311,42 @@ class SourceRun {
     this.phase('dump');
     const before = await nftTables();
     const postcopy = this.o.mode === 'postcopy';
+    const ch = this.ch!;
+    const pagesDone = new Promise<void>((r) => (this.pagesDone = r));
     if (postcopy) {
-      this.pageServerPort = await freePort();
-      this.tunnels = new Tunnels(this.ch!, this.id, (n) => this.moved(n, true));
+      // Our dump serves the pages, on the address the target sees us at.
+      const address = hostAddress(ch.socket.localAddress);
+      this.pageServer = { address, port: await freePort(address) };
+    } else if (!this.handover) {
+      // Pages go straight from the dump to a page server on the target (a hand-over keeps
+      // them here instead, to restore back from if the target cannot restore).
+      const failed = this.targetFailed();
+      failed.catch(() => undefined);
+      ch.send({ op: 'page-server', id: this.id });
+      try {
+        const m = await Promise.race([ch.waitFor((x) => x.id === this.id && x.op === 'page-server', 0, "the target's page server"), failed]);
+        this.pageServer = pageServerAt(m);
+      } catch (e) {
+        return await this.dumpFailed(e, before);
+      }
     }
     let dumpStats: criu.DumpStats | null = null;
-    const hookDone = new Promise<void>((r) => (this.hookDone = r));
+    const served = new Promise<void>((r) => (this.served = r));
     const dumping = criu.dump({
       pid: this.pid,
       imagesDir: this.imagesDir,
       leaveStopped: true,
       ...this.o.flags,
       ...(this.o.flags.tcpEstablished ? { networkLock: 'nftables' as const } : {}),
-      ...(postcopy ? { lazyPages: true, pageServer: { address: '127.0.0.1', port: this.pageServerPort } } : {}),
+      ...(postcopy ? { lazyPages: true } : {}),
+      ...(this.pageServer ? { pageServer: { ...this.pageServer, tls: this.tls! } } : {}),
       ...(this.user.signal ? { signal: this.user.signal } : {}),
       hooks: {
         preDump: () => {
           this.frozenAt = performance.now();
+        },
+        any: (e) => {
+          if (e.script === 'status-ready') this.served();
         },
         postDump: () => this.afterDump().catch((e: unknown) => {
           // A lazy dump starts its page server even after a failed post-dump hook and
@@ -305,15 +358,14 @@ class SourceRun {
     });
     try {
       if (postcopy) {
-        // The page server runs once the hook returned: restore on the target now, pages flow.
-        const early = await Promise.race([hookDone.then(() => null), dumping.then(() => new Error('the lazy dump ended before the target restored'), (e: unknown) => e)]);
+        // The page server listens (status-ready): restore on the target now, pages flow.
+        const early = await Promise.race([served.then(() => null), dumping.then(() => new Error('the lazy dump ended before the target restored'), (e: unknown) => e)]);
         if (early) throw early instanceof Error ? early : new Error(describe(early));
         try {
           await this.restoreOnTarget();
           this.phase('pages');
         } catch (e) {
           // Not resumed on the target: end the page server so CRIU lets the source run again.
-          this.tunnels?.closeAll();
           this.endPageServer();
           await dumping.catch(() => undefined);
           throw e;
@@ -322,6 +374,8 @@ class SourceRun {
       const res = await dumping;
       // CRIU 4.1.1 zeroes its counters when the lazy page server starts: no dump figures then.
       dumpStats = postcopy ? null : res.stats;
+      // The target's last count of page bytes follows at once (its lazy-pages daemon ended first).
+      if (postcopy) await Promise.race([pagesDone, new Promise((r) => setTimeout(r, 2000).unref())]);
     } catch (e) {
       return await this.dumpFailed(e, before);
     }
@@ -347,11 +401,17 @@ class SourceRun {
       id: this.id, mode: this.o.mode,
       downtimeMs: this.resumedAt - this.frozenAt,
       totalMs: performance.now() - this.t0,
-      bytes: this.progress.bytes, pages: Math.round(this.progress.pages),
+      ...this.totals(),
       criu: { dump: dumpStats, restore: this.restoreStats },
       sourcePid: this.pid, targetPid: this.targetPid, strategy: this.handover ? 'handover' : 'commit', sameHost: this.sameHost,
       phases: this.phases,
     };
+  }
+
+  /** Bytes and pages moved, with the target's exact page count where it sent one. */
+  private totals(): { bytes: number; pages: number } {
+    const fix = this.pageBytesExact === null ? 0 : this.pageBytesExact - this.pageBytes;
+    return { bytes: this.progress.bytes + fix, pages: Math.round(this.progress.pages + fix / 4096) };
   }
 
   /** Inside CRIU's post-dump hook: the tree is frozen, its images are written. */
@@ -364,6 +424,7 @@ class SourceRun {
     }
     this.step = 'transfer';
     this.phase('transfer');
+    // Page images are here only in a hand-over (else the dump sent them to the target's page server).
     const pageFile = /^pages-\d+\.img$/;
     await sendImages(ch, this.id, this.imagesDir, () => this.stream++, (n, file) => this.moved(n, pageFile.test(file)), (name) => name === 'stats-dump' || name.endsWith('.log'));
     if (this.targetFailure) throw new Error(`target: ${this.targetFailure.message}`);
@@ -381,9 +442,8 @@ class SourceRun {
       this.step = 'restore';
       const failed = this.targetFailed();
       failed.catch(() => undefined);
-      ch.send({ op: 'prepare', id: this.id });
+      ch.send({ op: 'prepare', id: this.id, pageServer: { ...this.pageServer! } });
       await Promise.race([ch.waitFor((m) => m.id === this.id && m.op === 'prepared', 0, 'the target to get ready'), failed]);
-      this.hookDone();
       return;
     }
     await this.restoreOnTarget();

@@ -7,13 +7,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as criu from '../criu/index.js';
+import { makeIdentity, trustPeer } from '../net/cert.js';
 import type { AuthChannel, Message } from '../net/channel.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
 import { describe } from './errors.js';
 import { ImageReceiver } from './images.js';
 import { alive } from './proc.js';
-import { ProtocolError, criuFlags, mode as modeOf, obj, type CriuFlags, type Mode } from './protocol.js';
-import { Tunnels } from './tunnel.js';
+import { ProtocolError, criuFlags, hostAddress, mode as modeOf, obj, pageServerAt, type CriuFlags, type Mode } from './protocol.js';
+
+/** How often the target tells the source how many page bytes arrived. */
+const METER_MS = 250;
 
 /** What a target agent remembers of each migration (answers `status` after a lost connection). */
 export type TargetState = 'receiving' | 'restoring' | 'ready' | 'committed' | 'resumed' | 'failed' | 'aborted';
@@ -37,7 +40,15 @@ export class TargetSession {
   private readonly move: MoveAddress | undefined;
   private readonly flags: CriuFlags;
   private readonly receiver: ImageReceiver;
-  private readonly tunnels: Tunnels;
+  /** The source's certificate as it sent it (checked in prepare()). */
+  private readonly peerCert: unknown;
+  private tls: criu.CriuTls | null = null;
+  /** Pre-copy: the CRIU page server the source's dump sends pages to. */
+  private pageServer: criu.CriuDaemon | null = null;
+  private pageServerDone: Promise<void> | null = null;
+  /** Post-copy: where the source's dump serves pages. */
+  private lazySource: { address: string; port: number } | null = null;
+  private meter: NodeJS.Timeout | null = null;
   private addressAdded = false;
   private decision: { resolve: () => void; reject: (e: Error) => void } | null = null;
   private decided: 'commit' | Error | null = null;
@@ -59,13 +70,23 @@ export class TargetSession {
     this.dir = path.join(cfg.workDir, id);
     this.imagesDir = path.join(this.dir, 'images');
     this.receiver = new ImageReceiver(ch, this.imagesDir, cfg.maxImageBytes, (e) => void this.fail('transfer', e));
-    this.tunnels = new Tunnels(ch, id);
+    this.peerCert = m.cert;
     this.outcome = { state: 'receiving', settled: new Promise((r) => (this.settle = r)) };
   }
 
-  /** Make the folder; throws (→ refused) when the work dir is unusable. */
-  async prepare(): Promise<void> {
+  /**
+   * Make the folder and this side's TLS identity, and trust the source's certificate;
+   * resolves with our certificate for the source. Throws (→ refused) when anything is wrong.
+   */
+  async prepare(): Promise<string> {
     await fs.promises.mkdir(this.imagesDir, { recursive: true, mode: 0o700 });
+    const dir = path.join(this.dir, 'tls');
+    const me = await makeIdentity(dir, `serverlessos-migration-${this.id}`);
+    const caCert = await trustPeer(path.join(dir, 'peer.pem'), this.peerCert).catch((e: Error) => {
+      throw new ProtocolError(`the source's certificate: ${e.message}`);
+    });
+    this.tls = { cert: me.certFile, key: me.keyFile, caCert };
+    return me.certPem;
   }
 
   private set(state: TargetState, pid?: number) {
@@ -81,11 +102,14 @@ export class TargetSession {
         case 'file': return this.receiver.open(m);
         case 'file-end': return this.receiver.end(m);
         case 'restore': return void this.restore();
-        case 'prepare': return void this.getReady();
+        case 'page-server': return void this.startPageServer();
+        case 'prepare':
+          if (this.mode !== 'postcopy' || this.lazySource) throw new ProtocolError('prepare: not a post-copy, or asked twice');
+          this.lazySource = pageServerAt(m);
+          return void this.getReady();
         case 'flush': return void this.receiver.flushed().then(() => this.send({ op: 'flushed', id: this.id }), (e: Error) => this.fail('transfer', e));
         case 'commit': return this.decide('commit');
         case 'abort': return this.decide(new Error(`the source aborted: ${typeof m.reason === 'string' ? m.reason.slice(0, 500) : 'no reason'}`));
-        case 'tunnel-close': return this.tunnels.close(Number(m.stream), false);
         default: throw new ProtocolError(`unexpected message ${m.op}`);
       }
     } catch (e) {
@@ -97,7 +121,6 @@ export class TargetSession {
   onData(stream: number, chunk: Buffer): void {
     try {
       if (this.receiver.owns(stream)) this.receiver.data(chunk);
-      else if (this.tunnels.owns(stream)) this.tunnels.data(stream, chunk);
       else throw new ProtocolError(`data on unknown stream ${stream}`);
     } catch (e) {
       void this.fail('protocol', e as Error);
@@ -124,6 +147,56 @@ export class TargetSession {
     if (!this.ch.closed) this.ch.send(m);
   }
 
+  /**
+   * Pre-copy: start a CRIU page server for the source's dump (mutual TLS, the source's
+   * certificate only) on the address the source reached us at, and tell it where.
+   */
+  private async startPageServer(): Promise<void> {
+    try {
+      if (this.mode !== 'precopy' || this.pageServer || this.outcome.state !== 'receiving') throw new ProtocolError('page-server: not a pre-copy, or asked twice or late');
+      this.step = 'transfer';
+      const address = hostAddress(this.ch.socket.localAddress);
+      const ps = await criu.pageServer({ imagesDir: this.imagesDir, workDir: this.dir, logFile: 'page-server.log', address, port: 0, tls: this.tls! });
+      this.pageServer = ps;
+      if (this.finished) return void (await ps.close());
+      const stop = this.startMeter(() => this.pageFileBytes());
+      // The page server exits once the dump has sent every page: the pages are on disk then.
+      this.pageServerDone = ps.exited.finally(async () => {
+        stop();
+        this.send({ op: 'pages-received', id: this.id, bytes: await this.pageFileBytes() });
+      });
+      this.pageServerDone.catch(() => undefined);
+      this.send({ op: 'page-server', id: this.id, pageServer: { address, port: ps.port } });
+    } catch (e) {
+      await this.fail('transfer', e as Error);
+    }
+  }
+
+  /** Page bytes written by the page server so far. */
+  private async pageFileBytes(): Promise<number> {
+    let n = 0;
+    for (const f of await fs.promises.readdir(this.imagesDir).catch(() => [])) {
+      if (/^pages-\d+\.img$/.test(f)) n += (await fs.promises.stat(path.join(this.imagesDir, f)).catch(() => ({ size: 0 }))).size;
+    }
+    return n;
+  }
+
+  /** Tell the source every METER_MS how many page bytes arrived (for its progress events); returns stop. */
+  private startMeter(count: () => Promise<number>): () => void {
+    let last = 0;
+    this.meter = setInterval(() => {
+      void count().then((bytes) => {
+        if (bytes > last && this.meter) this.send({ op: 'pages-received', id: this.id, bytes });
+        last = Math.max(last, bytes);
+      }, () => undefined);
+    }, METER_MS);
+    this.meter.unref();
+    return () => {
+      if (this.meter) clearInterval(this.meter);
+      this.meter = null;
+    };
+  }
+
   /** Images on disk, address here (held), post-copy's lazy-pages daemon running: all a restore needs. */
   private prepareRestore(): Promise<void> {
     this.preparing ??= (async () => {
@@ -132,6 +205,7 @@ export class TargetSession {
       this.restoring = true;
       this.step = 'transfer';
       await this.receiver.flushed();
+      if (this.pageServerDone) await this.pageServerDone;
       if (this.decided instanceof Error) throw this.decided;
       this.step = 'address';
       if (this.move) {
@@ -143,8 +217,8 @@ export class TargetSession {
       }
       this.step = 'restore';
       if (this.mode === 'postcopy') {
-        const port = await this.tunnels.listen();
-        this.lazy = await criu.lazyPages({ imagesDir: this.imagesDir, workDir: this.dir, pageServer: { address: '127.0.0.1', port }, ...this.flags });
+        if (!this.lazySource) throw new ProtocolError('restore: the source did not say where its pages are');
+        this.lazy = await criu.lazyPages({ imagesDir: this.imagesDir, workDir: this.dir, pageServer: { ...this.lazySource, tls: this.tls! }, ...this.flags });
       }
     })();
     return this.preparing;
@@ -201,9 +275,12 @@ export class TargetSession {
 
   /** Post-copy: the process runs; wait until lazy-pages moved every page. */
   private async servePages(pid: number): Promise<void> {
+    const lazy = this.lazy!;
+    // What the daemon has read so far (pages plus CRIU's and TLS's headers), for progress.
+    const stop = this.startMeter(async () => Number(/^rchar: (\d+)$/m.exec(await fs.promises.readFile(`/proc/${lazy.pid}/io`, 'utf8'))?.[1] ?? 0));
     try {
-      await this.lazy!.exited;
-      this.send({ op: 'pages-done', id: this.id });
+      await lazy.exited.finally(stop);
+      this.send({ op: 'pages-done', id: this.id, bytes: await lazyPageBytes(path.join(this.dir, 'lazy-pages.log')) });
       await this.cleanup(true);
     } catch (e) {
       const running = alive(pid);
@@ -232,7 +309,8 @@ export class TargetSession {
 
   private async cleanup(ok: boolean): Promise<void> {
     this.finished = true;
-    this.tunnels.closeAll();
+    if (this.meter) clearInterval(this.meter);
+    if (this.pageServer) await this.pageServer.close().catch(() => undefined);
     if (this.lazy) await this.lazy.close().catch(() => undefined);
     await this.receiver.dispose();
     await this.release?.();
@@ -242,4 +320,12 @@ export class TargetSession {
     }
     await fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** The pages a finished lazy-pages daemon copied, from its log (CRIU logs "UFFD transferred pages: (n/total)" per task at -v4). */
+async function lazyPageBytes(log: string): Promise<number> {
+  const text = await fs.promises.readFile(log, 'utf8').catch(() => '');
+  let pages = 0;
+  for (const m of text.matchAll(/UFFD transferred pages: \((\d+)\/\d+\)/g)) pages += Number(m[1]);
+  return pages * 4096;
 }

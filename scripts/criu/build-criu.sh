@@ -50,8 +50,9 @@ BUILD_DIR=${CRIU_BUILD_DIR:-/var/cache/serverlessos/criu}
 JOBS=${JOBS:-$(nproc)}
 HERE=$(dirname "$(readlink -f "$0")")
 
-# Bookworm packages. Line 1: required to build. Line 2: optional features criu links when present
-# (libbsd: setproctitle/strlcpy, gnutls: TLS page-server, libnftables: --network-lock nftables).
+# Bookworm packages. Line 1: required to build. Line 2: features criu links when present
+# (libbsd: setproctitle/strlcpy, gnutls: TLS page-server, which lib/migration requires,
+# libnftables: --network-lock nftables).
 # Line 3: tools used by this script and criu's runtime helpers (crit/criu-ns need python3-protobuf).
 DEPS=(
   build-essential patch pkg-config libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libnl-3-dev libnet1-dev libcap-dev uuid-dev python3
@@ -254,6 +255,8 @@ log "make -j$JOBS lib"
 quiet make -C "$SRCDIR" -j"$JOBS" "${MAKE_VARS[@]}" lib
 v=$("$SRCDIR/criu/criu" --version | sed -n 's/^Version: *//p')
 [ "$v" = "$CRIU_VERSION" ] || die "the built criu reports version '$v', want $CRIU_VERSION"
+# Migrations move pages over CRIU's mutual TLS: a criu built without gnutls cannot.
+ldd "$SRCDIR/criu/criu" | grep -q libgnutls || die "the built criu does not link gnutls (libgnutls28-dev missing?)"
 fi
 t_make=$((SECONDS - t))
 

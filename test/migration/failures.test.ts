@@ -148,6 +148,14 @@ void t.test('failures', async (t) => {
     t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
     const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
     t.notMatch(tables, /CRIU-/, "CRIU's network lock is gone from the source node");
+    // The dead agent's lazy-pages daemon waits for a restore that will never come; an agent
+    // started again on the same folder ends it.
+    const lazy = () => execFileSync('pgrep', ['-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    const waiting = (() => { try { return lazy(); } catch { return []; } })();
+    const again = await target({ workDir: tgt.workDir });
+    await until(() => { try { return lazy().length === 0; } catch { return true; } }, 10_000, 'the stale lazy-pages daemon to end');
+    t.pass(`a new agent on ${path.basename(tgt.workDir)} ended ${waiting.length} stale lazy-pages daemon(s)`);
+    t.match(again.log(), waiting.length ? /killed lazy-pages daemon \d+ left by an earlier agent/ : /.*/);
   });
 
   void t.test('the restore fails after the dump (commit): the source resumes with its TCP connection', async (t) => {

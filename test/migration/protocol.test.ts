@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { makeIdentity } from '../../lib/net/cert.js';
 import { AuthChannel, type Message } from '../../lib/net/channel.js';
 import { MigrationAgent } from '../../lib/migration/index.js';
 
@@ -23,9 +24,10 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
     return ch;
   };
   const id = () => crypto.randomBytes(16).toString('hex');
+  const { certPem: cert } = await makeIdentity(path.join(workDir, 'source-tls'));
   const incoming = async (ch: AuthChannel, extra: Record<string, unknown> = {}): Promise<{ id: string; reply: Message }> => {
     const i = id();
-    ch.send({ op: 'incoming', id: i, mode: 'precopy', criu: {}, ...extra });
+    ch.send({ op: 'incoming', id: i, mode: 'precopy', criu: {}, cert, ...extra });
     return { id: i, reply: await ch.waitFor((m) => m.op === 'accepted' || m.op === 'refused' || m.op === 'error', 10_000) };
   };
   const leftovers = () => fs.readdirSync(workDir).filter((f) => /^[0-9a-f]{32}$/.test(f));
@@ -50,6 +52,49 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
     t.equal(reply.op, 'refused');
     t.match(reply.reason, /moveAddress.address/);
     t.same(leftovers(), []);
+  });
+
+  await t.test('a missing or bad TLS certificate is refused', async (t) => {
+    for (const [what, c, re] of [
+      ['no certificate', undefined, /not one PEM certificate/],
+      ['not PEM', 'hello', /not one PEM certificate/],
+      ['two certificates', cert + cert, /not one PEM certificate/],
+      ['DER garbage', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', /cannot be parsed/],
+      ['oversized', `-----BEGIN CERTIFICATE-----\n${'A'.repeat(9000)}\n-----END CERTIFICATE-----\n`, /not one PEM certificate/],
+    ] as [string, unknown, RegExp][]) {
+      const ch = await open();
+      const { reply } = await incoming(ch, { cert: c });
+      t.equal(reply.op, 'refused', what);
+      t.match(reply.reason, re, `${what}: ${String(reply.reason)}`);
+      ch.destroy();
+    }
+    t.same(leftovers(), [], 'nothing left behind');
+    const ch = await open();
+    const { reply } = await incoming(ch);
+    t.equal(reply.op, 'accepted', 'a good certificate is accepted');
+    t.match(reply.cert, /^-----BEGIN CERTIFICATE-----\n/, 'and answered with the target\'s own');
+    t.not(reply.cert, cert, 'a different identity');
+    ch.destroy();
+  });
+
+  await t.test('page-server and prepare requests are checked', async (t) => {
+    const cases: [string, 'precopy' | 'postcopy', (i: string) => Message, RegExp][] = [
+      ['page-server in a post-copy', 'postcopy', (i) => ({ op: 'page-server', id: i }), /not a pre-copy/],
+      ['prepare in a pre-copy', 'precopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 1 } }), /not a post-copy/],
+      ['prepare without an address', 'postcopy', (i) => ({ op: 'prepare', id: i }), /pageServer.address/],
+      ['prepare with a host name', 'postcopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: 'evil.example', port: 1 } }), /must be an IP address/],
+      ['prepare with a bad port', 'postcopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 70000 } }), /port/],
+    ];
+    for (const [what, mode, msg, re] of cases) {
+      const ch = await open();
+      const { id: i, reply } = await incoming(ch, { mode });
+      t.equal(reply.op, 'accepted', what);
+      const failed = ch.waitFor((m) => m.op === 'failed' && m.id === i, 20_000);
+      ch.send(msg(i));
+      const f = await failed;
+      t.match(f.message, re, `${what}: ${String(f.message)}`);
+      ch.destroy();
+    }
   });
 
   await t.test('image names that leave the folder, truncated and oversized files fail the transfer', async (t) => {
