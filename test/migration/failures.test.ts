@@ -140,6 +140,14 @@ void t.test('failures', async (t) => {
     });
   }
 
+  void t.test('the target agent dies while the dump streams pages to its page server (commit)', async (t) => {
+    const tgt = await target();
+    const w = await workload(64);
+    const run = await killTargetWhen(t, (p) => p.phase === 'dump' && p.bytes > 1 << 20, w.pid, tgt, { strategy: 'commit' }, 'killed while pages streamed');
+    await survives(t, w, run, /^(dump|transfer|restore)$/);
+    t.equal(run.error!.pid ?? w.pid, w.pid, 'resumed in place (same pid)');
+  });
+
   void t.test('post-copy: the target agent dies during the restore, before the commit', async (t) => {
     const tgt = await target();
     const w = await workload();
