@@ -12,7 +12,9 @@ export type RunningOn = 'source' | 'target' | 'stopped-source' | 'none';
 /**
  * Codes: ERR_MIGRATION (a step failed; see `step`, `runningOn`, `cause`),
  * ERR_MIGRATION_REFUSED (the target refused), ERR_NO_PROCESS (unknown pid),
- * ERR_MIGRATION_IN_DOUBT (the outcome could not be learnt: the source is kept stopped).
+ * ERR_MIGRATION_IN_DOUBT (the outcome could not be learnt: the source is kept stopped),
+ * ERR_MIGRATION_PAGES (post-copy's page transfer broke after the target resumed: the target's
+ * copy is killed, the source's stale copy kept stopped).
  */
 export class MigrationError extends SosError {
   readonly step: MigrationStep;

@@ -211,7 +211,7 @@ class SourceRun {
   private error(message: string, runningOn: RunningOn, cause?: unknown, code?: string): MigrationError {
     const where = runningOn === 'source' ? `the process runs on the source (pid ${this.pid})`
       : runningOn === 'target' ? `the process runs on the target (pid ${this.targetPid})`
-        : runningOn === 'stopped-source' ? `the outcome is unknown: the source copy (pid ${this.pid}) is kept stopped, nothing runs`
+        : runningOn === 'stopped-source' ? `the source copy (pid ${this.pid}) is kept stopped and nothing runs`
           : 'the process is lost';
     return new MigrationError(`migration ${this.id} failed at ${this.step}: ${message}; ${where}`, {
       step: this.step, runningOn, cause, ...(code ? { code } : {}),
@@ -363,6 +363,7 @@ class SourceRun {
         if (early) throw early instanceof Error ? early : new Error(describe(early));
         try {
           await this.restoreOnTarget();
+          this.step = 'pages';
           this.phase('pages');
         } catch (e) {
           // Not resumed on the target: end the page server so CRIU lets the source run again.
@@ -507,6 +508,14 @@ class SourceRun {
   /** The dump call failed: find out where the process runs, undo what we did here, and say so. */
   private async dumpFailed(e: unknown, before: Set<string>): Promise<never> {
     const cause = (e as { code?: string; cause?: unknown }).code === 'ERR_CRIU_HOOK' ? (e as { cause?: unknown }).cause : e;
+    if (this.o.mode === 'postcopy' && this.resumedAt) {
+      // The page transfer broke after the target resumed: the memory is split between the
+      // nodes, the target kills its copy (its missing pages would read as zeros), and CRIU
+      // leaves ours stopped. Running ours would replay what already ran there: keep it stopped.
+      const st = state(this.pid);
+      throw this.error(`the page transfer failed after the process resumed on the target: ${describe(cause)}`,
+        st === 'T' || st === 't' ? 'stopped-source' : 'none', cause, 'ERR_MIGRATION_PAGES');
+    }
     if (this.ch && !this.ch.closed) {
       try {
         this.ch.send({ op: 'abort', id: this.id, reason: describe(cause) });
@@ -520,7 +529,7 @@ class SourceRun {
     const st = state(this.pid);
     const sourceRuns = st !== null && st !== 'T' && st !== 't' && st !== 'Z';
     if (sourceRuns && this.o.mode === 'postcopy' && this.frozenAt) {
-      // After a lazy dump CRIU resumes the tree but leaves its network lock here.
+      // CRIU 4.1.1 left its lock here after a failed lazy dump (scripts/criu/*lazy-dump-rollback.patch).
       for (const t of await nftTables()) if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
     }
     if (this.addressRemoved && this.o.move) await addAddress(this.o.move).catch(() => undefined);

@@ -12,7 +12,7 @@ import type { AuthChannel, Message } from '../net/channel.js';
 import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
 import { describe } from './errors.js';
 import { ImageReceiver } from './images.js';
-import { alive } from './proc.js';
+import { alive, killTree } from './proc.js';
 import { ProtocolError, criuFlags, hostAddress, mode as modeOf, obj, pageServerAt, type CriuFlags, type Mode } from './protocol.js';
 
 /** How often the target tells the source how many page bytes arrived. */
@@ -283,9 +283,11 @@ export class TargetSession {
       this.send({ op: 'pages-done', id: this.id, bytes: await lazyPageBytes(path.join(this.dir, 'lazy-pages.log')) });
       await this.cleanup(true);
     } catch (e) {
-      const running = alive(pid);
-      this.send({ op: 'failed', id: this.id, step: 'pages', code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e), alive: running });
-      this.cfg.log(`migration ${this.id}: page transfer failed after resume (${describe(e)}); process ${running ? 'still runs' : 'is gone'}`);
+      // Without its lazy-pages daemon the process's missing pages would read as zeros: end it.
+      // (The source keeps its stopped copy.)
+      await killTree(pid);
+      this.send({ op: 'failed', id: this.id, step: 'pages', code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e), alive: alive(pid) });
+      this.cfg.log(`migration ${this.id}: page transfer failed after resume (${describe(e)}); the process here was killed`);
       await this.cleanup(false);
     }
   }

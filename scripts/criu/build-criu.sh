@@ -89,7 +89,8 @@ binary_ok() {
   [ "$v" = "$CRIU_VERSION" ] || return 1
   [ -e "$LIBDIR/libcriu.so.$CRIU_SO_MAJOR" ] || return 1
   [ -f "$INCDIR/criu.h" ] && [ -f "$INCDIR/rpc.proto" ] || return 1
-  ldconfig -p | grep -q "libcriu.so.$CRIU_SO_MAJOR .*=> $LIBDIR/" || return 1
+  # grep without -q: -q exits at the first match, and under pipefail ldconfig's SIGPIPE fails the check
+  ldconfig -p | grep "libcriu.so.$CRIU_SO_MAJOR .*=> $LIBDIR/" >/dev/null || return 1
   [ "$(cat "$STAMP" 2>/dev/null)" = "$(want_stamp)" ] || return 1
 }
 

@@ -166,6 +166,45 @@ void t.test('failures', async (t) => {
     t.match(again.log(), waiting.length ? /killed lazy-pages daemon \d+ left by an earlier agent/ : /.*/);
   });
 
+  void t.test('post-copy: the target agent dies before the commit; the source resumes with its TCP connection', async (t) => {
+    const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
+    t.teardown(() => peer.close());
+    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
+    t.teardown(() => w.kill());
+    await w.verify();
+    const tgt = await target();
+    const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
+    await survives(t, w, run, /^(restore|commit)$/);
+    t.match((await w.verify()).detail, /ESTABLISHED/, 'the connection still echoes');
+  });
+
+  void t.test('post-copy: the page transfer breaks after the resume; nothing runs twice', async (t) => {
+    const tgt = await target();
+    const w = await workload(256);
+    let killed = '';
+    const run = await requestMigrate(src, secret, w.pid, tgt, {
+      mode: 'postcopy',
+      onProgress: (p) => {
+        if (killed || p.phase !== 'pages') return;
+        // The target's lazy-pages daemon dies with most pages still on the source.
+        try {
+          killed = execFileSync('pkill', ['-KILL', '-e', '-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' }).trim();
+        } catch {
+          killed = 'none';
+        }
+      },
+    });
+    t.match(killed, /killed/, `killed mid-transfer: ${killed}`);
+    if (!run.error) return void t.fail('the migration did not fail');
+    const e = run.error;
+    t.equal(e.code, 'ERR_MIGRATION_PAGES', e.message);
+    t.equal(e.runningOn, 'stopped-source', 'the source keeps its copy, stopped');
+    t.equal(e.pid, w.pid);
+    await until(() => copies(w.dir).length === 1, 30_000, 'the target to end its copy');
+    t.same(copies(w.dir), [w.pid], "only the source's copy exists");
+    t.match(fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8'), /^\d+ \(.*\) [Tt] /, 'and it is stopped: nothing runs twice');
+  });
+
   void t.test('the restore fails after the dump (commit): the source resumes with its TCP connection', async (t) => {
     // Within one namespace the frozen source still holds the connection's 4-tuple, so the
     // target's restore fails: a real restore failure after the network was locked.
