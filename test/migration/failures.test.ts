@@ -219,6 +219,37 @@ void t.test('failures', async (t) => {
     t.match((await w.verify()).detail, /ESTABLISHED/, 'the connection still echoes');
   });
 
+  void t.test('the connection drops between the commit and "resumed": the source asks again', async (t) => {
+    const tgt = await target();
+    const w = await workload();
+    let cut = false;
+    const run = await requestMigrate(src, secret, w.pid, tgt, {
+      strategy: 'commit',
+      onProgress: (p) => {
+        if (cut || p.phase !== 'commit') return;
+        cut = true;
+        // Down for longer than the agents' silence limit, so the channel dies; the source's
+        // fresh connections (asking the outcome) get through once it is up again.
+        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+        setTimeout(() => execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']), idleTimeoutMs + 1500);
+      },
+    });
+    t.ok(cut, 'the link went down at the commit');
+    if (run.result) {
+      // The commit arrived: the target resumed, and the source learnt it by asking.
+      const r = run.result;
+      t.same(copies(w.dir), [r.targetPid], 'exactly one copy runs, the target\'s');
+      t.equal(fs.statSync(`/proc/${r.targetPid}/ns/net`).ino, fs.statSync(`/run/netns/${b.netns}`).ino, 'on the target node');
+      t.ok((await w.verify(r.targetPid)).ok, 'it verifies');
+      w.pid = r.targetPid;
+      t.comment('outcome: resumed on the target, learnt through a new connection');
+    } else {
+      // The commit was lost with the link: the target dropped its copy and said so when asked.
+      await survives(t, w, run, /^commit$/);
+      t.comment(`outcome: ${run.error!.message}`);
+    }
+  });
+
   void t.test('the network is cut during the transfer', async (t) => {
     const tgt = await target();
     const w = await workload(128);
