@@ -11,7 +11,7 @@ import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../n
 import { integer } from '../validate.js';
 import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
-import { placeId, staleLazyDaemons } from './proc.js';
+import { inUse, placeId, staleLazyDaemons } from './proc.js';
 import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
 import { liveness, migrate, type MigrateOptions } from './source.js';
 import { TargetSession, type Outcome } from './target.js';
@@ -37,6 +37,12 @@ export interface AgentOptions {
   log?: (line: string) => void;
 }
 
+/** Resolves once none of `pids` is left (at most ~2 s). */
+async function killed(pids: number[]): Promise<void> {
+  const end = Date.now() + 2000;
+  while (pids.some((p) => fs.existsSync(`/proc/${p}`)) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+}
+
 /** A migration agent listening on one node. */
 export class MigrationAgent {
   private readonly outcomes = new Map<string, Outcome>();
@@ -60,13 +66,23 @@ export class MigrationAgent {
     const log = options.log ?? (() => {});
     // A previous agent on this folder died between starting a lazy-pages daemon and the
     // restore: that daemon would wait for the restore forever.
-    for (const pid of staleLazyDaemons(path.resolve(options.workDir))) {
+    const workDir = path.resolve(options.workDir);
+    for (const pid of staleLazyDaemons(workDir)) {
       try {
         process.kill(pid, 'SIGKILL');
         log(`killed lazy-pages daemon ${pid} left by an earlier agent`);
       } catch {
         // gone meanwhile
       }
+    }
+    await killed(staleLazyDaemons(workDir));
+    // Its migration folders (images of migrations that never finished) go too, unless a
+    // process still uses one: a lazy-pages daemon serving a process that resumed here.
+    for (const ent of await fs.promises.readdir(workDir, { withFileTypes: true })) {
+      const dir = path.join(workDir, ent.name);
+      if (!ent.isDirectory() || !ID.test(ent.name) || inUse(dir)) continue;
+      await fs.promises.rm(dir, { recursive: true, force: true });
+      log(`removed ${dir}, left by an earlier agent`);
     }
     const idleTimeoutMs = options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
     const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { liveness: liveness(idleTimeoutMs), onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });

@@ -106,6 +106,26 @@ export function placeId(): string {
   return `${boot}/${fs.statSync('/proc/self/ns/net').ino}`;
 }
 
+/** Every live process's command line (arguments split), for finding what names a folder. */
+function commandLines(): { pid: number; argv: string[] }[] {
+  const out: { pid: number; argv: string[] }[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      out.push({ pid: Number(name), argv: fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0') });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Whether a live process names `dir` or a path inside it on its command line. */
+export function inUse(dir: string): boolean {
+  const d = dir.replace(/\/+$/, '');
+  return commandLines().some(({ argv }) => argv.some((a) => a === d || a.startsWith(`${d}/`)));
+}
+
 /**
  * `criu lazy-pages` daemons left by an agent that died before their restore connected:
  * their command line names a folder under `workDir`, and they hold no userfaultfd yet.
@@ -115,19 +135,17 @@ export function placeId(): string {
 export function staleLazyDaemons(workDir: string): number[] {
   const out: number[] = [];
   const prefix = `${workDir.replace(/\/+$/, '')}/`;
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+  for (const { pid, argv } of commandLines()) {
+    if (argv[1] !== 'lazy-pages' || !argv.some((a) => a.startsWith(prefix))) continue;
     try {
-      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv[1] !== 'lazy-pages' || !argv.some((a) => a.startsWith(prefix))) continue;
-      const serving = fs.readdirSync(`/proc/${name}/fd`).some((fd) => {
+      const serving = fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
         try {
-          return fs.readlinkSync(`/proc/${name}/fd/${fd}`) === 'anon_inode:[userfaultfd]';
+          return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[userfaultfd]';
         } catch {
           return false;
         }
       });
-      if (!serving) out.push(Number(name));
+      if (!serving) out.push(pid);
     } catch {
       // gone meanwhile
     }

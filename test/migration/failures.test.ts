@@ -160,10 +160,12 @@ void t.test('failures', async (t) => {
     // started again on the same folder ends it.
     const lazy = () => execFileSync('pgrep', ['-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
     const waiting = (() => { try { return lazy(); } catch { return []; } })();
+    t.equal(leftovers(tgt).length, 1, 'the dead agent left its migration folder');
     const again = await target({ workDir: tgt.workDir });
     await until(() => { try { return lazy().length === 0; } catch { return true; } }, 10_000, 'the stale lazy-pages daemon to end');
     t.pass(`a new agent on ${path.basename(tgt.workDir)} ended ${waiting.length} stale lazy-pages daemon(s)`);
     t.match(again.log(), waiting.length ? /killed lazy-pages daemon \d+ left by an earlier agent/ : /.*/);
+    t.same(leftovers(again), [], "and removed the dead agent's migration folder");
   });
 
   void t.test('post-copy: the target agent dies before the commit; the source resumes with its TCP connection', async (t) => {
