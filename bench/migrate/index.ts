@@ -22,6 +22,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { makeNet, type TestNet, type TestNode } from '../../test/helpers/netns.js';
 import { startWorkload, type Workload } from '../../test/helpers/workloads.js';
+import { strays } from '../../test/helpers/migration-agents.js';
 import { fmtRatio, median, parseOptions, round, table } from '../run.js';
 import { cliMigrate, criuSettings, dropLocks, type CliOptions } from './cli.js';
 import { oursMigrate, oursSetup, type OursEnv } from './ours.js';
@@ -100,22 +101,11 @@ let net: TestNet | undefined;
 let ours: OursEnv | undefined;
 const workloads = new Set<Workload>();
 const restored = new Set<number>();
-/** Any process (CRIU, tar, a stuck restore) whose command line names our scratch folder. */
-function strays(): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(root)) out.push(Number(e));
-    } catch { /* gone */ }
-  }
-  return out;
-}
 async function cleanup(): Promise<void> {
   for (const w of workloads) await w.kill().catch(() => undefined);
   for (const p of restored) await killPid(p);
   await ours?.close().catch(() => undefined);
-  for (const p of strays()) await killPid(p);
+  for (const p of strays(root)) await killPid(p);
   await net?.close().catch(() => undefined);
   if (!KEEP) fs.rmSync(root, { recursive: true, force: true });
 }
@@ -165,7 +155,7 @@ async function runOne(impl: Impl, mode: Mode, mib: number, a: TestNode, b: TestN
       } catch (e) {
         // A migration that hung or broke the agents: start them afresh for the next run.
         await ours!.close();
-        for (const p of strays()) await killPid(p);
+        for (const p of strays(root)) await killPid(p);
         ours = await oursSetup(net!, root);
         throw e;
       }

@@ -121,3 +121,19 @@ export async function holdAddress(address: string): Promise<() => Promise<void>>
   let released: Promise<void> | undefined;
   return () => (released ??= nft('delete', 'table', 'inet', table).catch(() => undefined));
 }
+
+/** Delete the address holds (nftables tables) of processes that are gone: an agent killed mid-restore leaves its hold. */
+export async function releaseStaleHolds(): Promise<string[]> {
+  let out: string;
+  try {
+    out = (await run('nft', ['list', 'tables'], { timeout: 10_000 })).stdout;
+  } catch {
+    return [];
+  }
+  const gone: string[] = [];
+  for (const m of out.matchAll(/^table inet (sos_hold_(\d+)_\d+)$/gm)) {
+    if (Number(m[2]) === process.pid || fs.existsSync(`/proc/${m[2]}`)) continue;
+    await run('nft', ['delete', 'table', 'inet', m[1]], { timeout: 10_000 }).then(() => gone.push(m[1]), () => undefined);
+  }
+  return gone;
+}

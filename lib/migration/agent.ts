@@ -9,12 +9,12 @@ import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
 import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../net/channel.js';
 import { integer } from '../validate.js';
-import { defaultAnnounce, checkMoveAddress, type Announce } from './address.js';
+import { defaultAnnounce, checkMoveAddress, deleteAddress, releaseStaleHolds, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
 import { inUse, placeId, staleLazyDaemons } from './proc.js';
 import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
 import { liveness, migrate, type MigrateOptions } from './source.js';
-import { TargetSession, type Outcome } from './target.js';
+import { ADDRESS_FILE, TargetSession, type Outcome } from './target.js';
 
 export interface AgentOptions {
   /** Address to listen on (default 127.0.0.1). */
@@ -81,9 +81,21 @@ export class MigrationAgent {
     for (const ent of await fs.promises.readdir(workDir, { withFileTypes: true })) {
       const dir = path.join(workDir, ent.name);
       if (!ent.isDirectory() || !ID.test(ent.name) || inUse(dir)) continue;
+      const moved = await fs.promises.readFile(path.join(dir, ADDRESS_FILE), 'utf8').then((j) => JSON.parse(j) as unknown, () => null);
+      if (moved) {
+        // It added a moving address for a process that never resumed here: take it back.
+        try {
+          const a = checkMoveAddress(moved);
+          await deleteAddress(a);
+          log(`deleted address ${a.address}/${a.prefix} on ${a.dev}, left by an earlier agent`);
+        } catch (e) {
+          log(`could not take back the address in ${dir}: ${describe(e)}`);
+        }
+      }
       await fs.promises.rm(dir, { recursive: true, force: true });
       log(`removed ${dir}, left by an earlier agent`);
     }
+    for (const table of await releaseStaleHolds()) log(`deleted nftables table ${table}, left by an earlier agent`);
     const idleTimeoutMs = options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
     const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { liveness: liveness(idleTimeoutMs), onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
     server.listen(port, options.host ?? '127.0.0.1');

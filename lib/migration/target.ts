@@ -15,6 +15,9 @@ import { ImageReceiver } from './images.js';
 import { alive, killTree } from './proc.js';
 import { ProtocolError, criuFlags, hostAddress, mode as modeOf, obj, pageServerAt, type CriuFlags, type Mode } from './protocol.js';
 
+/** In a migration folder: the moving address this target added, while its process has not resumed. */
+export const ADDRESS_FILE = 'address.json';
+
 /** How often the target tells the source how many page bytes arrived. */
 const METER_MS = 250;
 
@@ -211,6 +214,9 @@ export class TargetSession {
       if (this.move) {
         const a = { address: this.move.address, prefix: this.move.prefix, dev: this.move.targetDev ?? this.move.dev };
         this.release = await holdAddress(a.address);
+        // Until the process runs here, this file says the address is ours to take back
+        // (an agent started after this one died does: see MigrationAgent.listen).
+        await fs.promises.writeFile(path.join(this.dir, ADDRESS_FILE), JSON.stringify(a));
         await addAddress(a);
         this.addressAdded = true;
         await this.cfg.announce(a);
@@ -248,6 +254,7 @@ export class TargetSession {
       });
       this.restoring = false;
       await this.release?.();
+      await fs.promises.rm(path.join(this.dir, ADDRESS_FILE), { force: true });
       this.set('resumed', r.pid);
       this.cfg.log(`migration ${this.id}: resumed as pid ${r.pid}`);
       this.send({ op: 'resumed', id: this.id, pid: r.pid, restore: r.stats, ms: r.ms });

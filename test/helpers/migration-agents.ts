@@ -136,3 +136,17 @@ export function procState(pid: number): string | null {
     return null;
   }
 }
+
+/** Any process (CRIU daemon, stuck restore, agent) whose command line names `root`, except this one. */
+export function strays(root: string): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(root)) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
