@@ -2,15 +2,12 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
-import { alive, images, startTarget } from '../helpers/criu-target.js';
+import { alive, images, scene, startTarget } from '../helpers/criu-target.js';
 import { until } from '../helpers/wait.js';
 
 
 void t.test('dump (killed) then restore: memory intact, hooks in order, stats plausible', async (t) => {
-  const target = await startTarget({ mib: 4 });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
+  const { target, restored, dir } = await scene(t, { mib: 4 });
   const seen: string[] = [];
   const d = await criu.dump({ pid: target.pid, imagesDir: dir, hooks: { any: (e) => { seen.push(e.script); } } });
   await until(() => !alive(target.pid), 5000, 'the dumped process is gone');
@@ -83,10 +80,7 @@ void t.test('restore into a network namespace (nsenter --net)', async (t) => {
   execFileSync('ip', ['netns', 'add', ns]);
   execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);  // CRIU probes TCP repair over loopback
   t.teardown(() => { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } });
-  const target = await startTarget({ netns: ns });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
+  const { target, restored, dir } = await scene(t, { netns: ns });
   await criu.dump({ pid: target.pid, imagesDir: dir, netns: ns });
   const r = await criu.restore({ imagesDir: dir, netns: ns });
   restored.push(r.pid);
@@ -98,10 +92,7 @@ void t.test('restore into a network namespace (nsenter --net)', async (t) => {
 });
 
 void t.test('restore options: root and manageCgroups; a busy PID is named', async (t) => {
-  const target = await startTarget();
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
+  const { target, restored, dir } = await scene(t);
   await criu.dump({ pid: target.pid, imagesDir: dir, manageCgroups: 'soft' });
   const r = await criu.restore({ imagesDir: dir, root: '/', manageCgroups: 'soft', logLevel: 2 });
   restored.push(r.pid);

@@ -1,15 +1,12 @@
 // Page server, lazy dump, lazy-pages daemon and lazy restore, locally, with the memory verified.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
-import { alive, images, startTarget } from '../helpers/criu-target.js';
+import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
 import { until } from '../helpers/wait.js';
 
 void t.test('dump to a page server (port 0: CRIU picks one), restore, memory intact', async (t) => {
-  const target = await startTarget({ mib: 4 });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
+  const { target, restored, dir } = await scene(t, { mib: 4 });
   const ps = await criu.pageServer({ imagesDir: dir, address: '127.0.0.1', port: 0, logFile: 'ps.log' });
   t.teardown(() => ps.close());
   t.ok(ps.pid > 0 && alive(ps.pid), 'page server runs');
@@ -33,12 +30,8 @@ void t.test('a page server closed before use', async (t) => {
 });
 
 void t.test('lazy dump + lazy-pages + lazy restore: imagesReady before the pages move; memory intact', async (t) => {
-  const target = await startTarget({ mib: 8 });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
-  const work = mkdtempSync('/tmp/sos-criu-work-');
-  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const { target, restored, dir } = await scene(t, { mib: 8 });
+  const work = workFolder(t);
   const port = 20000 + (process.pid % 20000);
   const seen: string[] = [];
   const ld = await criu.dumpLazy({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port }, hooks: { any: (e) => { seen.push(e.script); } } });

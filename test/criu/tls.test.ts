@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { criu } from '../../lib/index.js';
 import { makeIdentity, trustPeer } from '../../lib/net/cert.js';
-import { alive, images, startTarget } from '../helpers/criu-target.js';
+import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
 import { until } from '../helpers/wait.js';
 
 const keys = mkdtempSync('/tmp/sos-criu-tls-');
@@ -24,10 +24,7 @@ async function identities(): Promise<{ a: criu.CriuTls; b: criu.CriuTls; strange
 
 void t.test('dump to a page server over mutual TLS; memory intact after restore', async (t) => {
   const { a, b } = await identities();
-  const target = await startTarget({ mib: 4 });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
+  const { target, restored, dir } = await scene(t, { mib: 4 });
   const ps = await criu.pageServer({ imagesDir: dir, address: '127.0.0.1', port: 0, tls: b });
   t.teardown(() => ps.close());
   const d = await criu.dump({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port: ps.port!, tls: a } });
@@ -54,12 +51,8 @@ void t.test('a dump holding the wrong certificate is refused; the process keeps 
 
 void t.test('lazy dump and lazy-pages over mutual TLS; every page arrives', async (t) => {
   const { a, b } = await identities();
-  const target = await startTarget({ mib: 8 });
-  const restored: number[] = [];
-  t.teardown(() => target.cleanup(...restored));
-  const dir = images(t);
-  const work = mkdtempSync('/tmp/sos-criu-work-');
-  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const { target, restored, dir } = await scene(t, { mib: 8 });
+  const work = workFolder(t);
   const port = 21000 + (process.pid % 20000);
   const ld = await criu.dumpLazy({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port, tls: a } });
   await ld.imagesReady;

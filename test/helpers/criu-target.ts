@@ -85,3 +85,18 @@ export function images(t: Test): string {
   t.teardown(() => rmSync(d, { recursive: true, force: true }));
   return d;
 }
+
+/** A fresh CRIU work folder under /tmp, removed after the test. */
+export function workFolder(t: Test): string {
+  const d = mkdtempSync('/tmp/sos-criu-work-');
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A target (killed after the test with every pid pushed to `restored`) and an images folder. */
+export async function scene(t: Test, opts: Parameters<typeof startTarget>[0] = {}): Promise<{ target: Target; restored: number[]; dir: string }> {
+  const target = await startTarget(opts);
+  const restored: number[] = [];
+  t.teardown(() => target.cleanup(...restored));
+  return { target, restored, dir: images(t) };
+}
