@@ -11,7 +11,7 @@ import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../n
 import { integer } from '../validate.js';
 import { defaultAnnounce, checkMoveAddress, deleteAddress, releaseStaleHolds, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
-import { inUse, placeId, staleLazyDaemons } from './proc.js';
+import { alive, commandLines, inUse, placeId, staleLazyDaemons } from './proc.js';
 import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
 import { liveness, migrate, type MigrateOptions } from './source.js';
 import { ADDRESS_FILE, TargetSession, type Outcome } from './target.js';
@@ -37,10 +37,10 @@ export interface AgentOptions {
   log?: (line: string) => void;
 }
 
-/** Resolves once none of `pids` is left (at most ~2 s). */
+/** Resolves once none of `pids` runs any more (at most ~2 s). */
 async function killed(pids: number[]): Promise<void> {
   const end = Date.now() + 2000;
-  while (pids.some((p) => fs.existsSync(`/proc/${p}`)) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** A migration agent listening on one node. */
@@ -67,7 +67,8 @@ export class MigrationAgent {
     // A previous agent on this folder died between starting a lazy-pages daemon and the
     // restore: that daemon would wait for the restore forever.
     const workDir = path.resolve(options.workDir);
-    for (const pid of staleLazyDaemons(workDir)) {
+    const stale = staleLazyDaemons(workDir, commandLines());
+    for (const pid of stale) {
       try {
         process.kill(pid, 'SIGKILL');
         log(`killed lazy-pages daemon ${pid} left by an earlier agent`);
@@ -75,12 +76,13 @@ export class MigrationAgent {
         // gone meanwhile
       }
     }
-    await killed(staleLazyDaemons(workDir));
+    await killed(stale);
+    const procs = commandLines();
     // Its migration folders (images of migrations that never finished) go too, unless a
     // process still uses one: a lazy-pages daemon serving a process that resumed here.
     for (const ent of await fs.promises.readdir(workDir, { withFileTypes: true })) {
       const dir = path.join(workDir, ent.name);
-      if (!ent.isDirectory() || !ID.test(ent.name) || inUse(dir)) continue;
+      if (!ent.isDirectory() || !ID.test(ent.name) || inUse(dir, procs)) continue;
       const moved = await fs.promises.readFile(path.join(dir, ADDRESS_FILE), 'utf8').then((j) => JSON.parse(j) as unknown, () => null);
       if (moved) {
         // It added a moving address for a process that never resumed here: take it back.

@@ -106,8 +106,10 @@ export function placeId(): string {
   return `${boot}/${fs.statSync('/proc/self/ns/net').ino}`;
 }
 
-/** Every live process's command line (arguments split), for finding what names a folder. */
-function commandLines(): { pid: number; argv: string[] }[] {
+export interface CommandLine { pid: number; argv: string[] }
+
+/** Every live process's command line (arguments split): one pass over /proc, to ask several questions of. */
+export function commandLines(): CommandLine[] {
   const out: { pid: number; argv: string[] }[] = [];
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -120,10 +122,10 @@ function commandLines(): { pid: number; argv: string[] }[] {
   return out;
 }
 
-/** Whether a live process names `dir` or a path inside it on its command line. */
-export function inUse(dir: string): boolean {
+/** Whether one of `procs` names `dir` or a path inside it on its command line. */
+export function inUse(dir: string, procs: CommandLine[]): boolean {
   const d = dir.replace(/\/+$/, '');
-  return commandLines().some(({ argv }) => argv.some((a) => a === d || a.startsWith(`${d}/`)));
+  return procs.some(({ argv }) => argv.some((a) => a === d || a.startsWith(`${d}/`)));
 }
 
 /**
@@ -132,10 +134,10 @@ export function inUse(dir: string): boolean {
  * (One that holds userfaultfds serves a running process and must live: without it, the
  * process's missing pages would read as zeros.)
  */
-export function staleLazyDaemons(workDir: string): number[] {
+export function staleLazyDaemons(workDir: string, procs: CommandLine[]): number[] {
   const out: number[] = [];
   const prefix = `${workDir.replace(/\/+$/, '')}/`;
-  for (const { pid, argv } of commandLines()) {
+  for (const { pid, argv } of procs) {
     if (argv[1] !== 'lazy-pages' || !argv.some((a) => a.startsWith(prefix))) continue;
     try {
       const serving = fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {

@@ -137,6 +137,11 @@ async function nftTables(): Promise<Set<string>> {
   }
 }
 
+/** Delete CRIU's network-lock tables that were not there `before` the dump. */
+async function dropNewLocks(before: Set<string>): Promise<void> {
+  for (const t of await nftTables()) if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
+}
+
 async function freePort(host: string): Promise<number> {
   const s = net.createServer().listen(0, host);
   await once(s, 'listening');
@@ -395,7 +400,7 @@ class SourceRun {
     }
     if (!this.sameNetns) {
       // The lock CRIU left in this namespace guards 4-tuples that now live on the target.
-      for (const t of await nftTables()) if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
+      await dropNewLocks(before);
     }
     this.phase('done');
     return {
@@ -530,7 +535,7 @@ class SourceRun {
     const sourceRuns = st !== null && st !== 'T' && st !== 't' && st !== 'Z';
     if (sourceRuns && this.o.mode === 'postcopy' && this.frozenAt) {
       // CRIU 4.1.1 left its lock here after a failed lazy dump (scripts/criu/*lazy-dump-rollback.patch).
-      for (const t of await nftTables()) if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
+      await dropNewLocks(before);
     }
     if (this.addressRemoved && this.o.move) await addAddress(this.o.move).catch(() => undefined);
     if ((cause as { inDoubt?: boolean }).inDoubt && this.o.mode === 'precopy') {

@@ -48,6 +48,15 @@ void t.test('failures', async (t) => {
     await w.verify();
     return w;
   };
+  /** A workload on A with an ESTABLISHED connection to an echo peer on B. */
+  const tcpWorkload = async (): Promise<Workload> => {
+    const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
+    t.teardown(() => peer.close());
+    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
+    t.teardown(() => w.kill());
+    await w.verify();
+    return w;
+  };
   /** The survival rule: one copy, where the error says, verifying its state. */
   const survives = async (t: Test, w: Workload, run: ClientRun, step: RegExp) => {
     t.notOk(run.result, 'the migration did not succeed');
@@ -180,11 +189,7 @@ void t.test('failures', async (t) => {
   });
 
   void t.test('post-copy: the target agent dies before the commit; the source resumes with its TCP connection', async (t) => {
-    const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
-    t.teardown(() => peer.close());
-    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
-    t.teardown(() => w.kill());
-    await w.verify();
+    const w = await tcpWorkload();
     const tgt = await target();
     const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
     await survives(t, w, run, /^(restore|commit)$/);
@@ -240,11 +245,7 @@ void t.test('failures', async (t) => {
   void t.test('the restore fails after the dump (commit): the source resumes with its TCP connection', async (t) => {
     // Within one namespace the frozen source still holds the connection's 4-tuple, so the
     // target's restore fails: a real restore failure after the network was locked.
-    const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
-    t.teardown(() => peer.close());
-    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
-    t.teardown(() => w.kill());
-    await w.verify();
+    const w = await tcpWorkload();
     const run = await requestMigrate(src, secret, w.pid, src, { strategy: 'commit' });
     await survives(t, w, run, /^restore$/);
     t.equal(run.error!.pid, w.pid, 'resumed in place');
