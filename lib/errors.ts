@@ -1,14 +1,41 @@
 /**
- * The error family of ServerlessOS. Every error has a stable `code`; errors
- * from a failed system call also carry `errno` (negative, as in Node) and the
- * `syscall` that failed.
+ * The error family of ServerlessOS. Every error the library throws is a `SosError`
+ * (`err instanceof SosError`) with a stable `code`; errors from a failed system call
+ * also carry `errno` (negative, as in Node) and the `syscall` that failed.
+ *
+ * Argument errors keep Node's convention: they are `TypeError`s and `RangeError`s
+ * (`ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`), and they are
+ * SosErrors too, through a brand that `SosError`'s `instanceof` recognises.
  */
+
+const brand: unique symbol = Symbol.for('serverlessos.SosError');
+
+/** What every error of the family is constructed with. */
+export interface SosErrorOptions {
+  /** The stable code, e.g. `ERR_CLOSED`, `EINVAL`, `ERR_MIGRATION`. */
+  code: string;
+  /** The error that led to this one. */
+  cause?: unknown;
+}
+
+function mark(e: Error, name: string, options: SosErrorOptions): void {
+  e.name = name;
+  Object.defineProperty(e, brand, { value: true });
+  (e as Error & { code: string }).code = options.code;
+}
+
 export class SosError extends Error {
   readonly code: string;
-  constructor(message: string, props: { code: string }) {
-    super(message);
-    this.name = new.target.name;
-    this.code = props.code;
+  constructor(message: string, options: SosErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code;
+    mark(this, new.target.name, options);
+  }
+
+  /** `x instanceof SosError` holds for every error of the family, argument errors included. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== SosError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && brand in value;
   }
 }
 
@@ -18,10 +45,10 @@ export class SystemError extends SosError {
   readonly syscall: string;
   /** For partial range operations: bytes done before the failure. */
   bytes?: number;
-  constructor(message: string, props: { code: string; errno: number; syscall: string }) {
-    super(message, props);
-    this.errno = props.errno;
-    this.syscall = props.syscall;
+  constructor(message: string, options: SosErrorOptions & { errno: number; syscall: string }) {
+    super(message, options);
+    this.errno = options.errno;
+    this.syscall = options.syscall;
   }
 }
 
@@ -32,10 +59,47 @@ export class SystemError extends SosError {
  */
 export class StateError extends SosError {}
 
-/** Node-style argument errors: TypeError/RangeError with `code`. */
-export function argType(message: string): TypeError {
-  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' });
+/** An argument of the wrong type: `ERR_INVALID_ARG_TYPE`. */
+export class ArgTypeError extends TypeError {
+  readonly code = 'ERR_INVALID_ARG_TYPE';
+  constructor(message: string) {
+    super(message);
+    mark(this, 'TypeError', { code: this.code });
+  }
 }
-export function argRange(message: string): RangeError {
-  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' });
+
+/** An argument of the right type with a value that is not allowed: `ERR_INVALID_ARG_VALUE`. */
+export class ArgValueError extends TypeError {
+  readonly code = 'ERR_INVALID_ARG_VALUE';
+  constructor(message: string) {
+    super(message);
+    mark(this, 'TypeError', { code: this.code });
+  }
+}
+
+/** A number outside its allowed range: `ERR_OUT_OF_RANGE`. */
+export class ArgRangeError extends RangeError {
+  readonly code = 'ERR_OUT_OF_RANGE';
+  constructor(message: string) {
+    super(message);
+    mark(this, 'RangeError', { code: this.code });
+  }
+}
+
+/** The operation was aborted through its AbortSignal: `ABORT_ERR`, `name` 'AbortError' as in Node. */
+export class AbortError extends SosError {
+  constructor(signal?: AbortSignal, message = 'The operation was aborted') {
+    super(message, { code: 'ABORT_ERR', cause: signal?.reason });
+    this.name = 'AbortError';
+  }
+}
+
+export function argType(message: string): ArgTypeError {
+  return new ArgTypeError(message);
+}
+export function argValue(message: string): ArgValueError {
+  return new ArgValueError(message);
+}
+export function argRange(message: string): ArgRangeError {
+  return new ArgRangeError(message);
 }
