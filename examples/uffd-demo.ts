@@ -17,7 +17,11 @@ const MiB = 1 << 20;
 const size = Number(process.env.SOS_DEMO_MIB ?? 512) * MiB;
 
 function fmt(n: number, unit = ''): string {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(2)} M${unit}` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k${unit}` : `${n.toFixed(0)} ${unit}`;
+  return n >= 1e6
+    ? `${(n / 1e6).toFixed(2)} M${unit}`
+    : n >= 1e3
+      ? `${(n / 1e3).toFixed(1)} k${unit}`
+      : `${n.toFixed(0)} ${unit}`;
 }
 
 async function main(): Promise<void> {
@@ -44,12 +48,16 @@ async function main(): Promise<void> {
   console.log(`region at 0x${region.address.toString(16)}: ${region.size / MiB} MiB, nothing resident yet`);
   const t = await touch(region, { threads: 4 });
   const s = engine.stop();
-  engine.start();  // keep serving while we verify from this thread
+  engine.start(); // keep serving while we verify from this thread
   const ok = Buffer.compare(Buffer.from(region.buffer), fs.readFileSync(image)) === 0;
   const secs = t.elapsedNs / 1e9;
   console.log('\nnative fault engine (4 faulting threads, 16-page batches)');
-  console.log(`  faults ${s.faults}, pages ${s.pages}, ${fmt(s.pages / secs, 'pages/s')}, ${(s.bytes / MiB / secs).toFixed(0)} MiB/s`);
-  console.log(`  service latency p50 ${(s.latency.p50Ns / 1000).toFixed(1)} µs, p99 ${(s.latency.p99Ns / 1000).toFixed(1)} µs`);
+  console.log(
+    `  faults ${s.faults}, pages ${s.pages}, ${fmt(s.pages / secs, 'pages/s')}, ${(s.bytes / MiB / secs).toFixed(0)} MiB/s`,
+  );
+  console.log(
+    `  service latency p50 ${(s.latency.p50Ns / 1000).toFixed(1)} µs, p99 ${(s.latency.p99Ns / 1000).toFixed(1)} µs`,
+  );
   console.log(`  contents identical to the image: ${ok ? 'yes' : 'NO'}`);
   engine.close();
   uffd.close();
@@ -70,8 +78,10 @@ async function main(): Promise<void> {
   const t2 = await touch(r2, { threads: 4 });
   const secs2 = t2.elapsedNs / 1e9;
   console.log('\nJavaScript fault handler (same work, 64 MiB, one page per fault)');
-  console.log(`  faults ${faults}, ${fmt(t2.pages / secs2, 'pages/s')}, first-touch p50 ${(t2.latency.p50Ns / 1000).toFixed(1)} µs`);
-  console.log(`\nnative engine vs JavaScript handler: ${((s.pages / secs) / (t2.pages / secs2)).toFixed(1)}x pages/s`);
+  console.log(
+    `  faults ${faults}, ${fmt(t2.pages / secs2, 'pages/s')}, first-touch p50 ${(t2.latency.p50Ns / 1000).toFixed(1)} µs`,
+  );
+  console.log(`\nnative engine vs JavaScript handler: ${(s.pages / secs / (t2.pages / secs2)).toFixed(1)}x pages/s`);
   u2.close();
   r2.close();
   fs.rmSync(dir, { recursive: true, force: true });

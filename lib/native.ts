@@ -43,7 +43,16 @@ export interface NativeRegion {
   size(): number;
   id(): number;
   fd(): number;
-  info(): { kind: string; pageSize: number; shared: boolean; hugetlb: boolean; registered: boolean; holes: boolean; handles: number; views: number };
+  info(): {
+    kind: string;
+    pageSize: number;
+    shared: boolean;
+    hugetlb: boolean;
+    registered: boolean;
+    holes: boolean;
+    handles: number;
+    views: number;
+  };
   mprotect(offset: number, length: number, prot: string): void;
   madvise(offset: number, length: number, advice: string): Promise<void>;
   unmap(offset: number, length: number): Promise<void>;
@@ -84,7 +93,16 @@ export interface NativeUffd {
   ref(): void;
   unref(): void;
   close(): void;
-  state(): { closed: boolean; fd?: number; apiDone?: boolean; features?: bigint; ioctls?: bigint; ownProcess?: boolean; engine?: boolean; events?: boolean };
+  state(): {
+    closed: boolean;
+    fd?: number;
+    apiDone?: boolean;
+    features?: bigint;
+    ioctls?: bigint;
+    ownProcess?: boolean;
+    engine?: boolean;
+    events?: boolean;
+  };
 }
 
 export interface NativeSource {
@@ -93,11 +111,29 @@ export interface NativeSource {
   close(): void;
 }
 
-export interface LatencySummary { count?: number; meanNs: number; p50Ns: number; p90Ns: number; p99Ns: number; maxNs: number }
+export interface LatencySummary {
+  count?: number;
+  meanNs: number;
+  p50Ns: number;
+  p90Ns: number;
+  p99Ns: number;
+  maxNs: number;
+}
 
 export interface NativeEngineStats {
-  faults: number; pages: number; bytes: number; zeroPages: number; wpFaults: number; minorFaults: number;
-  exists: number; retries: number; dropped: number; unserved: number; errors: number; events: number; ioctls: number;
+  faults: number;
+  pages: number;
+  bytes: number;
+  zeroPages: number;
+  wpFaults: number;
+  minorFaults: number;
+  exists: number;
+  retries: number;
+  dropped: number;
+  unserved: number;
+  errors: number;
+  events: number;
+  ioctls: number;
   /** Service latency: summary plus the histogram's non-empty buckets as [lowerBoundNs, count]. */
   latency: LatencySummary & { count: number; buckets: [number, number][] };
   running: boolean;
@@ -114,7 +150,12 @@ export interface NativeEngine {
   running(): boolean;
 }
 
-export interface TouchResult { pages: number; elapsedNs: number; byteSum: number; latency: LatencySummary }
+export interface TouchResult {
+  pages: number;
+  elapsedNs: number;
+  byteSum: number;
+  latency: LatencySummary;
+}
 
 export const native = loadBinding(root) as NativeBinding;
 native.setErrorClasses(SystemError, StateError);

@@ -20,16 +20,26 @@ function cgroupInfo(): NodeInfo['cgroup'] {
     v2 = true;
   } catch {
     try {
-      v2Controllers = fs.readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').trim().split(/\s+/).filter(Boolean);
-    } catch { /* no cgroup2 mount */ }
+      v2Controllers = fs
+        .readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean);
+    } catch {
+      /* no cgroup2 mount */
+    }
   }
   const v1Controllers: string[] = [];
   try {
     for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
       const m = / - cgroup \S+ (\S+)$/.exec(line);
-      if (m) for (const opt of m[1].split(',')) if (!['rw', 'ro', 'relatime', 'nosuid', 'nodev', 'noexec'].includes(opt)) v1Controllers.push(opt);
+      if (m)
+        for (const opt of m[1].split(','))
+          if (!['rw', 'ro', 'relatime', 'nosuid', 'nodev', 'noexec'].includes(opt)) v1Controllers.push(opt);
     }
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return { v2, v1Controllers: [...new Set(v1Controllers)].sort(), v2Controllers };
 }
 
@@ -41,7 +51,9 @@ export function nodeInfo(): NodeInfo {
     try {
       Userfaultfd.probe('dev');
       dev = true;
-    } catch { /* no /dev/userfaultfd */ }
+    } catch {
+      /* no /dev/userfaultfd */
+    }
     uf = { available: true, dev, features: [...s.features] };
   } catch (e) {
     uf = { available: false, dev: false, features: [], error: (e as Error).message };

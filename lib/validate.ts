@@ -4,7 +4,8 @@ import { argRange, argType } from './errors.js';
 
 export function integer(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number') throw argType(`${name} must be a number, got ${typeof v}`);
-  if (!Number.isInteger(v) || v < min || v > max) throw argRange(`${name} must be an integer in [${min}, ${max}], got ${v}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw argRange(`${name} must be an integer in [${min}, ${max}], got ${v}`);
   return v;
 }
 

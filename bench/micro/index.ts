@@ -17,7 +17,7 @@ const maxTime = Number(opts.get('max-time') ?? 0.5);
 const PAGE = 4096;
 
 const r = Region.anonymous(16 * PAGE);
-r.bytes().fill(1);  // populated: write-protect toggles act on real pages
+r.bytes().fill(1); // populated: write-protect toggles act on real pages
 const u = Userfaultfd.open({ features: ['PAGEFAULT_FLAG_WP'] });
 u.register(r, { missing: true, wp: true });
 const raw = u.native;
@@ -43,7 +43,13 @@ const cases: Record<string, [() => void, () => void]> = {
   'region.buffer (cached view)': [() => r.buffer, () => r.native.buffer()],
 };
 
-interface Row { name: string; tsNs: number; rawNs: number; tsRme: number; rawRme: number }
+interface Row {
+  name: string;
+  tsNs: number;
+  rawNs: number;
+  tsRme: number;
+  rawRme: number;
+}
 const rows: Row[] = [];
 for (const [name, [ts, nat]] of Object.entries(cases)) {
   const a = new Benchmark(`${name} (api)`, ts, { maxTime }).run();
@@ -55,15 +61,28 @@ u.close();
 r.close();
 
 console.log(`bench/micro: benchmark.js, ${maxTime} s per case; mean time per call (± relative margin of error)\n`);
-console.log(table(['call', 'TypeScript API', 'raw binding', 'API / raw'], rows.map((x) => [
-  x.name,
-  `${fmtNs(x.tsNs)} ±${x.tsRme.toFixed(1)}%`,
-  `${fmtNs(x.rawNs)} ±${x.rawRme.toFixed(1)}%`,
-  fmtRatio(x.tsNs / x.rawNs),
-])));
-const key = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
-console.log(JSON.stringify({
-  bench: 'micro',
-  ratios: Object.fromEntries(rows.map((x) => [`${key(x.name)}_api_vs_raw`, round(x.tsNs / x.rawNs, 3)])),
-  results: Object.fromEntries(rows.map((x) => [key(x.name), { api_ns: Math.round(x.tsNs), raw_ns: Math.round(x.rawNs) }])),
-}));
+console.log(
+  table(
+    ['call', 'TypeScript API', 'raw binding', 'API / raw'],
+    rows.map((x) => [
+      x.name,
+      `${fmtNs(x.tsNs)} ±${x.tsRme.toFixed(1)}%`,
+      `${fmtNs(x.rawNs)} ±${x.rawRme.toFixed(1)}%`,
+      fmtRatio(x.tsNs / x.rawNs),
+    ]),
+  ),
+);
+const key = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_|_$/g, '');
+console.log(
+  JSON.stringify({
+    bench: 'micro',
+    ratios: Object.fromEntries(rows.map((x) => [`${key(x.name)}_api_vs_raw`, round(x.tsNs / x.rawNs, 3)])),
+    results: Object.fromEntries(
+      rows.map((x) => [key(x.name), { api_ns: Math.round(x.tsNs), raw_ns: Math.round(x.rawNs) }]),
+    ),
+  }),
+);

@@ -26,7 +26,10 @@ import { check, readDumpStats, readRestoreStats, type DumpStats, type RestoreSta
 
 const run = promisify(execFile);
 
-export interface CliNode { netns: string; addr: string }
+export interface CliNode {
+  netns: string;
+  addr: string;
+}
 
 export interface CliOptions {
   criu: string;
@@ -64,19 +67,26 @@ export interface CliRun {
 export async function criuSettings(): Promise<Omit<CliOptions, 'ports'>> {
   const c = await check();
   if (!c.criuPath) throw new Error(`criu not found: ${c.problems.join('; ')}`);
-  if (!c.pipeMaxSizeOk) throw new Error(`fs.pipe-max-size is ${c.pipeMaxSize}: lazy dumps need more (scripts/setup-host.sh)`);
+  if (!c.pipeMaxSizeOk)
+    throw new Error(`fs.pipe-max-size is ${c.pipeMaxSize}: lazy dumps need more (scripts/setup-host.sh)`);
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (c.faultInjection !== null) env.CRIU_FAULT = String(c.faultInjection);
   return { criu: c.criuPath, env, flags: ['--tcp-established', '--network-lock', 'nftables'], logLevel: null };
 }
 
-interface Proc { child: ChildProcess; done: Promise<void>; stderr: () => string }
+interface Proc {
+  child: ChildProcess;
+  done: Promise<void>;
+  stderr: () => string;
+}
 
 /** Start a command; `done` rejects with its stderr tail (and a log path) if it fails. */
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv, statusFd = false, log?: string): Proc {
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe', statusFd ? 'pipe' : 'ignore'] });
   let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-4000); });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err = (err + d).slice(-4000);
+  });
   const done = new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, sig) => {
@@ -84,14 +94,30 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv, statusFd = f
       else {
         let tail = '';
         try {
-          if (log) tail = fs.readFileSync(log, 'utf8').split('\n').filter((l) => /Error|error/.test(l)).slice(-6).join('\n');
-        } catch { /* no log */ }
-        reject(new Error(`${path.basename(args.find((a) => a.endsWith('criu')) ?? cmd)} ${args.filter((a) => !a.startsWith('--net')).slice(1, 3).join(' ')}: ` +
-          `exit ${code ?? sig}${err ? `\n${err.trim()}` : ''}${tail ? `\n${log}:\n${tail}` : ''}`));
+          if (log)
+            tail = fs
+              .readFileSync(log, 'utf8')
+              .split('\n')
+              .filter((l) => /Error|error/.test(l))
+              .slice(-6)
+              .join('\n');
+        } catch {
+          /* no log */
+        }
+        reject(
+          new Error(
+            `${path.basename(args.find((a) => a.endsWith('criu')) ?? cmd)} ${args
+              .filter((a) => !a.startsWith('--net'))
+              .slice(1, 3)
+              .join(' ')}: ` + `exit ${code ?? sig}${err ? `\n${err.trim()}` : ''}${tail ? `\n${log}:\n${tail}` : ''}`,
+          ),
+        );
       }
     });
   });
-  done.catch(() => { /* observed by the caller */ });
+  done.catch(() => {
+    /* observed by the caller */
+  });
   return { child, done, stderr: () => err };
 }
 
@@ -109,23 +135,55 @@ function kill(ps: Proc[]): void {
   for (const p of ps) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
 }
 
-const RECEIVER = "const [a,p]=process.argv.slice(1);const s=require('net').createServer(c=>{s.close();c.pipe(process.stdout)})" +
+const RECEIVER =
+  "const [a,p]=process.argv.slice(1);const s=require('net').createServer(c=>{s.close();c.pipe(process.stdout)})" +
   ".listen(+p,a,()=>process.stderr.write('ready\\n'));";
 
 /** The target side of the copy: listening before it resolves; `done` when all images are unpacked. */
 async function receiver(to: CliNode, port: number, dir: string, env: NodeJS.ProcessEnv): Promise<Proc> {
-  const p = start('bash', ['-o', 'pipefail', '-c', 'nsenter --net="/run/netns/$0" "$1" -e "$2" "$3" "$4" | tar x -C "$5"',
-    to.netns, process.execPath, RECEIVER, to.addr, String(port), dir], env);
+  const p = start(
+    'bash',
+    [
+      '-o',
+      'pipefail',
+      '-c',
+      'nsenter --net="/run/netns/$0" "$1" -e "$2" "$3" "$4" | tar x -C "$5"',
+      to.netns,
+      process.execPath,
+      RECEIVER,
+      to.addr,
+      String(port),
+      dir,
+    ],
+    env,
+  );
   await new Promise<void>((resolve, reject) => {
-    const poll = setInterval(() => { if (p.stderr().includes('ready')) { clearInterval(poll); resolve(); } }, 2);
-    p.done.then(() => { clearInterval(poll); reject(new Error('image receiver exited early')); },
-      (e: unknown) => { clearInterval(poll); reject(e instanceof Error ? e : new Error(String(e))); });
+    const poll = setInterval(() => {
+      if (p.stderr().includes('ready')) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 2);
+    p.done.then(
+      () => {
+        clearInterval(poll);
+        reject(new Error('image receiver exited early'));
+      },
+      (e: unknown) => {
+        clearInterval(poll);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
   });
   return p;
 }
 
 function sender(from: CliNode, to: CliNode, port: number, dir: string, env: NodeJS.ProcessEnv): Proc {
-  return start('nsenter', [`--net=/run/netns/${from.netns}`, 'bash', '-c', 'tar c -C "$0" . > "/dev/tcp/$1/$2"', dir, to.addr, String(port)], env);
+  return start(
+    'nsenter',
+    [`--net=/run/netns/${from.netns}`, 'bash', '-c', 'tar c -C "$0" . > "/dev/tcp/$1/$2"', dir, to.addr, String(port)],
+    env,
+  );
 }
 
 function dirBytes(dir: string): number {
@@ -138,60 +196,167 @@ function dirBytes(dir: string): number {
  * Migrate `pid` (running in `from`'s namespace) to `to` with the CRIU command
  * line. `srcDir` and `dstDir` must be empty directories ("local disk" of each node).
  */
-export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from: CliNode, to: CliNode,
-  srcDir: string, dstDir: string, o: CliOptions, deadlineMs = 600_000): Promise<CliRun> {
+export async function cliMigrate(
+  mode: 'precopy' | 'postcopy',
+  pid: number,
+  from: CliNode,
+  to: CliNode,
+  srcDir: string,
+  dstDir: string,
+  o: CliOptions,
+  deadlineMs = 600_000,
+): Promise<CliRun> {
   const ns = (n: CliNode) => `--net=/run/netns/${n.netns}`;
   const v = o.logLevel === null ? [] : [`-v${o.logLevel}`];
   const procs: Proc[] = [];
-  const track = (p: Proc) => { procs.push(p); return p; };
+  const track = (p: Proc) => {
+    procs.push(p);
+    return p;
+  };
   const pidfile = path.join(dstDir, 'restored.pid');
   // Past the deadline every step's process is killed, so the awaited step fails and the run ends.
   let late = false;
-  const timer = setTimeout(() => { late = true; kill(procs); }, deadlineMs);
+  const timer = setTimeout(() => {
+    late = true;
+    kill(procs);
+  }, deadlineMs);
   try {
     const recv = track(await receiver(to, o.ports[0], dstDir, o.env));
     const phases: Record<string, number> = {};
     const t0 = performance.now();
     let t = t0;
-    const lap = (name: string) => { const now = performance.now(); phases[name] = now - t; t = now; return now; };
+    const lap = (name: string) => {
+      const now = performance.now();
+      phases[name] = now - t;
+      t = now;
+      return now;
+    };
 
     if (mode === 'precopy') {
-      const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', ...v, ...o.flags],
-        o.env, false, path.join(srcDir, 'dump.log')));
+      const dump = track(
+        start(
+          'nsenter',
+          [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', ...v, ...o.flags],
+          o.env,
+          false,
+          path.join(srcDir, 'dump.log'),
+        ),
+      );
       await dump.done;
       lap('dump');
       const imageBytes = dirBytes(srcDir);
       await Promise.all([track(sender(from, to, o.ports[0], srcDir, o.env)).done, recv.done]);
       lap('copy');
-      await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', ...v, '-d', '--pidfile', pidfile, ...o.flags],
-        o.env, false, path.join(dstDir, 'restore.log'))).done;
+      await track(
+        start(
+          'nsenter',
+          [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', ...v, '-d', '--pidfile', pidfile, ...o.flags],
+          o.env,
+          false,
+          path.join(dstDir, 'restore.log'),
+        ),
+      ).done;
       const end = lap('restore');
       return {
-        pid: Number(fs.readFileSync(pidfile, 'utf8').trim()), totalMs: end - t0, downtimeMs: end - t0, phases, imageBytes,
-        dump: await readDumpStats(srcDir), restore: await readRestoreStats(dstDir),
+        pid: Number(fs.readFileSync(pidfile, 'utf8').trim()),
+        totalMs: end - t0,
+        downtimeMs: end - t0,
+        phases,
+        imageBytes,
+        dump: await readDumpStats(srcDir),
+        restore: await readRestoreStats(dstDir),
       };
     }
 
     const page = ['--address', from.addr, '--port', String(o.ports[1])];
-    const dump = track(start('nsenter', [ns(from), o.criu, 'dump', '-t', String(pid), '-D', srcDir, '-o', 'dump.log', ...v, ...o.flags,
-      '--lazy-pages', ...page, '--status-fd', '3'], o.env, true, path.join(srcDir, 'dump.log')));
+    const dump = track(
+      start(
+        'nsenter',
+        [
+          ns(from),
+          o.criu,
+          'dump',
+          '-t',
+          String(pid),
+          '-D',
+          srcDir,
+          '-o',
+          'dump.log',
+          ...v,
+          ...o.flags,
+          '--lazy-pages',
+          ...page,
+          '--status-fd',
+          '3',
+        ],
+        o.env,
+        true,
+        path.join(srcDir, 'dump.log'),
+      ),
+    );
     await ready(dump);
-    lap('dump');  // frozen, non-memory images written, page server listening
+    lap('dump'); // frozen, non-memory images written, page server listening
     const imageBytes = dirBytes(srcDir);
     await Promise.all([track(sender(from, to, o.ports[0], srcDir, o.env)).done, recv.done]);
     lap('copy');
-    const lazy = track(start('nsenter', [ns(to), o.criu, 'lazy-pages', '--page-server', ...page, '-D', dstDir, '-o', 'lazy-pages.log', ...v,
-      '--status-fd', '3'], o.env, true, path.join(dstDir, 'lazy-pages.log')));
+    const lazy = track(
+      start(
+        'nsenter',
+        [
+          ns(to),
+          o.criu,
+          'lazy-pages',
+          '--page-server',
+          ...page,
+          '-D',
+          dstDir,
+          '-o',
+          'lazy-pages.log',
+          ...v,
+          '--status-fd',
+          '3',
+        ],
+        o.env,
+        true,
+        path.join(dstDir, 'lazy-pages.log'),
+      ),
+    );
     await ready(lazy);
     lap('lazy_daemon');
-    await track(start('nsenter', [ns(to), o.criu, 'restore', '-D', dstDir, '-o', 'restore.log', ...v, '-d', '--pidfile', pidfile,
-      '--lazy-pages', ...o.flags], o.env, false, path.join(dstDir, 'restore.log'))).done;
+    await track(
+      start(
+        'nsenter',
+        [
+          ns(to),
+          o.criu,
+          'restore',
+          '-D',
+          dstDir,
+          '-o',
+          'restore.log',
+          ...v,
+          '-d',
+          '--pidfile',
+          pidfile,
+          '--lazy-pages',
+          ...o.flags,
+        ],
+        o.env,
+        false,
+        path.join(dstDir, 'restore.log'),
+      ),
+    ).done;
     const resumed = lap('restore');
     await Promise.all([lazy.done, dump.done]);
     const end = lap('pages');
     return {
-      pid: Number(fs.readFileSync(pidfile, 'utf8').trim()), totalMs: end - t0, downtimeMs: resumed - t0, phases, imageBytes,
-      dump: await readDumpStats(srcDir), restore: await readRestoreStats(dstDir),
+      pid: Number(fs.readFileSync(pidfile, 'utf8').trim()),
+      totalMs: end - t0,
+      downtimeMs: resumed - t0,
+      phases,
+      imageBytes,
+      dump: await readDumpStats(srcDir),
+      restore: await readRestoreStats(dstDir),
     };
   } catch (e) {
     if (late) throw new Error(`hand-driven ${mode} did not finish within ${deadlineMs / 1000} s`, { cause: e });
@@ -209,7 +374,8 @@ export async function cliMigrate(mode: 'precopy' | 'postcopy', pid: number, from
  * operator's clean-up, outside the timing.
  */
 export async function dropLocks(node: CliNode): Promise<void> {
-  const nft = (...args: string[]) => run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args], { timeout: 10_000 });
+  const nft = (...args: string[]) =>
+    run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args], { timeout: 10_000 });
   const { stdout } = await nft('list', 'tables');
   for (const m of stdout.matchAll(/^table (inet) (CRIU-\S+)$/gm)) await nft('delete', 'table', m[1], m[2]);
 }

@@ -11,7 +11,13 @@ import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import { migrate, type Mode } from '../../lib/migration/index.js';
 
-interface Request { pid: number; mode: Mode; to: { host: string; port: number }; secretFile: string; workDir: string }
+interface Request {
+  pid: number;
+  mode: Mode;
+  to: { host: string; port: number };
+  secretFile: string;
+  workDir: string;
+}
 
 const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
@@ -31,5 +37,7 @@ async function handle(line: string): Promise<void> {
 
 // One migration at a time: the benchmark waits for each answer.
 let chain = Promise.resolve();
-readline.createInterface({ input: process.stdin }).on('line', (l) => { chain = chain.then(() => handle(l)); });
+readline.createInterface({ input: process.stdin }).on('line', (l) => {
+  chain = chain.then(() => handle(l));
+});
 out({ ready: true });

@@ -35,13 +35,15 @@ const opts = parseOptions(process.argv.slice(2), {
   dir: 'scratch folder for images and workload files (default: a new folder under the OS temp dir)',
   keep: 'keep the scratch folder (default false)',
   'cli-log': "CRIU's -v level for the CLI runs (default: CRIU's own default; lib/criu uses 4)",
-  warmup: 'one discarded 16 MiB migration per implementation and mode first (default true): one-time costs (CRIU probes, page cache, JIT) stay out',
+  warmup:
+    'one discarded 16 MiB migration per implementation and mode first (default true): one-time costs (CRIU probes, page cache, JIT) stay out',
 });
 const SIZES = (opts.get('sizes') ?? '64,256,1024').split(',').map(Number);
 const ROUNDS = Number(opts.get('rounds') ?? 2);
 const MODES = (opts.get('modes') ?? 'precopy,postcopy').split(',') as Mode[];
 const IMPLS = (opts.get('impls') ?? 'cli,ours').split(',') as Impl[];
-for (const s of SIZES) if (!(Number.isInteger(s) && s >= 1 && s <= 16384)) throw new Error(`bad size ${s} (MiB, 1..16384)`);
+for (const s of SIZES)
+  if (!(Number.isInteger(s) && s >= 1 && s <= 16384)) throw new Error(`bad size ${s} (MiB, 1..16384)`);
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error('bad --rounds');
 for (const m of MODES) if (m !== 'precopy' && m !== 'postcopy') throw new Error(`unknown mode ${String(m)}`);
 for (const i of IMPLS) if (i !== 'cli' && i !== 'ours') throw new Error(`unknown impl ${String(i)}`);
@@ -49,8 +51,10 @@ for (const i of IMPLS) if (i !== 'cli' && i !== 'ours') throw new Error(`unknown
 type Mode = 'precopy' | 'postcopy';
 type Impl = 'cli' | 'ours';
 const LABEL: Record<`${Impl}_${Mode}`, string> = {
-  cli_precopy: 'CRIU CLI pre-copy', ours_precopy: 'ours pre-copy',
-  cli_postcopy: 'CRIU CLI post-copy', ours_postcopy: 'ours post-copy',
+  cli_precopy: 'CRIU CLI pre-copy',
+  ours_precopy: 'ours pre-copy',
+  cli_postcopy: 'CRIU CLI post-copy',
+  ours_postcopy: 'ours post-copy',
 };
 
 /** One migration, as every implementation reports it. */
@@ -126,23 +130,37 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
 const deadline = (mib: number) => 60_000 + 120 * mib;
 
 let port = 20000 + (process.pid % 20000);
-const nextPorts = (): [number, number] => { port += 2; if (port > 64000) port = 20000; return [port, port + 1]; };
+const nextPorts = (): [number, number] => {
+  port += 2;
+  if (port > 64000) port = 20000;
+  return [port, port + 1];
+};
 
-async function runOne(impl: Impl, mode: Mode, mib: number, a: TestNode, b: TestNode, cliBase: Omit<CliOptions, 'ports'>): Promise<Sample> {
+async function runOne(
+  impl: Impl,
+  mode: Mode,
+  mib: number,
+  a: TestNode,
+  b: TestNode,
+  cliBase: Omit<CliOptions, 'ports'>,
+): Promise<Sample> {
   const w = await startWorkload('memory', { dir: freshDir(`wl${mib}`), netns: a.netns, memMiB: mib });
   workloads.add(w);
   let pid: number | undefined;
   try {
-    await w.resetGap();  // only the migration's gap counts
+    await w.resetGap(); // only the migration's gap counts
     let s: Omit<Sample, 'gapMs'>;
     if (impl === 'cli') {
-      const src = freshDir('cli-src'), dst = freshDir('cli-dst');
+      const src = freshDir('cli-src'),
+        dst = freshDir('cli-dst');
       const r = await cliMigrate(mode, w.pid, a, b, src, dst, { ...cliBase, ports: nextPorts() }, deadline(mib));
       pid = r.pid;
       restored.add(pid);
       await dropLocks(a);
       s = {
-        totalMs: r.totalMs, downtimeMs: r.downtimeMs, phases: r.phases,
+        totalMs: r.totalMs,
+        downtimeMs: r.downtimeMs,
+        phases: r.phases,
         frozenMs: mode === 'precopy' && r.dump ? r.dump.frozenTimeUs / 1000 : null,
         restoreMs: r.restore ? r.restore.restoreTimeUs / 1000 : null,
       };
@@ -164,7 +182,7 @@ async function runOne(impl: Impl, mode: Mode, mib: number, a: TestNode, b: TestN
       s = r;
     }
     const gapMs = await w.gapMs();
-    await w.verify(pid);  // every byte arrived (post-copy: all pages pulled)
+    await w.verify(pid); // every byte arrived (post-copy: all pages pulled)
     return { ...s, gapMs };
   } finally {
     await w.kill().catch(() => undefined);
@@ -191,23 +209,29 @@ try {
     if (!(Number.isInteger(lvl) && lvl >= 0 && lvl <= 4)) throw new Error('--cli-log must be 0..4');
     cliBase = { ...cliBase, logLevel: lvl };
   }
-  console.log(`bench/migrate: sizes ${SIZES.join(', ')} MiB, ${ROUNDS} round(s), ${MODES.join(' + ')}, ${IMPLS.join(' vs ')}; ` +
-    `node A ${a.netns} (${a.addr}) -> node B ${b.netns} (${b.addr}); ${os.cpus().length} CPUs, Linux ${os.release()}`);
-  console.log(`  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}${cliBase.logLevel === null ? '' : `, -v${cliBase.logLevel}`}, scratch ${root}`);
+  console.log(
+    `bench/migrate: sizes ${SIZES.join(', ')} MiB, ${ROUNDS} round(s), ${MODES.join(' + ')}, ${IMPLS.join(' vs ')}; ` +
+      `node A ${a.netns} (${a.addr}) -> node B ${b.netns} (${b.addr}); ${os.cpus().length} CPUs, Linux ${os.release()}`,
+  );
+  console.log(
+    `  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}${cliBase.logLevel === null ? '' : `, -v${cliBase.logLevel}`}, scratch ${root}`,
+  );
   if (opts.get('warmup') !== 'false')
     for (const mode of MODES)
       for (const impl of IMPLS) {
         await runOne(impl, mode, 16, a, b, cliBase).catch((e: unknown) => {
-          process.stderr.write(`  warm-up ${LABEL[`${impl}_${mode}`]} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+          process.stderr.write(
+            `  warm-up ${LABEL[`${impl}_${mode}`]} failed: ${e instanceof Error ? e.message : String(e)}\n`,
+          );
         });
       }
   for (const mib of SIZES) {
     for (let r = 0; r < ROUNDS; r++) {
       const pairs: [Impl, Mode][] = [];
       for (const mode of MODES) for (const impl of IMPLS) pairs.push([impl, mode]);
-      if (r % 2) pairs.reverse();  // alternate who goes first
+      if (r % 2) pairs.reverse(); // alternate who goes first
       for (const [impl, mode] of pairs) {
-        if (stopping) await new Promise(() => {});  // a signal's clean-up is running and will exit
+        if (stopping) await new Promise(() => {}); // a signal's clean-up is running and will exit
         let s: Sample;
         try {
           s = await runOne(impl, mode, mib, a, b, cliBase);
@@ -221,8 +245,10 @@ try {
         const k = key(impl, mode, mib);
         if (!samples.has(k)) samples.set(k, []);
         samples.get(k)!.push(s);
-        process.stderr.write(`  ${mib} MiB round ${r + 1}: ${LABEL[`${impl}_${mode}`].padEnd(18)} total ${(s.totalMs / 1000).toFixed(2)} s, ` +
-          `downtime ${(s.downtimeMs / 1000).toFixed(2)} s, gap ${s.gapMs === null ? '-' : (s.gapMs / 1000).toFixed(2)} s\n`);
+        process.stderr.write(
+          `  ${mib} MiB round ${r + 1}: ${LABEL[`${impl}_${mode}`].padEnd(18)} total ${(s.totalMs / 1000).toFixed(2)} s, ` +
+            `downtime ${(s.downtimeMs / 1000).toFixed(2)} s, gap ${s.gapMs === null ? '-' : (s.gapMs / 1000).toFixed(2)} s\n`,
+        );
       }
     }
   }
@@ -230,28 +256,42 @@ try {
   await cleanup();
 }
 
-
 // ---- report ----
-const s2 = (ms: number | null | undefined) => (ms === null || ms === undefined || !Number.isFinite(ms) ? '-' : (ms / 1000).toFixed(2));
+const s2 = (ms: number | null | undefined) =>
+  ms === null || ms === undefined || !Number.isFinite(ms) ? '-' : (ms / 1000).toFixed(2);
 const med = (ss: Sample[], f: (s: Sample) => number | null) => {
   const xs = ss.map(f).filter((v): v is number => v !== null);
   return xs.length ? median(xs) : null;
 };
-interface Summary { total_s: number; downtime_s: number; gap_s: number | null; frozen_s: number | null; restore_s: number | null; phases_s: Record<string, number>; runs: number }
+interface Summary {
+  total_s: number;
+  downtime_s: number;
+  gap_s: number | null;
+  frozen_s: number | null;
+  restore_s: number | null;
+  phases_s: Record<string, number>;
+  runs: number;
+}
 const results: Record<string, Summary> = {};
 for (const [k, ss] of samples) {
   const phases: Record<string, number> = {};
   for (const p of Object.keys(ss[0].phases)) phases[p] = round(median(ss.map((s) => s.phases[p] ?? 0)) / 1000, 3);
   const r3 = (v: number | null) => (v === null ? null : round(v / 1000, 3));
   results[k] = {
-    total_s: r3(med(ss, (s) => s.totalMs))!, downtime_s: r3(med(ss, (s) => s.downtimeMs))!, gap_s: r3(med(ss, (s) => s.gapMs)),
-    frozen_s: r3(med(ss, (s) => s.frozenMs)), restore_s: r3(med(ss, (s) => s.restoreMs)), phases_s: phases, runs: ss.length,
+    total_s: r3(med(ss, (s) => s.totalMs))!,
+    downtime_s: r3(med(ss, (s) => s.downtimeMs))!,
+    gap_s: r3(med(ss, (s) => s.gapMs)),
+    frozen_s: r3(med(ss, (s) => s.frozenMs)),
+    restore_s: r3(med(ss, (s) => s.restoreMs)),
+    phases_s: phases,
+    runs: ss.length,
   };
 }
 
 const ratios: Record<string, number> = {};
 const ratio = (mode: Mode, mib: number, f: keyof Summary) => {
-  const o = results[key('ours', mode, mib)]?.[f], c = results[key('cli', mode, mib)]?.[f];
+  const o = results[key('ours', mode, mib)]?.[f],
+    c = results[key('cli', mode, mib)]?.[f];
   return typeof o === 'number' && typeof c === 'number' && c > 0 ? o / c : NaN;
 };
 const big = Math.max(...SIZES);
@@ -261,7 +301,8 @@ for (const mode of MODES) {
 }
 for (const mode of MODES)
   for (const mib of SIZES) {
-    const t = ratio(mode, mib, 'total_s'), d = ratio(mode, mib, 'gap_s');
+    const t = ratio(mode, mib, 'total_s'),
+      d = ratio(mode, mib, 'gap_s');
     if (Number.isFinite(t)) ratios[`${mode}_total_${mib}`] = round(t, 3);
     if (Number.isFinite(d)) ratios[`${mode}_gap_${mib}`] = round(d, 3);
   }
@@ -272,20 +313,41 @@ for (const mib of SIZES) {
     for (const impl of IMPLS) {
       const s = results[key(impl, mode, mib)];
       if (!s) continue;
-      rows.push([LABEL[`${impl}_${mode}`], s2(s.total_s * 1000), s2(s.downtime_s * 1000), s2(s.gap_s === null ? null : s.gap_s * 1000),
-        s2(s.frozen_s === null ? null : s.frozen_s * 1000), s2(s.restore_s === null ? null : s.restore_s * 1000),
-        Object.entries(s.phases_s).map(([p, v]) => `${p} ${v.toFixed(2)}`).join(', ')]);
+      rows.push([
+        LABEL[`${impl}_${mode}`],
+        s2(s.total_s * 1000),
+        s2(s.downtime_s * 1000),
+        s2(s.gap_s === null ? null : s.gap_s * 1000),
+        s2(s.frozen_s === null ? null : s.frozen_s * 1000),
+        s2(s.restore_s === null ? null : s.restore_s * 1000),
+        Object.entries(s.phases_s)
+          .map(([p, v]) => `${p} ${v.toFixed(2)}`)
+          .join(', '),
+      ]);
     }
   for (const mode of MODES) {
-    const t = ratio(mode, mib, 'total_s'), d = ratio(mode, mib, 'downtime_s'), g = ratio(mode, mib, 'gap_s');
+    const t = ratio(mode, mib, 'total_s'),
+      d = ratio(mode, mib, 'downtime_s'),
+      g = ratio(mode, mib, 'gap_s');
     if (Number.isFinite(t)) rows.push([`ours/CLI ${mode}`, fmtRatio(t), fmtRatio(d), fmtRatio(g), '', '', '']);
   }
   console.log('');
-  console.log(table([`${mib} MiB (median of ${ROUNDS}, seconds)`, 'total', 'downtime', 'gap', 'frozen', 'restore', 'phases'], rows));
+  console.log(
+    table(
+      [`${mib} MiB (median of ${ROUNDS}, seconds)`, 'total', 'downtime', 'gap', 'frozen', 'restore', 'phases'],
+      rows,
+    ),
+  );
 }
-console.log('  total: migration start -> the process runs on B with all memory there (post-copy: the last page moved).');
-console.log('  downtime: start -> the process runs again on B, from outside. gap: the workload\'s largest heartbeat gap');
-console.log('  (CLOCK_REALTIME). frozen / restore: CRIU\'s stats-dump frozen_time (pre-copy only) and stats-restore restore_time.');
+console.log(
+  '  total: migration start -> the process runs on B with all memory there (post-copy: the last page moved).',
+);
+console.log(
+  "  downtime: start -> the process runs again on B, from outside. gap: the workload's largest heartbeat gap",
+);
+console.log(
+  "  (CLOCK_REALTIME). frozen / restore: CRIU's stats-dump frozen_time (pre-copy only) and stats-restore restore_time.",
+);
 
 const postcopyDowntime: Record<string, number> = {};
 for (const mib of SIZES) {
@@ -298,12 +360,33 @@ for (const mode of MODES) {
   if (v !== undefined) say.push(`${mode} total ours/CLI at ${big} MiB ${fmtRatio(v)} (target <= 1.10x)`);
 }
 if (Object.keys(postcopyDowntime).length)
-  say.push(`post-copy downtime (ours, workload gap) ${Object.entries(postcopyDowntime).map(([k, v]) => `${k} MiB ${v.toFixed(2)} s`).join(', ')} (target: flat in size)`);
+  say.push(
+    `post-copy downtime (ours, workload gap) ${Object.entries(postcopyDowntime)
+      .map(([k, v]) => `${k} MiB ${v.toFixed(2)} s`)
+      .join(', ')} (target: flat in size)`,
+  );
 console.log('');
 for (const l of say) console.log(`  ${l}`);
-if (failures.length) console.log(`  ${failures.length} migration(s) FAILED: ${failures.map((f) => `${f.impl} ${f.mode} ${f.mib} MiB round ${f.round}`).join('; ')}`);
+if (failures.length)
+  console.log(
+    `  ${failures.length} migration(s) FAILED: ${failures.map((f) => `${f.impl} ${f.mode} ${f.mib} MiB round ${f.round}`).join('; ')}`,
+  );
 console.log(`\n${((performance.now() - t0) / 1000).toFixed(1)} s`);
-console.log(JSON.stringify({
-  bench: 'migrate', ratios, postcopy_downtime_s: postcopyDowntime, results, failures,
-  setup: { sizes_mib: SIZES, rounds: ROUNDS, modes: MODES, impls: IMPLS, cpus: os.cpus().length, kernel: os.release(), criu_flags: cliBase!.flags },
-}));
+console.log(
+  JSON.stringify({
+    bench: 'migrate',
+    ratios,
+    postcopy_downtime_s: postcopyDowntime,
+    results,
+    failures,
+    setup: {
+      sizes_mib: SIZES,
+      rounds: ROUNDS,
+      modes: MODES,
+      impls: IMPLS,
+      cpus: os.cpus().length,
+      kernel: os.release(),
+      criu_flags: cliBase!.flags,
+    },
+  }),
+);

@@ -38,12 +38,31 @@ export async function oursSetup(net: TestNet, dir: string): Promise<OursEnv> {
     await Promise.allSettled(procs.map((p) => p.exited));
   };
   try {
-    const agent = new LineProcess('nsenter', [`--net=/run/netns/${b.netns}`, process.execPath, AGENT, 'listen', '--secret-file', secretFile,
-      '--work-dir', path.join(dir, 'ours-dst'), '--host', b.addr, '--port', '0'], { name: 'target agent', waitMs: 30_000 });
+    const agent = new LineProcess(
+      'nsenter',
+      [
+        `--net=/run/netns/${b.netns}`,
+        process.execPath,
+        AGENT,
+        'listen',
+        '--secret-file',
+        secretFile,
+        '--work-dir',
+        path.join(dir, 'ours-dst'),
+        '--host',
+        b.addr,
+        '--port',
+        '0',
+      ],
+      { name: 'target agent', waitMs: 30_000 },
+    );
     procs.push(agent);
     const l = JSON.parse(await agent.line()) as { listening?: { host: string; port: number } };
     if (!l.listening) throw new Error(`target agent: unexpected first line ${JSON.stringify(l)}`);
-    const driver = new LineProcess('nsenter', [`--net=/run/netns/${a.netns}`, process.execPath, DRIVER], { name: 'source driver', waitMs: 30_000 });
+    const driver = new LineProcess('nsenter', [`--net=/run/netns/${a.netns}`, process.execPath, DRIVER], {
+      name: 'source driver',
+      waitMs: 30_000,
+    });
     procs.push(driver);
     await driver.line();
     return { close, driver, to: l.listening, secretFile, workDir };
@@ -54,21 +73,35 @@ export async function oursSetup(net: TestNet, dir: string): Promise<OursEnv> {
 }
 
 /** migrate() of `pid` from A to B; the Sample plus the restored pid. */
-export async function oursMigrate(env: OursEnv, mode: 'precopy' | 'postcopy', pid: number, _a: TestNode, _b: TestNode, deadlineMs: number):
-  Promise<Omit<Sample, 'gapMs'> & { pid: number }> {
-  const ans = JSON.parse(await env.driver.ask(JSON.stringify({ pid, mode, to: env.to, secretFile: env.secretFile, workDir: env.workDir }), deadlineMs)) as
-    { ok: true; wallMs: number; result: MigrationResult } | { ok: false; error: string };
+export async function oursMigrate(
+  env: OursEnv,
+  mode: 'precopy' | 'postcopy',
+  pid: number,
+  _a: TestNode,
+  _b: TestNode,
+  deadlineMs: number,
+): Promise<Omit<Sample, 'gapMs'> & { pid: number }> {
+  const ans = JSON.parse(
+    await env.driver.ask(
+      JSON.stringify({ pid, mode, to: env.to, secretFile: env.secretFile, workDir: env.workDir }),
+      deadlineMs,
+    ),
+  ) as { ok: true; wallMs: number; result: MigrationResult } | { ok: false; error: string };
   if (!ans.ok) throw new Error(`migrate(): ${ans.error}`);
   const r = ans.result;
   // The library's phase marks (ms since the call) -> how long each lasted.
   const phases: Record<string, number> = {};
   for (let i = 0; i < r.phases.length; i++) {
-    const p = r.phases[i], next = r.phases[i + 1];
+    const p = r.phases[i],
+      next = r.phases[i + 1];
     if (p.phase === 'done') break;
     phases[p.phase] = (next ? next.ms : r.totalMs) - p.ms;
   }
   return {
-    pid: r.targetPid, totalMs: ans.wallMs, downtimeMs: r.downtimeMs, phases,
+    pid: r.targetPid,
+    totalMs: ans.wallMs,
+    downtimeMs: r.downtimeMs,
+    phases,
     frozenMs: mode === 'precopy' && r.criu.dump ? r.criu.dump.frozenTimeUs / 1000 : null,
     restoreMs: r.criu.restore ? r.criu.restore.restoreTimeUs / 1000 : null,
   };

@@ -16,7 +16,11 @@ export function perCallNs(f: () => unknown, calls = 20_000): number {
   return ((performance.now() - s) * 1e6) / calls;
 }
 
-export interface Calibration { clock_ns: number; napi_ns: number; js_ns: number }
+export interface Calibration {
+  clock_ns: number;
+  napi_ns: number;
+  js_ns: number;
+}
 
 export function calibrate(): Calibration {
   const mr = { raw: {} };

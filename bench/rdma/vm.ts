@@ -51,7 +51,8 @@ const GID_INDEX = Number(opts.get('gid-index') ?? 1);
 const WARMUP = 200;
 const BW_SIZE = 65536;
 const PORT = 18515;
-if (!(ROUNDS >= 1 && ITERS >= 100 && BW_ITERS >= 16 && DEPTH >= 1 && DEPTH <= 256)) throw new Error('bad --rounds/--iters/--bw-iters/--depth');
+if (!(ROUNDS >= 1 && ITERS >= 100 && BW_ITERS >= 16 && DEPTH >= 1 && DEPTH <= 256))
+  throw new Error('bad --rounds/--iters/--bw-iters/--depth');
 
 const t0 = Date.now();
 const log = (s: string) => console.log(`[bench/rdma ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${s}`);
@@ -59,7 +60,12 @@ const log = (s: string) => console.log(`[bench/rdma ${((Date.now() - t0) / 1000)
 // ---------------------------------------------------------------- statistics
 
 export interface LatStats {
-  n: number; p50Us: number; p99Us: number; avgUs: number; minUs: number; maxUs: number;
+  n: number;
+  p50Us: number;
+  p99Us: number;
+  avgUs: number;
+  minUs: number;
+  maxUs: number;
   /** Empty cq.poll() calls per operation (median): 0 means the completion was there on the first poll. */
   emptyPollsP50?: number;
 }
@@ -72,7 +78,14 @@ function latStats(samplesMs: Float64Array, polls?: Uint32Array): LatStats {
   const s = Float64Array.from(samplesMs, (x) => x * 1000).sort();
   let sum = 0;
   for (const x of s) sum += x;
-  const out: LatStats = { n: s.length, p50Us: quantile(s, 0.5), p99Us: quantile(s, 0.99), avgUs: sum / s.length, minUs: s[0], maxUs: s[s.length - 1] };
+  const out: LatStats = {
+    n: s.length,
+    p50Us: quantile(s, 0.5),
+    p99Us: quantile(s, 0.99),
+    avgUs: sum / s.length,
+    minUs: s[0],
+    maxUs: s[s.length - 1],
+  };
   if (polls) out.emptyPollsP50 = quantile(Float64Array.from(polls).sort(), 0.5);
   return out;
 }
@@ -109,7 +122,10 @@ class Pair {
    * peer's max_dest_rd_atomic); 'helpers' connects with toRtr()/toRts()'s
    * defaults (1).
    */
-  constructor(readonly outReads: number | 'helpers', bytes: number) {
+  constructor(
+    readonly outReads: number | 'helpers',
+    bytes: number,
+  ) {
     this.ctx = rdma.Context.open(DEV);
     this.pd = this.ctx.allocPd();
     this.cqA = this.ctx.createCq(1024);
@@ -117,14 +133,20 @@ class Pair {
     this.a = this.pd.createQp(this.cqA, this.cqA, { maxSendWr: 512, maxRecvWr: 16 });
     this.b = this.pd.createQp(this.cqB, this.cqB, { maxSendWr: 512, maxRecvWr: 16 });
     const gid = this.ctx.queryGid(1, GID_INDEX);
-    for (const [q, peer] of [[this.a, this.b], [this.b, this.a]] as const) {
+    for (const [q, peer] of [
+      [this.a, this.b],
+      [this.b, this.a],
+    ] as const) {
       q.toInit();
       if (outReads === 'helpers') {
         q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
         q.toRts();
       } else {
         // outReads outstanding READs instead of the helpers' default 1 (perftest uses the device maximum).
-        q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX, mtu: this.ctx.queryPort(1).activeMtu, maxDestRdAtomic: outReads });
+        q.toRtr(
+          { qpNum: peer.qpNum, gid },
+          { sgidIndex: GID_INDEX, mtu: this.ctx.queryPort(1).activeMtu, maxDestRdAtomic: outReads },
+        );
         q.toRts({ maxRdAtomic: outReads });
       }
     }
@@ -159,7 +181,9 @@ function checkSlots(n: number, what: string): void {
 
 /** latCq through the fast path: one prepared send posted as is, cq.pollInto(). */
 function latCqFast(p: Pair, op: Op, size: number, iters: number): LatStats {
-  const prep = p.a.prepareSend([{ wrId: 1, opcode: op, sge: [{ mr: p.mrA, length: size }], remoteAddr: p.mrB.addr, rkey: p.mrB.rkey }]);
+  const prep = p.a.prepareSend([
+    { wrId: 1, opcode: op, sge: [{ mr: p.mrA, length: size }], remoteAddr: p.mrB.addr, rkey: p.mrB.rkey },
+  ]);
   const stamps = new Float64Array(iters + 1);
   const polls = new Uint32Array(iters);
   const spin = new Spin(`${op} ${size} B (fast path)`);
@@ -185,7 +209,9 @@ function latCqFast(p: Pair, op: Op, size: number, iters: number): LatStats {
 
 /** One signaled op at a time from A on B's memory; busy cq.poll(1). Samples are post-to-post. */
 function latCq(p: Pair, op: Op, size: number, iters: number): LatStats {
-  const wrs: rdma.SendWr[] = [{ wrId: 1, opcode: op, sge: [{ mr: p.mrA, length: size }], remoteAddr: p.mrB.addr, rkey: p.mrB.rkey }];
+  const wrs: rdma.SendWr[] = [
+    { wrId: 1, opcode: op, sge: [{ mr: p.mrA, length: size }], remoteAddr: p.mrB.addr, rkey: p.mrB.rkey },
+  ];
   const stamps = new Float64Array(iters + 1);
   const polls = new Uint32Array(iters);
   const spin = new Spin(`${op} ${size} B`);
@@ -219,11 +245,28 @@ function diffs(stamps: Float64Array, scale = 1): Float64Array {
  * waits for it too). A sample is half the round trip, as perftest reports.
  */
 function pingPong(p: Pair, size: number, iters: number): LatStats {
-  const SEND = 0, RECV = 1 << 20;  // offsets in each side's memory
+  const SEND = 0,
+    RECV = 1 << 20; // offsets in each side's memory
   if (size > RECV) throw new Error('size too large');
   const last = size - 1;
-  const wrA: rdma.SendWr[] = [{ wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrA, offset: SEND, length: size }], remoteAddr: p.mrB.addr + RECV, rkey: p.mrB.rkey }];
-  const wrB: rdma.SendWr[] = [{ wrId: 3, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrB, offset: SEND, length: size }], remoteAddr: p.mrA.addr + RECV, rkey: p.mrA.rkey }];
+  const wrA: rdma.SendWr[] = [
+    {
+      wrId: 2,
+      opcode: 'RDMA_WRITE',
+      sge: [{ mr: p.mrA, offset: SEND, length: size }],
+      remoteAddr: p.mrB.addr + RECV,
+      rkey: p.mrB.rkey,
+    },
+  ];
+  const wrB: rdma.SendWr[] = [
+    {
+      wrId: 3,
+      opcode: 'RDMA_WRITE',
+      sge: [{ mr: p.mrB, offset: SEND, length: size }],
+      remoteAddr: p.mrA.addr + RECV,
+      rkey: p.mrA.rkey,
+    },
+  ];
   p.viewA.fill(0, RECV, RECV + size);
   p.viewB.fill(0, RECV, RECV + size);
   const stamps = new Float64Array(iters + 1);
@@ -238,7 +281,7 @@ function pingPong(p: Pair, size: number, iters: number): LatStats {
   };
   for (let i = -WARMUP; i < iters; i++) {
     if (i >= 0) stamps[i] = performance.now();
-    const mark = ((i + WARMUP) % 255) + 1;  // never 0, never the previous value
+    const mark = ((i + WARMUP) % 255) + 1; // never 0, never the previous value
     p.viewA[SEND + last] = mark;
     p.a.postSend(wrA);
     while (Atomics.load(p.viewB, RECV + last) !== mark) spin.tick();
@@ -254,10 +297,27 @@ function pingPong(p: Pair, size: number, iters: number): LatStats {
 
 /** pingPong through the fast path: prepared sends, completions by pollInto. */
 function pingPongFast(p: Pair, size: number, iters: number): LatStats {
-  const SEND = 0, RECV = 1 << 20;
+  const SEND = 0,
+    RECV = 1 << 20;
   const last = size - 1;
-  const wa = p.a.prepareSend([{ wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrA, offset: SEND, length: size }], remoteAddr: p.mrB.addr + RECV, rkey: p.mrB.rkey }]);
-  const wb = p.b.prepareSend([{ wrId: 3, opcode: 'RDMA_WRITE', sge: [{ mr: p.mrB, offset: SEND, length: size }], remoteAddr: p.mrA.addr + RECV, rkey: p.mrA.rkey }]);
+  const wa = p.a.prepareSend([
+    {
+      wrId: 2,
+      opcode: 'RDMA_WRITE',
+      sge: [{ mr: p.mrA, offset: SEND, length: size }],
+      remoteAddr: p.mrB.addr + RECV,
+      rkey: p.mrB.rkey,
+    },
+  ]);
+  const wb = p.b.prepareSend([
+    {
+      wrId: 3,
+      opcode: 'RDMA_WRITE',
+      sge: [{ mr: p.mrB, offset: SEND, length: size }],
+      remoteAddr: p.mrA.addr + RECV,
+      rkey: p.mrA.rkey,
+    },
+  ]);
   p.viewA.fill(0, RECV, RECV + size);
   p.viewB.fill(0, RECV, RECV + size);
   const stamps = new Float64Array(iters + 1);
@@ -287,13 +347,25 @@ function pingPongFast(p: Pair, size: number, iters: number): LatStats {
   return latStats(diffs(stamps, 0.5));
 }
 
-export interface BwResult { MiBs: number; iters: number; bytes: number; depth: number; seconds: number }
+export interface BwResult {
+  MiBs: number;
+  iters: number;
+  bytes: number;
+  depth: number;
+  seconds: number;
+}
 
 /** `iters` READs of `size` bytes from B's memory, `depth` in flight, each signaled; MiB/s from first post to last completion. */
 function bw(p: Pair, size: number, iters: number, depth: number): BwResult {
   const slots: rdma.SendWr[] = [];
   for (let j = 0; j < depth; j++)
-    slots.push({ wrId: j, opcode: 'RDMA_READ', sge: [{ mr: p.mrA, offset: j * size, length: size }], remoteAddr: p.mrB.addr + j * size, rkey: p.mrB.rkey });
+    slots.push({
+      wrId: j,
+      opcode: 'RDMA_READ',
+      sge: [{ mr: p.mrA, offset: j * size, length: size }],
+      remoteAddr: p.mrB.addr + j * size,
+      rkey: p.mrB.rkey,
+    });
   const spin = new Spin(`READ bw ${size} B`);
   let posted = Math.min(depth, iters);
   let done = 0;
@@ -323,11 +395,18 @@ function bw(p: Pair, size: number, iters: number, depth: number): BwResult {
 
 /** bw through the fast path: a prepared batch of `depth` READs whose first k are re-aimed at the freed slots and posted with post(k). */
 function bwFast(p: Pair, size: number, iters: number, depth: number): BwResult {
-  const batch = p.a.prepareSend(Array.from({ length: depth }, (_, j) => ({
-    wrId: j, opcode: 'RDMA_READ' as const, sge: [{ mr: p.mrA, offset: j * size, length: size }], remoteAddr: p.mrB.addr + j * size, rkey: p.mrB.rkey,
-  })));
+  const batch = p.a.prepareSend(
+    Array.from({ length: depth }, (_, j) => ({
+      wrId: j,
+      opcode: 'RDMA_READ' as const,
+      sge: [{ mr: p.mrA, offset: j * size, length: size }],
+      remoteAddr: p.mrB.addr + j * size,
+      rkey: p.mrB.rkey,
+    })),
+  );
   const spin = new Spin(`READ bw ${size} B (fast path)`);
-  const S = rdma.WC.SLOTS, baseB = p.mrB.addr;
+  const S = rdma.WC.SLOTS,
+    baseB = p.mrB.addr;
   let posted = Math.min(depth, iters);
   let done = 0;
   try {
@@ -344,7 +423,10 @@ function bwFast(p: Pair, size: number, iters: number, depth: number): BwResult {
       let k = 0;
       for (let i = 0; i < n && posted < iters; i++, k++, posted++) {
         const slot = WCS[i * S + rdma.WC.WR_ID];
-        batch.setWrId(k, slot).setRemoteAddr(k, baseB + slot * size).setSge(k, 0, slot * size, size);
+        batch
+          .setWrId(k, slot)
+          .setRemoteAddr(k, baseB + slot * size)
+          .setSge(k, 0, slot * size, size);
       }
       if (k) batch.post(k);
     }
@@ -379,13 +461,14 @@ function listening(port: number): boolean {
   return false;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => {
-  const t = setTimeout(resolve, ms);
-  signal?.addEventListener('abort', () => {
-    clearTimeout(t);
-    resolve();
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
   });
-});
 
 /**
  * Run a perftest tool: its server in the background, the client against it; the client's output.
@@ -394,7 +477,8 @@ const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) 
  */
 async function perftest(tool: string, args: readonly string[]): Promise<string> {
   const common = ['-d', DEV, '-x', String(GID_INDEX), '-F', '-p', String(PORT)];
-  const pin = (cpu: number, argv: string[]): [string, string[]] => (os.cpus().length >= 2 ? ['taskset', ['-c', String(cpu), ...argv]] : [argv[0], argv.slice(1)]);
+  const pin = (cpu: number, argv: string[]): [string, string[]] =>
+    os.cpus().length >= 2 ? ['taskset', ['-c', String(cpu), ...argv]] : [argv[0], argv.slice(1)];
   const [serverFile, serverArgs] = pin(0, [tool, ...common, ...args]);
   const [clientFile, clientArgs] = pin(1, [tool, ...common, ...args, '127.0.0.1']);
   const server = spawn(serverFile, serverArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -402,21 +486,24 @@ async function perftest(tool: string, args: readonly string[]): Promise<string> 
   server.stdout.on('data', (d: Buffer) => (serverOut += d.toString()));
   server.stderr.on('data', (d: Buffer) => (serverOut += d.toString()));
   let exitCode: number | null | undefined;
-  const exited = new Promise<void>((resolve) => server.on('exit', (code) => {
-    exitCode = code;
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) =>
+    server.on('exit', (code) => {
+      exitCode = code;
+      resolve();
+    }),
+  );
   try {
     const until = Date.now() + 20_000;
     while (!listening(PORT)) {
-      if (exitCode !== undefined) throw new Error(`${tool} server exited (${exitCode}) before listening:\n${serverOut}`);
+      if (exitCode !== undefined)
+        throw new Error(`${tool} server exited (${exitCode}) before listening:\n${serverOut}`);
       if (Date.now() > until) throw new Error(`${tool} server not listening on ${PORT} after 20 s:\n${serverOut}`);
       await sleep(20);
     }
     const { stdout, stderr } = await execFileP(clientFile, clientArgs, { timeout: 180_000, maxBuffer: 16 << 20 });
     const grace = new AbortController();
     await Promise.race([exited, sleep(20_000, grace.signal)]);
-    grace.abort();  // no timer left behind to hold the process
+    grace.abort(); // no timer left behind to hold the process
     if (exitCode === undefined) throw new Error(`${tool} server still running 20 s after its client ended`);
     return `${stdout}${stderr}`;
   } finally {
@@ -429,7 +516,12 @@ async function perftest(tool: string, args: readonly string[]): Promise<string> 
  * rate from a short sampling of gettimeofday, which a busy emulated CPU can spoil ("Correlation
  * coefficient r^2: … < 0.9", then inf everywhere).
  */
-async function perftestParsed<T>(key: string, tool: string, args: readonly string[], parse: (text: string, tool: string) => T): Promise<T> {
+async function perftestParsed<T>(
+  key: string,
+  tool: string,
+  args: readonly string[],
+  parse: (text: string, tool: string) => T,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const text = await perftest(tool, args);
     raw[attempt === 1 ? key : `${key} try ${attempt}`] = text;
@@ -437,14 +529,21 @@ async function perftestParsed<T>(key: string, tool: string, args: readonly strin
       return parse(text, tool);
     } catch (e) {
       if (attempt >= 3) throw e;
-      log(`${tool} ${args.join(' ')}: no result (${text.match(/Correlation coefficient[^\n]*/)?.[0] ?? 'no numeric table'}), again`);
+      log(
+        `${tool} ${args.join(' ')}: no result (${text.match(/Correlation coefficient[^\n]*/)?.[0] ?? 'no numeric table'}), again`,
+      );
     }
   }
 }
 
 // ---------------------------------------------------------------- rounds
 
-interface LatCase { key: string; op: Op; size: number; tool: string }
+interface LatCase {
+  key: string;
+  op: Op;
+  size: number;
+  tool: string;
+}
 const LAT_CASES: LatCase[] = [
   { key: 'read_lat_8', op: 'RDMA_READ', size: 8, tool: 'ib_read_lat' },
   { key: 'read_lat_4096', op: 'RDMA_READ', size: 4096, tool: 'ib_read_lat' },
@@ -453,8 +552,18 @@ const LAT_CASES: LatCase[] = [
 ];
 
 /** ours: the fast path; ours_plain: postSend/poll with objects. */
-export interface LatRound { ours: LatStats; ours_pingpong?: LatStats; ours_plain?: LatStats; ours_pingpong_plain?: LatStats; perftest: PerftestLat }
-export interface BwRound { ours: BwResult; ours_plain?: BwResult; perftest: PerftestBw }
+export interface LatRound {
+  ours: LatStats;
+  ours_pingpong?: LatStats;
+  ours_plain?: LatStats;
+  ours_pingpong_plain?: LatStats;
+  perftest: PerftestLat;
+}
+export interface BwRound {
+  ours: BwResult;
+  ours_plain?: BwResult;
+  perftest: PerftestBw;
+}
 export type Round = Record<string, LatRound | BwRound>;
 
 const dev = (() => {
@@ -462,16 +571,22 @@ const dev = (() => {
   return { attr: c.query(), port: c.queryPort(1), gid: c.queryGid(1, GID_INDEX) };
 })();
 const OUT_READS = Math.min(dev.attr.maxQpRdAtom, 128);
-const MEM = Math.max(DEPTH, 128) * BW_SIZE;  // 128 slots for the depth-128 diagnostic; ping-pong uses the 2nd MiB
+const MEM = Math.max(DEPTH, 128) * BW_SIZE; // 128 slots for the depth-128 diagnostic; ping-pong uses the 2nd MiB
 const pair = new Pair(OUT_READS, MEM);
 const rounds: Round[] = [];
-log(`${DEV}: GID ${dev.gid}, active MTU ${dev.port.activeMtu}, max_qp_rd_atom ${dev.attr.maxQpRdAtom}; ${ROUNDS} rounds, ${ITERS} latency iterations, ${BW_ITERS} x 64 KiB READs`);
+log(
+  `${DEV}: GID ${dev.gid}, active MTU ${dev.port.activeMtu}, max_qp_rd_atom ${dev.attr.maxQpRdAtom}; ${ROUNDS} rounds, ${ITERS} latency iterations, ${BW_ITERS} x 64 KiB READs`,
+);
 
 for (let r = 0; r < ROUNDS; r++) {
   const round: Round = {};
   const oursFirst = r % 2 === 0;
   for (const c of LAT_CASES) {
-    let ours: LatStats | undefined, pp: LatStats | undefined, plain: LatStats | undefined, ppPlain: LatStats | undefined, pt: PerftestLat | undefined;
+    let ours: LatStats | undefined,
+      pp: LatStats | undefined,
+      plain: LatStats | undefined,
+      ppPlain: LatStats | undefined,
+      pt: PerftestLat | undefined;
     for (const who of oursFirst ? ['ours', 'perftest'] : ['perftest', 'ours']) {
       if (who === 'ours') {
         ours = latCqFast(pair, c.op, c.size, ITERS);
@@ -484,9 +599,16 @@ for (let r = 0; r < ROUNDS; r++) {
         pt = await perftestParsed(`${c.key} round ${r}`, c.tool, ['-s', String(c.size), '-n', String(ITERS)], parseLat);
       }
     }
-    round[c.key] = { ours: ours!, ours_plain: plain!, ...(pp ? { ours_pingpong: pp, ours_pingpong_plain: ppPlain! } : {}), perftest: pt! };
-    log(`round ${r + 1}/${ROUNDS} ${c.key}: ours p50 ${ours!.p50Us.toFixed(1)} µs (plain API ${plain!.p50Us.toFixed(1)})` +
-      `${pp ? `, ping-pong ${pp.p50Us.toFixed(1)} (plain ${ppPlain!.p50Us.toFixed(1)})` : ''}, perftest typical ${pt!.typicalUs.toFixed(1)} µs`);
+    round[c.key] = {
+      ours: ours!,
+      ours_plain: plain!,
+      ...(pp ? { ours_pingpong: pp, ours_pingpong_plain: ppPlain! } : {}),
+      perftest: pt!,
+    };
+    log(
+      `round ${r + 1}/${ROUNDS} ${c.key}: ours p50 ${ours!.p50Us.toFixed(1)} µs (plain API ${plain!.p50Us.toFixed(1)})` +
+        `${pp ? `, ping-pong ${pp.p50Us.toFixed(1)} (plain ${ppPlain!.p50Us.toFixed(1)})` : ''}, perftest typical ${pt!.typicalUs.toFixed(1)} µs`,
+    );
   }
   let ours: BwResult | undefined, plain: BwResult | undefined, pt: PerftestBw | undefined;
   for (const who of oursFirst ? ['ours', 'perftest'] : ['perftest', 'ours']) {
@@ -494,11 +616,18 @@ for (let r = 0; r < ROUNDS; r++) {
       ours = bwFast(pair, BW_SIZE, BW_ITERS, DEPTH);
       plain = bw(pair, BW_SIZE, BW_ITERS, DEPTH);
     } else {
-      pt = await perftestParsed(`read_bw_${BW_SIZE} round ${r}`, 'ib_read_bw', ['-s', String(BW_SIZE), '-n', String(BW_ITERS)], parseBw);
+      pt = await perftestParsed(
+        `read_bw_${BW_SIZE} round ${r}`,
+        'ib_read_bw',
+        ['-s', String(BW_SIZE), '-n', String(BW_ITERS)],
+        parseBw,
+      );
     }
   }
   round[`read_bw_${BW_SIZE}`] = { ours: ours!, ours_plain: plain!, perftest: pt! };
-  log(`round ${r + 1}/${ROUNDS} read_bw_${BW_SIZE}: ours ${ours!.MiBs.toFixed(1)} MiB/s (plain API ${plain!.MiBs.toFixed(1)}), perftest ${pt!.avgMiBs.toFixed(1)} MiB/s`);
+  log(
+    `round ${r + 1}/${ROUNDS} read_bw_${BW_SIZE}: ours ${ours!.MiBs.toFixed(1)} MiB/s (plain API ${plain!.MiBs.toFixed(1)}), perftest ${pt!.avgMiBs.toFixed(1)} MiB/s`,
+  );
   rounds.push(round);
 }
 
@@ -513,7 +642,15 @@ function diagnostics(): Record<string, unknown> {
   out.poll_into_empty_ns = perCallNs(() => pair.cqA.pollInto(WCS, 1));
   // READ 8 B with no clock read per op.
   {
-    const wrs: rdma.SendWr[] = [{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey }];
+    const wrs: rdma.SendWr[] = [
+      {
+        wrId: 1,
+        opcode: 'RDMA_READ',
+        sge: [{ mr: pair.mrA, length: 8 }],
+        remoteAddr: pair.mrB.addr,
+        rkey: pair.mrB.rkey,
+      },
+    ];
     const spin = new Spin('cpu READ');
     const one = () => {
       pair.a.postSend(wrs);
@@ -526,9 +663,11 @@ function diagnostics(): Record<string, unknown> {
     };
     // CPU time per op, user and kernel (process.cpuUsage; tick-based, so over many ops).
     for (let i = 0; i < WARMUP; i++) one();
-    const c0 = process.cpuUsage(), w0 = performance.now();
+    const c0 = process.cpuUsage(),
+      w0 = performance.now();
     for (let i = 0; i < n; i++) one();
-    const c1 = process.cpuUsage(c0), w1 = performance.now();
+    const c1 = process.cpuUsage(c0),
+      w1 = performance.now();
     out.read_lat_8_cpu_us = { user: c1.user / n, system: c1.system / n, wall: ((w1 - w0) * 1000) / n };
     // The same through the fast path.
     const prep = pair.a.prepareSend(wrs);
@@ -538,19 +677,27 @@ function diagnostics(): Record<string, unknown> {
       checkSlots(1, 'cpu READ (fast path)');
     };
     for (let i = 0; i < WARMUP; i++) fast();
-    const f0 = process.cpuUsage(), v0 = performance.now();
+    const f0 = process.cpuUsage(),
+      v0 = performance.now();
     for (let i = 0; i < n; i++) fast();
-    const f1 = process.cpuUsage(f0), v1 = performance.now();
+    const f1 = process.cpuUsage(f0),
+      v1 = performance.now();
     prep.close();
     out.read_lat_8_fast_cpu_us = { user: f1.user / n, system: f1.system / n, wall: ((v1 - v0) * 1000) / n };
   }
   // prepared.post()'s own work without the kernel: a ctl value out of range is refused after
   // every work request before it was converted (slope over batch sizes, as for postSend below).
   {
-    const valid: rdma.SendWr = { wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey };
+    const valid: rdma.SendWr = {
+      wrId: 1,
+      opcode: 'RDMA_READ',
+      sge: [{ mr: pair.mrA, length: 8 }],
+      remoteAddr: pair.mrB.addr,
+      rkey: pair.mrB.rkey,
+    };
     const make = (k: number) => {
       const p = pair.a.prepareSend(Array<rdma.SendWr>(k + 1).fill(valid));
-      p.setWrId(k, -1);  // the last one is refused
+      p.setWrId(k, -1); // the last one is refused
       return () => {
         try {
           p.post();
@@ -566,7 +713,13 @@ function diagnostics(): Record<string, unknown> {
   // postSend's argument handling without the kernel: a batch whose last work request is invalid is
   // read in full and refused before ibv_post_send. The slope over batch sizes is the cost of one WR.
   {
-    const valid: rdma.SendWr = { wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey };
+    const valid: rdma.SendWr = {
+      wrId: 1,
+      opcode: 'RDMA_READ',
+      sge: [{ mr: pair.mrA, length: 8 }],
+      remoteAddr: pair.mrB.addr,
+      rkey: pair.mrB.rkey,
+    };
     const bad = { ...valid, opcode: 'NOPE' } as unknown as rdma.SendWr;
     const rawValid = { ...valid, sge: [{ mr: pair.mrA.raw, length: 8 }] };
     const rawBad = { ...rawValid, opcode: 'NOPE' };
@@ -593,11 +746,19 @@ function diagnostics(): Record<string, unknown> {
   {
     const k = 64;
     const wrs: rdma.SendWr[] = [];
-    for (let i = 0; i < k; i++) wrs.push({ wrId: i, opcode: 'RDMA_WRITE', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey });
-    let total = 0, polled = 0;
+    for (let i = 0; i < k; i++)
+      wrs.push({
+        wrId: i,
+        opcode: 'RDMA_WRITE',
+        sge: [{ mr: pair.mrA, length: 8 }],
+        remoteAddr: pair.mrB.addr,
+        rkey: pair.mrB.rkey,
+      });
+    let total = 0,
+      polled = 0;
     for (let rep = 0; rep < 10; rep++) {
       pair.a.postSend(wrs);
-      const settle = performance.now() + 20;  // all 64 complete meanwhile (checked below)
+      const settle = performance.now() + 20; // all 64 complete meanwhile (checked below)
       while (performance.now() < settle);
       const s0 = performance.now();
       let got = 0;
@@ -617,8 +778,17 @@ function diagnostics(): Record<string, unknown> {
 
   // The same loop as latCq on the raw native objects: the floor for any JS caller of this binding.
   const rawLat = (size: number) => {
-    const wrs = [{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA.raw, length: size }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey }];
-    const qp = pair.a.raw, cq = pair.cqA.raw;
+    const wrs = [
+      {
+        wrId: 1,
+        opcode: 'RDMA_READ',
+        sge: [{ mr: pair.mrA.raw, length: size }],
+        remoteAddr: pair.mrB.addr,
+        rkey: pair.mrB.rkey,
+      },
+    ];
+    const qp = pair.a.raw,
+      cq = pair.cqA.raw;
     const stamps = new Float64Array(n + 1);
     const spin = new Spin('raw READ');
     for (let i = -WARMUP; i < n; i++) {
@@ -643,7 +813,15 @@ function diagnostics(): Record<string, unknown> {
 
   // Busy-polling in C++ (cq.pollSpin) instead of a JS loop of cq.poll.
   {
-    const wrs: rdma.SendWr[] = [{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey }];
+    const wrs: rdma.SendWr[] = [
+      {
+        wrId: 1,
+        opcode: 'RDMA_READ',
+        sge: [{ mr: pair.mrA, length: 8 }],
+        remoteAddr: pair.mrB.addr,
+        rkey: pair.mrB.rkey,
+      },
+    ];
     const stamps = new Float64Array(n + 1);
     const spin = new Spin('pollSpin READ');
     for (let i = -WARMUP; i < n; i++) {
@@ -661,9 +839,15 @@ function diagnostics(): Record<string, unknown> {
   }
 
   // Split of one op: inside postSend() (JS layer + ibv_post_send + the kernel doorbell), then waiting for the completion.
-  for (const [op, key] of [['RDMA_READ', 'read'], ['RDMA_WRITE', 'write']] as const) {
-    const wrs: rdma.SendWr[] = [{ wrId: 1, opcode: op, sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey }];
-    const post = new Float64Array(n), wait = new Float64Array(n);
+  for (const [op, key] of [
+    ['RDMA_READ', 'read'],
+    ['RDMA_WRITE', 'write'],
+  ] as const) {
+    const wrs: rdma.SendWr[] = [
+      { wrId: 1, opcode: op, sge: [{ mr: pair.mrA, length: 8 }], remoteAddr: pair.mrB.addr, rkey: pair.mrB.rkey },
+    ];
+    const post = new Float64Array(n),
+      wait = new Float64Array(n);
     const polls = new Uint32Array(n);
     const spin = new Spin('split');
     for (let i = -WARMUP; i < n; i++) {
@@ -724,12 +908,22 @@ function diagnostics(): Record<string, unknown> {
   if (floor) {
     const runs: Record<string, unknown> = {};
     const cases = [
-      ['read', 8, 0, 0, 2000], ['read', 4096, 0, 0, 2000], ['write', 8, 0, 0, 2000],
-      ['read', 8, 4096, 0, 1000], ['read', 8, 0, 4096, 1000], ['read', 8, 0, 16384, 1000],
+      ['read', 8, 0, 0, 2000],
+      ['read', 4096, 0, 0, 2000],
+      ['write', 8, 0, 0, 2000],
+      ['read', 8, 4096, 0, 1000],
+      ['read', 8, 0, 4096, 1000],
+      ['read', 8, 0, 16384, 1000],
     ] as const;
     for (const [op, size, pages, blocks, iters] of cases) {
-      const r = execFileSync(floor, [DEV, String(GID_INDEX), op, String(size), String(iters), String(pages), String(blocks)], { encoding: 'utf8', timeout: 120_000 });
-      runs[`${op}_${size}${pages ? `_pages_${pages}` : ''}${blocks ? `_blocks_${blocks}` : ''}`] = JSON.parse(r.trim().split('\n').pop()!) as unknown;
+      const r = execFileSync(
+        floor,
+        [DEV, String(GID_INDEX), op, String(size), String(iters), String(pages), String(blocks)],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
+      runs[`${op}_${size}${pages ? `_pages_${pages}` : ''}${blocks ? `_blocks_${blocks}` : ''}`] = JSON.parse(
+        r.trim().split('\n').pop()!,
+      ) as unknown;
     }
     out.c_floor = runs;
   }
@@ -755,13 +949,30 @@ const clocksource = (() => {
   }
 })();
 // ib_read_lat --version prints "Version: 6.06" and exits 1.
-const perftestVersion = await execFileP('ib_read_lat', ['--version']).then((r) => r.stdout.trim(), (e: { stdout?: string }) => e.stdout?.trim() || 'unknown');
+const perftestVersion = await execFileP('ib_read_lat', ['--version']).then(
+  (r) => r.stdout.trim(),
+  (e: { stdout?: string }) => e.stdout?.trim() || 'unknown',
+);
 const result = {
   nonce: opts.get('nonce') ?? null,
   setup: {
-    device: DEV, gid_index: GID_INDEX, gid: dev.gid, active_mtu: dev.port.activeMtu, max_qp_rd_atom: dev.attr.maxQpRdAtom,
-    out_reads: OUT_READS, rounds: ROUNDS, iters: ITERS, bw_iters: BW_ITERS, bw_size: BW_SIZE, depth: DEPTH, warmup: WARMUP,
-    kernel: os.release(), cpus: os.cpus().length, clocksource, node: process.version, perftest: perftestVersion,
+    device: DEV,
+    gid_index: GID_INDEX,
+    gid: dev.gid,
+    active_mtu: dev.port.activeMtu,
+    max_qp_rd_atom: dev.attr.maxQpRdAtom,
+    out_reads: OUT_READS,
+    rounds: ROUNDS,
+    iters: ITERS,
+    bw_iters: BW_ITERS,
+    bw_size: BW_SIZE,
+    depth: DEPTH,
+    warmup: WARMUP,
+    kernel: os.release(),
+    cpus: os.cpus().length,
+    clocksource,
+    node: process.version,
+    perftest: perftestVersion,
   },
   rounds,
   diag,

@@ -29,7 +29,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { FaultEngine, PAGE_SIZE, PageSource, Region, Userfaultfd, touch, type PageFaultEvent } from '../../lib/uffd/index.js';
+import {
+  FaultEngine,
+  PAGE_SIZE,
+  PageSource,
+  Region,
+  Userfaultfd,
+  touch,
+  type PageFaultEvent,
+} from '../../lib/uffd/index.js';
 import { fmtNs, fmtRate, fmtRatio, max, median, parseOptions, parseSize, root, round, runJson, table } from '../run.js';
 
 const opts = parseOptions(process.argv.slice(2), {
@@ -56,7 +64,9 @@ if (!(REPS >= 1) || !Number.isInteger(PAGES) || PAGES < 1) throw new Error('bad 
 for (const b of BATCHES)
   for (const t of THREADS)
     if (!(b >= 1 && b <= 512 && t >= 1 && t <= 64) || PAGES % (b * t) !== 0)
-      throw new Error(`--size must be a multiple of ${b * t} pages for ${t} threads and batch ${b} (threads 1..64, batch 1..512)`);
+      throw new Error(
+        `--size must be a multiple of ${b * t} pages for ${t} threads and batch ${b} (threads 1..64, batch 1..512)`,
+      );
 for (const i of IMPLS) if (!['c', 'native', 'js'].includes(i)) throw new Error(`unknown impl ${i}`);
 
 type Impl = 'c' | 'native' | 'js' | 'c_poll';
@@ -81,12 +91,19 @@ interface Sample {
 }
 
 interface FloorResult {
-  pages: number; elapsed_ns: number; pages_per_s: number; p50_ns: number; p99_ns: number;
-  faults?: number; ioctls?: number; service_p50_ns?: number;
+  pages: number;
+  elapsed_ns: number;
+  pages_per_s: number;
+  p50_ns: number;
+  p99_ns: number;
+  faults?: number;
+  ioctls?: number;
+  service_p50_ns?: number;
 }
 
 const FLOOR = path.join(root, 'build', 'Release', 'uffd_floor');
-if (!fs.existsSync(FLOOR)) throw new Error(`${FLOOR} is missing: build it with npx node-gyp build (scripts/bench.sh does)`);
+if (!fs.existsSync(FLOOR))
+  throw new Error(`${FLOOR} is missing: build it with npx node-gyp build (scripts/bench.sh does)`);
 
 // The source every handler copies from: page p holds the byte (p % 251) + 1,
 // as in floor.c, so that touch()'s byte sum checks each run's contents.
@@ -106,8 +123,13 @@ function checkSum(what: string, byteSum: number): void {
 async function runFloor(threads: number, batch: number, mode = 'read'): Promise<Sample> {
   const r = await runJson<FloorResult>(FLOOR, [String(SIZE), String(threads), String(batch), mode]);
   return {
-    pagesPerS: r.pages_per_s, elapsedNs: r.elapsed_ns, pages: r.pages, p50Ns: r.p50_ns, p99Ns: r.p99_ns,
-    faults: r.faults ?? 0, serviceP50Ns: r.service_p50_ns,
+    pagesPerS: r.pages_per_s,
+    elapsedNs: r.elapsed_ns,
+    pages: r.pages,
+    p50Ns: r.p50_ns,
+    p99Ns: r.p99_ns,
+    faults: r.faults ?? 0,
+    serviceP50Ns: r.service_p50_ns,
   };
 }
 
@@ -122,14 +144,19 @@ async function runNative(threads: number, batch: number): Promise<Sample> {
     try {
       r = await touch(region, { threads });
     } finally {
-      st = engine.stop();  // exact totals
+      st = engine.stop(); // exact totals
       engine.close();
     }
     checkSum('native', r.byteSum);
     if (st.pages !== PAGES) throw new Error(`native: engine served ${st.pages} pages, want ${PAGES}`);
     return {
-      pagesPerS: (r.pages * 1e9) / r.elapsedNs, elapsedNs: r.elapsedNs, pages: r.pages,
-      p50Ns: r.latency.p50Ns, p99Ns: r.latency.p99Ns, faults: st.faults, serviceP50Ns: st.latency.p50Ns,
+      pagesPerS: (r.pages * 1e9) / r.elapsedNs,
+      elapsedNs: r.elapsedNs,
+      pages: r.pages,
+      p50Ns: r.latency.p50Ns,
+      p99Ns: r.latency.p99Ns,
+      faults: st.faults,
+      serviceP50Ns: st.latency.p50Ns,
     };
   } finally {
     uffd.unregister(region);
@@ -148,7 +175,8 @@ async function runJs(threads: number, batch: number): Promise<Sample> {
     uffd.on('pagefault', (ev: PageFaultEvent) => {
       faults++;
       const page = ev.offset! - (ev.offset! % PAGE);
-      const off = page - (page % win), length = Math.min(win, SIZE - off);
+      const off = page - (page % win),
+        length = Math.min(win, SIZE - off);
       try {
         uffd.copy({ region, offset: off, length }, { region: src, offset: off, length });
       } catch (e) {
@@ -165,8 +193,12 @@ async function runJs(threads: number, batch: number): Promise<Sample> {
     const r = await touch(region, { threads });
     checkSum('js', r.byteSum);
     return {
-      pagesPerS: (r.pages * 1e9) / r.elapsedNs, elapsedNs: r.elapsedNs, pages: r.pages,
-      p50Ns: r.latency.p50Ns, p99Ns: r.latency.p99Ns, faults,
+      pagesPerS: (r.pages * 1e9) / r.elapsedNs,
+      elapsedNs: r.elapsedNs,
+      pages: r.pages,
+      p50Ns: r.latency.p50Ns,
+      p99Ns: r.latency.p99Ns,
+      faults,
     };
   } finally {
     uffd.removeAllListeners('pagefault');
@@ -178,15 +210,24 @@ async function runJs(threads: number, batch: number): Promise<Sample> {
 
 function run(impl: Impl, threads: number, batch: number): Promise<Sample> {
   switch (impl) {
-    case 'c': return runFloor(threads, batch, 'read');
-    case 'c_poll': return runFloor(threads, batch, 'poll');
-    case 'native': return runNative(threads, batch);
-    case 'js': return runJs(threads, batch);
+    case 'c':
+      return runFloor(threads, batch, 'read');
+    case 'c_poll':
+      return runFloor(threads, batch, 'poll');
+    case 'native':
+      return runNative(threads, batch);
+    case 'js':
+      return runJs(threads, batch);
   }
 }
 
 // ---- the interleaved main loop ----
-interface Config { threads: number; batch: number; key: string; impls: Impl[] }
+interface Config {
+  threads: number;
+  batch: number;
+  key: string;
+  impls: Impl[];
+}
 const MAIN = { threads: 1, batch: 1 };
 const MAIN_KEY = `t${MAIN.threads}_b${MAIN.batch}`;
 const configs: Config[] = [];
@@ -198,9 +239,28 @@ for (const threads of THREADS)
     configs.push({ threads, batch, key: `t${threads}_b${batch}`, impls });
   }
 
-interface Summary { pagesPerS: number; bestPagesPerS: number; p50Ns: number; p99Ns: number; faults: number; serviceP50Ns?: number; usPerPage: number }
+interface Summary {
+  pagesPerS: number;
+  bestPagesPerS: number;
+  p50Ns: number;
+  p99Ns: number;
+  faults: number;
+  serviceP50Ns?: number;
+  usPerPage: number;
+}
 /** impl_tN_bM -> summary, as JSON (snake_case) so that a pinned child pass can hand it back. */
-type PassResults = Record<string, { pages_per_s: number; best_pages_per_s: number; us_per_page: number; p50_ns: number; p99_ns: number; faults: number; service_p50_ns?: number }>;
+type PassResults = Record<
+  string,
+  {
+    pages_per_s: number;
+    best_pages_per_s: number;
+    us_per_page: number;
+    p50_ns: number;
+    p99_ns: number;
+    faults: number;
+    service_p50_ns?: number;
+  }
+>;
 
 function summarize(ss: readonly Sample[]): Summary {
   const svc = ss.map((s) => s.serviceP50Ns).filter((v): v is number => v !== undefined);
@@ -224,7 +284,7 @@ async function measure(): Promise<PassResults> {
       const order = [...c.impls.slice(k), ...c.impls.slice(0, k)];
       for (const impl of order) {
         const s = await run(impl, c.threads, c.batch);
-        if (rep < 0) continue;  // warm-up
+        if (rep < 0) continue; // warm-up
         const key = `${impl}_${c.key}`;
         if (!samples.has(key)) samples.set(key, []);
         samples.get(key)!.push(s);
@@ -235,8 +295,12 @@ async function measure(): Promise<PassResults> {
   for (const [k, ss] of samples) {
     const s = summarize(ss);
     out[k] = {
-      pages_per_s: round(s.pagesPerS), best_pages_per_s: round(s.bestPagesPerS), us_per_page: round(s.usPerPage, 3),
-      p50_ns: round(s.p50Ns), p99_ns: round(s.p99Ns), faults: s.faults,
+      pages_per_s: round(s.pagesPerS),
+      best_pages_per_s: round(s.bestPagesPerS),
+      us_per_page: round(s.usPerPage, 3),
+      p50_ns: round(s.p50Ns),
+      p99_ns: round(s.p99Ns),
+      faults: s.faults,
       ...(s.serviceP50Ns !== undefined ? { service_p50_ns: round(s.serviceP50Ns) } : {}),
     };
   }
@@ -246,8 +310,23 @@ async function measure(): Promise<PassResults> {
 /** This benchmark again, pinned to one CPU with taskset (threads inherit the affinity). */
 function pinnedPass(cpu: string): Promise<PassResults> {
   const self = fileURLToPath(import.meta.url);
-  const args = ['-c', cpu, process.execPath, self, '--child', '--reps', String(REPS), '--size', String(SIZE),
-    '--threads', THREADS.join(','), '--batch', BATCHES.join(','), '--impls', IMPLS.join(',')];
+  const args = [
+    '-c',
+    cpu,
+    process.execPath,
+    self,
+    '--child',
+    '--reps',
+    String(REPS),
+    '--size',
+    String(SIZE),
+    '--threads',
+    THREADS.join(','),
+    '--batch',
+    BATCHES.join(','),
+    '--impls',
+    IMPLS.join(','),
+  ];
   return new Promise((resolve, reject) => {
     execFile('taskset', args, { maxBuffer: 16 << 20, timeout: 10 * 60_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`pinned pass (taskset -c ${cpu}) failed: ${err.message}\n${stderr}`));
@@ -279,18 +358,24 @@ const t0 = Date.now();
 const cpus = allowedCpus();
 const oneCpuOpt = opts.get('one-cpu') ?? String(cpus[cpus.length - 1] ?? 0);
 const onePass = oneCpuOpt !== 'none' && cpus.length > 1;
-console.log(`bench/uffd: ${SIZE / 2 ** 20} MiB (${PAGES} pages of ${PAGE} B) per run, median of ${REPS} reps after 1 warm-up, ` +
-  `interleaved; ${os.cpus().length} CPUs (allowed ${cpus.join(',')}), Linux ${os.release()}`);
+console.log(
+  `bench/uffd: ${SIZE / 2 ** 20} MiB (${PAGES} pages of ${PAGE} B) per run, median of ${REPS} reps after 1 warm-up, ` +
+    `interleaved; ${os.cpus().length} CPUs (allowed ${cpus.join(',')}), Linux ${os.release()}`,
+);
 console.log(`pass 1: all allowed CPUs${onePass ? `; pass 2: pinned to CPU ${oneCpuOpt}` : ''}`);
 const passAll = await measure();
 const passOne = onePass ? await pinnedPass(oneCpuOpt) : undefined;
 
 // ---- extras: what a fault costs without a userfaultfd, and one resolving ioctl ----
-interface Extra { label: string; value: string; json: Record<string, number> }
+interface Extra {
+  label: string;
+  value: string;
+  json: Record<string, number>;
+}
 const extras: Extra[] = [];
 if (EXTRAS) {
   const plain: Sample[] = [];
-  const ioctl = new Map<number, number[]>();  // batch -> ns per ioctl (C)
+  const ioctl = new Map<number, number[]>(); // batch -> ns per ioctl (C)
   const jsCopy = new Map<number, number[]>();
   const jsZero: number[] = [];
   for (let rep = 0; rep < REPS; rep++) {
@@ -307,17 +392,24 @@ if (EXTRAS) {
   const p = summarize(plain);
   extras.push({
     label: 'ordinary 4 KiB page fault (no uffd, write, 1 thread): touch p50 / p99',
-    value: `${fmtNs(p.p50Ns)} / ${fmtNs(p.p99Ns)}`, json: { ordinary_fault_p50_ns: p.p50Ns, ordinary_fault_p99_ns: p.p99Ns },
+    value: `${fmtNs(p.p50Ns)} / ${fmtNs(p.p99Ns)}`,
+    json: { ordinary_fault_p50_ns: p.p50Ns, ordinary_fault_p99_ns: p.p99Ns },
   });
   for (const b of [1, 16]) {
-    const c = median(ioctl.get(b)!), j = median(jsCopy.get(b)!);
+    const c = median(ioctl.get(b)!),
+      j = median(jsCopy.get(b)!);
     extras.push({
       label: `UFFDIO_COPY of ${b} page${b > 1 ? 's' : ''}, nobody waiting: C ioctl / JS uffd.copy()`,
-      value: `${fmtNs(c)} / ${fmtNs(j)}`, json: { [`c_copy_b${b}_ns`]: c, [`js_copy_b${b}_ns`]: j },
+      value: `${fmtNs(c)} / ${fmtNs(j)}`,
+      json: { [`c_copy_b${b}_ns`]: c, [`js_copy_b${b}_ns`]: j },
     });
   }
   const z = median(jsZero);
-  extras.push({ label: 'UFFDIO_ZEROPAGE of 1 page, nobody waiting: JS uffd.zeropage()', value: fmtNs(z), json: { js_zeropage_b1_ns: z } });
+  extras.push({
+    label: 'UFFDIO_ZEROPAGE of 1 page, nobody waiting: JS uffd.zeropage()',
+    value: fmtNs(z),
+    json: { js_zeropage_b1_ns: z },
+  });
 }
 
 /** Fill a registered region window by window from JS with nobody faulting: the mean cost of one call. */
@@ -349,8 +441,13 @@ function passTable(title: string, r: PassResults): string {
       if (!s) continue;
       rows.push([
         `${c.threads} thr, batch ${String(c.batch).padStart(2)}  ${LABEL[impl]}`,
-        fmtRate(s.pages_per_s), fmtRate(s.best_pages_per_s), `${s.us_per_page.toFixed(2)}µs`, fmtNs(s.p50_ns), fmtNs(s.p99_ns),
-        String(s.faults), s.service_p50_ns === undefined ? '-' : fmtNs(s.service_p50_ns),
+        fmtRate(s.pages_per_s),
+        fmtRate(s.best_pages_per_s),
+        `${s.us_per_page.toFixed(2)}µs`,
+        fmtNs(s.p50_ns),
+        fmtNs(s.p99_ns),
+        String(s.faults),
+        s.service_p50_ns === undefined ? '-' : fmtNs(s.service_p50_ns),
       ]);
     }
   return table([title, 'pages/s', 'best', 'per page', 'touch p50', 'touch p99', 'faults', 'service p50'], rows);
@@ -370,7 +467,10 @@ const pps = (r: PassResults | undefined, impl: Impl, key: string) => r?.[`${impl
 const ratioRows: string[][] = [];
 for (const c of configs) {
   const row = [`${c.threads} thr, batch ${c.batch}`];
-  for (const [suffix, r] of [['', passAll], ['_1cpu', passOne]] as const) {
+  for (const [suffix, r] of [
+    ['', passAll],
+    ['_1cpu', passOne],
+  ] as const) {
     for (const impl of ['native', 'js'] as const) {
       const v = pps(r, impl, c.key) / pps(r, 'c', c.key);
       if (r) row.push(fmtRatio(v));
@@ -399,28 +499,48 @@ const head = ['pages/s vs the C floor', 'native/C', 'JS/C'];
 if (passOne) head.push('native/C 1cpu', 'JS/C 1cpu');
 console.log(table(head, ratioRows));
 const say = (suffix: string, where: string) => {
-  const n = ordered[`native_vs_c${suffix}`], j = ordered[`js_vs_c${suffix}`], p = ordered[`c_poll_vs_c${suffix}`];
+  const n = ordered[`native_vs_c${suffix}`],
+    j = ordered[`js_vs_c${suffix}`],
+    p = ordered[`c_poll_vs_c${suffix}`];
   if (n === undefined) return;
-  console.log(`  ${where}: native ${fmtRatio(n)} of the C floor (target >= 0.90x)${j !== undefined ? `, JS ${fmtRatio(j)}` : ''}` +
-    `${p !== undefined ? `; the C floor with the engine's poll-then-read loop: ${fmtRatio(p)}` : ''}`);
+  console.log(
+    `  ${where}: native ${fmtRatio(n)} of the C floor (target >= 0.90x)${j !== undefined ? `, JS ${fmtRatio(j)}` : ''}` +
+      `${p !== undefined ? `; the C floor with the engine's poll-then-read loop: ${fmtRatio(p)}` : ''}`,
+  );
 };
 say('', 'main config (1 faulting thread, batch 1), all CPUs');
 say('_1cpu', 'main config, one CPU');
 
 if (extras.length) {
   console.log('');
-  console.log(table(['per-fault and per-ioctl costs (median; ioctl costs are means per call)', 'value'], extras.map((e) => [e.label, e.value])));
+  console.log(
+    table(
+      ['per-fault and per-ioctl costs (median; ioctl costs are means per call)', 'value'],
+      extras.map((e) => [e.label, e.value]),
+    ),
+  );
 }
 console.log(`\n${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
 const results: Record<string, unknown> = {};
-for (const [suffix, r] of [['', passAll], ['_1cpu', passOne]] as const)
+for (const [suffix, r] of [
+  ['', passAll],
+  ['_1cpu', passOne],
+] as const)
   for (const c of configs)
-    for (const impl of c.impls) if (r?.[`${impl}_${c.key}`]) results[`${impl}_${c.key}${suffix}`] = r[`${impl}_${c.key}`];
-if (extras.length) results.costs = Object.fromEntries(extras.flatMap((e) => Object.entries(e.json).map(([k, v]) => [k, round(v)])));
+    for (const impl of c.impls)
+      if (r?.[`${impl}_${c.key}`]) results[`${impl}_${c.key}${suffix}`] = r[`${impl}_${c.key}`];
+if (extras.length)
+  results.costs = Object.fromEntries(extras.flatMap((e) => Object.entries(e.json).map(([k, v]) => [k, round(v)])));
 results.setup = {
-  size: SIZE, page: PAGE, reps: REPS, cpus: os.cpus().length, cpus_allowed: cpus.join(','),
-  one_cpu: onePass ? Number(oneCpuOpt) : null, kernel: os.release(), engine_threads: 1,
+  size: SIZE,
+  page: PAGE,
+  reps: REPS,
+  cpus: os.cpus().length,
+  cpus_allowed: cpus.join(','),
+  one_cpu: onePass ? Number(oneCpuOpt) : null,
+  kernel: os.release(),
+  engine_threads: 1,
 };
 
 source.close();

@@ -18,7 +18,8 @@ export async function version(opts: { criuPath?: string } = {}): Promise<string>
   if (!criuPath) throw new CriuError('version: criu not found', { code: 'ERR_CRIU_NOT_FOUND', op: 'version' });
   const { env } = await criuEnv();
   const r = await swrkRequest({ op: 'version', criuPath, env }, { type: 'VERSION' });
-  if (!r.success || !r.version) throw new CriuError('version: CRIU refused the VERSION request', { code: 'ERR_CRIU', op: 'version' });
+  if (!r.success || !r.version)
+    throw new CriuError('version: CRIU refused the VERSION request', { code: 'ERR_CRIU', op: 'version' });
   const v = r.version;
   return [v.majorNumber, v.minorNumber, ...(v.sublevel !== undefined ? [v.sublevel] : [])].join('.');
 }
@@ -42,7 +43,9 @@ async function probe(given: string | undefined, refresh: boolean): Promise<CriuC
   const hw = await probeHwBreakpoints(refresh);
   const { env, faultInjection } = await criuEnv();
   if (!hw.hwBreakpoints) {
-    problems.push(`hardware breakpoints do not fire (${hw.detail}): CRIU runs with CRIU_FAULT=${faultInjection ?? '(unset)'}`);
+    problems.push(
+      `hardware breakpoints do not fire (${hw.detail}): CRIU runs with CRIU_FAULT=${faultInjection ?? '(unset)'}`,
+    );
   }
   const criuPath = findCriu(given);
   let ver: string | null = null;
@@ -56,8 +59,10 @@ async function probe(given: string | undefined, refresh: boolean): Promise<CriuC
       problems.push(`criu VERSION request failed: ${(e as Error).message}`);
     }
     try {
-      const r = await swrkRequest({ op: 'check', criuPath, env },
-        { type: 'FEATURE_CHECK', features: { memTrack: true, lazyPages: true, pidfdStore: true } });
+      const r = await swrkRequest(
+        { op: 'check', criuPath, env },
+        { type: 'FEATURE_CHECK', features: { memTrack: true, lazyPages: true, pidfdStore: true } },
+      );
       features.memTrack = r.features?.memTrack === true;
       features.lazyPages = r.features?.lazyPages === true;
       features.pidfdStore = r.features?.pidfdStore === true;
@@ -68,9 +73,14 @@ async function probe(given: string | undefined, refresh: boolean): Promise<CriuC
   let pipeMaxSize = 0;
   try {
     pipeMaxSize = Number((await readFile('/proc/sys/fs/pipe-max-size', 'utf8')).trim());
-  } catch { /* reported below */ }
+  } catch {
+    /* reported below */
+  }
   const pipeMaxSizeOk = pipeMaxSize >= LAZY_PIPE_SIZE;
-  if (!pipeMaxSizeOk) problems.push(`fs.pipe-max-size is ${pipeMaxSize}, lazy dumps need ${LAZY_PIPE_SIZE} (sysctl -w fs.pipe-max-size=${LAZY_PIPE_SIZE})`);
+  if (!pipeMaxSizeOk)
+    problems.push(
+      `fs.pipe-max-size is ${pipeMaxSize}, lazy dumps need ${LAZY_PIPE_SIZE} (sysctl -w fs.pipe-max-size=${LAZY_PIPE_SIZE})`,
+    );
   let userfaultfd = false;
   try {
     native.NativeUffd.probe();
@@ -79,10 +89,20 @@ async function probe(given: string | undefined, refresh: boolean): Promise<CriuC
     problems.push(`userfaultfd unavailable (${(e as Error).message}): no lazy restore`);
   }
   if (!features.lazyPages && criuPath && ver) problems.push('CRIU reports no lazy-pages support on this kernel');
-  if (!features.memTrack && criuPath && ver) problems.push('no soft-dirty memory tracking: pre-dump and trackMem are unavailable');
+  if (!features.memTrack && criuPath && ver)
+    problems.push('no soft-dirty memory tracking: pre-dump and trackMem are unavailable');
   const ok = criuPath !== null && ver !== null && (hw.hwBreakpoints || faultInjection !== null);
   return {
-    ok, problems, criuPath, version: ver, features, hwBreakpoints: hw.hwBreakpoints, faultInjection,
-    pipeMaxSize, pipeMaxSizeOk, userfaultfd, dirtyTracking: features.memTrack,
+    ok,
+    problems,
+    criuPath,
+    version: ver,
+    features,
+    hwBreakpoints: hw.hwBreakpoints,
+    faultInjection,
+    pipeMaxSize,
+    pipeMaxSizeOk,
+    userfaultfd,
+    dirtyTracking: features.memTrack,
   };
 }

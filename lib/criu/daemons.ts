@@ -13,7 +13,9 @@ import { criuFields, swrkArgv, SwrkSession } from './swrk.js';
 import type { CriuCommonOptions, CriuDaemon, DumpOptions, DumpResult, PageServerAddress } from './types.js';
 
 function daemon(pid: number, port: number | undefined, exited: Promise<void>, stop: () => void): CriuDaemon {
-  exited.catch(() => { /* observed through `exited` by whoever cares */ });
+  exited.catch(() => {
+    /* observed through `exited` by whoever cares */
+  });
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
@@ -30,7 +32,9 @@ function daemon(pid: number, port: number | undefined, exited: Promise<void>, st
  * reported as `port`); it writes the pages a dump sends into imagesDir and exits
  * after that dump. Resolves once it listens.
  */
-export async function pageServer(o: CriuCommonOptions & PageServerAddress & { lazyPages?: boolean }): Promise<CriuDaemon> {
+export async function pageServer(
+  o: CriuCommonOptions & PageServerAddress & { lazyPages?: boolean },
+): Promise<CriuDaemon> {
   const addr = pageServerAddress('options', o, true);
   const p = await prepare('page-server', o, true);
   let s: SwrkSession | undefined;
@@ -50,9 +54,17 @@ export async function pageServer(o: CriuCommonOptions & PageServerAddress & { la
         const w = await session.request({ type: 'WAIT_PID', pid });
         const status = w.status ?? 0;
         // A wait status: exited 0, or killed by our close().
-        if (!w.success || (status & 0x7f) === 0 && status >> 8 !== 0) {
-          throw await failure(p, w, new CriuError(`page server ${pid} failed (wait status ${status})`,
-            { code: 'ERR_CRIU', op: p.op, ...criuFields(w) }), session.stderr);
+        if (!w.success || ((status & 0x7f) === 0 && status >> 8 !== 0)) {
+          throw await failure(
+            p,
+            w,
+            new CriuError(`page server ${pid} failed (wait status ${status})`, {
+              code: 'ERR_CRIU',
+              op: p.op,
+              ...criuFields(w),
+            }),
+            session.stderr,
+          );
         }
       } finally {
         await session.destroy();
@@ -63,7 +75,11 @@ export async function pageServer(o: CriuCommonOptions & PageServerAddress & { la
     return daemon(pid, resp.ps.port, exited, () => {
       if (stopped) return;
       stopped = true;
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     });
   } catch (e) {
     await s?.destroy();
@@ -79,18 +95,38 @@ export async function pageServer(o: CriuCommonOptions & PageServerAddress & { la
 export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerAddress }): Promise<CriuDaemon> {
   const ps = pageServerAddress('pageServer', o.pageServer);
   const p = await prepare('lazy-pages', o, false);
-  await p.release();  // the CLI takes paths
+  await p.release(); // the CLI takes paths
   const criuPath = requireCriu(p.op, p.criuPath);
   const { env } = await criuEnv();
-  const args = ['lazy-pages', '--page-server', '--address', ps.address, '--port', String(ps.port), '-D', p.imagesDir,
-    '-W', p.workDir, '-o', p.logFile, `-v${String(p.opts.logLevel)}`, '--status-fd', '3', ...tlsArgs(ps.tls)];
+  const args = [
+    'lazy-pages',
+    '--page-server',
+    '--address',
+    ps.address,
+    '--port',
+    String(ps.port),
+    '-D',
+    p.imagesDir,
+    '-W',
+    p.workDir,
+    '-o',
+    p.logFile,
+    `-v${String(p.opts.logLevel)}`,
+    '--status-fd',
+    '3',
+    ...tlsArgs(ps.tls),
+  ];
   const [file, argv] = swrkArgv(criuPath, p.netns);
   const full = p.netns ? [...argv.slice(0, 1), criuPath, ...args] : args;
   if (p.signal?.aborted) throw abortError(p.signal);
   const child = spawn(file, full, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env });
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4096); });
-  const onAbort = (): void => { child.kill('SIGKILL'); };
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4096);
+  });
+  const onAbort = (): void => {
+    child.kill('SIGKILL');
+  };
   p.signal?.addEventListener('abort', onAbort, { once: true });
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
     child.once('error', (error) => resolve({ code: null, signal: null, error }));
@@ -101,9 +137,15 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
     p.signal?.removeEventListener('abort', onAbort);
     if (code === 0 || killed) return;
     if (p.signal?.aborted) throw abortError(p.signal);
-    throw await failure(p, null, new CriuError(
-      `lazy-pages ${error ? `could not start: ${error.message}` : signal ? `was killed by ${signal}` : `exited with code ${code}`}`,
-      { code: error ? 'ERR_CRIU_NOT_FOUND' : 'ERR_CRIU', op: p.op, exitCode: code }), stderr);
+    throw await failure(
+      p,
+      null,
+      new CriuError(
+        `lazy-pages ${error ? `could not start: ${error.message}` : signal ? `was killed by ${signal}` : `exited with code ${code}`}`,
+        { code: error ? 'ERR_CRIU_NOT_FOUND' : 'ERR_CRIU', op: p.op, exitCode: code },
+      ),
+      stderr,
+    );
   });
   // Ready: CRIU writes one byte to the status fd once its socket listens.
   const ready = await Promise.race([
@@ -112,13 +154,20 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
       st?.once('data', () => resolve(true));
       st?.once('end', () => resolve(false));
     }),
-    exited.then(() => false, () => false),
+    exited.then(
+      () => false,
+      () => false,
+    ),
   ]);
   if (!ready) {
     child.kill('SIGKILL');
-    await exited;  // rejects with the log's tail when it failed
-    throw new CriuError(`lazy-pages exited before it was ready (log: ${p.logFile})`,
-      { code: 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: await logTail(p.logFile) });
+    await exited; // rejects with the log's tail when it failed
+    throw new CriuError(`lazy-pages exited before it was ready (log: ${p.logFile})`, {
+      code: 'ERR_CRIU',
+      op: p.op,
+      logFile: p.logFile,
+      logTail: await logTail(p.logFile),
+    });
   }
   return daemon(child.pid!, undefined, exited, () => {
     killed = true;
@@ -134,8 +183,9 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
  * sent once the images are complete and the page server listens: the moment a
  * restore may start. `done` settles when the dump is over.
  */
-export async function dumpLazy(o: DumpOptions & { pageServer: PageServerAddress }):
-Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }> {
+export async function dumpLazy(
+  o: DumpOptions & { pageServer: PageServerAddress },
+): Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }> {
   const t0 = performance.now();
   pageServerAddress('pageServer', o.pageServer);
   dumpOpts(o, { imagesDirFd: -1 }, true);
@@ -149,8 +199,13 @@ Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }
   }
   let readyResolve!: () => void;
   let readyReject!: (e: unknown) => void;
-  const imagesReady = new Promise<void>((res, rej) => { readyResolve = res; readyReject = rej; });
-  imagesReady.catch(() => { /* also reported through done */ });
+  const imagesReady = new Promise<void>((res, rej) => {
+    readyResolve = res;
+    readyReject = rej;
+  });
+  imagesReady.catch(() => {
+    /* also reported through done */
+  });
   let session: SwrkSession | undefined;
   let aborted = false;
   let readyMs: number | undefined;
@@ -161,7 +216,12 @@ Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }
       const { env } = await criuEnv();
       p.opts.notifyScripts = true;
       session = SwrkSession.start({
-        op: p.op, criuPath, env, netns: p.netns, hooks: p.hooks, signal: p.signal,
+        op: p.op,
+        criuPath,
+        env,
+        netns: p.netns,
+        hooks: p.hooks,
+        signal: p.signal,
         onNotify: (n) => {
           if (n.script !== 'status-ready') return;
           readyMs = performance.now() - t0;
@@ -174,13 +234,21 @@ Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }
         resp = await session.request({ type, opts: p.opts });
       } catch (e) {
         await session.destroy();
-        throw aborted && !(e instanceof CriuError && e.code === 'ERR_CRIU_HOOK') ? abortError(p.signal) : await failure(p, null, e, session.stderr);
+        throw aborted && !(e instanceof CriuError && e.code === 'ERR_CRIU_HOOK')
+          ? abortError(p.signal)
+          : await failure(p, null, e, session.stderr);
       }
       await session.finish();
       if (!resp.success) throw await failure(p, resp, undefined, session.stderr);
       // CRIU 4.1.1 zeroes its dump counters when the lazy page server starts and
       // writes stats-dump only at the very end: those figures are not the dump's.
-      return { stats: null, imagesDir: p.imagesDir, logFile: p.logFile, ms: performance.now() - t0, imagesReadyMs: readyMs };
+      return {
+        stats: null,
+        imagesDir: p.imagesDir,
+        logFile: p.logFile,
+        ms: performance.now() - t0,
+        imagesReadyMs: readyMs,
+      };
     } catch (e) {
       readyReject(e);
       throw e;
@@ -188,9 +256,12 @@ Promise<{ imagesReady: Promise<void>; done: Promise<DumpResult>; abort(): void }
       await p.release();
     }
   })();
-  done.catch(() => { /* the caller awaits done; never an unhandled rejection when it awaited only imagesReady */ });
+  done.catch(() => {
+    /* the caller awaits done; never an unhandled rejection when it awaited only imagesReady */
+  });
   return {
-    imagesReady, done,
+    imagesReady,
+    done,
     abort() {
       aborted = true;
       session?.kill();

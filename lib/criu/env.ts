@@ -32,8 +32,10 @@ export function findCriu(given?: string): string | null {
 export function requireCriu(op: string, given?: string): string {
   const p = findCriu(given);
   if (!p) {
-    throw new CriuError(`${op}: criu not found (${given ?? `${DEFAULT_CRIU} or PATH`}); scripts/setup-host.sh installs it`,
-      { code: 'ERR_CRIU_NOT_FOUND', op });
+    throw new CriuError(
+      `${op}: criu not found (${given ?? `${DEFAULT_CRIU} or PATH`}); scripts/setup-host.sh installs it`,
+      { code: 'ERR_CRIU_NOT_FOUND', op },
+    );
   }
   return p;
 }
@@ -42,7 +44,10 @@ export function requireCriu(op: string, given?: string): string {
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const PROBE = ['build/Release/criu_hwbp_probe', 'build/Debug/criu_hwbp_probe'].map((p) => path.join(root, p));
 
-export interface HwProbe { hwBreakpoints: boolean; detail: string }
+export interface HwProbe {
+  hwBreakpoints: boolean;
+  detail: string;
+}
 let hw: Promise<HwProbe> | undefined;
 
 /** Run the debug-breakpoint probe (once; `refresh` runs it again). */
@@ -66,7 +71,10 @@ export function probeHwBreakpoints(refresh = false): Promise<HwProbe> {
 
 /** The environment for a CRIU process given what the probe found: `base`, plus CRIU_FAULT=130
  *  when breakpoints do not fire (a CRIU_FAULT already in `base` is kept as it is). */
-export function faultEnv(hwBreakpoints: boolean, base: NodeJS.ProcessEnv): { env: NodeJS.ProcessEnv; faultInjection: number | null } {
+export function faultEnv(
+  hwBreakpoints: boolean,
+  base: NodeJS.ProcessEnv,
+): { env: NodeJS.ProcessEnv; faultInjection: number | null } {
   const env = { ...base };
   if (env.CRIU_FAULT !== undefined) return { env, faultInjection: Number(env.CRIU_FAULT) || null };
   if (hwBreakpoints) return { env, faultInjection: null };

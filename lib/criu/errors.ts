@@ -7,8 +7,14 @@ import { SosError } from '../errors.js';
  *  ERR_CRIU_UNSUPPORTED (kernel/CRIU lacks a feature the options need), ERR_CRIU_PID_BUSY (a restore
  *  needs a PID that is in use). */
 export type CriuErrorCode =
-  | 'ERR_CRIU' | 'ERR_CRIU_NOT_FOUND' | 'ERR_CRIU_EXITED' | 'ERR_CRIU_PROTOCOL' | 'ERR_CRIU_HOOK'
-  | 'ERR_CRIU_IMAGES' | 'ERR_CRIU_UNSUPPORTED' | 'ERR_CRIU_PID_BUSY';
+  | 'ERR_CRIU'
+  | 'ERR_CRIU_NOT_FOUND'
+  | 'ERR_CRIU_EXITED'
+  | 'ERR_CRIU_PROTOCOL'
+  | 'ERR_CRIU_HOOK'
+  | 'ERR_CRIU_IMAGES'
+  | 'ERR_CRIU_UNSUPPORTED'
+  | 'ERR_CRIU_PID_BUSY';
 
 export interface CriuErrorProps {
   code: CriuErrorCode;
@@ -46,5 +52,8 @@ export class CriuError extends SosError {
 /** The AbortError an aborted call rejects with (as Node's own APIs do). */
 export function abortError(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
-  return Object.assign(new Error('The operation was aborted', { cause: reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+  return Object.assign(new Error('The operation was aborted', { cause: reason }), {
+    name: 'AbortError',
+    code: 'ABORT_ERR',
+  });
 }

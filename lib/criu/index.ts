@@ -4,8 +4,21 @@
  * @packageDocumentation
  */
 export type {
-  CriuHooks, CriuNotify, CriuCommonOptions, DumpOptions, DumpStats, RestoreStats, DumpResult, RestoreOptions,
-  RestoreResult, CriuCheck, CriuDaemon, PageServerAddress, CriuTls, ManageCgroups, NetworkLock,
+  CriuHooks,
+  CriuNotify,
+  CriuCommonOptions,
+  DumpOptions,
+  DumpStats,
+  RestoreStats,
+  DumpResult,
+  RestoreOptions,
+  RestoreResult,
+  CriuCheck,
+  CriuDaemon,
+  PageServerAddress,
+  CriuTls,
+  ManageCgroups,
+  NetworkLock,
 } from './types.js';
 export { CriuError, type CriuErrorCode } from './errors.js';
 export { SeqPacket } from './seqpacket.js';

@@ -10,7 +10,12 @@ export async function logTail(file: string, lines = 20): Promise<string> {
     const len = Math.min(size, lines > 50 ? 262144 : 16384);
     const buf = Buffer.alloc(len);
     await f.read(buf, 0, len, size - len);
-    return buf.toString('utf8').split('\n').filter((l) => l.length > 0).slice(-lines).join('\n');
+    return buf
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .slice(-lines)
+      .join('\n');
   } catch {
     return '';
   } finally {
@@ -21,7 +26,8 @@ export async function logTail(file: string, lines = 20): Promise<string> {
 /** CRIU's error lines ("Error (file:line): …"), the most useful part of a failure; without the
  *  summaries ("Dumping FAILED.") and the harmless RLIMIT_NOFILE complaint of CRIU without CAP_SYS_RESOURCE. */
 export function errorLines(log: string): string[] {
-  return log.split('\n')
+  return log
+    .split('\n')
     .filter((l) => /Error \(/.test(l) && !/FAILED\.|RLIMIT_NOFILE/.test(l))
     .map((l) => l.replace(/^\([0-9. ]+\)\s*/, '').trim());
 }

@@ -21,12 +21,18 @@ export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unkno
   // CRIU's cr_errmsg is its first error line, which here is often the harmless RLIMIT one.
   const why = errs.at(-1) ?? fields.criuMessage?.trim() ?? 'see the log';
   // A restore needs the tree's old PIDs free (unless it is the init of its own PID namespace).
-  const busy = p.op === 'restore' ? errs.map((l) => /Can't fork for (\d+): File exists/.exec(l)).find(Boolean) : undefined;
+  const busy =
+    p.op === 'restore' ? errs.map((l) => /Can't fork for (\d+): File exists/.exec(l)).find(Boolean) : undefined;
   const message = busy
     ? `restore failed: PID ${busy[1]} is in use; the tree keeps its PIDs, so run it as the init of its own PID namespace (unshare --pid --fork) (log: ${p.logFile})`
-    : base ? `${base.message} (log: ${p.logFile})` : `${p.op} failed: ${why} (log: ${p.logFile})`;
+    : base
+      ? `${base.message} (log: ${p.logFile})`
+      : `${p.op} failed: ${why} (log: ${p.logFile})`;
   return new CriuError(message, {
-    code: busy ? 'ERR_CRIU_PID_BUSY' : base?.code ?? 'ERR_CRIU', op: p.op, logFile: p.logFile, logTail: tail,
+    code: busy ? 'ERR_CRIU_PID_BUSY' : (base?.code ?? 'ERR_CRIU'),
+    op: p.op,
+    logFile: p.logFile,
+    logTail: tail,
     ...(base?.criuErrno !== undefined ? { criuErrno: base.criuErrno } : {}),
     ...(base?.criuMessage !== undefined ? { criuMessage: base.criuMessage } : {}),
     ...fields,
@@ -68,21 +74,29 @@ export async function run(p: Prepared, type: CriuReqType, extra: RunExtra = {}):
 async function needDirtyTracking(op: string, criuPath: string | undefined): Promise<void> {
   const c = await check(criuPath !== undefined ? { criuPath } : {});
   if (!c.dirtyTracking) {
-    throw new CriuError(`${op}: memory change tracking (soft-dirty) is not available on this kernel; ` +
-      'pre-dump and trackMem need it (a full dump works)', { code: 'ERR_CRIU_UNSUPPORTED', op });
+    throw new CriuError(
+      `${op}: memory change tracking (soft-dirty) is not available on this kernel; ` +
+        'pre-dump and trackMem need it (a full dump works)',
+      { code: 'ERR_CRIU_UNSUPPORTED', op },
+    );
   }
 }
 
-async function doDump(op: 'dump' | 'pre-dump', type: CriuReqType, o: DumpOptions, extra: RunExtra = {}): Promise<DumpResult> {
+async function doDump(
+  op: 'dump' | 'pre-dump',
+  type: CriuReqType,
+  o: DumpOptions,
+  extra: RunExtra = {},
+): Promise<DumpResult> {
   const t0 = performance.now();
-  dumpOpts(o, { imagesDirFd: -1 }, false);  // arguments first, before any folder is made
+  dumpOpts(o, { imagesDirFd: -1 }, false); // arguments first, before any folder is made
   const p = await prepare(op, o, true);
   try {
     dumpOpts(o, p.opts, false);
     if (!(await networkLockNeeded(o, p.netns))) delete p.opts.networkLock;
     if (p.opts.trackMem) await needDirtyTracking(op, p.criuPath);
     await run(p, type, extra);
-    const stats = await readDumpStats(p.workDir);  // CRIU writes it in its working folder
+    const stats = await readDumpStats(p.workDir); // CRIU writes it in its working folder
     return { stats, imagesDir: p.imagesDir, logFile: p.logFile, ms: performance.now() - t0 };
   } finally {
     await p.release();

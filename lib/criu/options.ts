@@ -6,14 +6,39 @@ import { argType } from '../errors.js';
 import { CriuError } from './errors.js';
 import { bool, integer, object, oneOf } from '../validate.js';
 import type { CriuOpts } from './rpc.js';
-import type { CriuCommonOptions, CriuHooks, CriuTls, DumpOptions, ManageCgroups, NetworkLock, PageServerAddress, RestoreOptions } from './types.js';
+import type {
+  CriuCommonOptions,
+  CriuHooks,
+  CriuTls,
+  DumpOptions,
+  ManageCgroups,
+  NetworkLock,
+  PageServerAddress,
+  RestoreOptions,
+} from './types.js';
 
 const CG_MODE: Record<ManageCgroups, string> = {
-  ignore: 'IGNORE', none: 'CG_NONE', props: 'PROPS', soft: 'SOFT', full: 'FULL', strict: 'STRICT',
+  ignore: 'IGNORE',
+  none: 'CG_NONE',
+  props: 'PROPS',
+  soft: 'SOFT',
+  full: 'FULL',
+  strict: 'STRICT',
 };
 const NET_LOCK: Record<NetworkLock, string> = { nftables: 'NFTABLES', iptables: 'IPTABLES', skip: 'SKIP' };
-const HOOKS = ['preDump', 'postDump', 'networkLock', 'networkUnlock', 'preRestore', 'postRestore', 'setupNamespaces',
-  'postSetupNamespaces', 'preResume', 'postResume', 'any'] as const;
+const HOOKS = [
+  'preDump',
+  'postDump',
+  'networkLock',
+  'networkUnlock',
+  'preRestore',
+  'postRestore',
+  'setupNamespaces',
+  'postSetupNamespaces',
+  'preResume',
+  'postResume',
+  'any',
+] as const;
 
 export function str(name: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) throw argType(`${name} must be a non-empty string`);
@@ -24,14 +49,18 @@ export function str(name: string, v: unknown): string {
 export function netnsName(v: unknown): string | undefined {
   if (v === undefined) return undefined;
   const s = str('netns', v);
-  if (!/^[A-Za-z0-9_.-]+$/.test(s) || s === '.' || s === '..') throw argType(`netns must be a name under /run/netns, got '${s}'`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(s) || s === '.' || s === '..')
+    throw argType(`netns must be a name under /run/netns, got '${s}'`);
   return s;
 }
 
 export function pageServerAddress(name: string, v: unknown, allowPort0 = false): PageServerAddress {
   const o = object(name, v);
   if (v === undefined) throw argType(`${name} must be an object { address, port }`);
-  const ps: PageServerAddress = { address: str(`${name}.address`, o.address), port: integer(`${name}.port`, o.port, allowPort0 ? 0 : 1, 65535) };
+  const ps: PageServerAddress = {
+    address: str(`${name}.address`, o.address),
+    port: integer(`${name}.port`, o.port, allowPort0 ? 0 : 1, 65535),
+  };
   if (o.tls !== undefined) ps.tls = tlsFiles(`${name}.tls`, o.tls);
   return ps;
 }
@@ -41,7 +70,9 @@ function tlsFiles(name: string, v: unknown): CriuTls {
   const o = object(name, v);
   const file = (k: string) => path.resolve(str(`${name}.${k}`, o[k]));
   return {
-    cert: file('cert'), key: file('key'), caCert: file('caCert'),
+    cert: file('cert'),
+    key: file('key'),
+    caCert: file('caCert'),
     ...(o.caCrl !== undefined ? { caCrl: file('caCrl') } : {}),
     verifyName: bool(`${name}.verifyName`, o.verifyName, false),
   };
@@ -61,8 +92,17 @@ export function tlsOpts(tls: CriuTls | undefined, opts: CriuOpts): void {
 /** The same as command-line flags (for `criu lazy-pages`, which has no RPC request). */
 export function tlsArgs(tls: CriuTls | undefined): string[] {
   if (!tls) return [];
-  return ['--tls', '--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-cacert', tls.caCert,
-    ...(tls.caCrl ? ['--tls-cacrl', tls.caCrl] : []), ...(tls.verifyName ? [] : ['--tls-no-cn-verify'])];
+  return [
+    '--tls',
+    '--tls-cert',
+    tls.cert,
+    '--tls-key',
+    tls.key,
+    '--tls-cacert',
+    tls.caCert,
+    ...(tls.caCrl ? ['--tls-cacrl', tls.caCrl] : []),
+    ...(tls.verifyName ? [] : ['--tls-no-cn-verify']),
+  ];
 }
 
 function hooks(v: unknown): CriuHooks | undefined {
@@ -103,7 +143,8 @@ export async function prepare(op: string, o: CriuCommonOptions, create: boolean)
   if (o.logFile !== undefined) {
     const lf = str('logFile', o.logFile);
     if (path.isAbsolute(lf)) {
-      if (workDir !== undefined && path.dirname(lf) !== workDir) throw argType('logFile must be inside workDir (CRIU writes its log there)');
+      if (workDir !== undefined && path.dirname(lf) !== workDir)
+        throw argType('logFile must be inside workDir (CRIU writes its log there)');
       workDir = path.dirname(lf);
       logName = path.basename(lf);
     } else {
@@ -145,7 +186,15 @@ export async function prepare(op: string, o: CriuCommonOptions, create: boolean)
   }
   opts.workDirFd = fds[1].fd;
   return {
-    op, imagesDir, workDir, logFile: path.join(workDir, logName), netns, hooks: h, signal: o.signal, criuPath, opts,
+    op,
+    imagesDir,
+    workDir,
+    logFile: path.join(workDir, logName),
+    netns,
+    hooks: h,
+    signal: o.signal,
+    criuPath,
+    opts,
     async release() {
       for (const f of fds.splice(0)) await f.close();
     },
@@ -158,10 +207,13 @@ async function mustBeDir(op: string, name: string, dir: string): Promise<void> {
     st = await stat(dir);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new CriuError(`${op}: ${name} ${dir} ${err.code === 'ENOENT' ? 'does not exist' : `cannot be used: ${err.message}`}`,
-      { code: 'ERR_CRIU_IMAGES', op, cause: err });
+    throw new CriuError(
+      `${op}: ${name} ${dir} ${err.code === 'ENOENT' ? 'does not exist' : `cannot be used: ${err.message}`}`,
+      { code: 'ERR_CRIU_IMAGES', op, cause: err },
+    );
   }
-  if (!st.isDirectory()) throw new CriuError(`${op}: ${name} ${dir} is not a directory`, { code: 'ERR_CRIU_IMAGES', op });
+  if (!st.isDirectory())
+    throw new CriuError(`${op}: ${name} ${dir} is not a directory`, { code: 'ERR_CRIU_IMAGES', op });
 }
 
 /** Dump and pre-dump options on top of the common ones. */
@@ -172,7 +224,12 @@ export function dumpOpts(o: DumpOptions, opts: CriuOpts, lazy: boolean): void {
   if (bool('leaveStopped', o.leaveStopped, false)) opts.leaveStopped = true;
   if (opts.leaveRunning && opts.leaveStopped) throw argType('leaveRunning and leaveStopped exclude each other');
   // No iptables on these hosts: nftables unless told otherwise (see networkLockNeeded).
-  opts.networkLock = NET_LOCK[o.networkLock === undefined ? 'nftables' : oneOf('networkLock', o.networkLock, Object.keys(NET_LOCK) as NetworkLock[])];
+  opts.networkLock =
+    NET_LOCK[
+      o.networkLock === undefined
+        ? 'nftables'
+        : oneOf('networkLock', o.networkLock, Object.keys(NET_LOCK) as NetworkLock[])
+    ];
   if (bool('trackMem', o.trackMem, false)) opts.trackMem = true;
   if (o.parentDir !== undefined) opts.parentImg = str('parentDir', o.parentDir);
   if (bool('lazyPages', o.lazyPages, false) || lazy) opts.lazyPages = true;

@@ -29,9 +29,12 @@ export function loadProto(name: string, op: string): Promise<protobuf.Root> {
   if (!r) {
     const file = findProto(name);
     if (!file) {
-      return Promise.reject(new CriuError(
-        `CRIU's ${name} was not found in ${protoDirs().join(', ')} (scripts/criu/build-criu.sh installs it)`,
-        { code: 'ERR_CRIU_NOT_FOUND', op }));
+      return Promise.reject(
+        new CriuError(
+          `CRIU's ${name} was not found in ${protoDirs().join(', ')} (scripts/criu/build-criu.sh installs it)`,
+          { code: 'ERR_CRIU_NOT_FOUND', op },
+        ),
+      );
     }
     r = protobuf.load(file);
     r.catch(() => roots.delete(name));

@@ -5,8 +5,17 @@ import { loadProto } from './protos.js';
 
 /** criu_req_type names as in rpc.proto. */
 export type CriuReqType =
-  | 'DUMP' | 'RESTORE' | 'CHECK' | 'PRE_DUMP' | 'PAGE_SERVER' | 'NOTIFY' | 'FEATURE_CHECK' | 'VERSION'
-  | 'WAIT_PID' | 'PAGE_SERVER_CHLD' | 'SINGLE_PRE_DUMP';
+  | 'DUMP'
+  | 'RESTORE'
+  | 'CHECK'
+  | 'PRE_DUMP'
+  | 'PAGE_SERVER'
+  | 'NOTIFY'
+  | 'FEATURE_CHECK'
+  | 'VERSION'
+  | 'WAIT_PID'
+  | 'PAGE_SERVER_CHLD'
+  | 'SINGLE_PRE_DUMP';
 
 /** criu_opts with protobufjs' camelCase field names. */
 export type CriuOpts = Record<string, unknown> & { imagesDirFd: number };
@@ -31,7 +40,14 @@ export interface CriuResp {
   crErrno?: number;
   features?: { memTrack?: boolean; lazyPages?: boolean; pidfdStore?: boolean };
   crErrmsg?: string;
-  version?: { majorNumber: number; minorNumber: number; gitid?: string; sublevel?: number; extra?: number; name?: string };
+  version?: {
+    majorNumber: number;
+    minorNumber: number;
+    gitid?: string;
+    sublevel?: number;
+    extra?: number;
+    name?: string;
+  };
   status?: number;
 }
 
@@ -45,7 +61,9 @@ let codec: Promise<RpcCodec> | undefined;
 /** The codec over the installed rpc.proto (loaded once). */
 export function rpcCodec(op = 'rpc'): Promise<RpcCodec> {
   codec ??= loadProto('rpc.proto', op).then(makeCodec);
-  codec.catch(() => { codec = undefined; });
+  codec.catch(() => {
+    codec = undefined;
+  });
   return codec;
 }
 
@@ -64,8 +82,11 @@ function makeCodec(root: protobuf.Root): RpcCodec {
         const m = Resp.decode(bytes);
         return Resp.toObject(m, { enums: String, longs: Number, defaults: false }) as CriuResp;
       } catch (e) {
-        throw new CriuError(`CRIU sent a message that is not a criu_resp: ${(e as Error).message}`,
-          { code: 'ERR_CRIU_PROTOCOL', op: 'rpc', cause: e });
+        throw new CriuError(`CRIU sent a message that is not a criu_resp: ${(e as Error).message}`, {
+          code: 'ERR_CRIU_PROTOCOL',
+          op: 'rpc',
+          cause: e,
+        });
       }
     },
   };

@@ -12,15 +12,28 @@ const STATS_MAGIC = 0x57093306;
 
 interface StatsEntry {
   dump?: {
-    freezingTime: number; frozenTime: number; memdumpTime: number; memwriteTime: number;
-    pagesScanned: number; pagesSkippedParent: number; pagesWritten: number; pagesLazy: number;
+    freezingTime: number;
+    frozenTime: number;
+    memdumpTime: number;
+    memwriteTime: number;
+    pagesScanned: number;
+    pagesSkippedParent: number;
+    pagesWritten: number;
+    pagesLazy: number;
   };
-  restore?: { pagesCompared: number; pagesSkippedCow: number; forkingTime: number; restoreTime: number; pagesRestored?: number };
+  restore?: {
+    pagesCompared: number;
+    pagesSkippedCow: number;
+    forkingTime: number;
+    restoreTime: number;
+    pagesRestored?: number;
+  };
 }
 
 /** Decode a stats image; throws ERR_CRIU_IMAGES when it is not one. */
 export async function decodeStats(bytes: Uint8Array, file: string): Promise<StatsEntry> {
-  const bad = (why: string): CriuError => new CriuError(`${file}: not a CRIU stats image (${why})`, { code: 'ERR_CRIU_IMAGES', op: 'stats' });
+  const bad = (why: string): CriuError =>
+    new CriuError(`${file}: not a CRIU stats image (${why})`, { code: 'ERR_CRIU_IMAGES', op: 'stats' });
   if (bytes.length < 12) throw bad('too short');
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== IMG_SERVICE_MAGIC || dv.getUint32(4, true) !== STATS_MAGIC) throw bad('wrong magic');
@@ -53,9 +66,14 @@ export async function readDumpStats(dir: string): Promise<DumpStats | null> {
   const d = (await read(dir, 'stats-dump'))?.dump;
   if (!d) return null;
   return {
-    freezingTimeUs: d.freezingTime, frozenTimeUs: d.frozenTime, memdumpTimeUs: d.memdumpTime,
-    memwriteTimeUs: d.memwriteTime, pagesScanned: d.pagesScanned, pagesWritten: d.pagesWritten,
-    pagesSkippedParent: d.pagesSkippedParent, pagesLazy: d.pagesLazy,
+    freezingTimeUs: d.freezingTime,
+    frozenTimeUs: d.frozenTime,
+    memdumpTimeUs: d.memdumpTime,
+    memwriteTimeUs: d.memwriteTime,
+    pagesScanned: d.pagesScanned,
+    pagesWritten: d.pagesWritten,
+    pagesSkippedParent: d.pagesSkippedParent,
+    pagesLazy: d.pagesLazy,
   };
 }
 
@@ -64,7 +82,9 @@ export async function readRestoreStats(dir: string): Promise<RestoreStats | null
   const r = (await read(dir, 'stats-restore'))?.restore;
   if (!r) return null;
   return {
-    forkingTimeUs: r.forkingTime, restoreTimeUs: r.restoreTime, pagesRestored: r.pagesRestored ?? 0,
+    forkingTimeUs: r.forkingTime,
+    restoreTimeUs: r.restoreTime,
+    pagesRestored: r.pagesRestored ?? 0,
     pagesCompared: r.pagesCompared,
   };
 }

@@ -24,9 +24,16 @@ export interface SwrkOptions {
 
 /** Which hook each CRIU notify script name goes to. */
 const HOOK_OF: Record<string, keyof CriuHooks> = {
-  'pre-dump': 'preDump', 'post-dump': 'postDump', 'network-lock': 'networkLock', 'network-unlock': 'networkUnlock',
-  'pre-restore': 'preRestore', 'post-restore': 'postRestore', 'setup-namespaces': 'setupNamespaces',
-  'post-setup-namespaces': 'postSetupNamespaces', 'pre-resume': 'preResume', 'post-resume': 'postResume',
+  'pre-dump': 'preDump',
+  'post-dump': 'postDump',
+  'network-lock': 'networkLock',
+  'network-unlock': 'networkUnlock',
+  'pre-restore': 'preRestore',
+  'post-restore': 'postRestore',
+  'setup-namespaces': 'setupNamespaces',
+  'post-setup-namespaces': 'postSetupNamespaces',
+  'pre-resume': 'preResume',
+  'post-resume': 'postResume',
 };
 
 /** The argv that runs `criu swrk 3`, inside a network namespace when asked. */
@@ -57,10 +64,14 @@ export class SwrkSession {
     this.#sp = sp;
     this.child = child;
     this.#o = o;
-    child.stderr?.on('data', (d: Buffer) => { this.#stderr = (this.#stderr + d.toString()).slice(-STDERR_KEEP); });
+    child.stderr?.on('data', (d: Buffer) => {
+      this.#stderr = (this.#stderr + d.toString()).slice(-STDERR_KEEP);
+    });
     child.stdout?.resume();
     this.#exit = new Promise((resolve) => {
-      child.once('error', (e) => { this.#spawnError = e; });
+      child.once('error', (e) => {
+        this.#spawnError = e;
+      });
       child.once('close', (code, signal) => {
         this.#exited = true;
         // The socket normally reports end-of-stream once CRIU is gone; if a
@@ -119,8 +130,12 @@ export class SwrkSession {
       const resp = codec.decode(bytes);
       if (resp.type !== 'NOTIFY') {
         if (hookError !== null && !resp.success) {
-          throw new CriuError(`${this.#o.op}: a hook failed: ${String((hookError as Error)?.message ?? hookError)}`,
-            { code: 'ERR_CRIU_HOOK', op: this.#o.op, cause: hookError, ...criuFields(resp) });
+          throw new CriuError(`${this.#o.op}: a hook failed: ${String((hookError as Error)?.message ?? hookError)}`, {
+            code: 'ERR_CRIU_HOOK',
+            op: this.#o.op,
+            cause: hookError,
+            ...criuFields(resp),
+          });
         }
         return resp;
       }
@@ -131,7 +146,8 @@ export class SwrkSession {
       const gone = this.#exit.then(() => GONE);
       try {
         this.#o.onNotify?.(n);
-        if (await Promise.race([runHooks(this.#o.hooks, n).then(() => null), gone]) === GONE) throw await this.#died(null);
+        if ((await Promise.race([runHooks(this.#o.hooks, n).then(() => null), gone])) === GONE)
+          throw await this.#died(null);
       } catch (e) {
         if (this.#exited) throw e instanceof CriuError || (e as Error).name === 'AbortError' ? e : await this.#died(e);
         ok = false;
@@ -179,13 +195,20 @@ export class SwrkSession {
     if (this.#aborted) return abortError(this.#o.signal);
     if (this.#spawnError) {
       const e = this.#spawnError as NodeJS.ErrnoException;
-      return new CriuError(`${this.#o.op}: cannot run ${this.#o.criuPath}: ${e.message}`,
-        { code: e.code === 'ENOENT' ? 'ERR_CRIU_NOT_FOUND' : 'ERR_CRIU_EXITED', op: this.#o.op, cause: e });
+      return new CriuError(`${this.#o.op}: cannot run ${this.#o.criuPath}: ${e.message}`, {
+        code: e.code === 'ENOENT' ? 'ERR_CRIU_NOT_FOUND' : 'ERR_CRIU_EXITED',
+        op: this.#o.op,
+        cause: e,
+      });
     }
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = this.#stderr.trim().split('\n').slice(-5).join('\n');
-    return new CriuError(`${this.#o.op}: criu swrk ${how} without an answer${tail ? `: ${tail}` : ''}`,
-      { code: 'ERR_CRIU_EXITED', op: this.#o.op, exitCode: code, ...(cause ? { cause } : {}) });
+    return new CriuError(`${this.#o.op}: criu swrk ${how} without an answer${tail ? `: ${tail}` : ''}`, {
+      code: 'ERR_CRIU_EXITED',
+      op: this.#o.op,
+      exitCode: code,
+      ...(cause ? { cause } : {}),
+    });
   }
 }
 

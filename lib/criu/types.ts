@@ -2,7 +2,10 @@
 
 /** A CRIU notification ("action script"), e.g. `{ script: 'post-dump' }`;
  *  `pid` is the restored root's pid on setup-namespaces and post-restore. */
-export interface CriuNotify { script: string; pid?: number }
+export interface CriuNotify {
+  script: string;
+  pid?: number;
+}
 
 /** CRIU's notify scripts delivered as async hooks: CRIU waits for each promise;
  *  a hook that throws (or rejects) fails the CRIU call (ERR_CRIU_HOOK with the error as `cause`). */
@@ -69,7 +72,11 @@ export interface CriuTls {
 }
 
 /** Where a page server listens (or a dump/lazy-pages connects), optionally over mutual TLS. */
-export interface PageServerAddress { address: string; port: number; tls?: CriuTls }
+export interface PageServerAddress {
+  address: string;
+  port: number;
+  tls?: CriuTls;
+}
 
 export interface DumpOptions extends CriuCommonOptions {
   pid: number;
@@ -91,10 +98,21 @@ export interface DumpOptions extends CriuCommonOptions {
 
 /** From the image folder's stats-dump: CRIU's own figures (times in µs). */
 export interface DumpStats {
-  freezingTimeUs: number; frozenTimeUs: number; memdumpTimeUs: number; memwriteTimeUs: number;
-  pagesScanned: number; pagesWritten: number; pagesSkippedParent: number; pagesLazy: number;
+  freezingTimeUs: number;
+  frozenTimeUs: number;
+  memdumpTimeUs: number;
+  memwriteTimeUs: number;
+  pagesScanned: number;
+  pagesWritten: number;
+  pagesSkippedParent: number;
+  pagesLazy: number;
 }
-export interface RestoreStats { forkingTimeUs: number; restoreTimeUs: number; pagesRestored: number; pagesCompared?: number }
+export interface RestoreStats {
+  forkingTimeUs: number;
+  restoreTimeUs: number;
+  pagesRestored: number;
+  pagesCompared?: number;
+}
 
 export interface DumpResult {
   /** CRIU's figures; null for lazy dumps (CRIU 4.1.1 resets its counters when the lazy page server starts). */
@@ -118,7 +136,12 @@ export interface RestoreOptions extends CriuCommonOptions {
   inheritFds?: { key: string; fd: number }[];
 }
 
-export interface RestoreResult { pid: number; stats: RestoreStats | null; logFile: string; ms: number }
+export interface RestoreResult {
+  pid: number;
+  stats: RestoreStats | null;
+  logFile: string;
+  ms: number;
+}
 
 /** What check() found. */
 export interface CriuCheck {

@@ -2,7 +2,12 @@
 import net from 'node:net';
 import { DEFAULT_SOCKET, PROTOCOL_VERSION, type Reply } from './protocol.js';
 
-export async function request(op: string, args: Record<string, unknown> = {}, socketPath = DEFAULT_SOCKET, timeoutMs = 5000): Promise<unknown> {
+export async function request(
+  op: string,
+  args: Record<string, unknown> = {},
+  socketPath = DEFAULT_SOCKET,
+  timeoutMs = 5000,
+): Promise<unknown> {
   return await new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     let buf = '';

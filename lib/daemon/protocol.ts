@@ -23,7 +23,11 @@ export interface Reply {
 }
 
 export class FrameError extends Error {
-  constructor(readonly code: string, message: string, readonly id: number | null = null) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly id: number | null = null,
+  ) {
     super(message);
   }
 }
@@ -37,12 +41,19 @@ export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
   } catch {
     throw new FrameError('ERR_BAD_JSON', 'frame is not valid JSON');
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new FrameError('ERR_BAD_FRAME', 'frame must be a JSON object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new FrameError('ERR_BAD_FRAME', 'frame must be a JSON object');
   const r = raw as Record<string, unknown>;
   const id = typeof r.id === 'number' && Number.isSafeInteger(r.id) ? r.id : null;
   if (id === null) throw new FrameError('ERR_BAD_FRAME', 'id must be a safe integer');
-  if (r.v !== PROTOCOL_VERSION) throw new FrameError('ERR_VERSION', `unsupported protocol version ${String(r.v)} (this daemon speaks ${PROTOCOL_VERSION})`, id);
-  if (typeof r.op !== 'string' || !ops.has(r.op)) throw new FrameError('ERR_UNKNOWN_OP', `unknown op ${JSON.stringify(r.op)}; known: ${[...ops].join(', ')}`, id);
+  if (r.v !== PROTOCOL_VERSION)
+    throw new FrameError(
+      'ERR_VERSION',
+      `unsupported protocol version ${String(r.v)} (this daemon speaks ${PROTOCOL_VERSION})`,
+      id,
+    );
+  if (typeof r.op !== 'string' || !ops.has(r.op))
+    throw new FrameError('ERR_UNKNOWN_OP', `unknown op ${JSON.stringify(r.op)}; known: ${[...ops].join(', ')}`, id);
   if (r.args !== undefined && (r.args === null || typeof r.args !== 'object' || Array.isArray(r.args))) {
     throw new FrameError('ERR_BAD_FRAME', 'args must be an object', id);
   }

@@ -28,8 +28,10 @@ export class DaemonServer {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dir, 0o700);
     try {
-      fs.unlinkSync(this.socketPath);  // a stale socket from a previous run
-    } catch { /* none */ }
+      fs.unlinkSync(this.socketPath); // a stale socket from a previous run
+    } catch {
+      /* none */
+    }
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.socketPath, () => resolve());
@@ -54,7 +56,9 @@ export class DaemonServer {
       }
       if (buf.length > MAX_FRAME) {
         buf = '';
-        sock.write(JSON.stringify(reply(null, new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`))) + '\n');
+        sock.write(
+          JSON.stringify(reply(null, new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`))) + '\n',
+        );
       }
     });
   }

@@ -36,7 +36,8 @@ export function checkMoveAddress(v: unknown, name = 'moveAddress'): MoveAddress 
   const max = o.address.includes(':') ? 128 : 32;
   const prefix = integer(`${name}.prefix`, o.prefix, 0, max);
   if (typeof o.dev !== 'string' || !IFNAME.test(o.dev)) throw argType(`${name}.dev must be an interface name`);
-  if (o.targetDev !== undefined && (typeof o.targetDev !== 'string' || !IFNAME.test(o.targetDev))) throw argType(`${name}.targetDev must be an interface name`);
+  if (o.targetDev !== undefined && (typeof o.targetDev !== 'string' || !IFNAME.test(o.targetDev)))
+    throw argType(`${name}.targetDev must be an interface name`);
   return { address: o.address, prefix, dev: o.dev, ...(o.targetDev !== undefined ? { targetDev: o.targetDev } : {}) };
 }
 
@@ -133,7 +134,10 @@ export async function releaseStaleHolds(): Promise<string[]> {
   const gone: string[] = [];
   for (const m of out.matchAll(/^table inet (sos_hold_(\d+)_\d+)$/gm)) {
     if (Number(m[2]) === process.pid || fs.existsSync(`/proc/${m[2]}`)) continue;
-    await run('nft', ['delete', 'table', 'inet', m[1]], { timeout: 10_000 }).then(() => gone.push(m[1]), () => undefined);
+    await run('nft', ['delete', 'table', 'inet', m[1]], { timeout: 10_000 }).then(
+      () => gone.push(m[1]),
+      () => undefined,
+    );
   }
   return gone;
 }

@@ -35,10 +35,20 @@ async function main() {
   const { values: v } = parseArgs({
     args: rest,
     options: {
-      'secret-file': { type: 'string' }, 'work-dir': { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
-      'flush-neigh': { type: 'string' }, refuse: { type: 'string' }, agent: { type: 'string' }, pid: { type: 'string' },
-      to: { type: 'string' }, mode: { type: 'string' }, 'move-address': { type: 'string' }, 'no-tcp': { type: 'boolean' },
-      strategy: { type: 'string' }, 'idle-timeout-ms': { type: 'string' },
+      'secret-file': { type: 'string' },
+      'work-dir': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'flush-neigh': { type: 'string' },
+      refuse: { type: 'string' },
+      agent: { type: 'string' },
+      pid: { type: 'string' },
+      to: { type: 'string' },
+      mode: { type: 'string' },
+      'move-address': { type: 'string' },
+      'no-tcp': { type: 'boolean' },
+      strategy: { type: 'string' },
+      'idle-timeout-ms': { type: 'string' },
     },
   });
   if (!v['secret-file']) throw new Error('--secret-file is required');
@@ -46,7 +56,10 @@ async function main() {
   if (cmd === 'listen') {
     if (!v['work-dir']) throw new Error('--work-dir is required');
     const agent = await MigrationAgent.listen({
-      secret, workDir: v['work-dir'], host: v.host ?? '127.0.0.1', port: Number(v.port ?? 0),
+      secret,
+      workDir: v['work-dir'],
+      host: v.host ?? '127.0.0.1',
+      port: Number(v.port ?? 0),
       ...(v['flush-neigh'] ? { announce: flushNeighbours(v['flush-neigh'].split(',')) } : {}),
       ...(v.refuse ? { admit: () => v.refuse } : {}),
       ...(v['idle-timeout-ms'] ? { idleTimeoutMs: Number(v['idle-timeout-ms']) } : {}),
@@ -65,8 +78,10 @@ async function main() {
     }
     try {
       const result = await requestMigration(hostPort(v.agent, '--agent'), secret, Number(v.pid), {
-        to: hostPort(v.to, '--to'), mode: v.mode === 'postcopy' ? 'postcopy' : 'precopy',
-        ...(moveAddress ? { moveAddress } : {}), tcpEstablished: !v['no-tcp'],
+        to: hostPort(v.to, '--to'),
+        mode: v.mode === 'postcopy' ? 'postcopy' : 'precopy',
+        ...(moveAddress ? { moveAddress } : {}),
+        tcpEstablished: !v['no-tcp'],
         ...(v.strategy ? { strategy: v.strategy as 'auto' | 'commit' | 'handover' } : {}),
         onProgress: (p) => out({ progress: p }),
       });

@@ -49,7 +49,11 @@ export class MigrationAgent {
   private readonly channels = new Set<AuthChannel>();
   readonly host: string;
   readonly port: number;
-  private constructor(private readonly server: net.Server, private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> & Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number }) {
+  private constructor(
+    private readonly server: net.Server,
+    private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> &
+      Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number },
+  ) {
     const a = server.address() as net.AddressInfo;
     this.host = a.address;
     this.port = a.port;
@@ -83,7 +87,10 @@ export class MigrationAgent {
     for (const ent of await fs.promises.readdir(workDir, { withFileTypes: true })) {
       const dir = path.join(workDir, ent.name);
       if (!ent.isDirectory() || !ID.test(ent.name) || inUse(dir, procs)) continue;
-      const moved = await fs.promises.readFile(path.join(dir, ADDRESS_FILE), 'utf8').then((j) => JSON.parse(j) as unknown, () => null);
+      const moved = await fs.promises.readFile(path.join(dir, ADDRESS_FILE), 'utf8').then(
+        (j) => JSON.parse(j) as unknown,
+        () => null,
+      );
       if (moved) {
         // It added a moving address for a process that never resumed here: take it back.
         try {
@@ -98,13 +105,27 @@ export class MigrationAgent {
       log(`removed ${dir}, left by an earlier agent`);
     }
     for (const table of await releaseStaleHolds()) log(`deleted nftables table ${table}, left by an earlier agent`);
-    const idleTimeoutMs = options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
-    const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), { liveness: liveness(idleTimeoutMs), onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`) });
+    const idleTimeoutMs =
+      options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
+    const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), {
+      liveness: liveness(idleTimeoutMs),
+      onRefused: (e: ChannelError, peer) => log(`refused ${peer}: ${e.code} ${e.message}`),
+    });
     server.listen(port, options.host ?? '127.0.0.1');
-    await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => { throw e; })]);
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([e]) => {
+        throw e;
+      }),
+    ]);
     agent = new MigrationAgent(server, {
-      secret, workDir: options.workDir, announce: options.announce ?? defaultAnnounce, admit: options.admit,
-      commitTimeoutMs: options.commitTimeoutMs ?? 60_000, idleTimeoutMs, log,
+      secret,
+      workDir: options.workDir,
+      announce: options.announce ?? defaultAnnounce,
+      admit: options.admit,
+      commitTimeoutMs: options.commitTimeoutMs ?? 60_000,
+      idleTimeoutMs,
+      log,
     });
     return agent;
   }
@@ -116,7 +137,10 @@ export class MigrationAgent {
       this.o.log(`channel ${ch.peer}: ${describe(e)}`);
       if (!ch.closed) {
         try {
-          ch.send({ op: 'error', error: { code: (e as { code?: string }).code ?? 'ERR_BAD_MESSAGE', message: e.message } });
+          ch.send({
+            op: 'error',
+            error: { code: (e as { code?: string }).code ?? 'ERR_BAD_MESSAGE', message: e.message },
+          });
         } catch {
           // closed meanwhile
         }
@@ -132,7 +156,13 @@ export class MigrationAgent {
           if (this.outcomes.has(id)) return ch.send({ op: 'refused', id, reason: 'a migration with this id exists' });
           let s: TargetSession;
           try {
-            s = new TargetSession(ch, id, m, { workDir: this.o.workDir, announce: this.o.announce, commitTimeoutMs: this.o.commitTimeoutMs, maxImageBytes: 64 * 2 ** 30, log: this.o.log });
+            s = new TargetSession(ch, id, m, {
+              workDir: this.o.workDir,
+              announce: this.o.announce,
+              commitTimeoutMs: this.o.commitTimeoutMs,
+              maxImageBytes: 64 * 2 ** 30,
+              log: this.o.log,
+            });
           } catch (e) {
             this.o.log(`migration ${id} refused: ${describe(e)}`);
             return ch.send({ op: 'refused', id, reason: describe(e) });
@@ -169,7 +199,8 @@ export class MigrationAgent {
       if (why) throw new Error(why);
       const c = await criu.check();
       if (!c.criuPath) throw new Error(`CRIU is not usable here: ${c.problems.join('; ')}`);
-      if (mode === 'postcopy' && (!c.features.lazyPages || !c.userfaultfd)) throw new Error(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`);
+      if (mode === 'postcopy' && (!c.features.lazyPages || !c.userfaultfd))
+        throw new Error(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`);
       const mv = obj(m, 'moveAddress');
       if (mv) checkMoveAddress(mv);
       const cert = await s.prepare();
@@ -213,7 +244,8 @@ export class MigrationAgent {
       const mv = obj(m, 'moveAddress');
       if (mv) opts.moveAddress = checkMoveAddress(mv);
       if (m.strategy !== undefined) {
-        if (m.strategy !== 'auto' && m.strategy !== 'commit' && m.strategy !== 'handover') throw new ProtocolError("migrate: strategy must be 'auto', 'commit' or 'handover'");
+        if (m.strategy !== 'auto' && m.strategy !== 'commit' && m.strategy !== 'handover')
+          throw new ProtocolError("migrate: strategy must be 'auto', 'commit' or 'handover'");
         opts.strategy = m.strategy;
       }
       for (const k of ['tcpEstablished', 'shellJob', 'extUnixSk', 'fileLocks'] as const) {
@@ -222,7 +254,9 @@ export class MigrationAgent {
       }
       this.o.log(`migrating pid ${pid} to ${opts.to.host}:${opts.to.port} (${opts.mode}) for ${ch.peer}`);
       const result = await migrate(pid, opts);
-      this.o.log(`migrated pid ${pid}: downtime ${result.downtimeMs.toFixed(0)} ms, total ${result.totalMs.toFixed(0)} ms`);
+      this.o.log(
+        `migrated pid ${pid}: downtime ${result.downtimeMs.toFixed(0)} ms, total ${result.totalMs.toFixed(0)} ms`,
+      );
       if (!ch.closed) ch.send({ op: 'result', result: result });
     } catch (e) {
       const err = e as MigrationError & { code?: string };
@@ -230,7 +264,13 @@ export class MigrationAgent {
       if (!ch.closed) {
         ch.send({
           op: 'error',
-          error: { code: err.code ?? 'ERR_MIGRATION', message: err.message, ...(e instanceof MigrationError ? { step: err.step, runningOn: err.runningOn, ...(err.pid !== undefined ? { pid: err.pid } : {}) } : {}) },
+          error: {
+            code: err.code ?? 'ERR_MIGRATION',
+            message: err.message,
+            ...(e instanceof MigrationError
+              ? { step: err.step, runningOn: err.runningOn, ...(err.pid !== undefined ? { pid: err.pid } : {}) }
+              : {}),
+          },
         });
       }
     }

@@ -4,10 +4,18 @@ import { AuthChannel } from '../net/channel.js';
 import { MigrationError, type MigrationStep, type RunningOn } from './errors.js';
 import type { MigrateOptions, MigrationResult, Progress } from './source.js';
 
-export type RemoteMigrateOptions = Omit<MigrateOptions, 'workDir' | 'secret' | 'signal' | 'inDoubtMs' | 'keepImages' | 'idleTimeoutMs'>;
+export type RemoteMigrateOptions = Omit<
+  MigrateOptions,
+  'workDir' | 'secret' | 'signal' | 'inDoubtMs' | 'keepImages' | 'idleTimeoutMs'
+>;
 
 /** Have the agent at `agent` migrate its local `pid` as `opts` say; resolves with its result. */
-export async function requestMigration(agent: { host: string; port: number }, secret: Buffer | string, pid: number, opts: RemoteMigrateOptions): Promise<MigrationResult> {
+export async function requestMigration(
+  agent: { host: string; port: number },
+  secret: Buffer | string,
+  pid: number,
+  opts: RemoteMigrateOptions,
+): Promise<MigrationResult> {
   const ch = await AuthChannel.connect({ host: agent.host, port: agent.port, secret });
   try {
     const { onProgress, ...rest } = opts;
@@ -19,7 +27,9 @@ export async function requestMigration(agent: { host: string; port: number }, se
     if (m.op === 'result') return m.result as MigrationResult;
     const e = (m.error ?? {}) as { code?: string; message?: string; step?: string; runningOn?: string; pid?: number };
     throw new MigrationError(e.message ?? 'migration failed', {
-      code: e.code ?? 'ERR_MIGRATION', step: (e.step ?? 'validate') as MigrationStep, runningOn: (e.runningOn ?? 'source') as RunningOn,
+      code: e.code ?? 'ERR_MIGRATION',
+      step: (e.step ?? 'validate') as MigrationStep,
+      runningOn: (e.runningOn ?? 'source') as RunningOn,
       ...(e.pid !== undefined ? { pid: e.pid } : {}),
     });
   } finally {

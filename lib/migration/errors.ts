@@ -2,7 +2,8 @@
 import { SosError } from '../errors.js';
 
 /** Steps of a migration, in order. */
-export type MigrationStep = 'validate' | 'connect' | 'accept' | 'dump' | 'address' | 'transfer' | 'restore' | 'commit' | 'pages' | 'cleanup';
+export type MigrationStep =
+  'validate' | 'connect' | 'accept' | 'dump' | 'address' | 'transfer' | 'restore' | 'commit' | 'pages' | 'cleanup';
 
 /** Where the migrated process runs after a failure: 'source' (resumed there, never left),
  *  'target' (resumed there; the failure came after), 'stopped-source' (in doubt: the source
@@ -21,7 +22,10 @@ export class MigrationError extends SosError {
   readonly runningOn: RunningOn;
   /** The process's pid where it runs now (source pid, or the restored pid on the target). */
   readonly pid?: number;
-  constructor(message: string, props: { code?: string; step: MigrationStep; runningOn: RunningOn; pid?: number; cause?: unknown }) {
+  constructor(
+    message: string,
+    props: { code?: string; step: MigrationStep; runningOn: RunningOn; pid?: number; cause?: unknown },
+  ) {
     super(message, { code: props.code ?? 'ERR_MIGRATION' });
     this.step = props.step;
     this.runningOn = props.runningOn;

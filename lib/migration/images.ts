@@ -12,7 +12,14 @@ const CHUNK = 4 * 1024 * 1024;
 const HIGH_WATER = 32 * 1024 * 1024;
 
 /** Send every regular file of `dir` (except `skip`); `onBytes` hears each chunk. Resolves with the bytes sent. */
-export async function sendImages(ch: AuthChannel, id: string, dir: string, nextStream: () => number, onBytes: (n: number, file: string) => void, skip: (name: string) => boolean = () => false): Promise<{ bytes: number; files: number }> {
+export async function sendImages(
+  ch: AuthChannel,
+  id: string,
+  dir: string,
+  nextStream: () => number,
+  onBytes: (n: number, file: string) => void,
+  skip: (name: string) => boolean = () => false,
+): Promise<{ bytes: number; files: number }> {
   let bytes = 0;
   let files = 0;
   for (const ent of await fs.promises.readdir(dir, { withFileTypes: true })) {
@@ -54,14 +61,25 @@ export async function sendImages(ch: AuthChannel, id: string, dir: string, nextS
 
 /** The receiving side of sendImages, writing into `dir`. */
 export class ImageReceiver {
-  private current: { stream: number; name: string; size: number; written: number; fh: Promise<fs.promises.FileHandle> } | null = null;
+  private current: {
+    stream: number;
+    name: string;
+    size: number;
+    written: number;
+    fh: Promise<fs.promises.FileHandle>;
+  } | null = null;
   private chain: Promise<void> = Promise.resolve();
   private pending = 0;
   private failure: Error | null = null;
   files = 0;
   bytes = 0;
 
-  constructor(private readonly ch: AuthChannel, private readonly dir: string, private readonly maxBytes: number, private readonly onError: (e: Error) => void) {}
+  constructor(
+    private readonly ch: AuthChannel,
+    private readonly dir: string,
+    private readonly maxBytes: number,
+    private readonly onError: (e: Error) => void,
+  ) {}
 
   private fail(e: Error) {
     if (this.failure) return;
@@ -97,29 +115,36 @@ export class ImageReceiver {
     this.bytes += chunk.length;
     this.pending += chunk.length;
     if (this.pending > HIGH_WATER) this.ch.socket.pause();
-    this.chain = this.chain.then(async () => {
-      if (this.failure) return;
-      const fh = await cur.fh;
-      let off = 0;
-      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off, at + off)).bytesWritten;
-    }).catch((e: Error) => this.fail(e)).finally(() => {
-      this.pending -= chunk.length;
-      if (this.pending <= HIGH_WATER / 2) this.ch.socket.resume();
-    });
+    this.chain = this.chain
+      .then(async () => {
+        if (this.failure) return;
+        const fh = await cur.fh;
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off, at + off)).bytesWritten;
+      })
+      .catch((e: Error) => this.fail(e))
+      .finally(() => {
+        this.pending -= chunk.length;
+        if (this.pending <= HIGH_WATER / 2) this.ch.socket.resume();
+      });
   }
 
   /** A `file-end` message. */
   end(m: Message): void {
     const cur = this.current;
-    if (!cur || int(m, 'stream', 0, 0xffffffff) !== cur.stream) throw new ProtocolError('file-end for a file that is not open');
-    if (int(m, 'size') !== cur.size || cur.written !== cur.size) throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
+    if (!cur || int(m, 'stream', 0, 0xffffffff) !== cur.stream)
+      throw new ProtocolError('file-end for a file that is not open');
+    if (int(m, 'size') !== cur.size || cur.written !== cur.size)
+      throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
     this.current = null;
     // No fsync: until the process runs here the source keeps its own images (and its copy),
     // so a crash of this node loses nothing; the page cache is what the restore reads anyway.
-    this.chain = this.chain.then(async () => {
-      const fh = await cur.fh;
-      await fh.close();
-    }).catch((e: Error) => this.fail(e));
+    this.chain = this.chain
+      .then(async () => {
+        const fh = await cur.fh;
+        await fh.close();
+      })
+      .catch((e: Error) => this.fail(e));
   }
 
   /** Everything received is on disk (or the first write error). */

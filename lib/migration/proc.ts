@@ -106,7 +106,10 @@ export function placeId(): string {
   return `${boot}/${fs.statSync('/proc/self/ns/net').ino}`;
 }
 
-export interface CommandLine { pid: number; argv: string[] }
+export interface CommandLine {
+  pid: number;
+  argv: string[];
+}
 
 /** Every live process's command line (arguments split): one pass over /proc, to ask several questions of. */
 export function commandLines(): CommandLine[] {

@@ -22,7 +22,8 @@ export function str(m: Message, k: string, re: RegExp): string {
 
 export function int(m: Message, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = m[k];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw new ProtocolError(`${m.op}: field ${k} must be an integer in [${min}, ${max}]`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw new ProtocolError(`${m.op}: field ${k} must be an integer in [${min}, ${max}]`);
   return v;
 }
 
@@ -49,7 +50,12 @@ export function mode(m: Message): Mode {
 }
 
 /** CRIU options the source asks the target to restore with (the dump used the same). */
-export interface CriuFlags { tcpEstablished?: boolean; shellJob?: boolean; extUnixSk?: boolean; fileLocks?: boolean }
+export interface CriuFlags {
+  tcpEstablished?: boolean;
+  shellJob?: boolean;
+  extUnixSk?: boolean;
+  fileLocks?: boolean;
+}
 
 export function criuFlags(m: Message): CriuFlags {
   const o = obj(m, 'criu') ?? {};
@@ -64,7 +70,11 @@ export function criuFlags(m: Message): CriuFlags {
 }
 
 /** A step failure as it travels: { step, code, message }. */
-export interface WireError { step: string; code: string; message: string }
+export interface WireError {
+  step: string;
+  code: string;
+  message: string;
+}
 
 export function wireError(m: Message): WireError {
   const step = typeof m.step === 'string' ? m.step.slice(0, 40) : 'unknown';
@@ -82,8 +92,10 @@ export function hostAddress(a: string | undefined): string {
 /** The `pageServer: { address, port }` of a message: an IP address (CRIU takes no names) and a port. */
 export function pageServerAt(m: Message, k = 'pageServer'): { address: string; port: number } {
   const ps = obj(m, k);
-  if (!ps || typeof ps.address !== 'string' || isIP(ps.address) === 0) throw new ProtocolError(`${m.op}: ${k}.address must be an IP address`);
+  if (!ps || typeof ps.address !== 'string' || isIP(ps.address) === 0)
+    throw new ProtocolError(`${m.op}: ${k}.address must be an IP address`);
   const port = ps.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ProtocolError(`${m.op}: ${k}.port must be a port number`);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+    throw new ProtocolError(`${m.op}: ${k}.port must be a port number`);
   return { address: ps.address, port };
 }

@@ -90,7 +90,9 @@ export interface MigrationResult {
   phases: { phase: Phase; ms: number }[];
 }
 
-interface Checked extends Required<Pick<MigrateOptions, 'mode' | 'workDir' | 'inDoubtMs' | 'keepImages' | 'strategy' | 'idleTimeoutMs'>> {
+interface Checked extends Required<
+  Pick<MigrateOptions, 'mode' | 'workDir' | 'inDoubtMs' | 'keepImages' | 'strategy' | 'idleTimeoutMs'>
+> {
   to: { host: string; port: number };
   secret: Buffer;
   move?: MoveAddress;
@@ -101,25 +103,35 @@ function check(pid: unknown, o: MigrateOptions): Checked {
   integer('pid', pid, 1, 0x7fffffff);
   const opts = object('options', o);
   const to = object('options.to', opts.to);
-  if (typeof to.host !== 'string' || to.host.length === 0) throw argType('options.to.host must be a host name or address');
+  if (typeof to.host !== 'string' || to.host.length === 0)
+    throw argType('options.to.host must be a host name or address');
   integer('options.to.port', to.port, 1, 65535);
   const secret = secretBuffer(o.secret, 'options.secret');
   if (typeof o.workDir !== 'string' || o.workDir.length === 0) throw argType('options.workDir must be a path');
   const mode = o.mode ?? 'precopy';
-  if (mode !== 'precopy' && mode !== 'postcopy') throw argType(`options.mode must be 'precopy' or 'postcopy', got ${String(mode)}`);
+  if (mode !== 'precopy' && mode !== 'postcopy')
+    throw argType(`options.mode must be 'precopy' or 'postcopy', got ${String(mode)}`);
   const flags: CriuFlags = { tcpEstablished: o.tcpEstablished ?? true };
   for (const k of ['shellJob', 'extUnixSk', 'fileLocks'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw argType(`options.${k} must be a boolean`);
     if (o[k]) flags[k] = true;
   }
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw argType('options.onProgress must be a function');
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
+    throw argType('options.onProgress must be a function');
   return {
-    to: { host: to.host, port: to.port as number }, secret, mode, workDir: o.workDir, flags,
+    to: { host: to.host, port: to.port as number },
+    secret,
+    mode,
+    workDir: o.workDir,
+    flags,
     ...(o.moveAddress !== undefined ? { move: checkMoveAddress(o.moveAddress, 'options.moveAddress') } : {}),
     inDoubtMs: o.inDoubtMs === undefined ? 30_000 : integer('options.inDoubtMs', o.inDoubtMs, 0),
     keepImages: o.keepImages ?? false,
     idleTimeoutMs: o.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', o.idleTimeoutMs, 100),
-    strategy: o.strategy === undefined ? 'auto' : oneOf('options.strategy', o.strategy, ['auto', 'commit', 'handover'] as const),
+    strategy:
+      o.strategy === undefined
+        ? 'auto'
+        : oneOf('options.strategy', o.strategy, ['auto', 'commit', 'handover'] as const),
   };
 }
 
@@ -131,7 +143,12 @@ export function liveness(idleTimeoutMs: number): Liveness {
 async function nftTables(): Promise<Set<string>> {
   try {
     const { stdout } = await run('nft', ['list', 'tables'], { timeout: 10_000 });
-    return new Set(stdout.split('\n').filter((l) => /^table inet CRIU-/.test(l)).map((l) => l.slice('table '.length).trim()));
+    return new Set(
+      stdout
+        .split('\n')
+        .filter((l) => /^table inet CRIU-/.test(l))
+        .map((l) => l.slice('table '.length).trim()),
+    );
   } catch {
     return new Set();
   }
@@ -139,7 +156,8 @@ async function nftTables(): Promise<Set<string>> {
 
 /** Delete CRIU's network-lock tables that were not there `before` the dump. */
 async function dropNewLocks(before: Set<string>): Promise<void> {
-  for (const t of await nftTables()) if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
+  for (const t of await nftTables())
+    if (!before.has(t)) await run('nft', ['delete', 'table', ...t.split(' ')]).catch(() => undefined);
 }
 
 async function freePort(host: string): Promise<number> {
@@ -153,7 +171,8 @@ async function freePort(host: string): Promise<number> {
 /** Migrate the process tree rooted at `pid` (the init of its own PID namespace) to another node's agent. */
 export async function migrate(pid: number, options: MigrateOptions): Promise<MigrationResult> {
   const o = check(pid, options);
-  if (!alive(pid)) throw new MigrationError(`no process ${pid}`, { code: 'ERR_NO_PROCESS', step: 'validate', runningOn: 'none' });
+  if (!alive(pid))
+    throw new MigrationError(`no process ${pid}`, { code: 'ERR_NO_PROCESS', step: 'validate', runningOn: 'none' });
   return new SourceRun(pid, o, options).run();
 }
 
@@ -188,7 +207,11 @@ class SourceRun {
   private pageBytesExact: number | null = null;
   private pagesDone: () => void = () => {};
 
-  constructor(private readonly pid: number, private readonly o: Checked, private readonly user: MigrateOptions) {
+  constructor(
+    private readonly pid: number,
+    private readonly o: Checked,
+    private readonly user: MigrateOptions,
+  ) {
     this.imagesDir = path.join(o.workDir, this.id);
     this.tlsDir = `${this.imagesDir}.tls`;
   }
@@ -214,12 +237,19 @@ class SourceRun {
   }
 
   private error(message: string, runningOn: RunningOn, cause?: unknown, code?: string): MigrationError {
-    const where = runningOn === 'source' ? `the process runs on the source (pid ${this.pid})`
-      : runningOn === 'target' ? `the process runs on the target (pid ${this.targetPid})`
-        : runningOn === 'stopped-source' ? `the source copy (pid ${this.pid}) is kept stopped and nothing runs`
-          : 'the process is lost';
+    const where =
+      runningOn === 'source'
+        ? `the process runs on the source (pid ${this.pid})`
+        : runningOn === 'target'
+          ? `the process runs on the target (pid ${this.targetPid})`
+          : runningOn === 'stopped-source'
+            ? `the source copy (pid ${this.pid}) is kept stopped and nothing runs`
+            : 'the process is lost';
     return new MigrationError(`migration ${this.id} failed at ${this.step}: ${message}; ${where}`, {
-      step: this.step, runningOn, cause, ...(code ? { code } : {}),
+      step: this.step,
+      runningOn,
+      cause,
+      ...(code ? { code } : {}),
       ...(runningOn === 'target' ? { pid: this.targetPid } : runningOn === 'none' ? {} : { pid: this.pid }),
     });
   }
@@ -229,11 +259,20 @@ class SourceRun {
     const identity = makeIdentity(this.tlsDir, `serverlessos-migration-${this.id}`);
     identity.catch(() => undefined);
     try {
-      this.ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, signal: this.user.signal, liveness: liveness(this.o.idleTimeoutMs) });
+      this.ch = await AuthChannel.connect({
+        ...this.o.to,
+        secret: this.o.secret,
+        signal: this.user.signal,
+        liveness: liveness(this.o.idleTimeoutMs),
+      });
     } catch (e) {
       await identity.catch(() => undefined);
       await fs.promises.rm(this.tlsDir, { recursive: true, force: true }).catch(() => undefined);
-      throw this.error(`cannot reach the target agent at ${this.o.to.host}:${this.o.to.port}: ${describe(e)}`, 'source', e);
+      throw this.error(
+        `cannot reach the target agent at ${this.o.to.host}:${this.o.to.port}: ${describe(e)}`,
+        'source',
+        e,
+      );
     }
     const ch = this.ch;
     try {
@@ -244,11 +283,32 @@ class SourceRun {
       } catch (e) {
         throw this.error(`cannot make this side's TLS identity in ${this.tlsDir}: ${describe(e)}`, 'source', e);
       }
-      ch.send({ op: 'incoming', id: this.id, mode: this.o.mode, criu: { ...this.o.flags }, cert: me.certPem, ...(this.o.move ? { moveAddress: { ...this.o.move } } : {}) });
-      const r = await ch.waitFor((m) => m.id === this.id && (m.op === 'accepted' || m.op === 'refused'), 30_000, 'the answer to our migration request');
-      if (r.op === 'refused') throw this.error(`the target refused: ${typeof r.reason === 'string' ? r.reason.slice(0, 1000) : 'no reason'}`, 'source', undefined, 'ERR_MIGRATION_REFUSED');
+      ch.send({
+        op: 'incoming',
+        id: this.id,
+        mode: this.o.mode,
+        criu: { ...this.o.flags },
+        cert: me.certPem,
+        ...(this.o.move ? { moveAddress: { ...this.o.move } } : {}),
+      });
+      const r = await ch.waitFor(
+        (m) => m.id === this.id && (m.op === 'accepted' || m.op === 'refused'),
+        30_000,
+        'the answer to our migration request',
+      );
+      if (r.op === 'refused')
+        throw this.error(
+          `the target refused: ${typeof r.reason === 'string' ? r.reason.slice(0, 1000) : 'no reason'}`,
+          'source',
+          undefined,
+          'ERR_MIGRATION_REFUSED',
+        );
       try {
-        this.tls = { cert: me.certFile, key: me.keyFile, caCert: await trustPeer(path.join(this.tlsDir, 'peer.pem'), r.cert) };
+        this.tls = {
+          cert: me.certFile,
+          key: me.keyFile,
+          caCert: await trustPeer(path.join(this.tlsDir, 'peer.pem'), r.cert),
+        };
       } catch (e) {
         ch.send({ op: 'abort', id: this.id, reason: describe(e) });
         throw this.error(`the target's certificate: ${describe(e)}`, 'source', e, 'ERR_BAD_MESSAGE');
@@ -257,7 +317,8 @@ class SourceRun {
       const there = typeof r.place === 'string' ? r.place : '';
       this.sameNetns = there === here;
       this.sameHost = there.split('/')[0] === here.split('/')[0];
-      this.handover = this.o.mode === 'precopy' && (this.o.strategy === 'handover' || (this.o.strategy === 'auto' && this.sameHost));
+      this.handover =
+        this.o.mode === 'precopy' && (this.o.strategy === 'handover' || (this.o.strategy === 'auto' && this.sameHost));
       ch.on('message', (m) => this.onMessage(m));
       return await this.migrate();
     } catch (e) {
@@ -266,7 +327,8 @@ class SourceRun {
     } finally {
       ch.close();
       await fs.promises.rm(this.tlsDir, { recursive: true, force: true }).catch(() => undefined);
-      if (!this.o.keepImages && !this.keep) await fs.promises.rm(this.imagesDir, { recursive: true, force: true }).catch(() => undefined);
+      if (!this.o.keepImages && !this.keep)
+        await fs.promises.rm(this.imagesDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
@@ -329,7 +391,10 @@ class SourceRun {
       failed.catch(() => undefined);
       ch.send({ op: 'page-server', id: this.id });
       try {
-        const m = await Promise.race([ch.waitFor((x) => x.id === this.id && x.op === 'page-server', 0, "the target's page server"), failed]);
+        const m = await Promise.race([
+          ch.waitFor((x) => x.id === this.id && x.op === 'page-server', 0, "the target's page server"),
+          failed,
+        ]);
         this.pageServer = pageServerAt(m);
       } catch (e) {
         return await this.dumpFailed(e, before);
@@ -353,18 +418,25 @@ class SourceRun {
         any: (e) => {
           if (e.script === 'status-ready') this.served();
         },
-        postDump: () => this.afterDump().catch((e: unknown) => {
-          // A lazy dump starts its page server even after a failed post-dump hook and
-          // would wait for a lazy-pages daemon forever: end that wait, so CRIU resumes the source.
-          if (postcopy) this.endPageServer();
-          throw e;
-        }),
+        postDump: () =>
+          this.afterDump().catch((e: unknown) => {
+            // A lazy dump starts its page server even after a failed post-dump hook and
+            // would wait for a lazy-pages daemon forever: end that wait, so CRIU resumes the source.
+            if (postcopy) this.endPageServer();
+            throw e;
+          }),
       },
     });
     try {
       if (postcopy) {
         // The page server listens (status-ready): restore on the target now, pages flow.
-        const early = await Promise.race([served.then(() => null), dumping.then(() => new Error('the lazy dump ended before the target restored'), (e: unknown) => e)]);
+        const early = await Promise.race([
+          served.then(() => null),
+          dumping.then(
+            () => new Error('the lazy dump ended before the target restored'),
+            (e: unknown) => e,
+          ),
+        ]);
         if (early) throw early instanceof Error ? early : new Error(describe(early));
         try {
           await this.restoreOnTarget();
@@ -404,12 +476,16 @@ class SourceRun {
     }
     this.phase('done');
     return {
-      id: this.id, mode: this.o.mode,
+      id: this.id,
+      mode: this.o.mode,
       downtimeMs: this.resumedAt - this.frozenAt,
       totalMs: performance.now() - this.t0,
       ...this.totals(),
       criu: { dump: dumpStats, restore: this.restoreStats },
-      sourcePid: this.pid, targetPid: this.targetPid, strategy: this.handover ? 'handover' : 'commit', sameHost: this.sameHost,
+      sourcePid: this.pid,
+      targetPid: this.targetPid,
+      strategy: this.handover ? 'handover' : 'commit',
+      sameHost: this.sameHost,
       phases: this.phases,
     };
   }
@@ -432,7 +508,14 @@ class SourceRun {
     this.phase('transfer');
     // Page images are here only in a hand-over (else the dump sent them to the target's page server).
     const pageFile = /^pages-\d+\.img$/;
-    await sendImages(ch, this.id, this.imagesDir, () => this.stream++, (n, file) => this.moved(n, pageFile.test(file)), (name) => name === 'stats-dump' || name.endsWith('.log'));
+    await sendImages(
+      ch,
+      this.id,
+      this.imagesDir,
+      () => this.stream++,
+      (n, file) => this.moved(n, pageFile.test(file)),
+      (name) => name === 'stats-dump' || name.endsWith('.log'),
+    );
     if (this.targetFailure) throw new Error(`target: ${this.targetFailure.message}`);
     if (this.handover) {
       // The target must have every byte on disk before the source copy goes.
@@ -449,7 +532,10 @@ class SourceRun {
       const failed = this.targetFailed();
       failed.catch(() => undefined);
       ch.send({ op: 'prepare', id: this.id, pageServer: { ...this.pageServer! } });
-      await Promise.race([ch.waitFor((m) => m.id === this.id && m.op === 'prepared', 0, 'the target to get ready'), failed]);
+      await Promise.race([
+        ch.waitFor((m) => m.id === this.id && m.op === 'prepared', 0, 'the target to get ready'),
+        failed,
+      ]);
       return;
     }
     await this.restoreOnTarget();
@@ -478,7 +564,10 @@ class SourceRun {
     let resumed: Message;
     try {
       ch.send({ op: 'commit', id: this.id });
-      resumed = await Promise.race([ch.waitFor((m) => m.id === this.id && m.op === 'resumed', 0, 'the resumed process'), failed]);
+      resumed = await Promise.race([
+        ch.waitFor((m) => m.id === this.id && m.op === 'resumed', 0, 'the resumed process'),
+        failed,
+      ]);
     } catch (e) {
       if (!ch.closed) throw e;
       resumed = await this.askOutcome(e);
@@ -493,12 +582,24 @@ class SourceRun {
     const end = Date.now() + this.o.inDoubtMs;
     while (Date.now() < end) {
       try {
-        const ch = await AuthChannel.connect({ ...this.o.to, secret: this.o.secret, timeoutMs: 5000, liveness: liveness(this.o.idleTimeoutMs) });
+        const ch = await AuthChannel.connect({
+          ...this.o.to,
+          secret: this.o.secret,
+          timeoutMs: 5000,
+          liveness: liveness(this.o.idleTimeoutMs),
+        });
         try {
           ch.send({ op: 'status', id: this.id });
-          const s = await ch.waitFor((m) => m.op === 'status' && m.id === this.id, Math.max(1000, end - Date.now()), 'the migration status');
+          const s = await ch.waitFor(
+            (m) => m.op === 'status' && m.id === this.id,
+            Math.max(1000, end - Date.now()),
+            'the migration status',
+          );
           if (s.state === 'resumed') return { op: 'resumed', id: this.id, pid: s.pid };
-          throw Object.assign(new Error(`the connection dropped after the commit and the target reports ${String(s.state)}`), { settled: true });
+          throw Object.assign(
+            new Error(`the connection dropped after the commit and the target reports ${String(s.state)}`),
+            { settled: true },
+          );
         } finally {
           ch.close();
         }
@@ -507,19 +608,29 @@ class SourceRun {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    throw Object.assign(new Error(`the connection dropped after the commit (${describe(lost)}) and the target could not be asked within ${this.o.inDoubtMs} ms`), { inDoubt: true });
+    throw Object.assign(
+      new Error(
+        `the connection dropped after the commit (${describe(lost)}) and the target could not be asked within ${this.o.inDoubtMs} ms`,
+      ),
+      { inDoubt: true },
+    );
   }
 
   /** The dump call failed: find out where the process runs, undo what we did here, and say so. */
   private async dumpFailed(e: unknown, before: Set<string>): Promise<never> {
-    const cause = (e as { code?: string; cause?: unknown }).code === 'ERR_CRIU_HOOK' ? (e as { cause?: unknown }).cause : e;
+    const cause =
+      (e as { code?: string; cause?: unknown }).code === 'ERR_CRIU_HOOK' ? (e as { cause?: unknown }).cause : e;
     if (this.o.mode === 'postcopy' && this.resumedAt) {
       // The page transfer broke after the target resumed: the memory is split between the
       // nodes, the target kills its copy (its missing pages would read as zeros), and CRIU
       // leaves ours stopped. Running ours would replay what already ran there: keep it stopped.
       const st = state(this.pid);
-      throw this.error(`the page transfer failed after the process resumed on the target: ${describe(cause)}`,
-        st === 'T' || st === 't' ? 'stopped-source' : 'none', cause, 'ERR_MIGRATION_PAGES');
+      throw this.error(
+        `the page transfer failed after the process resumed on the target: ${describe(cause)}`,
+        st === 'T' || st === 't' ? 'stopped-source' : 'none',
+        cause,
+        'ERR_MIGRATION_PAGES',
+      );
     }
     if (this.ch && !this.ch.closed) {
       try {
@@ -548,7 +659,12 @@ class SourceRun {
   private async restoreBack(cause: unknown): Promise<never> {
     if ((cause as { inDoubt?: boolean }).inDoubt) {
       this.keep = true;
-      throw this.error(`${describe(cause)}; its images are kept in ${this.imagesDir}`, 'none', cause, 'ERR_MIGRATION_IN_DOUBT');
+      throw this.error(
+        `${describe(cause)}; its images are kept in ${this.imagesDir}`,
+        'none',
+        cause,
+        'ERR_MIGRATION_IN_DOUBT',
+      );
     }
     let release: (() => Promise<void>) | null = null;
     try {
@@ -557,8 +673,13 @@ class SourceRun {
         await addAddress(this.o.move);
         this.addressRemoved = false;
       }
-      const r = await criu.restore({ imagesDir: this.imagesDir, detached: true, ...this.o.flags }).finally(() => release?.());
-      throw new MigrationError(`migration ${this.id} failed at ${this.step}: ${describe(cause)}; the process was restored on the source (pid ${r.pid})`, { step: this.step, runningOn: 'source', pid: r.pid, cause });
+      const r = await criu
+        .restore({ imagesDir: this.imagesDir, detached: true, ...this.o.flags })
+        .finally(() => release?.());
+      throw new MigrationError(
+        `migration ${this.id} failed at ${this.step}: ${describe(cause)}; the process was restored on the source (pid ${r.pid})`,
+        { step: this.step, runningOn: 'source', pid: r.pid, cause },
+      );
     } catch (e) {
       if (e instanceof MigrationError) throw e;
       throw this.error(`${describe(cause)}; restoring it back here failed too: ${describe(e)}`, 'none', cause);

@@ -9,11 +9,27 @@ import path from 'node:path';
 import * as criu from '../criu/index.js';
 import { makeIdentity, trustPeer } from '../net/cert.js';
 import type { AuthChannel, Message } from '../net/channel.js';
-import { addAddress, checkMoveAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
+import {
+  addAddress,
+  checkMoveAddress,
+  deleteAddress,
+  holdAddress,
+  type Announce,
+  type MoveAddress,
+} from './address.js';
 import { describe } from './errors.js';
 import { ImageReceiver } from './images.js';
 import { alive, killTree } from './proc.js';
-import { ProtocolError, criuFlags, hostAddress, mode as modeOf, obj, pageServerAt, type CriuFlags, type Mode } from './protocol.js';
+import {
+  ProtocolError,
+  criuFlags,
+  hostAddress,
+  mode as modeOf,
+  obj,
+  pageServerAt,
+  type CriuFlags,
+  type Mode,
+} from './protocol.js';
 
 /** In a migration folder: the moving address this target added, while its process has not resumed. */
 export const ADDRESS_FILE = 'address.json';
@@ -24,7 +40,11 @@ const METER_MS = 250;
 /** What a target agent remembers of each migration (answers `status` after a lost connection). */
 export type TargetState = 'receiving' | 'restoring' | 'ready' | 'committed' | 'resumed' | 'failed' | 'aborted';
 
-export interface Outcome { state: TargetState; pid?: number; settled: Promise<void> }
+export interface Outcome {
+  state: TargetState;
+  pid?: number;
+  settled: Promise<void>;
+}
 
 export interface TargetConfig {
   workDir: string;
@@ -65,7 +85,12 @@ export class TargetSession {
   /** Ends the drop of the moving address's packets (after the restore). */
   private release: (() => Promise<void>) | null = null;
 
-  constructor(private readonly ch: AuthChannel, readonly id: string, m: Message, private readonly cfg: TargetConfig) {
+  constructor(
+    private readonly ch: AuthChannel,
+    readonly id: string,
+    m: Message,
+    private readonly cfg: TargetConfig,
+  ) {
     this.mode = modeOf(m);
     const mv = obj(m, 'moveAddress');
     this.move = mv ? checkMoveAddress(mv) : undefined;
@@ -102,18 +127,32 @@ export class TargetSession {
   onMessage(m: Message): void {
     try {
       switch (m.op) {
-        case 'file': return this.receiver.open(m);
-        case 'file-end': return this.receiver.end(m);
-        case 'restore': return void this.restore();
-        case 'page-server': return void this.startPageServer();
+        case 'file':
+          return this.receiver.open(m);
+        case 'file-end':
+          return this.receiver.end(m);
+        case 'restore':
+          return void this.restore();
+        case 'page-server':
+          return void this.startPageServer();
         case 'prepare':
-          if (this.mode !== 'postcopy' || this.lazySource) throw new ProtocolError('prepare: not a post-copy, or asked twice');
+          if (this.mode !== 'postcopy' || this.lazySource)
+            throw new ProtocolError('prepare: not a post-copy, or asked twice');
           this.lazySource = pageServerAt(m);
           return void this.getReady();
-        case 'flush': return void this.receiver.flushed().then(() => this.send({ op: 'flushed', id: this.id }), (e: Error) => this.fail('transfer', e));
-        case 'commit': return this.decide('commit');
-        case 'abort': return this.decide(new Error(`the source aborted: ${typeof m.reason === 'string' ? m.reason.slice(0, 500) : 'no reason'}`));
-        default: throw new ProtocolError(`unexpected message ${m.op}`);
+        case 'flush':
+          return void this.receiver.flushed().then(
+            () => this.send({ op: 'flushed', id: this.id }),
+            (e: Error) => this.fail('transfer', e),
+          );
+        case 'commit':
+          return this.decide('commit');
+        case 'abort':
+          return this.decide(
+            new Error(`the source aborted: ${typeof m.reason === 'string' ? m.reason.slice(0, 500) : 'no reason'}`),
+          );
+        default:
+          throw new ProtocolError(`unexpected message ${m.op}`);
       }
     } catch (e) {
       void this.fail('protocol', e as Error);
@@ -133,7 +172,8 @@ export class TargetSession {
   /** The channel ended: without a commit the migration is off. */
   onClose(): void {
     this.decide(new Error('the connection to the source was lost before its commit'));
-    if (this.outcome.state === 'receiving') void this.fail('transfer', new Error('the connection to the source was lost'));
+    if (this.outcome.state === 'receiving')
+      void this.fail('transfer', new Error('the connection to the source was lost'));
   }
 
   private decide(d: 'commit' | Error) {
@@ -156,10 +196,18 @@ export class TargetSession {
    */
   private async startPageServer(): Promise<void> {
     try {
-      if (this.mode !== 'precopy' || this.pageServer || this.outcome.state !== 'receiving') throw new ProtocolError('page-server: not a pre-copy, or asked twice or late');
+      if (this.mode !== 'precopy' || this.pageServer || this.outcome.state !== 'receiving')
+        throw new ProtocolError('page-server: not a pre-copy, or asked twice or late');
       this.step = 'transfer';
       const address = hostAddress(this.ch.socket.localAddress);
-      const ps = await criu.pageServer({ imagesDir: this.imagesDir, workDir: this.dir, logFile: 'page-server.log', address, port: 0, tls: this.tls! });
+      const ps = await criu.pageServer({
+        imagesDir: this.imagesDir,
+        workDir: this.dir,
+        logFile: 'page-server.log',
+        address,
+        port: 0,
+        tls: this.tls!,
+      });
       this.pageServer = ps;
       if (this.finished) return void (await ps.close());
       const stop = this.startMeter(() => this.pageFileBytes());
@@ -179,7 +227,8 @@ export class TargetSession {
   private async pageFileBytes(): Promise<number> {
     let n = 0;
     for (const f of await fs.promises.readdir(this.imagesDir).catch(() => [])) {
-      if (/^pages-\d+\.img$/.test(f)) n += (await fs.promises.stat(path.join(this.imagesDir, f)).catch(() => ({ size: 0 }))).size;
+      if (/^pages-\d+\.img$/.test(f))
+        n += (await fs.promises.stat(path.join(this.imagesDir, f)).catch(() => ({ size: 0 }))).size;
     }
     return n;
   }
@@ -188,10 +237,13 @@ export class TargetSession {
   private startMeter(count: () => Promise<number>): () => void {
     let last = 0;
     this.meter = setInterval(() => {
-      void count().then((bytes) => {
-        if (bytes > last && this.meter) this.send({ op: 'pages-received', id: this.id, bytes });
-        last = Math.max(last, bytes);
-      }, () => undefined);
+      void count().then(
+        (bytes) => {
+          if (bytes > last && this.meter) this.send({ op: 'pages-received', id: this.id, bytes });
+          last = Math.max(last, bytes);
+        },
+        () => undefined,
+      );
     }, METER_MS);
     this.meter.unref();
     return () => {
@@ -224,7 +276,12 @@ export class TargetSession {
       this.step = 'restore';
       if (this.mode === 'postcopy') {
         if (!this.lazySource) throw new ProtocolError('restore: the source did not say where its pages are');
-        this.lazy = await criu.lazyPages({ imagesDir: this.imagesDir, workDir: this.dir, pageServer: { ...this.lazySource, tls: this.tls! }, ...this.flags });
+        this.lazy = await criu.lazyPages({
+          imagesDir: this.imagesDir,
+          workDir: this.dir,
+          pageServer: { ...this.lazySource, tls: this.tls! },
+          ...this.flags,
+        });
       }
     })();
     return this.preparing;
@@ -272,10 +329,20 @@ export class TargetSession {
     this.send({ op: 'ready', id: this.id, pid: pid ?? 0 });
     if (this.decided === 'commit') return this.set('committed');
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no commit from the source within ${this.cfg.commitTimeoutMs} ms`)), this.cfg.commitTimeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no commit from the source within ${this.cfg.commitTimeoutMs} ms`)),
+        this.cfg.commitTimeoutMs,
+      );
       this.decision = {
-        resolve: () => { clearTimeout(timer); this.set('committed'); resolve(); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: () => {
+          clearTimeout(timer);
+          this.set('committed');
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
     });
   }
@@ -284,7 +351,9 @@ export class TargetSession {
   private async servePages(pid: number): Promise<void> {
     const lazy = this.lazy!;
     // What the daemon has read so far (pages plus CRIU's and TLS's headers), for progress.
-    const stop = this.startMeter(async () => Number(/^rchar: (\d+)$/m.exec(await fs.promises.readFile(`/proc/${lazy.pid}/io`, 'utf8'))?.[1] ?? 0));
+    const stop = this.startMeter(async () =>
+      Number(/^rchar: (\d+)$/m.exec(await fs.promises.readFile(`/proc/${lazy.pid}/io`, 'utf8'))?.[1] ?? 0),
+    );
     try {
       await lazy.exited.finally(stop);
       this.send({ op: 'pages-done', id: this.id, bytes: await lazyPageBytes(path.join(this.dir, 'lazy-pages.log')) });
@@ -293,8 +362,17 @@ export class TargetSession {
       // Without its lazy-pages daemon the process's missing pages would read as zeros: end it.
       // (The source keeps its stopped copy.)
       await killTree(pid);
-      this.send({ op: 'failed', id: this.id, step: 'pages', code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e), alive: alive(pid) });
-      this.cfg.log(`migration ${this.id}: page transfer failed after resume (${describe(e)}); the process here was killed`);
+      this.send({
+        op: 'failed',
+        id: this.id,
+        step: 'pages',
+        code: (e as { code?: string }).code ?? 'ERR_MIGRATION',
+        message: describe(e),
+        alive: alive(pid),
+      });
+      this.cfg.log(
+        `migration ${this.id}: page transfer failed after resume (${describe(e)}); the process here was killed`,
+      );
       await this.cleanup(false);
     }
   }
@@ -312,7 +390,14 @@ export class TargetSession {
     if (state === 'resumed') return;
     this.cfg.log(`migration ${this.id}: ${step} failed: ${describe(e)}`);
     this.set(this.decided instanceof Error ? 'aborted' : 'failed');
-    if (tell) this.send({ op: 'failed', id: this.id, step, code: (e as { code?: string }).code ?? 'ERR_MIGRATION', message: describe(e) });
+    if (tell)
+      this.send({
+        op: 'failed',
+        id: this.id,
+        step,
+        code: (e as { code?: string }).code ?? 'ERR_MIGRATION',
+        message: describe(e),
+      });
     await this.cleanup(false);
   }
 
@@ -324,7 +409,11 @@ export class TargetSession {
     await this.receiver.dispose();
     await this.release?.();
     if (!ok && this.addressAdded && this.move) {
-      await deleteAddress({ address: this.move.address, prefix: this.move.prefix, dev: this.move.targetDev ?? this.move.dev }).catch(() => false);
+      await deleteAddress({
+        address: this.move.address,
+        prefix: this.move.prefix,
+        dev: this.move.targetDev ?? this.move.dev,
+      }).catch(() => false);
       this.addressAdded = false;
     }
     await fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => undefined);

@@ -50,10 +50,14 @@ const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
 /** A self-signed X.509 v3 certificate (DER) for `key`, valid from a day ago for `days` days. */
 function selfSigned(key: crypto.KeyObject, pub: crypto.KeyObject, name: string, days: number): Buffer {
   const serial = crypto.randomBytes(16);
-  serial[0] = (serial[0] & 0x7f) | 0x40;  // positive, and no leading zero byte (DER is minimal)
+  serial[0] = (serial[0] & 0x7f) | 0x40; // positive, and no leading zero byte (DER is minimal)
   const cn = seq(der(0x31, seq(oid('2.5.4.3'), der(0x0c, Buffer.from(name, 'utf8')))));
   const now = Date.now();
-  const basicConstraints = seq(oid('2.5.29.19'), der(0x01, Buffer.from([0xff])), der(0x04, seq(der(0x01, Buffer.from([0xff])))));
+  const basicConstraints = seq(
+    oid('2.5.29.19'),
+    der(0x01, Buffer.from([0xff])),
+    der(0x04, seq(der(0x01, Buffer.from([0xff])))),
+  );
   const tbs = seq(
     der(0xa0, der(0x02, Buffer.from([2]))),
     der(0x02, serial),
@@ -75,7 +79,10 @@ function pem(label: string, body: Buffer): string {
 /** Make a fresh identity in `dir` (created 0700; the key file 0600). */
 export async function makeIdentity(dir: string, name = 'serverlessos', days = 2): Promise<TlsIdentity> {
   const { privateKey, publicKey } = await new Promise<crypto.KeyPairKeyObjectResult>((resolve, reject) =>
-    crypto.generateKeyPair('ec', { namedCurve: 'P-256' }, (e, pub, key) => (e ? reject(e) : resolve({ publicKey: pub, privateKey: key }))));
+    crypto.generateKeyPair('ec', { namedCurve: 'P-256' }, (e, pub, key) =>
+      e ? reject(e) : resolve({ publicKey: pub, privateKey: key }),
+    ),
+  );
   const certPem = pem('CERTIFICATE', selfSigned(privateKey, publicKey, name, days));
   await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
   const keyFile = path.join(dir, 'key.pem');
@@ -90,7 +97,11 @@ export async function makeIdentity(dir: string, name = 'serverlessos', days = 2)
  * self-signed) and write it to `file` as the only certificate trusted for that peer.
  */
 export async function trustPeer(file: string, certPem: unknown): Promise<string> {
-  if (typeof certPem !== 'string' || certPem.length > MAX_CERT_PEM || !/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/.test(certPem)) {
+  if (
+    typeof certPem !== 'string' ||
+    certPem.length > MAX_CERT_PEM ||
+    !/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/.test(certPem)
+  ) {
     throw new Error('the peer certificate is not one PEM certificate');
   }
   let x: crypto.X509Certificate;
@@ -100,7 +111,8 @@ export async function trustPeer(file: string, certPem: unknown): Promise<string>
     throw new Error(`the peer certificate cannot be parsed: ${(e as Error).message}`);
   }
   const now = Date.now();
-  if (Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now) throw new Error('the peer certificate is not valid now');
+  if (Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now)
+    throw new Error('the peer certificate is not valid now');
   if (!x.verify(x.publicKey)) throw new Error('the peer certificate is not self-signed');
   await fs.promises.writeFile(file, certPem, { mode: 0o644 });
   return file;

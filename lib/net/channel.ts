@@ -31,7 +31,10 @@ const T_DATA = 0x02;
 const T_PING = 0x03;
 
 /** Keep-alive: a ping every `intervalMs`; no frame at all for `timeoutMs` ends the channel (ETIMEDOUT). */
-export interface Liveness { intervalMs: number; timeoutMs: number }
+export interface Liveness {
+  intervalMs: number;
+  timeoutMs: number;
+}
 export const DEFAULT_LIVENESS: Liveness = { intervalMs: 1000, timeoutMs: 15_000 };
 
 /** A channel failure: `ERR_AUTH`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_PEER_REFUSED`, `ETIMEDOUT`, `ECONNRESET`, `ERR_CLOSED`, `ERR_WEAK_SECRET`. */
@@ -140,7 +143,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     super();
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onBytes(d));
-    socket.on('error', (e: NodeJS.ErrnoException) => this.end(new ChannelError(`connection failed: ${e.message}`, { code: e.code ?? 'ECONNRESET' })));
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      this.end(new ChannelError(`connection failed: ${e.message}`, { code: e.code ?? 'ECONNRESET' })),
+    );
     socket.on('close', () => this.end(new ChannelError('peer closed the connection', { code: 'ECONNRESET' })));
   }
 
@@ -184,7 +189,11 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
    * sees them. A peer that fails the handshake is told why and dropped;
    * `onRefused` hears about it (for logs).
    */
-  static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: { timeoutMs?: number; liveness?: Liveness; onRefused?: (e: ChannelError, peer: string) => void } = {}): net.Server {
+  static server(
+    secretIn: Buffer | string,
+    onChannel: (ch: AuthChannel) => void,
+    opts: { timeoutMs?: number; liveness?: Liveness; onRefused?: (e: ChannelError, peer: string) => void } = {},
+  ): net.Server {
     const secret = toSecret(secretIn);
     return net.createServer((sock) => {
       const ch = new AuthChannel(sock);
@@ -202,7 +211,10 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   private async handshake(role: 'client' | 'server', secret: Buffer, timeoutMs: number): Promise<void> {
-    const timer = setTimeout(() => this.destroy(new ChannelError('peer did not complete the handshake in time', { code: 'ETIMEDOUT' })), timeoutMs);
+    const timer = setTimeout(
+      () => this.destroy(new ChannelError('peer did not complete the handshake in time', { code: 'ETIMEDOUT' })),
+      timeoutMs,
+    );
     try {
       const mine = crypto.randomBytes(32);
       this.writeFrame(T_HELLO, Buffer.from(JSON.stringify({ v: VERSION, role, nonce: mine.toString('hex') })));
@@ -241,23 +253,34 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       throw new ChannelError('handshake hello is not JSON', { code: 'ERR_BAD_FRAME' });
     }
     const o = v as Record<string, unknown>;
-    if (!o || typeof o !== 'object') throw new ChannelError('handshake hello must be an object', { code: 'ERR_BAD_FRAME' });
-    if (o.v !== VERSION) throw new ChannelError(`unsupported channel version ${String(o.v)} (this side speaks ${VERSION})`, { code: 'ERR_VERSION' });
-    if (o.role === role || (o.role !== 'client' && o.role !== 'server')) throw new ChannelError('handshake roles do not match', { code: 'ERR_BAD_FRAME' });
-    if (typeof o.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(o.nonce)) throw new ChannelError('handshake nonce malformed', { code: 'ERR_BAD_FRAME' });
+    if (!o || typeof o !== 'object')
+      throw new ChannelError('handshake hello must be an object', { code: 'ERR_BAD_FRAME' });
+    if (o.v !== VERSION)
+      throw new ChannelError(`unsupported channel version ${String(o.v)} (this side speaks ${VERSION})`, {
+        code: 'ERR_VERSION',
+      });
+    if (o.role === role || (o.role !== 'client' && o.role !== 'server'))
+      throw new ChannelError('handshake roles do not match', { code: 'ERR_BAD_FRAME' });
+    if (typeof o.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(o.nonce))
+      throw new ChannelError('handshake nonce malformed', { code: 'ERR_BAD_FRAME' });
     return Buffer.from(o.nonce, 'hex');
   }
 
   private nextPre(type: number): Promise<Buffer> {
     const check = (f: { type: number; payload: Buffer }): Buffer => {
-      if (f.type === T_REFUSE) throw new ChannelError(`peer refused: ${f.payload.toString('utf8').slice(0, 200)}`, { code: 'ERR_AUTH' });
-      if (f.type !== type) throw new ChannelError(`unexpected frame type ${f.type} during the handshake`, { code: 'ERR_BAD_FRAME' });
+      if (f.type === T_REFUSE)
+        throw new ChannelError(`peer refused: ${f.payload.toString('utf8').slice(0, 200)}`, { code: 'ERR_AUTH' });
+      if (f.type !== type)
+        throw new ChannelError(`unexpected frame type ${f.type} during the handshake`, { code: 'ERR_BAD_FRAME' });
       return f.payload;
     };
     const queued = this.preQueue.shift();
     if (queued) return Promise.resolve().then(() => check(queued));
-    if (this.closedWith !== undefined) return Promise.reject(this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
-    return new Promise<{ type: number; payload: Buffer }>((resolve, reject) => (this.pre = { resolve, reject })).then(check);
+    if (this.closedWith !== undefined)
+      return Promise.reject(this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
+    return new Promise<{ type: number; payload: Buffer }>((resolve, reject) => (this.pre = { resolve, reject })).then(
+      check,
+    );
   }
 
   private lastFrameAt = Date.now();
@@ -267,7 +290,11 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       if (this.closedWith !== undefined) return clearInterval(timer);
       if (Date.now() - this.lastFrameAt > l.timeoutMs) {
         clearInterval(timer);
-        return this.destroy(new ChannelError(`nothing from the peer for ${l.timeoutMs} ms (network cut or peer hung)`, { code: 'ETIMEDOUT' }));
+        return this.destroy(
+          new ChannelError(`nothing from the peer for ${l.timeoutMs} ms (network cut or peer hung)`, {
+            code: 'ETIMEDOUT',
+          }),
+        );
       }
       if (!this.congested) this.sendAuthed(T_PING, Buffer.alloc(0));
     }, l.intervalMs);
@@ -279,7 +306,10 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     const list = Array.isArray(parts) ? parts : [parts];
     const h = Buffer.allocUnsafe(HEADER);
     h.writeUInt8(type, 0);
-    h.writeUInt32BE(list.reduce((n, b) => n + b.length, 0), 1);
+    h.writeUInt32BE(
+      list.reduce((n, b) => n + b.length, 0),
+      1,
+    );
     this.socket.cork();
     this.socket.write(h);
     for (const b of list) if (b.length) this.socket.write(b);
@@ -309,7 +339,12 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       const type = h.readUInt8(0);
       const len = h.readUInt32BE(1);
       const limit = type === T_DATA ? MAX_DATA + 4 : type === T_MESSAGE ? MAX_MESSAGE : 4096;
-      if (len > limit) return this.destroy(new ChannelError(`frame of ${len} bytes over the ${limit}-byte limit for its type`, { code: 'ERR_FRAME_TOO_LARGE' }));
+      if (len > limit)
+        return this.destroy(
+          new ChannelError(`frame of ${len} bytes over the ${limit}-byte limit for its type`, {
+            code: 'ERR_FRAME_TOO_LARGE',
+          }),
+        );
       const authed = type === T_MESSAGE || type === T_DATA || type === T_PING;
       const total = HEADER + len + (authed ? MAC_LEN : 0);
       if (this.inbox.length < total) return;
@@ -318,7 +353,10 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       this.inbox.take(HEADER);
       const payload = this.inbox.take(len);
       if (!authed) {
-        if (this.ready) return this.destroy(new ChannelError(`unexpected frame type ${type} after the handshake`, { code: 'ERR_BAD_FRAME' }));
+        if (this.ready)
+          return this.destroy(
+            new ChannelError(`unexpected frame type ${type} after the handshake`, { code: 'ERR_BAD_FRAME' }),
+          );
         const f = { type, payload };
         if (this.pre) {
           const p = this.pre;
@@ -329,7 +367,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       }
       const mac = this.inbox.take(MAC_LEN);
       if (!crypto.timingSafeEqual(mac, this.frameMac(this.recvKey, this.recvSeq, type, payload))) {
-        return this.destroy(new ChannelError('frame failed authentication (tampered, replayed or out of order)', { code: 'ERR_AUTH' }));
+        return this.destroy(
+          new ChannelError('frame failed authentication (tampered, replayed or out of order)', { code: 'ERR_AUTH' }),
+        );
       }
       this.recvSeq++;
       this.lastFrameAt = Date.now();
@@ -342,7 +382,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
           return this.destroy(new ChannelError('message is not JSON', { code: 'ERR_BAD_FRAME' }));
         }
         if (v === null || typeof v !== 'object' || Array.isArray(v) || typeof (v as Message).op !== 'string') {
-          return this.destroy(new ChannelError('message must be an object with a string op', { code: 'ERR_BAD_FRAME' }));
+          return this.destroy(
+            new ChannelError('message must be an object with a string op', { code: 'ERR_BAD_FRAME' }),
+          );
         }
         this.emit('message', v as Message);
       } else {
@@ -353,7 +395,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   private sendAuthed(type: number, payload: Buffer | Buffer[]): boolean {
-    if (this.closedWith !== undefined) throw this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' });
+    if (this.closedWith !== undefined)
+      throw this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' });
     const mac = this.frameMac(this.sendKey, this.sendSeq++, type, payload);
     return this.writeFrame(type, payload, mac);
   }
@@ -361,7 +404,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   /** Send one JSON message. Throws ChannelError if the channel has ended or the message is too large. */
   send(msg: Message): void {
     const p = Buffer.from(JSON.stringify(msg));
-    if (p.length > MAX_MESSAGE) throw new ChannelError(`message of ${p.length} bytes over ${MAX_MESSAGE}`, { code: 'ERR_FRAME_TOO_LARGE' });
+    if (p.length > MAX_MESSAGE)
+      throw new ChannelError(`message of ${p.length} bytes over ${MAX_MESSAGE}`, { code: 'ERR_FRAME_TOO_LARGE' });
     this.sendAuthed(T_MESSAGE, p);
   }
 
@@ -370,7 +414,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
    * Resolves when the socket can take more (backpressure); rejects if the channel ends.
    */
   async sendData(stream: number, data: Buffer): Promise<void> {
-    if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff) throw argType('stream must be a 32-bit unsigned integer');
+    if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff)
+      throw argType('stream must be a 32-bit unsigned integer');
     for (let off = 0; off < data.length || (off === 0 && data.length === 0); off += MAX_DATA) {
       const id = Buffer.allocUnsafe(4);
       id.writeUInt32BE(stream, 0);
@@ -384,7 +429,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       const done = () => {
         this.socket.off('drain', done);
         this.off('close', done);
-        if (this.closedWith !== undefined) reject(this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
+        if (this.closedWith !== undefined)
+          reject(this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
         else resolve();
       };
       this.socket.on('drain', done);

@@ -16,7 +16,11 @@
 import crypto from 'node:crypto';
 import { HandshakeError } from './handshake.js';
 
-export interface Window { addr: number; rkey: number; length: number }
+export interface Window {
+  addr: number;
+  rkey: number;
+  length: number;
+}
 
 const VERSION = 1;
 const REQ_LEN = 49;
@@ -33,7 +37,15 @@ function mac(secret: Buffer, label: string, qpNum: number, ...parts: Buffer[]): 
 }
 
 function putWindow(b: Buffer, at: number, w: Window): void {
-  if (!Number.isSafeInteger(w.addr) || w.addr < 0 || !Number.isSafeInteger(w.length) || w.length < 0 || !Number.isInteger(w.rkey) || w.rkey < 0 || w.rkey > 0xffffffff)
+  if (
+    !Number.isSafeInteger(w.addr) ||
+    w.addr < 0 ||
+    !Number.isSafeInteger(w.length) ||
+    w.length < 0 ||
+    !Number.isInteger(w.rkey) ||
+    w.rkey < 0 ||
+    w.rkey > 0xffffffff
+  )
     throw new HandshakeError('ERR_BAD_FRAME', 'window fields out of range');
   b.writeBigUInt64LE(BigInt(w.addr), at);
   b.writeUInt32LE(w.rkey, at + 8);
@@ -43,7 +55,8 @@ function putWindow(b: Buffer, at: number, w: Window): void {
 function getWindow(b: Buffer, at: number): Window {
   const addr = b.readBigUInt64LE(at);
   const length = b.readBigUInt64LE(at + 12);
-  if (addr > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER)) throw new HandshakeError('ERR_BAD_FRAME', 'window fields out of range');
+  if (addr > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new HandshakeError('ERR_BAD_FRAME', 'window fields out of range');
   return { addr: Number(addr), rkey: b.readUInt32LE(at + 8), length: Number(length) };
 }
 
@@ -57,12 +70,15 @@ function check(data: Buffer | undefined, len: number, what: string): Buffer {
 /** Nonces of accepted requests, remembered as long as a replay of them could pass the time check. */
 export class NonceCache {
   private readonly seen = new Map<string, number>();
-  constructor(private readonly ttlMs: number, private readonly max = 65536) {}
+  constructor(
+    private readonly ttlMs: number,
+    private readonly max = 65536,
+  ) {}
   /** false when the nonce was seen (a replay). */
   add(nonce: Buffer, nowMs: number): boolean {
     for (const [k, until] of this.seen) {
       if (until > nowMs && this.seen.size < this.max) break;
-      this.seen.delete(k);  // oldest first (insertion order)
+      this.seen.delete(k); // oldest first (insertion order)
     }
     const k = nonce.toString('hex');
     if (this.seen.has(k)) return false;
@@ -72,7 +88,13 @@ export class NonceCache {
 }
 
 /** The client's request: its window, for its QP `qpNum`. */
-export function encodeRequest(secret: Buffer, qpNum: number, w: Window, nowMs = Date.now(), nonce = crypto.randomBytes(8)): Buffer {
+export function encodeRequest(
+  secret: Buffer,
+  qpNum: number,
+  w: Window,
+  nowMs = Date.now(),
+  nonce = crypto.randomBytes(8),
+): Buffer {
   const b = Buffer.alloc(REQ_LEN);
   b[0] = VERSION;
   b.writeUInt32LE(Math.floor(nowMs / 1000) >>> 0, 1);
@@ -83,12 +105,20 @@ export function encodeRequest(secret: Buffer, qpNum: number, w: Window, nowMs = 
 }
 
 /** The server's check of a request that came from QP `qpNum`: the client's window and nonce, or a HandshakeError. */
-export function decodeRequest(secret: Buffer, qpNum: number, data: Buffer | undefined, seen: NonceCache, nowMs = Date.now(), maxSkewS = 60): { window: Window; nonce: Buffer } {
+export function decodeRequest(
+  secret: Buffer,
+  qpNum: number,
+  data: Buffer | undefined,
+  seen: NonceCache,
+  nowMs = Date.now(),
+  maxSkewS = 60,
+): { window: Window; nonce: Buffer } {
   const b = check(data, REQ_LEN, 'request');
   if (!crypto.timingSafeEqual(b.subarray(33, 49), mac(secret, 'sos-rdma-cm-req', qpNum, b.subarray(0, 33))))
     throw new HandshakeError('ERR_AUTH', 'peer failed authentication (wrong secret or tampered parameters)');
   const t = b.readUInt32LE(1);
-  if (Math.abs(t - Math.floor(nowMs / 1000)) > maxSkewS) throw new HandshakeError('ERR_STALE', `request time is more than ${maxSkewS} s off`);
+  if (Math.abs(t - Math.floor(nowMs / 1000)) > maxSkewS)
+    throw new HandshakeError('ERR_STALE', `request time is more than ${maxSkewS} s off`);
   const nonce = Buffer.from(b.subarray(5, 13));
   if (!seen.add(nonce, nowMs)) throw new HandshakeError('ERR_REPLAY', 'request was seen before');
   return { window: getWindow(b, 13), nonce };

@@ -46,23 +46,44 @@ interface RawCmId {
   isClosed(): boolean;
 }
 interface RawCmEvent {
-  type: string; status: number; id: RawCmId; listenId?: RawCmId; privateData?: Buffer;
-  qpNum?: number; responderResources?: number; initiatorDepth?: number;
+  type: string;
+  status: number;
+  id: RawCmId;
+  listenId?: RawCmId;
+  privateData?: Buffer;
+  qpNum?: number;
+  responderResources?: number;
+  initiatorDepth?: number;
 }
 interface RawCm {
   RdmaCmChannel: new () => RawCmChannel;
   RdmaCmId: new (channel: RawCmChannel) => RawCmId;
   cmStatus(): { library: boolean; reason?: string };
-  ACCESS_LOCAL_WRITE: number; ACCESS_REMOTE_WRITE: number; ACCESS_REMOTE_READ: number; ACCESS_REMOTE_ATOMIC: number;
+  ACCESS_LOCAL_WRITE: number;
+  ACCESS_REMOTE_WRITE: number;
+  ACCESS_REMOTE_READ: number;
+  ACCESS_REMOTE_ATOMIC: number;
 }
 const raw = (native as unknown as { rdma: RawCm }).rdma;
 
 /** Where an id is: its device once resolved or bound to a device address, and both ends. */
-export interface CmIdInfo { device?: string; port?: number; localAddress?: string; localPort?: number; peerAddress?: string; peerPort?: number }
+export interface CmIdInfo {
+  device?: string;
+  port?: number;
+  localAddress?: string;
+  localPort?: number;
+  peerAddress?: string;
+  peerPort?: number;
+}
 
 /** A connection-manager event, as delivered to `CmId`'s 'event' listeners. */
 export interface CmEvent {
-  type: string; status: number; privateData?: Buffer; qpNum?: number; responderResources?: number; initiatorDepth?: number;
+  type: string;
+  status: number;
+  privateData?: Buffer;
+  qpNum?: number;
+  responderResources?: number;
+  initiatorDepth?: number;
 }
 
 /** Connection parameters for connect() and accept(). */
@@ -98,7 +119,11 @@ export class CmError extends SystemError {
     const rejected = ev.type === 'REJECTED';
     const errno = rejected ? os.constants.errno.ECONNREFUSED : ev.status < 0 ? -ev.status : os.constants.errno.EIO;
     const code = errnoNames.get(errno) ?? 'EIO';
-    super(`${syscall} failed: ${ev.type}${rejected ? ` (reason ${ev.status})` : ` (${code})`}`, { code, errno: -errno, syscall });
+    super(`${syscall} failed: ${ev.type}${rejected ? ` (reason ${ev.status})` : ` (${code})`}`, {
+      code,
+      errno: -errno,
+      syscall,
+    });
     this.event = ev.type;
     if (ev.privateData) this.privateData = ev.privateData;
   }
@@ -145,7 +170,7 @@ export class CmEventChannel implements Disposable {
   close(): void {
     if (this.closed) return;
     const ids = [...this.ids.values()];
-    this.raw.close();  // the native tree closes every id first
+    this.raw.close(); // the native tree closes every id first
     for (const id of ids) id.closedUnder();
     this.ids.clear();
     busyChannels.delete(this);
@@ -174,7 +199,9 @@ export class CmEventChannel implements Disposable {
       if (!listener || !listener.deliverRequest(req)) {
         try {
           rid.reject();
-        } catch { /* the peer sees a timeout instead */ }
+        } catch {
+          /* the peer sees a timeout instead */
+        }
         req.close();
       }
       return;
@@ -183,7 +210,13 @@ export class CmEventChannel implements Disposable {
   }
 }
 
-interface Waiter { ok: string[]; syscall: string; resolve: (ev: CmEvent) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout }
+interface Waiter {
+  ok: string[];
+  syscall: string;
+  resolve: (ev: CmEvent) => void;
+  reject: (e: Error) => void;
+  timer?: NodeJS.Timeout;
+}
 
 /**
  * A communication id. Events: 'request' (a listening id got a connection
@@ -199,7 +232,11 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   private connected = false;
   private isClosed = false;
   /** @internal */
-  constructor(readonly channel: CmEventChannel, private readonly raw: RawCmId, request?: CmEvent) {
+  constructor(
+    readonly channel: CmEventChannel,
+    private readonly raw: RawCmId,
+    request?: CmEvent,
+  ) {
     super();
     if (request) this.request = request;
     channel.register(raw, this);
@@ -221,7 +258,8 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   async resolve(host: string, port: number, options: { timeoutMs?: number; source?: string } = {}): Promise<void> {
     const o = object('options', options);
     const timeoutMs = integer('options.timeoutMs', o.timeoutMs ?? 2000, 1, 600_000);
-    if (o.source !== undefined && typeof o.source !== 'string') throw argType('options.source must be an address string');
+    if (o.source !== undefined && typeof o.source !== 'string')
+      throw argType('options.source must be an address string');
     integer('port', port, 1, 65535);
     this.live();
     const addr = this.wait(['ADDR_RESOLVED'], 'rdma_resolve_addr', timeoutMs + 5000);
@@ -245,14 +283,16 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     this.step(() => this.raw.connect({ ...o.param, qpNum: qp.qpNum }));
     const ev = await answer;
     try {
-      this.initQp(qp, o.access);  // again, now with the attributes the CM negotiated
+      this.initQp(qp, o.access); // again, now with the attributes the CM negotiated
       qp.modify(this.raw.qpAttr('RTR'));
       qp.modify(this.raw.qpAttr('RTS'));
       this.raw.establish();
     } catch (e) {
       try {
         this.raw.reject();
-      } catch { /* already gone */ }
+      } catch {
+        /* already gone */
+      }
       throw e;
     }
     this.connected = true;
@@ -289,7 +329,8 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   async accept(qp: QueuePair, options: CmConnectOptions = {}): Promise<void> {
     const o = this.connOptions(options);
     this.live();
-    if (!this.request) throw new StateError('accept() is for ids from a connection request', { code: 'ERR_UNSUPPORTED' });
+    if (!this.request)
+      throw new StateError('accept() is for ids from a connection request', { code: 'ERR_UNSUPPORTED' });
     this.initQp(qp, o.access);
     qp.modify(this.raw.qpAttr('RTR'));
     qp.modify(this.raw.qpAttr('RTS'));
@@ -303,7 +344,8 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   /** Refuse this id's connection request (the peer's connect() fails with ECONNREFUSED), then close it. */
   reject(privateData?: Uint8Array): void {
     this.live();
-    if (privateData !== undefined && !(privateData instanceof Uint8Array)) throw argType('privateData must be a Buffer or a Uint8Array');
+    if (privateData !== undefined && !(privateData instanceof Uint8Array))
+      throw argType('privateData must be a Buffer or a Uint8Array');
     this.step(() => this.raw.reject(privateData));
     this.close();
   }
@@ -317,7 +359,9 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     this.connected = false;
     try {
       this.raw.disconnect();
-    } catch { /* the peer went first */ }
+    } catch {
+      /* the peer went first */
+    }
     this.breakQp();
   }
 
@@ -374,22 +418,31 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     if (!qp || qp.closed) return;
     try {
       qp.modify({ state: 'ERR' });
-    } catch { /* closed meanwhile */ }
+    } catch {
+      /* closed meanwhile */
+    }
   }
   private live(): void {
     if (this.closed) throw closedError('rdma_cm id');
-    if (this.waiter) throw new StateError(`rdma_cm id is busy (${this.waiter.syscall} in progress)`, { code: 'ERR_BUSY' });
+    if (this.waiter)
+      throw new StateError(`rdma_cm id is busy (${this.waiter.syscall} in progress)`, { code: 'ERR_BUSY' });
   }
   private connOptions(options: CmConnectOptions): { param: object; access: number; timeoutMs: number } {
     const o = object('options', options);
     const u8 = (k: string, max: number, dflt: number) => integer(`options.${k}`, o[k] ?? dflt, 0, max);
-    if (o.privateData !== undefined && !(o.privateData instanceof Uint8Array)) throw argType('options.privateData must be a Buffer or a Uint8Array');
+    if (o.privateData !== undefined && !(o.privateData instanceof Uint8Array))
+      throw argType('options.privateData must be a Buffer or a Uint8Array');
     return {
       param: {
-        privateData: o.privateData, responderResources: u8('responderResources', 255, 255), initiatorDepth: u8('initiatorDepth', 255, 255),
-        retryCount: u8('retryCount', 7, 7), rnrRetryCount: u8('rnrRetryCount', 7, 7),
+        privateData: o.privateData,
+        responderResources: u8('responderResources', 255, 255),
+        initiatorDepth: u8('initiatorDepth', 255, 255),
+        retryCount: u8('retryCount', 7, 7),
+        rnrRetryCount: u8('rnrRetryCount', 7, 7),
       },
-      access: accessBits((o.access as Access[] | undefined) ?? ['local-write', 'remote-write', 'remote-read', 'remote-atomic']),
+      access: accessBits(
+        (o.access as Access[] | undefined) ?? ['local-write', 'remote-write', 'remote-read', 'remote-atomic'],
+      ),
       timeoutMs: integer('options.timeoutMs', o.timeoutMs ?? 10_000, 1, 600_000),
     };
   }
@@ -413,11 +466,21 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
     const p = new Promise<CmEvent>((resolve, reject) => {
       w = { ok, syscall, resolve, reject };
     });
-    w.timer = setTimeout(() => this.failWaiter(new SystemError(`${syscall}: no answer in ${timeoutMs} ms`, { code: 'ETIMEDOUT', errno: -os.constants.errno.ETIMEDOUT, syscall })), timeoutMs);
+    w.timer = setTimeout(
+      () =>
+        this.failWaiter(
+          new SystemError(`${syscall}: no answer in ${timeoutMs} ms`, {
+            code: 'ETIMEDOUT',
+            errno: -os.constants.errno.ETIMEDOUT,
+            syscall,
+          }),
+        ),
+      timeoutMs,
+    );
     w.timer.unref();
     this.waiter = w;
     this.channel.hold(1);
-    p.catch(() => undefined);  // a step that throws synchronously rejects it unobserved
+    p.catch(() => undefined); // a step that throws synchronously rejects it unobserved
     return p;
   }
   private settle(): void {

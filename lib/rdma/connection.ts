@@ -15,7 +15,15 @@ import { integer } from '../validate.js';
 import { HandshakeError, handshake, type Endpoint } from './handshake.js';
 import { CmError, CmEventChannel, type CmId } from './cm.js';
 import { NonceCache, decodeReply, decodeRequest, encodeReply, encodeRequest, requestNonce } from './cm-auth.js';
-import { Context, type Completion, type CompletionChannel, type CompletionQueue, type MemoryRegion, type ProtectionDomain, type QueuePair } from './index.js';
+import {
+  Context,
+  type Completion,
+  type CompletionChannel,
+  type CompletionQueue,
+  type MemoryRegion,
+  type ProtectionDomain,
+  type QueuePair,
+} from './index.js';
 
 export interface ConnectionOptions {
   /** RDMA device (e.g. 'rxe0'). */
@@ -37,10 +45,16 @@ function secretOf(o: ConnectionOptions): Buffer {
   return secret;
 }
 
-interface Pending { resolve: (c: Completion) => void; reject: (e: Error) => void }
+interface Pending {
+  resolve: (c: Completion) => void;
+  reject: (e: Error) => void;
+}
 
 /** What tells a connection that its peer is gone, and ends that link: a TCP socket or an rdma_cm id. */
-interface Control { onLoss(f: () => void): void; destroy(): void }
+interface Control {
+  onLoss(f: () => void): void;
+  destroy(): void;
+}
 
 function socketControl(sock: net.Socket): Control {
   sock.on('error', () => sock.destroy());
@@ -59,7 +73,10 @@ function cmControl(id: CmId, done: () => void): Control {
 }
 
 /** Accepting rdma_cm connections: close() stops listening (established connections stay). */
-export interface CmListener { readonly port: number; close(): void }
+export interface CmListener {
+  readonly port: number;
+  close(): void;
+}
 
 const replays = new NonceCache(150_000);
 
@@ -98,18 +115,41 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
   private closed = false;
   private readonly ownsMemory: boolean;
 
-  private constructor(parts: { ctx: Context; pd: ProtectionDomain; channel: CompletionChannel; cq: CompletionQueue; qp: QueuePair; mr: MemoryRegion; memory: Region; ownsMemory: boolean; remote: Endpoint; control: Control }) {
+  private constructor(parts: {
+    ctx: Context;
+    pd: ProtectionDomain;
+    channel: CompletionChannel;
+    cq: CompletionQueue;
+    qp: QueuePair;
+    mr: MemoryRegion;
+    memory: Region;
+    ownsMemory: boolean;
+    remote: Endpoint;
+    control: Control;
+  }) {
     super();
-    ({ ctx: this.ctx, pd: this.pd, channel: this.channel, cq: this.cq, qp: this.qp, mr: this.mr, memory: this.memory, ownsMemory: this.ownsMemory, remote: this.remote } = parts);
+    ({
+      ctx: this.ctx,
+      pd: this.pd,
+      channel: this.channel,
+      cq: this.cq,
+      qp: this.qp,
+      mr: this.mr,
+      memory: this.memory,
+      ownsMemory: this.ownsMemory,
+      remote: this.remote,
+    } = parts);
     this.control = parts.control;
-    this.control.onLoss(() => this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })));
+    this.control.onLoss(() =>
+      this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })),
+    );
     void this.drain();
   }
   private readonly control: Control;
 
   /** Connect to a listening peer. */
   static async connect(host: string, port: number, options: ConnectionOptions): Promise<RdmaConnection> {
-    secretOf(options);  // refuse a bad secret before touching the network
+    secretOf(options); // refuse a bad secret before touching the network
     const sock = net.connect({ host, port });
     await new Promise<void>((res, rej) => {
       sock.once('connect', res);
@@ -119,7 +159,13 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
   }
 
   /** Accept connections on host:port; each authenticated peer becomes a connection. */
-  static listen(host: string, port: number, options: ConnectionOptions, onConnection: (c: RdmaConnection) => void, onError?: (e: Error) => void): Promise<net.Server> {
+  static listen(
+    host: string,
+    port: number,
+    options: ConnectionOptions,
+    onConnection: (c: RdmaConnection) => void,
+    onError?: (e: Error) => void,
+  ): Promise<net.Server> {
     const server = net.createServer((sock) => {
       RdmaConnection.establish(sock, 'server', options).then(onConnection, (e: Error) => {
         sock.destroy();
@@ -137,11 +183,16 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
    * is resolved to a route (and `options.device`, if not given, to the device
    * on that route); the windows travel authenticated in the CM's private data.
    */
-  static async connectCm(host: string, port: number, options: Omit<ConnectionOptions, 'device'> & { device?: string; timeoutMs?: number }): Promise<RdmaConnection> {
+  static async connectCm(
+    host: string,
+    port: number,
+    options: Omit<ConnectionOptions, 'device'> & { device?: string; timeoutMs?: number },
+  ): Promise<RdmaConnection> {
     const secret = secretOf(options as ConnectionOptions);
     const depth = integer('options.depth', options.depth ?? 128, 1, 4096);
     const timeoutMs = integer('options.timeoutMs', options.timeoutMs ?? 10_000, 1, 600_000);
-    if (options.device !== undefined && typeof options.device !== 'string') throw argType('options.device must be a string');
+    if (options.device !== undefined && typeof options.device !== 'string')
+      throw argType('options.device must be a string');
     const ch = new CmEventChannel();
     let ownsMemory = false;
     let memory: Region | undefined;
@@ -150,14 +201,22 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       const id = ch.createId();
       await id.resolve(host, port, { timeoutMs });
       ownsMemory = !(options.memory instanceof Region);
-      memory = options.memory instanceof Region ? options.memory : Region.anonymous(integer('options.memory', options.memory, 4096));
+      memory =
+        options.memory instanceof Region
+          ? options.memory
+          : Region.anonymous(integer('options.memory', options.memory, 4096));
       verbs = verbsFor(options.device ?? id.device ?? '', depth, memory);
-      const request = encodeRequest(secret, verbs.qp.qpNum, { addr: verbs.mr.addr, rkey: verbs.mr.rkey, length: verbs.mr.length });
+      const request = encodeRequest(secret, verbs.qp.qpNum, {
+        addr: verbs.mr.addr,
+        rkey: verbs.mr.rkey,
+        length: verbs.mr.length,
+      });
       let reply: { privateData?: Buffer; qpNum: number };
       try {
         reply = await id.connect(verbs.qp, { privateData: request, timeoutMs });
       } catch (e) {
-        const code = e instanceof CmError ? /^ERR_[A-Z_]+/.exec(e.privateData?.toString('latin1') ?? '')?.[0] : undefined;
+        const code =
+          e instanceof CmError ? /^ERR_[A-Z_]+/.exec(e.privateData?.toString('latin1') ?? '')?.[0] : undefined;
         if (code) throw new HandshakeError('ERR_PEER', `peer refused: ${code}`);
         throw e;
       }
@@ -178,14 +237,20 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
    * or '0.0.0.0'); each authenticated peer becomes a connection. A refused
    * peer gets the reason in the reject's private data; `onError` hears it too.
    */
-  static listenCm(host: string, port: number, options: Omit<ConnectionOptions, 'device'> & { device?: string }, onConnection: (c: RdmaConnection) => void, onError?: (e: Error) => void): CmListener {
+  static listenCm(
+    host: string,
+    port: number,
+    options: Omit<ConnectionOptions, 'device'> & { device?: string },
+    onConnection: (c: RdmaConnection) => void,
+    onError?: (e: Error) => void,
+  ): CmListener {
     const secret = secretOf(options as ConnectionOptions);
     const depth = integer('options.depth', options.depth ?? 128, 1, 4096);
     if (options.memory instanceof Region) {
       if (options.memory.closed) throw argType('options.memory is closed');
     } else integer('options.memory', options.memory, 4096);
     const ch = new CmEventChannel();
-    let open = 1;  // the listener, plus one per connection: the channel closes with the last
+    let open = 1; // the listener, plus one per connection: the channel closes with the last
     const release = () => {
       if (--open === 0) ch.close();
     };
@@ -200,7 +265,9 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
         if (!req.closed) {
           const code = (e as { code?: unknown }).code;
           try {
-            req.reject(Buffer.from(typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_REFUSED', 'latin1'));
+            req.reject(
+              Buffer.from(typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_REFUSED', 'latin1'),
+            );
           } catch {
             req.close();
           }
@@ -210,11 +277,20 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       try {
         const { window, nonce } = decodeRequest(secret, req.request?.qpNum ?? 0, req.request?.privateData, replays);
         verbs = verbsFor(options.device ?? req.device ?? '', depth, memory);
-        const reply = encodeReply(secret, nonce, verbs.qp.qpNum, { addr: verbs.mr.addr, rkey: verbs.mr.rkey, length: verbs.mr.length });
+        const reply = encodeReply(secret, nonce, verbs.qp.qpNum, {
+          addr: verbs.mr.addr,
+          rkey: verbs.mr.rkey,
+          length: verbs.mr.length,
+        });
         const v = verbs;
         req.accept(v.qp, { privateData: reply }).then(() => {
           open++;
-          const remote: Endpoint = { qpNum: req.request?.qpNum ?? 0, gid: mappedGid(req.info().peerAddress), psn: 0, ...window };
+          const remote: Endpoint = {
+            qpNum: req.request?.qpNum ?? 0,
+            gid: mappedGid(req.info().peerAddress),
+            psn: 0,
+            ...window,
+          };
           onConnection(new RdmaConnection({ ...v, memory, ownsMemory, remote, control: cmControl(req, release) }));
         }, refuse);
       } catch (e) {
@@ -239,7 +315,11 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     };
   }
 
-  private static async establish(sock: net.Socket, role: 'client' | 'server', o: ConnectionOptions): Promise<RdmaConnection> {
+  private static async establish(
+    sock: net.Socket,
+    role: 'client' | 'server',
+    o: ConnectionOptions,
+  ): Promise<RdmaConnection> {
     if (typeof o.device !== 'string') throw argType('options.device must be a string');
     const secret = secretOf(o);
     const gidIndex = integer('options.gidIndex', o.gidIndex ?? 1, 0);
@@ -251,7 +331,14 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       verbs = verbsFor(o.device, depth, memory);
       const { ctx, qp, mr } = verbs;
       const psn = crypto.randomInt(0, 0xffffff);
-      const mine: Endpoint = { qpNum: qp.qpNum, gid: ctx.queryGid(1, gidIndex), psn, addr: mr.addr, rkey: mr.rkey, length: mr.length };
+      const mine: Endpoint = {
+        qpNum: qp.qpNum,
+        gid: ctx.queryGid(1, gidIndex),
+        psn,
+        addr: mr.addr,
+        rkey: mr.rkey,
+        length: mr.length,
+      };
       const peer = await handshake(sock, role, secret, mine);
       qp.toInit();
       qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: gidIndex });
@@ -296,15 +383,30 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     integer('length', length, 1, 2 ** 31);
     integer('remoteOffset', remoteOffset);
     integer('localOffset', localOffset);
-    if (remoteOffset + length > this.remote.length) throw argRange(`[${remoteOffset}, +${length}) is outside the peer's window of ${this.remote.length} bytes`);
-    if (localOffset + length > this.mr.length) throw argRange(`[${localOffset}, +${length}) is outside the local window of ${this.mr.length} bytes`);
+    if (remoteOffset + length > this.remote.length)
+      throw argRange(`[${remoteOffset}, +${length}) is outside the peer's window of ${this.remote.length} bytes`);
+    if (localOffset + length > this.mr.length)
+      throw argRange(`[${localOffset}, +${length}) is outside the local window of ${this.mr.length} bytes`);
   }
 
-  private post(opcode: 'RDMA_READ' | 'RDMA_WRITE', remoteOffset: number, length: number, localOffset: number): Promise<Completion> {
+  private post(
+    opcode: 'RDMA_READ' | 'RDMA_WRITE',
+    remoteOffset: number,
+    length: number,
+    localOffset: number,
+  ): Promise<Completion> {
     const wrId = this.nextId++;
     const done = new Promise<Completion>((resolve, reject) => this.pending.set(wrId, { resolve, reject }));
     try {
-      this.qp.postSend([{ wrId, opcode, sge: [{ mr: this.mr, offset: localOffset, length }], remoteAddr: this.remote.addr + remoteOffset, rkey: this.remote.rkey }]);
+      this.qp.postSend([
+        {
+          wrId,
+          opcode,
+          sge: [{ mr: this.mr, offset: localOffset, length }],
+          remoteAddr: this.remote.addr + remoteOffset,
+          rkey: this.remote.rkey,
+        },
+      ]);
     } catch (e) {
       this.pending.delete(wrId);
       throw e;
@@ -319,14 +421,20 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       try {
         wcs = await this.cq.next(64);
       } catch {
-        return;  // closed while waiting
+        return; // closed while waiting
       }
       for (const c of wcs) {
         const p = this.pending.get(c.wrId);
         if (!p) continue;
         this.pending.delete(c.wrId);
         if (c.ok) p.resolve(c);
-        else p.reject(Object.assign(new Error(`RDMA ${c.opcode} failed: ${c.status}`), { code: 'ERR_RDMA_COMPLETION', status: c.status }));
+        else
+          p.reject(
+            Object.assign(new Error(`RDMA ${c.opcode} failed: ${c.status}`), {
+              code: 'ERR_RDMA_COMPLETION',
+              status: c.status,
+            }),
+          );
       }
     }
   }

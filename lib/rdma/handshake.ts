@@ -9,13 +9,23 @@
 import crypto from 'node:crypto';
 import type net from 'node:net';
 
-export interface Endpoint { qpNum: number; gid: string; psn: number; addr: number; rkey: number; length: number }
+export interface Endpoint {
+  qpNum: number;
+  gid: string;
+  psn: number;
+  addr: number;
+  rkey: number;
+  length: number;
+}
 
 const MAX_FRAME = 4096;
 const VERSION = 1;
 
 export class HandshakeError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'HandshakeError';
   }
@@ -41,17 +51,22 @@ class Frames {
   private failure: Error | null = null;
   constructor(sock: net.Socket, timeoutMs: number) {
     sock.setEncoding('utf8');
-    sock.setTimeout(timeoutMs, () => this.fail(new HandshakeError('ETIMEDOUT', 'peer did not complete the handshake in time')));
+    sock.setTimeout(timeoutMs, () =>
+      this.fail(new HandshakeError('ETIMEDOUT', 'peer did not complete the handshake in time')),
+    );
     sock.on('data', (d: string) => {
       this.buf += d;
       for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
         this.push(this.buf.slice(0, nl));
         this.buf = this.buf.slice(nl + 1);
       }
-      if (this.buf.length > MAX_FRAME) this.fail(new HandshakeError('ERR_FRAME_TOO_LARGE', `handshake frame over ${MAX_FRAME} bytes`));
+      if (this.buf.length > MAX_FRAME)
+        this.fail(new HandshakeError('ERR_FRAME_TOO_LARGE', `handshake frame over ${MAX_FRAME} bytes`));
     });
     sock.on('error', (e) => this.fail(e));
-    sock.on('close', () => this.fail(new HandshakeError('ECONNRESET', 'peer closed the connection during the handshake')));
+    sock.on('close', () =>
+      this.fail(new HandshakeError('ECONNRESET', 'peer closed the connection during the handshake')),
+    );
   }
   private push(l: string) {
     if (this.waiter) {
@@ -69,7 +84,8 @@ class Frames {
     }
   }
   async next(): Promise<Record<string, unknown>> {
-    const l = this.queue.shift() ?? (this.failure ? this.failure : await new Promise<string | Error>((r) => (this.waiter = r)));
+    const l =
+      this.queue.shift() ?? (this.failure ? this.failure : await new Promise<string | Error>((r) => (this.waiter = r)));
     if (l instanceof Error) throw l;
     let v: unknown;
     try {
@@ -77,17 +93,20 @@ class Frames {
     } catch {
       throw new HandshakeError('ERR_BAD_FRAME', 'handshake frame is not JSON');
     }
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new HandshakeError('ERR_BAD_FRAME', 'handshake frame must be an object');
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new HandshakeError('ERR_BAD_FRAME', 'handshake frame must be an object');
     const o = v as Record<string, unknown>;
     if (o.v !== VERSION) throw new HandshakeError('ERR_VERSION', `unsupported handshake version ${String(o.v)}`);
-    if (o.error !== undefined) throw new HandshakeError('ERR_PEER', `peer refused: ${typeof o.error === 'string' ? o.error : 'unspecified'}`);
+    if (o.error !== undefined)
+      throw new HandshakeError('ERR_PEER', `peer refused: ${typeof o.error === 'string' ? o.error : 'unspecified'}`);
     return o;
   }
 }
 
 function str(o: Record<string, unknown>, k: string, re: RegExp): string {
   const v = o[k];
-  if (typeof v !== 'string' || !re.test(v)) throw new HandshakeError('ERR_BAD_FRAME', `handshake field ${k} is missing or malformed`);
+  if (typeof v !== 'string' || !re.test(v))
+    throw new HandshakeError('ERR_BAD_FRAME', `handshake field ${k} is missing or malformed`);
   return v;
 }
 
@@ -96,15 +115,19 @@ function endpointOf(o: Record<string, unknown>): Endpoint {
   if (!e || typeof e !== 'object') throw new HandshakeError('ERR_BAD_FRAME', 'handshake has no endpoint');
   const u32 = (k: string) => {
     const v = e[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new HandshakeError('ERR_BAD_FRAME', `endpoint.${k} must be a 32-bit integer`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff)
+      throw new HandshakeError('ERR_BAD_FRAME', `endpoint.${k} must be a 32-bit integer`);
     return v;
   };
   const addr = e.addr;
   const length = e.length;
-  if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr < 0) throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.addr must be a safe integer');
-  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.length must be a safe integer');
+  if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr < 0)
+    throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.addr must be a safe integer');
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0)
+    throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.length must be a safe integer');
   const gid = e.gid;
-  if (typeof gid !== 'string' || gid.length > 64 || !/^[0-9a-fA-F:.]+$/.test(gid)) throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.gid must be an IPv6-form GID');
+  if (typeof gid !== 'string' || gid.length > 64 || !/^[0-9a-fA-F:.]+$/.test(gid))
+    throw new HandshakeError('ERR_BAD_FRAME', 'endpoint.gid must be an IPv6-form GID');
   return { qpNum: u32('qpNum') & 0xffffff, gid, psn: u32('psn') & 0xffffff, addr, rkey: u32('rkey'), length };
 }
 
@@ -112,7 +135,13 @@ function endpointOf(o: Record<string, unknown>): Endpoint {
  * Run the handshake on a connected socket. `role` is 'client' or 'server';
  * resolves with the peer's endpoint once both sides proved the secret.
  */
-export async function handshake(sock: net.Socket, role: 'client' | 'server', secret: Buffer, mine: Endpoint, timeoutMs = 10_000): Promise<Endpoint> {
+export async function handshake(
+  sock: net.Socket,
+  role: 'client' | 'server',
+  secret: Buffer,
+  mine: Endpoint,
+  timeoutMs = 10_000,
+): Promise<Endpoint> {
   if (secret.length < 16) throw new HandshakeError('ERR_WEAK_SECRET', 'the shared secret must be at least 16 bytes');
   const frames = new Frames(sock, timeoutMs);
   const send = (o: object) => sock.write(JSON.stringify({ v: VERSION, ...o }) + '\n');

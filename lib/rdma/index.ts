@@ -23,10 +23,20 @@ interface Raw {
     queryGid(port: number, index: number): string;
   };
   RdmaPd: new (ctx: object) => RawNode;
-  RdmaMr: new (pd: object, mem: object, offset: number, length: number, access: number) => RawNode & {
+  RdmaMr: new (
+    pd: object,
+    mem: object,
+    offset: number,
+    length: number,
+    access: number,
+  ) => RawNode & {
     info(): { addr: number; length: number; lkey: number; rkey: number };
   };
-  RdmaCq: new (ctx: object, cqe: number, channel?: object) => RawNode & {
+  RdmaCq: new (
+    ctx: object,
+    cqe: number,
+    channel?: object,
+  ) => RawNode & {
     poll(max?: number): readonly Completion[];
     pollSpin(max: number, spinMicros: number): readonly Completion[];
     pollInto(out: Float64Array | BigUint64Array, max?: number): number;
@@ -35,13 +45,21 @@ interface Raw {
   RdmaAh: new (pd: object, attrs: object) => RawNode;
   RdmaSrq: new (pd: object, attrs: object) => RawNode & { postRecv(wrs: readonly object[]): void };
   RdmaChannel: new (ctx: object) => RawNode & { start(cb: (cq: object) => void): void; ref(on: boolean): void };
-  RdmaQp: new (pd: object, sendCq: object, recvCq: object, opts: object) => RawNode & {
+  RdmaQp: new (
+    pd: object,
+    sendCq: object,
+    recvCq: object,
+    opts: object,
+  ) => RawNode & {
     info(): { qpNum: number; state: QpState; type: 'RC' | 'UD' };
     modify(attrs: QpAttributes): void;
     postSend(wrs: readonly object[]): void;
     postRecv(wrs: readonly object[]): void;
   };
-  RdmaPrepared: new (qp: object, wrs: readonly object[]) => RawNode & {
+  RdmaPrepared: new (
+    qp: object,
+    wrs: readonly object[],
+  ) => RawNode & {
     layout(): number[];
     read(ctl: Float64Array): void;
     post(ctl?: Float64Array, count?: number): void;
@@ -54,53 +72,133 @@ interface Raw {
   ACCESS_REMOTE_READ: number;
   ACCESS_REMOTE_ATOMIC: number;
 }
-interface RawNode { close(): void; isClosed(): boolean }
+interface RawNode {
+  close(): void;
+  isClosed(): boolean;
+}
 
 const raw = (nativeBinding as unknown as { rdma: Raw }).rdma;
 
-export interface DeviceInfo { name: string; guid: string; transport: 'ib' | 'iwarp' | 'other' }
+export interface DeviceInfo {
+  name: string;
+  guid: string;
+  transport: 'ib' | 'iwarp' | 'other';
+}
 export interface DeviceAttributes {
-  fwVer: string; vendorId: number; vendorPartId: number; maxMrSize: number; maxQp: number; maxQpWr: number;
-  maxSge: number; maxCq: number; maxCqe: number; maxMr: number; maxPd: number; maxQpRdAtom: number;
-  atomicCap: 'none' | 'hca' | 'glob'; physPortCnt: number;
+  fwVer: string;
+  vendorId: number;
+  vendorPartId: number;
+  maxMrSize: number;
+  maxQp: number;
+  maxQpWr: number;
+  maxSge: number;
+  maxCq: number;
+  maxCqe: number;
+  maxMr: number;
+  maxPd: number;
+  maxQpRdAtom: number;
+  atomicCap: 'none' | 'hca' | 'glob';
+  physPortCnt: number;
 }
 export interface PortAttributes {
   state: 'NOP' | 'DOWN' | 'INIT' | 'ARMED' | 'ACTIVE' | 'ACTIVE_DEFER' | 'UNKNOWN';
-  maxMtu: number; activeMtu: number; gidTblLen: number; lid: number; linkLayer: 'ethernet' | 'infiniband';
+  maxMtu: number;
+  activeMtu: number;
+  gidTblLen: number;
+  lid: number;
+  linkLayer: 'ethernet' | 'infiniband';
 }
 export type QpState = 'RESET' | 'INIT' | 'RTR' | 'RTS' | 'SQD' | 'SQE' | 'ERR';
 export type Access = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic';
 export interface QpAttributes {
-  state?: QpState; portNum?: number; pkeyIndex?: number; access?: number; qkey?: number; pathMtu?: number;
-  destQpNum?: number; rqPsn?: number; sqPsn?: number; maxDestRdAtomic?: number; maxRdAtomic?: number;
-  minRnrTimer?: number; timeout?: number; retryCnt?: number; rnrRetry?: number;
+  state?: QpState;
+  portNum?: number;
+  pkeyIndex?: number;
+  access?: number;
+  qkey?: number;
+  pathMtu?: number;
+  destQpNum?: number;
+  rqPsn?: number;
+  sqPsn?: number;
+  maxDestRdAtomic?: number;
+  maxRdAtomic?: number;
+  minRnrTimer?: number;
+  timeout?: number;
+  retryCnt?: number;
+  rnrRetry?: number;
   /** The peer's address vector (RoCE: its GID), with the local GID index and port used to reach it. */
-  dgid?: string; sgidIndex?: number; hopLimit?: number; ahPort?: number;
+  dgid?: string;
+  sgidIndex?: number;
+  hopLimit?: number;
+  ahPort?: number;
 }
 export interface Completion {
-  wrId: bigint; ok: boolean; status: string; opcode: string; byteLen: number; qpNum: number; srcQp: number; imm?: number;
+  wrId: bigint;
+  ok: boolean;
+  status: string;
+  opcode: string;
+  byteLen: number;
+  qpNum: number;
+  srcQp: number;
+  imm?: number;
 }
 /** An asynchronous event of the device: port up/down, QP or CQ errors. */
-export interface AsyncEvent { type: string; port?: number; qpNum?: number }
-export interface Sge { mr: MemoryRegion; offset?: number; length: number }
-export type SendOpcode = 'SEND' | 'SEND_WITH_IMM' | 'RDMA_WRITE' | 'RDMA_WRITE_WITH_IMM' | 'RDMA_READ' | 'ATOMIC_CMP_AND_SWP' | 'ATOMIC_FETCH_AND_ADD';
-export interface SendWr {
-  wrId?: number | bigint; opcode: SendOpcode; sge?: readonly Sge[]; signaled?: boolean; imm?: number;
-  remoteAddr?: number | bigint; rkey?: number; compareAdd?: number | bigint; swap?: number | bigint;
-  /** UD only: the destination of the datagram. */
-  ah?: AddressHandle; remoteQpn?: number; remoteQkey?: number;
+export interface AsyncEvent {
+  type: string;
+  port?: number;
+  qpNum?: number;
 }
-export interface RecvWr { wrId?: number | bigint; sge?: readonly Sge[] }
+export interface Sge {
+  mr: MemoryRegion;
+  offset?: number;
+  length: number;
+}
+export type SendOpcode =
+  | 'SEND'
+  | 'SEND_WITH_IMM'
+  | 'RDMA_WRITE'
+  | 'RDMA_WRITE_WITH_IMM'
+  | 'RDMA_READ'
+  | 'ATOMIC_CMP_AND_SWP'
+  | 'ATOMIC_FETCH_AND_ADD';
+export interface SendWr {
+  wrId?: number | bigint;
+  opcode: SendOpcode;
+  sge?: readonly Sge[];
+  signaled?: boolean;
+  imm?: number;
+  remoteAddr?: number | bigint;
+  rkey?: number;
+  compareAdd?: number | bigint;
+  swap?: number | bigint;
+  /** UD only: the destination of the datagram. */
+  ah?: AddressHandle;
+  remoteQpn?: number;
+  remoteQkey?: number;
+}
+export interface RecvWr {
+  wrId?: number | bigint;
+  sge?: readonly Sge[];
+}
 
 function accessBits(list: readonly Access[]): number {
   let bits = 0;
   for (const a of list) {
     switch (a) {
-      case 'local-write': bits |= raw.ACCESS_LOCAL_WRITE; break;
-      case 'remote-write': bits |= raw.ACCESS_REMOTE_WRITE; break;
-      case 'remote-read': bits |= raw.ACCESS_REMOTE_READ; break;
-      case 'remote-atomic': bits |= raw.ACCESS_REMOTE_ATOMIC; break;
-      default: throw argType(`unknown access flag ${String(a)}`);
+      case 'local-write':
+        bits |= raw.ACCESS_LOCAL_WRITE;
+        break;
+      case 'remote-write':
+        bits |= raw.ACCESS_REMOTE_WRITE;
+        break;
+      case 'remote-read':
+        bits |= raw.ACCESS_REMOTE_READ;
+        break;
+      case 'remote-atomic':
+        bits |= raw.ACCESS_REMOTE_ATOMIC;
+        break;
+      default:
+        throw argType(`unknown access flag ${String(a)}`);
     }
   }
   return bits;
@@ -168,7 +266,7 @@ export class Context extends Node {
   readonly channels = new Set<CompletionChannel>();
   override close(): void {
     super.close();
-    for (const ch of this.channels) ch.close();  // closed natively already: this settles awaited next()s
+    for (const ch of this.channels) ch.close(); // closed natively already: this settles awaited next()s
     this.channels.clear();
   }
 }
@@ -185,7 +283,10 @@ export class ProtectionDomain extends Node {
    * (memory of another library: the kernel checks it is mapped; with remote
    * access flags the peer can write it, so register only what it may).
    */
-  registerMemory(memory: Region | ArrayBuffer | ArrayBufferView | RawRange, options?: { offset?: number; length?: number; access?: Access[] }): MemoryRegion {
+  registerMemory(
+    memory: Region | ArrayBuffer | ArrayBufferView | RawRange,
+    options?: { offset?: number; length?: number; access?: Access[] },
+  ): MemoryRegion {
     return new MemoryRegion(this, memory, options);
   }
   /** An address handle: where UD datagrams go. */
@@ -200,36 +301,59 @@ export class ProtectionDomain extends Node {
   }
 }
 
-export interface RawRange { address: number | bigint; length: number }
+export interface RawRange {
+  address: number | bigint;
+  length: number;
+}
 
 export class AddressHandle extends Node {
   /** @internal */ readonly raw: RawNode;
-  constructor(readonly pd: ProtectionDomain, dest: { gid: string; sgidIndex?: number; hopLimit?: number; port?: number }) {
+  constructor(
+    readonly pd: ProtectionDomain,
+    dest: { gid: string; sgidIndex?: number; hopLimit?: number; port?: number },
+  ) {
     super();
     const d = object('dest', dest);
     if (typeof d.gid !== 'string') throw argType('dest.gid must be a GID string');
-    this.raw = new raw.RdmaAh(pd.raw, { dgid: d.gid, sgidIndex: d.sgidIndex ?? 1, hopLimit: d.hopLimit ?? 64, port: d.port ?? 1 });
+    this.raw = new raw.RdmaAh(pd.raw, {
+      dgid: d.gid,
+      sgidIndex: d.sgidIndex ?? 1,
+      hopLimit: d.hopLimit ?? 64,
+      port: d.port ?? 1,
+    });
   }
 }
 
 export class SharedReceiveQueue extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaSrq']>;
-  constructor(readonly pd: ProtectionDomain, options?: { maxWr?: number; maxSge?: number }) {
+  constructor(
+    readonly pd: ProtectionDomain,
+    options?: { maxWr?: number; maxSge?: number },
+  ) {
     super();
     this.raw = new raw.RdmaSrq(pd.raw, object('options', options));
   }
   /** Post receive buffers shared by every QP created with this SRQ. */
   postRecv(wrs: readonly RecvWr[]): void {
-    this.raw.postRecv(wrs);  // the binding reads the typed wrappers' native objects itself
+    this.raw.postRecv(wrs); // the binding reads the typed wrappers' native objects itself
   }
 }
 
 export class MemoryRegion extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaMr']>;
-  constructor(readonly pd: ProtectionDomain, memory: Region | ArrayBuffer | ArrayBufferView | RawRange, options?: { offset?: number; length?: number; access?: Access[] }) {
+  constructor(
+    readonly pd: ProtectionDomain,
+    memory: Region | ArrayBuffer | ArrayBufferView | RawRange,
+    options?: { offset?: number; length?: number; access?: Access[] },
+  ) {
     super();
     const o = object('options', options);
-    const size = memory instanceof Region ? memory.size : 'address' in memory ? integer('memory.length', memory.length, 1) : memory.byteLength;
+    const size =
+      memory instanceof Region
+        ? memory.size
+        : 'address' in memory
+          ? integer('memory.length', memory.length, 1)
+          : memory.byteLength;
     const offset = o.offset === undefined ? 0 : integer('options.offset', o.offset, 0, size);
     const length = o.length === undefined ? size - offset : integer('options.length', o.length, 1, size - offset);
     const access = accessBits((o.access as Access[] | undefined) ?? ['local-write', 'remote-write', 'remote-read']);
@@ -270,7 +394,7 @@ export class CompletionChannel extends Node {
   override close(): void {
     super.close();
     this.context.channels.delete(this);
-    for (const cq of this.cqs.values()) cq.wakeWaiters();  // a CQ closed under an awaited next() rejects it
+    for (const cq of this.cqs.values()) cq.wakeWaiters(); // a CQ closed under an awaited next() rejects it
     waitingChannels.delete(this);
   }
   /** @internal */ attach(cq: CompletionQueue): void {
@@ -288,9 +412,14 @@ export class CompletionChannel extends Node {
 export class CompletionQueue extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaCq']>;
   private waiters: (() => void)[] = [];
-  constructor(readonly context: Context, cqe: number, readonly channel?: CompletionChannel) {
+  constructor(
+    readonly context: Context,
+    cqe: number,
+    readonly channel?: CompletionChannel,
+  ) {
     super();
-    if (channel !== undefined && !(channel instanceof CompletionChannel)) throw argType('channel must be a CompletionChannel');
+    if (channel !== undefined && !(channel instanceof CompletionChannel))
+      throw argType('channel must be a CompletionChannel');
     this.raw = new raw.RdmaCq(context.raw, integer('cqe', cqe, 1), channel?.raw);
     channel?.attach(this);
   }
@@ -315,7 +444,7 @@ export class CompletionQueue extends Node {
    */
   pollSpin(max = 16, spinMicros = 100): Completion[] {
     const got = this.raw.pollSpin(integer('max', max, 1, 256), integer('spinMicros', spinMicros, 0, 100_000));
-    return got.length ? (got as Completion[]) : [];  // a fresh array: only poll() returns the shared empty one
+    return got.length ? (got as Completion[]) : []; // a fresh array: only poll() returns the shared empty one
   }
   /** Wait (on the event loop, through the completion channel) for at least one completion. */
   async next(max = 16): Promise<Completion[]> {
@@ -325,7 +454,7 @@ export class CompletionQueue extends Node {
       const now = this.poll(max);
       if (now.length) return now as Completion[];
       this.raw.requestNotify(false);
-      const raced = this.poll(max);  // completions that arrived before arming
+      const raced = this.poll(max); // completions that arrived before arming
       if (raced.length) return raced as Completion[];
       this.channel.hold(1);
       try {
@@ -348,18 +477,29 @@ export class CompletionQueue extends Node {
 }
 
 export interface QpOptions {
-  type?: 'RC' | 'UD'; maxSendWr?: number; maxRecvWr?: number; maxSendSge?: number; maxRecvSge?: number;
-  maxInlineData?: number; sigAll?: boolean;
+  type?: 'RC' | 'UD';
+  maxSendWr?: number;
+  maxRecvWr?: number;
+  maxSendSge?: number;
+  maxRecvSge?: number;
+  maxInlineData?: number;
+  sigAll?: boolean;
   /** Take receive buffers from this shared receive queue. */
   srq?: SharedReceiveQueue;
 }
 
 export class QueuePair extends Node {
   /** @internal */ readonly raw: InstanceType<Raw['RdmaQp']>;
-  constructor(readonly pd: ProtectionDomain, readonly sendCq: CompletionQueue, readonly recvCq: CompletionQueue, options?: QpOptions) {
+  constructor(
+    readonly pd: ProtectionDomain,
+    readonly sendCq: CompletionQueue,
+    readonly recvCq: CompletionQueue,
+    options?: QpOptions,
+  ) {
     super();
     const o = object('options', options);
-    if (o.srq !== undefined && !(o.srq instanceof SharedReceiveQueue)) throw argType('options.srq must be a SharedReceiveQueue');
+    if (o.srq !== undefined && !(o.srq instanceof SharedReceiveQueue))
+      throw argType('options.srq must be a SharedReceiveQueue');
     this.raw = new raw.RdmaQp(pd.raw, sendCq.raw, recvCq.raw, { ...o, srq: o.srq?.raw });
   }
   get qpNum(): number {
@@ -375,18 +515,33 @@ export class QueuePair extends Node {
   }
   /** RESET → INIT with the access this QP grants its peer. */
   toInit(options: { port?: number; access?: Access[] } = {}): void {
-    this.modify({ state: 'INIT', pkeyIndex: 0, portNum: options.port ?? 1, access: accessBits(options.access ?? ['local-write', 'remote-write', 'remote-read', 'remote-atomic']) });
+    this.modify({
+      state: 'INIT',
+      pkeyIndex: 0,
+      portNum: options.port ?? 1,
+      access: accessBits(options.access ?? ['local-write', 'remote-write', 'remote-read', 'remote-atomic']),
+    });
   }
   /**
    * INIT → RTR towards a peer (RoCE: its GID; GID index 1 is the IPv4-mapped RoCEv2 GID on rxe).
    * `maxDestRdAtomic` (default 1): RDMA READs and atomics the peer may have outstanding on this QP;
    * give it at least the peer's `maxRdAtomic`, at most the device's `maxQpRdAtom`.
    */
-  toRtr(peer: { qpNum: number; gid: string; psn?: number }, options: { port?: number; sgidIndex?: number; mtu?: number; maxDestRdAtomic?: number } = {}): void {
+  toRtr(
+    peer: { qpNum: number; gid: string; psn?: number },
+    options: { port?: number; sgidIndex?: number; mtu?: number; maxDestRdAtomic?: number } = {},
+  ): void {
     this.modify({
-      state: 'RTR', pathMtu: options.mtu ?? 1024, destQpNum: peer.qpNum, rqPsn: peer.psn ?? 0,
+      state: 'RTR',
+      pathMtu: options.mtu ?? 1024,
+      destQpNum: peer.qpNum,
+      rqPsn: peer.psn ?? 0,
       maxDestRdAtomic: integer('options.maxDestRdAtomic', options.maxDestRdAtomic ?? 1, 0, 255),
-      minRnrTimer: 12, dgid: peer.gid, sgidIndex: options.sgidIndex ?? 1, hopLimit: 64, ahPort: options.port ?? 1,
+      minRnrTimer: 12,
+      dgid: peer.gid,
+      sgidIndex: options.sgidIndex ?? 1,
+      hopLimit: 64,
+      ahPort: options.port ?? 1,
     });
   }
   /**
@@ -394,7 +549,14 @@ export class QueuePair extends Node {
    * (more in flight, more bandwidth per QP); at most the peer's `maxDestRdAtomic`.
    */
   toRts(options: { psn?: number; maxRdAtomic?: number } = {}): void {
-    this.modify({ state: 'RTS', sqPsn: options.psn ?? 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: integer('options.maxRdAtomic', options.maxRdAtomic ?? 1, 0, 255) });
+    this.modify({
+      state: 'RTS',
+      sqPsn: options.psn ?? 0,
+      timeout: 14,
+      retryCnt: 7,
+      rnrRetry: 7,
+      maxRdAtomic: integer('options.maxRdAtomic', options.maxRdAtomic ?? 1, 0, 255),
+    });
   }
   /** A UD QP: RESET → INIT (with its qkey) → RTR → RTS; it can then send datagrams to any address handle. */
   readyUd(options: { qkey: number; port?: number; psn?: number }): void {
@@ -408,7 +570,7 @@ export class QueuePair extends Node {
    * posted when a request is invalid. For a hot loop, see prepareSend().
    */
   postSend(wrs: readonly SendWr[]): void {
-    this.raw.postSend(wrs);  // the binding reads the typed wrappers' native objects itself
+    this.raw.postSend(wrs); // the binding reads the typed wrappers' native objects itself
   }
   /** Post a batch of receive work requests in one ibv_post_recv. */
   postRecv(wrs: readonly RecvWr[]): void {
@@ -445,7 +607,10 @@ export class PreparedSend extends Node {
   readonly length: number;
   private readonly ctl: Float64Array;
   private readonly base: Uint32Array;
-  constructor(readonly qp: QueuePair, wrs: readonly SendWr[]) {
+  constructor(
+    readonly qp: QueuePair,
+    wrs: readonly SendWr[],
+  ) {
     super();
     this.raw = new raw.RdmaPrepared(qp.raw, wrs);
     const layout = this.raw.layout();
@@ -476,7 +641,8 @@ export class PreparedSend extends Node {
   }
   /** SGE `j` of work request `i`: `offset` within its memory region, and `length`. */
   setSge(i: number, j: number, offset: number, length: number): this {
-    const b = this.at(i), k = b + PREP_SLOTS + 2 * j;
+    const b = this.at(i),
+      k = b + PREP_SLOTS + 2 * j;
     if (!(j >= 0 && k + 1 < this.base[i + 1])) throw argRange(`work request ${i} has no sge ${j}`);
     this.ctl[k] = offset;
     this.ctl[k + 1] = length;
@@ -487,7 +653,11 @@ export class PreparedSend extends Node {
     this.raw.post(this.ctl, count);
   }
 }
-const PREP_WR_ID = 0, PREP_REMOTE_ADDR = 1, PREP_RKEY = 2, PREP_IMM = 3, PREP_SLOTS = 4;
+const PREP_WR_ID = 0,
+  PREP_REMOTE_ADDR = 1,
+  PREP_RKEY = 2,
+  PREP_IMM = 3,
+  PREP_SLOTS = 4;
 
 /**
  * Where `cq.pollInto()` puts each field of completion i: `out[i * WC.SLOTS + WC.WR_ID]` and so
@@ -495,7 +665,17 @@ const PREP_WR_ID = 0, PREP_REMOTE_ADDR = 1, PREP_RKEY = 2, PREP_IMM = 3, PREP_SL
  * (`wcOpcodeName()`); `imm` is valid when `flags & WC.WITH_IMM`.
  */
 export const WC = Object.freeze({
-  SLOTS: 8, WR_ID: 0, STATUS: 1, OPCODE: 2, BYTE_LEN: 3, IMM: 4, QP_NUM: 5, SRC_QP: 6, FLAGS: 7, WITH_IMM: 2, SUCCESS: 0,
+  SLOTS: 8,
+  WR_ID: 0,
+  STATUS: 1,
+  OPCODE: 2,
+  BYTE_LEN: 3,
+  IMM: 4,
+  QP_NUM: 5,
+  SRC_QP: 6,
+  FLAGS: 7,
+  WITH_IMM: 2,
+  SUCCESS: 0,
 });
 /** libibverbs' name of a completion status (as `Completion.status`). */
 export function wcStatusName(status: number): string {

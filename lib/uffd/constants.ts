@@ -52,7 +52,10 @@ export const MODE = {
 export function featureBits(list: readonly Feature[]): bigint {
   let bits = 0n;
   for (const f of list) {
-    if (!(f in FEATURES)) throw Object.assign(new TypeError(`unknown userfaultfd feature: ${String(f)}`), { code: 'ERR_INVALID_ARG_VALUE' });
+    if (!(f in FEATURES))
+      throw Object.assign(new TypeError(`unknown userfaultfd feature: ${String(f)}`), {
+        code: 'ERR_INVALID_ARG_VALUE',
+      });
     bits |= 1n << BigInt(FEATURES[f]);
   }
   return bits;

@@ -26,7 +26,10 @@ export interface EngineOptions {
 export type EngineStats = NativeEngineStats;
 
 /** Events the engine does not resolve itself, re-emitted on the engine (and the userfaultfd). */
-export interface UnservedEvent { type: 'unserved'; address: number }
+export interface UnservedEvent {
+  type: 'unserved';
+  address: number;
+}
 
 /** Typed listeners of a FaultEngine. */
 export interface FaultEngineEvents {

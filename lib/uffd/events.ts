@@ -22,9 +22,22 @@ export interface ForkEvent {
   /** The child's userfaultfd, already open in this process. */
   uffd: Userfaultfd;
 }
-export interface RemapEvent { type: 'remap'; from: number; to: number; length: number }
-export interface RemoveEvent { type: 'remove'; start: number; end: number }
-export interface UnmapEvent { type: 'unmap'; start: number; end: number }
+export interface RemapEvent {
+  type: 'remap';
+  from: number;
+  to: number;
+  length: number;
+}
+export interface RemoveEvent {
+  type: 'remove';
+  start: number;
+  end: number;
+}
+export interface UnmapEvent {
+  type: 'unmap';
+  start: number;
+  end: number;
+}
 export type UffdEvent = PageFaultEvent | ForkEvent | RemapEvent | RemoveEvent | UnmapEvent;
 
 export function faultKind(flags: number): PageFaultEvent['kind'] {

@@ -4,7 +4,14 @@
  * fault engine.
  */
 export { Region, type Protection, type Advice, type RegionOptions } from './region.js';
-export { Userfaultfd, ALL_FEATURES, type KernelSupport, type OpenOptions, type RegisterModes, type Where } from './userfaultfd.js';
+export {
+  Userfaultfd,
+  ALL_FEATURES,
+  type KernelSupport,
+  type OpenOptions,
+  type RegisterModes,
+  type Where,
+} from './userfaultfd.js';
 export { FaultEngine, type EngineOptions, type EngineStats, type UnservedEvent } from './engine.js';
 export { PageSource } from './source.js';
 export { touch, type TouchOptions, type TouchResult } from './touch.js';

@@ -10,9 +10,30 @@ import { aligned, bool, integer, object, oneOf } from '../validate.js';
 
 export type Protection = 'none' | 'r' | 'w' | 'rw';
 export type Advice =
-  | 'dontneed' | 'remove' | 'willneed' | 'normal' | 'random' | 'sequential'
-  | 'free' | 'pageout' | 'cold' | 'populate_read' | 'populate_write';
-const ADVICE: readonly Advice[] = ['dontneed', 'remove', 'willneed', 'normal', 'random', 'sequential', 'free', 'pageout', 'cold', 'populate_read', 'populate_write'];
+  | 'dontneed'
+  | 'remove'
+  | 'willneed'
+  | 'normal'
+  | 'random'
+  | 'sequential'
+  | 'free'
+  | 'pageout'
+  | 'cold'
+  | 'populate_read'
+  | 'populate_write';
+const ADVICE: readonly Advice[] = [
+  'dontneed',
+  'remove',
+  'willneed',
+  'normal',
+  'random',
+  'sequential',
+  'free',
+  'pageout',
+  'cold',
+  'populate_read',
+  'populate_write',
+];
 const PROT: readonly Protection[] = ['none', 'r', 'w', 'rw'];
 
 export interface RegionOptions {

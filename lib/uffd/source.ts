@@ -36,7 +36,7 @@ export class PageSource implements Disposable {
       try {
         return new PageSource(new native.NativeSource({ kind: 'file', fd, offset, size }));
       } finally {
-        fs.closeSync(fd);  // the source keeps its own dup
+        fs.closeSync(fd); // the source keeps its own dup
       }
     }
     integer('fd', file);

@@ -7,8 +7,26 @@ import { EventEmitter } from 'node:events';
 import { native, type NativeUffd, type RawEvent } from '../native.js';
 import { argType } from '../errors.js';
 import { address as addressArg, aligned, bool, integer, object, oneOf } from '../validate.js';
-import { FEATURES, MODE, REGISTER_MODE, featureBits, featureSet, ioctlSet, type Feature, type Ioctl } from './constants.js';
-import { faultKind, isWrite, type ForkEvent, type PageFaultEvent, type RemapEvent, type RemoveEvent, type UffdEvent, type UnmapEvent } from './events.js';
+import {
+  FEATURES,
+  MODE,
+  REGISTER_MODE,
+  featureBits,
+  featureSet,
+  ioctlSet,
+  type Feature,
+  type Ioctl,
+} from './constants.js';
+import {
+  faultKind,
+  isWrite,
+  type ForkEvent,
+  type PageFaultEvent,
+  type RemapEvent,
+  type RemoveEvent,
+  type UffdEvent,
+  type UnmapEvent,
+} from './events.js';
 import { Region } from './region.js';
 
 /** What this kernel offers (probed, never assumed). */
@@ -36,13 +54,15 @@ export interface OpenOptions {
   handshake?: boolean;
 }
 
-export interface RegisterModes { missing?: boolean; wp?: boolean; minor?: boolean }
+export interface RegisterModes {
+  missing?: boolean;
+  wp?: boolean;
+  minor?: boolean;
+}
 
 /** Where an operation applies: a region (or part of it) of this process, or raw addresses of another process. */
 export type Where =
-  | Region
-  | { region: Region; offset?: number; length?: number }
-  | { address: number | bigint; length: number };
+  Region | { region: Region; offset?: number; length?: number } | { address: number | bigint; length: number };
 
 const EVENT_NAMES = new Set(['pagefault', 'fork', 'remap', 'remove', 'unmap']);
 
@@ -95,7 +115,7 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
     if (o.features === 'all') want = [...Userfaultfd.probe(via).features].filter((f) => f !== 'EVENT_FORK');
     else if (o.features !== undefined) {
       if (!Array.isArray(o.features)) throw argType("options.features must be an array of feature names or 'all'");
-      featureBits(o.features as Feature[]);  // validates names
+      featureBits(o.features as Feature[]); // validates names
       want = o.features as Feature[];
     }
     const u = new Userfaultfd(new native.NativeUffd(spec));
@@ -195,7 +215,11 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
    * UFFDIO_COPY: fill the missing pages of `where` from `source` (JS memory,
    * or a region of this process). Returns the bytes copied.
    */
-  copy(where: Where, source: ArrayBufferView | ArrayBuffer | Where, options?: { wp?: boolean; dontWake?: boolean }): number {
+  copy(
+    where: Where,
+    source: ArrayBufferView | ArrayBuffer | Where,
+    options?: { wp?: boolean; dontWake?: boolean },
+  ): number {
     const o = object('options', options);
     const { addr, length } = this.resolve(where);
     let src: ArrayBufferView | ArrayBuffer | number;
@@ -265,7 +289,10 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
 
   /** Events pending right now, read without waiting (when no listener or engine reads them). */
   readPending(): UffdEvent[] {
-    return this.native.read().map((e) => this.toEvent(e)).filter((e): e is UffdEvent => e !== null);
+    return this.native
+      .read()
+      .map((e) => this.toEvent(e))
+      .filter((e): e is UffdEvent => e !== null);
   }
 
   /** Async iteration over events; ends when the userfaultfd closes. */
@@ -387,16 +414,24 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
 
   /** @internal */
   resolve(where: Where): { addr: number | bigint; length: number; region?: Region; pageSize: number } {
-    if (where instanceof Region) return { addr: where.address, length: where.size, region: where, pageSize: where.pageSize };
+    if (where instanceof Region)
+      return { addr: where.address, length: where.size, region: where, pageSize: where.pageSize };
     const w = object('where', where);
     if (w.region !== undefined) {
       if (!(w.region instanceof Region)) throw argType('where.region must be a Region');
       const r = w.region;
       const size = r.size;
       const offset = w.offset === undefined ? 0 : aligned('where.offset', w.offset, r.pageSize);
-      if (offset > size) throw Object.assign(new RangeError(`where.offset ${offset} is past the region's end (${size})`), { code: 'ERR_OUT_OF_RANGE' });
+      if (offset > size)
+        throw Object.assign(new RangeError(`where.offset ${offset} is past the region's end (${size})`), {
+          code: 'ERR_OUT_OF_RANGE',
+        });
       const length = w.length === undefined ? size - offset : aligned('where.length', w.length, r.pageSize, 1);
-      if (offset + length > size) throw Object.assign(new RangeError(`range [${offset}, ${offset + length}) is outside the region of ${size} bytes`), { code: 'ERR_OUT_OF_RANGE' });
+      if (offset + length > size)
+        throw Object.assign(
+          new RangeError(`range [${offset}, ${offset + length}) is outside the region of ${size} bytes`),
+          { code: 'ERR_OUT_OF_RANGE' },
+        );
       return { addr: r.address + offset, length, region: r, pageSize: r.pageSize };
     }
     if (w.address !== undefined) {

@@ -27,20 +27,38 @@ void t.test('wrong option types are refused before CRIU runs', async (t) => {
     ['signal not an AbortSignal', { pid: 12, imagesDir: dir, signal: {} }],
   ];
   for (const [what, o] of bad) {
-    await t.rejects(criu.dump(o as criu.DumpOptions), { name: /TypeError|RangeError/, code: /ERR_INVALID_ARG_TYPE|ERR_OUT_OF_RANGE/ }, what);
+    await t.rejects(
+      criu.dump(o as criu.DumpOptions),
+      { name: /TypeError|RangeError/, code: /ERR_INVALID_ARG_TYPE|ERR_OUT_OF_RANGE/ },
+      what,
+    );
   }
-  await t.rejects(criu.restore({ imagesDir: dir, inheritFds: [{ key: 1 }] } as unknown as criu.RestoreOptions), { code: 'ERR_INVALID_ARG_TYPE' });
-  await t.rejects(criu.dumpLazy({ pid: 12, imagesDir: dir } as criu.DumpOptions & { pageServer: criu.PageServerAddress }), { code: 'ERR_INVALID_ARG_TYPE' });
-  await t.rejects(criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 70000 } }), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(criu.restore({ imagesDir: dir, inheritFds: [{ key: 1 }] } as unknown as criu.RestoreOptions), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+  await t.rejects(
+    criu.dumpLazy({ pid: 12, imagesDir: dir } as criu.DumpOptions & { pageServer: criu.PageServerAddress }),
+    { code: 'ERR_INVALID_ARG_TYPE' },
+  );
+  await t.rejects(criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 70000 } }), {
+    code: 'ERR_OUT_OF_RANGE',
+  });
   t.notOk(existsSync(dir), 'no folder made for refused arguments');
 });
 
-void t.test('unknown PID, PID 1 and a kernel thread: CRIU\'s reason and the log', async (t) => {
+void t.test("unknown PID, PID 1 and a kernel thread: CRIU's reason and the log", async (t) => {
   // An unused PID: above pid_max.
   const unknown = 4194304 + 1000;
-  for (const [what, pid] of [['unknown pid', unknown], ['pid 1 (init of this machine)', 1], ['kthreadd', 2]] as const) {
+  for (const [what, pid] of [
+    ['unknown pid', unknown],
+    ['pid 1 (init of this machine)', 1],
+    ['kthreadd', 2],
+  ] as const) {
     const dir = images(t);
-    const e = await criu.dump({ pid, imagesDir: dir, leaveRunning: true }).then(() => null, (x: unknown) => x as criu.CriuError);
+    const e = await criu.dump({ pid, imagesDir: dir, leaveRunning: true }).then(
+      () => null,
+      (x: unknown) => x as criu.CriuError,
+    );
     t.ok(e instanceof criu.CriuError, `${what}: CriuError`);
     t.equal(e?.code, 'ERR_CRIU', what);
     t.equal(e?.op, 'dump');
@@ -52,7 +70,10 @@ void t.test('unknown PID, PID 1 and a kernel thread: CRIU\'s reason and the log'
 });
 
 void t.test('nonexistent, empty, corrupt and truncated image folders', async (t) => {
-  await t.rejects(criu.restore({ imagesDir: '/tmp/sos-criu-does-not-exist' }), { code: 'ERR_CRIU_IMAGES', op: 'restore' });
+  await t.rejects(criu.restore({ imagesDir: '/tmp/sos-criu-does-not-exist' }), {
+    code: 'ERR_CRIU_IMAGES',
+    op: 'restore',
+  });
   const empty = images(t);
   await t.rejects(criu.restore({ imagesDir: empty }), { code: 'ERR_CRIU', op: 'restore' }, 'an empty folder');
 
@@ -67,7 +88,10 @@ void t.test('nonexistent, empty, corrupt and truncated image folders', async (t)
   };
   const corrupt = copy();
   writeFileSync(path.join(corrupt, 'pstree.img'), Buffer.from('definitely not a CRIU image'));
-  const e1 = await criu.restore({ imagesDir: corrupt }).then(() => null, (x: unknown) => x as criu.CriuError);
+  const e1 = await criu.restore({ imagesDir: corrupt }).then(
+    () => null,
+    (x: unknown) => x as criu.CriuError,
+  );
   t.equal(e1?.code, 'ERR_CRIU', 'corrupt pstree.img');
   t.ok(e1?.logTail, 'with the log tail');
 
@@ -94,7 +118,11 @@ void t.test('pre-dump / trackMem without soft-dirty tracking: a clear typed erro
     const r = await criu.preDump({ pid: target.pid, imagesDir: dir });
     t.ok(r.stats && r.stats.pagesWritten > 0, 'pre-dump wrote pages');
   } else {
-    await t.rejects(criu.preDump({ pid: target.pid, imagesDir: dir }), { code: 'ERR_CRIU_UNSUPPORTED', op: 'pre-dump', message: /soft-dirty/ });
+    await t.rejects(criu.preDump({ pid: target.pid, imagesDir: dir }), {
+      code: 'ERR_CRIU_UNSUPPORTED',
+      op: 'pre-dump',
+      message: /soft-dirty/,
+    });
     await t.rejects(criu.dump({ pid: target.pid, imagesDir: dir, trackMem: true }), { code: 'ERR_CRIU_UNSUPPORTED' });
   }
   t.ok(alive(target.pid));
@@ -106,14 +134,24 @@ void t.test('abort: a signal kills CRIU, the call rejects with AbortError, the p
   t.teardown(() => target.cleanup());
   const ac = new AbortController();
   const p = criu.dump({
-    pid: target.pid, imagesDir: images(t), signal: ac.signal,
-    hooks: { preDump: () => { ac.abort(); return new Promise<void>(() => {}); } },   // CRIU waits on us: abort meanwhile
+    pid: target.pid,
+    imagesDir: images(t),
+    signal: ac.signal,
+    hooks: {
+      preDump: () => {
+        ac.abort();
+        return new Promise<void>(() => {});
+      },
+    }, // CRIU waits on us: abort meanwhile
   });
   await t.rejects(p, { name: 'AbortError', code: 'ABORT_ERR' });
   t.ok(alive(target.pid), 'the process was not dumped');
   t.equal((await target.verify()).ok, true);
   const pre = new AbortController();
   pre.abort();
-  await t.rejects(criu.dump({ pid: target.pid, imagesDir: images(t), signal: pre.signal }), { name: 'AbortError' }, 'already aborted');
+  await t.rejects(
+    criu.dump({ pid: target.pid, imagesDir: images(t), signal: pre.signal }),
+    { name: 'AbortError' },
+    'already aborted',
+  );
 });
-

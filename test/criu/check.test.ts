@@ -13,16 +13,22 @@ void t.test('check() reports this machine and is cached', async (t) => {
   t.equal(typeof c.hwBreakpoints, 'boolean');
   // The probe decides the environment CRIU gets: CRIU_FAULT=130 exactly when breakpoints do not fire.
   t.equal(c.faultInjection, c.hwBreakpoints ? null : 130);
-  t.equal(c.problems.some((p) => p.includes('hardware breakpoints')), !c.hwBreakpoints);
+  t.equal(
+    c.problems.some((p) => p.includes('hardware breakpoints')),
+    !c.hwBreakpoints,
+  );
   t.equal(c.pipeMaxSize, Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8')));
   t.equal(c.pipeMaxSizeOk, c.pipeMaxSize >= criu.LAZY_PIPE_SIZE);
   t.equal(c.features.lazyPages, true, 'lazy pages (userfaultfd) on this kernel');
   t.equal(c.userfaultfd, true);
-  t.equal(c.dirtyTracking, c.features.memTrack, 'dirty tracking is CRIU\'s mem_track');
+  t.equal(c.dirtyTracking, c.features.memTrack, "dirty tracking is CRIU's mem_track");
   // CRIU's own CLI agrees on soft-dirty tracking.
   let cli = true;
   try {
-    execFileSync('/usr/local/sbin/criu', ['check', '--feature', 'mem_dirty_track'], { stdio: 'pipe', env: { ...process.env, CRIU_FAULT: '130' } });
+    execFileSync('/usr/local/sbin/criu', ['check', '--feature', 'mem_dirty_track'], {
+      stdio: 'pipe',
+      env: { ...process.env, CRIU_FAULT: '130' },
+    });
   } catch {
     cli = false;
   }
@@ -44,7 +50,11 @@ void t.test('a missing criu is reported, not thrown', async (t) => {
 
 void t.test('CRIU_FAULT: decided by the probe, seen by the CRIU process', async (t) => {
   const { faultEnv } = await import('../../lib/criu/env.js');
-  t.same(faultEnv(false, { A: '1' }), { env: { A: '1', CRIU_FAULT: '130' }, faultInjection: 130 }, 'no breakpoints: 130');
+  t.same(
+    faultEnv(false, { A: '1' }),
+    { env: { A: '1', CRIU_FAULT: '130' }, faultInjection: 130 },
+    'no breakpoints: 130',
+  );
   t.same(faultEnv(true, { A: '1' }), { env: { A: '1' }, faultInjection: null }, 'breakpoints fire: nothing added');
   t.same(faultEnv(true, { CRIU_FAULT: '130' }).faultInjection, 130, 'a CRIU_FAULT set by the caller is kept');
   // End to end: the environ of the CRIU process serving a dump (read while it waits on a hook).
@@ -56,17 +66,28 @@ void t.test('CRIU_FAULT: decided by the probe, seen by the CRIU process', async 
   const { readFileSync: rf } = await import('node:fs');
   const { readlinkSync } = await import('node:fs');
   await criu.dump({
-    pid: target.pid, imagesDir: images(t), leaveRunning: true,
+    pid: target.pid,
+    imagesDir: images(t),
+    leaveRunning: true,
     hooks: {
       preDump() {
         // Our children that run criu (CRIU rewrites its own command line, so look at exe).
         const kids = rf(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(' ');
-        const swrk = kids.filter((p) => { try { return readlinkSync(`/proc/${p}/exe`) === '/usr/local/sbin/criu'; } catch { return false; } });
+        const swrk = kids.filter((p) => {
+          try {
+            return readlinkSync(`/proc/${p}/exe`) === '/usr/local/sbin/criu';
+          } catch {
+            return false;
+          }
+        });
         t.equal(swrk.length, 1, 'one criu swrk child');
         environ = rf(`/proc/${swrk[0]}/environ`, 'utf8');
       },
     },
   });
-  t.equal(/(^|\0)CRIU_FAULT=130(\0|$)/m.test(environ), c.faultInjection === 130 || process.env.CRIU_FAULT === '130',
-    `CRIU runs with CRIU_FAULT=130 exactly when the probe says so (hwBreakpoints=${c.hwBreakpoints})`);
+  t.equal(
+    /(^|\0)CRIU_FAULT=130(\0|$)/m.test(environ),
+    c.faultInjection === 130 || process.env.CRIU_FAULT === '130',
+    `CRIU runs with CRIU_FAULT=130 exactly when the probe says so (hwBreakpoints=${c.hwBreakpoints})`,
+  );
 });

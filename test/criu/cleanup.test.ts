@@ -14,7 +14,10 @@ const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-cl-'));
 t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
 
 /** A node process that starts a workload and a net, prints their pid/namespace, then ends as told. */
-async function leaver(how: 'exit' | 'wait', dir: string): Promise<{ child: ReturnType<typeof spawn>; pid: number; netns: string }> {
+async function leaver(
+  how: 'exit' | 'wait',
+  dir: string,
+): Promise<{ child: ReturnType<typeof spawn>; pid: number; netns: string }> {
   const script = `
     const { startWorkload } = await import(${JSON.stringify(path.join(helpers, 'workloads.js'))});
     const { makeNet } = await import(${JSON.stringify(path.join(helpers, 'netns.js'))});
@@ -23,11 +26,17 @@ async function leaver(how: 'exit' | 'wait', dir: string): Promise<{ child: Retur
     console.log(JSON.stringify({ pid: w.pid, netns: net.nodes[0].netns }));
     if (${JSON.stringify(how)} === 'exit') process.exit(0);
     setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await within(new Promise<string>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`helper process exited with ${code}`)));
-  }), 60_000, 'the helper process to start its workload');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await within(
+    new Promise<string>((resolve, reject) => {
+      readline.createInterface({ input: child.stdout }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`helper process exited with ${code}`)));
+    }),
+    60_000,
+    'the helper process to start its workload',
+  );
   return { child, ...(JSON.parse(line) as { pid: number; netns: string }) };
 }
 
@@ -40,13 +49,16 @@ const gone = (pid: number): boolean => {
 };
 
 for (const how of ['exit', 'wait'] as const) {
-  void t.test(`a workload and a net are removed when the process ${how === 'exit' ? 'exits' : 'gets SIGTERM'}`, async (t) => {
-    const { child, pid, netns } = await leaver(how, path.join(base, how));
-    t.notOk(gone(pid), 'the workload runs');
-    t.ok(fs.existsSync(`/run/netns/${netns}`), 'the namespace exists');
-    if (how === 'wait') child.kill('SIGTERM');
-    await within(new Promise((r) => child.once('exit', r)), 30_000, 'the helper process to end');
-    await until(() => gone(pid), 20_000, 'the workload is gone');
-    t.notOk(fs.existsSync(`/run/netns/${netns}`), 'the namespace is gone');
-  });
+  void t.test(
+    `a workload and a net are removed when the process ${how === 'exit' ? 'exits' : 'gets SIGTERM'}`,
+    async (t) => {
+      const { child, pid, netns } = await leaver(how, path.join(base, how));
+      t.notOk(gone(pid), 'the workload runs');
+      t.ok(fs.existsSync(`/run/netns/${netns}`), 'the namespace exists');
+      if (how === 'wait') child.kill('SIGTERM');
+      await within(new Promise((r) => child.once('exit', r)), 30_000, 'the helper process to end');
+      await until(() => gone(pid), 20_000, 'the workload is gone');
+      t.notOk(fs.existsSync(`/run/netns/${netns}`), 'the namespace is gone');
+    },
+  );
 }

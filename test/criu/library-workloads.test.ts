@@ -28,7 +28,9 @@ void t.test('every local kind survives dump and restore through the library', as
     const after = await w.verify(r.pid);
     t.ok(after.generation > before.generation, `${kind}: state intact after restore (${after.detail.slice(0, 60)})`);
     t.ok(d.stats && r.stats, `${kind}: stats`);
-    t.comment(`${kind}: dump ${d.ms.toFixed(0)} ms (frozen ${((d.stats?.frozenTimeUs ?? 0) / 1000).toFixed(1)} ms), restore ${r.ms.toFixed(0)} ms`);
+    t.comment(
+      `${kind}: dump ${d.ms.toFixed(0)} ms (frozen ${((d.stats?.frozenTimeUs ?? 0) / 1000).toFixed(1)} ms), restore ${r.ms.toFixed(0)} ms`,
+    );
     w.pid = r.pid;
   }
 });
@@ -41,12 +43,21 @@ void t.test('tcp: ESTABLISHED connection moved to another namespace; network loc
   t.teardown(() => peer.close());
   const own = net.spareAddr(0);
   await net.addAddr(a, own);
-  const w = await startWorkload('tcp', { dir: path.join(base, 'tcp'), netns: a.netns, tcpPeer: { host: peerNode.addr, port: peer.port }, tcpBind: own });
+  const w = await startWorkload('tcp', {
+    dir: path.join(base, 'tcp'),
+    netns: a.netns,
+    tcpPeer: { host: peerNode.addr, port: peer.port },
+    tcpBind: own,
+  });
   t.teardown(() => w.kill());
   const v0 = await w.verify();
 
   const seen: string[] = [];
-  const hooks: criu.CriuHooks = { any: (e) => { if (e.script !== 'query-ext-files') seen.push(e.script); } };
+  const hooks: criu.CriuHooks = {
+    any: (e) => {
+      if (e.script !== 'query-ext-files') seen.push(e.script);
+    },
+  };
   const imagesDir = path.join(base, 'tcp.img');
   const d = await criu.dump({ pid: w.pid, imagesDir, netns: a.netns, tcpEstablished: true, hooks });
   t.same(seen, ['pre-dump', 'post-dump'], 'dump notifications (connections locked one by one: no network-lock script)');
@@ -55,7 +66,11 @@ void t.test('tcp: ESTABLISHED connection moved to another namespace; network loc
   seen.length = 0;
   const r = await criu.restore({ imagesDir, netns: b.netns, tcpEstablished: true, hooks });
   await release();
-  t.same(seen, ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'], 'restore notifications');
+  t.same(
+    seen,
+    ['pre-restore', 'setup-namespaces', 'post-setup-namespaces', 'post-restore', 'pre-resume', 'post-resume'],
+    'restore notifications',
+  );
   t.equal(fs.statSync(`/proc/${r.pid}/ns/net`).ino, fs.statSync(`/run/netns/${b.netns}`).ino, 'restored into b');
   const v1 = await w.verify(r.pid);
   t.ok(v1.generation > v0.generation);

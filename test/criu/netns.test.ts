@@ -12,11 +12,26 @@ const run = promisify(execFile);
 /** Connect from `netns` to host:port, send a line, return what came back. */
 async function echoFrom(netns: string, host: string, port: number, text: string): Promise<string> {
   const script = `exec 3<>/dev/tcp/${host}/${port} && printf '%s\\n' "$1" >&3 && head -n1 <&3`;
-  const { stdout } = await run('nsenter', [`--net=/run/netns/${netns}`, 'timeout', '20', 'bash', '-c', script, 'echo', text]);
+  const { stdout } = await run('nsenter', [
+    `--net=/run/netns/${netns}`,
+    'timeout',
+    '20',
+    'bash',
+    '-c',
+    script,
+    'echo',
+    text,
+  ]);
   return stdout.trim();
 }
 
-const hostLinks = async (): Promise<string> => (await run('ip', ['-o', 'link', 'show'])).stdout.replace(/\\.*$/gm, '').split('\n').map((l) => l.split(':')[1]).sort().join(',');
+const hostLinks = async (): Promise<string> =>
+  (await run('ip', ['-o', 'link', 'show'])).stdout
+    .replace(/\\.*$/gm, '')
+    .split('\n')
+    .map((l) => l.split(':')[1])
+    .sort()
+    .join(',');
 
 void t.test('three nodes reach each other over the bridge; the host keeps its interfaces', async (t) => {
   const links = await hostLinks();
@@ -24,7 +39,10 @@ void t.test('three nodes reach each other over the bridge; the host keeps its in
   t.teardown(() => net.close());
   t.equal(await hostLinks(), links, 'no interface added on the host');
   t.match(net.prefix, /^10\.\d+\.\d+$/);
-  t.same(net.nodes.map((n) => n.addr), [1, 2, 3].map((i) => `${net.prefix}.${i}`));
+  t.same(
+    net.nodes.map((n) => n.addr),
+    [1, 2, 3].map((i) => `${net.prefix}.${i}`),
+  );
   const peers = await Promise.all(net.nodes.map((n) => startEchoPeer({ netns: n.netns, host: n.addr, port: 0 })));
   t.teardown(() => Promise.all(peers.map((p) => p.close())));
   for (const [i, from] of net.nodes.entries())
@@ -42,7 +60,8 @@ void t.test('an address moves between namespaces (with the neighbour caches flus
   await onA.close();
 
   await net.moveAddr(own, a, b);
-  const addrs = async (netns: string): Promise<string> => (await run('ip', ['-n', netns, '-o', 'addr', 'show', 'dev', 'eth0'])).stdout;
+  const addrs = async (netns: string): Promise<string> =>
+    (await run('ip', ['-n', netns, '-o', 'addr', 'show', 'dev', 'eth0'])).stdout;
   t.notMatch(await addrs(a.netns), ` ${own}/`);
   t.match(await addrs(b.netns), ` ${own}/`);
   const onB = await startEchoPeer({ netns: b.netns, host: own, port: onA.port });

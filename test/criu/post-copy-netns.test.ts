@@ -33,6 +33,8 @@ void t.test('memory workload moved lazily from namespace a to b, every page chec
   await lp.exited;
   const v1 = await w.verify(r.pid);
   t.ok(v1.generation > v0.generation, `state intact: ${v1.detail.slice(0, 70)}`);
-  t.comment(`16 MiB lazily a→b: images ready ${d.imagesReadyMs?.toFixed(0)} ms, restore ${r.ms.toFixed(0)} ms, all pages moved after ${d.ms.toFixed(0)} ms`);
+  t.comment(
+    `16 MiB lazily a→b: images ready ${d.imagesReadyMs?.toFixed(0)} ms, restore ${r.ms.toFixed(0)} ms, all pages moved after ${d.ms.toFixed(0)} ms`,
+  );
   w.pid = r.pid;
 });

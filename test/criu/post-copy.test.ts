@@ -34,12 +34,31 @@ void t.test('lazy dump + lazy-pages + lazy restore: imagesReady before the pages
   const work = workFolder(t);
   const port = 20000 + (process.pid % 20000);
   const seen: string[] = [];
-  const ld = await criu.dumpLazy({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port }, hooks: { any: (e) => { seen.push(e.script); } } });
+  const ld = await criu.dumpLazy({
+    pid: target.pid,
+    imagesDir: dir,
+    pageServer: { address: '127.0.0.1', port },
+    hooks: {
+      any: (e) => {
+        seen.push(e.script);
+      },
+    },
+  });
   let done = false;
-  void ld.done.then(() => { done = true; }, () => { done = true; });
+  void ld.done.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
   await ld.imagesReady;
   t.notOk(done, 'the dump is still serving pages when the images are ready');
-  t.ok(seen.includes('post-dump') && seen.at(-1) === 'status-ready', `status-ready follows the images (${seen.join(',')})`);
+  t.ok(
+    seen.includes('post-dump') && seen.at(-1) === 'status-ready',
+    `status-ready follows the images (${seen.join(',')})`,
+  );
   const lp = await criu.lazyPages({ imagesDir: dir, workDir: work, pageServer: { address: '127.0.0.1', port } });
   t.teardown(() => lp.close());
   const r = await criu.restore({ imagesDir: dir, workDir: work, lazyPages: true });
@@ -49,7 +68,9 @@ void t.test('lazy dump + lazy-pages + lazy restore: imagesReady before the pages
   t.ok(d.imagesReadyMs! > 0 && d.imagesReadyMs! <= d.ms);
   await lp.exited;
   t.equal((await target.verify(r.pid)).ok, true, 'every page arrived: the pattern is intact');
-  t.comment(`lazy: images ready after ${d.imagesReadyMs!.toFixed(0)} ms, restore ${r.ms.toFixed(0)} ms, dump done after ${d.ms.toFixed(0)} ms (8 MiB)`);
+  t.comment(
+    `lazy: images ready after ${d.imagesReadyMs!.toFixed(0)} ms, restore ${r.ms.toFixed(0)} ms, dump done after ${d.ms.toFixed(0)} ms (8 MiB)`,
+  );
   await until(() => !alive(target.pid), 5000, 'the source process ends once its pages moved');
 });
 
@@ -61,17 +82,29 @@ void t.test('lazy dump aborted while serving: the process is left running', asyn
   await ld.imagesReady;
   ld.abort();
   await t.rejects(ld.done, { name: 'AbortError' });
-  await until(() => {
-    try { return /^\d+ \(.*\) [SR]/.test(readFileSync(`/proc/${target.pid}/stat`, 'utf8')); } catch { return false; }
-  }, 10_000, 'the frozen process runs again');
+  await until(
+    () => {
+      try {
+        return /^\d+ \(.*\) [SR]/.test(readFileSync(`/proc/${target.pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    },
+    10_000,
+    'the frozen process runs again',
+  );
   t.equal((await target.verify()).ok, true, 'runs with its memory');
 });
 
 void t.test('lazy-pages with nothing to serve fails with a typed error', async (t) => {
   const dir = images(t);
-  const e = await criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1 } })
-    .then(async (d) => { await d.close(); return null; }, (x: unknown) => x as criu.CriuError);
+  const e = await criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1 } }).then(
+    async (d) => {
+      await d.close();
+      return null;
+    },
+    (x: unknown) => x as criu.CriuError,
+  );
   t.equal(e?.code, 'ERR_CRIU', 'an empty images folder: CRIU refuses');
   t.equal(e?.logFile, `${dir}/lazy-pages.log`);
 });
-

@@ -64,7 +64,11 @@ void t.test('misuse: typed errors, idempotent close, pending recv rejected', asy
   const raw = new native.NativeSeqPacket() as unknown as Record<string, (...a: unknown[]) => unknown>;
   for (const m of ['send', 'peerFd', 'closePeer', 'isClosed']) {
     for (const a of [undefined, null, 1, 'x', {}, [], new ArrayBuffer(3), new Uint16Array(2)]) {
-      try { raw[m](a); } catch (e) { t.ok(e instanceof Error, `${m}: an Error`); }
+      try {
+        raw[m](a);
+      } catch (e) {
+        t.ok(e instanceof Error, `${m}: an Error`);
+      }
     }
   }
   raw.close();
@@ -93,7 +97,14 @@ void t.test('a worker exiting with a recv() pending and unread messages tears do
     parentPort.postMessage('ready');`;
   for (let i = 0; i < 3; i++) {
     const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(body)}`), { execArgv: [] });
-    await within(new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }), 20_000, 'worker ready');
+    await within(
+      new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }),
+      20_000,
+      'worker ready',
+    );
     await w.terminate();
   }
   t.pass('three workers terminated with live handles');

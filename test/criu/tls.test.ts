@@ -18,7 +18,11 @@ async function identities(): Promise<{ a: criu.CriuTls; b: criu.CriuTls; strange
   return {
     a: { cert: a.certFile, key: a.keyFile, caCert: await trustPeer(path.join(keys, 'a', 'peer.pem'), b.certPem) },
     b: { cert: b.certFile, key: b.keyFile, caCert: await trustPeer(path.join(keys, 'b', 'peer.pem'), a.certPem) },
-    stranger: { cert: s.certFile, key: s.keyFile, caCert: await trustPeer(path.join(keys, 's', 'peer.pem'), a.certPem) },
+    stranger: {
+      cert: s.certFile,
+      key: s.keyFile,
+      caCert: await trustPeer(path.join(keys, 's', 'peer.pem'), a.certPem),
+    },
   };
 }
 
@@ -27,7 +31,11 @@ void t.test('dump to a page server over mutual TLS; memory intact after restore'
   const { target, restored, dir } = await scene(t, { mib: 4 });
   const ps = await criu.pageServer({ imagesDir: dir, address: '127.0.0.1', port: 0, tls: b });
   t.teardown(() => ps.close());
-  const d = await criu.dump({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port: ps.port!, tls: a } });
+  const d = await criu.dump({
+    pid: target.pid,
+    imagesDir: dir,
+    pageServer: { address: '127.0.0.1', port: ps.port!, tls: a },
+  });
   await ps.exited;
   t.ok(d.stats && d.stats.pagesWritten >= 4 * 256, 'pages went to the page server');
   const r = await criu.restore({ imagesDir: dir });
@@ -41,8 +49,16 @@ void t.test('a dump holding the wrong certificate is refused; the process keeps 
   t.teardown(() => target.cleanup());
   const ps = await criu.pageServer({ imagesDir: images(t), address: '127.0.0.1', port: 0, tls: b });
   t.teardown(() => ps.close());
-  const e = await criu.dump({ pid: target.pid, imagesDir: images(t), pageServer: { address: '127.0.0.1', port: ps.port!, tls: stranger } })
-    .then(() => null, (x: unknown) => x as criu.CriuError);
+  const e = await criu
+    .dump({
+      pid: target.pid,
+      imagesDir: images(t),
+      pageServer: { address: '127.0.0.1', port: ps.port!, tls: stranger },
+    })
+    .then(
+      () => null,
+      (x: unknown) => x as criu.CriuError,
+    );
   t.equal(e?.code, 'ERR_CRIU', `the dump fails: ${e?.message.split('\n')[0]}`);
   await t.rejects(ps.exited, { code: 'ERR_CRIU' }, 'the page server fails the handshake');
   t.match(e?.logTail ?? '', /tls|TLS|page server/i, "CRIU's log says why");
@@ -54,9 +70,17 @@ void t.test('lazy dump and lazy-pages over mutual TLS; every page arrives', asyn
   const { target, restored, dir } = await scene(t, { mib: 8 });
   const work = workFolder(t);
   const port = 21000 + (process.pid % 20000);
-  const ld = await criu.dumpLazy({ pid: target.pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port, tls: a } });
+  const ld = await criu.dumpLazy({
+    pid: target.pid,
+    imagesDir: dir,
+    pageServer: { address: '127.0.0.1', port, tls: a },
+  });
   await ld.imagesReady;
-  const lp = await criu.lazyPages({ imagesDir: dir, workDir: work, pageServer: { address: '127.0.0.1', port, tls: b } });
+  const lp = await criu.lazyPages({
+    imagesDir: dir,
+    workDir: work,
+    pageServer: { address: '127.0.0.1', port, tls: b },
+  });
   t.teardown(() => lp.close());
   const r = await criu.restore({ imagesDir: dir, workDir: work, lazyPages: true });
   restored.push(r.pid);
@@ -73,7 +97,15 @@ void t.test('bad tls options are refused before CRIU starts', async (t) => {
     ['no key', { cert: '/x', caCert: '/y' }, 'ERR_INVALID_ARG_TYPE'],
     ['verifyName not a boolean', { cert: '/x', key: '/y', caCert: '/z', verifyName: 1 }, 'ERR_INVALID_ARG_TYPE'],
   ] as [string, unknown, string][]) {
-    await t.rejects(criu.dump({ pid: 1, imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1, tls: tls as criu.CriuTls } }), { code }, what);
-    await t.rejects(criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1, tls: tls as criu.CriuTls } }), { code }, `lazyPages: ${what}`);
+    await t.rejects(
+      criu.dump({ pid: 1, imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1, tls: tls as criu.CriuTls } }),
+      { code },
+      what,
+    );
+    await t.rejects(
+      criu.lazyPages({ imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1, tls: tls as criu.CriuTls } }),
+      { code },
+      `lazyPages: ${what}`,
+    );
   }
 });

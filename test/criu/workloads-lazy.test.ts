@@ -30,7 +30,12 @@ for (const kind of WORKLOAD_KINDS) {
       tcpPeer = { host: peerNode.addr, port: peer.port };
       await net.addAddr(a, own);
     }
-    const w = await startWorkload(kind, { dir: path.join(base, kind), netns: a.netns, tcpPeer, tcpBind: tcp ? own : undefined });
+    const w = await startWorkload(kind, {
+      dir: path.join(base, kind),
+      netns: a.netns,
+      tcpPeer,
+      tcpBind: tcp ? own : undefined,
+    });
     t.teardown(() => w.kill());
     await w.verify();
 

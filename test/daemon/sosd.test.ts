@@ -47,7 +47,11 @@ void t.test('sosd serves its API and rejects bad frames without dropping the con
   t.match(await request('version', {}, socket), { protocol: 1 });
   await t.rejects(request('nope', {}, socket), { code: 'ERR_UNKNOWN_OP' });
 
-  const replies = await raw(socket, 'not json\n[1]\n{"v":2,"id":5,"op":"status"}\n{"v":1,"id":"x","op":"status"}\n{"v":1,"id":6,"op":"status","args":3}\n{"v":1,"id":7,"op":"status"}\n', 6);
+  const replies = await raw(
+    socket,
+    'not json\n[1]\n{"v":2,"id":5,"op":"status"}\n{"v":1,"id":"x","op":"status"}\n{"v":1,"id":6,"op":"status","args":3}\n{"v":1,"id":7,"op":"status"}\n',
+    6,
+  );
   t.match(replies[0], { ok: false, error: { code: 'ERR_BAD_JSON' } });
   t.match(replies[1], { ok: false, error: { code: 'ERR_BAD_FRAME' } });
   t.match(replies[2], { ok: false, id: 5, error: { code: 'ERR_VERSION' } });

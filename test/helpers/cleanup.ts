@@ -23,7 +23,7 @@ export function onExit(hook: () => void): () => void {
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       process.once(sig, () => {
         runAll();
-        process.kill(process.pid, sig);  // the default action, now that our handler is gone
+        process.kill(process.pid, sig); // the default action, now that our handler is gone
       });
     }
   }

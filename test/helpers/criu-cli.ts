@@ -30,7 +30,12 @@ function command(args: string[], dir: string, log: string, opts: CliOptions): st
 
 function errorsIn(dir: string, log: string): string {
   try {
-    return fs.readFileSync(path.join(dir, log), 'utf8').split('\n').filter((l) => /Error|error/.test(l)).slice(-8).join('\n');
+    return fs
+      .readFileSync(path.join(dir, log), 'utf8')
+      .split('\n')
+      .filter((l) => /Error|error/.test(l))
+      .slice(-8)
+      .join('\n');
   } catch {
     return '';
   }
@@ -43,7 +48,9 @@ async function criu(args: string[], dir: string, log: string, opts: CliOptions):
     // CRIU_FAULT=130: on VMs whose debug breakpoints never fire, CRIU hangs without it.
     await run(cmd[0], cmd.slice(1), { env: { ...process.env, CRIU_FAULT: '130' }, timeout: 120_000 });
   } catch (e) {
-    throw new Error(`criu ${args[0]} failed (${(e as Error).message.split('\n')[0]}); ${path.join(dir, log)}:\n${errorsIn(dir, log)}`);
+    throw new Error(
+      `criu ${args[0]} failed (${(e as Error).message.split('\n')[0]}); ${path.join(dir, log)}:\n${errorsIn(dir, log)}`,
+    );
   }
   return performance.now() - start;
 }
@@ -60,12 +67,18 @@ export interface Serving {
 function serve(args: string[], dir: string, log: string, opts: CliOptions): Serving {
   const cmd = command([...args, '--status-fd', '3'], dir, log, opts);
   const start = performance.now();
-  const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'ignore', 'ignore', 'pipe'], env: { ...process.env, CRIU_FAULT: '130' } });
+  const child = spawn(cmd[0], cmd.slice(1), {
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...process.env, CRIU_FAULT: '130' },
+  });
   const done = new Promise<number>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       if (code === 0) resolve(performance.now() - start);
-      else reject(new Error(`criu ${args[0]} exited with ${code ?? signal}; ${path.join(dir, log)}:\n${errorsIn(dir, log)}`));
+      else
+        reject(
+          new Error(`criu ${args[0]} exited with ${code ?? signal}; ${path.join(dir, log)}:\n${errorsIn(dir, log)}`),
+        );
     });
   });
   const status = child.stdio[3] as NodeJS.ReadableStream;
@@ -77,14 +90,29 @@ function serve(args: string[], dir: string, log: string, opts: CliOptions): Serv
 }
 
 /** `criu dump --lazy-pages`: dumps, then serves the memory from a page server on address:port until the restored process has it all. */
-export function cliLazyDump(pid: number, dir: string, server: { address: string; port: number }, opts: CliOptions = {}): Serving {
+export function cliLazyDump(
+  pid: number,
+  dir: string,
+  server: { address: string; port: number },
+  opts: CliOptions = {},
+): Serving {
   fs.mkdirSync(dir, { recursive: true });
-  return serve(['dump', '-t', String(pid), '--lazy-pages', '--address', server.address, '--port', String(server.port)], dir, 'dump.log', opts);
+  return serve(
+    ['dump', '-t', String(pid), '--lazy-pages', '--address', server.address, '--port', String(server.port)],
+    dir,
+    'dump.log',
+    opts,
+  );
 }
 
 /** `criu lazy-pages --page-server`: the target's daemon that fetches pages from the dump's page server for a `--lazy-pages` restore from `dir`. */
 export function cliLazyPages(dir: string, server: { address: string; port: number }, opts: CliOptions = {}): Serving {
-  return serve(['lazy-pages', '--page-server', '--address', server.address, '--port', String(server.port)], dir, 'lazy-pages.log', opts);
+  return serve(
+    ['lazy-pages', '--page-server', '--address', server.address, '--port', String(server.port)],
+    dir,
+    'lazy-pages.log',
+    opts,
+  );
 }
 
 /** `criu dump -t pid -D dir` (the process is killed unless `extra` has --leave-running); resolves with the ms it took. */

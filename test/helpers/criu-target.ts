@@ -34,7 +34,13 @@ export function alive(pid: number): boolean {
 // Targets not cleaned up by their test (a test that threw early): killed when this process exits.
 const started = new Set<number>();
 process.once('exit', () => {
-  for (const p of started) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+  for (const p of started) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 });
 
 export async function startTarget(opts: { mib?: number; netns?: string; sharedPidns?: boolean } = {}): Promise<Target> {
@@ -47,23 +53,41 @@ export async function startTarget(opts: { mib?: number; netns?: string; sharedPi
   u.unref();
   let pid = 0;
   try {
-    await until(() => {
-      try {
-        pid = Number(readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, 'utf8').trim().split(' ')[0]);
-      } catch { /* not yet */ }
-      return pid > 0 && existsSync(report + '.ready');
-    }, 15_000, 'the CRIU test target started');
+    await until(
+      () => {
+        try {
+          pid = Number(readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, 'utf8').trim().split(' ')[0]);
+        } catch {
+          /* not yet */
+        }
+        return pid > 0 && existsSync(report + '.ready');
+      },
+      15_000,
+      'the CRIU test target started',
+    );
   } catch (e) {
-    for (const p of [pid, u.pid ?? 0]) if (p > 0) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    for (const p of [pid, u.pid ?? 0])
+      if (p > 0) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
   const first = pid;
   started.add(first);
   return {
-    pid, dir,
+    pid,
+    dir,
     async verify(p = first) {
-      try { unlinkSync(report); } catch { /* none yet */ }
+      try {
+        unlinkSync(report);
+      } catch {
+        /* none yet */
+      }
       process.kill(p, 'SIGUSR1');
       await until(() => existsSync(report), 10_000, `process ${p} reported`);
       const [state, ticks] = readFileSync(report, 'utf8').trim().split(' ');
@@ -72,7 +96,11 @@ export async function startTarget(opts: { mib?: number; netns?: string; sharedPi
     cleanup(...pids) {
       started.delete(first);
       for (const p of [first, ...pids]) {
-        try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
       rmSync(dir, { recursive: true, force: true });
     },
@@ -94,7 +122,10 @@ export function workFolder(t: Test): string {
 }
 
 /** A target (killed after the test with every pid pushed to `restored`) and an images folder. */
-export async function scene(t: Test, opts: Parameters<typeof startTarget>[0] = {}): Promise<{ target: Target; restored: number[]; dir: string }> {
+export async function scene(
+  t: Test,
+  opts: Parameters<typeof startTarget>[0] = {},
+): Promise<{ target: Target; restored: number[]; dir: string }> {
   const target = await startTarget(opts);
   const restored: number[] = [];
   t.teardown(() => target.cleanup(...restored));

@@ -6,7 +6,12 @@ import { within } from './wait.js';
 
 const script = new URL('./uffd-worker.js', import.meta.url);
 
-interface Message { type: 'info' | 'result' | 'error'; value?: unknown; message?: string; code?: string }
+interface Message {
+  type: 'info' | 'result' | 'error';
+  value?: unknown;
+  message?: string;
+  code?: string;
+}
 
 export class JobWorker {
   readonly worker: Worker;
@@ -33,7 +38,7 @@ export class JobWorker {
       this.worker.once('error', reject);
       this.worker.once('exit', (code) => reject(new Error(`worker exited (${code}) without a result`)));
     });
-    this.result.catch(() => {});  // observed by whoever awaits it
+    this.result.catch(() => {}); // observed by whoever awaits it
     if (t) t.teardown(() => this.worker.terminate());
   }
 
@@ -41,7 +46,11 @@ export class JobWorker {
   info<T>(ms = 15_000): Promise<T> {
     const v = this.infos.shift();
     if (v !== undefined) return Promise.resolve(v as T);
-    return within(new Promise<T>((resolve) => this.infoWaiters.push(resolve as (v: unknown) => void)), ms, 'an info message from the worker');
+    return within(
+      new Promise<T>((resolve) => this.infoWaiters.push(resolve as (v: unknown) => void)),
+      ms,
+      'an info message from the worker',
+    );
   }
 
   send(m: unknown): void {

@@ -7,7 +7,10 @@ import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { within } from './wait.js';
 
-export interface Exit { code: number | null; signal: NodeJS.Signals | null }
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
 
 export class LineProcess {
   readonly proc: ChildProcessByStdio<Writable, Readable, null>;
@@ -25,7 +28,7 @@ export class LineProcess {
     this.name = opts.name ?? file;
     this.waitMs = opts.waitMs ?? 15_000;
     this.proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.proc.stdin.on('error', () => {});  // EPIPE after the child died
+    this.proc.stdin.on('error', () => {}); // EPIPE after the child died
     this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
     const rl = readline.createInterface({ input: this.proc.stdout });
     rl.on('line', (l) => {

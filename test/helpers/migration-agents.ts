@@ -35,21 +35,42 @@ export function secretFile(dir: string, secret = crypto.randomBytes(32)): string
   return f;
 }
 
-export async function startAgent(o: { netns: string; host: string; workDir: string; secretFile: string; flushNeigh?: string[]; refuse?: string; idleTimeoutMs?: number }): Promise<AgentProcess> {
+export async function startAgent(o: {
+  netns: string;
+  host: string;
+  workDir: string;
+  secretFile: string;
+  flushNeigh?: string[];
+  refuse?: string;
+  idleTimeoutMs?: number;
+}): Promise<AgentProcess> {
   fs.mkdirSync(o.workDir, { recursive: true });
   const logFile = `${o.workDir}.log`;
   const log = fs.openSync(logFile, 'a');
-  const args = ['--net=/run/netns/' + o.netns, process.execPath, main, 'listen', '--secret-file', o.secretFile, '--work-dir', o.workDir, '--host', o.host];
+  const args = [
+    '--net=/run/netns/' + o.netns,
+    process.execPath,
+    main,
+    'listen',
+    '--secret-file',
+    o.secretFile,
+    '--work-dir',
+    o.workDir,
+    '--host',
+    o.host,
+  ];
   if (o.flushNeigh) args.push('--flush-neigh', o.flushNeigh.join(','));
   if (o.refuse) args.push('--refuse', o.refuse);
   if (o.idleTimeoutMs) args.push('--idle-timeout-ms', String(o.idleTimeoutMs));
   const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', log] });
   fs.closeSync(log);
   live.add(child);
-  const exited = new Promise<void>((r) => child.once('exit', () => {
-    live.delete(child);
-    r();
-  }));
+  const exited = new Promise<void>((r) =>
+    child.once('exit', () => {
+      live.delete(child);
+      r();
+    }),
+  );
   const readLog = () => {
     try {
       return fs.readFileSync(logFile, 'utf8');
@@ -57,18 +78,26 @@ export async function startAgent(o: { netns: string; host: string; workDir: stri
       return '(no log)';
     }
   };
-  const first = await within(new Promise<string>((resolve, reject) => {
-    const rl = readline.createInterface({ input: child.stdout! });
-    const early = () => reject(new Error(`agent exited: ${readLog()}`));
-    child.once('exit', early);
-    rl.once('line', (l) => {
-      child.off('exit', early);
-      resolve(l);
-    });
-  }), 20_000, 'the agent to listen');
+  const first = await within(
+    new Promise<string>((resolve, reject) => {
+      const rl = readline.createInterface({ input: child.stdout! });
+      const early = () => reject(new Error(`agent exited: ${readLog()}`));
+      child.once('exit', early);
+      rl.once('line', (l) => {
+        child.off('exit', early);
+        resolve(l);
+      });
+    }),
+    20_000,
+    'the agent to listen',
+  );
   const { listening } = JSON.parse(first) as { listening: { host: string; port: number } };
   return {
-    netns: o.netns, host: listening.host, port: listening.port, workDir: o.workDir, child,
+    netns: o.netns,
+    host: listening.host,
+    port: listening.port,
+    workDir: o.workDir,
+    child,
     log: readLog,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -85,8 +114,35 @@ export interface ClientRun {
 }
 
 /** Ask `agent` (from inside its namespace) to migrate `pid` to `to`; `onLine` sees each output line as it comes. */
-export async function requestMigrate(agent: AgentProcess, secretFile: string, pid: number, to: { host: string; port: number }, opts: { mode?: 'precopy' | 'postcopy'; moveAddress?: string; noTcp?: boolean; strategy?: 'commit' | 'handover'; onProgress?: (p: { phase: string; bytes: number }) => void } = {}): Promise<ClientRun> {
-  const args = ['--net=/run/netns/' + agent.netns, process.execPath, main, 'migrate', '--secret-file', secretFile, '--agent', `${agent.host}:${agent.port}`, '--pid', String(pid), '--to', `${to.host}:${to.port}`, '--mode', opts.mode ?? 'precopy'];
+export async function requestMigrate(
+  agent: AgentProcess,
+  secretFile: string,
+  pid: number,
+  to: { host: string; port: number },
+  opts: {
+    mode?: 'precopy' | 'postcopy';
+    moveAddress?: string;
+    noTcp?: boolean;
+    strategy?: 'commit' | 'handover';
+    onProgress?: (p: { phase: string; bytes: number }) => void;
+  } = {},
+): Promise<ClientRun> {
+  const args = [
+    '--net=/run/netns/' + agent.netns,
+    process.execPath,
+    main,
+    'migrate',
+    '--secret-file',
+    secretFile,
+    '--agent',
+    `${agent.host}:${agent.port}`,
+    '--pid',
+    String(pid),
+    '--to',
+    `${to.host}:${to.port}`,
+    '--mode',
+    opts.mode ?? 'precopy',
+  ];
   if (opts.moveAddress) args.push('--move-address', opts.moveAddress);
   if (opts.noTcp) args.push('--no-tcp');
   if (opts.strategy) args.push('--strategy', opts.strategy);
@@ -97,7 +153,11 @@ export async function requestMigrate(agent: AgentProcess, secretFile: string, pi
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const rl = readline.createInterface({ input: child.stdout });
   rl.on('line', (l) => {
-    const m = JSON.parse(l) as { progress?: ClientRun['progress'][0]; result?: ClientRun['result']; error?: ClientRun['error'] };
+    const m = JSON.parse(l) as {
+      progress?: ClientRun['progress'][0];
+      result?: ClientRun['result'];
+      error?: ClientRun['error'];
+    };
     if (m.progress) {
       out.progress.push(m.progress);
       opts.onProgress?.(m.progress);

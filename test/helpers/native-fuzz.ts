@@ -6,28 +6,72 @@ import { seeded } from './seeded.js';
 type Obj = Record<string, (...a: unknown[]) => unknown>;
 const { rnd, pick } = seeded(Number(process.argv[2] ?? 1));
 const N = native as unknown as Record<string, new (...a: unknown[]) => Obj>;
-const values: unknown[] = [undefined, null, 0, 1, -1, 4096, 8192, 4095, 1.5, NaN, Infinity, 2 ** 53, 2 ** 64, -4096,
-  0n, 4096n, -1n, 2n ** 64n, 'x', '', {}, [], () => 1, Symbol('s'), new Uint8Array(8), new Uint8Array(8192),
-  new ArrayBuffer(4096), { kind: 'anonymous', size: 4096 }, { kind: 'memfd', size: 8192 }, { kind: 'file', fd: 0, size: 4096 },
-  { kind: 'zero' }, 'dontneed', 'rw', 'none', 'r', 'remove', 'willneed'];
+const values: unknown[] = [
+  undefined,
+  null,
+  0,
+  1,
+  -1,
+  4096,
+  8192,
+  4095,
+  1.5,
+  NaN,
+  Infinity,
+  2 ** 53,
+  2 ** 64,
+  -4096,
+  0n,
+  4096n,
+  -1n,
+  2n ** 64n,
+  'x',
+  '',
+  {},
+  [],
+  () => 1,
+  Symbol('s'),
+  new Uint8Array(8),
+  new Uint8Array(8192),
+  new ArrayBuffer(4096),
+  { kind: 'anonymous', size: 4096 },
+  { kind: 'memfd', size: 8192 },
+  { kind: 'file', fd: 0, size: 4096 },
+  { kind: 'zero' },
+  'dontneed',
+  'rw',
+  'none',
+  'r',
+  'remove',
+  'willneed',
+];
 const live: Obj[] = [];
 
 function make(): void {
   const attempts: (() => Obj)[] = [
-    () => new N.NativeRegion(pick([{ kind: 'anonymous', size: 65536 }, { kind: 'memfd', size: 65536 }])),
+    () =>
+      new N.NativeRegion(
+        pick([
+          { kind: 'anonymous', size: 65536 },
+          { kind: 'memfd', size: 65536 },
+        ]),
+      ),
     () => {
       const u = new N.NativeUffd({ via: pick(['syscall', 'dev']) });
       if (rnd() < 0.8) u.api(pick([0n, 256n, 0x14cn]));
       return u;
     },
     () => new N.NativeSource(pick([{ kind: 'zero' }, { kind: 'region', region: pick(live) }])),
-    () => new N.NativeEngine(pick(live), { threads: 1 + Math.floor(rnd() * 3), batchPages: 1 + Math.floor(rnd() * 32) }),
+    () =>
+      new N.NativeEngine(pick(live), { threads: 1 + Math.floor(rnd() * 3), batchPages: 1 + Math.floor(rnd() * 32) }),
     () => new N.NativeSeqPacket(),
   ];
   for (const f of attempts) {
     try {
       live.push(f());
-    } catch { /* refused: fine */ }
+    } catch {
+      /* refused: fine */
+    }
   }
 }
 
@@ -58,7 +102,9 @@ for (let i = 0; i < Number(process.argv[3] ?? 3000); i++) {
 for (const o of [...live, ...live]) {
   try {
     o.close();
-  } catch { /* e.g. a registered region */ }
+  } catch {
+    /* e.g. a registered region */
+  }
 }
 // After the closes: a SeqPacket recv() waits for a message until its close.
 await Promise.all(pending);

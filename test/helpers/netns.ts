@@ -78,7 +78,11 @@ export async function makeNet(n: number, opts: { prefix?: string } = {}): Promis
   await removeStale();
   const base = `sos-${process.pid}-${nets++}`;
   const bridge = `${base}br`;
-  const nodes: TestNode[] = Array.from({ length: n }, (_, i) => ({ name: `node${i}`, netns: `${base}n${i}`, addr: `${prefix}.${i + 1}` }));
+  const nodes: TestNode[] = Array.from({ length: n }, (_, i) => ({
+    name: `node${i}`,
+    netns: `${base}n${i}`,
+    addr: `${prefix}.${i + 1}`,
+  }));
   const names = [bridge, ...nodes.map((x) => x.netns)];
   const forget = onExit(() => {
     for (const name of names) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
@@ -125,8 +129,13 @@ export async function makeNet(n: number, opts: { prefix?: string } = {}): Promis
     holdAddr: async (node, addr) => {
       if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(addr)) throw new TypeError(`not an IPv4 address: '${addr}'`);
       const table = `sos_hold_${holds++}`;
-      const nft = (...args: string[]): Promise<void> => run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args])
-        .then(() => {}, (e: Error & { stderr?: string }) => { throw new Error(`nft ${args.join(' ')}: ${e.stderr?.trim() || e.message}`); });
+      const nft = (...args: string[]): Promise<void> =>
+        run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args]).then(
+          () => {},
+          (e: Error & { stderr?: string }) => {
+            throw new Error(`nft ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+          },
+        );
       await nft('add', 'table', 'ip', table);
       await nft('add', 'chain', 'ip', table, 'in', '{ type filter hook input priority -300; policy accept; }');
       await nft('add', 'rule', 'ip', table, 'in', 'ip', 'daddr', addr, 'drop');

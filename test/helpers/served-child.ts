@@ -7,7 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { FEATURES, Userfaultfd, type Feature } from '../../lib/uffd/index.js';
 import { LineProcess } from './line-process.js';
 
-export const childBinary = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/uffd_child');
+export const childBinary = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../build/Release/uffd_child',
+);
 
 export type { Exit } from './line-process.js';
 
@@ -16,14 +19,21 @@ export class ServedChild extends LineProcess {
   address = 0;
   size = 0;
 
-  private constructor(size: number, readonly features: Feature[]) {
+  private constructor(
+    size: number,
+    readonly features: Feature[],
+  ) {
     let bits = 0n;
     for (const f of features) bits |= 1n << BigInt(FEATURES[f]);
     super(childBinary, [String(size), String(bits)], { name: 'uffd_child' });
   }
 
   /** Start a child; `t.teardown` kills it (whatever the test did). */
-  static async start(t: { teardown(fn: () => unknown): void }, size: number, features: Feature[] = []): Promise<ServedChild> {
+  static async start(
+    t: { teardown(fn: () => unknown): void },
+    size: number,
+    features: Feature[] = [],
+  ): Promise<ServedChild> {
     const c = new ServedChild(size, features);
     t.teardown(() => c.kill());
     const ready = await c.line();

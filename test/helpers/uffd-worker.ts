@@ -31,7 +31,8 @@ export type Job =
    */
   | { op: 'hold'; mode: HoldMode; sharedId: number; name: string };
 
-export type HoldMode = 'engine' | 'js-handler' | 'unserved' | 'event-pending' | 'shared-registered' | 'shared-source' | 'remap-pending';
+export type HoldMode =
+  'engine' | 'js-handler' | 'unserved' | 'event-pending' | 'shared-registered' | 'shared-source' | 'remap-pending';
 
 /** This thread's kernel thread id. */
 function tid(): number {
@@ -83,7 +84,8 @@ async function run(job: Job, post: (m: unknown) => void, messages: AsyncIterator
         faults++;
         tids.add(ev.tid);
         const off = ev.offset! - (ev.offset! % 4096);
-        if (job.limit === undefined || faults <= job.limit) u.copy({ region: r, offset: off, length: 4096 }, patternPage(off / 4096, job.seed));
+        if (job.limit === undefined || faults <= job.limit)
+          u.copy({ region: r, offset: off, length: 4096 }, patternPage(off / 4096, job.seed));
         else if (faults === job.limit + 1) post({ type: 'info', value: { stuck: off } });
       });
       post({ type: 'info', value: { ready: true, tid: tid() } });
@@ -100,7 +102,11 @@ async function run(job: Job, post: (m: unknown) => void, messages: AsyncIterator
   }
 }
 
-async function hold(job: Extract<Job, { op: 'hold' }>, post: (m: unknown) => void, messages: AsyncIterator<unknown>): Promise<unknown> {
+async function hold(
+  job: Extract<Job, { op: 'hold' }>,
+  post: (m: unknown) => void,
+  messages: AsyncIterator<unknown>,
+): Promise<unknown> {
   const PAGE = 4096;
   const r = Region.memfd(64 * PAGE, { name: job.name });
   const other = Region.anonymous(16 * PAGE);

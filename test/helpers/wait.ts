@@ -61,7 +61,7 @@ export function pagemap(address: number, pages: number): { present: boolean; uff
     fs.readSync(fd, b, 0, b.length, (address / PAGE) * 8);
     return Array.from({ length: pages }, (_, i) => {
       const v = b.readBigUInt64LE(i * 8);
-      return { present: (v >> 63n) === 1n, uffdWp: ((v >> 57n) & 1n) === 1n };
+      return { present: v >> 63n === 1n, uffdWp: ((v >> 57n) & 1n) === 1n };
     });
   } finally {
     fs.closeSync(fd);

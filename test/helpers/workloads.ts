@@ -16,7 +16,16 @@ import { within } from './wait.js';
 const run = promisify(execFile);
 
 export type WorkloadKind = 'memory' | 'threads' | 'files' | 'pipes' | 'unix' | 'timers' | 'tree' | 'tcp';
-export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['memory', 'threads', 'files', 'pipes', 'unix', 'timers', 'tree', 'tcp'];
+export const WORKLOAD_KINDS: readonly WorkloadKind[] = [
+  'memory',
+  'threads',
+  'files',
+  'pipes',
+  'unix',
+  'timers',
+  'tree',
+  'tcp',
+];
 
 export interface StartOptions {
   /** The workload's own folder (status files, its files); created. */
@@ -68,7 +77,12 @@ export interface Workload {
   kill(): Promise<void>;
 }
 
-interface Status { nonce: string; generation: number; ok: boolean; detail: string }
+interface Status {
+  nonce: string;
+  generation: number;
+  ok: boolean;
+  detail: string;
+}
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const sources = path.join(root, 'test/fixtures/criu');
@@ -80,16 +94,23 @@ let built: Promise<{ workload: string; echoPeer: string }> | undefined;
  */
 export function fixtures(): Promise<{ workload: string; echoPeer: string }> {
   built ??= build().catch((e: unknown) => {
-    built = undefined;  // a later call tries again
+    built = undefined; // a later call tries again
     throw e;
   });
   return built;
 }
 
 async function build(): Promise<{ workload: string; echoPeer: string }> {
-  const files = fs.readdirSync(sources).filter((f) => /\.[ch]$/.test(f)).sort();
+  const files = fs
+    .readdirSync(sources)
+    .filter((f) => /\.[ch]$/.test(f))
+    .sort();
   const h = crypto.createHash('sha256');
-  for (const f of files) h.update(f).update('\0').update(fs.readFileSync(path.join(sources, f))).update('\0');
+  for (const f of files)
+    h.update(f)
+      .update('\0')
+      .update(fs.readFileSync(path.join(sources, f)))
+      .update('\0');
   const out = path.join(root, '.cache/criu-fixtures', h.digest('hex').slice(0, 16));
   const result = { workload: path.join(out, 'workload'), echoPeer: path.join(out, 'echo-peer') };
   if (fs.existsSync(result.workload) && fs.existsSync(result.echoPeer)) return result;
@@ -116,7 +137,7 @@ function readJson<T>(file: string): T | undefined {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
   } catch {
-    return undefined;  // not there yet (the workload renames it into place whole)
+    return undefined; // not there yet (the workload renames it into place whole)
   }
 }
 
@@ -211,9 +232,17 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   parent.unref();
   parent.on('error', () => {});
   const forget = onExit(() => void killAll(bin, dir));
-  const logs = (): string => ['unshare.log', 'workload.log']
-    .map((f) => { try { return fs.readFileSync(path.join(dir, f), 'utf8').trim(); } catch { return ''; } })
-    .filter(Boolean).join('; ') || `exit ${parent.exitCode ?? parent.signalCode}`;
+  const logs = (): string =>
+    ['unshare.log', 'workload.log']
+      .map((f) => {
+        try {
+          return fs.readFileSync(path.join(dir, f), 'utf8').trim();
+        } catch {
+          return '';
+        }
+      })
+      .filter(Boolean)
+      .join('; ') || `exit ${parent.exitCode ?? parent.signalCode}`;
   const statusFile = path.join(dir, 'status.json');
 
   let queue: Promise<unknown> = Promise.resolve();
@@ -226,7 +255,8 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   async function request(verb: 'verify' | 'poison', pid: number, ms: number): Promise<Status> {
     // Never signal a process that is not this workload (SIGUSR1 would kill most others).
     if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`not a pid: ${pid}`);
-    if (!processesOf(bin, dir, [pid]).length) throw new Error(`pid ${pid} is not a live copy of the ${kind} workload in ${dir}`);
+    if (!processesOf(bin, dir, [pid]).length)
+      throw new Error(`pid ${pid} is not a live copy of the ${kind} workload in ${dir}`);
     const nonce = crypto.randomBytes(8).toString('hex');
     fs.writeFileSync(path.join(dir, 'request'), `${verb} ${nonce}\n`);
     process.kill(pid, 'SIGUSR1');
@@ -259,14 +289,16 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
       pid: init,
       dir,
       info: readJson<Record<string, string>>(path.join(dir, 'info.json')) ?? {},
-      verify: (pid = w.pid) => serial(async () => {
-        const s = await request('verify', pid, 30_000 + memMiB * 20);
-        if (!s.ok) throw new Error(`${kind} workload (pid ${pid}) failed its check: ${s.detail}`);
-        return { ok: true as const, generation: s.generation, detail: s.detail };
-      }),
-      poison: (pid = w.pid) => serial(async () => {
-        await request('poison', pid, 30_000);
-      }),
+      verify: (pid = w.pid) =>
+        serial(async () => {
+          const s = await request('verify', pid, 30_000 + memMiB * 20);
+          if (!s.ok) throw new Error(`${kind} workload (pid ${pid}) failed its check: ${s.detail}`);
+          return { ok: true as const, generation: s.generation, detail: s.detail };
+        }),
+      poison: (pid = w.pid) =>
+        serial(async () => {
+          await request('poison', pid, 30_000);
+        }),
       gapMs: async () => (await heartbeat()).maxGapMs,
       heartbeat,
       resetGap: async () => {
@@ -295,26 +327,34 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
 }
 
 /** A TCP echo server in `netns` (or here) on host:port (port 0: any; the chosen one is returned). */
-export async function startEchoPeer(opts: { netns?: string; host: string; port: number }):
-Promise<{ port: number; pid: number; close(): Promise<void> }> {
+export async function startEchoPeer(opts: {
+  netns?: string;
+  host: string;
+  port: number;
+}): Promise<{ port: number; pid: number; close(): Promise<void> }> {
   const { echoPeer } = await fixtures();
   const cmd = [echoPeer, opts.host, String(opts.port)];
   if (opts.netns) cmd.unshift('nsenter', `--net=/run/netns/${opts.netns}`);
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const forget = onExit(() => void child.kill('SIGKILL'));
-  let out = '', err = '';
+  let out = '',
+    err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   try {
-    const port = await within(new Promise<number>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /^listening (\d+)\n/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`echo peer exited (${code}): ${err.trim()}`)));
-      child.once('error', reject);
-    }), 20_000, 'the echo peer to listen');
+    const port = await within(
+      new Promise<number>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /^listening (\d+)\n/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (code) => reject(new Error(`echo peer exited (${code}): ${err.trim()}`)));
+        child.once('error', reject);
+      }),
+      20_000,
+      'the echo peer to listen',
+    );
     let closed: Promise<void> | undefined;
     return {
       port,
@@ -334,4 +374,3 @@ Promise<{ port: number; pid: number; close(): Promise<void> }> {
     throw e;
   }
 }
-

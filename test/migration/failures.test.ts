@@ -13,7 +13,15 @@ import { migrate } from '../../lib/migration/index.js';
 import { makeNet } from '../helpers/netns.js';
 import { startEchoPeer, startWorkload, type Workload } from '../helpers/workloads.js';
 import { until } from '../helpers/wait.js';
-import { copies, requestMigrate, secretFile, startAgent, strays, type AgentProcess, type ClientRun } from '../helpers/migration-agents.js';
+import {
+  copies,
+  requestMigrate,
+  secretFile,
+  startAgent,
+  strays,
+  type AgentProcess,
+  type ClientRun,
+} from '../helpers/migration-agents.js';
 
 void t.test('failures', async (t) => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-fail-'));
@@ -34,11 +42,24 @@ void t.test('failures', async (t) => {
   const [a, b] = net.nodes;
   const secret = secretFile(base);
   const idleTimeoutMs = 5000;
-  const src = await startAgent({ netns: a.netns, host: a.addr, workDir: path.join(base, 'agent-a'), secretFile: secret, idleTimeoutMs });
+  const src = await startAgent({
+    netns: a.netns,
+    host: a.addr,
+    workDir: path.join(base, 'agent-a'),
+    secretFile: secret,
+    idleTimeoutMs,
+  });
   t.teardown(() => src.stop());
   let n = 0;
   const target = async (o: { refuse?: string; secret?: string; workDir?: string } = {}): Promise<AgentProcess> => {
-    const ag = await startAgent({ netns: b.netns, host: b.addr, workDir: o.workDir ?? path.join(base, `agent-b${n++}`), secretFile: o.secret ?? secret, idleTimeoutMs, ...(o.refuse ? { refuse: o.refuse } : {}) });
+    const ag = await startAgent({
+      netns: b.netns,
+      host: b.addr,
+      workDir: o.workDir ?? path.join(base, `agent-b${n++}`),
+      secretFile: o.secret ?? secret,
+      idleTimeoutMs,
+      ...(o.refuse ? { refuse: o.refuse } : {}),
+    });
     t.teardown(() => ag.stop('SIGKILL'));
     return ag;
   };
@@ -52,7 +73,11 @@ void t.test('failures', async (t) => {
   const tcpWorkload = async (): Promise<Workload> => {
     const peer = await startEchoPeer({ netns: b.netns, host: b.addr, port: 0 });
     t.teardown(() => peer.close());
-    const w = await startWorkload('tcp', { dir: path.join(base, `w${n++}`), netns: a.netns, tcpPeer: { host: b.addr, port: peer.port } });
+    const w = await startWorkload('tcp', {
+      dir: path.join(base, `w${n++}`),
+      netns: a.netns,
+      tcpPeer: { host: b.addr, port: peer.port },
+    });
     t.teardown(() => w.kill());
     await w.verify();
     return w;
@@ -73,8 +98,14 @@ void t.test('failures', async (t) => {
     w.pid = pid;
   };
   /** Migrate `pid` to `tgt`, SIGKILLing the target agent at the first progress report `when` accepts. */
-  const killTargetWhen = async (t: Test, when: (p: { phase: string; bytes: number }) => boolean, pid: number, tgt: AgentProcess,
-    opts: Parameters<typeof requestMigrate>[4] = {}, what = 'the target agent was killed'): Promise<ClientRun> => {
+  const killTargetWhen = async (
+    t: Test,
+    when: (p: { phase: string; bytes: number }) => boolean,
+    pid: number,
+    tgt: AgentProcess,
+    opts: Parameters<typeof requestMigrate>[4] = {},
+    what = 'the target agent was killed',
+  ): Promise<ClientRun> => {
     let killed = false;
     const run = await requestMigrate(src, secret, pid, tgt, {
       ...opts,
@@ -88,16 +119,36 @@ void t.test('failures', async (t) => {
     t.ok(killed, what);
     return run;
   };
-  const leftovers = (ag: AgentProcess) => fs.existsSync(ag.workDir) ? fs.readdirSync(ag.workDir).filter((f) => /^[0-9a-f]{32}$/.test(f)) : [];
+  const leftovers = (ag: AgentProcess) =>
+    fs.existsSync(ag.workDir) ? fs.readdirSync(ag.workDir).filter((f) => /^[0-9a-f]{32}$/.test(f)) : [];
 
   void t.test('bad input', async (t) => {
     let free = 4_000_000;
     while (fs.existsSync(`/proc/${free}`)) free++;
-    await t.rejects(migrate(free, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_NO_PROCESS', step: 'validate' });
-    await t.rejects(migrate('1' as unknown as number, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_INVALID_ARG_TYPE' });
-    await t.rejects(migrate(1, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base, mode: 'fast' as 'precopy' }), { code: 'ERR_INVALID_ARG_TYPE' });
-    await t.rejects(migrate(1, { to: { host: b.addr, port: 0 }, secret: 'x'.repeat(32), workDir: base }), { code: 'ERR_OUT_OF_RANGE' });
-    await t.rejects(migrate(1, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base, moveAddress: { address: 'x;rm', prefix: 24, dev: 'eth0' } }), { code: 'ERR_INVALID_ARG_TYPE' });
+    await t.rejects(migrate(free, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }), {
+      code: 'ERR_NO_PROCESS',
+      step: 'validate',
+    });
+    await t.rejects(
+      migrate('1' as unknown as number, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base }),
+      { code: 'ERR_INVALID_ARG_TYPE' },
+    );
+    await t.rejects(
+      migrate(1, { to: { host: b.addr, port: 1 }, secret: 'x'.repeat(32), workDir: base, mode: 'fast' as 'precopy' }),
+      { code: 'ERR_INVALID_ARG_TYPE' },
+    );
+    await t.rejects(migrate(1, { to: { host: b.addr, port: 0 }, secret: 'x'.repeat(32), workDir: base }), {
+      code: 'ERR_OUT_OF_RANGE',
+    });
+    await t.rejects(
+      migrate(1, {
+        to: { host: b.addr, port: 1 },
+        secret: 'x'.repeat(32),
+        workDir: base,
+        moveAddress: { address: 'x;rm', prefix: 24, dev: 'eth0' },
+      }),
+      { code: 'ERR_INVALID_ARG_TYPE' },
+    );
 
     const tgt = await target();
     // A kernel thread cannot be dumped: CRIU refuses, nothing changes.
@@ -144,7 +195,14 @@ void t.test('failures', async (t) => {
     void t.test(`the target agent dies during the image transfer (${strategy})`, async (t) => {
       const tgt = await target();
       const w = await workload(64);
-      const run = await killTargetWhen(t, (p) => p.phase === 'transfer' && p.bytes > 1 << 20, w.pid, tgt, { strategy }, 'killed while images moved');
+      const run = await killTargetWhen(
+        t,
+        (p) => p.phase === 'transfer' && p.bytes > 1 << 20,
+        w.pid,
+        tgt,
+        { strategy },
+        'killed while images moved',
+      );
       await survives(t, w, run, /^(transfer|restore)$/);
       t.equal(run.error!.pid ?? w.pid, w.pid, 'resumed in place (same pid)');
     });
@@ -163,7 +221,14 @@ void t.test('failures', async (t) => {
   void t.test('the target agent dies while the dump streams pages to its page server (commit)', async (t) => {
     const tgt = await target();
     const w = await workload(64);
-    const run = await killTargetWhen(t, (p) => p.phase === 'dump' && p.bytes > 1 << 20, w.pid, tgt, { strategy: 'commit' }, 'killed while pages streamed');
+    const run = await killTargetWhen(
+      t,
+      (p) => p.phase === 'dump' && p.bytes > 1 << 20,
+      w.pid,
+      tgt,
+      { strategy: 'commit' },
+      'killed while pages streamed',
+    );
     await survives(t, w, run, /^(dump|transfer|restore)$/);
     t.equal(run.error!.pid ?? w.pid, w.pid, 'resumed in place (same pid)');
   });
@@ -174,27 +239,52 @@ void t.test('failures', async (t) => {
     const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
     await survives(t, w, run, /^(restore|commit)$/);
     t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
-    const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+    const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], {
+      encoding: 'utf8',
+    });
     t.notMatch(tables, /CRIU-/, "CRIU's network lock is gone from the source node");
     // The dead agent's lazy-pages daemon waits for a restore that will never come; an agent
     // started again on the same folder ends it.
-    const lazy = () => execFileSync('pgrep', ['-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-    const waiting = (() => { try { return lazy(); } catch { return []; } })();
+    const lazy = () =>
+      execFileSync('pgrep', ['-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+    const waiting = (() => {
+      try {
+        return lazy();
+      } catch {
+        return [];
+      }
+    })();
     t.equal(leftovers(tgt).length, 1, 'the dead agent left its migration folder');
     const again = await target({ workDir: tgt.workDir });
-    await until(() => { try { return lazy().length === 0; } catch { return true; } }, 10_000, 'the stale lazy-pages daemon to end');
+    await until(
+      () => {
+        try {
+          return lazy().length === 0;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      'the stale lazy-pages daemon to end',
+    );
     t.pass(`a new agent on ${path.basename(tgt.workDir)} ended ${waiting.length} stale lazy-pages daemon(s)`);
     t.match(again.log(), waiting.length ? /killed lazy-pages daemon \d+ left by an earlier agent/ : /.*/);
     t.same(leftovers(again), [], "and removed the dead agent's migration folder");
   });
 
-  void t.test('post-copy: the target agent dies before the commit; the source resumes with its TCP connection', async (t) => {
-    const w = await tcpWorkload();
-    const tgt = await target();
-    const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
-    await survives(t, w, run, /^(restore|commit)$/);
-    t.match((await w.verify()).detail, /ESTABLISHED/, 'the connection still echoes');
-  });
+  void t.test(
+    'post-copy: the target agent dies before the commit; the source resumes with its TCP connection',
+    async (t) => {
+      const w = await tcpWorkload();
+      const tgt = await target();
+      const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
+      await survives(t, w, run, /^(restore|commit)$/);
+      t.match((await w.verify()).detail, /ESTABLISHED/, 'the connection still echoes');
+    },
+  );
 
   void t.test('post-copy: the page transfer breaks after the resume; nothing runs twice', async (t) => {
     const tgt = await target();
@@ -206,7 +296,9 @@ void t.test('failures', async (t) => {
         if (killed || p.phase !== 'pages') return;
         // The target's lazy-pages daemon dies with most pages still on the source.
         try {
-          killed = execFileSync('pkill', ['-KILL', '-e', '-f', `lazy-pages .*${tgt.workDir}/`], { encoding: 'utf8' }).trim();
+          killed = execFileSync('pkill', ['-KILL', '-e', '-f', `lazy-pages .*${tgt.workDir}/`], {
+            encoding: 'utf8',
+          }).trim();
         } catch {
           killed = 'none';
         }
@@ -220,10 +312,14 @@ void t.test('failures', async (t) => {
     t.equal(e.pid, w.pid);
     await until(() => copies(w.dir).length === 1, 30_000, 'the target to end its copy');
     t.same(copies(w.dir), [w.pid], "only the source's copy exists");
-    t.match(fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8'), /^\d+ \(.*\) [Tt] /, 'and it is stopped: nothing runs twice');
+    t.match(
+      fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8'),
+      /^\d+ \(.*\) [Tt] /,
+      'and it is stopped: nothing runs twice',
+    );
   });
 
-  void t.test('an agent started on a dead target agent\'s folder takes back its moved address and hold', async (t) => {
+  void t.test("an agent started on a dead target agent's folder takes back its moved address and hold", async (t) => {
     // What a target agent SIGKILLed between adding the moving address and the resume leaves:
     // its migration folder with the address record, the address, and its nftables hold.
     const dir = path.join(base, 'agent-crashed');
@@ -236,8 +332,16 @@ void t.test('failures', async (t) => {
     const table = `sos_hold_${dead}_0`;
     execFileSync('ip', ['netns', 'exec', b.netns, 'nft', 'add', 'table', 'inet', table]);
     const ag = await target({ workDir: dir });
-    t.notMatch(execFileSync('ip', ['-n', b.netns, 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }), new RegExp(`inet ${addr.replace(/\./g, '\\.')}/`), 'the address is gone');
-    t.notMatch(execFileSync('ip', ['netns', 'exec', b.netns, 'nft', 'list', 'tables'], { encoding: 'utf8' }), new RegExp(table), 'so is the hold');
+    t.notMatch(
+      execFileSync('ip', ['-n', b.netns, 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }),
+      new RegExp(`inet ${addr.replace(/\./g, '\\.')}/`),
+      'the address is gone',
+    );
+    t.notMatch(
+      execFileSync('ip', ['netns', 'exec', b.netns, 'nft', 'list', 'tables'], { encoding: 'utf8' }),
+      new RegExp(table),
+      'so is the hold',
+    );
     t.notOk(fs.existsSync(mig), 'and the folder');
     t.match(ag.log(), new RegExp(`deleted address ${addr.replace(/\./g, '\\.')}/24 on eth0`));
   });
@@ -271,8 +375,12 @@ void t.test('failures', async (t) => {
     if (run.result) {
       // The commit arrived: the target resumed, and the source learnt it by asking.
       const r = run.result;
-      t.same(copies(w.dir), [r.targetPid], 'exactly one copy runs, the target\'s');
-      t.equal(fs.statSync(`/proc/${r.targetPid}/ns/net`).ino, fs.statSync(`/run/netns/${b.netns}`).ino, 'on the target node');
+      t.same(copies(w.dir), [r.targetPid], "exactly one copy runs, the target's");
+      t.equal(
+        fs.statSync(`/proc/${r.targetPid}/ns/net`).ino,
+        fs.statSync(`/run/netns/${b.netns}`).ino,
+        'on the target node',
+      );
       t.ok((await w.verify(r.targetPid)).ok, 'it verifies');
       w.pid = r.targetPid;
       t.comment('outcome: resumed on the target, learnt through a new connection');

@@ -25,8 +25,20 @@ void t.test('migration matrix', async (t) => {
   const secret = secretFile(base);
   const flush = net.nodes.map((n) => n.netns);
   const agents: Record<string, AgentProcess> = {
-    a: await startAgent({ netns: a.netns, host: a.addr, workDir: path.join(base, 'agent-a'), secretFile: secret, flushNeigh: flush }),
-    b: await startAgent({ netns: b.netns, host: b.addr, workDir: path.join(base, 'agent-b'), secretFile: secret, flushNeigh: flush }),
+    a: await startAgent({
+      netns: a.netns,
+      host: a.addr,
+      workDir: path.join(base, 'agent-a'),
+      secretFile: secret,
+      flushNeigh: flush,
+    }),
+    b: await startAgent({
+      netns: b.netns,
+      host: b.addr,
+      workDir: path.join(base, 'agent-b'),
+      secretFile: secret,
+      flushNeigh: flush,
+    }),
   };
   t.teardown(async () => {
     for (const ag of Object.values(agents)) await ag.stop();
@@ -41,7 +53,9 @@ void t.test('migration matrix', async (t) => {
       if (own) await net.addAddr(a, own);
       const dir = path.join(base, kind);
       const w: Workload = await startWorkload(kind, {
-        dir, netns: a.netns, memMiB: 4,
+        dir,
+        netns: a.netns,
+        memMiB: 4,
         ...(kind === 'tcp' ? { tcpPeer: { host: peerNode.addr, port: peer.port }, tcpBind: own } : {}),
       });
       t.teardown(() => w.kill());
@@ -57,7 +71,12 @@ void t.test('migration matrix', async (t) => {
         if (frozenSource && kind === 'pipes') return [];
         const here = at;
         const there = (at = at === 'a' ? 'b' : 'a');
-        return frozenSource && kind === 'tcp' ? [{ flavour, to: there }] : [{ flavour, to: here }, { flavour, to: there }];
+        return frozenSource && kind === 'tcp'
+          ? [{ flavour, to: there }]
+          : [
+              { flavour, to: here },
+              { flavour, to: there },
+            ];
       });
       at = 'a';
       for (const step of plan) {
@@ -67,12 +86,19 @@ void t.test('migration matrix', async (t) => {
         const mode = step.flavour === 'postcopy' ? 'postcopy' : 'precopy';
         const progress: { phase: string; bytes: number }[] = [];
         const run = await requestMigrate(agents[at], secret, w.pid, agents[step.to], {
-          mode, ...(step.flavour === 'precopy-commit' ? { strategy: 'commit' as const } : {}), ...(move ? { moveAddress: move } : {}),
-          onProgress: (p) => { seen.add(p.phase); progress.push(p); },
+          mode,
+          ...(step.flavour === 'precopy-commit' ? { strategy: 'commit' as const } : {}),
+          ...(move ? { moveAddress: move } : {}),
+          onProgress: (p) => {
+            seen.add(p.phase);
+            progress.push(p);
+          },
         });
         const label = `${kind} ${step.flavour} ${local ? 'within' : 'between'} ${at}→${step.to}`;
         if (!run.result) {
-          t.fail(`${label}: ${JSON.stringify(run.error)} ${run.stderr}\n${agents.a.log().slice(-3000)}\n${agents.b.log().slice(-3000)}`);
+          t.fail(
+            `${label}: ${JSON.stringify(run.error)} ${run.stderr}\n${agents.a.log().slice(-3000)}\n${agents.b.log().slice(-3000)}`,
+          );
           return;
         }
         const r = run.result;
@@ -81,16 +107,34 @@ void t.test('migration matrix', async (t) => {
         t.equal(r.strategy, step.flavour === 'precopy' ? 'handover' : 'commit', `${label}: strategy`);
         t.ok(r.targetPid > 0 && r.targetPid !== w.pid, `${label}: a new pid`);
         t.same(copies(w.dir), [r.targetPid], `${label}: exactly one copy runs, the target's`);
-        t.equal(fs.statSync(`/proc/${r.targetPid}/ns/net`).ino, fs.statSync(`/run/netns/${nodes[step.to].netns}`).ino, `${label}: in ${step.to}'s namespace`);
-        for (const ph of ['connect', 'dump', 'transfer', 'restore', 'commit', 'done']) t.ok(seen.has(ph), `${label}: progress phase ${ph}`);
-        t.ok(r.pages >= (w.kind === 'memory' ? 4 * 256 : 1) && r.bytes >= r.pages * 4096, `${label}: bytes and pages counted (${r.pages} pages)`);
-        t.ok(progress.every((p, i) => i === 0 || p.bytes >= progress[i - 1].bytes), `${label}: progress bytes never go back`);
+        t.equal(
+          fs.statSync(`/proc/${r.targetPid}/ns/net`).ino,
+          fs.statSync(`/run/netns/${nodes[step.to].netns}`).ino,
+          `${label}: in ${step.to}'s namespace`,
+        );
+        for (const ph of ['connect', 'dump', 'transfer', 'restore', 'commit', 'done'])
+          t.ok(seen.has(ph), `${label}: progress phase ${ph}`);
+        t.ok(
+          r.pages >= (w.kind === 'memory' ? 4 * 256 : 1) && r.bytes >= r.pages * 4096,
+          `${label}: bytes and pages counted (${r.pages} pages)`,
+        );
+        t.ok(
+          progress.every((p, i) => i === 0 || p.bytes >= progress[i - 1].bytes),
+          `${label}: progress bytes never go back`,
+        );
         t.ok(r.downtimeMs > 0 && r.downtimeMs <= r.totalMs, `${label}: downtime within the total`);
         const v = await w.verify(r.targetPid);
         t.ok(v.generation > gen, `${label}: the workload verifies its state (${v.detail.slice(0, 120)})`);
         gen = v.generation;
-        if (own) t.match(v.detail, new RegExp(`${own.replace(/\./g, '\\.')}:\\d+ -> .* ESTABLISHED`), `${label}: the connection from ${own} is ESTABLISHED`);
-        t.comment(`${label}: downtime ${r.downtimeMs.toFixed(0)} ms, total ${r.totalMs.toFixed(0)} ms, ${r.bytes} bytes`);
+        if (own)
+          t.match(
+            v.detail,
+            new RegExp(`${own.replace(/\./g, '\\.')}:\\d+ -> .* ESTABLISHED`),
+            `${label}: the connection from ${own} is ESTABLISHED`,
+          );
+        t.comment(
+          `${label}: downtime ${r.downtimeMs.toFixed(0)} ms, total ${r.totalMs.toFixed(0)} ms, ${r.bytes} bytes`,
+        );
         w.pid = r.targetPid;
         at = step.to;
       }

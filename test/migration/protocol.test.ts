@@ -25,15 +25,26 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
   };
   const id = () => crypto.randomBytes(16).toString('hex');
   const { certPem: cert } = await makeIdentity(path.join(workDir, 'source-tls'));
-  const incoming = async (ch: AuthChannel, extra: Record<string, unknown> = {}): Promise<{ id: string; reply: Message }> => {
+  const incoming = async (
+    ch: AuthChannel,
+    extra: Record<string, unknown> = {},
+  ): Promise<{ id: string; reply: Message }> => {
     const i = id();
     ch.send({ op: 'incoming', id: i, mode: 'precopy', criu: {}, cert, ...extra });
-    return { id: i, reply: await ch.waitFor((m) => m.op === 'accepted' || m.op === 'refused' || m.op === 'error', 10_000) };
+    return {
+      id: i,
+      reply: await ch.waitFor((m) => m.op === 'accepted' || m.op === 'refused' || m.op === 'error', 10_000),
+    };
   };
   const leftovers = () => fs.readdirSync(workDir).filter((f) => /^[0-9a-f]{32}$/.test(f));
 
   await t.test('malformed requests end the connection with a reason', async (t) => {
-    for (const bad of [{ op: 'nonsense' }, { op: 'incoming', id: 'short', mode: 'precopy' }, { op: 'incoming', id: id(), mode: 'teleport' }, { op: 'status', id: 7 }]) {
+    for (const bad of [
+      { op: 'nonsense' },
+      { op: 'incoming', id: 'short', mode: 'precopy' },
+      { op: 'incoming', id: id(), mode: 'teleport' },
+      { op: 'status', id: 7 },
+    ]) {
       const ch = await open();
       const err = ch.waitFor((m) => m.op === 'error', 10_000);
       ch.send(bad);
@@ -60,7 +71,11 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
       ['not PEM', 'hello', /not one PEM certificate/],
       ['two certificates', cert + cert, /not one PEM certificate/],
       ['DER garbage', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', /cannot be parsed/],
-      ['oversized', `-----BEGIN CERTIFICATE-----\n${'A'.repeat(9000)}\n-----END CERTIFICATE-----\n`, /not one PEM certificate/],
+      [
+        'oversized',
+        `-----BEGIN CERTIFICATE-----\n${'A'.repeat(9000)}\n-----END CERTIFICATE-----\n`,
+        /not one PEM certificate/,
+      ],
     ] as [string, unknown, RegExp][]) {
       const ch = await open();
       const { reply } = await incoming(ch, { cert: c });
@@ -72,7 +87,7 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
     const ch = await open();
     const { reply } = await incoming(ch);
     t.equal(reply.op, 'accepted', 'a good certificate is accepted');
-    t.match(reply.cert, /^-----BEGIN CERTIFICATE-----\n/, 'and answered with the target\'s own');
+    t.match(reply.cert, /^-----BEGIN CERTIFICATE-----\n/, "and answered with the target's own");
     t.not(reply.cert, cert, 'a different identity');
     ch.destroy();
   });
@@ -80,10 +95,25 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
   await t.test('page-server and prepare requests are checked', async (t) => {
     const cases: [string, 'precopy' | 'postcopy', (i: string) => Message, RegExp][] = [
       ['page-server in a post-copy', 'postcopy', (i) => ({ op: 'page-server', id: i }), /not a pre-copy/],
-      ['prepare in a pre-copy', 'precopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 1 } }), /not a post-copy/],
+      [
+        'prepare in a pre-copy',
+        'precopy',
+        (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 1 } }),
+        /not a post-copy/,
+      ],
       ['prepare without an address', 'postcopy', (i) => ({ op: 'prepare', id: i }), /pageServer.address/],
-      ['prepare with a host name', 'postcopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: 'evil.example', port: 1 } }), /must be an IP address/],
-      ['prepare with a bad port', 'postcopy', (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 70000 } }), /port/],
+      [
+        'prepare with a host name',
+        'postcopy',
+        (i) => ({ op: 'prepare', id: i, pageServer: { address: 'evil.example', port: 1 } }),
+        /must be an IP address/,
+      ],
+      [
+        'prepare with a bad port',
+        'postcopy',
+        (i) => ({ op: 'prepare', id: i, pageServer: { address: '127.0.0.1', port: 70000 } }),
+        /port/,
+      ],
     ];
     for (const [what, mode, msg, re] of cases) {
       const ch = await open();
@@ -99,20 +129,36 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
 
   await t.test('image names that leave the folder, truncated and oversized files fail the transfer', async (t) => {
     const cases: [string, (ch: AuthChannel, i: string) => Promise<void>, RegExp][] = [
-      ['a name with a path', async (ch, i) => ch.send({ op: 'file', id: i, stream: 1, name: '../escape.img', size: 1 }), /field name/],
-      ['fewer bytes than announced', async (ch, i) => {
-        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 10 });
-        await ch.sendData(1, Buffer.alloc(5));
-        ch.send({ op: 'file-end', id: i, stream: 1, size: 10 });
-      }, /5 bytes received, 10 announced/],
-      ['more bytes than announced', async (ch, i) => {
-        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
-        await ch.sendData(1, Buffer.alloc(5));
-      }, /more bytes than announced/],
-      ['restore before the file ended', async (ch, i) => {
-        ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
-        ch.send({ op: 'restore', id: i });
-      }, /was not ended/],
+      [
+        'a name with a path',
+        async (ch, i) => ch.send({ op: 'file', id: i, stream: 1, name: '../escape.img', size: 1 }),
+        /field name/,
+      ],
+      [
+        'fewer bytes than announced',
+        async (ch, i) => {
+          ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 10 });
+          await ch.sendData(1, Buffer.alloc(5));
+          ch.send({ op: 'file-end', id: i, stream: 1, size: 10 });
+        },
+        /5 bytes received, 10 announced/,
+      ],
+      [
+        'more bytes than announced',
+        async (ch, i) => {
+          ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
+          await ch.sendData(1, Buffer.alloc(5));
+        },
+        /more bytes than announced/,
+      ],
+      [
+        'restore before the file ended',
+        async (ch, i) => {
+          ch.send({ op: 'file', id: i, stream: 1, name: 'core-1.img', size: 2 });
+          ch.send({ op: 'restore', id: i });
+        },
+        /was not ended/,
+      ],
     ];
     for (const [what, act, re] of cases) {
       const ch = await open();

@@ -24,13 +24,19 @@ void t.test('an identity: a P-256 key and a self-signed CA certificate, back-dat
   t.equal(x.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
   t.ok(x.checkPrivateKey(crypto.createPrivateKey(fs.readFileSync(id.keyFile))), 'the key file matches');
   const from = Date.parse(x.validFrom);
-  t.ok(from <= before - 23 * 3600_000, `valid from a day before (${x.validFrom}): a peer whose clock is behind accepts it`);
+  t.ok(
+    from <= before - 23 * 3600_000,
+    `valid from a day before (${x.validFrom}): a peer whose clock is behind accepts it`,
+  );
   t.ok(Date.parse(x.validTo) >= before + 47 * 3600_000, `valid for two days (${x.validTo})`);
   const other = await makeIdentity(path.join(dir, 'b'));
   const y = new crypto.X509Certificate(other.certPem);
   t.not(y.serialNumber, x.serialNumber, 'fresh serial');
   t.notOk(y.publicKey.equals(x.publicKey), 'fresh key');
-  t.notOk(/^00/.test(x.serialNumber) || /^[89A-F]/i.test(x.serialNumber), 'a positive serial without a leading zero byte (DER)');
+  t.notOk(
+    /^00/.test(x.serialNumber) || /^[89A-F]/i.test(x.serialNumber),
+    'a positive serial without a leading zero byte (DER)',
+  );
 });
 
 void t.test('trustPeer accepts exactly one valid self-signed certificate', async (t) => {
@@ -43,7 +49,11 @@ void t.test('trustPeer accepts exactly one valid self-signed certificate', async
     ['a number', 42, /not one PEM certificate/],
     ['two certificates', good.certPem + good.certPem, /not one PEM certificate/],
     ['a private key', fs.readFileSync(good.keyFile, 'utf8'), /not one PEM certificate/],
-    ['too long', `-----BEGIN CERTIFICATE-----\n${'A'.repeat(MAX_CERT_PEM)}\n-----END CERTIFICATE-----\n`, /not one PEM certificate/],
+    [
+      'too long',
+      `-----BEGIN CERTIFICATE-----\n${'A'.repeat(MAX_CERT_PEM)}\n-----END CERTIFICATE-----\n`,
+      /not one PEM certificate/,
+    ],
     ['not DER inside', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', /cannot be parsed/],
     ['expired', expired.certPem, /not valid now/],
   ];

@@ -30,12 +30,14 @@ void t.test('messages and data round-trip, with backpressure', async (t) => {
   const big = crypto.randomBytes(3 * MAX_DATA + 12345);
   const got: Buffer[] = [];
   let n = 0;
-  const all = new Promise<void>((r) => ch.on('data', (s, d) => {
-    t.equal(s, 8);
-    got.push(d);
-    n += d.length;
-    if (n === big.length) r();
-  }));
+  const all = new Promise<void>((r) =>
+    ch.on('data', (s, d) => {
+      t.equal(s, 8);
+      got.push(d);
+      n += d.length;
+      if (n === big.length) r();
+    }),
+  );
   await ch.sendData(7, big);
   await all;
   t.ok(Buffer.concat(got).equals(big), 'data arrives intact and in order');
@@ -48,7 +50,9 @@ void t.test('a wrong secret is refused on both sides and nothing passes', async 
   const seen: Message[] = [];
   const { server, port, refused } = await serve(SECRET, (ch) => ch.on('message', (m) => seen.push(m)));
   t.teardown(() => server.close());
-  await t.rejects(AuthChannel.connect({ host: '127.0.0.1', port, secret: crypto.randomBytes(32) }), { code: 'ERR_AUTH' });
+  await t.rejects(AuthChannel.connect({ host: '127.0.0.1', port, secret: crypto.randomBytes(32) }), {
+    code: 'ERR_AUTH',
+  });
   await new Promise((r) => setTimeout(r, 50));
   t.equal(refused.length, 1);
   t.equal(refused[0].code, 'ERR_AUTH');
@@ -60,7 +64,11 @@ void t.test('a wrong secret is refused on both sides and nothing passes', async 
 void t.test('garbage and oversized frames are refused', async (t) => {
   const { server, port, refused } = await serve(SECRET, () => t.fail('no channel from garbage'));
   t.teardown(() => server.close());
-  for (const junk of [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from([0x10, 0, 0, 0, 3, 0x7b, 0x7d, 0x0a]), Buffer.from([0x01, 0, 0, 0, 1, 0])]) {
+  for (const junk of [
+    Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    Buffer.from([0x10, 0, 0, 0, 3, 0x7b, 0x7d, 0x0a]),
+    Buffer.from([0x01, 0, 0, 0, 1, 0]),
+  ]) {
     const s = net.connect(port, '127.0.0.1');
     s.on('error', () => {});
     s.resume();
@@ -96,15 +104,26 @@ void t.test('a tampered frame ends the channel; a vanished peer closes it with a
   proxy.listen(0, '127.0.0.1');
   await once(proxy, 'listening');
   t.teardown(() => proxy.close());
-  const ch = await AuthChannel.connect({ host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, secret: SECRET });
+  const ch = await AuthChannel.connect({
+    host: '127.0.0.1',
+    port: (proxy.address() as net.AddressInfo).port,
+    secret: SECRET,
+  });
   ch.send({ op: 'one' });
   await new Promise((r) => setTimeout(r, 100));
   const closed = once(serverSide!, 'close');
   ch.send({ op: 'two' });
   const [err] = (await closed) as [ChannelError];
   t.equal(err.code, 'ERR_AUTH', 'the altered frame fails authentication');
-  t.same(got.map((m) => m.op), ['one'], 'the altered message was never delivered');
+  t.same(
+    got.map((m) => m.op),
+    ['one'],
+    'the altered message was never delivered',
+  );
   const [e2] = (await once(ch, 'close')) as [ChannelError];
   t.equal(e2.code, 'ECONNRESET', 'the client sees the connection drop');
-  await t.rejects(ch.waitFor(() => true), { code: 'ECONNRESET' });
+  await t.rejects(
+    ch.waitFor(() => true),
+    { code: 'ECONNRESET' },
+  );
 });

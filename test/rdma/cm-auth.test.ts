@@ -2,7 +2,14 @@
 // (rdma_cm private data): runs on any host, no RDMA needed.
 import t from 'tap';
 import crypto from 'node:crypto';
-import { NonceCache, decodeReply, decodeRequest, encodeReply, encodeRequest, requestNonce } from '../../lib/rdma/cm-auth.js';
+import {
+  NonceCache,
+  decodeReply,
+  decodeRequest,
+  encodeReply,
+  encodeRequest,
+  requestNonce,
+} from '../../lib/rdma/cm-auth.js';
 
 const secret = Buffer.from('sixteen-bytes-at-least!');
 const win = { addr: 0x7f12_3456_7000, rkey: 0xdeadbeef, length: 1 << 20 };
@@ -22,7 +29,10 @@ void t.test('request and reply round-trip, padded as RoCE pads private data, wit
 void t.test('wrong secret, tampering, another QP, replay, stale time, bad frames: typed refusals', async (t) => {
   const cache = new NonceCache(60_000);
   const req = encodeRequest(secret, 5, win);
-  t.throws(() => decodeRequest(Buffer.from('another-secret-of-16b'), 5, req, cache), { name: 'HandshakeError', code: 'ERR_AUTH' });
+  t.throws(() => decodeRequest(Buffer.from('another-secret-of-16b'), 5, req, cache), {
+    name: 'HandshakeError',
+    code: 'ERR_AUTH',
+  });
   const tampered = Buffer.from(req);
   tampered[20] ^= 1;
   t.throws(() => decodeRequest(secret, 5, tampered, cache), { code: 'ERR_AUTH' }, 'a changed window');
@@ -38,7 +48,11 @@ void t.test('wrong secret, tampering, another QP, replay, stale time, bad frames
   t.throws(() => decodeRequest(secret, 5, v2, cache), { code: 'ERR_VERSION' });
   const nonce = crypto.randomBytes(8);
   const rep = encodeReply(secret, nonce, 9, win);
-  t.throws(() => decodeReply(secret, crypto.randomBytes(8), 9, rep), { code: 'ERR_AUTH' }, 'a reply to another request');
+  t.throws(
+    () => decodeReply(secret, crypto.randomBytes(8), 9, rep),
+    { code: 'ERR_AUTH' },
+    'a reply to another request',
+  );
   t.throws(() => decodeReply(secret, nonce, 10, rep), { code: 'ERR_AUTH' }, 'a reply from another QP');
   t.throws(() => encodeRequest(secret, 5, { ...win, rkey: -1 }), { code: 'ERR_BAD_FRAME' });
 });

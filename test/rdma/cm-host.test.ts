@@ -9,7 +9,11 @@ void t.test('rdma_cm without kernel support: typed errors', async (t) => {
   const status = rdma.cmStatus();
   t.type(status.library, 'boolean');
   if (!status.library) {
-    t.throws(() => new rdma.CmEventChannel(), { name: 'StateError', code: 'ERR_NO_RDMA' }, status.reason ?? 'no librdmacm');
+    t.throws(
+      () => new rdma.CmEventChannel(),
+      { name: 'StateError', code: 'ERR_NO_RDMA' },
+      status.reason ?? 'no librdmacm',
+    );
     return;
   }
   if (fs.existsSync('/dev/infiniband/rdma_cm')) {
@@ -17,5 +21,10 @@ void t.test('rdma_cm without kernel support: typed errors', async (t) => {
     t.notOk(ch.closed, 'this host has rdma_cm: a channel opens');
     return;
   }
-  t.throws(() => new rdma.CmEventChannel(), { name: 'SystemError', code: /^E/, syscall: 'rdma_create_event_channel', message: /rdma_cm/ });
+  t.throws(() => new rdma.CmEventChannel(), {
+    name: 'SystemError',
+    code: /^E/,
+    syscall: 'rdma_create_event_channel',
+    message: /rdma_cm/,
+  });
 });

@@ -6,14 +6,33 @@ import t from 'tap';
 import { native } from '../../lib/native.js';
 import { rdma } from '../../lib/index.js';
 
-const raw = (native as unknown as { rdma: Record<string, unknown> & { RdmaPrepared: new (...a: unknown[]) => unknown } }).rdma;
+const raw = (
+  native as unknown as { rdma: Record<string, unknown> & { RdmaPrepared: new (...a: unknown[]) => unknown } }
+).rdma;
 
 void t.test('completion layout and names', async (t) => {
   t.ok(Object.isFrozen(rdma.WC));
-  t.equal(rdma.WC.SLOTS, raw.WC_SLOTS, 'the layout is the binding\'s');
+  t.equal(rdma.WC.SLOTS, raw.WC_SLOTS, "the layout is the binding's");
   t.equal(rdma.WC.WITH_IMM, raw.WC_WITH_IMM);
-  t.same(new Set(Object.entries(rdma.WC).filter(([k]) => !['SLOTS', 'WITH_IMM', 'SUCCESS'].includes(k)).map(([, v]) => v)).size, rdma.WC.SLOTS, 'one slot per field');
-  t.same([0, 1, 2, 3, 4, 128, 129, 200].map(rdma.wcOpcodeName), ['SEND', 'RDMA_WRITE', 'RDMA_READ', 'COMP_SWAP', 'FETCH_ADD', 'RECV', 'RECV_RDMA_WITH_IMM', 'RECV']);
+  t.same(
+    new Set(
+      Object.entries(rdma.WC)
+        .filter(([k]) => !['SLOTS', 'WITH_IMM', 'SUCCESS'].includes(k))
+        .map(([, v]) => v),
+    ).size,
+    rdma.WC.SLOTS,
+    'one slot per field',
+  );
+  t.same([0, 1, 2, 3, 4, 128, 129, 200].map(rdma.wcOpcodeName), [
+    'SEND',
+    'RDMA_WRITE',
+    'RDMA_READ',
+    'COMP_SWAP',
+    'FETCH_ADD',
+    'RECV',
+    'RECV_RDMA_WITH_IMM',
+    'RECV',
+  ]);
   t.equal(rdma.wcOpcodeName(50), 'OTHER');
   t.equal(rdma.wcStatusName(0), rdma.status().library ? 'success' : 'unknown');
   t.throws(() => rdma.wcStatusName(-1), RangeError);
@@ -21,7 +40,10 @@ void t.test('completion layout and names', async (t) => {
 
 void t.test('a prepared send needs a live queue pair', async (t) => {
   for (const qp of [undefined, null, {}, 5, 'qp', new Uint8Array(8), { raw: {} }]) {
-    t.throws(() => new raw.RdmaPrepared(qp, [{ opcode: 'RDMA_READ' }]), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    t.throws(() => new raw.RdmaPrepared(qp, [{ opcode: 'RDMA_READ' }]), {
+      name: 'TypeError',
+      code: 'ERR_INVALID_ARG_TYPE',
+    });
   }
   t.throws(() => (raw.RdmaPrepared as unknown as () => void)(), TypeError, 'called without new');
 });

@@ -24,7 +24,12 @@ const hostHasRdma = (() => {
 t.setTimeout(1_600_000);
 const run = hostHasRdma
   ? spawnSync('bash', ['scripts/vm/rdma-suite.sh', results], { cwd: root, encoding: 'utf8', timeout: 1_500_000 })
-  : spawnSync('bash', ['scripts/vm/run.sh', 'scripts/vm/rdma-suite.sh', results], { cwd: root, encoding: 'utf8', timeout: 1_500_000, env: { ...process.env, SOS_VM_LOG: `${results}.console.log` } });
+  : spawnSync('bash', ['scripts/vm/run.sh', 'scripts/vm/rdma-suite.sh', results], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 1_500_000,
+      env: { ...process.env, SOS_VM_LOG: `${results}.console.log` },
+    });
 t.teardown(() => fs.rmSync(results, { recursive: true, force: true }));
 const where = hostHasRdma ? 'this host' : 'the soft-RoCE VM';
 const output = `${run.stdout ?? ''}${run.stderr ?? ''}`;
@@ -36,8 +41,12 @@ if (run.status === 97 && !process.env.CI) {
     t.equal(run.status, 0, 'exit code 0', run.status === 0 ? {} : { output: output.split('\n').slice(-25).join('\n') });
   });
   void t.test(`soft-RoCE self-test in ${where}`, async (t) => {
-    const log = fs.existsSync(path.join(results, 'selftest.log')) ? fs.readFileSync(path.join(results, 'selftest.log'), 'utf8') : '(no log)';
-    const rc = fs.existsSync(path.join(results, 'selftest.rc')) ? fs.readFileSync(path.join(results, 'selftest.rc'), 'utf8').trim() : 'none';
+    const log = fs.existsSync(path.join(results, 'selftest.log'))
+      ? fs.readFileSync(path.join(results, 'selftest.log'), 'utf8')
+      : '(no log)';
+    const rc = fs.existsSync(path.join(results, 'selftest.rc'))
+      ? fs.readFileSync(path.join(results, 'selftest.rc'), 'utf8').trim()
+      : 'none';
     t.equal(rc, '0', 'rxe0 active, ibv_rc_pingpong passes', rc === '0' ? {} : { log });
   });
   const files = fs.existsSync(results) ? fs.readdirSync(results).filter((f) => f.endsWith('.tap')) : [];
@@ -46,7 +55,8 @@ if (run.status === 97 && !process.env.CI) {
       const tap = fs.readFileSync(path.join(results, f), 'utf8');
       const rc = fs.readFileSync(path.join(results, f.replace(/\.tap$/, '.rc')), 'utf8').trim();
       // Report each top-level result of the in-VM file as an assertion here.
-      for (const m of tap.matchAll(/^(not ok|ok) \d+ - (.*?)(?: # time=.*)?$/gm)) t.ok(m[1] === 'ok', m[2], m[1] === 'ok' ? {} : { tap: tap.slice(-3000) });
+      for (const m of tap.matchAll(/^(not ok|ok) \d+ - (.*?)(?: # time=.*)?$/gm))
+        t.ok(m[1] === 'ok', m[2], m[1] === 'ok' ? {} : { tap: tap.slice(-3000) });
       t.equal(rc, '0', `exit code ${rc}`);
     });
   }

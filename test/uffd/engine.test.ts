@@ -36,8 +36,15 @@ void t.test('serves a 1 GiB region from another region, contents verified', asyn
   t.equal(s.errors, 0);
   t.equal(s.latency.count, s.faults, 'every fault timed');
   t.ok(s.latency.p50Ns > 0 && s.latency.p99Ns >= s.latency.p50Ns && s.latency.maxNs >= s.latency.p99Ns);
-  t.equal(s.latency.buckets.reduce((a, [, n]) => a + n, 0), s.faults, 'histogram buckets hold every fault');
-  t.ok(s.latency.buckets.every(([ns], i, b) => i === 0 || ns > b[i - 1][0]), 'buckets ascend');
+  t.equal(
+    s.latency.buckets.reduce((a, [, n]) => a + n, 0),
+    s.faults,
+    'histogram buckets hold every fault',
+  );
+  t.ok(
+    s.latency.buckets.every(([ns], i, b) => i === 0 || ns > b[i - 1][0]),
+    'buckets ascend',
+  );
   engine.close();
   uffd.close();
   dst.close();
@@ -54,7 +61,7 @@ void t.test('batchPages 1 resolves exactly one page per fault', async (t) => {
   engine.serve(dst, PageSource.fromRegion(src)).start();
   await touch(dst, { threads: 3 });
   t.equal(Buffer.compare(Buffer.from(dst.buffer), Buffer.from(src.buffer)), 0);
-  const s = engine.stop();  // exact totals (live stats() may lag by faults in flight)
+  const s = engine.stop(); // exact totals (live stats() may lag by faults in flight)
   t.equal(s.faults, 1024);
   t.equal(s.pages, 1024);
   t.equal(s.ioctls, 1024);
@@ -88,7 +95,7 @@ void t.test('file source with an offset; reads past its end are zeros', async (t
   const dst = Region.anonymous(4 * MiB);
   const uffd = Userfaultfd.open();
   uffd.register(dst);
-  const src = PageSource.fromFile(file, { offset: MiB });  // 2 MiB of data, then zeros
+  const src = PageSource.fromFile(file, { offset: MiB }); // 2 MiB of data, then zeros
   t.equal(src.kind, 'file');
   t.same(src.read(0, 4), data.subarray(MiB, MiB + 4), 'read() shows what a fault gets');
   const engine = new FaultEngine(uffd, { batchPages: 8 }).serve(dst, src).start();
@@ -146,9 +153,9 @@ void t.test('stop hands the userfaultfd back to JavaScript events', async (t) =>
   uffd.on('pagefault', (ev) => uffd.copy({ region: dst, offset: ev.offset!, length: 4096 }, page));
   const engine = new FaultEngine(uffd, { batchPages: 2 }).serve(dst, PageSource.zero()).start();
   await touch(dst, { length: 8192 });
-  t.equal(engine.stop().faults, 1);  // one 2-page batch covered both pages
+  t.equal(engine.stop().faults, 1); // one 2-page batch covered both pages
   t.throws(() => dst.buffer, { code: 'ERR_DEADLOCK' }, 'this thread must serve faults again');
-  const r = await touch(dst, { offset: 8192, length: 8192 });  // JS handler now
+  const r = await touch(dst, { offset: 8192, length: 8192 }); // JS handler now
   t.equal(r.byteSum, 18);
   t.notOk(engine.running);
   engine.start();
@@ -184,7 +191,9 @@ void t.test('spinMicros: busy-polling engine serves the same contents', async (t
   const uffd = Userfaultfd.open();
   uffd.register(dst);
   t.throws(() => new FaultEngine(uffd, { spinMicros: 20_000 }), { code: 'ERR_OUT_OF_RANGE' });
-  const engine = new FaultEngine(uffd, { batchPages: 1, spinMicros: 50 }).serve(dst, PageSource.fromRegion(src)).start();
+  const engine = new FaultEngine(uffd, { batchPages: 1, spinMicros: 50 })
+    .serve(dst, PageSource.fromRegion(src))
+    .start();
   await touch(dst, { threads: 2 });
   t.equal(Buffer.compare(Buffer.from(dst.buffer), Buffer.from(src.buffer)), 0);
   t.equal(engine.stop().pages, 2048);
@@ -201,7 +210,7 @@ void t.test('the engine lets write-protect faults through and counts them (dirty
   const e = new FaultEngine(u).serve(r, PageSource.zero()).start();
   await touch(r);
   u.writeprotect(r, true);
-  await touch(r, { write: true, stride: 2 * PAGE });  // dirty every other page
+  await touch(r, { write: true, stride: 2 * PAGE }); // dirty every other page
   const s = e.stop();
   t.equal(s.wpFaults, 8);
   e.close();
@@ -213,7 +222,7 @@ void t.test('MINOR faults on shmem: a JS handler and the engine map with continu
   using u = Userfaultfd.open({ features: ['MINOR_SHMEM'] });
   const r = Region.memfd(8 * PAGE);
   const alias = r.alias();
-  alias.bytes().fill(0x33);  // the page cache has the pages; r's page tables do not
+  alias.bytes().fill(0x33); // the page cache has the pages; r's page tables do not
   u.register(r, { minor: true });
   const kinds: string[] = [];
   u.on('pagefault', (ev) => {

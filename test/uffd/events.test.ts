@@ -70,7 +70,11 @@ async function lifecycle(t: Test, r: Region, events: Log<Logged>) {
   t.not(a1, a0, 'mremap moved the region');
   t.equal(r.address, a1);
   await events.wait(is({ type: 'remap', from: a0, to: a1, length: 16 * PAGE }), 'REMAP with the old and new address');
-  await within(touch(r, { offset: 8 * PAGE, length: 24 * PAGE, threads: 2 }), 10_000, 'touch pages 8-31 at the new address');
+  await within(
+    touch(r, { offset: 8 * PAGE, length: 24 * PAGE, threads: 2 }),
+    10_000,
+    'touch pages 8-31 at the new address',
+  );
   const contents = await JobWorker.run<Uint8Array>({ op: 'read', id: r.id });
 
   t.equal(await r.remap(24 * PAGE), a1, 'shrinking stays in place');
@@ -109,12 +113,23 @@ for (const consume of ['listeners', 'async iterator'] as const) {
       })();
     }
     const { a0, contents } = await lifecycle(t, r, log);
-    t.equal(firstMismatch(contents, SEED), -1, 'all 32 pages read as served: refaulted, moved or faulted at the new address');
+    t.equal(
+      firstMismatch(contents, SEED),
+      -1,
+      'all 32 pages read as served: refaulted, moved or faulted at the new address',
+    );
     const faults = log.of('pagefault');
     t.equal(faults.length, 8 + 2 + 24, 'one fault per missing page: pages moved by mremap did not fault again');
-    t.same(faults.slice(8, 10).map((f) => f.address), [a0, a0 + PAGE], 'the removed pages faulted again');
-    t.same(log.all.filter((e) => e.type !== 'pagefault').map((e) => e.type), ['remove', 'remap', 'unmap', 'unmap', 'unmap'],
-      'REMOVE, REMAP and the UNMAP of the old range, UNMAP of the shrunk tail, UNMAP of a page');
+    t.same(
+      faults.slice(8, 10).map((f) => f.address),
+      [a0, a0 + PAGE],
+      'the removed pages faulted again',
+    );
+    t.same(
+      log.all.filter((e) => e.type !== 'pagefault').map((e) => e.type),
+      ['remove', 'remap', 'unmap', 'unmap', 'unmap'],
+      'REMOVE, REMAP and the UNMAP of the old range, UNMAP of the shrunk tail, UNMAP of a page',
+    );
     t.ok(log.all.some(is({ type: 'unmap', start: a0, end: a0 + 16 * PAGE })), 'mremap unmapped the old range');
     u.close();
     if (loop) await within(loop, 5_000, 'the iterator to end on close');
@@ -156,8 +171,14 @@ void t.test('a running FaultEngine re-emits REMOVE, REMAP, UNMAP and keeps servi
   t.ok(allZero(contents.subarray(0, 2 * PAGE)), 'pages 0-1: zeros after REMOVE');
   t.equal(firstMismatch(contents.subarray(2 * PAGE, 16 * PAGE), SEED, 2), -1, 'pages 2-15 as the source has them');
   t.ok(allZero(contents.subarray(16 * PAGE)), 'pages 16-31: zeros');
-  t.same(fromEngine.of('unserved').map((e) => e.address).sort((x, y) => x - y), Array.from({ length: 16 }, (_, i) => a1 + (16 + i) * PAGE),
-    "one 'unserved' per page of the grown tail, nowhere else");
+  t.same(
+    fromEngine
+      .of('unserved')
+      .map((e) => e.address)
+      .sort((x, y) => x - y),
+    Array.from({ length: 16 }, (_, i) => a1 + (16 + i) * PAGE),
+    "one 'unserved' per page of the grown tail, nowhere else",
+  );
   // The same events, typed, on the userfaultfd.
   for (const want of [
     { type: 'remove', start: a0, end: a0 + 2 * PAGE },
@@ -221,7 +242,7 @@ void t.test('FORK: the grandchild is served through the new userfaultfd (JS hand
     u.copy({ address: ev.address, length: PAGE }, patternPage((ev.address - child.address) / PAGE, SEED));
   });
   const forked = within(new Promise<UffdEvent>((res) => u.once('fork', res)), 10_000, 'the FORK event');
-  const answer = child.ask('fork');  // fork() waits until the event is read; the grandchild touches every page
+  const answer = child.ask('fork'); // fork() waits until the event is read; the grandchild touches every page
   const ev = await forked;
   if (ev.type !== 'fork') throw new Error('not a fork event');
   const gc = ev.uffd;
@@ -233,7 +254,11 @@ void t.test('FORK: the grandchild is served through the new userfaultfd (JS hand
     gcTids.add(e.tid);
     gc.copy({ address: e.address, length: PAGE }, patternPage((e.address - child.address) / PAGE, SEED + 1));
   });
-  t.equal(await answer, expectedSum(0, pages, SEED + 1), "the grandchild read the pages served through the new userfaultfd");
+  t.equal(
+    await answer,
+    expectedSum(0, pages, SEED + 1),
+    'the grandchild read the pages served through the new userfaultfd',
+  );
   t.equal(gcTids.size, 1, 'one faulting thread');
   t.notOk(gcTids.has(child.pid), 'the grandchild, not the child');
   t.equal(childFaults.length, 0, 'none of its faults went to the parent userfaultfd');
@@ -242,38 +267,41 @@ void t.test('FORK: the grandchild is served through the new userfaultfd (JS hand
   t.ok(childFaults.every((tid) => tid === child.pid));
 });
 
-void t.test('FORK while a FaultEngine serves the child: re-emitted, the grandchild served by a second engine', async (t) => {
-  t.setTimeout(20_000);
-  const pages = 64;
-  const src = Region.anonymous(pages * PAGE);
-  fillPattern(src.bytes(), SEED);
-  const child = await ServedChild.start(t, pages * PAGE, ['EVENT_FORK']);
-  const u = child.adopt();
-  u.register(child.range);
-  const engine = new FaultEngine(u).serve(child.range, PageSource.fromRegion(src));
-  const grandchild: { engine?: FaultEngine; uffd?: Userfaultfd } = {};
-  t.teardown(() => {
-    grandchild.engine?.close();
-    grandchild.uffd?.close();
-    engine.close();
-    u.close();
-    src.close();
-  });
-  const raw = new Promise<UffdEvent>((res) => engine.once('fork', res));
-  const typed = new Promise<UffdEvent>((res) => u.once('fork', res));
-  engine.start();
-  const answer = child.ask('fork');
-  const [rawEv, ev] = await within(Promise.all([raw, typed]), 10_000, 'the FORK event from the engine');
-  if (ev.type !== 'fork') throw new Error('not a fork event');
-  const gc = (grandchild.uffd = ev.uffd);
-  t.equal(rawEv, ev, 'the engine and the userfaultfd report the same event, with one Userfaultfd for the grandchild');
-  const gcEngine = (grandchild.engine = new FaultEngine(gc).serve(child.range, PageSource.fromRegion(src)).start());
-  t.equal(await answer, expectedSum(0, pages, SEED), 'the grandchild read the source pages');
-  t.equal(gcEngine.stop().pages, pages, 'all served by the second engine');
-  t.equal(engine.stats().pages, 0, 'none by the first');
-  t.equal(await child.ask('touch'), expectedSum(0, pages, SEED), 'the child itself, by the first engine');
-  t.equal(engine.stop().pages, pages);
-});
+void t.test(
+  'FORK while a FaultEngine serves the child: re-emitted, the grandchild served by a second engine',
+  async (t) => {
+    t.setTimeout(20_000);
+    const pages = 64;
+    const src = Region.anonymous(pages * PAGE);
+    fillPattern(src.bytes(), SEED);
+    const child = await ServedChild.start(t, pages * PAGE, ['EVENT_FORK']);
+    const u = child.adopt();
+    u.register(child.range);
+    const engine = new FaultEngine(u).serve(child.range, PageSource.fromRegion(src));
+    const grandchild: { engine?: FaultEngine; uffd?: Userfaultfd } = {};
+    t.teardown(() => {
+      grandchild.engine?.close();
+      grandchild.uffd?.close();
+      engine.close();
+      u.close();
+      src.close();
+    });
+    const raw = new Promise<UffdEvent>((res) => engine.once('fork', res));
+    const typed = new Promise<UffdEvent>((res) => u.once('fork', res));
+    engine.start();
+    const answer = child.ask('fork');
+    const [rawEv, ev] = await within(Promise.all([raw, typed]), 10_000, 'the FORK event from the engine');
+    if (ev.type !== 'fork') throw new Error('not a fork event');
+    const gc = (grandchild.uffd = ev.uffd);
+    t.equal(rawEv, ev, 'the engine and the userfaultfd report the same event, with one Userfaultfd for the grandchild');
+    const gcEngine = (grandchild.engine = new FaultEngine(gc).serve(child.range, PageSource.fromRegion(src)).start());
+    t.equal(await answer, expectedSum(0, pages, SEED), 'the grandchild read the source pages');
+    t.equal(gcEngine.stop().pages, pages, 'all served by the second engine');
+    t.equal(engine.stats().pages, 0, 'none by the first');
+    t.equal(await child.ask('touch'), expectedSum(0, pages, SEED), 'the child itself, by the first engine');
+    t.equal(engine.stop().pages, pages);
+  },
+);
 
 // Nobody listens for 'fork': nobody can ever serve the grandchild, so its
 // userfaultfd must be closed at once and the grandchild go on with zero
@@ -306,10 +334,12 @@ for (const reader of ['JS listener', 'FaultEngine'] as const) {
 // reader is the thread that is waiting. The library must refuse that set-up
 // up front or make the spawn work (read the event elsewhere); a deadlock is
 // never acceptable. Run in a separate process, killed if it hangs.
-void t.test('EVENT_FORK on a userfaultfd of this process read from JS: spawn works or is refused, never deadlocks', async (t) => {
-  t.setTimeout(30_000);
-  const lib = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/index.js');
-  const script = `
+void t.test(
+  'EVENT_FORK on a userfaultfd of this process read from JS: spawn works or is refused, never deadlocks',
+  async (t) => {
+    t.setTimeout(30_000);
+    const lib = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/index.js');
+    const script = `
     import { spawnSync } from 'node:child_process';
     import { Region, Userfaultfd } from ${JSON.stringify(lib)};
     const refused = (e) => { console.log('REFUSED ' + (e.code ?? e.message)); process.exit(0); };
@@ -329,12 +359,15 @@ void t.test('EVENT_FORK on a userfaultfd of this process read from JS: spawn wor
     await new Promise((res) => setTimeout(res, 0));
     u.close();
     r.close();`;
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const killer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  const signal = await new Promise<NodeJS.Signals | null>((res) => proc.once('exit', (_c, s) => res(s)));
-  clearTimeout(killer);
-  t.equal(signal, null, 'the process finished by itself (it was not killed as hung)');
-  t.match(out, /^(REFUSED \S+|SPAWNED 0)\n/, `refused up front, or spawned (said: ${JSON.stringify(out)})`);
-});
+    const proc = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+    const signal = await new Promise<NodeJS.Signals | null>((res) => proc.once('exit', (_c, s) => res(s)));
+    clearTimeout(killer);
+    t.equal(signal, null, 'the process finished by itself (it was not killed as hung)');
+    t.match(out, /^(REFUSED \S+|SPAWNED 0)\n/, `refused up front, or spawned (said: ${JSON.stringify(out)})`);
+  },
+);

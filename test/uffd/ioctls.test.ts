@@ -60,7 +60,9 @@ void t.test('open via userfaultfd(2) and /dev/userfaultfd: fd flags follow close
         // What exec does with it: a program started now sees the fd or not.
         let inherited: string;
         try {
-          inherited = execFileSync('/bin/readlink', [`/proc/self/fd/${u.fd}`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+          inherited = execFileSync('/bin/readlink', [`/proc/self/fd/${u.fd}`], { stdio: ['ignore', 'pipe', 'ignore'] })
+            .toString()
+            .trim();
         } catch {
           inherited = 'absent';
         }
@@ -81,7 +83,9 @@ void t.test('a blocking userfaultfd (nonBlocking: false) still delivers and reso
     using u = Userfaultfd.open({ via, nonBlocking: false });
     const r = Region.anonymous(8 * PAGE);
     u.register(r);
-    u.on('pagefault', (ev) => u.copy({ region: r, offset: ev.offset!, length: PAGE }, patternPage(ev.offset! / PAGE, 1)));
+    u.on('pagefault', (ev) =>
+      u.copy({ region: r, offset: ev.offset!, length: PAGE }, patternPage(ev.offset! / PAGE, 1)),
+    );
     const res = await within(touch(r), 10_000, 'touch');
     t.equal(res.byteSum, touchSum(0, 8, 1), `${via}: served`);
     u.close();
@@ -175,7 +179,11 @@ void t.test('register(): the ioctls allowed follow the mode and the memory type'
     t.notOk(r.info().registered);
     t.equal(r.bytes().length, r.size, 'unregistered: a view again');
   }
-  t.throws(() => u.register(anon, { minor: true }), { code: 'EINVAL', syscall: 'ioctl(UFFDIO_REGISTER)' }, 'MINOR needs shmem or hugetlb');
+  t.throws(
+    () => u.register(anon, { minor: true }),
+    { code: 'EINVAL', syscall: 'ioctl(UFFDIO_REGISTER)' },
+    'MINOR needs shmem or hugetlb',
+  );
   u.register({ region: anon, offset: PAGE, length: 2 * PAGE });
   t.throws(() => Userfaultfd.open().register(anon), { code: 'EBUSY' }, 'one userfaultfd per range');
   u.unregister({ region: anon, offset: PAGE, length: 2 * PAGE });
@@ -196,7 +204,10 @@ void t.test('copy: faults from native threads and a worker get exactly the bytes
     faults.push(ev);
     const page = { region: r, offset: ev.offset!, length: PAGE };
     // Even pages from JS memory, odd pages straight from another region.
-    const n = (ev.offset! / PAGE) % 2 === 0 ? u.copy(page, patternPage(ev.offset! / PAGE, 3)) : u.copy(page, { region: src, offset: ev.offset!, length: PAGE });
+    const n =
+      (ev.offset! / PAGE) % 2 === 0
+        ? u.copy(page, patternPage(ev.offset! / PAGE, 3))
+        : u.copy(page, { region: src, offset: ev.offset!, length: PAGE });
     t.equal(n, PAGE);
   });
   const res = await within(touch(r, { length: 16 * PAGE, threads: 2 }), 10_000, 'touch');
@@ -209,7 +220,9 @@ void t.test('copy: faults from native threads and a worker get exactly the bytes
   t.ok(faults.every((f) => f.kind === 'missing' && !f.write && f.region === r && f.tid > 0 && f.tid !== process.pid));
   t.equal(new Set(faults.map((f) => f.tid)).size, 3, 'two touch threads and the worker');
   // Copying over a page that is there fails with EEXIST and copies nothing.
-  const err = t.throws(() => u.copy({ region: r, offset: 0, length: PAGE }, Buffer.alloc(PAGE)), { code: 'EEXIST' }) as SystemError;
+  const err = t.throws(() => u.copy({ region: r, offset: 0, length: PAGE }, Buffer.alloc(PAGE)), {
+    code: 'EEXIST',
+  }) as SystemError;
   t.equal(err.bytes, 0);
   t.ok(err instanceof SystemError);
   u.unregister(r);
@@ -232,18 +245,36 @@ void t.test('copy with wp: true maps the page write-protected: a write raises a 
   });
   const read = await within(touch(r), 10_000, 'read touch');
   t.equal(read.byteSum, touchSum(0, 8, 4));
-  t.same(faults.map((f) => f.kind), Array(8).fill('missing'), 'reads: missing faults only');
-  t.ok(pagemap(r.address, 8).every((p) => p.present && p.uffdWp), 'pages arrived present and write-protected');
+  t.same(
+    faults.map((f) => f.kind),
+    Array(8).fill('missing'),
+    'reads: missing faults only',
+  );
+  t.ok(
+    pagemap(r.address, 8).every((p) => p.present && p.uffdWp),
+    'pages arrived present and write-protected',
+  );
   faults.length = 0;
   await within(touch(r, { write: true }), 10_000, 'write touch');
-  t.same(faults.map((f) => [f.kind, f.write, f.offset]), Array.from({ length: 8 }, (_, i) => ['wp', true, i * PAGE]), 'writes: one WP fault per page');
-  t.ok(pagemap(r.address, 8).every((p) => p.present && !p.uffdWp), 'unprotected');
+  t.same(
+    faults.map((f) => [f.kind, f.write, f.offset]),
+    Array.from({ length: 8 }, (_, i) => ['wp', true, i * PAGE]),
+    'writes: one WP fault per page',
+  );
+  t.ok(
+    pagemap(r.address, 8).every((p) => p.present && !p.uffdWp),
+    'unprotected',
+  );
   faults.length = 0;
   await within(touch(r, { write: true }), 10_000, 'write touch');
   t.equal(faults.length, 0, 'no more faults once unprotected');
   u.unregister(r);
   const b = r.bytes();
-  for (let i = 0; i < 8; i++) t.ok(writtenPage(i, 4, i).equals(b.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}: the write landed, the rest as copied`);
+  for (let i = 0; i < 8; i++)
+    t.ok(
+      writtenPage(i, 4, i).equals(b.subarray(i * PAGE, (i + 1) * PAGE)),
+      `page ${i}: the write landed, the rest as copied`,
+    );
   r.close();
 });
 
@@ -261,7 +292,10 @@ void t.test('copy with dontWake leaves the faulting thread asleep until wake()',
   t.equal(ev.offset, 0);
   // Resolve every page without waking: the thread must stay asleep in the kernel.
   t.equal(u.copy(r, patternPages4(), { dontWake: true }), 4 * PAGE);
-  t.ok(pagemap(r.address, 4).every((p) => p.present), 'the pages are mapped');
+  t.ok(
+    pagemap(r.address, 4).every((p) => p.present),
+    'the pages are mapped',
+  );
   await until(() => sleepsInUserfault(ev.tid), 10_000, `thread ${ev.tid} sleeps in handle_userfault`);
   t.ok(sleepsInUserfault(ev.tid), 'after the copy, the faulting thread still sleeps in the fault');
   t.notOk(settled, 'touch has not finished');
@@ -291,7 +325,10 @@ void t.test('zeropage: one ioctl maps zero pages over the whole range', async (t
   t.equal(res.pages, 64);
   t.equal(res.byteSum, 0);
   t.equal(faults.length, 1, 'the first fault mapped everything');
-  t.ok(pagemap(r.address, 64).every((p) => p.present), 'every page is mapped');
+  t.ok(
+    pagemap(r.address, 64).every((p) => p.present),
+    'every page is mapped',
+  );
   const viaWorker = await JobWorker.run<Uint8Array>({ op: 'read', id: r.id });
   t.ok(allZero(viaWorker));
   t.equal(faults.length, 1);
@@ -333,7 +370,7 @@ void t.test('writeprotect: writes to protected pages raise WP faults until unpro
   t.setTimeout(20_000);
   using u = Userfaultfd.open({ features: ['THREAD_ID', 'PAGEFAULT_FLAG_WP'] });
   const r = Region.anonymous(16 * PAGE);
-  fillPattern(r.bytes(), 7);  // populated before registration
+  fillPattern(r.bytes(), 7); // populated before registration
   u.register(r, { wp: true });
   u.writeprotect(r, true);
   t.ok(pagemap(r.address, 16).every((p) => p.present && p.uffdWp));
@@ -346,17 +383,31 @@ void t.test('writeprotect: writes to protected pages raise WP faults until unpro
   t.equal(reads.byteSum, touchSum(0, 16, 7));
   t.equal(faults.length, 0, 'reads of protected pages do not fault');
   await within(touch(r, { write: true, length: 8 * PAGE }), 10_000, 'write touch');
-  t.same(faults.map((f) => [f.kind, f.write, f.offset]), Array.from({ length: 8 }, (_, i) => ['wp', true, i * PAGE]), 'native writes: WP faults');
+  t.same(
+    faults.map((f) => [f.kind, f.write, f.offset]),
+    Array.from({ length: 8 }, (_, i) => ['wp', true, i * PAGE]),
+    'native writes: WP faults',
+  );
   faults.length = 0;
   // A worker writes pages 8..15.
   await JobWorker.run({ op: 'write', id: r.id, offset: 8 * PAGE, data: Buffer.alloc(8 * PAGE, 0xab) });
   t.equal(faults.length, 8, 'worker writes: one WP fault per page');
   t.ok(faults.every((f) => f.kind === 'wp' && f.write && f.tid !== process.pid));
-  t.ok(pagemap(r.address, 16).every((p) => !p.uffdWp), 'everything unprotected now');
+  t.ok(
+    pagemap(r.address, 16).every((p) => !p.uffdWp),
+    'everything unprotected now',
+  );
   u.unregister(r);
   const b = r.bytes();
-  for (let i = 0; i < 8; i++) t.ok(writtenPage(i, 7, i).equals(b.subarray(i * PAGE, (i + 1) * PAGE)), `page ${i}: the native write landed, nothing else changed`);
-  t.ok(b.subarray(8 * PAGE).every((x) => x === 0xab), 'worker writes landed');
+  for (let i = 0; i < 8; i++)
+    t.ok(
+      writtenPage(i, 7, i).equals(b.subarray(i * PAGE, (i + 1) * PAGE)),
+      `page ${i}: the native write landed, nothing else changed`,
+    );
+  t.ok(
+    b.subarray(8 * PAGE).every((x) => x === 0xab),
+    'worker writes landed',
+  );
   r.close();
 });
 
@@ -366,10 +417,17 @@ void t.test('writeprotect with WP_ASYNC: the kernel resolves write faults itself
   const r = Region.anonymous(8 * PAGE);
   u.register(r, { wp: true });
   u.writeprotect(r, true);
-  t.ok(pagemap(r.address, 8).every((p) => p.uffdWp), 'unpopulated pages carry the WP marker too');
+  t.ok(
+    pagemap(r.address, 8).every((p) => p.uffdWp),
+    'unpopulated pages carry the WP marker too',
+  );
   // Nobody reads the userfaultfd: the writes must complete anyway.
   await within(touch(r, { write: true, offset: 2 * PAGE, length: 3 * PAGE }), 10_000, 'write touch');
-  t.same(pagemap(r.address, 8).map((p) => p.uffdWp), [true, true, false, false, false, true, true, true], 'written pages lost the marker');
+  t.same(
+    pagemap(r.address, 8).map((p) => p.uffdWp),
+    [true, true, false, false, false, true, true, true],
+    'written pages lost the marker',
+  );
   t.same(u.readPending(), [], 'no events');
   u.close();
   r.close();
@@ -386,17 +444,29 @@ void t.test('move: pages move from an anonymous region into the registered one',
   const faults: number[] = [];
   u.on('pagefault', (ev) => {
     faults.push(ev.offset!);
-    t.equal(u.move({ region: dst, offset: ev.offset!, length: PAGE }, { region: src, offset: ev.offset!, length: PAGE }), PAGE);
+    t.equal(
+      u.move({ region: dst, offset: ev.offset!, length: PAGE }, { region: src, offset: ev.offset!, length: PAGE }),
+      PAGE,
+    );
   });
   const res = await within(touch(dst, { length: 8 * PAGE }), 10_000, 'touch');
   t.equal(res.byteSum, touchSum(0, 8, 8));
-  t.same(faults, [0, 1, 2, 3, 4, 5, 6, 7].map((i) => i * PAGE));
+  t.same(
+    faults,
+    [0, 1, 2, 3, 4, 5, 6, 7].map((i) => i * PAGE),
+  );
   // ...and ahead of any fault (pages 8..15, one ioctl).
-  t.equal(u.move({ region: dst, offset: 8 * PAGE, length: 8 * PAGE }, { region: src, offset: 8 * PAGE, length: 8 * PAGE }), 8 * PAGE);
+  t.equal(
+    u.move({ region: dst, offset: 8 * PAGE, length: 8 * PAGE }, { region: src, offset: 8 * PAGE, length: 8 * PAGE }),
+    8 * PAGE,
+  );
   const rest = await JobWorker.run<Uint8Array>({ op: 'read', id: dst.id, offset: 8 * PAGE });
   t.equal(firstMismatch(rest, 8, 8), -1, 'moved ahead: a worker reads them without faults');
   t.equal(faults.length, 8);
-  t.ok(pagemap(src.address, 16).every((p) => !p.present), 'the source pages are gone (not present)');
+  t.ok(
+    pagemap(src.address, 16).every((p) => !p.present),
+    'the source pages are gone (not present)',
+  );
   t.ok(allZero(src.bytes()), 'and read back as zeros');
   // A hole in the source: ENOENT, unless holes are allowed.
   const hole = Region.anonymous(PAGE);
@@ -423,7 +493,7 @@ void t.test('poison: a child process touching a poisoned page dies of SIGBUS', a
     t.equal(ev.tid, child.pid, 'the fault is the child process');
     u.copy({ address: ev.address, length: PAGE }, patternPage(page, 9));
   });
-  child.write('touch');  // pages 0 and 1 are served, page 2 is poisoned
+  child.write('touch'); // pages 0 and 1 are served, page 2 is poisoned
   const exit = await child.exit();
   t.equal(exit.signal, 'SIGBUS', 'the child died of SIGBUS');
   t.same(faults, [0, 1], 'the poisoned page never reached the handler');
@@ -500,7 +570,13 @@ void t.test('hugetlb: MINOR faults on a hugetlb memfd resolved with continue', a
   });
   const res = await within(touch(r, { stride: PAGE }), 20_000, 'touch');
   t.equal(res.byteSum, touchSum(0, (2 * HUGE) / PAGE, 11));
-  t.same(faults.map((f) => [f.kind, f.offset]), [['minor', 0], ['minor', HUGE]]);
+  t.same(
+    faults.map((f) => [f.kind, f.offset]),
+    [
+      ['minor', 0],
+      ['minor', HUGE],
+    ],
+  );
   u.close();
   alias.close();
   r.close();

@@ -29,7 +29,10 @@ void t.test('wrong argument types and values', async (t) => {
 });
 
 void t.test('the native layer re-checks everything (no crash when bypassing TypeScript)', async (t) => {
-  const N = native as unknown as Record<string, new (...a: unknown[]) => Record<string, (...a: unknown[]) => unknown>> & {
+  const N = native as unknown as Record<
+    string,
+    new (...a: unknown[]) => Record<string, (...a: unknown[]) => unknown>
+  > & {
     touch: (...a: unknown[]) => unknown;
   };
   t.throws(() => new N.NativeRegion(123));
@@ -75,7 +78,10 @@ void t.test('kernel errors become SystemError with errno, code and the call', as
   t.ok(err.errno < 0);
   u.register(r);
   t.equal(u.copy(r, Buffer.alloc(2 * PAGE, 1)), 2 * PAGE);
-  t.throws(() => u.copy({ region: r, length: PAGE }, Buffer.alloc(PAGE)), { code: 'EEXIST', syscall: 'ioctl(UFFDIO_COPY)' });
+  t.throws(() => u.copy({ region: r, length: PAGE }, Buffer.alloc(PAGE)), {
+    code: 'EEXIST',
+    syscall: 'ioctl(UFFDIO_COPY)',
+  });
   // A second userfaultfd cannot register the same range.
   using u2 = Userfaultfd.open();
   t.throws(() => u2.register(r), { code: 'EBUSY', syscall: 'ioctl(UFFDIO_REGISTER)' });
@@ -90,7 +96,7 @@ void t.test('use after close, double close, close order', async (t) => {
   const r = Region.anonymous(4 * PAGE);
   u.register(r);
   const e = new FaultEngine(u).serve(r, PageSource.zero()).start();
-  u.close();  // closes its running engine first
+  u.close(); // closes its running engine first
   t.notOk(e.running);
   t.throws(() => e.start(), { code: 'ERR_CLOSED' });
   u.close();
@@ -128,7 +134,7 @@ void t.test('a region used as a page source cannot move, unmap or lose access', 
   await t.rejects(src.unmap(0, PAGE), { code: 'ERR_BUSY' });
   await t.rejects(src.remap(8 * PAGE), { code: 'ERR_BUSY' });
   t.throws(() => src.mprotect(0, PAGE, 'none'), { code: 'ERR_BUSY' });
-  source.close();  // the pin goes with the last user
+  source.close(); // the pin goes with the last user
   (globalThis as { gc?: () => void }).gc?.();
   src.close();
 });

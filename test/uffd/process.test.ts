@@ -28,7 +28,9 @@ void t.test('a FaultEngine serves a child process from a file', async (t) => {
   u.register(child.range);
   // Byte 64 pages into the file backs the child's first page.
   const source = PageSource.fromFile(file);
-  const engine = new FaultEngine(u, { threads: 2, batchPages: 16 }).serve(child.range, source, { sourceOffset: 64 * PAGE });
+  const engine = new FaultEngine(u, { threads: 2, batchPages: 16 }).serve(child.range, source, {
+    sourceOffset: 64 * PAGE,
+  });
   t.teardown(() => {
     engine.close();
     u.close();
@@ -78,9 +80,19 @@ void t.test('a JS handler serves a child process', async (t) => {
     u.copy({ address: ev.address, length: PAGE }, patternPages((ev.address - child.address) / PAGE, 1, SEED));
   });
   t.equal(await child.ask('touch'), expectedSum(0, pages, SEED));
-  t.same(faults.map((f) => (f.address - child.address) / PAGE), [...Array(pages).keys()], 'a fault per page, in order');
-  t.ok(faults.every((f) => f.kind === 'missing' && !f.write && f.tid === child.pid), "the child's own thread faulted");
-  t.ok(faults.every((f) => f.region === undefined), 'memory of another process belongs to no Region');
+  t.same(
+    faults.map((f) => (f.address - child.address) / PAGE),
+    [...Array(pages).keys()],
+    'a fault per page, in order',
+  );
+  t.ok(
+    faults.every((f) => f.kind === 'missing' && !f.write && f.tid === child.pid),
+    "the child's own thread faulted",
+  );
+  t.ok(
+    faults.every((f) => f.region === undefined),
+    'memory of another process belongs to no Region',
+  );
 });
 
 void t.test('a JS handler (async iterator) serves a child with copy and zeropage', async (t) => {
@@ -121,7 +133,7 @@ void t.test('the handler closes its userfaultfd while the child waits on a fault
     u.on('pagefault', (ev) => {
       if (served < 3) {
         u.copy({ address: ev.address, length: PAGE }, patternPages(served++, 1, SEED));
-      } else resolve(ev);  // the fourth fault is left unresolved
+      } else resolve(ev); // the fourth fault is left unresolved
     });
   });
   const answer = child.ask('touch');
@@ -140,10 +152,16 @@ void t.test('the handler process is killed while the child waits on a fault: the
   const pages = 8;
   const child = await ServedChild.start(t, pages * PAGE);
   const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/handler-process.js');
-  const handler = spawn(process.execPath, [script, String(child.pid), String(child.fd), String(child.address), String(child.size), '3', String(SEED)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const handlerExit = new Promise<NodeJS.Signals | null>((resolve) => handler.once('exit', (_c, signal) => resolve(signal)));
+  const handler = spawn(
+    process.execPath,
+    [script, String(child.pid), String(child.fd), String(child.address), String(child.size), '3', String(SEED)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const handlerExit = new Promise<NodeJS.Signals | null>((resolve) =>
+    handler.once('exit', (_c, signal) => resolve(signal)),
+  );
   t.teardown(() => {
     if (handler.exitCode === null && handler.signalCode === null) handler.kill('SIGKILL');
   });

@@ -108,7 +108,7 @@ void t.test('a buffer that outlives its Region object stays valid', async (t) =>
 });
 
 void t.test('regions larger than one ArrayBuffer can view say so (no crash)', async (t) => {
-  using r = Region.anonymous(8 * 2 ** 30);  // MAP_NORESERVE: costs nothing untouched
+  using r = Region.anonymous(8 * 2 ** 30); // MAP_NORESERVE: costs nothing untouched
   t.equal(r.size, 8 * 2 ** 30);
   t.throws(() => r.buffer, { code: 'ERR_TOO_LARGE', name: 'StateError' });
 });

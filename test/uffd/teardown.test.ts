@@ -32,7 +32,10 @@ for (const mode of [0, 1, 2, 3, 4]) {
   for (const how of ['terminate', 'process.exit'] as const) {
     void t.test(`worker mode ${mode}, ${how}`, async (t) => {
       const shared = Region.anonymous(1 << 16);
-      const w = new Worker(body(lib), { eval: true, workerData: { id: shared.id, mode, exit: how === 'process.exit' } });
+      const w = new Worker(body(lib), {
+        eval: true,
+        workerData: { id: shared.id, mode, exit: how === 'process.exit' },
+      });
       const exited = new Promise<number>((res) => w.once('exit', res));
       await new Promise((res) => w.once('message', res));
       if (how === 'terminate') await w.terminate();

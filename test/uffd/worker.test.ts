@@ -62,7 +62,9 @@ void t.test('workers fault at once, a FaultEngine on the main thread serves', as
     src.close();
   });
   const quarter = (pages / 4) * PAGE;
-  const parts = await Promise.all([0, 1, 2, 3].map((q) => JobWorker.run<Uint8Array>({ op: 'read', id: r.id, offset: q * quarter, length: quarter })));
+  const parts = await Promise.all(
+    [0, 1, 2, 3].map((q) => JobWorker.run<Uint8Array>({ op: 'read', id: r.id, offset: q * quarter, length: quarter })),
+  );
   parts.forEach((p, q) => t.equal(firstMismatch(p, SEED, (q * quarter) / PAGE), -1, `worker ${q} read its quarter`));
   // With the engine serving, this thread may read the region too.
   t.equal(firstMismatch(r.bytes(), SEED), -1, 'the main thread sees the same');
@@ -114,13 +116,19 @@ void t.test('the worker serving the main thread is terminated mid-fault: the fau
   t.notOk(r.info().registered, "the worker's userfaultfd closed with it");
   const b = r.bytes();
   t.equal(firstMismatch(b.subarray(0, 5 * PAGE), SEED), -1, 'pages 0-4 as served');
-  t.ok(b.subarray(5 * PAGE).every((x) => x === 0), 'pages 5-15: zero pages, no handler');
+  t.ok(
+    b.subarray(5 * PAGE).every((x) => x === 0),
+    'pages 5-15: zero pages, no handler',
+  );
   r.close();
 });
 
 /** Lines of /proc/self/maps and links of /proc/self/fd that mention `name`. */
 function traces(name: string): string[] {
-  const out = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(name));
+  const out = fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(name));
   for (const fd of fs.readdirSync('/proc/self/fd')) {
     try {
       const l = fs.readlinkSync(`/proc/self/fd/${fd}`);
@@ -133,7 +141,14 @@ function traces(name: string): string[] {
 }
 
 const modes: [HoldMode, 'terminate' | 'process.exit' | 'return'][] = [];
-for (const mode of ['engine', 'js-handler', 'unserved', 'event-pending', 'shared-registered', 'shared-source'] as const) {
+for (const mode of [
+  'engine',
+  'js-handler',
+  'unserved',
+  'event-pending',
+  'shared-registered',
+  'shared-source',
+] as const) {
   modes.push([mode, 'terminate'], [mode, 'process.exit']);
 }
 modes.push(['engine', 'return']);
@@ -171,24 +186,33 @@ for (const [mode, how] of modes) {
 // The kernel completes an mremap whatever happens to the thread that asked
 // for it; the region's bookkeeping (address, size, busy flag) must follow
 // even when the worker that asked is torn down before it could run JS again.
-void t.test('a worker ends while its remap of a shared region waits for its REMAP event: the region follows the move', async (t) => {
-  t.setTimeout(20_000);
-  const name = `sos-worker-remap-${process.pid}`;
-  const shared = Region.memfd(16 * PAGE, { name });
-  const alias = shared.alias();  // fill without a view of `shared` here (a view would forbid the move)
-  alias.bytes().fill(0x66);
-  alias.close();
-  const w = new JobWorker({ op: 'hold', mode: 'remap-pending', sharedId: shared.id, name: `${name}-other` }, t);
-  await w.info();
-  await w.worker.terminate();
-  await within(w.exited, 15_000, 'the worker to exit');
-  const maps = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(`/memfd:${name} `));
-  t.equal(maps.length, 1, 'one mapping of the region');
-  const [start, end] = maps[0].split(' ')[0].split('-').map((x) => parseInt(x, 16));
-  t.equal(end - start, 32 * PAGE, 'the kernel moved and grew it');
-  t.equal(shared.size, 32 * PAGE, 'the region knows its new size');
-  t.equal(shared.address, start, 'and its new address');
-  t.equal(shared.bytes()[0], 0x66, 'its contents are readable here');
-  shared.close();
-  t.same(traces(name), [], 'closing it unmaps it');
-});
+void t.test(
+  'a worker ends while its remap of a shared region waits for its REMAP event: the region follows the move',
+  async (t) => {
+    t.setTimeout(20_000);
+    const name = `sos-worker-remap-${process.pid}`;
+    const shared = Region.memfd(16 * PAGE, { name });
+    const alias = shared.alias(); // fill without a view of `shared` here (a view would forbid the move)
+    alias.bytes().fill(0x66);
+    alias.close();
+    const w = new JobWorker({ op: 'hold', mode: 'remap-pending', sharedId: shared.id, name: `${name}-other` }, t);
+    await w.info();
+    await w.worker.terminate();
+    await within(w.exited, 15_000, 'the worker to exit');
+    const maps = fs
+      .readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(`/memfd:${name} `));
+    t.equal(maps.length, 1, 'one mapping of the region');
+    const [start, end] = maps[0]
+      .split(' ')[0]
+      .split('-')
+      .map((x) => parseInt(x, 16));
+    t.equal(end - start, 32 * PAGE, 'the kernel moved and grew it');
+    t.equal(shared.size, 32 * PAGE, 'the region knows its new size');
+    t.equal(shared.address, start, 'and its new address');
+    t.equal(shared.bytes()[0], 0x66, 'its contents are readable here');
+    shared.close();
+    t.same(traces(name), [], 'closing it unmaps it');
+  },
+);

@@ -29,7 +29,10 @@ void t.test('connect by address through rdma_cm: READ, WRITE, many in flight, cl
   t.equal(conn.remote.length, 1 << 20);
   t.equal(conn.remote.gid, `::ffff:${HOST}`);
   await conn.read(4096, 65536, 0);
-  t.ok(local.bytes(0, 65536).every((x, i) => x === (((4096 + i) * 7) & 0xff)), 'READ brought the peer bytes');
+  t.ok(
+    local.bytes(0, 65536).every((x, i) => x === (((4096 + i) * 7) & 0xff)),
+    'READ brought the peer bytes',
+  );
   local.bytes(131072, 65536).fill(2);
   await conn.write(524288, 65536, 131072);
   t.equal(await peer.ask('sum 524288 65536'), `sum ${2 * 65536}`, 'WRITE landed in the peer');
@@ -37,7 +40,10 @@ void t.test('connect by address through rdma_cm: READ, WRITE, many in flight, cl
   for (let i = 0; i < 128; i++) ops.push(conn.read(i * 4096, 4096, 262144 + i * 4096));
   t.ok(conn.inFlight > 1, 'several in flight at once');
   await Promise.all(ops);
-  t.ok(local.bytes(262144, 128 * 4096).every((x, i) => x === ((i * 7) & 0xff)), '128 concurrent READs, every byte right');
+  t.ok(
+    local.bytes(262144, 128 * 4096).every((x, i) => x === ((i * 7) & 0xff)),
+    '128 concurrent READs, every byte right',
+  );
   conn.close();
   t.equal(await peer.line(), 'closed', 'the peer saw the disconnect');
   await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
@@ -49,10 +55,20 @@ void t.test('a wrong secret is refused on both sides, with the reason', async (t
   const peer = new Peer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
   t.equal(await peer.line(), 'listening');
-  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError', code: 'ERR_PEER', message: /ERR_AUTH/ });
+  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'a-different-secret!!', memory: 4096 }), {
+    name: 'HandshakeError',
+    code: 'ERR_PEER',
+    message: /ERR_AUTH/,
+  });
   t.equal(await peer.line(), 'refused ERR_AUTH');
-  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
-  await t.rejects(rdma.RdmaConnection.connectCm(HOST, nextPort++, { secret: SECRET, memory: 4096 }), { code: 'ECONNREFUSED' }, 'nobody listening');
+  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'short', memory: 4096 }), {
+    code: 'ERR_WEAK_SECRET',
+  });
+  await t.rejects(
+    rdma.RdmaConnection.connectCm(HOST, nextPort++, { secret: SECRET, memory: 4096 }),
+    { code: 'ECONNREFUSED' },
+    'nobody listening',
+  );
   const ok = await rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: SECRET, memory: 4096 });
   t.match(await peer.line(), /^connected \d+$/, 'the listener still serves');
   ok.close();

@@ -10,7 +10,7 @@ import { DEV } from './env.js';
 const [host, port] = process.argv.slice(2);
 const ch = new rdma.CmEventChannel();
 const listener = ch.createId();
-const region = Region.anonymous(65536);  // page-aligned memory of its own
+const region = Region.anonymous(65536); // page-aligned memory of its own
 const memory = region.bytes();
 for (let i = 0; i < memory.length; i++) memory[i] = (i * 3) & 0xff;
 // Verbs objects are closed when garbage-collected (a parent does not keep its
@@ -35,7 +35,10 @@ listener.on('request', (req) => {
     ctx.close();
     live.delete(objects);
   });
-  req.accept(qp, { privateData: pdata }).then(() => console.log('established'), (e: Error) => console.log(`accept failed ${e.message}`));
+  req.accept(qp, { privateData: pdata }).then(
+    () => console.log('established'),
+    (e: Error) => console.log(`accept failed ${e.message}`),
+  );
 });
 listener.listen(host, Number(port));
 console.log('listening');

@@ -63,7 +63,10 @@ void t.test('two processes connect through rdma_cm; WRITE, READ and SEND over it
   qp.postSend([{ wrId: 1, opcode: 'RDMA_READ', sge: [{ mr, length: 65536 }], remoteAddr: addr, rkey }]);
   const [read] = await completions(cq, 1);
   t.match(read, { ok: true, opcode: 'RDMA_READ', byteLen: 65536 }, `READ completed: ${read.status}`);
-  t.ok(local.every((x, i) => x === ((i * 3) & 0xff)), 'READ brought every byte of the peer window');
+  t.ok(
+    local.every((x, i) => x === ((i * 3) & 0xff)),
+    'READ brought every byte of the peer window',
+  );
 
   local.fill(1, 0, 4096);
   qp.postSend([{ wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr, length: 4096 }], remoteAddr: addr + 8192, rkey }]);
@@ -73,7 +76,7 @@ void t.test('two processes connect through rdma_cm; WRITE, READ and SEND over it
   id.disconnect();
   t.equal(await peer.line(), 'disconnected', 'the peer saw the disconnect');
   t.equal(qp.state, 'ERR', 'our QP went to the error state');
-  id.disconnect();  // idempotent
+  id.disconnect(); // idempotent
   id.close();
   id.close();
   peer.proc.stdin.write('exit\n');
@@ -95,7 +98,12 @@ void t.test('in one process: listener and connector, request private data, rejec
   await refused.resolve(HOST, port);
   const a = verbs(refused.device ?? DEV);
   t.teardown(() => a.ctx.close());
-  const e = await t.rejects(refused.connect(a.qp, { privateData: Buffer.from('deny') }), { name: 'CmError', code: 'ECONNREFUSED', syscall: 'rdma_connect', event: 'REJECTED' }) as unknown as rdma.CmError;
+  const e = (await t.rejects(refused.connect(a.qp, { privateData: Buffer.from('deny') }), {
+    name: 'CmError',
+    code: 'ECONNREFUSED',
+    syscall: 'rdma_connect',
+    event: 'REJECTED',
+  })) as unknown as rdma.CmError;
   t.equal(e.privateData?.subarray(0, 7).toString(), 'go away', 'the reject carried its private data');
   t.ok(requests[0]?.closed, 'a rejected request closes');
   refused.close();
@@ -131,7 +139,11 @@ void t.test('in one process: listener and connector, request private data, rejec
   await nobody.resolve(HOST, nextPort++);
   const c = verbs(DEV);
   t.teardown(() => c.ctx.close());
-  await t.rejects(nobody.connect(c.qp, { timeoutMs: 20_000 }), { name: 'CmError', code: 'ECONNREFUSED' }, 'no listener: refused');
+  await t.rejects(
+    nobody.connect(c.qp, { timeoutMs: 20_000 }),
+    { name: 'CmError', code: 'ECONNREFUSED' },
+    'no listener: refused',
+  );
   ch.close();
   t.ok(listener.closed && client.closed && nobody.closed, 'closing the channel closed its ids');
   t.throws(() => listener.info(), { code: 'ERR_CLOSED' });
@@ -141,7 +153,11 @@ void t.test('in one process: listener and connector, request private data, rejec
 void t.test('unreachable address and misuse: typed errors', async (t) => {
   using ch = new rdma.CmEventChannel();
   const id = ch.createId();
-  await t.rejects(id.resolve('10.0.2.99', 7000, { timeoutMs: 500 }), { name: /Error/, syscall: /rdma_resolve_(addr|route)/ }, 'no such host');
+  await t.rejects(
+    id.resolve('10.0.2.99', 7000, { timeoutMs: 500 }),
+    { name: /Error/, syscall: /rdma_resolve_(addr|route)/ },
+    'no such host',
+  );
   const fresh = ch.createId();
   const { ctx, qp } = verbs(DEV);
   t.teardown(() => ctx.close());
@@ -174,7 +190,7 @@ void t.test('a peer killed while connected: disconnected event, error completion
   const disconnected = new Promise<void>((r) => id.once('disconnected', () => r()));
   peer.proc.kill('SIGKILL');
   await disconnected;
-  t.pass('the peer\'s death arrived as a disconnect');
+  t.pass("the peer's death arrived as a disconnect");
   t.equal(qp.state, 'ERR', 'the QP went to the error state');
   const mr = pd.registerMemory(new Uint8Array(4096));
   qp.postSend([{ wrId: 3, opcode: 'RDMA_READ', sge: [{ mr, length: 4096 }], remoteAddr: addr, rkey }]);

@@ -13,14 +13,27 @@ const memory = Region.anonymous(1 << 20);
 const v = memory.bytes();
 for (let i = 0; i < v.length; i++) v[i] = (i * 7) & 0xff;
 const refused = (e: unknown) => console.log(`refused ${(e as Error & { code?: string }).code ?? (e as Error).message}`);
-const server = mode === 'cm'
-  ? rdma.RdmaConnection.listenCm(host, Number(port), { secret, memory }, (c) => {
-    console.log(`connected ${c.remote.qpNum}`);
-    c.once('close', () => console.log('closed'));
-  }, refused)
-  : await rdma.RdmaConnection.listen(host, Number(port), { device: DEV, secret, memory }, (c) => {
-    console.log(`connected ${c.remote.qpNum}`);
-  }, refused);
+const server =
+  mode === 'cm'
+    ? rdma.RdmaConnection.listenCm(
+        host,
+        Number(port),
+        { secret, memory },
+        (c) => {
+          console.log(`connected ${c.remote.qpNum}`);
+          c.once('close', () => console.log('closed'));
+        },
+        refused,
+      )
+    : await rdma.RdmaConnection.listen(
+        host,
+        Number(port),
+        { device: DEV, secret, memory },
+        (c) => {
+          console.log(`connected ${c.remote.qpNum}`);
+        },
+        refused,
+      );
 console.log('listening');
 readline.createInterface({ input: process.stdin }).on('line', (l) => {
   const [cmd, a, b] = l.split(' ');

@@ -15,7 +15,10 @@ let nextPort = 18600;
 
 class Peer extends LineProcess {
   constructor(readonly port: number) {
-    super(process.execPath, [peerScript, 'tcp', HOST, String(port), SECRET], { name: 'conn-peer tcp', waitMs: 120_000 });
+    super(process.execPath, [peerScript, 'tcp', HOST, String(port), SECRET], {
+      name: 'conn-peer tcp',
+      waitMs: 120_000,
+    });
   }
 }
 
@@ -36,7 +39,10 @@ void t.test('read and write the peer window, many in flight', async (t) => {
 
   await conn.read(4096, 65536, 0);
   const got = local.bytes(0, 65536);
-  t.ok(got.every((x, i) => x === (((4096 + i) * 7) & 0xff)), 'READ brought the peer bytes');
+  t.ok(
+    got.every((x, i) => x === (((4096 + i) * 7) & 0xff)),
+    'READ brought the peer bytes',
+  );
 
   const out = local.bytes(131072, 65536);
   out.fill(3);
@@ -48,7 +54,10 @@ void t.test('read and write the peer window, many in flight', async (t) => {
   t.ok(conn.inFlight > 1, 'several in flight at once');
   await Promise.all(ops);
   const all = local.bytes(262144, 128 * 4096);
-  t.ok(all.every((x, i) => x === ((i * 7) & 0xff)), '128 concurrent READs, every byte right');
+  t.ok(
+    all.every((x, i) => x === ((i * 7) & 0xff)),
+    '128 concurrent READs, every byte right',
+  );
 
   await t.rejects(conn.read(1 << 20, 8), { code: 'ERR_OUT_OF_RANGE' }, 'outside the peer window');
   conn.close();
@@ -62,14 +71,19 @@ void t.test('read and write the peer window, many in flight', async (t) => {
 void t.test('a peer without the secret is refused on both sides', async (t) => {
   const peer = await startPeer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
-  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'a-different-secret!!', memory: 4096 }), { name: 'HandshakeError' });
+  await t.rejects(
+    rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'a-different-secret!!', memory: 4096 }),
+    { name: 'HandshakeError' },
+  );
   t.match(await peer.line(), /^refused ERR_(AUTH|PEER)/);
   // Garbage instead of a handshake: refused, and the listener keeps serving.
   const s = net.connect(peer.port, HOST);
   s.write('{"v":1,"nonce":"not-hex"}\n');
   t.match(await peer.line(), /^refused ERR_BAD_FRAME/);
   s.destroy();
-  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'short', memory: 4096 }), { code: 'ERR_WEAK_SECRET' });
+  await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'short', memory: 4096 }), {
+    code: 'ERR_WEAK_SECRET',
+  });
   const ok = await rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: SECRET, memory: 4096 });
   t.match(await peer.line(), /^connected /);
   ok.close();

@@ -7,14 +7,13 @@ import { rdma } from '../../../lib/index.js';
 import { DEV } from './env.js';
 import { loopbackPair } from './pair.js';
 
-
 void t.test('completions awaited through a completion channel', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const ch = ctx.createCompChannel();
   const { pd, cqA, cqB, a, b } = loopbackPair(ctx, { channel: ch });
   const buf = new Uint8Array(8192);
   const mr = pd.registerMemory(buf);
-  const got = cqB.next();  // waits on the loop: nothing has been posted yet
+  const got = cqB.next(); // waits on the loop: nothing has been posted yet
   b.postRecv([{ wrId: 1, sge: [{ mr, offset: 4096, length: 4096 }] }]);
   buf.fill(9, 0, 100);
   a.postSend([{ wrId: 2, opcode: 'SEND', sge: [{ mr, length: 100 }] }]);
@@ -53,7 +52,9 @@ void t.test('a bad rkey becomes an error completion, the QP goes to ERR', async 
   const ch = ctx.createCompChannel();
   const { pd, cqA, a, b } = loopbackPair(ctx, { channel: ch });
   const mr = pd.registerMemory(new Uint8Array(4096));
-  a.postSend([{ wrId: 9, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey ^ 0xff00 }]);
+  a.postSend([
+    { wrId: 9, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey ^ 0xff00 },
+  ]);
   const [c] = await cqA.next();
   t.equal(c.ok, false);
   t.match(c.status, /remote access error/i);

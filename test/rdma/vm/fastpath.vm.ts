@@ -18,12 +18,18 @@ const gc = (globalThis as { gc?: () => void }).gc;
 /** The loopback fixture with room for batches (and 2 SGEs on A); maxRdAtomic through toRtr/toRts's options. */
 function pair(ctx: rdma.Context, opts: { maxRdAtomic?: number } = {}) {
   const qp = { maxSendWr: 256, maxRecvWr: 64 };
-  if (opts.maxRdAtomic === undefined) return loopbackPair(ctx, { cqDepth: 512, qpA: { ...qp, maxSendSge: 2 }, qpB: qp });
+  if (opts.maxRdAtomic === undefined)
+    return loopbackPair(ctx, { cqDepth: 512, qpA: { ...qp, maxSendSge: 2 }, qpB: qp });
   const pd = ctx.allocPd();
-  const cqA = ctx.createCq(512), cqB = ctx.createCq(512);
-  const a = pd.createQp(cqA, cqA, qp), b = pd.createQp(cqB, cqB, qp);
+  const cqA = ctx.createCq(512),
+    cqB = ctx.createCq(512);
+  const a = pd.createQp(cqA, cqA, qp),
+    b = pd.createQp(cqB, cqB, qp);
   const gid = ctx.queryGid(1, GID_INDEX);
-  for (const [q, peer] of [[a, b], [b, a]] as const) {
+  for (const [q, peer] of [
+    [a, b],
+    [b, a],
+  ] as const) {
     q.toInit();
     q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX, maxDestRdAtomic: opts.maxRdAtomic });
     q.toRts({ maxRdAtomic: opts.maxRdAtomic });
@@ -32,7 +38,11 @@ function pair(ctx: rdma.Context, opts: { maxRdAtomic?: number } = {}) {
 }
 
 /** Wait for n completions through pollInto; returns the slots, n * WC.SLOTS numbers. */
-async function reap(cq: rdma.CompletionQueue, n: number, out: Float64Array | BigUint64Array = new Float64Array(64 * WC.SLOTS)): Promise<number[]> {
+async function reap(
+  cq: rdma.CompletionQueue,
+  n: number,
+  out: Float64Array | BigUint64Array = new Float64Array(64 * WC.SLOTS),
+): Promise<number[]> {
   const got: number[] = [];
   const until = Date.now() + 20_000;
   while (got.length < n * WC.SLOTS) {
@@ -48,14 +58,24 @@ const field = (slots: number[], i: number, f: number) => slots[i * WC.SLOTS + f]
 void t.test('prepared WRITE and READ, fields changed between posts; completions by pollInto', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, a } = pair(ctx);
-  const local = Region.anonymous(1 << 16), remote = Region.anonymous(1 << 16);
-  const l = local.bytes(), r = remote.bytes();
+  const local = Region.anonymous(1 << 16),
+    remote = Region.anonymous(1 << 16);
+  const l = local.bytes(),
+    r = remote.bytes();
   for (let i = 0; i < l.length; i++) l[i] = (i * 7 + 3) & 0xff;
-  const mrL = pd.registerMemory(local), mrR = pd.registerMemory(remote);
-  const write = a.prepareSend([{ wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr: mrL, length: 4096 }], remoteAddr: mrR.addr, rkey: mrR.rkey }]);
+  const mrL = pd.registerMemory(local),
+    mrR = pd.registerMemory(remote);
+  const write = a.prepareSend([
+    { wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr: mrL, length: 4096 }], remoteAddr: mrR.addr, rkey: mrR.rkey },
+  ]);
   t.equal(write.length, 1);
   // 8 WRITEs, each a different local offset, remote offset, length and wrId.
-  for (let k = 0; k < 8; k++) write.setWrId(0, 100 + k).setRemoteAddr(0, mrR.addr + k * 4096).setSge(0, 0, k * 1000, 1000 + k).post();
+  for (let k = 0; k < 8; k++)
+    write
+      .setWrId(0, 100 + k)
+      .setRemoteAddr(0, mrR.addr + k * 4096)
+      .setSge(0, 0, k * 1000, 1000 + k)
+      .post();
   const w = await reap(cqA, 8);
   for (let k = 0; k < 8; k++) {
     t.equal(field(w, k, WC.WR_ID), 100 + k);
@@ -63,19 +83,36 @@ void t.test('prepared WRITE and READ, fields changed between posts; completions 
     t.equal(rdma.wcOpcodeName(field(w, k, WC.OPCODE)), 'RDMA_WRITE');
     t.equal(field(w, k, WC.QP_NUM), a.qpNum);
   }
-  for (let k = 0; k < 8; k++) t.same(r.subarray(k * 4096, k * 4096 + 1000 + k), l.subarray(k * 1000, k * 1000 + 1000 + k), `WRITE ${k} landed`);
+  for (let k = 0; k < 8; k++)
+    t.same(r.subarray(k * 4096, k * 4096 + 1000 + k), l.subarray(k * 1000, k * 1000 + 1000 + k), `WRITE ${k} landed`);
 
   // READ them back into the second half of the local region, BigUint64Array completions.
   l.fill(0, 32768);
-  const read = a.prepareSend([{ wrId: 0, opcode: 'RDMA_READ', sge: [{ mr: mrL, offset: 32768, length: 8 }], remoteAddr: mrR.addr, rkey: mrR.rkey }]);
+  const read = a.prepareSend([
+    {
+      wrId: 0,
+      opcode: 'RDMA_READ',
+      sge: [{ mr: mrL, offset: 32768, length: 8 }],
+      remoteAddr: mrR.addr,
+      rkey: mrR.rkey,
+    },
+  ]);
   const big = new BigUint64Array(4 * WC.SLOTS);
   for (let k = 0; k < 8; k++) {
-    read.setWrId(0, 200 + k).setRemoteAddr(0, mrR.addr + k * 4096).setSge(0, 0, 32768 + k * 2048, 1000 + k).post();
+    read
+      .setWrId(0, 200 + k)
+      .setRemoteAddr(0, mrR.addr + k * 4096)
+      .setSge(0, 0, 32768 + k * 2048, 1000 + k)
+      .post();
     const s = await reap(cqA, 1, big);
     t.equal(field(s, 0, WC.WR_ID), 200 + k);
     t.equal(rdma.wcOpcodeName(field(s, 0, WC.OPCODE)), 'RDMA_READ');
     t.equal(field(s, 0, WC.BYTE_LEN), 1000 + k);
-    t.same(l.subarray(32768 + k * 2048, 32768 + k * 2048 + 1000 + k), r.subarray(k * 4096, k * 4096 + 1000 + k), `READ ${k} came back`);
+    t.same(
+      l.subarray(32768 + k * 2048, 32768 + k * 2048 + 1000 + k),
+      r.subarray(k * 4096, k * 4096 + 1000 + k),
+      `READ ${k} came back`,
+    );
   }
   t.equal(big[WC.WR_ID], 207n, 'a BigUint64Array holds the wrId as a bigint');
   write.close();
@@ -92,7 +129,13 @@ void t.test('a batch: post(count), two SGEs, SEND with immediate, atomics', asyn
   const mrS = pd.registerMemory(src);
   const mrD = pd.registerMemory(dst, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
   // 4 WRITEs of 16 B each to consecutive places; post the first 2, then all 4 elsewhere.
-  const wrs: rdma.SendWr[] = [0, 1, 2, 3].map((i) => ({ wrId: i, opcode: 'RDMA_WRITE', sge: [{ mr: mrS, offset: i * 16, length: 16 }], remoteAddr: mrD.addr + i * 16, rkey: mrD.rkey }));
+  const wrs: rdma.SendWr[] = [0, 1, 2, 3].map((i) => ({
+    wrId: i,
+    opcode: 'RDMA_WRITE',
+    sge: [{ mr: mrS, offset: i * 16, length: 16 }],
+    remoteAddr: mrD.addr + i * 16,
+    rkey: mrD.rkey,
+  }));
   const p = a.prepareSend(wrs);
   t.equal(p.length, 4);
   p.post(2);
@@ -102,18 +145,35 @@ void t.test('a batch: post(count), two SGEs, SEND with immediate, atomics', asyn
   for (let i = 0; i < 4; i++) p.setRemoteAddr(i, mrD.addr + 1024 + i * 16);
   p.post();
   const s = await reap(cqA, 4);
-  t.same([0, 1, 2, 3].map((i) => field(s, i, WC.WR_ID)), [0, 1, 2, 3]);
+  t.same(
+    [0, 1, 2, 3].map((i) => field(s, i, WC.WR_ID)),
+    [0, 1, 2, 3],
+  );
   t.same(dst.subarray(1024, 1088), src.subarray(0, 64));
 
   // Two SGEs gathered into one WRITE.
-  const g = a.prepareSend([{ wrId: 9, opcode: 'RDMA_WRITE', sge: [{ mr: mrS, offset: 100, length: 10 }, { mr: mrS, offset: 300, length: 6 }], remoteAddr: mrD.addr + 2048, rkey: mrD.rkey }]);
+  const g = a.prepareSend([
+    {
+      wrId: 9,
+      opcode: 'RDMA_WRITE',
+      sge: [
+        { mr: mrS, offset: 100, length: 10 },
+        { mr: mrS, offset: 300, length: 6 },
+      ],
+      remoteAddr: mrD.addr + 2048,
+      rkey: mrD.rkey,
+    },
+  ]);
   g.setSge(0, 1, 400, 6).post();
   await reap(cqA, 1);
   t.same(dst.subarray(2048, 2064), Uint8Array.from([...src.subarray(100, 110), ...src.subarray(400, 406)]));
   t.throws(() => g.setSge(0, 2, 0, 1), RangeError, 'no third SGE');
 
   // SEND with immediate, the immediate changed per post.
-  b.postRecv([{ wrId: 77, sge: [{ mr: mrD, offset: 4096, length: 64 }] }, { wrId: 78, sge: [{ mr: mrD, offset: 4160, length: 64 }] }]);
+  b.postRecv([
+    { wrId: 77, sge: [{ mr: mrD, offset: 4096, length: 64 }] },
+    { wrId: 78, sge: [{ mr: mrD, offset: 4160, length: 64 }] },
+  ]);
   const send = a.prepareSend([{ wrId: 5, opcode: 'SEND_WITH_IMM', sge: [{ mr: mrS, offset: 0, length: 32 }], imm: 1 }]);
   send.setImm(0, 0xdeadbeef).post();
   send.setImm(0, 42).setSge(0, 0, 32, 8).post();
@@ -130,7 +190,16 @@ void t.test('a batch: post(count), two SGEs, SEND with immediate, atomics', asyn
   const view = new DataView(dst.buffer);
   view.setBigUint64(6144, 10n, true);
   view.setBigUint64(6152, 20n, true);
-  const faa = a.prepareSend([{ wrId: 1, opcode: 'ATOMIC_FETCH_AND_ADD', sge: [{ mr: mrS, offset: 7000, length: 8 }], remoteAddr: mrD.addr + 6144, rkey: mrD.rkey, compareAdd: 5n }]);
+  const faa = a.prepareSend([
+    {
+      wrId: 1,
+      opcode: 'ATOMIC_FETCH_AND_ADD',
+      sge: [{ mr: mrS, offset: 7000, length: 8 }],
+      remoteAddr: mrD.addr + 6144,
+      rkey: mrD.rkey,
+      compareAdd: 5n,
+    },
+  ]);
   faa.post();
   await reap(cqA, 1);
   faa.setRemoteAddr(0, mrD.addr + 6152).post();
@@ -145,14 +214,25 @@ void t.test('bad values are refused, nothing is posted', async (t) => {
   const { pd, cqA, a } = pair(ctx);
   const mem = new Uint8Array(4096);
   const mr = pd.registerMemory(mem);
-  const wr: rdma.SendWr = { wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey };
+  const wr: rdma.SendWr = {
+    wrId: 1,
+    opcode: 'RDMA_WRITE',
+    sge: [{ mr, length: 8 }],
+    remoteAddr: mr.addr,
+    rkey: mr.rkey,
+  };
   const p = a.prepareSend([wr]);
   // Each prepared send gets one bad value; post() refuses it.
   const bad: [string, (q: rdma.PreparedSend) => void][] = [
-    ['wrId NaN', (q) => q.setWrId(0, NaN)], ['wrId negative', (q) => q.setWrId(0, -1)], ['wrId fraction', (q) => q.setWrId(0, 1.5)],
-    ['wrId above 2^53', (q) => q.setWrId(0, 2 ** 54)], ['remoteAddr negative', (q) => q.setRemoteAddr(0, -4096)],
-    ['rkey above 32 bits', (q) => q.setRemoteAddr(0, mr.addr, 2 ** 32)], ['sge past the MR', (q) => q.setSge(0, 0, 4090, 8)],
-    ['sge offset past the MR', (q) => q.setSge(0, 0, 5000, 0)], ['imm above 32 bits', (q) => q.setImm(0, 2 ** 33)],
+    ['wrId NaN', (q) => q.setWrId(0, NaN)],
+    ['wrId negative', (q) => q.setWrId(0, -1)],
+    ['wrId fraction', (q) => q.setWrId(0, 1.5)],
+    ['wrId above 2^53', (q) => q.setWrId(0, 2 ** 54)],
+    ['remoteAddr negative', (q) => q.setRemoteAddr(0, -4096)],
+    ['rkey above 32 bits', (q) => q.setRemoteAddr(0, mr.addr, 2 ** 32)],
+    ['sge past the MR', (q) => q.setSge(0, 0, 4090, 8)],
+    ['sge offset past the MR', (q) => q.setSge(0, 0, 5000, 0)],
+    ['imm above 32 bits', (q) => q.setImm(0, 2 ** 33)],
   ];
   for (const [what, set] of bad) {
     const q = a.prepareSend([wr]);
@@ -181,13 +261,18 @@ void t.test('bad values are refused, nothing is posted', async (t) => {
   // A post the provider refuses (a QP still in RESET) is a SystemError naming the first refused request.
   const fresh = pd.createQp(cqA, cqA);
   const early = fresh.prepareSend([wr, wr]);
-  t.throws(() => early.post(), { name: 'SystemError', syscall: 'ibv_post_send', failedIndex: 0 }, 'posting on a QP in RESET');
+  t.throws(
+    () => early.post(),
+    { name: 'SystemError', syscall: 'ibv_post_send', failedIndex: 0 },
+    'posting on a QP in RESET',
+  );
 });
 
 void t.test('an empty poll is one shared frozen array', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const cq = ctx.createCq(16);
-  const e1 = cq.poll(), e2 = cq.poll(4);
+  const e1 = cq.poll(),
+    e2 = cq.poll(4);
   t.equal(e1.length, 0);
   t.equal(e1, e2, 'the same array');
   t.ok(Object.isFrozen(e1));
@@ -201,8 +286,12 @@ void t.test('lifetime: a prepared send closes with its QP, MRs and AHs, and keep
   const dst = new Uint8Array(4096);
   const mr = pd.registerMemory(mem);
   const mrD = pd.registerMemory(dst);
-  const p = a.prepareSend([{ wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mrD.addr, rkey: mrD.rkey }]);
-  const q = a.prepareSend([{ wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr: mrD, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey }]);
+  const p = a.prepareSend([
+    { wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mrD.addr, rkey: mrD.rkey },
+  ]);
+  const q = a.prepareSend([
+    { wrId: 2, opcode: 'RDMA_WRITE', sge: [{ mr: mrD, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey },
+  ]);
   mr.close();
   t.ok(p.closed, 'closing its MR closed it');
   t.throws(() => p.post(), { name: 'StateError', code: 'ERR_CLOSED' });
@@ -214,15 +303,27 @@ void t.test('lifetime: a prepared send closes with its QP, MRs and AHs, and keep
   t.ok(q.closed, 'closing its QP closed it');
   t.throws(() => q.post(), { code: 'ERR_CLOSED' });
   cqA.close();
-  t.throws(() => cqA.pollInto(new Float64Array(WC.SLOTS)), { name: 'StateError', code: 'ERR_CLOSED' }, 'pollInto on a closed CQ');
+  t.throws(
+    () => cqA.pollInto(new Float64Array(WC.SLOTS)),
+    { name: 'StateError', code: 'ERR_CLOSED' },
+    'pollInto on a closed CQ',
+  );
 
   // The prepared send alone keeps its MR (and the memory under it) alive through GC.
-  const { pd: pd2, cqA: cq2, a: a2, b: b2 } = pair(ctx);  // b2, the peer, must stay referenced too
+  const { pd: pd2, cqA: cq2, a: a2, b: b2 } = pair(ctx); // b2, the peer, must stay referenced too
   const target = new Uint8Array(64);
   const mrT = pd2.registerMemory(target);
   const make = () => {
     const src = new Uint8Array(64).fill(0x5a);
-    return a2.prepareSend([{ wrId: 3, opcode: 'RDMA_WRITE', sge: [{ mr: pd2.registerMemory(src), length: 64 }], remoteAddr: mrT.addr, rkey: mrT.rkey }]);
+    return a2.prepareSend([
+      {
+        wrId: 3,
+        opcode: 'RDMA_WRITE',
+        sge: [{ mr: pd2.registerMemory(src), length: 64 }],
+        remoteAddr: mrT.addr,
+        rkey: mrT.rkey,
+      },
+    ]);
   };
   const kept = make();
   for (let i = 0; i < 5; i++) {
@@ -234,7 +335,9 @@ void t.test('lifetime: a prepared send closes with its QP, MRs and AHs, and keep
   t.equal(field(s, 0, WC.STATUS), WC.SUCCESS, 'its MR was not deregistered by GC');
   t.same(target, new Uint8Array(64).fill(0x5a));
   {
-    using scoped = a2.prepareSend([{ wrId: 4, opcode: 'RDMA_WRITE', sge: [{ mr: mrT, length: 8 }], remoteAddr: mrT.addr, rkey: mrT.rkey }]);
+    using scoped = a2.prepareSend([
+      { wrId: 4, opcode: 'RDMA_WRITE', sge: [{ mr: mrT, length: 8 }], remoteAddr: mrT.addr, rkey: mrT.rkey },
+    ]);
     scoped.post();
   }
   await reap(cq2, 1);
@@ -254,7 +357,9 @@ void t.test('UD: a prepared datagram closes with its address handle', async (t) 
   const mr = pd.registerMemory(buf);
   r.postRecv([{ wrId: 50, sge: [{ mr, offset: 4096, length: 40 + 64 }] }]);
   const ah = pd.createAh({ gid: ctx.queryGid(1, GID_INDEX), sgidIndex: GID_INDEX });
-  const dgram = s.prepareSend([{ wrId: 51, opcode: 'SEND', sge: [{ mr, length: 4 }], ah, remoteQpn: r.qpNum, remoteQkey: 0x11 }]);
+  const dgram = s.prepareSend([
+    { wrId: 51, opcode: 'SEND', sge: [{ mr, length: 4 }], ah, remoteQpn: r.qpNum, remoteQkey: 0x11 },
+  ]);
   dgram.post();
   const got = await reap(cq, 2);
   const ids = [field(got, 0, WC.WR_ID), field(got, 1, WC.WR_ID)].sort();
@@ -270,18 +375,33 @@ void t.test('getters that close things while a work request is read: typed error
   const { pd, cqA, a } = pair(ctx);
   const mem = new Uint8Array(4096);
   const mr = pd.registerMemory(mem);
-  const closing = (what: { close(): void }) => ({
-    wrId: 1, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr,
-    get rkey() {
-      what.close();
-      return mr.rkey;
-    },
-  }) as unknown as rdma.SendWr;
+  const closing = (what: { close(): void }) =>
+    ({
+      wrId: 1,
+      opcode: 'RDMA_WRITE',
+      sge: [{ mr, length: 8 }],
+      remoteAddr: mr.addr,
+      get rkey() {
+        what.close();
+        return mr.rkey;
+      },
+    }) as unknown as rdma.SendWr;
   const mr2 = pd.registerMemory(new Uint8Array(64));
-  const wrMr2 = (m: rdma.MemoryRegion) => ({ wrId: 2, opcode: 'RDMA_WRITE' as const, sge: [{ mr: m, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey });
+  const wrMr2 = (m: rdma.MemoryRegion) => ({
+    wrId: 2,
+    opcode: 'RDMA_WRITE' as const,
+    sge: [{ mr: m, length: 8 }],
+    remoteAddr: mr.addr,
+    rkey: mr.rkey,
+  });
   // The second WR's getter closes the MR the first WR uses.
   t.throws(() => a.postSend([wrMr2(mr2), closing(mr2)]), { code: 'ERR_CLOSED' }, 'an MR closed mid-read');
-  const thrower = { ...wrMr2(mr), get imm(): number { throw new Error('boom'); } };
+  const thrower = {
+    ...wrMr2(mr),
+    get imm(): number {
+      throw new Error('boom');
+    },
+  };
   t.throws(() => a.postSend([thrower]), /boom/, 'a getter that throws');
   t.throws(() => a.prepareSend([closing(a)]), { code: 'ERR_CLOSED' }, 'the QP closed mid-read (prepare)');
   const { a: a2 } = pair(ctx);
@@ -296,11 +416,23 @@ void t.test('toRtr/toRts with more outstanding READs: 16 in flight on one QP', a
   const { pd, cqA, a } = pair(ctx, { maxRdAtomic: max });
   const remote = new Uint8Array(16 * 256).map((_, i) => (i * 31) & 0xff);
   const local = new Uint8Array(16 * 256);
-  const mrR = pd.registerMemory(remote), mrL = pd.registerMemory(local);
-  const reads = a.prepareSend(Array.from({ length: 16 }, (_, i) => ({ wrId: i, opcode: 'RDMA_READ' as const, sge: [{ mr: mrL, offset: i * 256, length: 256 }], remoteAddr: mrR.addr + i * 256, rkey: mrR.rkey })));
+  const mrR = pd.registerMemory(remote),
+    mrL = pd.registerMemory(local);
+  const reads = a.prepareSend(
+    Array.from({ length: 16 }, (_, i) => ({
+      wrId: i,
+      opcode: 'RDMA_READ' as const,
+      sge: [{ mr: mrL, offset: i * 256, length: 256 }],
+      remoteAddr: mrR.addr + i * 256,
+      rkey: mrR.rkey,
+    })),
+  );
   reads.post();
   const s = await reap(cqA, 16);
-  t.ok([...Array(16).keys()].every((i) => field(s, i, WC.STATUS) === WC.SUCCESS), `all 16 READs completed (maxRdAtomic ${max})`);
+  t.ok(
+    [...Array(16).keys()].every((i) => field(s, i, WC.STATUS) === WC.SUCCESS),
+    `all 16 READs completed (maxRdAtomic ${max})`,
+  );
   t.same(local, remote);
 });
 
@@ -309,7 +441,9 @@ void t.test('the plain postSend takes the typed wrappers without copying, and ch
   const { pd, cqA, a } = pair(ctx);
   const mem = new Uint8Array(4096).fill(3);
   const mr = pd.registerMemory(mem);
-  const wrs = [{ wrId: 2n ** 63n, opcode: 'RDMA_WRITE', sge: [{ mr, offset: 8, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey }] as const;
+  const wrs = [
+    { wrId: 2n ** 63n, opcode: 'RDMA_WRITE', sge: [{ mr, offset: 8, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey },
+  ] as const;
   a.postSend(wrs);
   const [c] = await (async () => {
     for (;;) {
@@ -332,16 +466,48 @@ void t.test('arbitrary calls on raw prepared sends and pollInto: typed errors on
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, a } = pair(ctx);
   const mr = pd.registerMemory(new Uint8Array(4096));
-  const R = (native as unknown as { rdma: Record<string, new (...args: unknown[]) => Record<string, (...args: unknown[]) => unknown>> }).rdma;
-  const values: unknown[] = [undefined, null, 0, 1, -1, 2 ** 53, NaN, 1.5, 2n ** 64n, 'x', {}, [], [{}], new Float64Array(0), new Float64Array(4),
-    new Float64Array(64), new BigUint64Array(64), new Uint32Array(64), new ArrayBuffer(64), mr.raw, a.raw, cqA.raw];
+  const R = (
+    native as unknown as {
+      rdma: Record<string, new (...args: unknown[]) => Record<string, (...args: unknown[]) => unknown>>;
+    }
+  ).rdma;
+  const values: unknown[] = [
+    undefined,
+    null,
+    0,
+    1,
+    -1,
+    2 ** 53,
+    NaN,
+    1.5,
+    2n ** 64n,
+    'x',
+    {},
+    [],
+    [{}],
+    new Float64Array(0),
+    new Float64Array(4),
+    new Float64Array(64),
+    new BigUint64Array(64),
+    new Uint32Array(64),
+    new ArrayBuffer(64),
+    mr.raw,
+    a.raw,
+    cqA.raw,
+  ];
   const { rnd, pick } = seeded(7);
   let errors = 0;
   const preps: Record<string, (...args: unknown[]) => unknown>[] = [];
   for (let i = 0; i < 3000; i++) {
     try {
       if (rnd() < 0.1) {
-        const wr = { wrId: pick([0, 1, 2 ** 60, -1]), opcode: pick(['RDMA_READ', 'RDMA_WRITE', 'SEND', 'x']), sge: pick([[{ mr: mr.raw, length: pick([0, 8, 5000]) }], [], 'x', undefined]), remoteAddr: pick(values), rkey: pick([0, 1, 2 ** 32]) };
+        const wr = {
+          wrId: pick([0, 1, 2 ** 60, -1]),
+          opcode: pick(['RDMA_READ', 'RDMA_WRITE', 'SEND', 'x']),
+          sge: pick([[{ mr: mr.raw, length: pick([0, 8, 5000]) }], [], 'x', undefined]),
+          remoteAddr: pick(values),
+          rkey: pick([0, 1, 2 ** 32]),
+        };
         preps.push(new R.RdmaPrepared(pick([a.raw, a.raw, mr.raw, {}]), pick([[wr], [wr, wr], wr, []])));
       } else if (preps.length && rnd() < 0.7) {
         const p = pick(preps);
@@ -354,10 +520,13 @@ void t.test('arbitrary calls on raw prepared sends and pollInto: typed errors on
       if (!(e instanceof Error)) throw new Error('a non-Error was thrown');
       errors++;
     }
-    if (i === 1500) mr.close();  // everything referring to it is closed from here on
+    if (i === 1500) mr.close(); // everything referring to it is closed from here on
   }
   t.ok(errors > 0, `${errors} typed errors, no crash`);
-  t.ok(preps.every((p) => p.isClosed()), 'closing the MR closed every prepared send');
+  t.ok(
+    preps.every((p) => p.isClosed()),
+    'closing the MR closed every prepared send',
+  );
 });
 
 void t.test('constants agree with the binding', async (t) => {

@@ -12,6 +12,9 @@ export async function readsWhilePeerKilled(t: Test, conn: rdma.RdmaConnection, p
   peer.proc.kill('SIGKILL');
   const results = await Promise.allSettled(ops);
   await closed;
-  t.ok(results.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code !== undefined), 'each operation settled with a result or a typed error');
+  t.ok(
+    results.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code !== undefined),
+    'each operation settled with a result or a typed error',
+  );
   await t.rejects(conn.read(0, 8), { code: 'ERR_CLOSED' });
 }

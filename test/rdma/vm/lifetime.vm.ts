@@ -14,7 +14,10 @@ const KINDS = ['pd', 'cq', 'qp', 'cm_id', 'mr', 'ctx', 'srq'] as const;
 type Counts = Record<(typeof KINDS)[number], number>;
 
 function counts(): Counts {
-  const line = execFileSync('rdma', ['resource', 'show'], { encoding: 'utf8' }).split('\n').find((l) => l.includes(`${DEV}:`)) ?? '';
+  const line =
+    execFileSync('rdma', ['resource', 'show'], { encoding: 'utf8' })
+      .split('\n')
+      .find((l) => l.includes(`${DEV}:`)) ?? '';
   const out = {} as Counts;
   for (const k of KINDS) out[k] = Number(new RegExp(`\\b${k} (\\d+)`).exec(line)?.[1] ?? 0);
   return out;
@@ -41,7 +44,7 @@ function leakEverything(port: number): void {
   qp.toInit();
   const cm = new rdma.CmEventChannel();
   cm.createId();
-  cm.createId().bind(HOST, port);  // a bound id holds the device (counted as a cm_id)
+  cm.createId().bind(HOST, port); // a bound id holds the device (counted as a cm_id)
 }
 
 t.ok(gc, 'run with --expose-gc');
@@ -57,7 +60,10 @@ void t.test('objects dropped without close() are released by the garbage collect
   const before = counts();
   for (let i = 0; i < 5; i++) leakEverything(7500 + i);
   const during = counts();
-  t.ok(during.qp >= before.qp + 5 && during.mr >= before.mr + 5 && during.cm_id >= before.cm_id + 5, `allocated: ${JSON.stringify(during)}`);
+  t.ok(
+    during.qp >= before.qp + 5 && during.mr >= before.mr + 5 && during.cm_id >= before.cm_id + 5,
+    `allocated: ${JSON.stringify(during)}`,
+  );
   await settle(() => same(counts(), before));
   t.same(counts(), before, 'every pd, cq, qp, srq, mr, context and cm id released');
 });
@@ -83,7 +89,10 @@ if (workerData.exit) process.exit(0);
 `;
 
 async function runWorker(port: number, exit: boolean): Promise<void> {
-  const w = new Worker(workerCode, { eval: true, workerData: { lib: new URL('../../../lib/index.js', import.meta.url).href, port, exit } });
+  const w = new Worker(workerCode, {
+    eval: true,
+    workerData: { lib: new URL('../../../lib/index.js', import.meta.url).href, port, exit },
+  });
   const exited = new Promise<number>((r) => w.once('exit', r));
   await new Promise<void>((resolve, reject) => {
     w.once('message', () => resolve());
@@ -110,7 +119,20 @@ void t.test('a worker holding every kind of object ends or is terminated: all re
 void t.test('a process killed with objects open: the kernel releases them', async (t) => {
   t.setTimeout(120_000);
   const before = counts();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', workerCode.replace(/workerData\.lib/g, JSON.stringify(new URL('../../../lib/index.js', import.meta.url).href)).replace("import { parentPort, workerData } from 'node:worker_threads';", 'const parentPort = { postMessage: (m) => console.log(m) }; const workerData = { port: 7700, exit: false };')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      workerCode
+        .replace(/workerData\.lib/g, JSON.stringify(new URL('../../../lib/index.js', import.meta.url).href))
+        .replace(
+          "import { parentPort, workerData } from 'node:worker_threads';",
+          'const parentPort = { postMessage: (m) => console.log(m) }; const workerData = { port: 7700, exit: false };',
+        ),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((r) => child.stdout.once('data', () => r()));
   // The device's resource table can lag the child's report under load.
   await settle(() => counts().qp > before.qp);
@@ -128,7 +150,7 @@ void t.test('closing out of order and twice, after the parent closed: no crash, 
   const cq = ctx.createCq(16);
   const qp = pd.createQp(cq, cq);
   const mr = pd.registerMemory(new Uint8Array(4096));
-  cq.close();  // a CQ with a QP on it: the QP closes first
+  cq.close(); // a CQ with a QP on it: the QP closes first
   t.ok(qp.closed && !pd.closed && !mr.closed);
   ctx.close();
   for (const o of [mr, qp, cq, pd, ctx]) o.close();
@@ -136,26 +158,29 @@ void t.test('closing out of order and twice, after the parent closed: no crash, 
   t.same(counts(), before);
 });
 
-void t.test('closing a parent under an awaited next() or a pending rdma_cm step rejects it with ERR_CLOSED', async (t) => {
-  const ctx = rdma.Context.open(DEV);
-  const ch = ctx.createCompChannel();
-  const cq = ctx.createCq(8, ch);
-  const waiting = cq.next();
-  ctx.close();
-  await t.rejects(waiting, { code: 'ERR_CLOSED' }, 'context closed');
-  const ctx2 = rdma.Context.open(DEV);
-  const ch2 = ctx2.createCompChannel();
-  const cq2 = ctx2.createCq(8, ch2);
-  const waiting2 = cq2.next();
-  ch2.close();
-  await t.rejects(waiting2, { code: 'ERR_CLOSED' }, 'channel closed');
-  t.ok(cq2.closed && !ctx2.closed);
-  ctx2.close();
+void t.test(
+  'closing a parent under an awaited next() or a pending rdma_cm step rejects it with ERR_CLOSED',
+  async (t) => {
+    const ctx = rdma.Context.open(DEV);
+    const ch = ctx.createCompChannel();
+    const cq = ctx.createCq(8, ch);
+    const waiting = cq.next();
+    ctx.close();
+    await t.rejects(waiting, { code: 'ERR_CLOSED' }, 'context closed');
+    const ctx2 = rdma.Context.open(DEV);
+    const ch2 = ctx2.createCompChannel();
+    const cq2 = ctx2.createCq(8, ch2);
+    const waiting2 = cq2.next();
+    ch2.close();
+    await t.rejects(waiting2, { code: 'ERR_CLOSED' }, 'channel closed');
+    t.ok(cq2.closed && !ctx2.closed);
+    ctx2.close();
 
-  const cm = new rdma.CmEventChannel();
-  const id = cm.createId();
-  const resolving = id.resolve(HOST, 7999);
-  cm.close();
-  await t.rejects(resolving, { code: 'ERR_CLOSED' }, 'rdma_cm channel closed under a resolve');
-  t.ok(id.closed);
-});
+    const cm = new rdma.CmEventChannel();
+    const id = cm.createId();
+    const resolving = id.resolve(HOST, 7999);
+    cm.close();
+    await t.rejects(resolving, { code: 'ERR_CLOSED' }, 'rdma_cm channel closed under a resolve');
+    t.ok(id.closed);
+  },
+);

@@ -6,14 +6,22 @@ import { GID_INDEX } from './env.js';
 /** INIT → RTR → RTS for two RC QPs of one context, each aimed at the other. */
 export function connectRc(ctx: rdma.Context, x: rdma.QueuePair, y: rdma.QueuePair): void {
   const gid = ctx.queryGid(1, GID_INDEX);
-  for (const [q, peer] of [[x, y], [y, x]] as const) {
+  for (const [q, peer] of [
+    [x, y],
+    [y, x],
+  ] as const) {
     q.toInit();
     q.toRtr({ qpNum: peer.qpNum, gid }, { sgidIndex: GID_INDEX });
     q.toRts();
   }
 }
 
-export interface PairOptions { channel?: rdma.CompletionChannel; cqDepth?: number; qpA?: rdma.QpOptions; qpB?: rdma.QpOptions }
+export interface PairOptions {
+  channel?: rdma.CompletionChannel;
+  cqDepth?: number;
+  qpA?: rdma.QpOptions;
+  qpB?: rdma.QpOptions;
+}
 
 /** A PD, a CQ per side and two connected RC QPs. */
 export function loopbackPair(ctx: rdma.Context, opts: PairOptions = {}) {
