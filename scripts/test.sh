@@ -16,8 +16,7 @@ scripts/install.sh || fail "scripts/install.sh"
 
 log=$(mktemp /tmp/sos-test.XXXXXX)
 lint_failed=0
-echo "== eslint"
-if ! npx eslint . ; then lint_failed=1; fi
+if ! scripts/lint.sh; then lint_failed=1; fi
 
 echo "== tap"
 files=("$@")
