@@ -20,8 +20,12 @@ export interface SosErrorOptions {
 
 function mark(e: Error, name: string, options: SosErrorOptions): void {
   e.name = name;
-  Object.defineProperty(e, brand, { value: true });
   (e as Error & { code: string }).code = options.code;
+}
+
+/** Brand a class of the family whose prototype chain does not pass through SosError. */
+function brandClass(cls: { prototype: object }): void {
+  Object.defineProperty(cls.prototype, brand, { value: true });
 }
 
 export class SosError extends Error {
@@ -38,6 +42,7 @@ export class SosError extends Error {
     return typeof value === 'object' && value !== null && brand in value;
   }
 }
+brandClass(SosError);
 
 /** A system call or ioctl failed: `code` is the errno name (EINVAL, EEXIST…). */
 export class SystemError extends SosError {
@@ -67,6 +72,7 @@ export class ArgTypeError extends TypeError {
     mark(this, 'TypeError', { code: this.code });
   }
 }
+brandClass(ArgTypeError);
 
 /** An argument of the right type with a value that is not allowed: `ERR_INVALID_ARG_VALUE`. */
 export class ArgValueError extends TypeError {
@@ -76,6 +82,7 @@ export class ArgValueError extends TypeError {
     mark(this, 'TypeError', { code: this.code });
   }
 }
+brandClass(ArgValueError);
 
 /** A number outside its allowed range: `ERR_OUT_OF_RANGE`. */
 export class ArgRangeError extends RangeError {
@@ -85,6 +92,7 @@ export class ArgRangeError extends RangeError {
     mark(this, 'RangeError', { code: this.code });
   }
 }
+brandClass(ArgRangeError);
 
 /** The operation was aborted through its AbortSignal: `ABORT_ERR`, `name` 'AbortError' as in Node. */
 export class AbortError extends SosError {
