@@ -3,22 +3,22 @@
     {
       "target_name": "serverlessos",
       "sources": [
-        "native/addon.cc",
-        "native/common.cc",
-        "native/mapping.cc",
-        "native/uffd.cc",
-        "native/page_source.cc",
-        "native/engine.cc",
-        "native/touch.cc",
-        "native/offthread.cc",
-        "native/rdma_lib.cc",
-        "native/rdma.cc",
-        "native/rdma_cm.cc",
-        "native/rdma_keys.cc",
-        "native/fd_watch.cc",
-        "native/seqpacket.cc"
+        "native/core/addon.cc",
+        "native/core/common.cc",
+        "native/core/fd_watch.cc",
+        "native/core/offthread.cc",
+        "native/uffd/mapping.cc",
+        "native/uffd/uffd.cc",
+        "native/uffd/page_source.cc",
+        "native/uffd/engine.cc",
+        "native/uffd/touch.cc",
+        "native/rdma/lib.cc",
+        "native/rdma/verbs.cc",
+        "native/rdma/cm.cc",
+        "native/rdma/keys.cc",
+        "native/criu/seqpacket.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "libraries": ["-lpthread", "-ldl"]
@@ -32,7 +32,7 @@
     {
       "target_name": "criu_hwbp_probe",
       "type": "executable",
-      "sources": ["native/criu-hwbp-probe.c"],
+      "sources": ["native/criu/hwbp_probe.c"],
       "cflags": ["-O0", "-Wall"]
     },
     {

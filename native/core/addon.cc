@@ -1,13 +1,13 @@
 // Registers every native unit with Node.
 #include <napi.h>
 
-#include "common.h"
-#include "engine.h"
-#include "mapping.h"
-#include "page_source.h"
-#include "rdma.h"
-#include "seqpacket.h"
-#include "uffd.h"
+#include "core/common.h"
+#include "uffd/engine.h"
+#include "uffd/mapping.h"
+#include "uffd/page_source.h"
+#include "rdma/verbs.h"
+#include "criu/seqpacket.h"
+#include "uffd/uffd.h"
 
 namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);

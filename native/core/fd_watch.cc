@@ -1,6 +1,6 @@
-#include "fd_watch.h"
+#include "core/fd_watch.h"
 
-#include "common.h"
+#include "core/common.h"
 
 namespace sos {
 

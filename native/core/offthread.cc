@@ -1,4 +1,4 @@
-#include "offthread.h"
+#include "core/offthread.h"
 
 namespace sos {
 

@@ -10,7 +10,7 @@
 #include <functional>
 #include <thread>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace sos {
 

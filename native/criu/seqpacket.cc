@@ -1,4 +1,4 @@
-#include "seqpacket.h"
+#include "criu/seqpacket.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -6,8 +6,8 @@
 
 #include <vector>
 
-#include "common.h"
-#include "fd_watch.h"
+#include "core/common.h"
+#include "core/fd_watch.h"
 
 namespace sos {
 namespace {

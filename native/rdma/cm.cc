@@ -1,4 +1,4 @@
-#include "rdma_cm.h"
+#include "rdma/cm.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -10,9 +10,9 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "fd_watch.h"
-#include "offthread.h"
-#include "rdma.h"
+#include "core/fd_watch.h"
+#include "core/offthread.h"
+#include "rdma/verbs.h"
 
 namespace sos {
 

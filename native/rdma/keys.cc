@@ -1,11 +1,11 @@
-#include "rdma_keys.h"
+#include "rdma/keys.h"
 
 #include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace sos {
 

@@ -1,4 +1,4 @@
-#include "rdma_lib.h"
+#include "rdma/lib.h"
 
 #include <dlfcn.h>
 

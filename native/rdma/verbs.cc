@@ -1,4 +1,4 @@
-#include "rdma.h"
+#include "rdma/verbs.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
@@ -11,10 +11,10 @@
 #include <cstring>
 #include <string>
 
-#include "fd_watch.h"
-#include "rdma_cm.h"
-#include "rdma_keys.h"
-#include "offthread.h"
+#include "core/fd_watch.h"
+#include "rdma/cm.h"
+#include "rdma/keys.h"
+#include "core/offthread.h"
 
 namespace sos {
 
@@ -1408,7 +1408,7 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));
   r.Set("ACCESS_REMOTE_READ", static_cast<int>(IBV_ACCESS_REMOTE_READ));
   r.Set("ACCESS_REMOTE_ATOMIC", static_cast<int>(IBV_ACCESS_REMOTE_ATOMIC));
-  InitRdmaCm(env, r);  // rdma_cm: native/rdma_cm.cc
+  InitRdmaCm(env, r);  // rdma_cm: native/rdma/cm.cc
   exports.Set("rdma", r);
   return exports;
 }

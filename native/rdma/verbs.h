@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "mapping.h"
-#include "rdma_lib.h"
+#include "core/common.h"
+#include "uffd/mapping.h"
+#include "rdma/lib.h"
 
 namespace sos {
 

@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "uffd/engine.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,9 +10,9 @@
 #include <cstring>
 #include <functional>
 
-#include "offthread.h"
-#include "uffd.h"
-#include "uffd_abi.h"
+#include "core/offthread.h"
+#include "uffd/uffd.h"
+#include "uffd/uffd_abi.h"
 
 namespace sos {
 

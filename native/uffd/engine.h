@@ -11,11 +11,11 @@
 #include <thread>
 #include <vector>
 
-#include "common.h"
-#include "interval_map.h"
-#include "page_source.h"
-#include "uffd_abi.h"
-#include "uffd_core.h"
+#include "core/common.h"
+#include "uffd/interval_map.h"
+#include "uffd/page_source.h"
+#include "uffd/uffd_abi.h"
+#include "uffd/uffd_core.h"
 
 namespace sos {
 

@@ -1,4 +1,4 @@
-#include "mapping.h"
+#include "uffd/mapping.h"
 
 #include <fcntl.h>
 #include <linux/memfd.h>
@@ -8,9 +8,9 @@
 
 #include <map>
 
-#include "uffd_abi.h"
-#include "offthread.h"
-#include "uffd_core.h"
+#include "uffd/uffd_abi.h"
+#include "core/offthread.h"
+#include "uffd/uffd_core.h"
 
 namespace sos {
 

@@ -11,8 +11,8 @@
 #include <set>
 #include <string>
 
-#include "common.h"
-#include "interval_map.h"
+#include "core/common.h"
+#include "uffd/interval_map.h"
 
 namespace sos {
 

@@ -1,4 +1,4 @@
-#include "page_source.h"
+#include "uffd/page_source.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace sos {
 

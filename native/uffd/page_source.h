@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "mapping.h"
+#include "uffd/mapping.h"
 
 namespace sos {
 

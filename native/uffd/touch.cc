@@ -7,10 +7,10 @@
 #include <thread>
 #include <vector>
 
-#include "common.h"
-#include "engine.h"
-#include "mapping.h"
-#include "offthread.h"
+#include "core/common.h"
+#include "uffd/engine.h"
+#include "uffd/mapping.h"
+#include "core/offthread.h"
 
 namespace sos {
 

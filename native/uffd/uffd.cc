@@ -1,4 +1,4 @@
-#include "uffd.h"
+#include "uffd/uffd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -7,9 +7,9 @@
 
 #include <cstring>
 
-#include "engine.h"
-#include "offthread.h"
-#include "uffd_abi.h"
+#include "uffd/engine.h"
+#include "core/offthread.h"
+#include "uffd/uffd_abi.h"
 
 namespace sos {
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "common.h"
-#include "uffd_abi.h"
-#include "uffd_core.h"
+#include "core/common.h"
+#include "uffd/uffd_abi.h"
+#include "uffd/uffd_core.h"
 
 namespace sos {
 

@@ -7,8 +7,8 @@
 #include <memory>
 #include <set>
 
-#include "interval_map.h"
-#include "mapping.h"
+#include "uffd/interval_map.h"
+#include "uffd/mapping.h"
 
 namespace sos {
 
