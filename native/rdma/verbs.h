@@ -94,6 +94,32 @@ class VerbsWrap : public Napi::ObjectWrap<T>, public VerbsNode {
   Napi::Value IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed()); }
 };
 
+// rdma-core's verbs, or nullptr with ERR_NO_RDMA thrown.
+const Verbs* RequireVerbs(Napi::Env env);
+
+// The node behind a JS value when it is a live T.
+template <typename T>
+T* LiveNode(Napi::Env env, const Napi::Value& v, const char* what) {
+  T* n = UnwrapTagged<T>(v, &T::kTag);
+  if (!n) {
+    ThrowType(env, std::string(what) + " must be a " + T::kName);
+    return nullptr;
+  }
+  if (n->closed()) {
+    ThrowState(env, "ERR_CLOSED", std::string(what) + " (" + T::kName + ") is closed");
+    return nullptr;
+  }
+  return n;
+}
+
+// A GID in its IPv6 text form, and back (TypeError when v is not one).
+std::string GidString(const union ibv_gid& g);
+bool ParseGid(Napi::Env env, const Napi::Value& v, union ibv_gid* g);
+// o[k] as 32 bits (dflt when absent); on failure a TypeError/RangeError is
+// thrown and *ok cleared.
+uint32_t U32(Napi::Env env, Napi::Object o, const char* k, uint32_t dflt, bool* ok);
+
+// The binding's rdma object: devices(), status(), the verbs classes, cm.
 Napi::Object InitRdma(Napi::Env env, Napi::Object exports);
 
 }  // namespace sos
