@@ -5,6 +5,7 @@
       "sources": [
         "native/core/addon.cc",
         "native/core/common.cc",
+        "native/core/fd_events.cc",
         "native/core/fd_watch.cc",
         "native/core/offthread.cc",
         "native/uffd/mapping.cc",

@@ -1,13 +1,12 @@
 #include "criu/seqpacket.h"
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <vector>
 
 #include "core/common.h"
-#include "core/fd_watch.h"
+#include "core/fd_events.h"
 
 namespace sos {
 namespace {
@@ -38,12 +37,9 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
     }
     // Only our end is non-blocking: O_NONBLOCK lives on the open file, and the
     // peer's reader (CRIU) expects blocking reads.
-    int fl = fcntl(sv[0], F_GETFL);
-    if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0) {
-      int err = errno;
+    if (!SetNonBlocking(env, sv[0])) {
       close(sv[0]);
       close(sv[1]);
-      ThrowSys(env, "fcntl(F_SETFL)", err);
       return;
     }
     fd_ = sv[0];
@@ -126,9 +122,8 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
     pending_ = true;
     self_ = Napi::Persistent(info.This().As<Napi::Object>());  // alive while awaited
     TryRead(env);
-    if (pending_ && !watch_) {
-      FdWatch::Start(env, fd_, [this] { OnReadable(); }, &watch_);
-      if (!watch_) {
+    if (pending_ && !events_.watching()) {
+      if (!events_.Watch(env, fd_, [this] { OnReadable(); })) {
         Napi::Error e = env.GetAndClearPendingException();
         Settle(env, nullptr, &e);
       }
@@ -202,7 +197,7 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
   void Settle(Napi::Env env, Napi::Buffer<char>* value, Napi::Error* err) {
     if (!pending_) return;
     pending_ = false;
-    if (watch_) watch_->Stop();
+    events_.StopWatch();
     auto d = std::move(deferred_);
     if (err) d->Reject(err->Value());
     else if (value) d->Resolve(*value);
@@ -211,7 +206,7 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
   }
 
   void DoClose() {
-    if (watch_) watch_->Stop();
+    events_.StopWatch();
     if (pending_ && !tearingDown()) {
       Napi::Env env = Env();
       Napi::HandleScope scope(env);
@@ -245,7 +240,7 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
 
   int fd_ = -1;
   int peer_ = -1;
-  FdWatch* watch_ = nullptr;
+  FdEvents events_;  // watched only while a recv() waits; no callback kept
   bool pending_ = false;
   std::unique_ptr<Napi::Promise::Deferred> deferred_;
   Napi::ObjectReference self_;

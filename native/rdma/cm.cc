@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -10,7 +9,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "core/fd_watch.h"
+#include "core/fd_events.h"
 #include "core/offthread.h"
 #include "rdma/verbs.h"
 
@@ -188,11 +187,8 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
                err == ENOENT || err == ENODEV ? "no rdma_cm on this kernel (/dev/infiniband/rdma_cm is missing)" : "");
       { Dead(); return; }
     }
-    int fl = fcntl(ch_->fd, F_GETFL);
-    if (fl < 0 || fcntl(ch_->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-      ThrowSys(env, "fcntl(F_SETFL)", errno);
-      { Dead(); return; }
-    }
+    if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
+    events_.SetRef(false);
     Track(env, this);
   }
   ~RdmaCmChannel() override { CloseTree(); }
@@ -201,8 +197,7 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
 
  private:
   int Destroy() override {
-    if (watch_) watch_->Stop();
-    onEvent_.Reset();
+    events_.Stop();
     if (ch_) cm_->destroy_event_channel(ch_);
     ch_ = nullptr;
     return 0;
@@ -211,28 +206,19 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Live(env)) return env.Undefined();
-    if (!info[0].IsFunction()) {
-      ThrowType(env, "callback must be a function");
-      return env.Undefined();
-    }
-    onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
-    if (!watch_) FdWatch::Start(env, ch_->fd, [this] { OnEvents(); }, &watch_);
-    if (watch_) watch_->SetRef(ref_);
+    events_.Start(info, ch_->fd, [this] { OnEvents(); });
     return env.Undefined();
   }
   // ref(bool): whether pending connection-manager work keeps the process alive.
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
-    ref_ = info[0].ToBoolean();
-    if (watch_) watch_->SetRef(ref_);
+    events_.SetRef(info[0].ToBoolean());
     return info.Env().Undefined();
   }
   void OnEvents();
   const Rdmacm* cm_ = nullptr;
   struct rdma_event_channel* ch_ = nullptr;
-  FdWatch* watch_ = nullptr;
-  Napi::FunctionReference onEvent_;
+  FdEvents events_;
   Napi::ObjectReference pending_;  // a connection request's new id, until reported
-  bool ref_ = false;
 };
 const napi_type_tag RdmaCmChannel::kTag = {0x7d1a2b3c4d5e6f80ULL, 0x0a1b2c3d4e5f6081ULL};
 
@@ -482,7 +468,7 @@ void RdmaCmChannel::OnEvents() {
     }
     std::string name = cm_->event_str(type);
     if (name.rfind("RDMA_CM_EVENT_", 0) == 0) name = name.substr(14);
-    bool canJs = !onEvent_.IsEmpty() && CanRunJs(env_);
+    bool canJs = !events_.callback().IsEmpty() && CanRunJs(env_);
     Napi::Env env(env_);
     if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
       RdmaCmId* wrapped = nullptr;
@@ -529,7 +515,7 @@ void RdmaCmChannel::OnEvents() {
       o.Set("responderResources", rr);
       o.Set("initiatorDepth", idepth);
     }
-    onEvent_.MakeCallback(env.Global(), {o});
+    events_.callback().MakeCallback(env.Global(), {o});
     if (env.IsExceptionPending()) break;
   }
   Unref();

@@ -1,7 +1,6 @@
 #include "rdma/context.h"
 
 #include <endian.h>
-#include <fcntl.h>
 
 #include <string>
 
@@ -82,26 +81,15 @@ RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : VerbsWrap(info, 7) {
 }
 
 int RdmaContext::Destroy() {
-  if (watch_) watch_->Stop();
-  onEvent_.Reset();
+  events_.Stop();
   return Release(ctx_, v_->close_device);
 }
 
 Napi::Value RdmaContext::StartEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Live(env)) return env.Undefined();
-  if (!info[0].IsFunction()) {
-    ThrowType(env, "callback must be a function");
-    return env.Undefined();
-  }
-  onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
-  if (watch_) return env.Undefined();
-  int fl = fcntl(ctx_->async_fd, F_GETFL);
-  if (fl < 0 || fcntl(ctx_->async_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-    ThrowSys(env, "fcntl(F_SETFL)", errno);
-    return env.Undefined();
-  }
-  if (FdWatch::Start(env, ctx_->async_fd, [this] { OnAsyncEvents(); }, &watch_)) watch_->SetRef(false);
+  events_.SetRef(false);
+  events_.Start(info, ctx_->async_fd, [this] { OnAsyncEvents(); });
   return env.Undefined();
 }
 
@@ -119,14 +107,14 @@ void RdmaContext::OnAsyncEvents() {
         ev.event_type == IBV_EVENT_SQ_DRAINED || ev.event_type == IBV_EVENT_QP_LAST_WQE_REACHED)
       qpn = ev.element.qp ? ev.element.qp->qp_num : -1;
     v_->ack_async_event(&ev);  // before calling out: destroying the object waits for acks
-    if (onEvent_.IsEmpty() || !CanRunJs(env_)) continue;
+    if (events_.callback().IsEmpty() || !CanRunJs(env_)) continue;
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
     Napi::Object o = Napi::Object::New(env);
     o.Set("type", type);
     if (port >= 0) o.Set("port", port);
     if (qpn >= 0) o.Set("qpNum", Napi::Number::New(env, static_cast<double>(qpn)));
-    onEvent_.MakeCallback(env.Global(), {o});
+    events_.callback().MakeCallback(env.Global(), {o});
   }
 }
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <napi.h>
 
-#include "core/fd_watch.h"
+#include "core/fd_events.h"
 #include "rdma/verbs.h"
 
 namespace sos {
@@ -30,8 +30,7 @@ class RdmaContext : public VerbsWrap<RdmaContext> {
   // and CQ errors) read from the context's async fd on the libuv loop.
   Napi::Value StartEvents(const Napi::CallbackInfo& info);
   void OnAsyncEvents();
-  FdWatch* watch_ = nullptr;
-  Napi::FunctionReference onEvent_;
+  FdEvents events_;
   Napi::Value Query(const Napi::CallbackInfo& info);
   Napi::Value QueryPort(const Napi::CallbackInfo& info);
   Napi::Value QueryGid(const Napi::CallbackInfo& info);

@@ -1,7 +1,6 @@
 #include "rdma/cq.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,35 +30,25 @@ RdmaChannel::RdmaChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 5) {
     ThrowSys(env, "ibv_create_comp_channel", errno ? errno : ENOMEM);
     { Dead(); return; }
   }
-  int fl = fcntl(ch_->fd, F_GETFL);
-  if (fl < 0 || fcntl(ch_->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-    ThrowSys(env, "fcntl(F_SETFL)", errno);
-    { Dead(); return; }
-  }
+  if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
   Hold(info[0], c);
   Track(env, this);
 }
 
 int RdmaChannel::Destroy() {
-  if (watch_) watch_->Stop();
-  onEvent_.Reset();
+  events_.Stop();
   return Release(ch_, v_->destroy_comp_channel);
 }
 
 Napi::Value RdmaChannel::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Live(env)) return env.Undefined();
-  if (!info[0].IsFunction()) {
-    ThrowType(env, "callback must be a function");
-    return env.Undefined();
-  }
-  onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
-  if (!watch_) FdWatch::Start(env, ch_->fd, [this] { OnEvents(); }, &watch_);
+  events_.Start(info, ch_->fd, [this] { OnEvents(); });
   return env.Undefined();
 }
 
 Napi::Value RdmaChannel::Ref(const Napi::CallbackInfo& info) {
-  if (watch_) watch_->SetRef(info[0].ToBoolean());
+  events_.SetRef(info[0].ToBoolean());
   return info.Env().Undefined();
 }
 
@@ -236,10 +225,10 @@ void RdmaChannel::OnEvents() {
   while (ch_ && v_->get_cq_event(ch_, &cq, &cqctx) == 0) {
     v_->ack_cq_events(cq, 1);
     auto* node = static_cast<RdmaCq*>(cqctx);
-    if (onEvent_.IsEmpty() || !node || node->closed() || !CanRunJs(env_)) continue;
+    if (events_.callback().IsEmpty() || !node || node->closed() || !CanRunJs(env_)) continue;
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
-    onEvent_.MakeCallback(env.Global(), {node->JsObject()});
+    events_.callback().MakeCallback(env.Global(), {node->JsObject()});
   }
 }
 

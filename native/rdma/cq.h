@@ -2,7 +2,7 @@
 #pragma once
 #include <napi.h>
 
-#include "core/fd_watch.h"
+#include "core/fd_events.h"
 #include "rdma/verbs.h"
 
 namespace sos {
@@ -29,8 +29,7 @@ class RdmaChannel : public VerbsWrap<RdmaChannel> {
   void OnEvents();
   const Verbs* v_ = nullptr;
   struct ibv_comp_channel* ch_ = nullptr;
-  FdWatch* watch_ = nullptr;
-  Napi::FunctionReference onEvent_;
+  FdEvents events_;
 };
 
 // ---------------- completion queue ----------------

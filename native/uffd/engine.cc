@@ -1,6 +1,5 @@
 #include "uffd/engine.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -10,6 +9,7 @@
 #include <cstring>
 #include <functional>
 
+#include "core/fd_events.h"
 #include "core/offthread.h"
 #include "uffd/uffd.h"
 #include "uffd/uffd_abi.h"
@@ -194,11 +194,7 @@ Napi::Value EngineWrap::Start(const Napi::CallbackInfo& info) {
   }
   fd_ = core_->fd;
   // Engine threads must never block in read(): several may race for a message.
-  int fl = fcntl(fd_, F_GETFL);
-  if (fl < 0 || fcntl(fd_, F_SETFL, fl | O_NONBLOCK) != 0) {
-    ThrowSys(env, "fcntl(F_SETFL)", errno);
-    return env.Undefined();
-  }
+  if (!SetNonBlocking(env, fd_)) return env.Undefined();
   stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stopFd_ < 0) {
     ThrowSys(env, "eventfd", errno);

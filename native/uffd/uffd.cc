@@ -32,37 +32,6 @@ bool IsRegisteredLocked(uint64_t start, uint64_t end) {
   return false;
 }
 
-// ---- libuv poller (closed through an async cleanup hook at env teardown,
-// so a worker never exits with a half-closed handle) ----
-struct Poller {
-  uv_poll_t handle;
-  UffdWrap* owner = nullptr;
-  napi_async_cleanup_hook_handle hook = nullptr;
-  bool closing = false;
-};
-
-static void OnPollClosed(uv_handle_t* h) {
-  auto* p = static_cast<Poller*>(h->data);
-  if (p->hook) napi_remove_async_cleanup_hook(p->hook);
-  delete p;
-}
-
-static void ClosePoller(Poller* p) {
-  if (p->closing) return;
-  p->closing = true;
-  if (p->owner) p->owner->PollerGone();
-  p->owner = nullptr;
-  uv_poll_stop(&p->handle);
-  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), OnPollClosed);
-}
-
-static void OnPollTeardown(napi_async_cleanup_hook_handle, void* arg) { ClosePoller(static_cast<Poller*>(arg)); }
-
-static void OnPollEvent(uv_poll_t* h, int status, int events) {
-  auto* p = static_cast<Poller*>(h->data);
-  if (p->owner) p->owner->OnReadable();
-}
-
 static const napi_type_tag kUffdTag = {0x1f2e3d4c5b6a7988ULL, 0x0123456789abcdefULL};
 
 UffdWrap* UffdWrap::Unwrap(Napi::Value v) { return UnwrapTagged<UffdWrap>(v, &kUffdTag); }
@@ -186,7 +155,7 @@ void UffdWrap::DoClose() {
   if (engine_) engine_->CloseFromParent();  // children first
   engine_ = nullptr;
   StopPoll();
-  onEvents_.Reset();
+  events_.Stop();
   asyncCtx_.reset();
   {
     Lock lock(RegistryMutex());
@@ -216,7 +185,7 @@ Napi::Value UffdWrap::State(const Napi::CallbackInfo& info) {
   o.Set("ioctls", Napi::BigInt::New(env, core_->ioctls));
   o.Set("ownProcess", core_->ownProcess);
   o.Set("engine", engine_ != nullptr);
-  o.Set("events", poller_ != nullptr);
+  o.Set("events", events_.watching());
   return o;
 }
 
@@ -584,25 +553,9 @@ Napi::Value UffdWrap::Read(const Napi::CallbackInfo& info) {
 }
 
 bool UffdWrap::StartPoll(Napi::Env env) {
-  if (poller_) return true;
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
-    ThrowState(env, "ERR_NO_LOOP", "no event loop");
-    return false;
-  }
-  auto* p = new Poller();
-  p->handle.data = p;
-  int r = uv_poll_init(loop, &p->handle, core_->fd);
-  if (r != 0) {
-    delete p;
-    ThrowSys(env, "uv_poll_init", -r);
-    return false;
-  }
-  p->owner = this;
-  napi_add_async_cleanup_hook(env, OnPollTeardown, p, &p->hook);
-  uv_poll_start(&p->handle, UV_READABLE, OnPollEvent);
-  if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(&p->handle));
-  poller_ = p;
+  if (events_.watching()) return true;
+  // Not made non-blocking here: a userfaultfd opened blocking stays so.
+  if (!events_.Watch(env, core_->fd, [this] { OnReadable(); })) return false;
   // Like a socket: while it delivers events, dropping the JS object must not
   // let the GC close it under the threads waiting on its faults.
   if (!selfRef_) {
@@ -613,14 +566,13 @@ bool UffdWrap::StartPoll(Napi::Env env) {
 }
 
 void UffdWrap::StopPoll() {
-  if (poller_) ClosePoller(poller_);
-  poller_ = nullptr;
+  events_.StopWatch();
   if (selfRef_ && !inDestructor_) Napi::ObjectWrap<UffdWrap>::Unref();
   selfRef_ = false;
 }
 
 void UffdWrap::OnReadable() {
-  if (!core_ || onEvents_.IsEmpty()) return;
+  if (!core_ || events_.callback().IsEmpty()) return;
   // Read even when JS can no longer run (env teardown): threads waiting for
   // their REMOVE/UNMAP/REMAP event to be read are released that way.
   std::vector<struct ::uffd_msg> msgs;
@@ -630,23 +582,19 @@ void UffdWrap::OnReadable() {
   Napi::HandleScope scope(env);
   if (err) {
     StopPoll();
-    onEvents_.MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
+    events_.callback().MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
                            *asyncCtx_);
     return;
   }
   if (msgs.empty()) return;
-  onEvents_.MakeCallback(env.Global(), {env.Null(), EventsToJs(env, msgs)}, *asyncCtx_);
+  events_.callback().MakeCallback(env.Global(), {env.Null(), EventsToJs(env, msgs)}, *asyncCtx_);
 }
 
 // startEvents(cb(err, events[])): deliver events from a libuv poll.
 Napi::Value UffdWrap::StartEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Live(env)) return env.Undefined();
-  if (!info[0].IsFunction()) {
-    ThrowType(env, "callback must be a function");
-    return env.Undefined();
-  }
-  onEvents_ = Napi::Persistent(info[0].As<Napi::Function>());
+  if (!events_.Keep(info)) return env.Undefined();
   if (!asyncCtx_) asyncCtx_ = std::make_unique<Napi::AsyncContext>(env, "sos:userfaultfd");
   eventsWanted_ = true;
   if (!engine_ && !StartPoll(env)) return env.Undefined();
@@ -660,14 +608,12 @@ Napi::Value UffdWrap::StopEvents(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value UffdWrap::Ref(const Napi::CallbackInfo& info) {
-  refed_ = true;
-  if (poller_) uv_ref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+  events_.SetRef(true);
   return info.Env().Undefined();
 }
 
 Napi::Value UffdWrap::Unref(const Napi::CallbackInfo& info) {
-  refed_ = false;
-  if (poller_) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
+  events_.SetRef(false);
   return info.Env().Undefined();
 }
 

@@ -2,19 +2,18 @@
 // handshake, every range ioctl, and event delivery from a libuv poll.
 #pragma once
 #include <napi.h>
-#include <uv.h>
 
 #include <memory>
 #include <vector>
 
 #include "core/common.h"
+#include "core/fd_events.h"
 #include "uffd/uffd_abi.h"
 #include "uffd/uffd_core.h"
 
 namespace sos {
 
 class EngineWrap;
-struct Poller;
 
 class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
  public:
@@ -31,9 +30,8 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
   bool AttachEngine(Napi::Env env, EngineWrap* e);
   void DetachEngine(EngineWrap* e, bool restartEvents);
 
-  // Called by the poller.
+  // Called by the event watch.
   void OnReadable();
-  void PollerGone() { poller_ = nullptr; }
 
  private:
   Napi::Value Api(const Napi::CallbackInfo& info);
@@ -67,11 +65,9 @@ class UffdWrap : public Napi::ObjectWrap<UffdWrap>, public Closable {
 
   napi_env env_;
   std::shared_ptr<UffdCore> core_;
-  Poller* poller_ = nullptr;
-  Napi::FunctionReference onEvents_;
+  FdEvents events_;
   std::unique_ptr<Napi::AsyncContext> asyncCtx_;
   bool eventsWanted_ = false;
-  bool refed_ = true;
   bool selfRef_ = false;
   bool inDestructor_ = false;
   EngineWrap* engine_ = nullptr;
