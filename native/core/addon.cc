@@ -12,17 +12,21 @@
 namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);
 
-// setErrorClasses(SystemError, StateError): errors built natively use the
-// TypeScript layer's classes.
+// setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError):
+// errors built natively use the TypeScript layer's classes.
 static Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsFunction() || !info[1].IsFunction()) {
-    ThrowType(env, "setErrorClasses(SystemError, StateError) takes two constructors");
-    return env.Undefined();
+  for (size_t i = 0; i < 4; i++) {
+    if (!info[i].IsFunction()) {
+      ThrowType(env, "setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError) takes four constructors");
+      return env.Undefined();
+    }
   }
   EnvData* d = GetEnvData(env);
   d->systemError = Napi::Persistent(info[0].As<Napi::Function>());
   d->stateError = Napi::Persistent(info[1].As<Napi::Function>());
+  d->argTypeError = Napi::Persistent(info[2].As<Napi::Function>());
+  d->argRangeError = Napi::Persistent(info[3].As<Napi::Function>());
   return env.Undefined();
 }
 

@@ -51,13 +51,29 @@ void ThrowState(Napi::Env env, const char* code, const std::string& message) {
   MakeWith(env, d ? d->stateError : empty, message, props).ThrowAsJavaScriptException();
 }
 
+// new ctor(message) when the TypeScript layer registered ctor; false when it
+// did not, or the constructor could not run.
+static bool ThrowWith(Napi::Env env, Napi::FunctionReference& ctor, const std::string& message) {
+  if (ctor.IsEmpty()) return false;
+  Napi::Object err = ctor.New({Napi::String::New(env, message)});
+  if (err.IsEmpty() || env.IsExceptionPending()) return false;
+  Napi::Error(env, err).ThrowAsJavaScriptException();
+  return true;
+}
+
 void ThrowType(Napi::Env env, const std::string& message) {
+  if (env.IsExceptionPending()) return;
+  EnvData* d = GetEnvData(env);
+  if (d && ThrowWith(env, d->argTypeError, message)) return;
   auto e = Napi::TypeError::New(env, message);
   e.Set("code", "ERR_INVALID_ARG_TYPE");
   e.ThrowAsJavaScriptException();
 }
 
 void ThrowRange(Napi::Env env, const std::string& message) {
+  if (env.IsExceptionPending()) return;
+  EnvData* d = GetEnvData(env);
+  if (d && ThrowWith(env, d->argRangeError, message)) return;
   auto e = Napi::RangeError::New(env, message);
   e.Set("code", "ERR_OUT_OF_RANGE");
   e.ThrowAsJavaScriptException();

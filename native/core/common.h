@@ -17,6 +17,9 @@ Napi::Error MakeSys(Napi::Env env, const char* syscall, int err, const std::stri
 // State errors: use after close (ERR_CLOSED), busy (ERR_BUSY), deadlock
 // (ERR_DEADLOCK), unsupported (ERR_UNSUPPORTED)...
 void ThrowState(Napi::Env env, const char* code, const std::string& message);
+// Argument errors: ArgTypeError (ERR_INVALID_ARG_TYPE) and ArgRangeError
+// (ERR_OUT_OF_RANGE), SosErrors that are also TypeError/RangeError. An
+// exception already pending is left as it is.
 void ThrowType(Napi::Env env, const std::string& message);
 void ThrowRange(Napi::Env env, const std::string& message);
 // errno -> "EINVAL" etc.
@@ -34,6 +37,8 @@ class Closable {
 struct EnvData {
   Napi::FunctionReference systemError;
   Napi::FunctionReference stateError;
+  Napi::FunctionReference argTypeError;
+  Napi::FunctionReference argRangeError;
   std::set<Closable*> live;
   bool tearingDown = false;
 };
