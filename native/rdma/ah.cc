@@ -27,7 +27,8 @@ RdmaAh::RdmaAh(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   ah_ = v_->create_ah(pd->pd(), &a);
   if (!ah_) {
     ThrowSys(env, "ibv_create_ah", errno ? errno : EINVAL);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   Hold(info[0], pd);
   Track(env, this);

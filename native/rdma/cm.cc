@@ -185,7 +185,8 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
       int err = errno ? errno : ENODEV;
       ThrowSys(env, "rdma_create_event_channel", err,
                err == ENOENT || err == ENODEV ? "no rdma_cm on this kernel (/dev/infiniband/rdma_cm is missing)" : "");
-      { Dead(); return; }
+      Dead();
+      return;
     }
     if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
     events_.SetRef(false);
@@ -244,11 +245,13 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
     RdmaCmChannel* ch = UnwrapTagged<RdmaCmChannel>(info[0], &RdmaCmChannel::kTag);
     if (!ch) {
       ThrowType(env, "channel must be a CmEventChannel");
-      { Dead(); return; }
+      Dead();
+      return;
     }
     if (ch->closed()) {
       ThrowState(env, "ERR_CLOSED", "channel (CmEventChannel) is closed");
-      { Dead(); return; }
+      Dead();
+      return;
     }
     cm_ = ch->cm();
     if (info[1].IsExternal()) {
@@ -258,7 +261,8 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
     } else if (cm_->create_id(ch->channel(), &id_, this, RDMA_PS_TCP) != 0) {
       id_ = nullptr;
       ThrowSys(env, "rdma_create_id", errno ? errno : ENOMEM);
-      { Dead(); return; }
+      Dead();
+      return;
     }
     Hold(info[0], ch);
     Track(env, this);

@@ -54,14 +54,16 @@ RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : VerbsWrap(info, 7) {
   if (!v_) { Dead(); return; }
   if (!info[0].IsString()) {
     ThrowType(env, "device name must be a string");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   std::string name = info[0].As<Napi::String>().Utf8Value();
   int n = 0;
   struct ibv_device** list = v_->get_device_list(&n);
   if (!list) {
     ThrowSys(env, "ibv_get_device_list", errno ? errno : ENODEV, "no RDMA devices on this kernel");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   struct ibv_device* dev = nullptr;
   for (int i = 0; i < n; i++)
@@ -71,11 +73,13 @@ RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : VerbsWrap(info, 7) {
   v_->free_device_list(list);
   if (!dev) {
     ThrowSys(env, "ibv_open_device", ENODEV, "no RDMA device named " + name);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   if (!ctx_) {
     ThrowSys(env, "ibv_open_device", err ? err : EIO);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   Track(env, this);
 }

@@ -28,7 +28,8 @@ RdmaChannel::RdmaChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 5) {
   ch_ = v_->create_comp_channel(c->ctx());
   if (!ch_) {
     ThrowSys(env, "ibv_create_comp_channel", errno ? errno : ENOMEM);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
   Hold(info[0], c);
@@ -68,7 +69,8 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   if (!ToU64(env, info[1], "cqe", &cqe)) { Dead(); return; }
   if (cqe < 1 || cqe > INT32_MAX) {
     ThrowRange(env, "cqe must be positive");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   RdmaChannel* ch = nullptr;
   if (!info[2].IsUndefined() && !info[2].IsNull()) {
@@ -79,7 +81,8 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), this, ch ? ch->channel() : nullptr, 0);
   if (!cq_) {
     ThrowSys(env, "ibv_create_cq", errno ? errno : EINVAL);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   Hold(info[0], c);
   if (ch) {

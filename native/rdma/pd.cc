@@ -18,7 +18,8 @@ RdmaPd::RdmaPd(const Napi::CallbackInfo& info) : VerbsWrap(info, 6) {
   pd_ = v_->alloc_pd(c->ctx());
   if (!pd_) {
     ThrowSys(env, "ibv_alloc_pd", errno ? errno : ENOMEM);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   ctx_ = c->ctx();
   Hold(info[0], c);
@@ -41,20 +42,24 @@ RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   if (!pd) { Dead(); return; }
   uint64_t off, len, access;
   if (!ToU64(env, info[2], "offset", &off) || !ToU64(env, info[3], "length", &len) ||
-      !ToU64(env, info[4], "access", &access))
-    { Dead(); return; }
+      !ToU64(env, info[4], "access", &access)) {
+    Dead();
+    return;
+  }
   uint8_t* base = nullptr;
   uint64_t size = 0;
   if (RegionWrap* r = RegionWrap::Unwrap(info[1])) {
     if (!r->mapping()) {
       ThrowState(env, "ERR_CLOSED", "region is closed");
-      { Dead(); return; }
+      Dead();
+      return;
     }
     Lock lock(RegistryMutex());
     Mapping* m = r->mapping().get();
     if (m->busy || !m->holes.Empty()) {
       ThrowState(env, "ERR_BUSY", "region is being moved or has unmapped pages");
-      { Dead(); return; }
+      Dead();
+      return;
     }
     pin_ = std::make_unique<Pin>(r->mapping());
     base = m->base;
@@ -78,17 +83,20 @@ RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     base = reinterpret_cast<uint8_t*>(a);
   } else {
     ThrowType(env, "memory must be a Region, an ArrayBuffer, a typed array or { address, length }");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   if (len == 0 || off > size || len > size - off) {
     ThrowRange(env, "range is outside the memory");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   v_ = pd->verbs();
   mr_ = v_->reg_mr(pd->pd(), base + off, len, static_cast<int>(access));
   if (!mr_) {
     ThrowSys(env, "ibv_reg_mr", errno ? errno : EINVAL);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   Hold(info[0], pd);
   Track(env, this);

@@ -24,13 +24,15 @@ RdmaPrepared::RdmaPrepared(const Napi::CallbackInfo& info) : VerbsWrap(info, 2) 
   if (!qp || !ReadSendWrs(env, info[1], qp->type(), &b_) || !qp->Live(env)) { Dead(); return; }
   if (b_.wrs.empty()) {
     ThrowRange(env, "a prepared send needs at least one work request");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   for (const auto& w : b_.wrs) {
     uint64_t raddr = IsAtomic(w.opcode) ? w.wr.atomic.remote_addr : qp->type() == IBV_QPT_UD ? 0 : w.wr.rdma.remote_addr;
     if (w.wr_id > kMaxSafe || raddr > kMaxSafe) {
       ThrowRange(env, "prepared work requests take wrId and remoteAddr up to 2^53 (they travel as doubles)");
-      { Dead(); return; }
+      Dead();
+      return;
     }
   }
   uint32_t at = 0;

@@ -29,7 +29,8 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   std::string type = o.Get("type").IsString() ? o.Get("type").As<Napi::String>().Utf8Value() : "RC";
   if (type != "RC" && type != "UD") {
     ThrowType(env, "type must be 'RC' or 'UD'");
-    { Dead(); return; }
+    Dead();
+    return;
   }
   a.qp_type = type == "RC" ? IBV_QPT_RC : IBV_QPT_UD;
   a.send_cq = scq->cq();
@@ -51,7 +52,8 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   qp_ = v_->create_qp(pd->pd(), &a);
   if (!qp_) {
     ThrowSys(env, "ibv_create_qp", errno ? errno : EINVAL);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   type_ = a.qp_type;
   Hold(info[0], pd);

@@ -25,7 +25,8 @@ RdmaSrq::RdmaSrq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   srq_ = v_->create_srq(pd->pd(), &a);
   if (!srq_) {
     ThrowSys(env, "ibv_create_srq", errno ? errno : EINVAL);
-    { Dead(); return; }
+    Dead();
+    return;
   }
   Hold(info[0], pd);
   Track(env, this);
