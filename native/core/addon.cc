@@ -2,11 +2,11 @@
 #include <napi.h>
 
 #include "core/common.h"
+#include "criu/seqpacket.h"
+#include "rdma/verbs.h"
 #include "uffd/engine.h"
 #include "uffd/mapping.h"
 #include "uffd/page_source.h"
-#include "rdma/verbs.h"
-#include "criu/seqpacket.h"
 #include "uffd/uffd.h"
 
 namespace sos {

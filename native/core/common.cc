@@ -3,9 +3,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
-#include <algorithm>
 
 namespace sos {
 
@@ -14,8 +14,7 @@ const char* ErrnoName(int err) {
   return n ? n : "EUNKNOWN";
 }
 
-static Napi::Error MakeWith(Napi::Env env, Napi::FunctionReference& ctor, const std::string& msg,
-                            Napi::Object props) {
+static Napi::Error MakeWith(Napi::Env env, Napi::FunctionReference& ctor, const std::string& msg, Napi::Object props) {
   Napi::Object err;
   if (!ctor.IsEmpty()) {
     err = ctor.New({Napi::String::New(env, msg), props});

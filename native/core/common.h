@@ -67,7 +67,7 @@ T* UnwrapTagged(const Napi::Value& v, const napi_type_tag* tag) {
 }  // namespace sos
 
 // Early-return helpers for N-API methods.
-#define SOS_RETURN_IF_PENDING(env) \
-  do {                             \
+#define SOS_RETURN_IF_PENDING(env)                            \
+  do {                                                        \
     if ((env).IsExceptionPending()) return (env).Undefined(); \
   } while (0)

@@ -43,8 +43,10 @@ void FdWatch::Stop() {
 
 void FdWatch::SetRef(bool ref) {
   if (closing_) return;
-  if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_));
-  else uv_unref(reinterpret_cast<uv_handle_t*>(&handle_));
+  if (ref)
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handle_));
+  else
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handle_));
 }
 
 void FdWatch::OnClosed(uv_handle_t* h) {
@@ -55,8 +57,6 @@ void FdWatch::OnClosed(uv_handle_t* h) {
 
 // At teardown the owner may not have stopped us yet: stop now (clearing the
 // owner's pointer, so its own close later does not touch us).
-void FdWatch::OnTeardown(napi_async_cleanup_hook_handle, void* arg) {
-  static_cast<FdWatch*>(arg)->Stop();
-}
+void FdWatch::OnTeardown(napi_async_cleanup_hook_handle, void* arg) { static_cast<FdWatch*>(arg)->Stop(); }
 
 }  // namespace sos

@@ -17,12 +17,11 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
  public:
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "NativeSeqPacket",
-                       {InstanceMethod("peerFd", &SeqPacketWrap::PeerFd),
-                        InstanceMethod("closePeer", &SeqPacketWrap::ClosePeer),
-                        InstanceMethod("send", &SeqPacketWrap::Send), InstanceMethod("recv", &SeqPacketWrap::Recv),
-                        InstanceMethod("close", &SeqPacketWrap::Close),
-                        InstanceMethod("isClosed", &SeqPacketWrap::IsClosed)});
+    return DefineClass(
+        env, "NativeSeqPacket",
+        {InstanceMethod("peerFd", &SeqPacketWrap::PeerFd), InstanceMethod("closePeer", &SeqPacketWrap::ClosePeer),
+         InstanceMethod("send", &SeqPacketWrap::Send), InstanceMethod("recv", &SeqPacketWrap::Recv),
+         InstanceMethod("close", &SeqPacketWrap::Close), InstanceMethod("isClosed", &SeqPacketWrap::IsClosed)});
   }
 
   explicit SeqPacketWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SeqPacketWrap>(info) {
@@ -199,9 +198,12 @@ class SeqPacketWrap : public Napi::ObjectWrap<SeqPacketWrap>, public Closable {
     pending_ = false;
     events_.StopWatch();
     auto d = std::move(deferred_);
-    if (err) d->Reject(err->Value());
-    else if (value) d->Resolve(*value);
-    else d->Resolve(env.Null());
+    if (err)
+      d->Reject(err->Value());
+    else if (value)
+      d->Resolve(*value);
+    else
+      d->Resolve(env.Null());
     self_.Reset();
   }
 

@@ -16,7 +16,9 @@ class RdmaAh : public VerbsWrap<RdmaAh> {
   static Napi::Function Init(Napi::Env env);
   explicit RdmaAh(const Napi::CallbackInfo& info);
   ~RdmaAh() override { CloseTree(); }
-  struct ibv_ah* ah() const { return ah_; }
+  struct ibv_ah* ah() const {
+    return ah_;
+  }
 
  private:
   int Destroy() override;

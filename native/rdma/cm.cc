@@ -96,8 +96,10 @@ bool ParseAddr(Napi::Env env, const Napi::Value& host, const Napi::Value& port, 
 
 std::string AddrString(const struct sockaddr* sa) {
   char buf[INET6_ADDRSTRLEN] = "";
-  if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const struct sockaddr_in*>(sa)->sin_addr, buf, sizeof(buf));
-  else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const struct sockaddr_in6*>(sa)->sin6_addr, buf, sizeof(buf));
+  if (sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const struct sockaddr_in*>(sa)->sin_addr, buf, sizeof(buf));
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const struct sockaddr_in6*>(sa)->sin6_addr, buf, sizeof(buf));
   return buf;
 }
 
@@ -174,12 +176,15 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
     return Define(env, "RdmaCmChannel",
-                       {InstanceMethod("start", &RdmaCmChannel::Start), InstanceMethod("ref", &RdmaCmChannel::SetRef)});
+                  {InstanceMethod("start", &RdmaCmChannel::Start), InstanceMethod("ref", &RdmaCmChannel::SetRef)});
   }
   explicit RdmaCmChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 9) {
     Napi::Env env = info.Env();
     cm_ = RequireCm(env);
-    if (!cm_) { Dead(); return; }
+    if (!cm_) {
+      Dead();
+      return;
+    }
     ch_ = cm_->create_event_channel();
     if (!ch_) {
       int err = errno ? errno : ENODEV;
@@ -188,12 +193,17 @@ class RdmaCmChannel : public VerbsWrap<RdmaCmChannel> {
       Dead();
       return;
     }
-    if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
+    if (!SetNonBlocking(env, ch_->fd)) {
+      Dead();
+      return;
+    }
     events_.SetRef(false);
     Track(env, this);
   }
   ~RdmaCmChannel() override { CloseTree(); }
-  struct rdma_event_channel* channel() const { return ch_; }
+  struct rdma_event_channel* channel() const {
+    return ch_;
+  }
   const Rdmacm* cm() const { return cm_; }
 
  private:
@@ -231,14 +241,14 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
   static constexpr const char* kWhat = "rdma_cm id";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env) {
-    return Define(env, "RdmaCmId",
-                       {InstanceMethod("bind", &RdmaCmId::Bind), InstanceMethod("listen", &RdmaCmId::Listen),
-                        InstanceMethod("resolveAddr", &RdmaCmId::ResolveAddr),
-                        InstanceMethod("resolveRoute", &RdmaCmId::ResolveRoute),
-                        InstanceMethod("connect", &RdmaCmId::Connect), InstanceMethod("accept", &RdmaCmId::Accept),
-                        InstanceMethod("reject", &RdmaCmId::Reject), InstanceMethod("establish", &RdmaCmId::Establish),
-                        InstanceMethod("disconnect", &RdmaCmId::Disconnect), InstanceMethod("qpAttr", &RdmaCmId::QpAttr),
-                        InstanceMethod("info", &RdmaCmId::Info)});
+    return Define(
+        env, "RdmaCmId",
+        {InstanceMethod("bind", &RdmaCmId::Bind), InstanceMethod("listen", &RdmaCmId::Listen),
+         InstanceMethod("resolveAddr", &RdmaCmId::ResolveAddr), InstanceMethod("resolveRoute", &RdmaCmId::ResolveRoute),
+         InstanceMethod("connect", &RdmaCmId::Connect), InstanceMethod("accept", &RdmaCmId::Accept),
+         InstanceMethod("reject", &RdmaCmId::Reject), InstanceMethod("establish", &RdmaCmId::Establish),
+         InstanceMethod("disconnect", &RdmaCmId::Disconnect), InstanceMethod("qpAttr", &RdmaCmId::QpAttr),
+         InstanceMethod("info", &RdmaCmId::Info)});
   }
   explicit RdmaCmId(const Napi::CallbackInfo& info) : VerbsWrap(info, 8) {
     Napi::Env env = info.Env();
@@ -314,7 +324,8 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
     bool haveSrc = !info[3].IsUndefined() && !info[3].IsNull();
     if (haveSrc && !ParseAddr(env, info[3], Napi::Value(), &src)) return env.Undefined();
     int r = cm_->resolve_addr(id_, haveSrc ? reinterpret_cast<struct sockaddr*>(&src) : nullptr,
-                              reinterpret_cast<struct sockaddr*>(&dst), static_cast<int>(std::min<uint64_t>(timeout, 600000)));
+                              reinterpret_cast<struct sockaddr*>(&dst),
+                              static_cast<int>(std::min<uint64_t>(timeout, 600000)));
     return Result(env, r, "rdma_resolve_addr");
   }
   // resolveRoute(timeoutMs): ROUTE_RESOLVED or ROUTE_ERROR follows.
@@ -324,7 +335,8 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
     if (!HasDevice(env, "rdma_resolve_route")) return env.Undefined();
     uint64_t timeout = 2000;
     if (!info[0].IsUndefined() && !ToU64(env, info[0], "timeoutMs", &timeout)) return env.Undefined();
-    return Result(env, cm_->resolve_route(id_, static_cast<int>(std::min<uint64_t>(timeout, 600000))), "rdma_resolve_route");
+    return Result(env, cm_->resolve_route(id_, static_cast<int>(std::min<uint64_t>(timeout, 600000))),
+                  "rdma_resolve_route");
   }
   // connect({ qpNum, privateData, ... }): CONNECT_RESPONSE (then establish()), REJECTED,
   // UNREACHABLE or CONNECT_ERROR follows.
@@ -363,7 +375,8 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
       }
       data.assign(static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), ta.ByteLength());
     }
-    return Result(env, cm_->reject(id_, data.empty() ? nullptr : data.data(), static_cast<uint8_t>(data.size())), "rdma_reject");
+    return Result(env, cm_->reject(id_, data.empty() ? nullptr : data.data(), static_cast<uint8_t>(data.size())),
+                  "rdma_reject");
   }
   Napi::Value Establish(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -384,9 +397,12 @@ class RdmaCmId : public VerbsWrap<RdmaCmId> {
     if (!Live(env)) return env.Undefined();
     std::string s = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
     struct ibv_qp_attr a = {};
-    if (s == "INIT") a.qp_state = IBV_QPS_INIT;
-    else if (s == "RTR") a.qp_state = IBV_QPS_RTR;
-    else if (s == "RTS") a.qp_state = IBV_QPS_RTS;
+    if (s == "INIT")
+      a.qp_state = IBV_QPS_INIT;
+    else if (s == "RTR")
+      a.qp_state = IBV_QPS_RTR;
+    else if (s == "RTS")
+      a.qp_state = IBV_QPS_RTS;
     else {
       ThrowType(env, "state must be 'INIT', 'RTR' or 'RTS'");
       return env.Undefined();

@@ -23,7 +23,9 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
     char guid[32];
     snprintf(guid, sizeof(guid), "%016llx", static_cast<unsigned long long>(be64toh(v->get_device_guid(list[i]))));
     d.Set("guid", guid);
-    d.Set("transport", list[i]->transport_type == IBV_TRANSPORT_IB ? "ib" : list[i]->transport_type == IBV_TRANSPORT_IWARP ? "iwarp" : "other");
+    d.Set("transport", list[i]->transport_type == IBV_TRANSPORT_IB      ? "ib"
+                       : list[i]->transport_type == IBV_TRANSPORT_IWARP ? "iwarp"
+                                                                        : "other");
     out.Set(i, d);
   }
   v->free_device_list(list);
@@ -42,16 +44,19 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
 const napi_type_tag RdmaContext::kTag = {0x7d1a2b3c4d5e6f70ULL, 0x0a1b2c3d4e5f6071ULL};
 
 Napi::Function RdmaContext::Init(Napi::Env env) {
-  return Define(env, "RdmaContext",
-                     {InstanceMethod("query", &RdmaContext::Query), InstanceMethod("queryPort", &RdmaContext::QueryPort),
-                      InstanceMethod("queryGid", &RdmaContext::QueryGid),
-                      InstanceMethod("startEvents", &RdmaContext::StartEvents)});
+  return Define(
+      env, "RdmaContext",
+      {InstanceMethod("query", &RdmaContext::Query), InstanceMethod("queryPort", &RdmaContext::QueryPort),
+       InstanceMethod("queryGid", &RdmaContext::QueryGid), InstanceMethod("startEvents", &RdmaContext::StartEvents)});
 }
 
 RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : VerbsWrap(info, 7) {
   Napi::Env env = info.Env();
   v_ = RequireVerbs(env);
-  if (!v_) { Dead(); return; }
+  if (!v_) {
+    Dead();
+    return;
+  }
   if (!info[0].IsString()) {
     ThrowType(env, "device name must be a string");
     Dead();

@@ -21,7 +21,9 @@ class RdmaContext : public VerbsWrap<RdmaContext> {
   static Napi::Function Init(Napi::Env env);
   explicit RdmaContext(const Napi::CallbackInfo& info);
   ~RdmaContext() override { CloseTree(); }
-  struct ibv_context* ctx() const { return ctx_; }
+  struct ibv_context* ctx() const {
+    return ctx_;
+  }
   const Verbs* verbs() const { return v_; }
 
  private:

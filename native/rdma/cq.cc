@@ -17,13 +17,17 @@ namespace sos {
 const napi_type_tag RdmaChannel::kTag = {0x7d1a2b3c4d5e6f76ULL, 0x0a1b2c3d4e5f6077ULL};
 
 Napi::Function RdmaChannel::Init(Napi::Env env) {
-  return Define(env, "RdmaChannel", {InstanceMethod("start", &RdmaChannel::Start), InstanceMethod("ref", &RdmaChannel::Ref)});
+  return Define(env, "RdmaChannel",
+                {InstanceMethod("start", &RdmaChannel::Start), InstanceMethod("ref", &RdmaChannel::Ref)});
 }
 
 RdmaChannel::RdmaChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 5) {
   Napi::Env env = info.Env();
   RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
-  if (!c) { Dead(); return; }
+  if (!c) {
+    Dead();
+    return;
+  }
   v_ = c->verbs();
   ch_ = v_->create_comp_channel(c->ctx());
   if (!ch_) {
@@ -31,7 +35,10 @@ RdmaChannel::RdmaChannel(const Napi::CallbackInfo& info) : VerbsWrap(info, 5) {
     Dead();
     return;
   }
-  if (!SetNonBlocking(env, ch_->fd)) { Dead(); return; }
+  if (!SetNonBlocking(env, ch_->fd)) {
+    Dead();
+    return;
+  }
   Hold(info[0], c);
   Track(env, this);
 }
@@ -56,17 +63,24 @@ Napi::Value RdmaChannel::Ref(const Napi::CallbackInfo& info) {
 const napi_type_tag RdmaCq::kTag = {0x7d1a2b3c4d5e6f73ULL, 0x0a1b2c3d4e5f6074ULL};
 
 Napi::Function RdmaCq::Init(Napi::Env env) {
-  return Define(env, "RdmaCq", {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("pollSpin", &RdmaCq::PollSpin),
-                                InstanceMethod("pollInto", &RdmaCq::PollInto),
-                                    InstanceMethod("requestNotify", &RdmaCq::RequestNotify)});
+  return Define(
+      env, "RdmaCq",
+      {InstanceMethod("poll", &RdmaCq::Poll), InstanceMethod("pollSpin", &RdmaCq::PollSpin),
+       InstanceMethod("pollInto", &RdmaCq::PollInto), InstanceMethod("requestNotify", &RdmaCq::RequestNotify)});
 }
 
 RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   Napi::Env env = info.Env();
   RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
-  if (!c) { Dead(); return; }
+  if (!c) {
+    Dead();
+    return;
+  }
   uint64_t cqe;
-  if (!ToU64(env, info[1], "cqe", &cqe)) { Dead(); return; }
+  if (!ToU64(env, info[1], "cqe", &cqe)) {
+    Dead();
+    return;
+  }
   if (cqe < 1 || cqe > INT32_MAX) {
     ThrowRange(env, "cqe must be positive");
     Dead();
@@ -75,7 +89,10 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   RdmaChannel* ch = nullptr;
   if (!info[2].IsUndefined() && !info[2].IsNull()) {
     ch = LiveNode<RdmaChannel>(env, info[2], "channel");
-    if (!ch) { Dead(); return; }
+    if (!ch) {
+      Dead();
+      return;
+    }
   }
   v_ = c->verbs();
   cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), this, ch ? ch->channel() : nullptr, 0);
@@ -85,15 +102,11 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     return;
   }
   Hold(info[0], c);
-  if (ch) {
-    Hold(info[2], ch);
-  }
+  if (ch) { Hold(info[2], ch); }
   Track(env, this);
 }
 
-int RdmaCq::Destroy() {
-  return Release(cq_, v_->destroy_cq);
-}
+int RdmaCq::Destroy() { return Release(cq_, v_->destroy_cq); }
 
 Napi::Value RdmaCq::Poll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -122,9 +135,7 @@ Napi::Value RdmaCq::PollSpin(const Napi::CallbackInfo& info) {
   struct ibv_wc wc[256];
   auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
   int n;
-  do {
-    n = ibv_poll_cq(cq_, static_cast<int>(max), wc);
-  } while (n == 0 && std::chrono::steady_clock::now() < until);
+  do { n = ibv_poll_cq(cq_, static_cast<int>(max), wc); } while (n == 0 && std::chrono::steady_clock::now() < until);
   if (n < 0) {
     ThrowSys(env, "ibv_poll_cq", EIO);
     return env.Undefined();
@@ -172,8 +183,13 @@ Napi::Value RdmaCq::PollInto(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   for (int i = 0; i < n; i++) {
-    uint64_t f[kWcSlots] = {wc[i].wr_id, static_cast<uint64_t>(wc[i].status), static_cast<uint64_t>(wc[i].opcode), wc[i].byte_len,
-                            wc[i].wc_flags & IBV_WC_WITH_IMM ? ntohl(wc[i].imm_data) : 0u, wc[i].qp_num, wc[i].src_qp,
+    uint64_t f[kWcSlots] = {wc[i].wr_id,
+                            static_cast<uint64_t>(wc[i].status),
+                            static_cast<uint64_t>(wc[i].opcode),
+                            wc[i].byte_len,
+                            wc[i].wc_flags & IBV_WC_WITH_IMM ? ntohl(wc[i].imm_data) : 0u,
+                            wc[i].qp_num,
+                            wc[i].src_qp,
                             static_cast<uint64_t>(wc[i].wc_flags)};
     if (type == napi_float64_array) {
       double* d = static_cast<double*>(data) + i * kWcSlots;
@@ -188,7 +204,8 @@ Napi::Value RdmaCq::PollInto(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RdmaCq::ToJs(Napi::Env env, struct ibv_wc* wc, int n) {
-  static const char* ops[] = {"SEND", "RDMA_WRITE", "RDMA_READ", "COMP_SWAP", "FETCH_ADD", "BIND_MW", "LOCAL_INV", "TSO"};
+  static const char* ops[] = {"SEND",      "RDMA_WRITE", "RDMA_READ", "COMP_SWAP",
+                              "FETCH_ADD", "BIND_MW",    "LOCAL_INV", "TSO"};
   if (n == 0) return Napi::Value(env, DataKeys::For(env)->EmptyArray());
   Keys keys(env);
   Keys* k = &keys;
@@ -203,8 +220,9 @@ Napi::Value RdmaCq::ToJs(Napi::Env env, struct ibv_wc* wc, int n) {
     k->Set(o, Key::status, x);
     napi_get_boolean(env, wc[i].status == IBV_WC_SUCCESS, &x);
     k->Set(o, Key::ok, x);
-    const char* op = wc[i].opcode & IBV_WC_RECV ? (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM ? "RECV_RDMA_WITH_IMM" : "RECV")
-                                                : (wc[i].opcode < 8 ? ops[wc[i].opcode] : "OTHER");
+    const char* op = wc[i].opcode & IBV_WC_RECV
+                         ? (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM ? "RECV_RDMA_WITH_IMM" : "RECV")
+                         : (wc[i].opcode < 8 ? ops[wc[i].opcode] : "OTHER");
     napi_create_string_latin1(env, op, NAPI_AUTO_LENGTH, &x);
     k->Set(o, Key::opcode, x);
     napi_create_uint32(env, wc[i].byte_len, &x);

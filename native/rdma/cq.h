@@ -18,7 +18,9 @@ class RdmaChannel : public VerbsWrap<RdmaChannel> {
   static Napi::Function Init(Napi::Env env);
   explicit RdmaChannel(const Napi::CallbackInfo& info);
   ~RdmaChannel() override { CloseTree(); }
-  struct ibv_comp_channel* channel() const { return ch_; }
+  struct ibv_comp_channel* channel() const {
+    return ch_;
+  }
 
  private:
   int Destroy() override;
@@ -43,7 +45,9 @@ class RdmaCq : public VerbsWrap<RdmaCq> {
   static Napi::Function Init(Napi::Env env);
   explicit RdmaCq(const Napi::CallbackInfo& info);
   ~RdmaCq() override { CloseTree(); }
-  struct ibv_cq* cq() const { return cq_; }
+  struct ibv_cq* cq() const {
+    return cq_;
+  }
 
  private:
   int Destroy() override;

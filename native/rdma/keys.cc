@@ -12,8 +12,9 @@ namespace sos {
 namespace {
 
 const char* const kNames[] = {
-    "wrId", "opcode", "sge", "signaled", "imm", "remoteAddr", "rkey", "compareAdd", "swap", "ah", "remoteQpn", "remoteQkey",
-    "mr", "offset", "length", "raw", "status", "ok", "byteLen", "qpNum", "srcQp",
+    "wrId",       "opcode", "sge",    "signaled",  "imm",        "remoteAddr", "rkey",
+    "compareAdd", "swap",   "ah",     "remoteQpn", "remoteQkey", "mr",         "offset",
+    "length",     "raw",    "status", "ok",        "byteLen",    "qpNum",      "srcQp",
 };
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(Key::count_), "one name per key");
 

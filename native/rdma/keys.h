@@ -9,8 +9,27 @@
 namespace sos {
 
 enum class Key {
-  wrId, opcode, sge, signaled, imm, remoteAddr, rkey, compareAdd, swap, ah, remoteQpn, remoteQkey,
-  mr, offset, length, raw, status, ok, byteLen, qpNum, srcQp,
+  wrId,
+  opcode,
+  sge,
+  signaled,
+  imm,
+  remoteAddr,
+  rkey,
+  compareAdd,
+  swap,
+  ah,
+  remoteQpn,
+  remoteQkey,
+  mr,
+  offset,
+  length,
+  raw,
+  status,
+  ok,
+  byteLen,
+  qpNum,
+  srcQp,
   count_  // last
 };
 

@@ -14,15 +14,15 @@ const Verbs* LoadVerbs(std::string* why) {
   std::call_once(once, [] {
     void* h = dlopen("libibverbs.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-      error = std::string("libibverbs.so.1 is not installed (apt-get install libibverbs1 ibverbs-providers): ") +
-              dlerror();
+      error =
+          std::string("libibverbs.so.1 is not installed (apt-get install libibverbs1 ibverbs-providers): ") + dlerror();
       return;
     }
-#define SOS_LOAD(name, ret, args)                                                  \
-  verbs.name = reinterpret_cast<ret(*) args>(dlsym(h, "ibv_" #name));              \
-  if (!verbs.name) {                                                               \
-    error = "libibverbs.so.1 lacks ibv_" #name;                                    \
-    return;                                                                        \
+#define SOS_LOAD(name, ret, args)                                     \
+  verbs.name = reinterpret_cast<ret(*) args>(dlsym(h, "ibv_" #name)); \
+  if (!verbs.name) {                                                  \
+    error = "libibverbs.so.1 lacks ibv_" #name;                       \
+    return;                                                           \
   }
     SOS_VERBS_FUNCTIONS(SOS_LOAD)
 #undef SOS_LOAD

@@ -6,14 +6,15 @@ namespace sos {
 
 const napi_type_tag RdmaPd::kTag = {0x7d1a2b3c4d5e6f71ULL, 0x0a1b2c3d4e5f6072ULL};
 
-Napi::Function RdmaPd::Init(Napi::Env env) {
-  return Define(env, "RdmaPd", {});
-}
+Napi::Function RdmaPd::Init(Napi::Env env) { return Define(env, "RdmaPd", {}); }
 
 RdmaPd::RdmaPd(const Napi::CallbackInfo& info) : VerbsWrap(info, 6) {
   Napi::Env env = info.Env();
   RdmaContext* c = LiveNode<RdmaContext>(env, info[0], "context");
-  if (!c) { Dead(); return; }
+  if (!c) {
+    Dead();
+    return;
+  }
   v_ = c->verbs();
   pd_ = v_->alloc_pd(c->ctx());
   if (!pd_) {
@@ -26,20 +27,19 @@ RdmaPd::RdmaPd(const Napi::CallbackInfo& info) : VerbsWrap(info, 6) {
   Track(env, this);
 }
 
-int RdmaPd::Destroy() {
-  return Release(pd_, v_->dealloc_pd);
-}
+int RdmaPd::Destroy() { return Release(pd_, v_->dealloc_pd); }
 
 const napi_type_tag RdmaMr::kTag = {0x7d1a2b3c4d5e6f72ULL, 0x0a1b2c3d4e5f6073ULL};
 
-Napi::Function RdmaMr::Init(Napi::Env env) {
-  return Define(env, "RdmaMr", {InstanceMethod("info", &RdmaMr::Info)});
-}
+Napi::Function RdmaMr::Init(Napi::Env env) { return Define(env, "RdmaMr", {InstanceMethod("info", &RdmaMr::Info)}); }
 
 RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   Napi::Env env = info.Env();
   RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
-  if (!pd) { Dead(); return; }
+  if (!pd) {
+    Dead();
+    return;
+  }
   uint64_t off, len, access;
   if (!ToU64(env, info[2], "offset", &off) || !ToU64(env, info[3], "length", &len) ||
       !ToU64(env, info[4], "access", &access)) {
@@ -79,7 +79,10 @@ RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     // the kernel checks that it is mapped when it pins it.
     Napi::Object raw = info[1].As<Napi::Object>();
     uint64_t a;
-    if (!ToU64(env, raw.Get("address"), "address", &a) || !ToU64(env, raw.Get("length"), "length", &size)) { Dead(); return; }
+    if (!ToU64(env, raw.Get("address"), "address", &a) || !ToU64(env, raw.Get("length"), "length", &size)) {
+      Dead();
+      return;
+    }
     base = reinterpret_cast<uint8_t*>(a);
   } else {
     ThrowType(env, "memory must be a Region, an ArrayBuffer, a typed array or { address, length }");

@@ -18,7 +18,9 @@ class RdmaPd : public VerbsWrap<RdmaPd> {
   static Napi::Function Init(Napi::Env env);
   explicit RdmaPd(const Napi::CallbackInfo& info);
   ~RdmaPd() override { CloseTree(); }
-  struct ibv_pd* pd() const { return pd_; }
+  struct ibv_pd* pd() const {
+    return pd_;
+  }
   const Verbs* verbs() const { return v_; }
 
  private:
@@ -40,7 +42,9 @@ class RdmaMr : public VerbsWrap<RdmaMr> {
   explicit RdmaMr(const Napi::CallbackInfo& info);
   ~RdmaMr() override { CloseTree(); }
   const char* DestroyCall() const override { return "ibv_dereg_mr"; }
-  struct ibv_mr* mr() const { return mr_; }
+  struct ibv_mr* mr() const {
+    return mr_;
+  }
 
  private:
   int Destroy() override;

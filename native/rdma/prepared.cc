@@ -14,21 +14,27 @@ namespace sos {
 const napi_type_tag RdmaPrepared::kTag = {0x7d1a2b3c4d5e6f79ULL, 0x0a1b2c3d4e5f607aULL};
 
 Napi::Function RdmaPrepared::Init(Napi::Env env) {
-  return Define(env, "RdmaPrepared", {InstanceMethod("post", &RdmaPrepared::Post), InstanceMethod("layout", &RdmaPrepared::Layout),
-                                      InstanceMethod("read", &RdmaPrepared::Read)});
+  return Define(env, "RdmaPrepared",
+                {InstanceMethod("post", &RdmaPrepared::Post), InstanceMethod("layout", &RdmaPrepared::Layout),
+                 InstanceMethod("read", &RdmaPrepared::Read)});
 }
 
 RdmaPrepared::RdmaPrepared(const Napi::CallbackInfo& info) : VerbsWrap(info, 2) {
   Napi::Env env = info.Env();
   RdmaQp* qp = LiveNode<RdmaQp>(env, info[0], "qp");
-  if (!qp || !ReadSendWrs(env, info[1], qp->type(), &b_) || !qp->Live(env)) { Dead(); return; }
+  if (!qp || !ReadSendWrs(env, info[1], qp->type(), &b_) || !qp->Live(env)) {
+    Dead();
+    return;
+  }
   if (b_.wrs.empty()) {
     ThrowRange(env, "a prepared send needs at least one work request");
     Dead();
     return;
   }
   for (const auto& w : b_.wrs) {
-    uint64_t raddr = IsAtomic(w.opcode) ? w.wr.atomic.remote_addr : qp->type() == IBV_QPT_UD ? 0 : w.wr.rdma.remote_addr;
+    uint64_t raddr = IsAtomic(w.opcode)         ? w.wr.atomic.remote_addr
+                     : qp->type() == IBV_QPT_UD ? 0
+                                                : w.wr.rdma.remote_addr;
     if (w.wr_id > kMaxSafe || raddr > kMaxSafe) {
       ThrowRange(env, "prepared work requests take wrId and remoteAddr up to 2^53 (they travel as doubles)");
       Dead();
@@ -41,7 +47,8 @@ RdmaPrepared::RdmaPrepared(const Napi::CallbackInfo& info) : VerbsWrap(info, 2) 
     at += kPrepWrSlots + 2 * static_cast<uint32_t>(b_.wrs[i].num_sge);
   }
   base_.push_back(at);
-  for (RdmaMr* m : b_.refs.mrs) mrLen_.push_back(m->mr()->length), mrAddr_.push_back(reinterpret_cast<uint64_t>(m->mr()->addr));
+  for (RdmaMr* m : b_.refs.mrs)
+    mrLen_.push_back(m->mr()->length), mrAddr_.push_back(reinterpret_cast<uint64_t>(m->mr()->addr));
   qp_ = qp->qp();
   Hold(info[0], qp);
   // Each parent once.
@@ -126,14 +133,19 @@ Napi::Value RdmaPrepared::Post(const Napi::CallbackInfo& info) {
       auto& w = b_.wrs[i];
       const double* d = c + base_[i];
       const char* bad = nullptr;
-      if (!Whole(d[kPrepWrId], kMaxSafe)) bad = "wrId";
-      else if (!Whole(d[kPrepRemoteAddr], kMaxSafe)) bad = "remoteAddr";
-      else if (!Whole(d[kPrepRkey], UINT32_MAX)) bad = "rkey";
-      else if (!Whole(d[kPrepImm], UINT32_MAX)) bad = "imm";
+      if (!Whole(d[kPrepWrId], kMaxSafe))
+        bad = "wrId";
+      else if (!Whole(d[kPrepRemoteAddr], kMaxSafe))
+        bad = "remoteAddr";
+      else if (!Whole(d[kPrepRkey], UINT32_MAX))
+        bad = "rkey";
+      else if (!Whole(d[kPrepImm], UINT32_MAX))
+        bad = "imm";
       for (int j = 0; !bad && j < w.num_sge; j++) {
         double off = d[kPrepWrSlots + 2 * j], len = d[kPrepWrSlots + 2 * j + 1];
         uint64_t mlen = mrLen_[sge + j];
-        if (!Whole(off, static_cast<double>(mlen)) || !Whole(len, std::min<double>(static_cast<double>(mlen) - off, UINT32_MAX)))
+        if (!Whole(off, static_cast<double>(mlen)) ||
+            !Whole(len, std::min<double>(static_cast<double>(mlen) - off, UINT32_MAX)))
           bad = "an sge (outside its memory region)";
       }
       if (bad) {
@@ -143,8 +155,10 @@ Napi::Value RdmaPrepared::Post(const Napi::CallbackInfo& info) {
       w.wr_id = static_cast<uint64_t>(d[kPrepWrId]);
       uint64_t raddr = static_cast<uint64_t>(d[kPrepRemoteAddr]);
       uint32_t rkey = static_cast<uint32_t>(d[kPrepRkey]);
-      if (IsAtomic(w.opcode)) w.wr.atomic.remote_addr = raddr, w.wr.atomic.rkey = rkey;
-      else if (!type_ud()) w.wr.rdma.remote_addr = raddr, w.wr.rdma.rkey = rkey;
+      if (IsAtomic(w.opcode))
+        w.wr.atomic.remote_addr = raddr, w.wr.atomic.rkey = rkey;
+      else if (!type_ud())
+        w.wr.rdma.remote_addr = raddr, w.wr.rdma.rkey = rkey;
       w.imm_data = htonl(static_cast<uint32_t>(d[kPrepImm]));
       for (int j = 0; j < w.num_sge; j++, sge++) {
         b_.sges[sge].addr = mrAddr_[sge] + static_cast<uint64_t>(d[kPrepWrSlots + 2 * j]);

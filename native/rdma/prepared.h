@@ -24,7 +24,8 @@ enum PrepSlot { kPrepWrId, kPrepRemoteAddr, kPrepRkey, kPrepImm, kPrepWrSlots };
 class RdmaPrepared : public VerbsWrap<RdmaPrepared> {
  public:
   static constexpr const char* kName = "PreparedSend";
-  static constexpr const char* kWhat = "prepared send (closed itself, or with its queue pair, a memory region or an address handle)";
+  static constexpr const char* kWhat =
+      "prepared send (closed itself, or with its queue pair, a memory region or an address handle)";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env);
   explicit RdmaPrepared(const Napi::CallbackInfo& info);

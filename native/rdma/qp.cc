@@ -13,8 +13,8 @@ const napi_type_tag RdmaQp::kTag = {0x7d1a2b3c4d5e6f74ULL, 0x0a1b2c3d4e5f6075ULL
 
 Napi::Function RdmaQp::Init(Napi::Env env) {
   return Define(env, "RdmaQp",
-                     {InstanceMethod("info", &RdmaQp::Info), InstanceMethod("modify", &RdmaQp::Modify),
-                      InstanceMethod("postSend", &RdmaQp::PostSend), InstanceMethod("postRecv", &RdmaQp::PostRecv)});
+                {InstanceMethod("info", &RdmaQp::Info), InstanceMethod("modify", &RdmaQp::Modify),
+                 InstanceMethod("postSend", &RdmaQp::PostSend), InstanceMethod("postRecv", &RdmaQp::PostRecv)});
 }
 
 RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
@@ -22,7 +22,10 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
   RdmaCq* scq = pd ? LiveNode<RdmaCq>(env, info[1], "sendCq") : nullptr;
   RdmaCq* rcq = scq ? LiveNode<RdmaCq>(env, info[2], "recvCq") : nullptr;
-  if (!rcq) { Dead(); return; }
+  if (!rcq) {
+    Dead();
+    return;
+  }
   Napi::Object o = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
   bool ok = true;
   struct ibv_qp_init_attr a = {};
@@ -44,10 +47,16 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   RdmaSrq* srq = nullptr;
   if (!o.Get("srq").IsUndefined()) {
     srq = LiveNode<RdmaSrq>(env, o.Get("srq"), "srq");
-    if (!srq) { Dead(); return; }
+    if (!srq) {
+      Dead();
+      return;
+    }
     a.srq = srq->srq();
   }
-  if (!ok) { Dead(); return; }
+  if (!ok) {
+    Dead();
+    return;
+  }
   v_ = pd->verbs();
   qp_ = v_->create_qp(pd->pd(), &a);
   if (!qp_) {
@@ -63,9 +72,7 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : VerbsWrap(info, 3) {
   Track(env, this);
 }
 
-int RdmaQp::Destroy() {
-  return Release(qp_, v_->destroy_qp);
-}
+int RdmaQp::Destroy() { return Release(qp_, v_->destroy_qp); }
 
 Napi::Value RdmaQp::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -110,13 +117,30 @@ Napi::Value RdmaQp::Modify(const Napi::CallbackInfo& info) {
     a.qp_state = static_cast<enum ibv_qp_state>(st);
     mask |= IBV_QP_STATE;
   }
-  if (has("portNum")) { a.port_num = static_cast<uint8_t>(U32(env, o, "portNum", 1, &ok)); mask |= IBV_QP_PORT; }
-  if (has("pkeyIndex")) { a.pkey_index = static_cast<uint16_t>(U32(env, o, "pkeyIndex", 0, &ok)); mask |= IBV_QP_PKEY_INDEX; }
-  if (has("access")) { a.qp_access_flags = U32(env, o, "access", 0, &ok); mask |= IBV_QP_ACCESS_FLAGS; }
-  if (has("qkey")) { a.qkey = U32(env, o, "qkey", 0, &ok); mask |= IBV_QP_QKEY; }
+  if (has("portNum")) {
+    a.port_num = static_cast<uint8_t>(U32(env, o, "portNum", 1, &ok));
+    mask |= IBV_QP_PORT;
+  }
+  if (has("pkeyIndex")) {
+    a.pkey_index = static_cast<uint16_t>(U32(env, o, "pkeyIndex", 0, &ok));
+    mask |= IBV_QP_PKEY_INDEX;
+  }
+  if (has("access")) {
+    a.qp_access_flags = U32(env, o, "access", 0, &ok);
+    mask |= IBV_QP_ACCESS_FLAGS;
+  }
+  if (has("qkey")) {
+    a.qkey = U32(env, o, "qkey", 0, &ok);
+    mask |= IBV_QP_QKEY;
+  }
   if (has("pathMtu")) {
     uint32_t mtu = U32(env, o, "pathMtu", 1024, &ok);
-    int e = mtu == 256 ? IBV_MTU_256 : mtu == 512 ? IBV_MTU_512 : mtu == 1024 ? IBV_MTU_1024 : mtu == 2048 ? IBV_MTU_2048 : mtu == 4096 ? IBV_MTU_4096 : 0;
+    int e = mtu == 256    ? IBV_MTU_256
+            : mtu == 512  ? IBV_MTU_512
+            : mtu == 1024 ? IBV_MTU_1024
+            : mtu == 2048 ? IBV_MTU_2048
+            : mtu == 4096 ? IBV_MTU_4096
+                          : 0;
     if (!e && ok) {
       ThrowRange(env, "pathMtu must be 256, 512, 1024, 2048 or 4096");
       return env.Undefined();
@@ -124,15 +148,42 @@ Napi::Value RdmaQp::Modify(const Napi::CallbackInfo& info) {
     a.path_mtu = static_cast<enum ibv_mtu>(e);
     mask |= IBV_QP_PATH_MTU;
   }
-  if (has("destQpNum")) { a.dest_qp_num = U32(env, o, "destQpNum", 0, &ok); mask |= IBV_QP_DEST_QPN; }
-  if (has("rqPsn")) { a.rq_psn = U32(env, o, "rqPsn", 0, &ok); mask |= IBV_QP_RQ_PSN; }
-  if (has("sqPsn")) { a.sq_psn = U32(env, o, "sqPsn", 0, &ok); mask |= IBV_QP_SQ_PSN; }
-  if (has("maxDestRdAtomic")) { a.max_dest_rd_atomic = static_cast<uint8_t>(U32(env, o, "maxDestRdAtomic", 1, &ok)); mask |= IBV_QP_MAX_DEST_RD_ATOMIC; }
-  if (has("maxRdAtomic")) { a.max_rd_atomic = static_cast<uint8_t>(U32(env, o, "maxRdAtomic", 1, &ok)); mask |= IBV_QP_MAX_QP_RD_ATOMIC; }
-  if (has("minRnrTimer")) { a.min_rnr_timer = static_cast<uint8_t>(U32(env, o, "minRnrTimer", 12, &ok)); mask |= IBV_QP_MIN_RNR_TIMER; }
-  if (has("timeout")) { a.timeout = static_cast<uint8_t>(U32(env, o, "timeout", 14, &ok)); mask |= IBV_QP_TIMEOUT; }
-  if (has("retryCnt")) { a.retry_cnt = static_cast<uint8_t>(U32(env, o, "retryCnt", 7, &ok)); mask |= IBV_QP_RETRY_CNT; }
-  if (has("rnrRetry")) { a.rnr_retry = static_cast<uint8_t>(U32(env, o, "rnrRetry", 7, &ok)); mask |= IBV_QP_RNR_RETRY; }
+  if (has("destQpNum")) {
+    a.dest_qp_num = U32(env, o, "destQpNum", 0, &ok);
+    mask |= IBV_QP_DEST_QPN;
+  }
+  if (has("rqPsn")) {
+    a.rq_psn = U32(env, o, "rqPsn", 0, &ok);
+    mask |= IBV_QP_RQ_PSN;
+  }
+  if (has("sqPsn")) {
+    a.sq_psn = U32(env, o, "sqPsn", 0, &ok);
+    mask |= IBV_QP_SQ_PSN;
+  }
+  if (has("maxDestRdAtomic")) {
+    a.max_dest_rd_atomic = static_cast<uint8_t>(U32(env, o, "maxDestRdAtomic", 1, &ok));
+    mask |= IBV_QP_MAX_DEST_RD_ATOMIC;
+  }
+  if (has("maxRdAtomic")) {
+    a.max_rd_atomic = static_cast<uint8_t>(U32(env, o, "maxRdAtomic", 1, &ok));
+    mask |= IBV_QP_MAX_QP_RD_ATOMIC;
+  }
+  if (has("minRnrTimer")) {
+    a.min_rnr_timer = static_cast<uint8_t>(U32(env, o, "minRnrTimer", 12, &ok));
+    mask |= IBV_QP_MIN_RNR_TIMER;
+  }
+  if (has("timeout")) {
+    a.timeout = static_cast<uint8_t>(U32(env, o, "timeout", 14, &ok));
+    mask |= IBV_QP_TIMEOUT;
+  }
+  if (has("retryCnt")) {
+    a.retry_cnt = static_cast<uint8_t>(U32(env, o, "retryCnt", 7, &ok));
+    mask |= IBV_QP_RETRY_CNT;
+  }
+  if (has("rnrRetry")) {
+    a.rnr_retry = static_cast<uint8_t>(U32(env, o, "rnrRetry", 7, &ok));
+    mask |= IBV_QP_RNR_RETRY;
+  }
   if (has("dgid")) {
     if (!ParseGid(env, o.Get("dgid"), &a.ah_attr.grh.dgid)) return env.Undefined();
     a.ah_attr.is_global = 1;

@@ -13,7 +13,8 @@ class RdmaQp : public VerbsWrap<RdmaQp> {
   static constexpr const char* kWhat = "queue pair";
   static const napi_type_tag kTag;
   static Napi::Function Init(Napi::Env env);
-  // new RdmaQp(pd, sendCq, recvCq, { type: 'RC'|'UD', maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData, sigAll })
+  // new RdmaQp(pd, sendCq, recvCq, { type: 'RC'|'UD', maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData,
+  // sigAll })
   explicit RdmaQp(const Napi::CallbackInfo& info);
   ~RdmaQp() override { CloseTree(); }
 
@@ -26,14 +27,17 @@ class RdmaQp : public VerbsWrap<RdmaQp> {
   //          (dgid and its companions form the address vector).
   Napi::Value Modify(const Napi::CallbackInfo& info);
 
-  // postSend([{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]): one ibv_post_send.
+  // postSend([{ wrId, opcode, sge, signaled, remoteAddr, rkey, imm, compareAdd, swap, ah, remoteQpn, remoteQkey }]):
+  // one ibv_post_send.
   Napi::Value PostSend(const Napi::CallbackInfo& info);
 
   // postRecv([{ wrId, sge }]): one ibv_post_recv.
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
 
  public:
-  struct ibv_qp* qp() const { return qp_; }
+  struct ibv_qp* qp() const {
+    return qp_;
+  }
   enum ibv_qp_type type() const { return type_; }
 
  private:

@@ -14,13 +14,19 @@ Napi::Function RdmaSrq::Init(Napi::Env env) {
 RdmaSrq::RdmaSrq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   Napi::Env env = info.Env();
   RdmaPd* pd = LiveNode<RdmaPd>(env, info[0], "pd");
-  if (!pd) { Dead(); return; }
+  if (!pd) {
+    Dead();
+    return;
+  }
   Napi::Object o = info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
   bool ok = true;
   struct ibv_srq_init_attr a = {};
   a.attr.max_wr = U32(env, o, "maxWr", 64, &ok);
   a.attr.max_sge = U32(env, o, "maxSge", 1, &ok);
-  if (!ok) { Dead(); return; }
+  if (!ok) {
+    Dead();
+    return;
+  }
   v_ = pd->verbs();
   srq_ = v_->create_srq(pd->pd(), &a);
   if (!srq_) {
@@ -32,9 +38,7 @@ RdmaSrq::RdmaSrq(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
   Track(env, this);
 }
 
-int RdmaSrq::Destroy() {
-  return Release(srq_, v_->destroy_srq);
-}
+int RdmaSrq::Destroy() { return Release(srq_, v_->destroy_srq); }
 
 Napi::Value RdmaSrq::PostRecv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -16,7 +16,9 @@ class RdmaSrq : public VerbsWrap<RdmaSrq> {
   // new RdmaSrq(pd, { maxWr, maxSge })
   explicit RdmaSrq(const Napi::CallbackInfo& info);
   ~RdmaSrq() override { CloseTree(); }
-  struct ibv_srq* srq() const { return srq_; }
+  struct ibv_srq* srq() const {
+    return srq_;
+  }
 
  private:
   int Destroy() override;

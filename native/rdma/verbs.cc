@@ -82,11 +82,12 @@ Napi::Object InitRdma(Napi::Env env, Napi::Object exports) {
   r.Set("RdmaQp", RdmaQp::Init(env));
   r.Set("RdmaPrepared", RdmaPrepared::Init(env));
   r.Set("wcStatusStr", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-            const Verbs* v = LoadVerbs(nullptr);
-            uint64_t st = 0;
-            if (!ToU64(info.Env(), info[0], "status", &st)) return info.Env().Undefined();
-            return Napi::String::New(info.Env(), v && st <= 0xffff ? v->wc_status_str(static_cast<enum ibv_wc_status>(st)) : "unknown");
-          }));
+          const Verbs* v = LoadVerbs(nullptr);
+          uint64_t st = 0;
+          if (!ToU64(info.Env(), info[0], "status", &st)) return info.Env().Undefined();
+          return Napi::String::New(
+              info.Env(), v && st <= 0xffff ? v->wc_status_str(static_cast<enum ibv_wc_status>(st)) : "unknown");
+        }));
   r.Set("WC_SLOTS", static_cast<int>(kWcSlots));
   r.Set("WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
   r.Set("ACCESS_LOCAL_WRITE", static_cast<int>(IBV_ACCESS_LOCAL_WRITE));

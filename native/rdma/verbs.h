@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/common.h"
-#include "uffd/mapping.h"
 #include "rdma/lib.h"
+#include "uffd/mapping.h"
 
 namespace sos {
 
@@ -21,7 +21,10 @@ class VerbsNode : public Closable {
   explicit VerbsNode(napi_env env) : env_(env) {}
   ~VerbsNode() override = default;
   bool closed() const { return closed_; }
-  void Adopt(VerbsNode* child) { children_.push_back(child); child->owners_.push_back(this); }
+  void Adopt(VerbsNode* child) {
+    children_.push_back(child);
+    child->owners_.push_back(this);
+  }
   // Close children (newest first), then this node's verbs object.
   void CloseTree();
   void CloseForTeardown() override { CloseTree(); }

@@ -35,9 +35,13 @@ bool ReadOpcode(napi_env env, napi_value v, enum ibv_wr_opcode* op) {
   static const struct {
     const char* name;
     enum ibv_wr_opcode op;
-  } ops[] = {{"SEND", IBV_WR_SEND}, {"SEND_WITH_IMM", IBV_WR_SEND_WITH_IMM}, {"RDMA_WRITE", IBV_WR_RDMA_WRITE},
-             {"RDMA_WRITE_WITH_IMM", IBV_WR_RDMA_WRITE_WITH_IMM}, {"RDMA_READ", IBV_WR_RDMA_READ},
-             {"ATOMIC_CMP_AND_SWP", IBV_WR_ATOMIC_CMP_AND_SWP}, {"ATOMIC_FETCH_AND_ADD", IBV_WR_ATOMIC_FETCH_AND_ADD}};
+  } ops[] = {{"SEND", IBV_WR_SEND},
+             {"SEND_WITH_IMM", IBV_WR_SEND_WITH_IMM},
+             {"RDMA_WRITE", IBV_WR_RDMA_WRITE},
+             {"RDMA_WRITE_WITH_IMM", IBV_WR_RDMA_WRITE_WITH_IMM},
+             {"RDMA_READ", IBV_WR_RDMA_READ},
+             {"ATOMIC_CMP_AND_SWP", IBV_WR_ATOMIC_CMP_AND_SWP},
+             {"ATOMIC_FETCH_AND_ADD", IBV_WR_ATOMIC_FETCH_AND_ADD}};
   napi_valuetype t = napi_undefined;
   if (v) napi_typeof(env, v, &t);
   char buf[24] = "";
@@ -48,8 +52,9 @@ bool ReadOpcode(napi_env env, napi_value v, enum ibv_wr_opcode* op) {
       *op = o.op;
       return true;
     }
-  ThrowType(Napi::Env(env), "opcode must be SEND, SEND_WITH_IMM, RDMA_WRITE, RDMA_WRITE_WITH_IMM, RDMA_READ, "
-                            "ATOMIC_CMP_AND_SWP or ATOMIC_FETCH_AND_ADD");
+  ThrowType(Napi::Env(env),
+            "opcode must be SEND, SEND_WITH_IMM, RDMA_WRITE, RDMA_WRITE_WITH_IMM, RDMA_READ, "
+            "ATOMIC_CMP_AND_SWP or ATOMIC_FETCH_AND_ADD");
   return false;
 }
 
@@ -177,8 +182,10 @@ bool ReadSendWrs(napi_env env, napi_value arr, enum ibv_qp_type type, SendBatch*
       }
       RdmaAh* ah = ahv ? NodeArg<RdmaAh>(env, k, ahv) : nullptr;
       if (!ah || ah->closed()) {
-        if (!ah) ThrowType(Napi::Env(env), "ah must be a AddressHandle");
-        else ThrowState(Napi::Env(env), "ERR_CLOSED", "ah (AddressHandle) is closed");
+        if (!ah)
+          ThrowType(Napi::Env(env), "ah must be a AddressHandle");
+        else
+          ThrowState(Napi::Env(env), "ERR_CLOSED", "ah (AddressHandle) is closed");
         return false;
       }
       w.wr.ud.ah = ah->ah();

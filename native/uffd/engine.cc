@@ -32,8 +32,7 @@ void Histogram::Record(uint64_t ns) {
   count_.fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(ns, std::memory_order_relaxed);
   uint64_t m = max_.load(std::memory_order_relaxed);
-  while (ns > m && !max_.compare_exchange_weak(m, ns, std::memory_order_relaxed)) {
-  }
+  while (ns > m && !max_.compare_exchange_weak(m, ns, std::memory_order_relaxed)) {}
 }
 uint64_t Histogram::Percentile(double p) const {
   uint64_t total = Count();
@@ -326,11 +325,11 @@ Napi::Value EngineWrap::ResetStats(const Napi::CallbackInfo& info) {
 void EngineWrap::Emit(std::function<Napi::Value(Napi::Env)> make) {
   if (!tsfnLive_) return;
   auto* data = new std::function<Napi::Value(Napi::Env)>(std::move(make));
-  napi_status st = tsfn_.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb,
-                                                 std::function<Napi::Value(Napi::Env)>* d) {
-    if (env != nullptr && cb != nullptr && CanRunJs(env)) cb.Call({(*d)(env)});
-    delete d;
-  });
+  napi_status st =
+      tsfn_.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, std::function<Napi::Value(Napi::Env)>* d) {
+        if (env != nullptr && cb != nullptr && CanRunJs(env)) cb.Call({(*d)(env)});
+        delete d;
+      });
   if (st != napi_ok) delete data;
 }
 

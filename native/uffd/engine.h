@@ -34,6 +34,7 @@ class Histogram {
   void Reset();
   uint64_t Bucket(int idx) const { return buckets_[idx].load(std::memory_order_relaxed); }
   static uint64_t Lower(int idx);
+
  private:
   static int Index(uint64_t ns);
   std::atomic<uint64_t> buckets_[kBuckets] = {};
@@ -41,8 +42,8 @@ class Histogram {
 };
 
 struct EngineStats {
-  std::atomic<uint64_t> faults{0}, pages{0}, bytes{0}, zeroPages{0}, wpFaults{0}, minorFaults{0},
-      exists{0}, retries{0}, dropped{0}, unserved{0}, errors{0}, events{0}, ioctls{0};
+  std::atomic<uint64_t> faults{0}, pages{0}, bytes{0}, zeroPages{0}, wpFaults{0}, minorFaults{0}, exists{0}, retries{0},
+      dropped{0}, unserved{0}, errors{0}, events{0}, ioctls{0};
   Histogram latency;  // from reading the fault to its resolving ioctl returning
 };
 

@@ -8,8 +8,8 @@
 
 #include <map>
 
-#include "uffd/uffd_abi.h"
 #include "core/offthread.h"
+#include "uffd/uffd_abi.h"
 #include "uffd/uffd_core.h"
 
 namespace sos {
@@ -129,7 +129,10 @@ RegionWrap::RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region
       return;
     }
     mapping_ = m;
-    { Lock lock(RegistryMutex()); m->handles++; }
+    {
+      Lock lock(RegistryMutex());
+      m->handles++;
+    }
     Track(env, this);
     return;
   }
@@ -142,7 +145,8 @@ RegionWrap::RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region
     // A hugetlbfs file (a hugetlb memfd, say) maps in its own page size.
     struct statfs sfs;
     int64_t f = spec.Get("fd").As<Napi::Number>().Int64Value();
-    if (f >= 0 && f <= INT32_MAX && fstatfs(static_cast<int>(f), &sfs) == 0 && sfs.f_type == static_cast<decltype(sfs.f_type)>(0x958458f6)) {
+    if (f >= 0 && f <= INT32_MAX && fstatfs(static_cast<int>(f), &sfs) == 0 &&
+        sfs.f_type == static_cast<decltype(sfs.f_type)>(0x958458f6)) {
       hugetlb = true;
       page = static_cast<uint64_t>(sfs.f_bsize);
     }
@@ -269,8 +273,9 @@ Napi::Value RegionWrap::Buffer(const Napi::CallbackInfo& info) {
   // V8 caps an ArrayBuffer at 4 GiB here; larger regions are used through
   // the engine, touch() and sub-regions, not one view.
   if (m->size > kMaxView) {
-    ThrowState(env, "ERR_TOO_LARGE", "region of " + std::to_string(m->size) + " bytes is larger than the " +
-                                         std::to_string(kMaxView) + " bytes one ArrayBuffer can view");
+    ThrowState(env, "ERR_TOO_LARGE",
+               "region of " + std::to_string(m->size) + " bytes is larger than the " + std::to_string(kMaxView) +
+                   " bytes one ArrayBuffer can view");
     return env.Undefined();
   }
   auto* v = new ViewHold{mapping_, env_, nullptr};
@@ -312,9 +317,7 @@ Napi::Value RegionWrap::Fd(const Napi::CallbackInfo& info) {
   if (!Live(info.Env())) return info.Env().Undefined();
   return Napi::Number::New(info.Env(), mapping_->ownedFd);
 }
-Napi::Value RegionWrap::IsClosed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !mapping_);
-}
+Napi::Value RegionWrap::IsClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !mapping_); }
 
 Napi::Value RegionWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -356,9 +359,12 @@ static int ParseProt(const std::string& s) {
   if (s == "none") return PROT_NONE;
   int p = 0;
   for (char c : s) {
-    if (c == 'r') p |= PROT_READ;
-    else if (c == 'w') p |= PROT_WRITE;
-    else return -1;
+    if (c == 'r')
+      p |= PROT_READ;
+    else if (c == 'w')
+      p |= PROT_WRITE;
+    else
+      return -1;
   }
   return s.empty() ? -1 : p;
 }
@@ -437,8 +443,10 @@ struct MemOp {
         break;
       case kRemap: {
         void* p = mremap(base, oldSize, len, MREMAP_MAYMOVE);
-        if (p == MAP_FAILED) err = errno;
-        else newBase = static_cast<uint8_t*>(p);
+        if (p == MAP_FAILED)
+          err = errno;
+        else
+          newBase = static_cast<uint8_t*>(p);
         break;
       }
     }
@@ -463,7 +471,8 @@ struct MemOp {
     uint64_t a = reinterpret_cast<uint64_t>(base);
     if (op == kUnmap) {
       m->holes.Assign(off, off + len, 1);
-      for (UffdCore* u : AllUffds()) if (u->ownProcess) u->regs.Erase(a + off, a + off + len);
+      for (UffdCore* u : AllUffds())
+        if (u->ownProcess) u->regs.Erase(a + off, a + off + len);
     } else if (op == kRemap) {
       uint64_t na = reinterpret_cast<uint64_t>(newBase);
       uint64_t keep = std::min<uint64_t>(oldSize, len);
@@ -472,8 +481,10 @@ struct MemOp {
         u->regs.Erase(a + keep, a + oldSize);  // shrunk tail is gone
         // The kernel keeps registrations across mremap only for uffds that
         // asked for REMAP events; others are dropped.
-        if (u->features & UFFD_FEATURE_EVENT_REMAP) u->regs.Shift(a, a + keep, static_cast<int64_t>(na - a));
-        else u->regs.Erase(a, a + keep);
+        if (u->features & UFFD_FEATURE_EVENT_REMAP)
+          u->regs.Shift(a, a + keep, static_cast<int64_t>(na - a));
+        else
+          u->regs.Erase(a, a + keep);
       }
       m->base = newBase;
       m->size = len;
@@ -507,8 +518,9 @@ Napi::Value RegionWrap::Madvise(const Napi::CallbackInfo& info) {
     base = mapping_->base;
   }
   if (advice < 0) {
-    ThrowType(env, "advice must be one of dontneed, remove, willneed, normal, random, sequential, free, "
-                   "pageout, cold, populate_read, populate_write");
+    ThrowType(env,
+              "advice must be one of dontneed, remove, willneed, normal, random, sequential, free, "
+              "pageout, cold, populate_read, populate_write");
     return env.Undefined();
   }
   auto op = std::make_shared<MemOp>();

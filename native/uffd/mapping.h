@@ -36,7 +36,7 @@ struct Mapping {
   // Guarded by RegistryMutex():
   uint8_t* base = nullptr;
   uint64_t size = 0;
-  IntervalMap<char> holes;   // [start,end) offsets we unmapped
+  IntervalMap<char> holes;      // [start,end) offsets we unmapped
   IntervalMap<int> restricted;  // offsets whose protection is not read+write
   std::set<ViewHold*> views;    // live ArrayBuffers over this mapping
   int handles = 0;              // Region objects (any thread) open on it
@@ -65,12 +65,17 @@ std::shared_ptr<Mapping> FindMappingById(uint64_t id);
 // RAII pin: while held, the mapping cannot be unmapped or moved.
 class Pin {
  public:
-  explicit Pin(std::shared_ptr<Mapping> m) : m_(std::move(m)) { if (m_) m_->pins++; }
-  ~Pin() { if (m_) m_->pins--; }
+  explicit Pin(std::shared_ptr<Mapping> m) : m_(std::move(m)) {
+    if (m_) m_->pins++;
+  }
+  ~Pin() {
+    if (m_) m_->pins--;
+  }
   Pin(const Pin&) = delete;
   Pin& operator=(const Pin&) = delete;
   Mapping* get() const { return m_.get(); }
   const std::shared_ptr<Mapping>& shared() const { return m_; }
+
  private:
   std::shared_ptr<Mapping> m_;
 };

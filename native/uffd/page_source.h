@@ -46,6 +46,7 @@ class RegionSource : public PageSource {
   const void* Direct(uint64_t off, uint64_t len) override;
   int Fetch(uint64_t off, void* buf, uint64_t len) override;
   int Store(uint64_t off, const void* buf, uint64_t len) override;
+
  private:
   Pin pin_;
 };
@@ -59,6 +60,7 @@ class FileSource : public PageSource {
   uint64_t Size() const override { return size_; }
   int Fetch(uint64_t off, void* buf, uint64_t len) override;
   int Store(uint64_t off, const void* buf, uint64_t len) override;
+
  private:
   int fd_;  // owned (a dup)
   uint64_t offset_, size_;
@@ -74,6 +76,7 @@ class SourceWrap : public Napi::ObjectWrap<SourceWrap> {
   std::shared_ptr<PageSource> source() const { return source_; }
   // For native transports in later units to hand their sources to JS.
   void Adopt(std::shared_ptr<PageSource> s) { source_ = std::move(s); }
+
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);

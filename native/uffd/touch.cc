@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "core/common.h"
+#include "core/offthread.h"
 #include "uffd/engine.h"
 #include "uffd/mapping.h"
-#include "core/offthread.h"
 
 namespace sos {
 
@@ -43,8 +43,10 @@ struct TouchRun {
         for (uint64_t p = lo; p < hi; p++) {
           volatile uint8_t* a = base + p * stride;
           uint64_t s0 = Now();
-          if (write) *a = static_cast<uint8_t>(p);
-          else s += *a;
+          if (write)
+            *a = static_cast<uint8_t>(p);
+          else
+            s += *a;
           hist.Record(Now() - s0);
         }
         sums[t] = s;

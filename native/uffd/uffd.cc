@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "uffd/engine.h"
 #include "core/offthread.h"
+#include "uffd/engine.h"
 #include "uffd/uffd_abi.h"
 
 namespace sos {
@@ -262,8 +262,9 @@ Napi::Value UffdWrap::Api(const Napi::CallbackInfo& info) {
   if (ioctl(core_->fd, UFFDIO_API, &api) != 0) {
     int e = errno;
     ThrowSys(env, "ioctl(UFFDIO_API)", e,
-             e == EINVAL ? "a requested feature is not offered by this kernel (see probe())" :
-             e == EPERM ? "EVENT_FORK needs CAP_SYS_PTRACE" : "");
+             e == EINVAL  ? "a requested feature is not offered by this kernel (see probe())"
+             : e == EPERM ? "EVENT_FORK needs CAP_SYS_PTRACE"
+                          : "");
     return env.Undefined();
   }
   // On return the kernel reports every feature it has; the ones in force
@@ -306,8 +307,9 @@ Napi::Value UffdWrap::Register(const Napi::CallbackInfo& info) {
   if (ioctl(core_->fd, UFFDIO_REGISTER, &reg) != 0) {
     int e = errno;
     ThrowSys(env, "ioctl(UFFDIO_REGISTER)", e,
-             e == EBUSY ? "range is registered with another userfaultfd" :
-             e == EINVAL ? "mode not supported for this memory type or range not aligned to its page size" : "");
+             e == EBUSY    ? "range is registered with another userfaultfd"
+             : e == EINVAL ? "mode not supported for this memory type or range not aligned to its page size"
+                           : "");
     return env.Undefined();
   }
   if (m) {
@@ -417,7 +419,8 @@ Napi::Value UffdWrap::Continue(const Napi::CallbackInfo& info) {
   return RangeOp<struct uffdio_continue, &uffdio_continue::mapped>(info, UFFDIO_CONTINUE, "ioctl(UFFDIO_CONTINUE)");
 }
 Napi::Value UffdWrap::Poison(const Napi::CallbackInfo& info) {
-  return RangeOp<struct sos_uffdio_poison, &sos_uffdio_poison::updated>(info, SOS_UFFDIO_POISON, "ioctl(UFFDIO_POISON)");
+  return RangeOp<struct sos_uffdio_poison, &sos_uffdio_poison::updated>(info, SOS_UFFDIO_POISON,
+                                                                        "ioctl(UFFDIO_POISON)");
 }
 
 Napi::Value UffdWrap::Writeprotect(const Napi::CallbackInfo& info) {
@@ -507,9 +510,7 @@ Napi::Object EventToJs(Napi::Env env, const struct ::uffd_msg& m) {
       o.Set("start", FromU64(env, m.arg.remove.start));
       o.Set("end", FromU64(env, m.arg.remove.end));
       break;
-    default:
-      o.Set("type", "unknown");
-      o.Set("event", Napi::Number::New(env, m.event));
+    default: o.Set("type", "unknown"); o.Set("event", Napi::Number::New(env, m.event));
   }
   return o;
 }
@@ -583,7 +584,7 @@ void UffdWrap::OnReadable() {
   if (err) {
     StopPoll();
     events_.callback().MakeCallback(env.Global(), {MakeSys(env, "read(userfaultfd)", err).Value(), env.Null()},
-                           *asyncCtx_);
+                                    *asyncCtx_);
     return;
   }
   if (msgs.empty()) return;

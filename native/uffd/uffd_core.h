@@ -13,17 +13,17 @@
 namespace sos {
 
 struct Registration {
-  uint64_t mode = 0;                  // UFFDIO_REGISTER_MODE_*
-  std::shared_ptr<Mapping> mapping;   // own-process registrations only
+  uint64_t mode = 0;                 // UFFDIO_REGISTER_MODE_*
+  std::shared_ptr<Mapping> mapping;  // own-process registrations only
 };
 
 struct UffdCore {
   int fd = -1;
-  bool ownProcess = true;      // registered ranges are in our address space
-  uint64_t features = 0;       // what UFFDIO_API granted (or inherited)
-  uint64_t ioctls = 0;         // what UFFDIO_API reported
+  bool ownProcess = true;  // registered ranges are in our address space
+  uint64_t features = 0;   // what UFFDIO_API granted (or inherited)
+  uint64_t ioctls = 0;     // what UFFDIO_API reported
   bool apiDone = false;
-  napi_env ownerEnv = nullptr; // the JS thread that must handle its faults
+  napi_env ownerEnv = nullptr;  // the JS thread that must handle its faults
   std::atomic<bool> engineActive{false};
   // Registered ranges (guarded by RegistryMutex()).
   IntervalMap<Registration> regs;
