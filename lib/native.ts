@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { StateError, SystemError } from './errors.js';
+import { ArgRangeError, ArgTypeError, StateError, SystemError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -14,7 +14,7 @@ type NativeClass = new (...args: never[]) => object;
 
 /** Raw native surface. Only lib/ talks to it; users use the typed classes. */
 export interface NativeBinding {
-  setErrorClasses(system: NativeClass, state: NativeClass): void;
+  setErrorClasses(system: NativeClass, state: NativeClass, argType: NativeClass, argRange: NativeClass): void;
   NativeRegion: new (spec: object) => NativeRegion;
   NativeUffd: (new (spec: object) => NativeUffd) & {
     probe(via?: string): { features: bigint; ioctls: bigint };
@@ -158,4 +158,4 @@ export interface TouchResult {
 }
 
 export const native = loadBinding(root) as NativeBinding;
-native.setErrorClasses(SystemError, StateError);
+native.setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lint step (run by scripts/test.sh, and by `npm run lint`): type-aware eslint,
-# formatting. Prints what failed and exits non-zero if anything did.
+# formatting (prettier for TypeScript and JSON, clang-format for C and C++).
+# Prints what failed and exits non-zero if anything did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=()
@@ -8,5 +9,12 @@ step() { local name=$1; shift; echo "== lint: $name"; "$@" || failed+=("$name");
 
 step eslint npx eslint .
 step prettier npx prettier --check --log-level warn .
+# C and C++: the addon, and the C programs of the tests and benchmarks (.clang-format).
+clang_format() {
+  command -v clang-format >/dev/null || { echo "clang-format is not installed (scripts/setup-host.sh installs it)" >&2; return 1; }
+  { find native -name '*.cc' -o -name '*.h' -o -name '*.c'; find test/fixtures bench -name '*.c'; } |
+    sort | xargs -r clang-format --dry-run --Werror
+}
+step clang-format clang_format
 
 if [ ${#failed[@]} -gt 0 ]; then echo "lint failed: ${failed[*]}" >&2; exit 1; fi

@@ -66,8 +66,9 @@ static void connect_qp(struct ibv_qp* q, uint32_t peer, const union ibv_gid* gid
   a.ah_attr.grh.sgid_index = (uint8_t)gid_index;
   a.ah_attr.grh.hop_limit = 64;
   a.ah_attr.port_num = 1;
-  if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-                               IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+  if (ibv_modify_qp(q, &a,
+                    IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                        IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
     die("RTR");
   memset(&a, 0, sizeof a);
   a.qp_state = IBV_QPS_RTS;
@@ -75,8 +76,9 @@ static void connect_qp(struct ibv_qp* q, uint32_t peer, const union ibv_gid* gid
   a.retry_cnt = 7;
   a.rnr_retry = 7;
   a.max_rd_atomic = 16;
-  if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-                               IBV_QP_MAX_QP_RD_ATOMIC))
+  if (ibv_modify_qp(q, &a,
+                    IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+                        IBV_QP_MAX_QP_RD_ATOMIC))
     die("RTS");
 }
 
@@ -185,8 +187,7 @@ int main(int argc, char** argv) {
     uint64_t m = ticks();
     struct ibv_wc wc;
     int got;
-    while ((got = ibv_poll_cq(cqa, 1, &wc)) == 0) {
-    }
+    while ((got = ibv_poll_cq(cqa, 1, &wc)) == 0) {}
     uint64_t e = ticks();
     if (got < 0 || wc.status != IBV_WC_SUCCESS) die("completion");
     if (i >= 0) {
@@ -199,9 +200,11 @@ int main(int argc, char** argv) {
   for (int i = 0; i < iters; i++) sum += (double)op[i];
   qsort(op, (size_t)iters, sizeof *op, cmp_u64);
   qsort(post, (size_t)iters, sizeof *post, cmp_u64);
-  printf("{\"op\":\"%s\",\"size\":%zu,\"iters\":%d,\"pages\":%d,\"blocks\":%d,\"p50_us\":%.3f,\"p99_us\":%.3f,\"avg_us\":%.3f,\"post_p50_us\":%.3f,\"sink\":%u}\n",
-         is_read ? "read" : "write", size, iters, pages, blocks, (double)op[iters / 2] / per_us, (double)op[iters * 99 / 100] / per_us,
-         sum / iters / per_us, (double)post[iters / 2] / per_us, sink & 1);
+  printf(
+      "{\"op\":\"%s\",\"size\":%zu,\"iters\":%d,\"pages\":%d,\"blocks\":%d,\"p50_us\":%.3f,\"p99_us\":%.3f,\"avg_us\":%"
+      ".3f,\"post_p50_us\":%.3f,\"sink\":%u}\n",
+      is_read ? "read" : "write", size, iters, pages, blocks, (double)op[iters / 2] / per_us,
+      (double)op[iters * 99 / 100] / per_us, sum / iters / per_us, (double)post[iters / 2] / per_us, sink & 1);
   ibv_destroy_qp(a);
   ibv_destroy_qp(b);
   ibv_dereg_mr(mr_a);

@@ -67,9 +67,12 @@ static uint64_t parse_size(const char *s) {
   char *end;
   uint64_t v = strtoull(s, &end, 0);
   switch (*end) {
-    case 'k': case 'K': v <<= 10; break;
-    case 'm': case 'M': v <<= 20; break;
-    case 'g': case 'G': v <<= 30; break;
+    case 'k':
+    case 'K': v <<= 10; break;
+    case 'm':
+    case 'M': v <<= 20; break;
+    case 'g':
+    case 'G': v <<= 30; break;
     case 0: break;
     default: fprintf(stderr, "uffd_floor: bad size %s\n", s); exit(2);
   }
@@ -148,8 +151,10 @@ static void *toucher(void *arg) {
   for (uint64_t p = lo; p < hi; p++) {
     volatile uint8_t *a = dst + p * PAGE;
     uint64_t s = now_ns();
-    if (mode == MODE_NONE) *a = 1;
-    else sum += *a;
+    if (mode == MODE_NONE)
+      *a = 1;
+    else
+      sum += *a;
     touch_ns[p] = now_ns() - s;
   }
   return (void *)(uintptr_t)sum;
@@ -175,19 +180,20 @@ static int ioctl_cost(void) {
   for (uint64_t w = 0; w < wins; w++) {
     uint64_t off = w * batch * PAGE, len = batch * PAGE;
     if (off + len > size) len = size - off;
-    struct uffdio_copy c = {.dst = (uint64_t)(uintptr_t)(dst + off), .src = (uint64_t)(uintptr_t)(src + off),
-                            .len = len, .mode = 0};
+    struct uffdio_copy c = {
+        .dst = (uint64_t)(uintptr_t)(dst + off), .src = (uint64_t)(uintptr_t)(src + off), .len = len, .mode = 0};
     uint64_t s = now_ns();
     if (ioctl(uffd, UFFDIO_COPY, &c)) die("ioctl(UFFDIO_COPY)");
     touch_ns[w] = now_ns() - s;
   }
   uint64_t elapsed = now_ns() - t0;
   qsort(touch_ns, wins, sizeof(uint64_t), cmp_u64);
-  printf("{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
-         "\"batch\":%llu,\"mode\":\"ioctl\",\"ioctls\":%llu}\n",
-         (unsigned long long)npages, (unsigned long long)elapsed, (double)npages * 1e9 / (double)elapsed,
-         (unsigned long long)pct(touch_ns, wins, 0.5), (unsigned long long)pct(touch_ns, wins, 0.99),
-         (unsigned long long)batch, (unsigned long long)wins);
+  printf(
+      "{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
+      "\"batch\":%llu,\"mode\":\"ioctl\",\"ioctls\":%llu}\n",
+      (unsigned long long)npages, (unsigned long long)elapsed, (double)npages * 1e9 / (double)elapsed,
+      (unsigned long long)pct(touch_ns, wins, 0.5), (unsigned long long)pct(touch_ns, wins, 0.99),
+      (unsigned long long)batch, (unsigned long long)wins);
   return 0;
 }
 
@@ -200,10 +206,14 @@ int main(int argc, char **argv) {
   nthreads = atoi(argv[2]);
   batch = strtoull(argv[3], NULL, 0);
   if (argc > 4) {
-    if (!strcmp(argv[4], "read")) mode = MODE_READ;
-    else if (!strcmp(argv[4], "poll")) mode = MODE_POLL;
-    else if (!strcmp(argv[4], "none")) mode = MODE_NONE;
-    else if (!strcmp(argv[4], "ioctl")) mode = MODE_IOCTL;
+    if (!strcmp(argv[4], "read"))
+      mode = MODE_READ;
+    else if (!strcmp(argv[4], "poll"))
+      mode = MODE_POLL;
+    else if (!strcmp(argv[4], "none"))
+      mode = MODE_NONE;
+    else if (!strcmp(argv[4], "ioctl"))
+      mode = MODE_IOCTL;
     else {
       fprintf(stderr, "uffd_floor: mode must be read, poll, none or ioctl\n");
       return 2;
@@ -278,14 +288,14 @@ int main(int argc, char **argv) {
   uint64_t total = 0;
   for (uint64_t p = 0; p < npages; p++) total += touch_ns[p];
   static const char *names[] = {"read", "poll", "none", "ioctl"};
-  printf("{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
-         "\"mean_ns\":%.1f,\"max_ns\":%llu,\"threads\":%d,\"batch\":%llu,\"mode\":\"%s\",\"faults\":%llu,"
-         "\"ioctls\":%llu,\"exists\":%llu,\"service_p50_ns\":%llu,\"service_p99_ns\":%llu}\n",
-         (unsigned long long)npages, (unsigned long long)elapsed, (double)npages * 1e9 / (double)elapsed,
-         (unsigned long long)pct(touch_ns, npages, 0.5), (unsigned long long)pct(touch_ns, npages, 0.99),
-         (double)total / (double)npages, (unsigned long long)touch_ns[npages - 1], nthreads,
-         (unsigned long long)batch, names[mode], (unsigned long long)nfaults, (unsigned long long)nioctls,
-         (unsigned long long)nexist, (unsigned long long)pct(service_ns, nserv, 0.5),
-         (unsigned long long)pct(service_ns, nserv, 0.99));
+  printf(
+      "{\"pages\":%llu,\"elapsed_ns\":%llu,\"pages_per_s\":%.1f,\"p50_ns\":%llu,\"p99_ns\":%llu,"
+      "\"mean_ns\":%.1f,\"max_ns\":%llu,\"threads\":%d,\"batch\":%llu,\"mode\":\"%s\",\"faults\":%llu,"
+      "\"ioctls\":%llu,\"exists\":%llu,\"service_p50_ns\":%llu,\"service_p99_ns\":%llu}\n",
+      (unsigned long long)npages, (unsigned long long)elapsed, (double)npages * 1e9 / (double)elapsed,
+      (unsigned long long)pct(touch_ns, npages, 0.5), (unsigned long long)pct(touch_ns, npages, 0.99),
+      (double)total / (double)npages, (unsigned long long)touch_ns[npages - 1], nthreads, (unsigned long long)batch,
+      names[mode], (unsigned long long)nfaults, (unsigned long long)nioctls, (unsigned long long)nexist,
+      (unsigned long long)pct(service_ns, nserv, 0.5), (unsigned long long)pct(service_ns, nserv, 0.99));
   return 0;
 }

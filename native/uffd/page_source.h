@@ -1,0 +1,87 @@
+// Where the fault engine gets page contents. Small on purpose (umap's Store):
+// later transports (TCP, RDMA, replicated) implement the same interface.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "uffd/mapping.h"
+
+namespace sos {
+
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+  virtual const char* Kind() const = 0;
+  // Bytes available from offset 0; reads past it yield zeros.
+  virtual uint64_t Size() const = 0;
+  // All-zero source: the engine resolves with UFFDIO_ZEROPAGE, no copy.
+  virtual bool IsZero() const { return false; }
+  // Directly addressable bytes for [off, off+len), or nullptr (zero-copy path).
+  virtual const void* Direct(uint64_t off, uint64_t len) { return nullptr; }
+  // Fill buf with [off, off+len). Returns 0 or a negative errno. Called from
+  // engine threads concurrently: implementations must be thread-safe.
+  virtual int Fetch(uint64_t off, void* buf, uint64_t len) = 0;
+  // Store a run of pages back (eviction). Sources that cannot, return -ENOTSUP.
+  virtual int Store(uint64_t off, const void* buf, uint64_t len) { return -95; }
+};
+
+class ZeroSource : public PageSource {
+ public:
+  const char* Kind() const override { return "zero"; }
+  uint64_t Size() const override { return UINT64_MAX; }
+  bool IsZero() const override { return true; }
+  int Fetch(uint64_t, void* buf, uint64_t len) override;
+};
+
+// Another region of this process (pinned: it cannot move or unmap meanwhile).
+class RegionSource : public PageSource {
+ public:
+  explicit RegionSource(std::shared_ptr<Mapping> m) : pin_(std::move(m)) {}
+  const char* Kind() const override { return "region"; }
+  uint64_t Size() const override { return pin_.get()->size; }
+  const void* Direct(uint64_t off, uint64_t len) override;
+  int Fetch(uint64_t off, void* buf, uint64_t len) override;
+  int Store(uint64_t off, const void* buf, uint64_t len) override;
+
+ private:
+  Pin pin_;
+};
+
+// A file or memfd read with pread (its page cache is the store).
+class FileSource : public PageSource {
+ public:
+  FileSource(int fd, uint64_t offset, uint64_t size) : fd_(fd), offset_(offset), size_(size) {}
+  ~FileSource() override;
+  const char* Kind() const override { return "file"; }
+  uint64_t Size() const override { return size_; }
+  int Fetch(uint64_t off, void* buf, uint64_t len) override;
+  int Store(uint64_t off, const void* buf, uint64_t len) override;
+
+ private:
+  int fd_;  // owned (a dup)
+  uint64_t offset_, size_;
+};
+
+// JS handle on a source: new NativeSource({ kind: 'zero' }), ({ kind:
+// 'region', region }), ({ kind: 'file', fd, offset?, size? }).
+class SourceWrap : public Napi::ObjectWrap<SourceWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit SourceWrap(const Napi::CallbackInfo& info);
+  static SourceWrap* Unwrap(Napi::Value v);
+  std::shared_ptr<PageSource> source() const { return source_; }
+  // For native transports in later units to hand their sources to JS.
+  void Adopt(std::shared_ptr<PageSource> s) { source_ = std::move(s); }
+
+ private:
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  std::shared_ptr<PageSource> source_;
+};
+
+}  // namespace sos
