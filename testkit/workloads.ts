@@ -84,7 +84,7 @@ interface Status {
   detail: string;
 }
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sources = path.join(root, 'test/fixtures/criu');
 let built: Promise<{ workload: string; echoPeer: string }> | undefined;
 

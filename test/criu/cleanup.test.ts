@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { until, within } from '../helpers/wait.js';
+import { until, within } from '../../testkit/wait.js';
 
-const helpers = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers');
+const testkit = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../testkit');
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-cl-'));
 t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
 
@@ -19,8 +19,8 @@ async function leaver(
   dir: string,
 ): Promise<{ child: ReturnType<typeof spawn>; pid: number; netns: string }> {
   const script = `
-    const { startWorkload } = await import(${JSON.stringify(path.join(helpers, 'workloads.js'))});
-    const { makeNet } = await import(${JSON.stringify(path.join(helpers, 'netns.js'))});
+    const { startWorkload } = await import(${JSON.stringify(path.join(testkit, 'workloads.js'))});
+    const { makeNet } = await import(${JSON.stringify(path.join(testkit, 'netns.js'))});
     const w = await startWorkload('tree', { dir: ${JSON.stringify(dir)} });
     const net = await makeNet(1);
     console.log(JSON.stringify({ pid: w.pid, netns: net.nodes[0].netns }));

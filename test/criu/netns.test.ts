@@ -4,8 +4,8 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
-import { makeNet } from '../helpers/netns.js';
-import { startEchoPeer } from '../helpers/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
+import { startEchoPeer } from '../../testkit/workloads.js';
 
 const run = promisify(execFile);
 

@@ -3,7 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
 import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
-import { until } from '../helpers/wait.js';
+import { until } from '../../testkit/wait.js';
 
 void t.test('dump to a page server (port 0: CRIU picks one), restore, memory intact', async (t) => {
   const { target, restored, dir } = await scene(t, { mib: 4 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { criu } from '../../lib/index.js';
 import { makeIdentity, trustPeer } from '../../lib/net/cert.js';
 import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
-import { until } from '../helpers/wait.js';
+import { until } from '../../testkit/wait.js';
 
 const keys = mkdtempSync('/tmp/sos-criu-tls-');
 t.teardown(() => rmSync(keys, { recursive: true, force: true }));

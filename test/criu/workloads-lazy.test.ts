@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startWorkload, startEchoPeer, WORKLOAD_KINDS } from '../helpers/workloads.js';
-import { makeNet } from '../helpers/netns.js';
-import { cliLazyDump, cliLazyPages, cliRestore } from '../helpers/criu-cli.js';
+import { startWorkload, startEchoPeer, WORKLOAD_KINDS } from '../../testkit/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
+import { cliLazyDump, cliLazyPages, cliRestore } from '../../testkit/criu-cli.js';
 
 const run = promisify(execFile);
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-wz-'));

@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { migrate } from '../../lib/migration/index.js';
-import { makeNet } from '../helpers/netns.js';
-import { startEchoPeer, startWorkload, type Workload } from '../helpers/workloads.js';
-import { until } from '../helpers/wait.js';
+import { makeNet } from '../../testkit/netns.js';
+import { startEchoPeer, startWorkload, type Workload } from '../../testkit/workloads.js';
+import { until } from '../../testkit/wait.js';
 import {
   copies,
   requestMigrate,
@@ -21,7 +21,7 @@ import {
   strays,
   type AgentProcess,
   type ClientRun,
-} from '../helpers/migration-agents.js';
+} from '../../testkit/migration-agents.js';
 
 void t.test('failures', async (t) => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-fail-'));

@@ -13,7 +13,7 @@ import type { RawEvent } from '../../lib/native.js';
 import { JobWorker } from '../helpers/job-worker.js';
 import { allZero, expectedSum, fillPattern, firstMismatch, patternPage } from '../helpers/pattern.js';
 import { ServedChild } from '../helpers/served-child.js';
-import { PAGE, within } from '../helpers/wait.js';
+import { PAGE, within } from '../../testkit/wait.js';
 
 type Logged = UffdEvent | RawEvent | { type: 'unserved'; address: number };
 

@@ -13,7 +13,7 @@ import { FaultEngine, PageSource, Region } from '../../lib/index.js';
 import type { PageFaultEvent } from '../../lib/uffd/index.js';
 import { expectedSum, fillPattern, patternPages, sumLine, word } from '../helpers/pattern.js';
 import { ServedChild } from '../helpers/served-child.js';
-import { PAGE, sleepsInUserfault, until, within } from '../helpers/wait.js';
+import { PAGE, sleepsInUserfault, until, within } from '../../testkit/wait.js';
 
 const SEED = 41;
 
