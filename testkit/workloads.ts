@@ -4,16 +4,14 @@
 // anywhere on this machine. Requests go through a file and SIGUSR1, answers
 // come back in status.json: both survive checkpoint/restore and a move
 // between network namespaces.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { exec } from '../lib/exec.js';
 import { onExit } from './cleanup.js';
 import { within } from './wait.js';
-
-const run = promisify(execFile);
 
 export type WorkloadKind = 'memory' | 'threads' | 'files' | 'pipes' | 'unix' | 'timers' | 'tree' | 'tcp';
 export const WORKLOAD_KINDS: readonly WorkloadKind[] = [
@@ -119,8 +117,10 @@ async function build(): Promise<{ workload: string; echoPeer: string }> {
   try {
     const flags = ['-O2', '-g', '-Wall', '-Wextra', '-pthread'];
     const workloadSrc = files.filter((f) => f.endsWith('.c') && f !== 'echo-peer.c').map((f) => path.join(sources, f));
-    await run('cc', [...flags, '-o', path.join(tmp, 'workload'), ...workloadSrc, '-lrt']);
-    await run('cc', [...flags, '-o', path.join(tmp, 'echo-peer'), path.join(sources, 'echo-peer.c')]);
+    await exec('cc', [...flags, '-o', path.join(tmp, 'workload'), ...workloadSrc, '-lrt'], { timeout: 120_000 });
+    await exec('cc', [...flags, '-o', path.join(tmp, 'echo-peer'), path.join(sources, 'echo-peer.c')], {
+      timeout: 120_000,
+    });
     try {
       fs.renameSync(tmp, out);
     } catch (e) {
