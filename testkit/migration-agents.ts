@@ -88,7 +88,8 @@ export async function startAgent(o: {
         resolve(l);
       });
     }),
-    20_000,
+    // Only a hang reaches this: on a loaded machine an agent's start-up took more than 20 s.
+    120_000,
     'the agent to listen',
   );
   const { listening } = JSON.parse(first) as { listening: { host: string; port: number } };
