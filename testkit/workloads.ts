@@ -277,7 +277,7 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   }
 
   try {
-    const init = await within(initOf(parent, logs), 20_000, `the ${kind} workload's init`);
+    const init = await within(initOf(parent, logs), 60_000, `the ${kind} workload's init`);
     const end = Date.now() + 60_000 + memMiB * 20;
     while (readJson<Status>(statusFile)?.nonce !== 'ready') {
       if (!alive(init)) throw new Error(`${kind} workload failed to start: ${logs()}`);
@@ -310,7 +310,7 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
         }
       },
       kill: async () => {
-        const end = Date.now() + 20_000;
+        const end = Date.now() + 60_000;
         while (killAll(bin, dir) > 0) {
           if (Date.now() > end) throw new Error(`${kind} workload in ${dir} does not die`);
           await new Promise((r) => setTimeout(r, 5));
@@ -352,7 +352,7 @@ export async function startEchoPeer(opts: {
         child.once('exit', (code) => reject(new Error(`echo peer exited (${code}): ${err.trim()}`)));
         child.once('error', reject);
       }),
-      20_000,
+      60_000,
       'the echo peer to listen',
     );
     let closed: Promise<void> | undefined;
