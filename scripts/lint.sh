@@ -16,5 +16,8 @@ clang_format() {
     sort | xargs -r clang-format --dry-run --Werror
 }
 step clang-format clang_format
+# A benchmark never imports a test folder: what both need lives in testkit/.
+bench_imports() { ! grep -rnE "(from|import\()\s*'(\.\./)+test/" bench --include='*.ts'; }
+step bench-imports bench_imports
 
 if [ ${#failed[@]} -gt 0 ]; then echo "lint failed: ${failed[*]}" >&2; exit 1; fi

@@ -17,14 +17,12 @@
  * the target first. Readiness of the lazy dump and of the lazy-pages daemon is
  * CRIU's own --status-fd.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
+import { deleteTable, listTables } from '../../lib/net/nft.js';
 import { check, readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../../lib/criu/index.js';
-
-const run = promisify(execFile);
 
 export interface CliNode {
   netns: string;
@@ -374,8 +372,7 @@ export async function cliMigrate(
  * operator's clean-up, outside the timing.
  */
 export async function dropLocks(node: CliNode): Promise<void> {
-  const nft = (...args: string[]) =>
-    run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args], { timeout: 10_000 });
-  const { stdout } = await nft('list', 'tables');
-  for (const m of stdout.matchAll(/^table (inet) (CRIU-\S+)$/gm)) await nft('delete', 'table', m[1], m[2]);
+  const scope = { netns: node.netns };
+  for (const t of await listTables(scope))
+    if (t.family === 'inet' && t.name.startsWith('CRIU-')) await deleteTable(t, scope);
 }

@@ -3,7 +3,7 @@
  * namespaces on this machine), the library's migrate() against CRIU's command
  * line driven by hand, pre-copy and post-copy, for several resident sizes.
  *
- * Each run starts a fresh 'memory' workload (test/helpers/workloads.ts: the
+ * Each run starts a fresh 'memory' workload (testkit/workloads.ts: the
  * init of its own PID namespace, memMiB of anonymous memory filled with a
  * pattern, a 1 ms CLOCK_REALTIME heartbeat) on node A, moves it to node B,
  * asks it to verify every byte there, reads the largest heartbeat gap (the
@@ -20,9 +20,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { makeNet, type TestNet, type TestNode } from '../../test/helpers/netns.js';
-import { startWorkload, type Workload } from '../../test/helpers/workloads.js';
-import { strays } from '../../test/helpers/migration-agents.js';
+import { makeNet, type TestNet, type TestNode } from '../../testkit/netns.js';
+import { startWorkload, type Workload } from '../../testkit/workloads.js';
+import { strays } from '../../testkit/migration-agents.js';
 import { fmtRatio, median, parseOptions, round, table } from '../run.js';
 import { cliMigrate, criuSettings, dropLocks, type CliOptions } from './cli.js';
 import { oursMigrate, oursSetup, type OursEnv } from './ours.js';
@@ -113,7 +113,7 @@ async function cleanup(): Promise<void> {
   await net?.close().catch(() => undefined);
   if (!KEEP) fs.rmSync(root, { recursive: true, force: true });
 }
-// `on`, not `once`: the test helpers' own last-resort hook (test/helpers/cleanup.ts) re-raises the
+// `on`, not `once`: the test helpers' own last-resort hook (testkit/cleanup.ts) re-raises the
 // signal after its synchronous clean-up; our listener must still be there to take it, or the
 // process would die before the asynchronous clean-up below (agents, CRIU, scratch folder) ran.
 let stopping = false;

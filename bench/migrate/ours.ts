@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MigrationResult } from '../../lib/migration/index.js';
-import { LineProcess } from '../../test/helpers/line-process.js';
-import type { TestNet, TestNode } from '../../test/helpers/netns.js';
+import { LineProcess } from '../../testkit/line-process.js';
+import type { TestNet, TestNode } from '../../testkit/netns.js';
 import type { Sample } from './index.js';
 
 export interface OursEnv {

@@ -390,6 +390,9 @@ export class TargetSession {
     if (state === 'resumed') return;
     this.cfg.log(`migration ${this.id}: ${step} failed: ${describe(e)}`);
     this.set(this.decided instanceof Error ? 'aborted' : 'failed');
+    // Undo first, then tell: once the source hears of the failure, this side holds nothing
+    // (no partial images, no address, no hold).
+    await this.cleanup(false);
     if (tell)
       this.send({
         op: 'failed',
@@ -398,7 +401,6 @@ export class TargetSession {
         code: (e as { code?: string }).code ?? 'ERR_MIGRATION',
         message: describe(e),
       });
-    await this.cleanup(false);
   }
 
   private async cleanup(ok: boolean): Promise<void> {

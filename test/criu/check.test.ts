@@ -1,7 +1,8 @@
 // check() against this machine's real CRIU and kernel.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { criu } from '../../lib/index.js';
 
 void t.test('check() reports this machine and is cached', async (t) => {
@@ -57,34 +58,19 @@ void t.test('CRIU_FAULT: decided by the probe, seen by the CRIU process', async 
   );
   t.same(faultEnv(true, { A: '1' }), { env: { A: '1' }, faultInjection: null }, 'breakpoints fire: nothing added');
   t.same(faultEnv(true, { CRIU_FAULT: '130' }).faultInjection, 130, 'a CRIU_FAULT set by the caller is kept');
-  // End to end: the environ of the CRIU process serving a dump (read while it waits on a hook).
-  const { startTarget, images } = await import('../helpers/criu-target.js');
+  // End to end: the environment the CRIU process serving a dump starts with. Not read from its
+  // /proc/<pid>/environ: CRIU's setproctitle() zeroes that area as soon as a request arrives.
+  // criuPath is a wrapper that saves its environment, then execs criu with it unchanged.
+  const { startTarget, images, workFolder } = await import('../helpers/criu-target.js');
   const target = await startTarget();
   t.teardown(() => target.cleanup());
   const c = await criu.check();
-  let environ = '';
-  const { readFileSync: rf } = await import('node:fs');
-  const { readlinkSync } = await import('node:fs');
-  await criu.dump({
-    pid: target.pid,
-    imagesDir: images(t),
-    leaveRunning: true,
-    hooks: {
-      preDump() {
-        // Our children that run criu (CRIU rewrites its own command line, so look at exe).
-        const kids = rf(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(' ');
-        const swrk = kids.filter((p) => {
-          try {
-            return readlinkSync(`/proc/${p}/exe`) === '/usr/local/sbin/criu';
-          } catch {
-            return false;
-          }
-        });
-        t.equal(swrk.length, 1, 'one criu swrk child');
-        environ = rf(`/proc/${swrk[0]}/environ`, 'utf8');
-      },
-    },
-  });
+  const dir = workFolder(t);
+  const saved = path.join(dir, 'environ');
+  const wrapper = path.join(dir, 'criu');
+  writeFileSync(wrapper, `#!/bin/sh\ncat /proc/$$/environ > '${saved}'\nexec '${c.criuPath}' "$@"\n`, { mode: 0o755 });
+  await criu.dump({ pid: target.pid, imagesDir: images(t), leaveRunning: true, criuPath: wrapper });
+  const environ = readFileSync(saved, 'utf8');
   t.equal(
     /(^|\0)CRIU_FAULT=130(\0|$)/m.test(environ),
     c.faultInjection === 130 || process.env.CRIU_FAULT === '130',

@@ -3,7 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
 import { alive, images, scene, startTarget } from '../helpers/criu-target.js';
-import { until } from '../helpers/wait.js';
+import { until } from '../../testkit/wait.js';
 
 void t.test('dump (killed) then restore: memory intact, hooks in order, stats plausible', async (t) => {
   const { target, restored, dir } = await scene(t, { mib: 4 });
@@ -17,7 +17,7 @@ void t.test('dump (killed) then restore: memory intact, hooks in order, stats pl
       },
     },
   });
-  await until(() => !alive(target.pid), 5000, 'the dumped process is gone');
+  await until(() => !alive(target.pid), 30_000, 'the dumped process is gone');
   t.same(
     seen.filter((s) => s !== 'query-ext-files'),
     ['pre-dump', 'post-dump'],
@@ -80,7 +80,7 @@ void t.test('leaveRunning and leaveStopped', async (t) => {
   const state = (): string => readFileSync(`/proc/${target.pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
   t.equal(state(), 'T', 'left stopped');
   process.kill(target.pid, 'SIGCONT');
-  await until(() => state() !== 'T', 5000, 'continued');
+  await until(() => state() !== 'T', 30_000, 'continued');
   t.equal((await target.verify()).ok, true, 'runs on after SIGCONT');
 });
 

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { criu } from '../../lib/index.js';
-import { startWorkload, startEchoPeer, type WorkloadKind } from '../helpers/workloads.js';
-import { makeNet } from '../helpers/netns.js';
+import { startWorkload, startEchoPeer, type WorkloadKind } from '../../testkit/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
 
 // Short paths: the 'unix' workload binds a socket in its folder.
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-cl-'));

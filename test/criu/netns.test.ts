@@ -1,32 +1,20 @@
 // The test network: nodes on one L2 segment reach each other, an address
 // moves between namespaces, nothing lands on the host, close() removes it all.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import { promisify } from 'node:util';
-import { makeNet } from '../helpers/netns.js';
-import { startEchoPeer } from '../helpers/workloads.js';
-
-const run = promisify(execFile);
+import { exec } from '../../lib/exec.js';
+import { makeNet } from '../../testkit/netns.js';
+import { startEchoPeer } from '../../testkit/workloads.js';
 
 /** Connect from `netns` to host:port, send a line, return what came back. */
 async function echoFrom(netns: string, host: string, port: number, text: string): Promise<string> {
   const script = `exec 3<>/dev/tcp/${host}/${port} && printf '%s\\n' "$1" >&3 && head -n1 <&3`;
-  const { stdout } = await run('nsenter', [
-    `--net=/run/netns/${netns}`,
-    'timeout',
-    '20',
-    'bash',
-    '-c',
-    script,
-    'echo',
-    text,
-  ]);
+  const stdout = await exec('bash', ['-c', script, 'echo', text], { netns, timeout: 20_000 });
   return stdout.trim();
 }
 
 const hostLinks = async (): Promise<string> =>
-  (await run('ip', ['-o', 'link', 'show'])).stdout
+  (await exec('ip', ['-o', 'link', 'show']))
     .replace(/\\.*$/gm, '')
     .split('\n')
     .map((l) => l.split(':')[1])
@@ -61,7 +49,7 @@ void t.test('an address moves between namespaces (with the neighbour caches flus
 
   await net.moveAddr(own, a, b);
   const addrs = async (netns: string): Promise<string> =>
-    (await run('ip', ['-n', netns, '-o', 'addr', 'show', 'dev', 'eth0'])).stdout;
+    await exec('ip', ['-n', netns, '-o', 'addr', 'show', 'dev', 'eth0']);
   t.notMatch(await addrs(a.netns), ` ${own}/`);
   t.match(await addrs(b.netns), ` ${own}/`);
   const onB = await startEchoPeer({ netns: b.netns, host: own, port: onA.port });
@@ -71,7 +59,7 @@ void t.test('an address moves between namespaces (with the neighbour caches flus
   const names = [net.bridge!, ...net.nodes.map((n) => n.netns)];
   await net.close();
   await net.close();
-  const left = (await run('ip', ['netns', 'list'])).stdout;
+  const left = await exec('ip', ['netns', 'list']);
   for (const n of names) t.notMatch(left, new RegExp(`^${n}\\b`, 'm'), `${n} removed`);
   t.notOk(fs.existsSync(`/run/netns/${names[0]}`));
 });

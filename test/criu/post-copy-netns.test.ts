@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { criu } from '../../lib/index.js';
-import { startWorkload } from '../helpers/workloads.js';
-import { makeNet } from '../helpers/netns.js';
+import { startWorkload } from '../../testkit/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-cpn-'));
 t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));

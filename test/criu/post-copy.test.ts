@@ -3,7 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { criu } from '../../lib/index.js';
 import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
-import { until } from '../helpers/wait.js';
+import { until } from '../../testkit/wait.js';
 
 void t.test('dump to a page server (port 0: CRIU picks one), restore, memory intact', async (t) => {
   const { target, restored, dir } = await scene(t, { mib: 4 });
@@ -71,7 +71,7 @@ void t.test('lazy dump + lazy-pages + lazy restore: imagesReady before the pages
   t.comment(
     `lazy: images ready after ${d.imagesReadyMs!.toFixed(0)} ms, restore ${r.ms.toFixed(0)} ms, dump done after ${d.ms.toFixed(0)} ms (8 MiB)`,
   );
-  await until(() => !alive(target.pid), 5000, 'the source process ends once its pages moved');
+  await until(() => !alive(target.pid), 30_000, 'the source process ends once its pages moved');
 });
 
 void t.test('lazy dump aborted while serving: the process is left running', async (t) => {

@@ -4,7 +4,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { criu, StateError, SystemError } from '../../lib/index.js';
 import { native } from '../../lib/native.js';
-import { within } from '../helpers/wait.js';
+import { within } from '../../testkit/wait.js';
 
 const { SeqPacket } = criu;
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { criu } from '../../lib/index.js';
 import { makeIdentity, trustPeer } from '../../lib/net/cert.js';
 import { alive, images, scene, startTarget, workFolder } from '../helpers/criu-target.js';
-import { until } from '../helpers/wait.js';
+import { until } from '../../testkit/wait.js';
 
 const keys = mkdtempSync('/tmp/sos-criu-tls-');
 t.teardown(() => rmSync(keys, { recursive: true, force: true }));
@@ -87,7 +87,7 @@ void t.test('lazy dump and lazy-pages over mutual TLS; every page arrives', asyn
   await ld.done;
   await lp.exited;
   t.equal((await target.verify(r.pid)).ok, true, 'the pattern is intact');
-  await until(() => !alive(target.pid), 5000, 'the source process ends once its pages moved');
+  await until(() => !alive(target.pid), 30_000, 'the source process ends once its pages moved');
 });
 
 void t.test('bad tls options are refused before CRIU starts', async (t) => {

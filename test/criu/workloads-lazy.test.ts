@@ -6,13 +6,10 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { startWorkload, startEchoPeer, WORKLOAD_KINDS } from '../helpers/workloads.js';
-import { makeNet } from '../helpers/netns.js';
-import { cliLazyDump, cliLazyPages, cliRestore } from '../helpers/criu-cli.js';
-
-const run = promisify(execFile);
+import { exec } from '../../lib/exec.js';
+import { startWorkload, startEchoPeer, WORKLOAD_KINDS } from '../../testkit/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
+import { cliLazyDump, cliLazyPages, cliRestore } from '../../testkit/criu-cli.js';
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-wz-'));
 t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
 
@@ -56,7 +53,7 @@ for (const kind of WORKLOAD_KINDS) {
       // so does the target here once the path names a new one.
       const fifo = path.join(w.dir, 'fifo');
       fs.rmSync(fifo);
-      await run('mkfifo', ['-m', '600', fifo]);
+      await exec('mkfifo', ['-m', '600', fifo]);
     }
     const lazy = cliLazyPages(images, server, { netns: b.netns });
     t.teardown(() => lazy.kill());

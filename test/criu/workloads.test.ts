@@ -5,9 +5,9 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startWorkload, startEchoPeer, type WorkloadKind } from '../helpers/workloads.js';
-import { makeNet } from '../helpers/netns.js';
-import { cliDump, cliLazyDump, cliLazyPages, cliRestore } from '../helpers/criu-cli.js';
+import { startWorkload, startEchoPeer, type WorkloadKind } from '../../testkit/workloads.js';
+import { makeNet } from '../../testkit/netns.js';
+import { cliDump, cliLazyDump, cliLazyPages, cliRestore } from '../../testkit/criu-cli.js';
 
 // Short paths: the 'unix' workload binds a socket in its folder (108 bytes at most).
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-wl-'));

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import { until } from './wait.js';
+import { until } from '../../testkit/wait.js';
 
 const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/criu-target.py');
 

@@ -2,7 +2,7 @@
 // thread, read its messages with deadlines, terminate it at test teardown.
 import { Worker } from 'node:worker_threads';
 import type { Job } from './uffd-worker.js';
-import { within } from './wait.js';
+import { within } from '../../testkit/wait.js';
 
 const script = new URL('./uffd-worker.js', import.meta.url);
 

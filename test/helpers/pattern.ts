@@ -2,7 +2,7 @@
 // distinct little-endian u64 and is filled with a byte that depends on i, so
 // a page served at the wrong offset, twice, or not at all is always visible,
 // in this process (byte by byte) and in uffd_child (its SUM line).
-import { PAGE } from './wait.js';
+import { PAGE } from '../../testkit/wait.js';
 
 const MASK = (1n << 64n) - 1n;
 

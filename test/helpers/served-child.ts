@@ -5,14 +5,14 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FEATURES, Userfaultfd, type Feature } from '../../lib/uffd/index.js';
-import { LineProcess } from './line-process.js';
+import { LineProcess } from '../../testkit/line-process.js';
 
 export const childBinary = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../../../build/Release/uffd_child',
 );
 
-export type { Exit } from './line-process.js';
+export type { Exit } from '../../testkit/line-process.js';
 
 export class ServedChild extends LineProcess {
   fd = -1;

@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { migrate } from '../../lib/migration/index.js';
-import { makeNet } from '../helpers/netns.js';
-import { startEchoPeer, startWorkload, type Workload } from '../helpers/workloads.js';
-import { until } from '../helpers/wait.js';
+import { dropTo, listTables } from '../../lib/net/nft.js';
+import { makeNet } from '../../testkit/netns.js';
+import { startEchoPeer, startWorkload, type Workload } from '../../testkit/workloads.js';
+import { until } from '../../testkit/wait.js';
 import {
   copies,
   requestMigrate,
@@ -21,7 +22,7 @@ import {
   strays,
   type AgentProcess,
   type ClientRun,
-} from '../helpers/migration-agents.js';
+} from '../../testkit/migration-agents.js';
 
 void t.test('failures', async (t) => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-fail-'));
@@ -239,10 +240,11 @@ void t.test('failures', async (t) => {
     const run = await killTargetWhen(t, (p) => p.phase === 'restore', w.pid, tgt, { mode: 'postcopy' });
     await survives(t, w, run, /^(restore|commit)$/);
     t.equal(run.error!.pid ?? w.pid, w.pid, 'the lazily dumped source runs again in place');
-    const tables = execFileSync('nsenter', [`--net=/run/netns/${a.netns}`, 'nft', 'list', 'tables'], {
-      encoding: 'utf8',
-    });
-    t.notMatch(tables, /CRIU-/, "CRIU's network lock is gone from the source node");
+    const tables = await listTables({ netns: a.netns });
+    t.notOk(
+      tables.some((x) => x.name.startsWith('CRIU-')),
+      "CRIU's network lock is gone from the source node",
+    );
     // The dead agent's lazy-pages daemon waits for a restore that will never come; an agent
     // started again on the same folder ends it.
     const lazy = () =>
@@ -330,16 +332,15 @@ void t.test('failures', async (t) => {
     fs.writeFileSync(path.join(mig, 'address.json'), JSON.stringify({ address: addr, prefix: 24, dev: 'eth0' }));
     const dead = execFileSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).trim();
     const table = `sos_hold_${dead}_0`;
-    execFileSync('ip', ['netns', 'exec', b.netns, 'nft', 'add', 'table', 'inet', table]);
+    await dropTo(addr, table, { netns: b.netns }); // never released: the dead agent's hold
     const ag = await target({ workDir: dir });
     t.notMatch(
       execFileSync('ip', ['-n', b.netns, 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }),
       new RegExp(`inet ${addr.replace(/\./g, '\\.')}/`),
       'the address is gone',
     );
-    t.notMatch(
-      execFileSync('ip', ['netns', 'exec', b.netns, 'nft', 'list', 'tables'], { encoding: 'utf8' }),
-      new RegExp(table),
+    t.notOk(
+      (await listTables({ netns: b.netns })).some((x) => x.name === table),
       'so is the hold',
     );
     t.notOk(fs.existsSync(mig), 'and the folder');

@@ -9,9 +9,9 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { makeNet } from '../helpers/netns.js';
-import { startEchoPeer, startWorkload, WORKLOAD_KINDS, type Workload } from '../helpers/workloads.js';
-import { copies, requestMigrate, secretFile, startAgent, type AgentProcess } from '../helpers/migration-agents.js';
+import { makeNet } from '../../testkit/netns.js';
+import { startEchoPeer, startWorkload, WORKLOAD_KINDS, type Workload } from '../../testkit/workloads.js';
+import { copies, requestMigrate, secretFile, startAgent, type AgentProcess } from '../../testkit/migration-agents.js';
 
 type Flavour = 'precopy' | 'precopy-commit' | 'postcopy';
 const MODES = (process.env.SOS_MIGRATION_MODES ?? 'precopy,precopy-commit,postcopy').split(',') as Flavour[];

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { makeIdentity } from '../../lib/net/cert.js';
 import { AuthChannel, type Message } from '../../lib/net/channel.js';
 import { MigrationAgent } from '../../lib/migration/index.js';
+import { until } from '../../testkit/wait.js';
 
 const secret = crypto.randomBytes(32);
 
@@ -178,8 +179,7 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
     ch.send({ op: 'abort', id: i, reason: 'test' });
     ch.send({ op: 'status', id: i });
     t.equal((await ch.waitFor((m) => m.op === 'status', 10_000)).state, 'aborted', 'aborted on request');
-    const until = Date.now() + 10_000;
-    while (leftovers().length && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await until(() => leftovers().length === 0, 60_000, 'the target removed the aborted images');
     t.same(leftovers(), [], 'no partial images left');
   });
 

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
 import { AuthChannel, ChannelError, MAX_DATA, type Message } from '../../lib/net/channel.js';
+import { until } from '../../testkit/wait.js';
 
 const SECRET = crypto.randomBytes(32);
 
@@ -53,7 +54,7 @@ void t.test('a wrong secret is refused on both sides and nothing passes', async 
   await t.rejects(AuthChannel.connect({ host: '127.0.0.1', port, secret: crypto.randomBytes(32) }), {
     code: 'ERR_AUTH',
   });
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => refused.length > 0, 10_000, 'the server refused the client');
   t.equal(refused.length, 1);
   t.equal(refused[0].code, 'ERR_AUTH');
   t.same(seen, []);
@@ -110,7 +111,8 @@ void t.test('a tampered frame ends the channel; a vanished peer closes it with a
     secret: SECRET,
   });
   ch.send({ op: 'one' });
-  await new Promise((r) => setTimeout(r, 100));
+  // 'one' through first, so the altered 'two' travels in a segment of its own.
+  await until(() => got.length === 1, 10_000, "the server got 'one'");
   const closed = once(serverSide!, 'close');
   ch.send({ op: 'two' });
   const [err] = (await closed) as [ChannelError];

@@ -13,7 +13,7 @@ import type { RawEvent } from '../../lib/native.js';
 import { JobWorker } from '../helpers/job-worker.js';
 import { allZero, expectedSum, fillPattern, firstMismatch, patternPage } from '../helpers/pattern.js';
 import { ServedChild } from '../helpers/served-child.js';
-import { PAGE, within } from '../helpers/wait.js';
+import { PAGE, within } from '../../testkit/wait.js';
 
 type Logged = UffdEvent | RawEvent | { type: 'unserved'; address: number };
 
@@ -132,7 +132,7 @@ for (const consume of ['listeners', 'async iterator'] as const) {
     );
     t.ok(log.all.some(is({ type: 'unmap', start: a0, end: a0 + 16 * PAGE })), 'mremap unmapped the old range');
     u.close();
-    if (loop) await within(loop, 5_000, 'the iterator to end on close');
+    if (loop) await within(loop, 30_000, 'the iterator to end on close');
   });
 }
 
@@ -337,7 +337,7 @@ for (const reader of ['JS listener', 'FaultEngine'] as const) {
 void t.test(
   'EVENT_FORK on a userfaultfd of this process read from JS: spawn works or is refused, never deadlocks',
   async (t) => {
-    t.setTimeout(30_000);
+    t.setTimeout(90_000);
     const lib = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/index.js');
     const script = `
     import { spawnSync } from 'node:child_process';
@@ -364,7 +364,8 @@ void t.test(
     });
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const killer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+    // Only a hang reaches this deadline (the child ends in well under a second).
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
     const signal = await new Promise<NodeJS.Signals | null>((res) => proc.once('exit', (_c, s) => res(s)));
     clearTimeout(killer);
     t.equal(signal, null, 'the process finished by itself (it was not killed as hung)');

@@ -11,7 +11,7 @@ import { FEATURES, type Feature, type PageFaultEvent } from '../../lib/uffd/inde
 import { JobWorker } from '../helpers/job-worker.js';
 import { allZero, fillPattern, firstMismatch, patternPage, patternPages } from '../helpers/pattern.js';
 import { ServedChild } from '../helpers/served-child.js';
-import { PAGE, pagemap, sleepsInUserfault, until, userfaultfds, within } from '../helpers/wait.js';
+import { PAGE, pagemap, sleepsInUserfault, until, userfaultfds, within } from '../../testkit/wait.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;

@@ -2,8 +2,13 @@
 import t from 'tap';
 import { FaultEngine, PageSource, Region, SystemError, StateError, Userfaultfd, touch } from '../../lib/index.js';
 import { native } from '../../lib/native.js';
+import fs from 'node:fs';
+import { sleepsInUserfault, until } from '../../testkit/wait.js';
 
 const PAGE = 4096;
+
+/** Threads of this process asleep in the kernel's userfaultfd fault handler. */
+const inUserfault = () => fs.readdirSync('/proc/self/task').filter((tid) => sleepsInUserfault(Number(tid))).length;
 
 void t.test('wrong argument types and values', async (t) => {
   t.throws(() => Region.anonymous('1' as unknown as number), { code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' });
@@ -158,7 +163,7 @@ void t.test('a faulting thread whose handler went away resumes (no hang)', async
   u.register(r);
   // Nobody serves: the touching thread blocks in the kernel...
   const touching = touch(r, { threads: 2 });
-  await new Promise((res) => setTimeout(res, 100));
+  await until(() => inUserfault() === 2, 30_000, 'both touching threads sleep in the fault handler');
   // ...until the userfaultfd closes: the kernel then maps fresh zero pages.
   u.close();
   const res = await touching;

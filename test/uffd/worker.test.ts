@@ -10,7 +10,7 @@ import type { PageFaultEvent } from '../../lib/uffd/index.js';
 import { JobWorker } from '../helpers/job-worker.js';
 import { fillPattern, firstMismatch, patternPage } from '../helpers/pattern.js';
 import type { HoldMode } from '../helpers/uffd-worker.js';
-import { PAGE, userfaultfds, within } from '../helpers/wait.js';
+import { PAGE, userfaultfds, within } from '../../testkit/wait.js';
 
 const SEED = 61;
 

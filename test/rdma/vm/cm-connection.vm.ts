@@ -4,7 +4,7 @@
 import t from 'tap';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineProcess } from '../../helpers/line-process.js';
+import { LineProcess } from '../../../testkit/line-process.js';
 import { readsWhilePeerKilled } from './killed-peer.js';
 import { Region, rdma } from '../../../lib/index.js';
 import { HOST } from './env.js';

@@ -5,7 +5,7 @@
 import t from 'tap';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineProcess } from '../../helpers/line-process.js';
+import { LineProcess } from '../../../testkit/line-process.js';
 import { rdma } from '../../../lib/index.js';
 import { DEV, HOST } from './env.js';
 

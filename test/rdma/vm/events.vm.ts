@@ -4,6 +4,7 @@
 import t from 'tap';
 import { execSync } from 'node:child_process';
 import { rdma } from '../../../lib/index.js';
+import { until } from '../../../testkit/wait.js';
 import { DEV } from './env.js';
 import { loopbackPair } from './pair.js';
 
@@ -40,7 +41,8 @@ void t.test('native busy-poll', async (t) => {
   const mr = pd.registerMemory(new Uint8Array(4096));
   a.postSend([{ wrId: 5, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey }]);
   let c: rdma.Completion[] = [];
-  for (let i = 0; i < 1000 && c.length === 0; i++) c = cqA.pollSpin(4, 1000);
+  // Spin until the completion is there (the deadline only turns a hang into a failure).
+  for (const end = Date.now() + 60_000; c.length === 0 && Date.now() < end;) c = cqA.pollSpin(4, 1000);
   t.match(c[0], { ok: true, wrId: 5n });
   t.same(cqA.pollSpin(4, 10), [], 'returns empty after the bounded spin');
   b.close();
@@ -71,14 +73,15 @@ void t.test('port down and up arrive as async events', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const events: rdma.AsyncEvent[] = [];
   ctx.events.on('event', (ev) => events.push(ev));
+  // The first event of `type`, once it arrived (the deadline only turns a hang into a failure).
   const waitFor = async (type: RegExp) => {
-    for (let i = 0; i < 500 && !events.some((e) => type.test(e.type)); i++) await new Promise((r) => setTimeout(r, 10));
+    await until(() => events.some((e) => type.test(e.type)), 60_000, `an event ${String(type)}`);
     return events.find((e) => type.test(e.type));
   };
   execSync('ip link set eth0 down');
   t.match(await waitFor(/port error/i), { port: 1 }, JSON.stringify(events));
   execSync('ip link set eth0 up');
   t.match(await waitFor(/port active/i), { port: 1 }, JSON.stringify(events));
-  for (let i = 0; i < 500 && ctx.queryPort(1).state !== 'ACTIVE'; i++) await new Promise((r) => setTimeout(r, 10));
+  await until(() => ctx.queryPort(1).state === 'ACTIVE', 60_000, 'the port is ACTIVE again');
   t.equal(ctx.queryPort(1).state, 'ACTIVE');
 });

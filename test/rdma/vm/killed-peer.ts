@@ -2,7 +2,7 @@
 // while 64 READs are in flight.
 import type { Test } from 'tap';
 import type { rdma } from '../../../lib/index.js';
-import type { LineProcess } from '../../helpers/line-process.js';
+import type { LineProcess } from '../../../testkit/line-process.js';
 
 /** Every pending READ settles (a result or a typed error), the connection closes, later use is ERR_CLOSED. */
 export async function readsWhilePeerKilled(t: Test, conn: rdma.RdmaConnection, peer: LineProcess): Promise<void> {

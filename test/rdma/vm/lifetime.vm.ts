@@ -5,6 +5,7 @@
 // rdma_cm id) ends or is terminated, and after a whole process is killed.
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
+import readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { rdma } from '../../../lib/index.js';
 import { DEV, HOST } from './env.js';
@@ -23,8 +24,13 @@ function counts(): Counts {
   return out;
 }
 
-async function settle(until: () => boolean, rounds = 60): Promise<void> {
-  for (let i = 0; i < rounds && !until(); i++) {
+/**
+ * Poll the device's counts (collecting garbage between polls) until `cond` holds. The deadline
+ * only turns a hang into a failure: the caller's assertion then reports what is left.
+ */
+async function settle(cond: () => boolean): Promise<void> {
+  const end = Date.now() + 60_000;
+  while (!cond() && Date.now() < end) {
     gc?.();
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -84,6 +90,16 @@ const cm = new rdma.CmEventChannel();
 const listener = cm.createId();
 listener.on('request', (r) => r.reject());
 listener.listen('${HOST}', workerData.port);
+// Report only once the device lists the QP: what the parent counts next.
+const { execFileSync } = await import('node:child_process');
+const listed = () => {
+  try {
+    return execFileSync('rdma', ['resource', 'show', 'qp', 'link', '${DEV}/1', 'lqpn', String(qp.qpNum)], { encoding: 'utf8' });
+  } catch {
+    return '';
+  }
+};
+while (!(listed() + ' ').includes('lqpn ' + qp.qpNum + ' ')) await new Promise((r) => setTimeout(r, 20));
 parentPort.postMessage('ready');
 if (workerData.exit) process.exit(0);
 `;
@@ -133,12 +149,15 @@ void t.test('a process killed with objects open: the kernel releases them', asyn
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  await new Promise<void>((r) => child.stdout.once('data', () => r()));
-  // The device's resource table can lag the child's report under load.
-  await settle(() => counts().qp > before.qp);
+  const exited = new Promise((r) => child.once('exit', r));
+  // 'ready' comes once the device lists the child's QP.
+  await new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).once('line', () => resolve());
+    void exited.then(() => reject(new Error('the child exited before it was ready')));
+  });
   t.ok(counts().qp > before.qp, 'the child holds a QP');
   child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
+  await exited;
   await settle(() => same(counts(), before));
   t.same(counts(), before);
 });

@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { MigrationResult } from '../../lib/migration/index.js';
+import type { MigrationResult } from '../lib/migration/index.js';
 import { within } from './wait.js';
 
-const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/migration/agent-main.js');
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../lib/migration/agent-main.js');
 
 // Agents outlive nothing: a test process that ends (even on a failure) takes them along.
 const live = new Set<ChildProcess>();
@@ -88,7 +88,8 @@ export async function startAgent(o: {
         resolve(l);
       });
     }),
-    20_000,
+    // Only a hang reaches this: on a loaded machine an agent's start-up took more than 20 s.
+    120_000,
     'the agent to listen',
   );
   const { listening } = JSON.parse(first) as { listening: { host: string; port: number } };

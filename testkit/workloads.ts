@@ -4,16 +4,14 @@
 // anywhere on this machine. Requests go through a file and SIGUSR1, answers
 // come back in status.json: both survive checkpoint/restore and a move
 // between network namespaces.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { exec } from '../lib/exec.js';
 import { onExit } from './cleanup.js';
 import { within } from './wait.js';
-
-const run = promisify(execFile);
 
 export type WorkloadKind = 'memory' | 'threads' | 'files' | 'pipes' | 'unix' | 'timers' | 'tree' | 'tcp';
 export const WORKLOAD_KINDS: readonly WorkloadKind[] = [
@@ -84,7 +82,7 @@ interface Status {
   detail: string;
 }
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sources = path.join(root, 'test/fixtures/criu');
 let built: Promise<{ workload: string; echoPeer: string }> | undefined;
 
@@ -119,8 +117,10 @@ async function build(): Promise<{ workload: string; echoPeer: string }> {
   try {
     const flags = ['-O2', '-g', '-Wall', '-Wextra', '-pthread'];
     const workloadSrc = files.filter((f) => f.endsWith('.c') && f !== 'echo-peer.c').map((f) => path.join(sources, f));
-    await run('cc', [...flags, '-o', path.join(tmp, 'workload'), ...workloadSrc, '-lrt']);
-    await run('cc', [...flags, '-o', path.join(tmp, 'echo-peer'), path.join(sources, 'echo-peer.c')]);
+    await exec('cc', [...flags, '-o', path.join(tmp, 'workload'), ...workloadSrc, '-lrt'], { timeout: 120_000 });
+    await exec('cc', [...flags, '-o', path.join(tmp, 'echo-peer'), path.join(sources, 'echo-peer.c')], {
+      timeout: 120_000,
+    });
     try {
       fs.renameSync(tmp, out);
     } catch (e) {
@@ -277,7 +277,7 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
   }
 
   try {
-    const init = await within(initOf(parent, logs), 20_000, `the ${kind} workload's init`);
+    const init = await within(initOf(parent, logs), 60_000, `the ${kind} workload's init`);
     const end = Date.now() + 60_000 + memMiB * 20;
     while (readJson<Status>(statusFile)?.nonce !== 'ready') {
       if (!alive(init)) throw new Error(`${kind} workload failed to start: ${logs()}`);
@@ -310,7 +310,7 @@ export async function startWorkload(kind: WorkloadKind, opts: StartOptions): Pro
         }
       },
       kill: async () => {
-        const end = Date.now() + 20_000;
+        const end = Date.now() + 60_000;
         while (killAll(bin, dir) > 0) {
           if (Date.now() > end) throw new Error(`${kind} workload in ${dir} does not die`);
           await new Promise((r) => setTimeout(r, 5));
@@ -352,7 +352,7 @@ export async function startEchoPeer(opts: {
         child.once('exit', (code) => reject(new Error(`echo peer exited (${code}): ${err.trim()}`)));
         child.once('error', reject);
       }),
-      20_000,
+      60_000,
       'the echo peer to listen',
     );
     let closed: Promise<void> | undefined;

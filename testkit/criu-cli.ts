@@ -2,12 +2,10 @@
 // the benchmark's baseline use it. Kept to these two functions so tests can
 // switch to the library API in one place. Lazy (post-copy) runs use a
 // dump serving pages, a lazy-pages daemon and `cliRestore(dir, { extra: ['--lazy-pages'] })`.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { exec } from '../lib/exec.js';
 
 export const CRIU = process.env.SOS_CRIU ?? '/usr/local/sbin/criu';
 
@@ -46,7 +44,7 @@ async function criu(args: string[], dir: string, log: string, opts: CliOptions):
   const start = performance.now();
   try {
     // CRIU_FAULT=130: on VMs whose debug breakpoints never fire, CRIU hangs without it.
-    await run(cmd[0], cmd.slice(1), { env: { ...process.env, CRIU_FAULT: '130' }, timeout: 120_000 });
+    await exec(cmd[0], cmd.slice(1), { env: { ...process.env, CRIU_FAULT: '130' }, timeout: 120_000 });
   } catch (e) {
     throw new Error(
       `criu ${args[0]} failed (${(e as Error).message.split('\n')[0]}); ${path.join(dir, log)}:\n${errorsIn(dir, log)}`,

@@ -3,12 +3,11 @@
 // run (sos-<pid>-<k>...), addresses come from a private /24 chosen per run,
 // and nothing touches the host's own interfaces. close() removes it all, and
 // so does this process's exit.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import { promisify } from 'node:util';
+import { exec } from '../lib/exec.js';
+import { dropTo } from '../lib/net/nft.js';
 import { onExit } from './cleanup.js';
-
-const run = promisify(execFile);
 
 export interface TestNode {
   name: string;
@@ -45,19 +44,14 @@ let nets = 0;
 let holds = 0;
 
 async function ip(...args: string[]): Promise<void> {
-  try {
-    await run('ip', args);
-  } catch (e) {
-    const err = e as Error & { stderr?: string };
-    throw new Error(`ip ${args.join(' ')}: ${err.stderr?.trim() || err.message}`);
-  }
+  await exec('ip', args);
 }
 
 const NAME = /^sos-(\d+)-\d+(?:br|n\d+)$/;
 
 /** Namespaces this helper left behind in runs whose process is gone (killed with SIGKILL). */
 async function removeStale(): Promise<void> {
-  const { stdout } = await run('ip', ['netns', 'list']);
+  const stdout = await exec('ip', ['netns', 'list']);
   for (const line of stdout.split('\n')) {
     const name = line.split(' ')[0];
     const m = NAME.exec(name);
@@ -128,19 +122,7 @@ export async function makeNet(n: number, opts: { prefix?: string } = {}): Promis
     },
     holdAddr: async (node, addr) => {
       if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(addr)) throw new TypeError(`not an IPv4 address: '${addr}'`);
-      const table = `sos_hold_${holds++}`;
-      const nft = (...args: string[]): Promise<void> =>
-        run('nsenter', [`--net=/run/netns/${node.netns}`, 'nft', ...args]).then(
-          () => {},
-          (e: Error & { stderr?: string }) => {
-            throw new Error(`nft ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
-          },
-        );
-      await nft('add', 'table', 'ip', table);
-      await nft('add', 'chain', 'ip', table, 'in', '{ type filter hook input priority -300; policy accept; }');
-      await nft('add', 'rule', 'ip', table, 'in', 'ip', 'daddr', addr, 'drop');
-      let released: Promise<void> | undefined;
-      return () => (released ??= nft('delete', 'table', 'ip', table));
+      return dropTo(addr, `sos_hold_${holds++}`, { netns: node.netns });
     },
     close,
   };

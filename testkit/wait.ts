@@ -15,7 +15,7 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** The next `name` event of `emitter` (rejects after `ms`). */
-export function nextEvent<T>(emitter: EventEmitter, name: string, ms = 15_000): Promise<T> {
+export function nextEvent<T>(emitter: EventEmitter, name: string, ms = 60_000): Promise<T> {
   return within(new Promise<T>((resolve) => emitter.once(name, (v: T) => resolve(v))), ms, `event '${name}'`);
 }
 

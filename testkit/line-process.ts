@@ -26,7 +26,7 @@ export class LineProcess {
   /** `name` appears in timeout and exit errors. */
   constructor(file: string, args: string[], opts: { name?: string; waitMs?: number } = {}) {
     this.name = opts.name ?? file;
-    this.waitMs = opts.waitMs ?? 15_000;
+    this.waitMs = opts.waitMs ?? 60_000;
     this.proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     this.proc.stdin.on('error', () => {}); // EPIPE after the child died
     this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
