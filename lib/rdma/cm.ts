@@ -19,7 +19,7 @@
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { native } from '../native.js';
+import { native } from '../native/binding.js';
 import { StateError, SystemError, argType } from '../errors.js';
 import { integer, object } from '../validate.js';
 import type { Access, QpAttributes, QueuePair } from './index.js';

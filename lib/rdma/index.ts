@@ -7,7 +7,7 @@
  * requests checked once, posted with numbers only) and `cq.pollInto()`
  * (completions as numbers in a reused typed array). See docs/rdma.md.
  */
-import { native as nativeBinding } from '../native.js';
+import { native as nativeBinding } from '../native/binding.js';
 import { argRange, argType } from '../errors.js';
 import { EventEmitter } from 'node:events';
 import { integer, object } from '../validate.js';

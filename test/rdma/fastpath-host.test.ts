@@ -3,7 +3,7 @@
 // refusing anything but a live queue pair (typed errors, no crash). The data
 // path itself is tested on soft-RoCE (test/rdma/vm/fastpath.vm.ts).
 import t from 'tap';
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/native/binding.js';
 import { rdma } from '../../lib/index.js';
 
 const raw = (

@@ -6,7 +6,7 @@
 // JS getters that close things while a work request is read, and arbitrary
 // calls on the raw objects.
 import t from 'tap';
-import { native } from '../../../lib/native.js';
+import { native } from '../../../lib/native/binding.js';
 import { Region, rdma } from '../../../lib/index.js';
 import { DEV, GID_INDEX } from './env.js';
 import { loopbackPair } from './pair.js';

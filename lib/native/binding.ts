@@ -2,12 +2,12 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { StateError, SystemError } from './errors.js';
+import { StateError, SystemError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
-// lib/ is compiled to dist/lib/: the package root is two levels up.
-const root = path.resolve(here, '..', '..');
+// lib/native/ is compiled to dist/lib/native/: the package root is three levels up.
+const root = path.resolve(here, '..', '..', '..');
 const loadBinding = require('node-gyp-build') as (dir: string) => unknown;
 
 type NativeClass = new (...args: never[]) => object;
