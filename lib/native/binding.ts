@@ -3,6 +3,10 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { StateError, SystemError } from '../errors.js';
+import type { CmBinding } from './cm.js';
+import type { VerbsBinding } from './rdma.js';
+import type { SeqPacketBinding } from './seqpacket.js';
+import type { UffdBinding } from './uffd.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -12,149 +16,15 @@ const loadBinding = require('node-gyp-build') as (dir: string) => unknown;
 
 type NativeClass = new (...args: never[]) => object;
 
-/** Raw native surface. Only lib/ talks to it; users use the typed classes. */
-export interface NativeBinding {
-  setErrorClasses(system: NativeClass, state: NativeClass): void;
-  NativeRegion: new (spec: object) => NativeRegion;
-  NativeUffd: (new (spec: object) => NativeUffd) & {
-    probe(via?: string): { features: bigint; ioctls: bigint };
-    fromProcess(pid: number, fd: number): number;
-  };
-  NativeSource: new (spec: object) => NativeSource;
-  NativeEngine: new (uffd: NativeUffd, opts: object) => NativeEngine;
-  touch(region: NativeRegion, offset: number, length: number, opts: object): Promise<TouchResult>;
-  pageSize: number;
-  NativeSeqPacket: new () => NativeSeqPacket;
-}
-
-/** An AF_UNIX SOCK_SEQPACKET socketpair: our end polled by libuv, the peer end for a child. */
-export interface NativeSeqPacket {
-  peerFd(): number;
-  closePeer(): void;
-  send(data: Uint8Array | ArrayBuffer): number;
-  recv(): Promise<Buffer | null>;
-  close(): void;
-  isClosed(): boolean;
-}
-
-export interface NativeRegion {
-  buffer(): ArrayBuffer;
-  address(): number;
-  size(): number;
-  id(): number;
-  fd(): number;
-  info(): {
-    kind: string;
-    pageSize: number;
-    shared: boolean;
-    hugetlb: boolean;
-    registered: boolean;
-    holes: boolean;
-    handles: number;
-    views: number;
-  };
-  mprotect(offset: number, length: number, prot: string): void;
-  madvise(offset: number, length: number, advice: string): Promise<void>;
-  unmap(offset: number, length: number): Promise<void>;
-  remap(size: number): Promise<number>;
-  close(): void;
-  isClosed(): boolean;
-}
-
-export interface RawEvent {
-  type: 'pagefault' | 'fork' | 'remap' | 'remove' | 'unmap' | 'unserved' | 'error' | 'unknown';
-  address?: number;
-  flags?: number;
-  tid?: number;
-  fd?: number;
-  from?: number;
-  to?: number;
-  length?: number;
-  start?: number;
-  end?: number;
-  error?: Error;
-  event?: number;
-}
-
-export interface NativeUffd {
-  api(features: bigint): { features: bigint; available: bigint; ioctls: bigint };
-  register(address: number | bigint, length: number, mode: number): bigint;
-  unregister(address: number | bigint, length: number): void;
-  copy(dst: number | bigint, src: ArrayBufferView | ArrayBuffer | number, length: number, mode: number): number;
-  zeropage(address: number | bigint, length: number, mode: number): number;
-  continue(address: number | bigint, length: number, mode: number): number;
-  writeprotect(address: number | bigint, length: number, mode: number): void;
-  move(dst: number | bigint, src: number | bigint, length: number, mode: number): number;
-  poison(address: number | bigint, length: number, mode: number): number;
-  wake(address: number | bigint, length: number): void;
-  read(): RawEvent[];
-  startEvents(cb: (err: Error | null, events: RawEvent[] | null) => void): void;
-  stopEvents(): void;
-  ref(): void;
-  unref(): void;
-  close(): void;
-  state(): {
-    closed: boolean;
-    fd?: number;
-    apiDone?: boolean;
-    features?: bigint;
-    ioctls?: bigint;
-    ownProcess?: boolean;
-    engine?: boolean;
-    events?: boolean;
-  };
-}
-
-export interface NativeSource {
-  info(): { closed: boolean; kind?: string; size?: number };
-  read(offset: number, length: number): Buffer;
-  close(): void;
-}
-
-export interface LatencySummary {
-  count?: number;
-  meanNs: number;
-  p50Ns: number;
-  p90Ns: number;
-  p99Ns: number;
-  maxNs: number;
-}
-
-export interface NativeEngineStats {
-  faults: number;
-  pages: number;
-  bytes: number;
-  zeroPages: number;
-  wpFaults: number;
-  minorFaults: number;
-  exists: number;
-  retries: number;
-  dropped: number;
-  unserved: number;
-  errors: number;
-  events: number;
-  ioctls: number;
-  /** Service latency: summary plus the histogram's non-empty buckets as [lowerBoundNs, count]. */
-  latency: LatencySummary & { count: number; buckets: [number, number][] };
-  running: boolean;
-}
-
-export interface NativeEngine {
-  serve(address: number | bigint, length: number, source: NativeSource, sourceOffset: number, pageSize: number): void;
-  unserve(address: number | bigint, length: number): void;
-  start(onEvent: (ev: RawEvent) => void): void;
-  stop(): NativeEngineStats;
-  stats(): NativeEngineStats;
-  resetStats(): void;
-  close(): void;
-  running(): boolean;
-}
-
-export interface TouchResult {
-  pages: number;
-  elapsedNs: number;
-  byteSum: number;
-  latency: LatencySummary;
+/**
+ * Everything the addon exports (native/addon.cc), in one declaration. Only lib/ talks to it; users use the
+ * typed classes. Each capability's part is declared in its own file: uffd.ts, rdma.ts, cm.ts, seqpacket.ts.
+ */
+export interface NativeBinding extends UffdBinding, SeqPacketBinding {
+  /** The classes errors built natively are made of (further ones, for argument errors, optional). */
+  setErrorClasses(system: NativeClass, state: NativeClass, ...argumentErrors: NativeClass[]): void;
+  /** libibverbs and librdmacm, loaded with dlopen on first use. */
+  rdma: VerbsBinding & CmBinding;
 }
 
 export const native = loadBinding(root) as NativeBinding;

@@ -19,62 +19,14 @@
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { native } from '../native/binding.js';
+import { native, type CmIdInfo, type RawCmChannel, type RawCmEvent, type RawCmId } from '../native/index.js';
 import { StateError, SystemError, argType } from '../errors.js';
 import { integer, object } from '../validate.js';
-import type { Access, QpAttributes, QueuePair } from './index.js';
+import type { Access, QueuePair } from './index.js';
 
-interface RawCmChannel {
-  start(cb: (ev: RawCmEvent) => void): void;
-  ref(on: boolean): void;
-  close(): void;
-  isClosed(): boolean;
-}
-interface RawCmId {
-  bind(host: string, port: number): void;
-  listen(backlog: number): void;
-  resolveAddr(host: string, port: number, timeoutMs: number, src?: string): void;
-  resolveRoute(timeoutMs: number): void;
-  connect(p: object): void;
-  accept(p: object): void;
-  reject(data?: Uint8Array): void;
-  establish(): void;
-  disconnect(): void;
-  qpAttr(state: 'INIT' | 'RTR' | 'RTS'): QpAttributes;
-  info(): CmIdInfo;
-  close(): void;
-  isClosed(): boolean;
-}
-interface RawCmEvent {
-  type: string;
-  status: number;
-  id: RawCmId;
-  listenId?: RawCmId;
-  privateData?: Buffer;
-  qpNum?: number;
-  responderResources?: number;
-  initiatorDepth?: number;
-}
-interface RawCm {
-  RdmaCmChannel: new () => RawCmChannel;
-  RdmaCmId: new (channel: RawCmChannel) => RawCmId;
-  cmStatus(): { library: boolean; reason?: string };
-  ACCESS_LOCAL_WRITE: number;
-  ACCESS_REMOTE_WRITE: number;
-  ACCESS_REMOTE_READ: number;
-  ACCESS_REMOTE_ATOMIC: number;
-}
-const raw = (native as unknown as { rdma: RawCm }).rdma;
+const raw = native.rdma;
 
-/** Where an id is: its device once resolved or bound to a device address, and both ends. */
-export interface CmIdInfo {
-  device?: string;
-  port?: number;
-  localAddress?: string;
-  localPort?: number;
-  peerAddress?: string;
-  peerPort?: number;
-}
+export type { CmIdInfo };
 
 /** A connection-manager event, as delivered to `CmId`'s 'event' listeners. */
 export interface CmEvent {

@@ -7,147 +7,32 @@
  * requests checked once, posted with numbers only) and `cq.pollInto()`
  * (completions as numbers in a reused typed array). See docs/rdma.md.
  */
-import { native as nativeBinding } from '../native/binding.js';
+import {
+  native,
+  type AsyncEvent,
+  type Completion,
+  type DeviceAttributes,
+  type DeviceInfo,
+  type PortAttributes,
+  type QpAttributes,
+  type QpState,
+  type RawChannel,
+  type RawContext,
+  type RawCq,
+  type RawMr,
+  type RawNode,
+  type RawPrepared,
+  type RawQp,
+  type RawSrq,
+} from '../native/index.js';
 import { argRange, argType } from '../errors.js';
 import { EventEmitter } from 'node:events';
 import { integer, object } from '../validate.js';
 import { Region } from '../uffd/region.js';
 
-interface Raw {
-  devices(): DeviceInfo[];
-  status(): { library: boolean; reason?: string };
-  RdmaContext: new (name: string) => RawNode & {
-    startEvents(cb: (ev: AsyncEvent) => void): void;
-    query(): DeviceAttributes;
-    queryPort(port: number): PortAttributes;
-    queryGid(port: number, index: number): string;
-  };
-  RdmaPd: new (ctx: object) => RawNode;
-  RdmaMr: new (
-    pd: object,
-    mem: object,
-    offset: number,
-    length: number,
-    access: number,
-  ) => RawNode & {
-    info(): { addr: number; length: number; lkey: number; rkey: number };
-  };
-  RdmaCq: new (
-    ctx: object,
-    cqe: number,
-    channel?: object,
-  ) => RawNode & {
-    poll(max?: number): readonly Completion[];
-    pollSpin(max: number, spinMicros: number): readonly Completion[];
-    pollInto(out: Float64Array | BigUint64Array, max?: number): number;
-    requestNotify(solicitedOnly: boolean): void;
-  };
-  RdmaAh: new (pd: object, attrs: object) => RawNode;
-  RdmaSrq: new (pd: object, attrs: object) => RawNode & { postRecv(wrs: readonly object[]): void };
-  RdmaChannel: new (ctx: object) => RawNode & { start(cb: (cq: object) => void): void; ref(on: boolean): void };
-  RdmaQp: new (
-    pd: object,
-    sendCq: object,
-    recvCq: object,
-    opts: object,
-  ) => RawNode & {
-    info(): { qpNum: number; state: QpState; type: 'RC' | 'UD' };
-    modify(attrs: QpAttributes): void;
-    postSend(wrs: readonly object[]): void;
-    postRecv(wrs: readonly object[]): void;
-  };
-  RdmaPrepared: new (
-    qp: object,
-    wrs: readonly object[],
-  ) => RawNode & {
-    layout(): number[];
-    read(ctl: Float64Array): void;
-    post(ctl?: Float64Array, count?: number): void;
-  };
-  wcStatusStr(status: number): string;
-  WC_SLOTS: number;
-  WC_WITH_IMM: number;
-  ACCESS_LOCAL_WRITE: number;
-  ACCESS_REMOTE_WRITE: number;
-  ACCESS_REMOTE_READ: number;
-  ACCESS_REMOTE_ATOMIC: number;
-}
-interface RawNode {
-  close(): void;
-  isClosed(): boolean;
-}
+const raw = native.rdma;
 
-const raw = (nativeBinding as unknown as { rdma: Raw }).rdma;
-
-export interface DeviceInfo {
-  name: string;
-  guid: string;
-  transport: 'ib' | 'iwarp' | 'other';
-}
-export interface DeviceAttributes {
-  fwVer: string;
-  vendorId: number;
-  vendorPartId: number;
-  maxMrSize: number;
-  maxQp: number;
-  maxQpWr: number;
-  maxSge: number;
-  maxCq: number;
-  maxCqe: number;
-  maxMr: number;
-  maxPd: number;
-  maxQpRdAtom: number;
-  atomicCap: 'none' | 'hca' | 'glob';
-  physPortCnt: number;
-}
-export interface PortAttributes {
-  state: 'NOP' | 'DOWN' | 'INIT' | 'ARMED' | 'ACTIVE' | 'ACTIVE_DEFER' | 'UNKNOWN';
-  maxMtu: number;
-  activeMtu: number;
-  gidTblLen: number;
-  lid: number;
-  linkLayer: 'ethernet' | 'infiniband';
-}
-export type QpState = 'RESET' | 'INIT' | 'RTR' | 'RTS' | 'SQD' | 'SQE' | 'ERR';
 export type Access = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic';
-export interface QpAttributes {
-  state?: QpState;
-  portNum?: number;
-  pkeyIndex?: number;
-  access?: number;
-  qkey?: number;
-  pathMtu?: number;
-  destQpNum?: number;
-  rqPsn?: number;
-  sqPsn?: number;
-  maxDestRdAtomic?: number;
-  maxRdAtomic?: number;
-  minRnrTimer?: number;
-  timeout?: number;
-  retryCnt?: number;
-  rnrRetry?: number;
-  /** The peer's address vector (RoCE: its GID), with the local GID index and port used to reach it. */
-  dgid?: string;
-  sgidIndex?: number;
-  hopLimit?: number;
-  ahPort?: number;
-}
-export interface Completion {
-  wrId: bigint;
-  ok: boolean;
-  status: string;
-  opcode: string;
-  byteLen: number;
-  qpNum: number;
-  srcQp: number;
-  imm?: number;
-}
-/** An asynchronous event of the device: port up/down, QP or CQ errors. */
-export interface AsyncEvent {
-  type: string;
-  port?: number;
-  qpNum?: number;
-}
 export interface Sge {
   mr: MemoryRegion;
   offset?: number;
@@ -228,10 +113,10 @@ abstract class Node implements Disposable {
 }
 
 export class Context extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaContext']>;
+  /** @internal */ readonly raw: RawContext;
   /** Device async events ('event' listeners): port active/error, QP fatal, CQ error… */
   readonly events = new EventEmitter<{ event: [AsyncEvent] }>();
-  private constructor(r: InstanceType<Raw['RdmaContext']>) {
+  private constructor(r: RawContext) {
     super();
     this.raw = r;
     // The native side holds this callback strongly: it must not hold the Context (or the Context could never be collected).
@@ -325,7 +210,7 @@ export class AddressHandle extends Node {
 }
 
 export class SharedReceiveQueue extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaSrq']>;
+  /** @internal */ readonly raw: RawSrq;
   constructor(
     readonly pd: ProtectionDomain,
     options?: { maxWr?: number; maxSge?: number },
@@ -340,7 +225,7 @@ export class SharedReceiveQueue extends Node {
 }
 
 export class MemoryRegion extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaMr']>;
+  /** @internal */ readonly raw: RawMr;
   constructor(
     readonly pd: ProtectionDomain,
     memory: Region | ArrayBuffer | ArrayBufferView | RawRange,
@@ -378,7 +263,7 @@ const waitingChannels = new Set<CompletionChannel>();
 
 /** Completion events of its CQs, read on the libuv loop (no busy JS loop). */
 export class CompletionChannel extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaChannel']>;
+  /** @internal */ readonly raw: RawChannel;
   private readonly cqs = new Map<object, CompletionQueue>();
   private waiting = 0;
   constructor(readonly context: Context) {
@@ -410,7 +295,7 @@ export class CompletionChannel extends Node {
 }
 
 export class CompletionQueue extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaCq']>;
+  /** @internal */ readonly raw: RawCq;
   private waiters: (() => void)[] = [];
   constructor(
     readonly context: Context,
@@ -489,7 +374,7 @@ export interface QpOptions {
 }
 
 export class QueuePair extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaQp']>;
+  /** @internal */ readonly raw: RawQp;
   constructor(
     readonly pd: ProtectionDomain,
     readonly sendCq: CompletionQueue,
@@ -602,7 +487,7 @@ export class QueuePair extends Node {
  * ```
  */
 export class PreparedSend extends Node {
-  /** @internal */ readonly raw: InstanceType<Raw['RdmaPrepared']>;
+  /** @internal */ readonly raw: RawPrepared;
   /** How many work requests it holds. */
   readonly length: number;
   private readonly ctl: Float64Array;
@@ -688,6 +573,7 @@ export function wcOpcodeName(opcode: number): string {
   return WC_OPCODES[opcode] ?? 'OTHER';
 }
 
+export type { AsyncEvent, Completion, DeviceAttributes, DeviceInfo, PortAttributes, QpAttributes, QpState };
 export { RdmaConnection, type ConnectionOptions } from './connection.js';
 export { handshake, HandshakeError, type Endpoint } from './handshake.js';
 export { CmEventChannel, CmId, CmError, cmStatus, type CmEvent, type CmIdInfo, type CmConnectOptions } from './cm.js';
