@@ -22,7 +22,8 @@ import os from 'node:os';
 import { native, type CmIdInfo, type RawCmChannel, type RawCmEvent, type RawCmId } from '../native/index.js';
 import { StateError, SystemError, argType } from '../errors.js';
 import { integer, object } from '../validate.js';
-import type { Access, QueuePair } from './index.js';
+import { accessBits, type Access } from './access.js';
+import type { QueuePair } from './qp.js';
 
 const raw = native.rdma;
 
@@ -83,18 +84,6 @@ export class CmError extends SystemError {
 
 function closedError(what: string): StateError {
   return new StateError(`${what} is closed`, { code: 'ERR_CLOSED' });
-}
-
-function accessBits(list: readonly Access[]): number {
-  let bits = 0;
-  for (const a of list) {
-    if (a === 'local-write') bits |= raw.ACCESS_LOCAL_WRITE;
-    else if (a === 'remote-write') bits |= raw.ACCESS_REMOTE_WRITE;
-    else if (a === 'remote-read') bits |= raw.ACCESS_REMOTE_READ;
-    else if (a === 'remote-atomic') bits |= raw.ACCESS_REMOTE_ATOMIC;
-    else throw argType(`unknown access flag ${String(a)}`);
-  }
-  return bits;
 }
 
 const busyChannels = new Set<CmEventChannel>();

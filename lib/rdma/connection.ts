@@ -15,15 +15,12 @@ import { integer } from '../validate.js';
 import { HandshakeError, handshake, type Endpoint } from './handshake.js';
 import { CmError, CmEventChannel, type CmId } from './cm.js';
 import { NonceCache, decodeReply, decodeRequest, encodeReply, encodeRequest, requestNonce } from './cm-auth.js';
-import {
-  Context,
-  type Completion,
-  type CompletionChannel,
-  type CompletionQueue,
-  type MemoryRegion,
-  type ProtectionDomain,
-  type QueuePair,
-} from './index.js';
+import type { Completion } from '../native/index.js';
+import { Context } from './context.js';
+import type { CompletionChannel, CompletionQueue } from './cq.js';
+import type { MemoryRegion } from './mr.js';
+import type { ProtectionDomain } from './pd.js';
+import type { QueuePair } from './qp.js';
 
 export interface ConnectionOptions {
   /** RDMA device (e.g. 'rxe0'). */
