@@ -1,6 +1,6 @@
 // Completion queues and the completion channel that lets one be awaited on the event loop.
 import { native, type Completion, type RawChannel, type RawCq } from '../native/index.js';
-import { argType } from '../errors.js';
+import { StateError, argType } from '../errors.js';
 import { integer } from '../validate.js';
 import type { Context } from './context.js';
 import { VerbsObject } from './verbs-object.js';
@@ -93,7 +93,7 @@ export class CompletionQueue extends VerbsObject {
       } finally {
         this.channel.hold(-1);
       }
-      if (this.closed) throw Object.assign(new Error('completion queue closed while waiting'), { code: 'ERR_CLOSED' });
+      if (this.closed) throw new StateError('completion queue closed while waiting', { code: 'ERR_CLOSED' });
     }
   }
   /** @internal */ wakeWaiters(): void {
