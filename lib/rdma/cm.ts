@@ -172,12 +172,14 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   private listening = false;
   private connected = false;
   private isClosed = false;
-  /** @internal */
+  /** Not for direct use: ids come from `channel.createId()` (and from a listening id's 'request' events). */
   constructor(
     readonly channel: CmEventChannel,
     private readonly raw: RawCmId,
     request?: CmEvent,
   ) {
+    if (!(channel instanceof CmEventChannel) || !(raw instanceof native.rdma.RdmaCmId))
+      throw argType('a CmId is not constructed directly: create one with channel.createId() of a CmEventChannel');
     super();
     if (request) this.request = request;
     channel.register(raw, this);

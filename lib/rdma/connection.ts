@@ -237,7 +237,8 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     onError?: (e: Error) => void,
   ): Promise<net.Server> {
     const secret = secretOf(options);
-    checkOptions(options);
+    const { device } = checkOptions(options);
+    Context.open(device).close(); // each connection opens its own context; this one proves the device is there
     const server = AuthChannel.server(
       secret,
       (ch) => {

@@ -7,17 +7,28 @@ import {
   type PortAttributes,
   type RawContext,
 } from '../native/index.js';
-import { argType } from '../errors.js';
+import { StateError, SystemError, argType } from '../errors.js';
 import { integer } from '../validate.js';
 import { CompletionChannel, CompletionQueue } from './cq.js';
 import { ProtectionDomain } from './pd.js';
 import { VerbsObject } from './verbs-object.js';
+
+/** The error of a device that cannot be opened, saying which device (ENOSYS from a kernel without RDMA does not). */
+function namingDevice(name: string, e: unknown): unknown {
+  const message = `cannot open RDMA device '${name}': ${(e as Error).message}`;
+  if (e instanceof SystemError)
+    return new SystemError(message, { code: e.code, errno: e.errno, syscall: e.syscall, cause: e });
+  if (e instanceof StateError) return new StateError(message, { code: e.code, cause: e });
+  return e;
+}
 
 export class Context extends VerbsObject {
   /** @internal */ readonly raw: RawContext;
   /** Device async events ('event' listeners): port active/error, QP fatal, CQ error… */
   readonly events = new EventEmitter<{ event: [AsyncEvent] }>();
   private constructor(r: RawContext) {
+    if (!(r instanceof native.rdma.RdmaContext))
+      throw argType('a Context is not constructed directly: use Context.open(name)');
     super();
     this.raw = r;
     // The native side holds this callback strongly: it must not hold the Context (or the Context could never be collected).
@@ -27,7 +38,13 @@ export class Context extends VerbsObject {
   /** Open a device by name (e.g. 'rxe0'). */
   static open(name: string): Context {
     if (typeof name !== 'string') throw argType('device name must be a string');
-    return new Context(new native.rdma.RdmaContext(name));
+    let r: RawContext;
+    try {
+      r = new native.rdma.RdmaContext(name);
+    } catch (e) {
+      throw namingDevice(name, e);
+    }
+    return new Context(r);
   }
   query(): DeviceAttributes {
     return this.raw.query();
