@@ -197,9 +197,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     } = parts);
     this.control = parts.control;
     this.control.onLoss((cause) =>
-      this.fail(
-        new RdmaError(`peer closed the connection${cause ? ` (${cause.message})` : ''}`, { code: 'ECONNRESET', cause }),
-      ),
+      this.fail(new RdmaError(`lost the peer: ${cause?.message ?? 'it disconnected'}`, { code: 'ECONNRESET', cause })),
     );
     void this.drain();
   }
