@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lint step (run by scripts/test.sh, and by `npm run lint`): type-aware eslint,
-# formatting (prettier for TypeScript and JSON, clang-format for C and C++).
+# formatting (prettier for TypeScript and JSON, clang-format for C and C++), import cycles.
 # Prints what failed and exits non-zero if anything did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +19,7 @@ step clang-format clang_format
 # A benchmark never imports a test folder: what both need lives in testkit/.
 bench_imports() { ! grep -rnE "(from|import\()\s*'(\.\./)+test/" bench --include='*.ts'; }
 step bench-imports bench_imports
+# No runtime import cycle in lib/ (.dependency-cruiser.cjs says why type-only imports may close one).
+step cycles npx depcruise lib --config .dependency-cruiser.cjs
 
 if [ ${#failed[@]} -gt 0 ]; then echo "lint failed: ${failed[*]}" >&2; exit 1; fi

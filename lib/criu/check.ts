@@ -1,6 +1,6 @@
 // check(): what CRIU and this kernel offer, probed once and cached.
 import { readFile } from 'node:fs/promises';
-import { native } from '../native.js';
+import { native } from '../native/index.js';
 import { criuEnv, findCriu, probeHwBreakpoints } from './env.js';
 import { CriuError } from './errors.js';
 import { swrkRequest } from './swrk.js';

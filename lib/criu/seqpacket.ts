@@ -1,5 +1,5 @@
 // A SOCK_SEQPACKET socketpair from the addon: the transport of CRIU's RPC.
-import { native, type NativeSeqPacket } from '../native.js';
+import { native, type NativeSeqPacket } from '../native/index.js';
 import { argType } from '../errors.js';
 
 /**

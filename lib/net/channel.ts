@@ -1,8 +1,9 @@
 /**
  * An authenticated, framed TCP channel between two agents that share a
- * secret. The handshake proves both sides hold the secret (HMAC-SHA256 over
- * both fresh nonces and the roles, as lib/rdma/handshake.ts does) and derives
- * one key per direction; after it every frame carries an HMAC over its
+ * secret (the migration agents, and RdmaConnection's TCP set-up in
+ * lib/rdma/handshake.ts). The handshake proves both sides hold the secret
+ * (HMAC-SHA256 over both fresh nonces and the roles) and derives one key per
+ * direction; after it every frame carries an HMAC over its
  * sequence number, type and payload, so a frame cannot be forged, altered,
  * replayed, reordered or dropped without the receiver noticing. Frames are
  * typed and size-limited: JSON messages (objects) and binary data on

@@ -14,7 +14,7 @@
  * refused (replay).
  */
 import crypto from 'node:crypto';
-import { HandshakeError } from './handshake.js';
+import { HandshakeError } from './errors.js';
 
 export interface Window {
   addr: number;
@@ -46,7 +46,7 @@ function putWindow(b: Buffer, at: number, w: Window): void {
     w.rkey < 0 ||
     w.rkey > 0xffffffff
   )
-    throw new HandshakeError('ERR_BAD_FRAME', 'window fields out of range');
+    throw new HandshakeError('window fields out of range', { code: 'ERR_BAD_FRAME' });
   b.writeBigUInt64LE(BigInt(w.addr), at);
   b.writeUInt32LE(w.rkey, at + 8);
   b.writeBigUInt64LE(BigInt(w.length), at + 12);
@@ -56,14 +56,15 @@ function getWindow(b: Buffer, at: number): Window {
   const addr = b.readBigUInt64LE(at);
   const length = b.readBigUInt64LE(at + 12);
   if (addr > BigInt(Number.MAX_SAFE_INTEGER) || length > BigInt(Number.MAX_SAFE_INTEGER))
-    throw new HandshakeError('ERR_BAD_FRAME', 'window fields out of range');
+    throw new HandshakeError('window fields out of range', { code: 'ERR_BAD_FRAME' });
   return { addr: Number(addr), rkey: b.readUInt32LE(at + 8), length: Number(length) };
 }
 
 function check(data: Buffer | undefined, len: number, what: string): Buffer {
   // RoCE/IB pad private data to the message's fixed size: only a short one is malformed.
-  if (!data || data.length < len) throw new HandshakeError('ERR_BAD_FRAME', `${what} private data is missing or short`);
-  if (data[0] !== VERSION) throw new HandshakeError('ERR_VERSION', `unsupported ${what} version ${data[0]}`);
+  if (!data || data.length < len)
+    throw new HandshakeError(`${what} private data is missing or short`, { code: 'ERR_BAD_FRAME' });
+  if (data[0] !== VERSION) throw new HandshakeError(`unsupported ${what} version ${data[0]}`, { code: 'ERR_VERSION' });
   return data.subarray(0, len);
 }
 
@@ -115,12 +116,12 @@ export function decodeRequest(
 ): { window: Window; nonce: Buffer } {
   const b = check(data, REQ_LEN, 'request');
   if (!crypto.timingSafeEqual(b.subarray(33, 49), mac(secret, 'sos-rdma-cm-req', qpNum, b.subarray(0, 33))))
-    throw new HandshakeError('ERR_AUTH', 'peer failed authentication (wrong secret or tampered parameters)');
+    throw new HandshakeError('peer failed authentication (wrong secret or tampered parameters)', { code: 'ERR_AUTH' });
   const t = b.readUInt32LE(1);
   if (Math.abs(t - Math.floor(nowMs / 1000)) > maxSkewS)
-    throw new HandshakeError('ERR_STALE', `request time is more than ${maxSkewS} s off`);
+    throw new HandshakeError(`request time is more than ${maxSkewS} s off`, { code: 'ERR_STALE' });
   const nonce = Buffer.from(b.subarray(5, 13));
-  if (!seen.add(nonce, nowMs)) throw new HandshakeError('ERR_REPLAY', 'request was seen before');
+  if (!seen.add(nonce, nowMs)) throw new HandshakeError('request was seen before', { code: 'ERR_REPLAY' });
   return { window: getWindow(b, 13), nonce };
 }
 
@@ -137,7 +138,7 @@ export function encodeReply(secret: Buffer, nonce: Buffer, qpNum: number, w: Win
 export function decodeReply(secret: Buffer, nonce: Buffer, qpNum: number, data: Buffer | undefined): Window {
   const b = check(data, REP_LEN, 'reply');
   if (!crypto.timingSafeEqual(b.subarray(21, 37), mac(secret, 'sos-rdma-cm-rep', qpNum, nonce, b.subarray(0, 21))))
-    throw new HandshakeError('ERR_AUTH', 'peer failed authentication (wrong secret or tampered parameters)');
+    throw new HandshakeError('peer failed authentication (wrong secret or tampered parameters)', { code: 'ERR_AUTH' });
   return getWindow(b, 1);
 }
 

@@ -19,62 +19,15 @@
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { native } from '../native.js';
+import { native, type CmIdInfo, type RawCmChannel, type RawCmEvent, type RawCmId } from '../native/index.js';
 import { StateError, SystemError, argType } from '../errors.js';
 import { integer, object } from '../validate.js';
-import type { Access, QpAttributes, QueuePair } from './index.js';
+import { accessBits, type Access } from './access.js';
+import type { QueuePair } from './qp.js';
 
-interface RawCmChannel {
-  start(cb: (ev: RawCmEvent) => void): void;
-  ref(on: boolean): void;
-  close(): void;
-  isClosed(): boolean;
-}
-interface RawCmId {
-  bind(host: string, port: number): void;
-  listen(backlog: number): void;
-  resolveAddr(host: string, port: number, timeoutMs: number, src?: string): void;
-  resolveRoute(timeoutMs: number): void;
-  connect(p: object): void;
-  accept(p: object): void;
-  reject(data?: Uint8Array): void;
-  establish(): void;
-  disconnect(): void;
-  qpAttr(state: 'INIT' | 'RTR' | 'RTS'): QpAttributes;
-  info(): CmIdInfo;
-  close(): void;
-  isClosed(): boolean;
-}
-interface RawCmEvent {
-  type: string;
-  status: number;
-  id: RawCmId;
-  listenId?: RawCmId;
-  privateData?: Buffer;
-  qpNum?: number;
-  responderResources?: number;
-  initiatorDepth?: number;
-}
-interface RawCm {
-  RdmaCmChannel: new () => RawCmChannel;
-  RdmaCmId: new (channel: RawCmChannel) => RawCmId;
-  cmStatus(): { library: boolean; reason?: string };
-  ACCESS_LOCAL_WRITE: number;
-  ACCESS_REMOTE_WRITE: number;
-  ACCESS_REMOTE_READ: number;
-  ACCESS_REMOTE_ATOMIC: number;
-}
-const raw = (native as unknown as { rdma: RawCm }).rdma;
+const raw = native.rdma;
 
-/** Where an id is: its device once resolved or bound to a device address, and both ends. */
-export interface CmIdInfo {
-  device?: string;
-  port?: number;
-  localAddress?: string;
-  localPort?: number;
-  peerAddress?: string;
-  peerPort?: number;
-}
+export type { CmIdInfo };
 
 /** A connection-manager event, as delivered to `CmId`'s 'event' listeners. */
 export interface CmEvent {
@@ -131,18 +84,6 @@ export class CmError extends SystemError {
 
 function closedError(what: string): StateError {
   return new StateError(`${what} is closed`, { code: 'ERR_CLOSED' });
-}
-
-function accessBits(list: readonly Access[]): number {
-  let bits = 0;
-  for (const a of list) {
-    if (a === 'local-write') bits |= raw.ACCESS_LOCAL_WRITE;
-    else if (a === 'remote-write') bits |= raw.ACCESS_REMOTE_WRITE;
-    else if (a === 'remote-read') bits |= raw.ACCESS_REMOTE_READ;
-    else if (a === 'remote-atomic') bits |= raw.ACCESS_REMOTE_ATOMIC;
-    else throw argType(`unknown access flag ${String(a)}`);
-  }
-  return bits;
 }
 
 const busyChannels = new Set<CmEventChannel>();
@@ -231,12 +172,14 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   private listening = false;
   private connected = false;
   private isClosed = false;
-  /** @internal */
+  /** Not for direct use: ids come from `channel.createId()` (and from a listening id's 'request' events). */
   constructor(
     readonly channel: CmEventChannel,
     private readonly raw: RawCmId,
     request?: CmEvent,
   ) {
+    if (!(channel instanceof CmEventChannel) || !(raw instanceof native.rdma.RdmaCmId))
+      throw argType('a CmId is not constructed directly: create one with channel.createId() of a CmEventChannel');
     super();
     if (request) this.request = request;
     channel.register(raw, this);

@@ -1,29 +1,30 @@
 /**
  * RdmaConnection: one RC queue pair to a peer, with a registered local
  * memory window and the peer's window, connected through an authenticated
- * TCP handshake (lib/rdma/handshake.ts). read()/write() return promises and
- * may be many in flight; completions arrive through a completion channel on
- * the event loop. The TCP socket stays open as the control channel: when the
- * peer goes away the connection fails its pending operations and closes.
+ * TCP channel (lib/net/channel.ts, the exchange in lib/rdma/handshake.ts) or
+ * through rdma_cm. read()/write() return promises and may be many in flight;
+ * completions arrive through a completion channel on the event loop. The TCP
+ * channel stays open as the control channel: when the peer goes away (or goes
+ * silent past the channel's liveness timeout) the connection fails its pending
+ * operations and closes.
  */
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
-import { argRange, argType } from '../errors.js';
+import type net from 'node:net';
+import { StateError, argRange, argType } from '../errors.js';
+import { AuthChannel } from '../net/channel.js';
 import { Region } from '../uffd/region.js';
 import { integer } from '../validate.js';
-import { HandshakeError, handshake, type Endpoint } from './handshake.js';
+import { CompletionError, HandshakeError, RdmaError } from './errors.js';
+import { handshake, handshakeError, refuse, type Endpoint } from './handshake.js';
 import { CmError, CmEventChannel, type CmId } from './cm.js';
 import { NonceCache, decodeReply, decodeRequest, encodeReply, encodeRequest, requestNonce } from './cm-auth.js';
-import {
-  Context,
-  type Completion,
-  type CompletionChannel,
-  type CompletionQueue,
-  type MemoryRegion,
-  type ProtectionDomain,
-  type QueuePair,
-} from './index.js';
+import type { Completion } from '../native/index.js';
+import { Context } from './context.js';
+import type { CompletionChannel, CompletionQueue } from './cq.js';
+import type { MemoryRegion } from './mr.js';
+import type { ProtectionDomain } from './pd.js';
+import type { QueuePair } from './qp.js';
 
 export interface ConnectionOptions {
   /** RDMA device (e.g. 'rxe0'). */
@@ -41,7 +42,8 @@ export interface ConnectionOptions {
 function secretOf(o: ConnectionOptions): Buffer {
   const secret = typeof o.secret === 'string' ? Buffer.from(o.secret) : o.secret;
   if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
-  if (secret.length < 16) throw new HandshakeError('ERR_WEAK_SECRET', 'the shared secret must be at least 16 bytes');
+  if (secret.length < 16)
+    throw new HandshakeError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
   return secret;
 }
 
@@ -50,15 +52,14 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-/** What tells a connection that its peer is gone, and ends that link: a TCP socket or an rdma_cm id. */
+/** What tells a connection that its peer is gone (and why, if known), and ends that link: a channel or an rdma_cm id. */
 interface Control {
-  onLoss(f: () => void): void;
+  onLoss(f: (cause?: Error) => void): void;
   destroy(): void;
 }
 
-function socketControl(sock: net.Socket): Control {
-  sock.on('error', () => sock.destroy());
-  return { onLoss: (f) => sock.on('close', f), destroy: () => sock.destroy() };
+function channelControl(ch: AuthChannel): Control {
+  return { onLoss: (f) => ch.on('close', (e) => f(e ?? undefined)), destroy: () => ch.destroy() };
 }
 
 function cmControl(id: CmId, done: () => void): Control {
@@ -91,6 +92,61 @@ function verbsFor(device: string, depth: number, memory: Region) {
     return { ctx, pd, channel, cq, qp, mr };
   } catch (e) {
     ctx.close();
+    throw e;
+  }
+}
+
+/** What one side brings to a TCP-set-up connection: its verbs, its window, and the endpoint the peer needs. */
+interface Local {
+  verbs: ReturnType<typeof verbsFor>;
+  memory: Region;
+  ownsMemory: boolean;
+  gidIndex: number;
+  mine: Endpoint;
+  close(): void;
+}
+
+function checkOptions(o: ConnectionOptions): { device: string; gidIndex: number; depth: number } {
+  if (typeof o.device !== 'string') throw argType('options.device must be a string');
+  const gidIndex = integer('options.gidIndex', o.gidIndex ?? 1, 0);
+  const depth = integer('options.depth', o.depth ?? 128, 1, 4096);
+  if (o.memory instanceof Region) {
+    if (o.memory.closed) throw argType('options.memory is closed');
+  } else integer('options.memory', o.memory, 4096);
+  return { device: o.device, gidIndex, depth };
+}
+
+function openLocal(o: ConnectionOptions): Local {
+  const { device, gidIndex, depth } = checkOptions(o);
+  const ownsMemory = !(o.memory instanceof Region);
+  const memory = o.memory instanceof Region ? o.memory : Region.anonymous(o.memory);
+  let verbs: ReturnType<typeof verbsFor> | undefined;
+  try {
+    verbs = verbsFor(device, depth, memory);
+    const { ctx, qp, mr } = verbs;
+    const mine: Endpoint = {
+      qpNum: qp.qpNum,
+      gid: ctx.queryGid(1, gidIndex),
+      psn: crypto.randomInt(0, 0xffffff),
+      addr: mr.addr,
+      rkey: mr.rkey,
+      length: mr.length,
+    };
+    const v = verbs;
+    return {
+      verbs,
+      memory,
+      ownsMemory,
+      gidIndex,
+      mine,
+      close: () => {
+        v.ctx.close();
+        if (ownsMemory) memory.close();
+      },
+    };
+  } catch (e) {
+    verbs?.ctx.close();
+    if (ownsMemory) memory.close();
     throw e;
   }
 }
@@ -140,39 +196,67 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       remote: this.remote,
     } = parts);
     this.control = parts.control;
-    this.control.onLoss(() =>
-      this.fail(Object.assign(new Error('peer closed the connection'), { code: 'ECONNRESET' })),
+    this.control.onLoss((cause) =>
+      this.fail(new RdmaError(`lost the peer: ${cause?.message ?? 'it disconnected'}`, { code: 'ECONNRESET', cause })),
     );
     void this.drain();
   }
   private readonly control: Control;
 
-  /** Connect to a listening peer. */
+  /**
+   * Connect to a listening peer. The device and the window are set up first (an unusable device
+   * fails before the network is touched), then the authenticated channel and the endpoint exchange.
+   */
   static async connect(host: string, port: number, options: ConnectionOptions): Promise<RdmaConnection> {
-    secretOf(options); // refuse a bad secret before touching the network
-    const sock = net.connect({ host, port });
-    await new Promise<void>((res, rej) => {
-      sock.once('connect', res);
-      sock.once('error', rej);
-    });
-    return await RdmaConnection.establish(sock, 'client', options);
+    const secret = secretOf(options);
+    const local = openLocal(options);
+    let ch: AuthChannel | undefined;
+    try {
+      ch = await AuthChannel.connect({ host, port, secret }).catch((e: unknown) => {
+        throw handshakeError(e);
+      });
+      return await RdmaConnection.establish(ch, local);
+    } catch (e) {
+      local.close();
+      ch?.destroy();
+      throw e;
+    }
   }
 
-  /** Accept connections on host:port; each authenticated peer becomes a connection. */
-  static listen(
+  /**
+   * Accept connections on host:port; each authenticated peer becomes a connection. Rejects at once when
+   * `options.device` cannot be opened (the error names it) or another option is wrong.
+   */
+  static async listen(
     host: string,
     port: number,
     options: ConnectionOptions,
     onConnection: (c: RdmaConnection) => void,
     onError?: (e: Error) => void,
   ): Promise<net.Server> {
-    const server = net.createServer((sock) => {
-      RdmaConnection.establish(sock, 'server', options).then(onConnection, (e: Error) => {
-        sock.destroy();
-        onError?.(e);
-      });
-    });
-    return new Promise((res, rej) => {
+    const secret = secretOf(options);
+    const { device } = checkOptions(options);
+    Context.open(device).close(); // each connection opens its own context; this one proves the device is there
+    const server = AuthChannel.server(
+      secret,
+      (ch) => {
+        let local: Local;
+        try {
+          local = openLocal(options);
+        } catch (e) {
+          refuse(ch, e);
+          onError?.(e as Error);
+          return;
+        }
+        RdmaConnection.establish(ch, local).then(onConnection, (e: Error) => {
+          local.close();
+          refuse(ch, e);
+          onError?.(e);
+        });
+      },
+      { onRefused: (e) => onError?.(handshakeError(e) as Error) },
+    );
+    return await new Promise((res, rej) => {
       server.once('error', rej);
       server.listen(port, host, () => res(server));
     });
@@ -217,7 +301,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       } catch (e) {
         const code =
           e instanceof CmError ? /^ERR_[A-Z_]+/.exec(e.privateData?.toString('latin1') ?? '')?.[0] : undefined;
-        if (code) throw new HandshakeError('ERR_PEER', `peer refused: ${code}`);
+        if (code) throw new HandshakeError(`peer refused: ${code}`, { code: 'ERR_PEER', cause: e });
         throw e;
       }
       const w = decodeReply(secret, requestNonce(request), reply.qpNum, reply.privateData);
@@ -315,41 +399,14 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     };
   }
 
-  private static async establish(
-    sock: net.Socket,
-    role: 'client' | 'server',
-    o: ConnectionOptions,
-  ): Promise<RdmaConnection> {
-    if (typeof o.device !== 'string') throw argType('options.device must be a string');
-    const secret = secretOf(o);
-    const gidIndex = integer('options.gidIndex', o.gidIndex ?? 1, 0);
-    const depth = integer('options.depth', o.depth ?? 128, 1, 4096);
-    const ownsMemory = !(o.memory instanceof Region);
-    const memory = o.memory instanceof Region ? o.memory : Region.anonymous(integer('options.memory', o.memory, 4096));
-    let verbs: ReturnType<typeof verbsFor> | undefined;
-    try {
-      verbs = verbsFor(o.device, depth, memory);
-      const { ctx, qp, mr } = verbs;
-      const psn = crypto.randomInt(0, 0xffffff);
-      const mine: Endpoint = {
-        qpNum: qp.qpNum,
-        gid: ctx.queryGid(1, gidIndex),
-        psn,
-        addr: mr.addr,
-        rkey: mr.rkey,
-        length: mr.length,
-      };
-      const peer = await handshake(sock, role, secret, mine);
-      qp.toInit();
-      qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: gidIndex });
-      qp.toRts({ psn });
-      return new RdmaConnection({ ...verbs, memory, ownsMemory, remote: peer, control: socketControl(sock) });
-    } catch (e) {
-      verbs?.ctx.close();
-      if (ownsMemory) memory.close();
-      sock.destroy();
-      throw e;
-    }
+  private static async establish(ch: AuthChannel, local: Local): Promise<RdmaConnection> {
+    const peer = await handshake(ch, local.mine);
+    const { qp } = local.verbs;
+    qp.toInit();
+    qp.toRtr({ qpNum: peer.qpNum, gid: peer.gid, psn: peer.psn }, { sgidIndex: local.gidIndex });
+    qp.toRts({ psn: local.mine.psn });
+    const { memory, ownsMemory } = local;
+    return new RdmaConnection({ ...local.verbs, memory, ownsMemory, remote: peer, control: channelControl(ch) });
   }
 
   /**
@@ -372,14 +429,14 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
   }
 
   close(): void {
-    this.fail(Object.assign(new Error('connection closed'), { code: 'ERR_CLOSED' }));
+    this.fail(new StateError('connection closed', { code: 'ERR_CLOSED' }));
   }
   [Symbol.dispose](): void {
     this.close();
   }
 
   private check(remoteOffset: number, length: number, localOffset: number): void {
-    if (this.closed) throw Object.assign(new Error('connection is closed'), { code: 'ERR_CLOSED' });
+    if (this.closed) throw new StateError('connection is closed', { code: 'ERR_CLOSED' });
     integer('length', length, 1, 2 ** 31);
     integer('remoteOffset', remoteOffset);
     integer('localOffset', localOffset);
@@ -429,12 +486,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
         this.pending.delete(c.wrId);
         if (c.ok) p.resolve(c);
         else
-          p.reject(
-            Object.assign(new Error(`RDMA ${c.opcode} failed: ${c.status}`), {
-              code: 'ERR_RDMA_COMPLETION',
-              status: c.status,
-            }),
-          );
+          p.reject(new CompletionError(`RDMA ${c.opcode} failed: ${c.status}`, { status: c.status, opcode: c.opcode }));
       }
     }
   }

@@ -4,7 +4,7 @@
  * crosses into JavaScript. JavaScript chooses sources and reads counters.
  */
 import { EventEmitter } from 'node:events';
-import { native, type NativeEngine, type NativeEngineStats, type RawEvent } from '../native.js';
+import { native, type NativeEngine, type NativeEngineStats, type RawEvent } from '../native/index.js';
 import { argType } from '../errors.js';
 import { integer, object } from '../validate.js';
 import { PageSource } from './source.js';

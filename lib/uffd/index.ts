@@ -18,6 +18,6 @@ export { touch, type TouchOptions, type TouchResult } from './touch.js';
 export { FEATURES, IOCTLS, type Feature, type Ioctl } from './constants.js';
 export type { UffdEvent, PageFaultEvent, ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events.js';
 
-import { native } from '../native.js';
+import { native } from '../native/index.js';
 /** The system page size. */
 export const PAGE_SIZE: number = native.pageSize;

@@ -4,7 +4,7 @@
  * memory the addon does not own (the JS heap) can never be registered.
  */
 import { markAsUntransferable } from 'node:worker_threads';
-import { native, type NativeRegion } from '../native.js';
+import { native, type NativeRegion } from '../native/index.js';
 import { StateError } from '../errors.js';
 import { aligned, bool, integer, object, oneOf } from '../validate.js';
 

@@ -4,7 +4,7 @@
  * network sources of later modules plug in behind the same handle.
  */
 import fs from 'node:fs';
-import { native, type NativeSource } from '../native.js';
+import { native, type NativeSource } from '../native/index.js';
 import { integer, object } from '../validate.js';
 import { Region } from './region.js';
 import { argType } from '../errors.js';

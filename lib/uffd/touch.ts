@@ -1,6 +1,6 @@
 // Fault pages in from native threads (never the JS thread), timing each
 // first access: warm-up, tests and benchmarks of fault service.
-import { native, type TouchResult } from '../native.js';
+import { native, type TouchResult } from '../native/index.js';
 import { bool, integer, object } from '../validate.js';
 import { Region } from './region.js';
 import { argType } from '../errors.js';

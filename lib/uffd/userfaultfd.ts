@@ -4,7 +4,7 @@
  * iterator). Faults can also be served natively by a FaultEngine.
  */
 import { EventEmitter } from 'node:events';
-import { native, type NativeUffd, type RawEvent } from '../native.js';
+import { native, type NativeUffd, type RawEvent } from '../native/index.js';
 import { argType } from '../errors.js';
 import { address as addressArg, aligned, bool, integer, object, oneOf } from '../validate.js';
 import {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { criu, StateError, SystemError } from '../../lib/index.js';
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/native/index.js';
 import { within } from '../../testkit/wait.js';
 
 const { SeqPacket } = criu;

@@ -1,6 +1,6 @@
 // Calls every native method with arbitrary arguments on live and closed
 // handles (seeded). Run as a child process: it must exit 0, not crash or hang.
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/native/index.js';
 import { seeded } from './seeded.js';
 
 type Obj = Record<string, (...a: unknown[]) => unknown>;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FaultEngine, PageSource, Region, Userfaultfd, touch } from '../../lib/index.js';
 import type { PageFaultEvent, UffdEvent } from '../../lib/uffd/index.js';
-import type { RawEvent } from '../../lib/native.js';
+import type { RawEvent } from '../../lib/native/index.js';
 import { JobWorker } from '../helpers/job-worker.js';
 import { allZero, expectedSum, fillPattern, firstMismatch, patternPage } from '../helpers/pattern.js';
 import { ServedChild } from '../helpers/served-child.js';

@@ -1,7 +1,7 @@
 // Misuse gives typed errors, never a crash or a hang.
 import t from 'tap';
 import { FaultEngine, PageSource, Region, SystemError, StateError, Userfaultfd, touch } from '../../lib/index.js';
-import { native } from '../../lib/native.js';
+import { native } from '../../lib/native/index.js';
 import fs from 'node:fs';
 import { sleepsInUserfault, until } from '../../testkit/wait.js';
 

@@ -76,9 +76,14 @@ void t.test('a peer without the secret is refused on both sides', async (t) => {
     { name: 'HandshakeError' },
   );
   t.match(await peer.line(), /^refused ERR_(AUTH|PEER)/);
-  // Garbage instead of a handshake: refused, and the listener keeps serving.
+  // A malformed hello, framed as the channel frames it (u8 type 0x10, u32 length, JSON): refused, and
+  // the listener keeps serving.
   const s = net.connect(peer.port, HOST);
-  s.write('{"v":1,"nonce":"not-hex"}\n');
+  const hello = Buffer.from(JSON.stringify({ v: 1, role: 'client', nonce: 'not-hex' }));
+  const header = Buffer.alloc(5);
+  header.writeUInt8(0x10, 0);
+  header.writeUInt32BE(hello.length, 1);
+  s.write(Buffer.concat([header, hello]));
   t.match(await peer.line(), /^refused ERR_BAD_FRAME/);
   s.destroy();
   await t.rejects(rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'short', memory: 4096 }), {

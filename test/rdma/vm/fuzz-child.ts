@@ -3,7 +3,7 @@
 // live and closed handles, seeded. It must exit 0: no crash, no hang, only
 // Error objects thrown.
 import fs from 'node:fs';
-import { native } from '../../../lib/native.js';
+import { native } from '../../../lib/native/index.js';
 import { DEV, HOST } from './env.js';
 import { seeded } from '../../helpers/seeded.js';
 

@@ -1,42 +1,6 @@
-// Loads the C++ addon once per thread and teaches it our error classes.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { ArgRangeError, ArgTypeError, StateError, SystemError } from './errors.js';
+// The userfaultfd part of the addon (native/uffd/): types only.
 
-const require = createRequire(import.meta.url);
-const here = path.dirname(fileURLToPath(import.meta.url));
-// lib/ is compiled to dist/lib/: the package root is two levels up.
-const root = path.resolve(here, '..', '..');
-const loadBinding = require('node-gyp-build') as (dir: string) => unknown;
-
-type NativeClass = new (...args: never[]) => object;
-
-/** Raw native surface. Only lib/ talks to it; users use the typed classes. */
-export interface NativeBinding {
-  setErrorClasses(system: NativeClass, state: NativeClass, argType: NativeClass, argRange: NativeClass): void;
-  NativeRegion: new (spec: object) => NativeRegion;
-  NativeUffd: (new (spec: object) => NativeUffd) & {
-    probe(via?: string): { features: bigint; ioctls: bigint };
-    fromProcess(pid: number, fd: number): number;
-  };
-  NativeSource: new (spec: object) => NativeSource;
-  NativeEngine: new (uffd: NativeUffd, opts: object) => NativeEngine;
-  touch(region: NativeRegion, offset: number, length: number, opts: object): Promise<TouchResult>;
-  pageSize: number;
-  NativeSeqPacket: new () => NativeSeqPacket;
-}
-
-/** An AF_UNIX SOCK_SEQPACKET socketpair: our end polled by libuv, the peer end for a child. */
-export interface NativeSeqPacket {
-  peerFd(): number;
-  closePeer(): void;
-  send(data: Uint8Array | ArrayBuffer): number;
-  recv(): Promise<Buffer | null>;
-  close(): void;
-  isClosed(): boolean;
-}
-
+/** A mapping the addon owns: anonymous, memfd, file-backed, or attached by id from another thread. */
 export interface NativeRegion {
   buffer(): ArrayBuffer;
   address(): number;
@@ -61,6 +25,7 @@ export interface NativeRegion {
   isClosed(): boolean;
 }
 
+/** One userfaultfd event as read from the fd (or synthesised by the engine: 'unserved', 'error'). */
 export interface RawEvent {
   type: 'pagefault' | 'fork' | 'remap' | 'remove' | 'unmap' | 'unserved' | 'error' | 'unknown';
   address?: number;
@@ -76,6 +41,7 @@ export interface RawEvent {
   event?: number;
 }
 
+/** A userfaultfd: the UFFDIO_* ioctls, its event stream and its state. */
 export interface NativeUffd {
   api(features: bigint): { features: bigint; available: bigint; ioctls: bigint };
   register(address: number | bigint, length: number, mode: number): bigint;
@@ -105,6 +71,7 @@ export interface NativeUffd {
   };
 }
 
+/** Where a fault engine takes pages from: zeroes, a region, or a file. */
 export interface NativeSource {
   info(): { closed: boolean; kind?: string; size?: number };
   read(offset: number, length: number): Buffer;
@@ -139,6 +106,7 @@ export interface NativeEngineStats {
   running: boolean;
 }
 
+/** Serves the faults of a userfaultfd on native threads, from page sources. */
 export interface NativeEngine {
   serve(address: number | bigint, length: number, source: NativeSource, sourceOffset: number, pageSize: number): void;
   unserve(address: number | bigint, length: number): void;
@@ -157,5 +125,16 @@ export interface TouchResult {
   latency: LatencySummary;
 }
 
-export const native = loadBinding(root) as NativeBinding;
-native.setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError);
+/** What the addon exports for userfaultfd, at its top level. */
+export interface UffdBinding {
+  NativeRegion: new (spec: object) => NativeRegion;
+  NativeUffd: (new (spec: object) => NativeUffd) & {
+    probe(via?: string): { features: bigint; ioctls: bigint };
+    fromProcess(pid: number, fd: number): number;
+  };
+  NativeSource: new (spec: object) => NativeSource;
+  NativeEngine: new (uffd: NativeUffd, opts: object) => NativeEngine;
+  /** Read (or write) every page of a range off the JS thread, timing each first touch. */
+  touch(region: NativeRegion, offset: number, length: number, opts: object): Promise<TouchResult>;
+  pageSize: number;
+}
