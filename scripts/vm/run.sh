@@ -23,7 +23,7 @@ fi
 result=$cache/result.$$
 rm -f "$result"
 log=${SOS_VM_LOG:-$cache/console.log}
-append="console=ttyS0 panic=-1 quiet loglevel=3 sos.stage2=$project/scripts/vm/vm-init.sh sos.project=$project"
+append="console=ttyS0 panic=-1 no_timer_check quiet loglevel=3 sos.stage2=$project/scripts/vm/vm-init.sh sos.project=$project"
 append+=" sos.modules=$cache/kernel/lib/modules sos.run=$script sos.result=$result sos.args=$args"
 timeout "${SOS_VM_TIMEOUT:-1200}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
   -smp "${SOS_VM_SMP:-2}" -m "${SOS_VM_MEM:-4G}" \
