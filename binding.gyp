@@ -33,23 +33,10 @@
       "libraries": ["-lpthread", "-ldl"]
     },
     {
-      "target_name": "uffd_child",
-      "type": "executable",
-      "sources": ["test/fixtures/uffd-child.c"],
-      "cflags": ["-O2", "-Wall"]
-    },
-    {
       "target_name": "criu_hwbp_probe",
       "type": "executable",
       "sources": ["native/criu/hwbp_probe.c"],
       "cflags": ["-O0", "-Wall"]
-    },
-    {
-      "target_name": "uffd_floor",
-      "type": "executable",
-      "sources": ["bench/uffd/floor.c"],
-      "cflags": ["-O2", "-pthread", "-Wall"],
-      "libraries": ["-lpthread"]
     }
   ]
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install npm dependencies (only when package-lock.json changed) and build
-# the addon and the TypeScript. Idempotent; a re-run with nothing changed takes seconds.
+# the addon, the repository's test and bench executables and the TypeScript.
+# Idempotent; a re-run with nothing changed takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=node_modules/.sos-lock-hash
@@ -12,7 +13,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 echo "== build (native addon, TypeScript)"
-if [ -f build/Makefile ]; then npx node-gyp build -j "$(nproc)" >/dev/null; else npx node-gyp rebuild -j "$(nproc)" >/dev/null; fi
+# --loglevel=warn: no "gyp info" lines on a first run; compiler errors and
+# node-gyp's own failure report still reach stderr.
+gyp=(npx node-gyp --loglevel=warn)
+if [ -f build/Makefile ]; then "${gyp[@]}" build -j "$(nproc)" >/dev/null; else "${gyp[@]}" rebuild -j "$(nproc)" >/dev/null; fi
+scripts/build-tools.sh
 # Drop compiled files whose source is gone (a deleted test must not keep running).
 if [ -d dist ]; then
   find dist -name '*.js' | while read -r js; do
