@@ -1,9 +1,10 @@
 // Fault pages in from native threads (never the JS thread), timing each
 // first access: warm-up, tests and benchmarks of fault service.
-import { native, type TouchResult } from '../native.js';
+import { native } from '../native.js';
 import { bool, integer, object } from '../validate.js';
 import { Region } from './region.js';
 import { argType } from '../errors.js';
+import type { TouchResult } from './stats.js';
 
 export interface TouchOptions {
   offset?: number;
@@ -15,8 +16,6 @@ export interface TouchOptions {
   /** Bytes between touches (default the page size). */
   stride?: number;
 }
-
-export type { TouchResult };
 
 export function touch(region: Region, options?: TouchOptions): Promise<TouchResult> {
   if (!(region instanceof Region)) throw argType('region must be a Region');
