@@ -8,6 +8,8 @@ export {
   Userfaultfd,
   ALL_FEATURES,
   type KernelSupport,
+  type KernelSupportJSON,
+  type ApiResult,
   type UserfaultfdEvents,
   type OpenOptions,
   type RegisterModes,
