@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'node_modules/**', '.cache/**', 'bench/out/**'] },
+  { ignores: ['dist/**', 'build/**', 'node_modules/**', '.cache/**', 'bench/out/**', 'docs/api/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The lint step (run by scripts/test.sh, and by `npm run lint`): type-aware eslint,
-# formatting (prettier for TypeScript and JSON, clang-format for C and C++), import cycles.
-# Prints what failed and exits non-zero if anything did.
+# formatting (prettier for TypeScript and JSON, clang-format for C and C++), import cycles,
+# the packed package, the API reference. Prints what failed and exits non-zero if anything
+# did. The package step packs dist/ (build first).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=()
 step() { local name=$1; shift; echo "== lint: $name"; "$@" || failed+=("$name"); }
+# Run a chatty tool: its output only when it fails.
+quiet() { local out; out=$("$@" 2>&1) || { printf '%s\n' "$out"; return 1; }; }
 
 step eslint npx eslint .
 step prettier npx prettier --check --log-level warn .
@@ -21,5 +24,14 @@ bench_imports() { ! grep -rnE "(from|import\()\s*'(\.\./)+test/" bench --include
 step bench-imports bench_imports
 # No runtime import cycle in lib/ (.dependency-cruiser.cjs says why type-only imports may close one).
 step cycles npx depcruise lib --config .dependency-cruiser.cjs
+# The tarball as a user gets it: publint (files, exports, fields) and attw (the
+# types each export resolves to). Profile esm-only: the package is ESM-only and
+# node-only, so moduleResolution node10 (no "exports") and require() from CJS on
+# Node 20 are not ways to load it; node16/nodenext ESM and bundlers are checked.
+step package quiet bash -c 'npx publint --strict && npx attw --pack . --profile esm-only --format table-flipped --no-emoji'
+# The API reference (`npm run docs` writes it to docs/api/) builds from the doc
+# comments with no broken link and no public type left out: typedoc.json makes
+# warnings errors; here it only validates.
+step typedoc npx typedoc --emit none --logLevel Warn
 
 if [ ${#failed[@]} -gt 0 ]; then echo "lint failed: ${failed[*]}" >&2; exit 1; fi

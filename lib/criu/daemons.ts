@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError, abortError } from './errors.js';
 import { logTail } from './log.js';
+import { checkDumpable } from './target.js';
 import { dumpOpts, networkLockNeeded, pageServerAddress, prepare, tlsArgs, tlsOpts, type Prepared } from './options.js';
 import { failure } from './ops.js';
 import type { CriuReqType } from './rpc.js';
@@ -189,7 +190,7 @@ export async function dumpLazy(
   const t0 = performance.now();
   pageServerAddress('pageServer', o.pageServer);
   dumpOpts(o, { imagesDirFd: -1 }, true);
-  const p: Prepared = await prepare('dump', o, true);
+  const p: Prepared = await prepare('dump', o, true, () => checkDumpable('dump', o.pid));
   try {
     dumpOpts(o, p.opts, true);
     if (!(await networkLockNeeded(o, p.netns))) delete p.opts.networkLock;

@@ -4,8 +4,9 @@ import { SosError } from '../errors.js';
 /** Codes: ERR_CRIU (CRIU reported a failure), ERR_CRIU_NOT_FOUND (no criu binary),
  *  ERR_CRIU_EXITED (CRIU died without an answer), ERR_CRIU_PROTOCOL (an answer we cannot
  *  read), ERR_CRIU_HOOK (a hook threw: see `cause`), ERR_CRIU_IMAGES (image files missing or corrupt),
- *  ERR_CRIU_UNSUPPORTED (kernel/CRIU lacks a feature the options need), ERR_CRIU_PID_BUSY (a restore
- *  needs a PID that is in use). */
+ *  ERR_CRIU_UNSUPPORTED (kernel/CRIU lacks a feature the options need, or the pid is a kernel
+ *  thread), ERR_CRIU_PID_BUSY (a restore needs a PID that is in use), ERR_NO_PROCESS (a dump of a pid
+ *  that does not exist). */
 export type CriuErrorCode =
   | 'ERR_CRIU'
   | 'ERR_CRIU_NOT_FOUND'
@@ -14,7 +15,8 @@ export type CriuErrorCode =
   | 'ERR_CRIU_HOOK'
   | 'ERR_CRIU_IMAGES'
   | 'ERR_CRIU_UNSUPPORTED'
-  | 'ERR_CRIU_PID_BUSY';
+  | 'ERR_CRIU_PID_BUSY'
+  | 'ERR_NO_PROCESS';
 
 export interface CriuErrorProps {
   code: CriuErrorCode;

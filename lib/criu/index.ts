@@ -20,7 +20,7 @@ export type {
   ManageCgroups,
   NetworkLock,
 } from './types.js';
-export { CriuError, type CriuErrorCode } from './errors.js';
+export { CriuError, type CriuErrorCode, type CriuErrorProps } from './errors.js';
 export { SeqPacket } from './seqpacket.js';
 export { check, version, LAZY_PIPE_SIZE } from './check.js';
 export { dump, preDump, restore } from './ops.js';

@@ -23,11 +23,23 @@ export async function logTail(file: string, lines = 20): Promise<string> {
   }
 }
 
-/** CRIU's error lines ("Error (file:line): …"), the most useful part of a failure; without the
- *  summaries ("Dumping FAILED.") and the harmless RLIMIT_NOFILE complaint of CRIU without CAP_SYS_RESOURCE. */
+// Error lines that say nothing about the failure: the summaries ("Dumping FAILED.") and the
+// RLIMIT_NOFILE complaint of a CRIU without CAP_SYS_RESOURCE, which it logs first on every run.
+const NOT_A_CAUSE = /FAILED\.|RLIMIT_NOFILE/;
+
+/** CRIU's error lines ("Error (file:line): …"), the most useful part of a failure, in log order;
+ *  without the lines that say nothing about it. The first one is the cause: later ones are
+ *  consequences (a restore that found "File … has bad size" then fails to open it). The time
+ *  stamp and the task prefix ("  1: ") of each line are cut off. */
 export function errorLines(log: string): string[] {
   return log
     .split('\n')
-    .filter((l) => /Error \(/.test(l) && !/FAILED\.|RLIMIT_NOFILE/.test(l))
-    .map((l) => l.replace(/^\([0-9. ]+\)\s*/, '').trim());
+    .filter((l) => /Error \(/.test(l) && !NOT_A_CAUSE.test(l))
+    .map((l) => l.replace(/^\([0-9. ]+\)\s*(\d+:\s*)?/, '').trim());
+}
+
+/** CRIU's cr_errmsg, its first error line, unless that is one that says nothing about the failure. */
+export function realMessage(crErrmsg: string | undefined): string | undefined {
+  const m = crErrmsg?.trim();
+  return m && !NOT_A_CAUSE.test(m) ? m : undefined;
 }

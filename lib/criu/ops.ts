@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { check } from './check.js';
 import { criuEnv, requireCriu } from './env.js';
 import { CriuError } from './errors.js';
-import { errorLines, logTail } from './log.js';
+import { errorLines, logTail, realMessage } from './log.js';
+import { checkDumpable } from './target.js';
 import { dumpOpts, networkLockNeeded, prepare, restoreOpts, str, type Prepared } from './options.js';
 import type { CriuReq, CriuReqType, CriuResp } from './rpc.js';
 import { readDumpStats, readRestoreStats } from './stats.js';
@@ -18,8 +19,12 @@ export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unkno
   const errs = errorLines(await logTail(p.logFile, 2000)).concat(errorLines(stderr));
   const base = thrown instanceof CriuError ? thrown : null;
   const fields = resp ? criuFields(resp) : {};
-  // CRIU's cr_errmsg is its first error line, which here is often the harmless RLIMIT one.
-  const why = errs.at(-1) ?? fields.criuMessage?.trim() ?? 'see the log';
+  // CRIU's cr_errmsg is its first error line, which is most often the RLIMIT_NOFILE complaint:
+  // criuMessage and the message say the first real error instead.
+  const first = realMessage(fields.criuMessage) ?? errs[0];
+  if (resp && first !== undefined) fields.criuMessage = first;
+  else delete fields.criuMessage;
+  const why = first ?? 'see the log';
   // A restore needs the tree's old PIDs free (unless it is the init of its own PID namespace).
   const busy =
     p.op === 'restore' ? errs.map((l) => /Can't fork for (\d+): File exists/.exec(l)).find(Boolean) : undefined;
@@ -90,7 +95,7 @@ async function doDump(
 ): Promise<DumpResult> {
   const t0 = performance.now();
   dumpOpts(o, { imagesDirFd: -1 }, false); // arguments first, before any folder is made
-  const p = await prepare(op, o, true);
+  const p = await prepare(op, o, true, () => checkDumpable(op, o.pid));
   try {
     dumpOpts(o, p.opts, false);
     if (!(await networkLockNeeded(o, p.netns))) delete p.opts.networkLock;

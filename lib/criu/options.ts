@@ -134,7 +134,13 @@ export interface Prepared {
  * Validate the common options, create/check the folders and build the shared
  * part of criu_opts. `create`: make imagesDir if missing (dump side).
  */
-export async function prepare(op: string, o: CriuCommonOptions, create: boolean): Promise<Prepared> {
+export async function prepare(
+  op: string,
+  o: CriuCommonOptions,
+  create: boolean,
+  /** Runs once the arguments are valid, before any folder is made (the dump's pid check). */
+  before?: () => Promise<void>,
+): Promise<Prepared> {
   object('options', o);
   if (o === undefined) throw argType('options must be an object');
   const imagesDir = path.resolve(str('imagesDir', o.imagesDir));
@@ -168,6 +174,7 @@ export async function prepare(op: string, o: CriuCommonOptions, create: boolean)
   }
   if (o.root !== undefined) opts.root = path.resolve(str('root', o.root));
   if (h) opts.notifyScripts = true;
+  await before?.();
 
   if (create) await mkdir(imagesDir, { recursive: true });
   await mustBeDir(op, 'imagesDir', imagesDir);

@@ -78,33 +78,10 @@ export interface NativeSource {
   close(): void;
 }
 
-export interface LatencySummary {
-  count?: number;
-  meanNs: number;
-  p50Ns: number;
-  p90Ns: number;
-  p99Ns: number;
-  maxNs: number;
-}
-
-export interface NativeEngineStats {
-  faults: number;
-  pages: number;
-  bytes: number;
-  zeroPages: number;
-  wpFaults: number;
-  minorFaults: number;
-  exists: number;
-  retries: number;
-  dropped: number;
-  unserved: number;
-  errors: number;
-  events: number;
-  ioctls: number;
-  /** Service latency: summary plus the histogram's non-empty buckets as [lowerBoundNs, count]. */
-  latency: LatencySummary & { count: number; buckets: [number, number][] };
-  running: boolean;
-}
+// The engine's and touch()'s counters are plain numbers: the public types (lib/uffd/stats.ts) are
+// exactly what the addon returns.
+export type { LatencySummary, TouchResult, EngineStats as NativeEngineStats } from '../uffd/stats.js';
+import type { EngineStats as NativeEngineStats, TouchResult } from '../uffd/stats.js';
 
 /** Serves the faults of a userfaultfd on native threads, from page sources. */
 export interface NativeEngine {
@@ -116,13 +93,6 @@ export interface NativeEngine {
   resetStats(): void;
   close(): void;
   running(): boolean;
-}
-
-export interface TouchResult {
-  pages: number;
-  elapsedNs: number;
-  byteSum: number;
-  latency: LatencySummary;
 }
 
 /** What the addon exports for userfaultfd, at its top level. */

@@ -1,5 +1,6 @@
 // userfaultfd ABI names and bits. The kernel may be newer than any header:
 // everything here is checked against what UFFDIO_API reports at run time.
+import { argValue } from '../errors.js';
 
 /** Features negotiated by UFFDIO_API (bit positions from the kernel ABI). */
 export const FEATURES = {
@@ -52,10 +53,7 @@ export const MODE = {
 export function featureBits(list: readonly Feature[]): bigint {
   let bits = 0n;
   for (const f of list) {
-    if (!(f in FEATURES))
-      throw Object.assign(new TypeError(`unknown userfaultfd feature: ${String(f)}`), {
-        code: 'ERR_INVALID_ARG_VALUE',
-      });
+    if (!(f in FEATURES)) throw argValue(`unknown userfaultfd feature: ${String(f)}`);
     bits |= 1n << BigInt(FEATURES[f]);
   }
   return bits;

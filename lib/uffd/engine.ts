@@ -4,12 +4,13 @@
  * crosses into JavaScript. JavaScript chooses sources and reads counters.
  */
 import { EventEmitter } from 'node:events';
-import { native, type NativeEngine, type NativeEngineStats, type RawEvent } from '../native/index.js';
+import { native, type NativeEngine, type RawEvent } from '../native/index.js';
 import { argType } from '../errors.js';
 import { integer, object } from '../validate.js';
 import { PageSource } from './source.js';
 import { Userfaultfd, type Where } from './userfaultfd.js';
 import type { ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events.js';
+import type { EngineStats } from './stats.js';
 
 export interface EngineOptions {
   /** Handler threads reading the userfaultfd (default 1). */
@@ -22,8 +23,6 @@ export interface EngineOptions {
    */
   spinMicros?: number;
 }
-
-export type EngineStats = NativeEngineStats;
 
 /** Events the engine does not resolve itself, re-emitted on the engine (and the userfaultfd). */
 export interface UnservedEvent {

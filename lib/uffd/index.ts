@@ -8,13 +8,17 @@ export {
   Userfaultfd,
   ALL_FEATURES,
   type KernelSupport,
+  type KernelSupportJSON,
+  type ApiResult,
+  type UserfaultfdEvents,
   type OpenOptions,
   type RegisterModes,
   type Where,
 } from './userfaultfd.js';
-export { FaultEngine, type EngineOptions, type EngineStats, type UnservedEvent } from './engine.js';
+export { FaultEngine, type EngineOptions, type FaultEngineEvents, type UnservedEvent } from './engine.js';
+export type { EngineStats, LatencySummary, TouchResult } from './stats.js';
 export { PageSource } from './source.js';
-export { touch, type TouchOptions, type TouchResult } from './touch.js';
+export { touch, type TouchOptions } from './touch.js';
 export { FEATURES, IOCTLS, type Feature, type Ioctl } from './constants.js';
 export type { UffdEvent, PageFaultEvent, ForkEvent, RemapEvent, RemoveEvent, UnmapEvent } from './events.js';
 

@@ -137,33 +137,54 @@ export class Region implements Disposable {
     return Region.fromFd(fd, this.size, { shared: true });
   }
 
+  /**
+   * mprotect `[offset, offset+length)` (page multiples). Anything but 'rw' detaches views;
+   * refused (ERR_BUSY) while the region is a page source or viewed in another thread.
+   */
   mprotect(offset: number, length: number, prot: Protection): void {
     this.checkRange(offset, length);
     this.native.mprotect(offset, length, oneOf('prot', prot, PROT));
   }
 
-  /** madvise, off the JS thread: it may wait for a userfaultfd REMOVE event to be read. */
+  /**
+   * madvise `[offset, offset+length)` (page multiples), off the JS thread: 'dontneed' and
+   * 'remove' may wait for a userfaultfd REMOVE event to be read.
+   * @param advice MADV_* in lower case without the prefix.
+   */
   async madvise(offset: number, length: number, advice: Advice): Promise<void> {
     this.checkRange(offset, length);
     return await this.native.madvise(offset, length, oneOf('advice', advice, ADVICE));
   }
 
-  /** munmap part of the region (UNMAP event); the region keeps the rest. */
+  /**
+   * munmap `[offset, offset+length)` (page multiples) off the JS thread (UNMAP event); the
+   * region keeps the rest, and has no single view any more (`buffer` throws ERR_UNMAPPED).
+   * Rejects with ERR_BUSY while the region is a page source, in a running touch, or viewed in
+   * another thread.
+   */
   async unmap(offset: number, length: number): Promise<void> {
     this.checkRange(offset, length);
     return await this.native.unmap(offset, length);
   }
 
-  /** mremap to a new size, possibly moving (REMAP event). Resolves to the new address. */
+  /**
+   * mremap to `size` bytes (a page multiple), possibly moving (REMAP event), off the JS thread.
+   * Views are detached. Rejects with ERR_BUSY as {@link Region.unmap} does, ERR_UNMAPPED when
+   * part of it was unmapped.
+   * @returns the new start address.
+   */
   async remap(size: number): Promise<number> {
     aligned('size', size, this.pageSize, 1);
     return await this.native.remap(size);
   }
 
   /**
-   * Close this handle (idempotent). The memory is unmapped when the last
-   * handle closes; that last close is refused while the region is still
-   * registered with a userfaultfd.
+   * Close this handle (idempotent) and detach its views. The memory is unmapped when the
+   * last handle closes and nothing else holds it: a page source made from the region, a
+   * running touch, or the ArrayBuffer of a Region object collected without close() keep it
+   * mapped until they go.
+   * The last close is refused (ERR_BUSY) while the region is still registered with a
+   * userfaultfd.
    */
   close(): void {
     this.native.close();

@@ -33,7 +33,42 @@ import { Region } from './region.js';
 export interface KernelSupport {
   features: Set<Feature>;
   ioctls: Set<Ioctl>;
+  /** The UFFDIO_API feature bits as the kernel reported them. */
   rawFeatures: bigint;
+  /** The JSON form (JSON.stringify cannot write Sets or BigInts). */
+  toJSON(): KernelSupportJSON;
+}
+
+/** {@link KernelSupport} as JSON: lists for the sets, the feature bits as a hex string ('0x…'). */
+export interface KernelSupportJSON {
+  features: Feature[];
+  ioctls: Ioctl[];
+  rawFeatures: string;
+}
+
+/** What {@link Userfaultfd.api} negotiated. */
+export interface ApiResult {
+  /** The features in force. */
+  features: Set<Feature>;
+  /** Every feature the kernel has. */
+  available: Set<Feature>;
+  /** The ioctls of the userfaultfd. */
+  ioctls: Set<Ioctl>;
+  /** The JSON form: the sets as lists. */
+  toJSON(): { features: Feature[]; available: Feature[]; ioctls: Ioctl[] };
+}
+
+// toJSON as a non-enumerable method: spreading and comparing the object see the data only.
+function withJSON<T extends object, J>(o: T, json: (o: T) => J): T & { toJSON(): J } {
+  return Object.defineProperty(o, 'toJSON', { value: () => json(o), enumerable: false }) as T & { toJSON(): J };
+}
+
+function kernelSupport(features: Set<Feature>, ioctls: Set<Ioctl>, rawFeatures: bigint): KernelSupport {
+  return withJSON({ features, ioctls, rawFeatures }, (s) => ({
+    features: [...s.features],
+    ioctls: [...s.ioctls],
+    rawFeatures: `0x${s.rawFeatures.toString(16)}`,
+  }));
 }
 
 export interface OpenOptions {
@@ -93,10 +128,10 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
     let s = probed.get(via);
     if (!s) {
       const r = native.NativeUffd.probe(via);
-      s = { features: featureSet(r.features), ioctls: ioctlSet(r.ioctls), rawFeatures: r.features };
+      s = kernelSupport(featureSet(r.features), ioctlSet(r.ioctls), r.features);
       probed.set(via, s);
     }
-    return { features: new Set(s.features), ioctls: new Set(s.ioctls), rawFeatures: s.rawFeatures };
+    return kernelSupport(new Set(s.features), new Set(s.ioctls), s.rawFeatures);
   }
 
   /** Open a userfaultfd and (by default) do the UFFDIO_API handshake. */
@@ -166,12 +201,17 @@ export class Userfaultfd extends EventEmitter<UserfaultfdEvents> implements Disp
    * UFFDIO_API: negotiate features (once). Returns the features in force,
    * every feature the kernel has, and the ioctls of the userfaultfd.
    */
-  api(features: readonly Feature[] = []): { features: Set<Feature>; available: Set<Feature>; ioctls: Set<Ioctl> } {
+  api(features: readonly Feature[] = []): ApiResult {
     if (!Array.isArray(features)) throw argType('features must be an array of feature names');
     const r = this.native.api(featureBits(features));
     this._features = featureSet(r.features);
     this._ioctls = ioctlSet(r.ioctls);
-    return { features: new Set(this._features), available: featureSet(r.available), ioctls: new Set(this._ioctls) };
+    const result = {
+      features: new Set(this._features),
+      available: featureSet(r.available),
+      ioctls: new Set(this._ioctls),
+    };
+    return withJSON(result, (a) => ({ features: [...a.features], available: [...a.available], ioctls: [...a.ioctls] }));
   }
 
   get features(): Set<Feature> {

@@ -1,10 +1,12 @@
 // Bad input to the CRIU binding: typed errors with CRIU's reason and log, nothing left behind.
-import t from 'tap';
-import { existsSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { criu } from '../../lib/index.js';
 import { decodeStats } from '../../lib/criu/stats.js';
 import { alive, images, startTarget } from '../helpers/criu-target.js';
+import { until } from '../../testkit/wait.js';
 
 void t.test('wrong option types are refused before CRIU runs', async (t) => {
   const dir = path.join(images(t), 'never-made');
@@ -46,27 +48,99 @@ void t.test('wrong option types are refused before CRIU runs', async (t) => {
   t.notOk(existsSync(dir), 'no folder made for refused arguments');
 });
 
-void t.test("unknown PID, PID 1 and a kernel thread: CRIU's reason and the log", async (t) => {
+void t.test('an unknown PID and a kernel thread are refused before CRIU runs', async (t) => {
   // An unused PID: above pid_max.
   const unknown = 4194304 + 1000;
-  for (const [what, pid] of [
-    ['unknown pid', unknown],
-    ['pid 1 (init of this machine)', 1],
-    ['kthreadd', 2],
+  for (const [what, pid, code, message] of [
+    ['unknown pid', unknown, 'ERR_NO_PROCESS', /^(pre-)?dump: no process 4195304$/],
+    ['kthreadd', 2, 'ERR_CRIU_UNSUPPORTED', /^(pre-)?dump: pid 2 \(kthreadd\) is a kernel thread/],
   ] as const) {
-    const dir = images(t);
-    const e = await criu.dump({ pid, imagesDir: dir, leaveRunning: true }).then(
-      () => null,
-      (x: unknown) => x as criu.CriuError,
-    );
-    t.ok(e instanceof criu.CriuError, `${what}: CriuError`);
-    t.equal(e?.code, 'ERR_CRIU', what);
-    t.equal(e?.op, 'dump');
-    t.equal(e?.logFile, path.join(dir, 'dump.log'));
-    t.ok((e?.logTail ?? '').length > 0, `${what}: the log's tail is attached`);
-    t.match(e?.message, /dump failed: .+\(log: /, `${what}: ${e?.message}`);
+    const dir = path.join(images(t), 'never-made');
+    for (const call of [
+      () => criu.dump({ pid, imagesDir: dir, leaveRunning: true }),
+      () => criu.preDump({ pid, imagesDir: dir }),
+      () => criu.dumpLazy({ pid, imagesDir: dir, pageServer: { address: '127.0.0.1', port: 1 } }),
+    ]) {
+      const e = await call().then(
+        () => null,
+        (x: unknown) => x as criu.CriuError,
+      );
+      t.ok(e instanceof criu.CriuError, `${what}: CriuError`);
+      t.match(e, { code, op: /dump/, message }, `${what}: ${e?.message}`);
+      t.equal(e?.logFile, undefined, `${what}: CRIU did not run`);
+    }
+    t.notOk(existsSync(dir), `${what}: no folder made`);
   }
+});
+
+void t.test("PID 1: CRIU's first real error, not its RLIMIT_NOFILE complaint, and the log", async (t) => {
+  const dir = images(t);
+  const e = await criu.dump({ pid: 1, imagesDir: dir, leaveRunning: true }).then(
+    () => null,
+    (x: unknown) => x as criu.CriuError,
+  );
+  t.ok(e instanceof criu.CriuError);
+  t.match(e, { code: 'ERR_CRIU', op: 'dump', logFile: path.join(dir, 'dump.log') });
+  t.ok((e?.logTail ?? '').length > 0, "the log's tail is attached");
+  firstRealError(t, e, path.join(dir, 'dump.log'));
   t.ok(alive(1));
+});
+
+/** The message and criuMessage name the log's first error line, skipping RLIMIT_NOFILE and "FAILED." summaries. */
+function firstRealError(t: Test, e: criu.CriuError | null, log: string): void {
+  const errors = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((l) => /Error \(/.test(l) && !/RLIMIT_NOFILE|FAILED\./.test(l))
+    .map((l) => l.replace(/^\([0-9. ]+\)\s*(\d+:\s*)?/, '').trim());
+  t.ok(errors.length > 0, 'the log has an error line');
+  t.equal(e?.criuMessage, errors[0], `criuMessage is the first real error: ${e?.criuMessage}`);
+  t.ok(e?.message.includes(errors[0]), 'so is the message');
+  t.notMatch(e?.criuMessage ?? '', /RLIMIT_NOFILE/);
+}
+
+void t.test('a restore names the first error (the cause), not the last', async (t) => {
+  // A tree holding a file open whose size then changes: CRIU refuses it ("File … has bad
+  // size"), then fails on what follows from that; the cause is the first error line.
+  const dir = images(t);
+  const work = mkdtempSync('/tmp/sos-criu-file-');
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const file = path.join(work, 'data');
+  writeFileSync(file, '');
+  const u = spawn('unshare', ['--pid', '--fork', 'setsid', 'sh', '-c', `exec 3<>${file}; exec sleep 1000`], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  u.unref();
+  let pid = 0;
+  await until(
+    () => {
+      try {
+        pid = Number(readFileSync(`/proc/${u.pid}/task/${u.pid}/children`, 'utf8').trim().split(' ')[0]);
+        return pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep');
+      } catch {
+        return false;
+      }
+    },
+    15_000,
+    'the workload started',
+  );
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  });
+  await criu.dump({ pid, imagesDir: dir });
+  writeFileSync(file, 'x'.repeat(54));
+  const e = await criu.restore({ imagesDir: dir }).then(
+    (r) => (process.kill(r.pid, 'SIGKILL'), null),
+    (x: unknown) => x as criu.CriuError,
+  );
+  t.ok(e instanceof criu.CriuError, 'the restore failed');
+  t.match(e?.criuMessage, /has bad size 54 \(expect 0\)/);
+  t.match(e?.message, /restore failed: .*has bad size 54 \(expect 0\)/);
+  firstRealError(t, e, path.join(dir, 'restore.log'));
 });
 
 void t.test('nonexistent, empty, corrupt and truncated image folders', async (t) => {

@@ -144,6 +144,24 @@ void t.test('a region used as a page source cannot move, unmap or lose access', 
   src.close();
 });
 
+void t.test('closing a region used as a page source succeeds; its memory stays mapped for the source', async (t) => {
+  const src = Region.anonymous(4 * PAGE);
+  new Uint8Array(src.buffer).fill(7);
+  const source = PageSource.fromRegion(src);
+  src.close();
+  t.ok(src.closed, 'the handle is closed');
+  const u = Userfaultfd.open();
+  const dst = Region.anonymous(4 * PAGE);
+  u.register(dst);
+  const engine = new FaultEngine(u).serve(dst, source).start();
+  const res = await touch(dst);
+  t.equal(res.byteSum, 4 * 7, 'faults are still served from the closed region');
+  engine.close();
+  source.close();
+  u.close();
+  dst.close();
+});
+
 void t.test('copying from memory this thread must serve is refused (would deadlock)', async (t) => {
   using u = Userfaultfd.open();
   const a = Region.anonymous(PAGE);
