@@ -26,11 +26,26 @@ export class MigrationError extends SosError {
     message: string,
     props: { code?: string; step: MigrationStep; runningOn: RunningOn; pid?: number; cause?: unknown },
   ) {
-    super(message, { code: props.code ?? 'ERR_MIGRATION' });
+    super(message, { code: props.code ?? 'ERR_MIGRATION', cause: props.cause });
     this.step = props.step;
     this.runningOn = props.runningOn;
     if (props.pid !== undefined) this.pid = props.pid;
-    if (props.cause !== undefined) (this as { cause?: unknown }).cause = props.cause;
+  }
+}
+
+/** The target reported that a step failed there: `code` and `step` are the target's. */
+export class TargetFailedError extends SosError {
+  readonly step: string;
+  constructor(step: string, message: string, code = 'ERR_MIGRATION') {
+    super(`target ${step} failed: ${message}`, { code });
+    this.step = step;
+  }
+}
+
+/** The connection dropped after the commit and the target could not be asked: `ERR_MIGRATION_IN_DOUBT`. */
+export class InDoubtError extends SosError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'ERR_MIGRATION_IN_DOUBT', cause });
   }
 }
 
