@@ -7,4 +7,5 @@ export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from '
 export { SosError, SystemError, StateError, ArgTypeError, ArgValueError, ArgRangeError, AbortError } from './errors.js';
 export { ExecError } from './exec.js';
 export { ChannelError } from './net/channel.js';
+export { CertError } from './net/cert.js';
 export { DaemonError, FrameError } from './daemon/errors.js';

@@ -15,7 +15,9 @@ export type RunningOn = 'source' | 'target' | 'stopped-source' | 'none';
  * ERR_MIGRATION_REFUSED (the target refused), ERR_NO_PROCESS (unknown pid),
  * ERR_MIGRATION_IN_DOUBT (the outcome could not be learnt: the source is kept stopped),
  * ERR_MIGRATION_PAGES (post-copy's page transfer broke after the target resumed: the target's
- * copy is killed, the source's stale copy kept stopped).
+ * copy is killed, the source's stale copy kept stopped). requestMigration() that cannot reach the
+ * source agent: step 'connect' with the channel's code (ERR_AUTH when the secrets do not match,
+ * ECONNREFUSED…) and the ChannelError as `cause`.
  */
 export class MigrationError extends SosError {
   readonly step: MigrationStep;

@@ -93,7 +93,7 @@ export class TargetSession {
     const dir = path.join(this.dir, 'tls');
     const me = await makeIdentity(dir, `serverlessos-migration-${this.id}`);
     const caCert = await trustPeer(path.join(dir, 'peer.pem'), this.peerCert).catch((e: Error) => {
-      throw new ProtocolError(`the source's certificate: ${e.message}`);
+      throw new ProtocolError(`the source's certificate: ${e.message}`, { cause: e });
     });
     this.tls = { cert: me.certFile, key: me.keyFile, caCert };
     return me.certPem;
