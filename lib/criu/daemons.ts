@@ -4,7 +4,8 @@
 // --status-fd pipe for readiness), and the lazy dump.
 import { spawn } from 'node:child_process';
 import { criuEnv, requireCriu } from './env.js';
-import { CriuError, abortError } from './errors.js';
+import { AbortError } from '../errors.js';
+import { CriuError } from './errors.js';
 import { logTail } from './log.js';
 import { checkDumpable } from './target.js';
 import { dumpOpts, networkLockNeeded, pageServerAddress, prepare, tlsArgs, tlsOpts, type Prepared } from './options.js';
@@ -119,7 +120,7 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
   ];
   const [file, argv] = swrkArgv(criuPath, p.netns);
   const full = p.netns ? [...argv.slice(0, 1), criuPath, ...args] : args;
-  if (p.signal?.aborted) throw abortError(p.signal);
+  if (p.signal?.aborted) throw new AbortError(p.signal);
   const child = spawn(file, full, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -137,7 +138,7 @@ export async function lazyPages(o: CriuCommonOptions & { pageServer: PageServerA
   const exited = exit.then(async ({ code, signal, error }) => {
     p.signal?.removeEventListener('abort', onAbort);
     if (code === 0 || killed) return;
-    if (p.signal?.aborted) throw abortError(p.signal);
+    if (p.signal?.aborted) throw new AbortError(p.signal);
     throw await failure(
       p,
       null,
@@ -236,7 +237,7 @@ export async function dumpLazy(
       } catch (e) {
         await session.destroy();
         throw aborted && !(e instanceof CriuError && e.code === 'ERR_CRIU_HOOK')
-          ? abortError(p.signal)
+          ? new AbortError(p.signal)
           : await failure(p, null, e, session.stderr);
       }
       await session.finish();

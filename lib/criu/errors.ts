@@ -50,12 +50,3 @@ export class CriuError extends SosError {
     if (props.cause !== undefined) (this as { cause?: unknown }).cause = props.cause;
   }
 }
-
-/** The AbortError an aborted call rejects with (as Node's own APIs do). */
-export function abortError(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return Object.assign(new Error('The operation was aborted', { cause: reason }), {
-    name: 'AbortError',
-    code: 'ABORT_ERR',
-  });
-}

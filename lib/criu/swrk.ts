@@ -3,7 +3,8 @@
 // one request per swrk process reliably, so every call starts its own.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { SeqPacket } from './seqpacket.js';
-import { CriuError, abortError } from './errors.js';
+import { AbortError } from '../errors.js';
+import { CriuError } from './errors.js';
 import { rpcCodec, type CriuReq, type CriuResp } from './rpc.js';
 import type { CriuHooks, CriuNotify } from './types.js';
 
@@ -85,7 +86,7 @@ export class SwrkSession {
   }
 
   static start(o: SwrkOptions): SwrkSession {
-    if (o.signal?.aborted) throw abortError(o.signal);
+    if (o.signal?.aborted) throw new AbortError(o.signal);
     const sp = new SeqPacket();
     let child: ChildProcess;
     try {
@@ -192,7 +193,7 @@ export class SwrkSession {
   async #died(cause: unknown): Promise<Error> {
     const { code, signal } = await this.#exit;
     this.#cleanup();
-    if (this.#aborted) return abortError(this.#o.signal);
+    if (this.#aborted) return new AbortError(this.#o.signal);
     if (this.#spawnError) {
       const e = this.#spawnError as NodeJS.ErrnoException;
       return new CriuError(`${this.#o.op}: cannot run ${this.#o.criuPath}: ${e.message}`, {

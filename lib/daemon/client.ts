@@ -1,7 +1,9 @@
 // A client for the node daemon's local API (what sosctl uses).
 import net from 'node:net';
+import { DaemonError } from './errors.js';
 import { DEFAULT_SOCKET, PROTOCOL_VERSION, type Reply } from './protocol.js';
 
+/** Send one request to sosd; resolves with its result, rejects with a DaemonError. */
 export async function request(
   op: string,
   args: Record<string, unknown> = {},
@@ -13,12 +15,14 @@ export async function request(
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(Object.assign(new Error(`sosd did not answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      reject(new DaemonError(`sosd did not answer within ${timeoutMs} ms`, { code: 'ETIMEDOUT' }));
     }, timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('error', (e) => {
+    sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(e);
+      reject(
+        new DaemonError(`cannot reach sosd at ${socketPath}: ${e.message}`, { code: e.code ?? 'ECONNRESET', cause: e }),
+      );
     });
     sock.on('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, op, args }) + '\n'));
     sock.on('data', (d: string) => {
@@ -27,9 +31,21 @@ export async function request(
       if (nl < 0) return;
       clearTimeout(timer);
       sock.end();
-      const r = JSON.parse(buf.slice(0, nl)) as Reply;
+      let r: Reply;
+      try {
+        r = JSON.parse(buf.slice(0, nl)) as Reply;
+      } catch (e) {
+        return reject(
+          new DaemonError('sosd answered with a frame that is not JSON', { code: 'ERR_BAD_FRAME', cause: e }),
+        );
+      }
       if (r.ok) resolve(r.result);
-      else reject(Object.assign(new Error(r.error!.message), { code: r.error!.code }));
+      else
+        reject(
+          new DaemonError(String(r.error?.message ?? 'sosd failed'), {
+            code: typeof r.error?.code === 'string' ? r.error.code : 'ERR_INTERNAL',
+          }),
+        );
     });
   });
 }

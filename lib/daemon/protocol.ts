@@ -4,6 +4,8 @@
  * error? }. Every frame is size-limited and validated; a bad frame gets an
  * error reply naming the problem and the connection stays usable.
  */
+import { FrameError } from './errors.js';
+
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 64 * 1024;
 export const DEFAULT_SOCKET = '/run/serverlessos/sosd.sock';
@@ -20,16 +22,6 @@ export interface Reply {
   ok: boolean;
   result?: unknown;
   error?: { code: string; message: string };
-}
-
-export class FrameError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly id: number | null = null,
-  ) {
-    super(message);
-  }
 }
 
 /** Parse and validate one request line. */

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { nodeInfo } from '../node-info.js';
-import { FrameError, MAX_FRAME, PROTOCOL_VERSION, parseRequest, type Reply } from './protocol.js';
+import { FrameError } from './errors.js';
+import { MAX_FRAME, PROTOCOL_VERSION, parseRequest, type Reply } from './protocol.js';
 
 export type Handler = (args: Record<string, unknown>) => unknown;
 

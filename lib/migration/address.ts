@@ -2,13 +2,11 @@
 // interface, add it on the target's, then tell the neighbours (an announce
 // hook, because production networks differ: gratuitous ARP, a cloud API, a
 // routing daemon…). Commands run in the caller's network namespace.
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import { promisify } from 'node:util';
 import { argType } from '../errors.js';
+import { exec } from '../exec.js';
+import { deleteTable, dropTo, listTables } from '../net/nft.js';
 import { integer } from '../validate.js';
-
-const run = promisify(execFile);
 
 /** An address that moves with the process. */
 export interface MoveAddress {
@@ -42,12 +40,7 @@ export function checkMoveAddress(v: unknown, name = 'moveAddress'): MoveAddress 
 }
 
 async function ip(args: string[]): Promise<void> {
-  try {
-    await run('ip', args, { timeout: 10_000 });
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
-  }
+  await exec('ip', args);
 }
 
 /** Add `address/prefix` on `dev` (nodad for IPv6 so it is usable at once). */
@@ -82,7 +75,7 @@ function which(cmd: string): string | null {
 export const defaultAnnounce: Announce = async (a) => {
   const arping = which('arping');
   if (!arping || a.address.includes(':')) return;
-  await run(arping, ['-U', '-c', '1', '-I', a.dev, a.address], { timeout: 5000 }).catch(() => undefined);
+  await exec(arping, ['-U', '-c', '1', '-I', a.dev, a.address], { timeout: 5000 }).catch(() => undefined);
 };
 
 /** An announce that flushes the neighbour caches of the given namespaces (test networks on one machine). */
@@ -101,43 +94,17 @@ let holds = 0;
  * be answered with a RST and end the connection.
  */
 export async function holdAddress(address: string): Promise<() => Promise<void>> {
-  const v6 = address.includes(':');
-  const table = `sos_hold_${process.pid}_${holds++}`;
-  const nft = async (...args: string[]) => {
-    try {
-      await run('nft', args, { timeout: 10_000 });
-    } catch (e) {
-      const err = e as { stderr?: string; message: string };
-      throw new Error(`nft ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
-    }
-  };
-  await nft('add', 'table', 'inet', table);
-  try {
-    await nft('add', 'chain', 'inet', table, 'in', '{ type filter hook input priority -300; policy accept; }');
-    await nft('add', 'rule', 'inet', table, 'in', v6 ? 'ip6' : 'ip', 'daddr', address, 'drop');
-  } catch (e) {
-    await nft('delete', 'table', 'inet', table).catch(() => undefined);
-    throw e;
-  }
-  let released: Promise<void> | undefined;
-  return () => (released ??= nft('delete', 'table', 'inet', table).catch(() => undefined));
+  return dropTo(address, `sos_hold_${process.pid}_${holds++}`);
 }
 
 /** Delete the address holds (nftables tables) of processes that are gone: an agent killed mid-restore leaves its hold. */
 export async function releaseStaleHolds(): Promise<string[]> {
-  let out: string;
-  try {
-    out = (await run('nft', ['list', 'tables'], { timeout: 10_000 })).stdout;
-  } catch {
-    return [];
-  }
   const gone: string[] = [];
-  for (const m of out.matchAll(/^table inet (sos_hold_(\d+)_\d+)$/gm)) {
-    if (Number(m[2]) === process.pid || fs.existsSync(`/proc/${m[2]}`)) continue;
-    await run('nft', ['delete', 'table', 'inet', m[1]], { timeout: 10_000 }).then(
-      () => gone.push(m[1]),
-      () => undefined,
-    );
+  for (const t of await listTables()) {
+    const m = /^sos_hold_(\d+)_\d+$/.exec(t.name);
+    if (t.family !== 'inet' || !m || Number(m[1]) === process.pid || fs.existsSync(`/proc/${m[1]}`)) continue;
+    await deleteTable(t);
+    gone.push(t.name);
   }
   return gone;
 }

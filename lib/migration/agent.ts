@@ -9,11 +9,23 @@ import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
 import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../net/channel.js';
 import { integer } from '../validate.js';
+import { SosError } from '../errors.js';
 import { defaultAnnounce, checkMoveAddress, deleteAddress, releaseStaleHolds, type Announce } from './address.js';
 import { MigrationError, describe } from './errors.js';
+import {
+  incomingHead,
+  parseToAgent,
+  send,
+  type Incoming,
+  type MigrateRequest,
+  type ToClient,
+  type ToSource,
+} from './messages.js';
 import { alive, commandLines, inUse, placeId, staleLazyDaemons } from './proc.js';
-import { ID, ProtocolError, int, mode as modeOf, obj, optBool, str } from './protocol.js';
-import { liveness, migrate, type MigrateOptions } from './source.js';
+import { ID, ProtocolError } from './protocol.js';
+import { migrate } from './source.js';
+import { liveness } from './source-options.js';
+import type { MigrateOptions } from './types.js';
 import { ADDRESS_FILE, TargetSession, type Outcome } from './target.js';
 
 export interface AgentOptions {
@@ -133,11 +145,14 @@ export class MigrationAgent {
   private accept(ch: AuthChannel) {
     this.channels.add(ch);
     let session: TargetSession | null = null;
+    const reply = (m: ToSource | ToClient) => {
+      if (!ch.closed) send(ch, m);
+    };
     const fail = (e: Error) => {
       this.o.log(`channel ${ch.peer}: ${describe(e)}`);
       if (!ch.closed) {
         try {
-          ch.send({
+          reply({
             op: 'error',
             error: { code: (e as { code?: string }).code ?? 'ERR_BAD_MESSAGE', message: e.message },
           });
@@ -151,12 +166,14 @@ export class MigrationAgent {
       try {
         if (m.op === 'incoming') {
           if (session) throw new ProtocolError('one migration per connection');
-          const id = str(m, 'id', ID);
-          modeOf(m);
-          if (this.outcomes.has(id)) return ch.send({ op: 'refused', id, reason: 'a migration with this id exists' });
+          // A bad head is an error; past it, whatever is wrong with the request refuses it.
+          const { id } = incomingHead(m);
+          if (this.outcomes.has(id)) return reply({ op: 'refused', id, reason: 'a migration with this id exists' });
           let s: TargetSession;
+          let req: Incoming;
           try {
-            s = new TargetSession(ch, id, m, {
+            req = parseToAgent(m) as Incoming;
+            s = new TargetSession(ch, id, req, {
               workDir: this.o.workDir,
               announce: this.o.announce,
               commitTimeoutMs: this.o.commitTimeoutMs,
@@ -165,18 +182,19 @@ export class MigrationAgent {
             });
           } catch (e) {
             this.o.log(`migration ${id} refused: ${describe(e)}`);
-            return ch.send({ op: 'refused', id, reason: describe(e) });
+            return reply({ op: 'refused', id, reason: describe(e) });
           }
           session = s;
           this.outcomes.set(id, s.outcome);
-          void this.admit(ch, s, m);
-        } else if (m.op === 'status') {
-          void this.status(ch, str(m, 'id', ID));
-        } else if (m.op === 'migrate') {
-          void this.sendOut(ch, m);
-        } else if (session && m.id === session.id) {
+          void this.admit(ch, s, req);
+        } else if (session && m.id === session.id && m.op !== 'status') {
           session.onMessage(m);
-        } else throw new ProtocolError(`unexpected message ${m.op}`);
+        } else {
+          const req = parseToAgent(m);
+          if (req.op === 'status') void this.status(ch, req.id);
+          else if (req.op === 'migrate') void this.sendOut(ch, req);
+          else throw new ProtocolError(`unexpected message ${m.op}`);
+        }
       } catch (e) {
         fail(e as Error);
       }
@@ -191,26 +209,28 @@ export class MigrationAgent {
     });
   }
 
-  private async admit(ch: AuthChannel, s: TargetSession, m: Message) {
-    const id = s.id;
-    const mode = modeOf(m);
+  private async admit(ch: AuthChannel, s: TargetSession, req: Incoming) {
+    const { id, mode } = req;
     try {
       const why = this.o.admit?.({ id, mode });
-      if (why) throw new Error(why);
+      if (why) throw new SosError(why, { code: 'ERR_MIGRATION_REFUSED' });
       const c = await criu.check();
-      if (!c.criuPath) throw new Error(`CRIU is not usable here: ${c.problems.join('; ')}`);
+      if (!c.criuPath)
+        throw new SosError(`CRIU is not usable here: ${c.problems.join('; ')}`, { code: 'ERR_MIGRATION_REFUSED' });
       if (mode === 'postcopy' && (!c.features.lazyPages || !c.userfaultfd))
-        throw new Error(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`);
-      const mv = obj(m, 'moveAddress');
-      if (mv) checkMoveAddress(mv);
+        throw new SosError(`post-copy is not possible here: ${c.problems.join('; ') || 'no lazy-pages support'}`, {
+          code: 'ERR_MIGRATION_REFUSED',
+        });
       const cert = await s.prepare();
-      ch.send({ op: 'accepted', id, place: placeId(), cert });
+      send(ch, { op: 'accepted', id, place: placeId(), cert });
       this.o.log(`migration ${id} (${mode}) accepted from ${ch.peer}`);
     } catch (e) {
       this.o.log(`migration ${id} refused: ${describe(e)}`);
       s.outcome.state = 'aborted';
       await fs.promises.rm(s.dir, { recursive: true, force: true }).catch(() => undefined);
-      if (!ch.closed) ch.send({ op: 'refused', id, reason: describe(e) });
+      // An admission refusal is its reason; anything else says what it was.
+      const reason = e instanceof SosError && e.code === 'ERR_MIGRATION_REFUSED' ? e.message : describe(e);
+      if (!ch.closed) send(ch, { op: 'refused', id, reason });
     }
   }
 
@@ -219,60 +239,50 @@ export class MigrationAgent {
     if (o && !['resumed', 'failed', 'aborted', 'receiving'].includes(o.state)) {
       await Promise.race([o.settled, new Promise((r) => setTimeout(r, this.o.commitTimeoutMs + 5000))]);
     }
-    if (!ch.closed) ch.send({ op: 'status', id, state: o?.state ?? 'unknown', ...(o?.pid ? { pid: o.pid } : {}) });
+    if (!ch.closed) send(ch, { op: 'status', id, state: o?.state ?? 'unknown', ...(o?.pid ? { pid: o.pid } : {}) });
   }
 
   /** A client asks this node to migrate one of its processes to another agent. */
-  private async sendOut(ch: AuthChannel, m: Message) {
+  private async sendOut(ch: AuthChannel, req: MigrateRequest) {
     const ac = new AbortController();
-    ch.once('close', () => ac.abort(new Error('the client went away')));
+    ch.once('close', () => ac.abort(new SosError('the client went away', { code: 'ECONNRESET' })));
+    const reply = (m: ToClient) => {
+      if (!ch.closed) send(ch, m);
+    };
+    const { pid, to, mode, moveAddress, strategy } = req;
     try {
-      const pid = int(m, 'pid', 1, 0x7fffffff);
-      const to = obj(m, 'to');
-      if (!to) throw new ProtocolError('migrate: field to is missing');
       const opts: MigrateOptions = {
-        to: { host: String(to.host), port: Number(to.port) },
+        to,
+        mode,
+        ...(moveAddress ? { moveAddress } : {}),
+        ...(strategy ? { strategy } : {}),
         secret: this.o.secret,
-        mode: modeOf(m),
         workDir: path.join(this.o.workDir, 'out'),
         idleTimeoutMs: this.o.idleTimeoutMs,
         signal: ac.signal,
-        onProgress: (p) => {
-          if (!ch.closed) ch.send({ op: 'progress', ...p });
-        },
+        onProgress: (p) => reply({ op: 'progress', ...p }),
       };
-      const mv = obj(m, 'moveAddress');
-      if (mv) opts.moveAddress = checkMoveAddress(mv);
-      if (m.strategy !== undefined) {
-        if (m.strategy !== 'auto' && m.strategy !== 'commit' && m.strategy !== 'handover')
-          throw new ProtocolError("migrate: strategy must be 'auto', 'commit' or 'handover'");
-        opts.strategy = m.strategy;
-      }
-      for (const k of ['tcpEstablished', 'shellJob', 'extUnixSk', 'fileLocks'] as const) {
-        const v = optBool(m, k);
-        if (v !== undefined) opts[k] = v;
-      }
+      for (const k of ['tcpEstablished', 'shellJob', 'extUnixSk', 'fileLocks'] as const)
+        if (req[k] !== undefined) opts[k] = req[k];
       this.o.log(`migrating pid ${pid} to ${opts.to.host}:${opts.to.port} (${opts.mode}) for ${ch.peer}`);
       const result = await migrate(pid, opts);
       this.o.log(
         `migrated pid ${pid}: downtime ${result.downtimeMs.toFixed(0)} ms, total ${result.totalMs.toFixed(0)} ms`,
       );
-      if (!ch.closed) ch.send({ op: 'result', result: result });
+      reply({ op: 'result', result });
     } catch (e) {
       const err = e as MigrationError & { code?: string };
-      this.o.log(`migration of ${String(m.pid)} failed: ${describe(e)}`);
-      if (!ch.closed) {
-        ch.send({
-          op: 'error',
-          error: {
-            code: err.code ?? 'ERR_MIGRATION',
-            message: err.message,
-            ...(e instanceof MigrationError
-              ? { step: err.step, runningOn: err.runningOn, ...(err.pid !== undefined ? { pid: err.pid } : {}) }
-              : {}),
-          },
-        });
-      }
+      this.o.log(`migration of ${pid} failed: ${describe(e)}`);
+      reply({
+        op: 'error',
+        error: {
+          code: err.code ?? 'ERR_MIGRATION',
+          message: err.message,
+          ...(e instanceof MigrationError
+            ? { step: err.step, runningOn: err.runningOn, ...(err.pid !== undefined ? { pid: err.pid } : {}) }
+            : {}),
+        },
+      });
     }
   }
 

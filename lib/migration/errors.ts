@@ -15,7 +15,9 @@ export type RunningOn = 'source' | 'target' | 'stopped-source' | 'none';
  * ERR_MIGRATION_REFUSED (the target refused), ERR_NO_PROCESS (unknown pid),
  * ERR_MIGRATION_IN_DOUBT (the outcome could not be learnt: the source is kept stopped),
  * ERR_MIGRATION_PAGES (post-copy's page transfer broke after the target resumed: the target's
- * copy is killed, the source's stale copy kept stopped).
+ * copy is killed, the source's stale copy kept stopped). requestMigration() that cannot reach the
+ * source agent: step 'connect' with the channel's code (ERR_AUTH when the secrets do not match,
+ * ECONNREFUSED…) and the ChannelError as `cause`.
  */
 export class MigrationError extends SosError {
   readonly step: MigrationStep;
@@ -26,11 +28,26 @@ export class MigrationError extends SosError {
     message: string,
     props: { code?: string; step: MigrationStep; runningOn: RunningOn; pid?: number; cause?: unknown },
   ) {
-    super(message, { code: props.code ?? 'ERR_MIGRATION' });
+    super(message, { code: props.code ?? 'ERR_MIGRATION', cause: props.cause });
     this.step = props.step;
     this.runningOn = props.runningOn;
     if (props.pid !== undefined) this.pid = props.pid;
-    if (props.cause !== undefined) (this as { cause?: unknown }).cause = props.cause;
+  }
+}
+
+/** The target reported that a step failed there: `code` and `step` are the target's. */
+export class TargetFailedError extends SosError {
+  readonly step: string;
+  constructor(step: string, message: string, code = 'ERR_MIGRATION') {
+    super(`target ${step} failed: ${message}`, { code });
+    this.step = step;
+  }
+}
+
+/** The connection dropped after the commit and the target could not be asked: `ERR_MIGRATION_IN_DOUBT`. */
+export class InDoubtError extends SosError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'ERR_MIGRATION_IN_DOUBT', cause });
   }
 }
 

@@ -4,19 +4,27 @@
 // the receiver must have written. Write errors (ENOSPC…) fail the transfer.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AuthChannel, Message } from '../net/channel.js';
-import { IMAGE_NAME, MAX_FILES, ProtocolError, int, str } from './protocol.js';
+import { SosError } from '../errors.js';
+import type { AuthChannel } from '../net/channel.js';
+import type { FileEnd, FileStart } from './messages.js';
+import { MAX_FILES, ProtocolError } from './protocol.js';
 
 const CHUNK = 4 * 1024 * 1024;
 /** Received bytes not yet on disk before the socket is paused. */
 const HIGH_WATER = 32 * 1024 * 1024;
 
+/** Where images go: one migration's channel, with a fresh stream per file. */
+export interface ImageSink {
+  readonly ch: AuthChannel;
+  readonly id: string;
+  stream(): number;
+  send(m: FileStart | FileEnd): void;
+}
+
 /** Send every regular file of `dir` (except `skip`); `onBytes` hears each chunk. Resolves with the bytes sent. */
 export async function sendImages(
-  ch: AuthChannel,
-  id: string,
+  to: ImageSink,
   dir: string,
-  nextStream: () => number,
   onBytes: (n: number, file: string) => void,
   skip: (name: string) => boolean = () => false,
 ): Promise<{ bytes: number; files: number }> {
@@ -28,14 +36,14 @@ export async function sendImages(
     const fh = await fs.promises.open(file, 'r');
     try {
       const { size } = await fh.stat();
-      const stream = nextStream();
-      ch.send({ op: 'file', id, stream, name: ent.name, size });
+      const stream = to.stream();
+      to.send({ op: 'file', id: to.id, stream, name: ent.name, size });
       // Read the next chunk while the current one is being sent.
       const read = async (at: number) => {
         if (at >= size) return null;
         const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - at));
         const { bytesRead } = await fh.read(buf, 0, buf.length, at);
-        if (bytesRead === 0) throw new Error(`${file} shrank while being sent`);
+        if (bytesRead === 0) throw new SosError(`${file} shrank while being sent`, { code: 'ERR_MIGRATION' });
         return buf.subarray(0, bytesRead);
       };
       let off = 0;
@@ -46,11 +54,11 @@ export async function sendImages(
         off += buf.length;
         next = read(off);
         next.catch(() => undefined);
-        await ch.sendData(stream, buf);
+        await to.ch.sendData(stream, buf);
         bytes += buf.length;
         onBytes(buf.length, ent.name);
       }
-      ch.send({ op: 'file-end', id, stream, size });
+      to.send({ op: 'file-end', id: to.id, stream, size });
       files++;
     } finally {
       await fh.close();
@@ -88,16 +96,15 @@ export class ImageReceiver {
   }
 
   /** A `file` message. */
-  open(m: Message): void {
+  open(m: FileStart): void {
     if (this.failure) return;
     if (this.current) throw new ProtocolError('file: the previous file was not ended');
     if (++this.files > MAX_FILES) throw new ProtocolError(`more than ${MAX_FILES} image files`);
-    const name = str(m, 'name', IMAGE_NAME);
-    const size = int(m, 'size');
+    const { name, size } = m;
     if (this.bytes + size > this.maxBytes) throw new ProtocolError(`images exceed the ${this.maxBytes}-byte limit`);
     const fh = fs.promises.open(path.join(this.dir, name), 'wx');
     fh.catch(() => undefined);
-    this.current = { stream: int(m, 'stream', 0, 0xffffffff), name, size, written: 0, fh };
+    this.current = { stream: m.stream, name, size, written: 0, fh };
   }
 
   /** Whether `stream` is the file being received. */
@@ -130,11 +137,10 @@ export class ImageReceiver {
   }
 
   /** A `file-end` message. */
-  end(m: Message): void {
+  end(m: FileEnd): void {
     const cur = this.current;
-    if (!cur || int(m, 'stream', 0, 0xffffffff) !== cur.stream)
-      throw new ProtocolError('file-end for a file that is not open');
-    if (int(m, 'size') !== cur.size || cur.written !== cur.size)
+    if (!cur || m.stream !== cur.stream) throw new ProtocolError('file-end for a file that is not open');
+    if (m.size !== cur.size || cur.written !== cur.size)
       throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
     this.current = null;
     // No fsync: until the process runs here the source keeps its own images (and its copy),

@@ -6,9 +6,11 @@
  * address. A failure leaves the process running on exactly one side.
  * @packageDocumentation
  */
-export { migrate, type MigrateOptions, type MigrationResult, type Progress, type Phase } from './source.js';
+export { migrate } from './source.js';
+export type { MigrateOptions, MigrationResult, Progress, Phase } from './types.js';
 export { MigrationAgent, type AgentOptions } from './agent.js';
 export { requestMigration, type RemoteMigrateOptions } from './client.js';
-export { MigrationError, type MigrationStep, type RunningOn } from './errors.js';
+export { MigrationError, TargetFailedError, InDoubtError, type MigrationStep, type RunningOn } from './errors.js';
+export { ProtocolError } from './protocol.js';
 export { flushNeighbours, defaultAnnounce, type MoveAddress, type Announce } from './address.js';
 export type { Mode } from './protocol.js';

@@ -2,6 +2,7 @@
 // carried by lib/net/channel.ts. Every field of every received message is
 // checked here before anything acts on it.
 import { isIP } from 'node:net';
+import { SosError, StateError } from '../errors.js';
 import type { Message } from '../net/channel.js';
 
 export const ID = /^[0-9a-f]{32}$/;
@@ -10,8 +11,11 @@ export const IMAGE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$/;
 /** Most image files one migration may send (CRIU writes a few per task). */
 export const MAX_FILES = 100_000;
 
-export class ProtocolError extends Error {
-  readonly code = 'ERR_BAD_MESSAGE';
+/** A peer's message broke the protocol (a field missing or malformed, an op out of turn): `ERR_BAD_MESSAGE`. */
+export class ProtocolError extends SosError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { code: 'ERR_BAD_MESSAGE', ...options });
+  }
 }
 
 export function str(m: Message, k: string, re: RegExp): string {
@@ -85,7 +89,7 @@ export function wireError(m: Message): WireError {
 
 /** A socket's address as CRIU takes it: IPv4-mapped IPv6 addresses in their IPv4 form. */
 export function hostAddress(a: string | undefined): string {
-  if (!a) throw new Error('the connection has no local address');
+  if (!a) throw new StateError('the connection has no local address (closed)', { code: 'ERR_CLOSED' });
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 

@@ -8,37 +8,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as criu from '../criu/index.js';
 import { makeIdentity, trustPeer } from '../net/cert.js';
+import { SosError } from '../errors.js';
 import type { AuthChannel, Message } from '../net/channel.js';
-import {
-  addAddress,
-  checkMoveAddress,
-  deleteAddress,
-  holdAddress,
-  type Announce,
-  type MoveAddress,
-} from './address.js';
+import { addAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
 import { describe } from './errors.js';
 import { ImageReceiver } from './images.js';
+import { parseToAgent, send, type Incoming, type ToSource, type TargetState } from './messages.js';
 import { alive, killTree } from './proc.js';
-import {
-  ProtocolError,
-  criuFlags,
-  hostAddress,
-  mode as modeOf,
-  obj,
-  pageServerAt,
-  type CriuFlags,
-  type Mode,
-} from './protocol.js';
+import { ProtocolError, hostAddress, type CriuFlags, type Mode } from './protocol.js';
 
 /** In a migration folder: the moving address this target added, while its process has not resumed. */
 export const ADDRESS_FILE = 'address.json';
 
 /** How often the target tells the source how many page bytes arrived. */
 const METER_MS = 250;
-
-/** What a target agent remembers of each migration (answers `status` after a lost connection). */
-export type TargetState = 'receiving' | 'restoring' | 'ready' | 'committed' | 'resumed' | 'failed' | 'aborted';
 
 export interface Outcome {
   state: TargetState;
@@ -64,7 +47,7 @@ export class TargetSession {
   private readonly flags: CriuFlags;
   private readonly receiver: ImageReceiver;
   /** The source's certificate as it sent it (checked in prepare()). */
-  private readonly peerCert: unknown;
+  private readonly peerCert: string;
   private tls: criu.CriuTls | null = null;
   /** Pre-copy: the CRIU page server the source's dump sends pages to. */
   private pageServer: criu.CriuDaemon | null = null;
@@ -88,13 +71,12 @@ export class TargetSession {
   constructor(
     private readonly ch: AuthChannel,
     readonly id: string,
-    m: Message,
+    m: Incoming,
     private readonly cfg: TargetConfig,
   ) {
-    this.mode = modeOf(m);
-    const mv = obj(m, 'moveAddress');
-    this.move = mv ? checkMoveAddress(mv) : undefined;
-    this.flags = criuFlags(m);
+    this.mode = m.mode;
+    this.move = m.moveAddress;
+    this.flags = m.criu;
     this.dir = path.join(cfg.workDir, id);
     this.imagesDir = path.join(this.dir, 'images');
     this.receiver = new ImageReceiver(ch, this.imagesDir, cfg.maxImageBytes, (e) => void this.fail('transfer', e));
@@ -111,7 +93,7 @@ export class TargetSession {
     const dir = path.join(this.dir, 'tls');
     const me = await makeIdentity(dir, `serverlessos-migration-${this.id}`);
     const caCert = await trustPeer(path.join(dir, 'peer.pem'), this.peerCert).catch((e: Error) => {
-      throw new ProtocolError(`the source's certificate: ${e.message}`);
+      throw new ProtocolError(`the source's certificate: ${e.message}`, { cause: e });
     });
     this.tls = { cert: me.certFile, key: me.keyFile, caCert };
     return me.certPem;
@@ -124,8 +106,9 @@ export class TargetSession {
   }
 
   /** A message of this migration from the source. */
-  onMessage(m: Message): void {
+  onMessage(raw: Message): void {
     try {
+      const m = parseToAgent(raw);
       switch (m.op) {
         case 'file':
           return this.receiver.open(m);
@@ -138,7 +121,7 @@ export class TargetSession {
         case 'prepare':
           if (this.mode !== 'postcopy' || this.lazySource)
             throw new ProtocolError('prepare: not a post-copy, or asked twice');
-          this.lazySource = pageServerAt(m);
+          this.lazySource = m.pageServer;
           return void this.getReady();
         case 'flush':
           return void this.receiver.flushed().then(
@@ -148,9 +131,7 @@ export class TargetSession {
         case 'commit':
           return this.decide('commit');
         case 'abort':
-          return this.decide(
-            new Error(`the source aborted: ${typeof m.reason === 'string' ? m.reason.slice(0, 500) : 'no reason'}`),
-          );
+          return this.decide(new SosError(`the source aborted: ${m.reason}`, { code: 'ERR_MIGRATION' }));
         default:
           throw new ProtocolError(`unexpected message ${m.op}`);
       }
@@ -171,9 +152,9 @@ export class TargetSession {
 
   /** The channel ended: without a commit the migration is off. */
   onClose(): void {
-    this.decide(new Error('the connection to the source was lost before its commit'));
+    this.decide(new SosError('the connection to the source was lost before its commit', { code: 'ECONNRESET' }));
     if (this.outcome.state === 'receiving')
-      void this.fail('transfer', new Error('the connection to the source was lost'));
+      void this.fail('transfer', new SosError('the connection to the source was lost', { code: 'ECONNRESET' }));
   }
 
   private decide(d: 'commit' | Error) {
@@ -186,8 +167,8 @@ export class TargetSession {
     } else if (d !== 'commit' && this.outcome.state === 'receiving') void this.fail('transfer', d, false);
   }
 
-  private send(m: Message) {
-    if (!this.ch.closed) this.ch.send(m);
+  private send(m: ToSource) {
+    if (!this.ch.closed) send(this.ch, m);
   }
 
   /**
@@ -217,6 +198,7 @@ export class TargetSession {
         this.send({ op: 'pages-received', id: this.id, bytes: await this.pageFileBytes() });
       });
       this.pageServerDone.catch(() => undefined);
+      if (ps.port === undefined) throw new SosError('the page server did not say its port', { code: 'ERR_CRIU' });
       this.send({ op: 'page-server', id: this.id, pageServer: { address, port: ps.port } });
     } catch (e) {
       await this.fail('transfer', e as Error);
@@ -330,7 +312,10 @@ export class TargetSession {
     if (this.decided === 'commit') return this.set('committed');
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`no commit from the source within ${this.cfg.commitTimeoutMs} ms`)),
+        () =>
+          reject(
+            new SosError(`no commit from the source within ${this.cfg.commitTimeoutMs} ms`, { code: 'ETIMEDOUT' }),
+          ),
         this.cfg.commitTimeoutMs,
       );
       this.decision = {
@@ -350,10 +335,9 @@ export class TargetSession {
   /** Post-copy: the process runs; wait until lazy-pages moved every page. */
   private async servePages(pid: number): Promise<void> {
     const lazy = this.lazy!;
-    // What the daemon has read so far (pages plus CRIU's and TLS's headers), for progress.
-    const stop = this.startMeter(async () =>
-      Number(/^rchar: (\d+)$/m.exec(await fs.promises.readFile(`/proc/${lazy.pid}/io`, 'utf8'))?.[1] ?? 0),
-    );
+    // The page bytes the daemon copied in so far, as its log records each copy (never more
+    // than its final count: no protocol or TLS bytes), for progress.
+    const stop = this.startMeter(lazyCopies(path.join(this.dir, 'lazy-pages.log')));
     try {
       await lazy.exited.finally(stop);
       this.send({ op: 'pages-done', id: this.id, bytes: await lazyPageBytes(path.join(this.dir, 'lazy-pages.log')) });
@@ -428,4 +412,39 @@ async function lazyPageBytes(log: string): Promise<number> {
   let pages = 0;
   for (const m of text.matchAll(/UFFD transferred pages: \((\d+)\/\d+\)/g)) pages += Number(m[1]);
   return pages * 4096;
+}
+
+/**
+ * A counter of the page bytes a running lazy-pages daemon copied into the process: the sum of
+ * its "uffd_copy: 0xADDR/LEN" lines (CRIU logs one per UFFDIO_COPY at -v4), read on from where
+ * the last call stopped.
+ */
+function lazyCopies(log: string): () => Promise<number> {
+  let offset = 0;
+  let partial = '';
+  let bytes = 0;
+  let reading: Promise<number> | null = null;
+  const readOn = async () => {
+    const fh = await fs.promises.open(log, 'r').catch(() => null);
+    if (!fh) return bytes;
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+        if (bytesRead === 0) break;
+        offset += bytesRead;
+        const lines = (partial + buf.toString('latin1', 0, bytesRead)).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) {
+          const m = /uffd_copy: 0x[0-9a-f]+\/(\d+)$/.exec(l);
+          if (m) bytes += Number(m[1]);
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    return bytes;
+  };
+  // One read at a time: a slow one must not be overtaken by the next tick's.
+  return () => (reading ??= readOn().finally(() => (reading = null)));
 }

@@ -9,6 +9,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { SosError } from '../errors.js';
+
+/** A peer's certificate that cannot be trusted: `ERR_BAD_CERT`. */
+export class CertError extends SosError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'ERR_BAD_CERT', cause });
+  }
+}
 
 /** A certificate and its key as PEM files, plus the certificate's text to send. */
 export interface TlsIdentity {
@@ -102,18 +110,18 @@ export async function trustPeer(file: string, certPem: unknown): Promise<string>
     certPem.length > MAX_CERT_PEM ||
     !/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/.test(certPem)
   ) {
-    throw new Error('the peer certificate is not one PEM certificate');
+    throw new CertError('the peer certificate is not one PEM certificate');
   }
   let x: crypto.X509Certificate;
   try {
     x = new crypto.X509Certificate(certPem);
   } catch (e) {
-    throw new Error(`the peer certificate cannot be parsed: ${(e as Error).message}`);
+    throw new CertError(`the peer certificate cannot be parsed: ${(e as Error).message}`, e);
   }
   const now = Date.now();
   if (Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now)
-    throw new Error('the peer certificate is not valid now');
-  if (!x.verify(x.publicKey)) throw new Error('the peer certificate is not self-signed');
+    throw new CertError('the peer certificate is not valid now');
+  if (!x.verify(x.publicKey)) throw new CertError('the peer certificate is not self-signed');
   await fs.promises.writeFile(file, certPem, { mode: 0o644 });
   return file;
 }

@@ -228,7 +228,13 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       if (proof.length !== MAC_LEN || !crypto.timingSafeEqual(proof, expect)) {
         this.writeFrame(T_REFUSE, Buffer.from('authentication failed'));
         this.refused = true;
-        throw new ChannelError('peer failed authentication (wrong secret)', { code: 'ERR_AUTH' });
+        // Neither side can tell whose secret is the wrong one, only that they differ.
+        throw new ChannelError(
+          role === 'client'
+            ? 'the secrets do not match: the server at the other end holds another secret than ours'
+            : 'the secrets do not match: the client holds another secret than ours',
+          { code: 'ERR_AUTH' },
+        );
       }
       const [c, s] = role === 'client' ? [mine, hello] : [hello, mine];
       const c2s = hmac(secret, 'sos-channel-key', 'client-to-server', c, s);
@@ -270,7 +276,10 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   private nextPre(type: number): Promise<Buffer> {
     const check = (f: { type: number; payload: Buffer }): Buffer => {
       if (f.type === T_REFUSE)
-        throw new ChannelError(`peer refused: ${f.payload.toString('utf8').slice(0, 200)}`, { code: 'ERR_AUTH' });
+        throw new ChannelError(
+          `the peer refused the handshake (${f.payload.toString('utf8').slice(0, 200)}): the secrets do not match`,
+          { code: 'ERR_AUTH' },
+        );
       if (f.type !== type)
         throw new ChannelError(`unexpected frame type ${f.type} during the handshake`, { code: 'ERR_BAD_FRAME' });
       return f.payload;

@@ -163,6 +163,11 @@ void t.test('failures', async (t) => {
     const w = await workload();
     const wrong = await requestMigrate(src, secretFile(base), w.pid, tgt);
     t.equal(wrong.error?.code, 'ERR_AUTH', 'the source agent refuses a client without the secret');
+    t.match(
+      wrong.error,
+      { step: 'connect', runningOn: 'source', message: /secrets? .*do not match/ },
+      `a MigrationError at connect that says the secrets do not match: ${wrong.error?.message}`,
+    );
     t.match(src.log(), /refused .*ERR_AUTH/);
     t.same(copies(w.dir), [w.pid]);
     t.same(leftovers(tgt), [], 'nothing left on the target');

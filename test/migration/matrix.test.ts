@@ -119,8 +119,13 @@ void t.test('migration matrix', async (t) => {
           `${label}: bytes and pages counted (${r.pages} pages)`,
         );
         t.ok(
-          progress.every((p, i) => i === 0 || p.bytes >= progress[i - 1].bytes),
-          `${label}: progress bytes never go back`,
+          run.progress.every((p, i, all) => i === 0 || (p.bytes >= all[i - 1].bytes && p.pages >= all[i - 1].pages)),
+          `${label}: progress bytes and pages never go back`,
+        );
+        t.same(
+          run.progress.at(-1),
+          { phase: 'done', bytes: r.bytes, pages: r.pages },
+          `${label}: the last progress event carries the result's counts`,
         );
         t.ok(r.downtimeMs > 0 && r.downtimeMs <= r.totalMs, `${label}: downtime within the total`);
         const v = await w.verify(r.targetPid);

@@ -1,0 +1,23 @@
+// The errors of the node daemon's local API.
+import { SosError } from '../errors.js';
+
+/**
+ * A request frame the daemon cannot serve: `ERR_FRAME_TOO_LARGE`, `ERR_BAD_JSON`, `ERR_BAD_FRAME`,
+ * `ERR_VERSION`, `ERR_UNKNOWN_OP`; `id` is the request's id when it could be read.
+ */
+export class FrameError extends SosError {
+  constructor(
+    code: string,
+    message: string,
+    readonly id: number | null = null,
+  ) {
+    super(message, { code });
+  }
+}
+
+/**
+ * A request to sosd failed: the daemon's own error code (e.g. `ERR_UNKNOWN_OP`), `ETIMEDOUT`
+ * when it did not answer in time, the socket's errno name (`ENOENT`, `ECONNREFUSED`…) when it
+ * cannot be reached, `ERR_BAD_FRAME` when its answer cannot be read.
+ */
+export class DaemonError extends SosError {}
