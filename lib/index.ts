@@ -4,8 +4,16 @@ export * as rdma from './rdma/index.js';
 export * as criu from './criu/index.js';
 export * as migration from './migration/index.js';
 export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from './uffd/index.js';
+export type { SosErrorOptions } from './errors.js';
 export { SosError, SystemError, StateError, ArgTypeError, ArgValueError, ArgRangeError, AbortError } from './errors.js';
 export { ExecError } from './exec.js';
-export { ChannelError } from './net/channel.js';
+export {
+  AuthChannel,
+  ChannelError,
+  type ChannelEvents,
+  type ConnectOptions,
+  type Liveness,
+  type Message,
+} from './net/channel.js';
 export { CertError } from './net/cert.js';
 export { DaemonError, FrameError } from './daemon/errors.js';

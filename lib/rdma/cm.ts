@@ -172,7 +172,10 @@ export class CmId extends EventEmitter<{ request: [CmId]; disconnected: []; even
   private listening = false;
   private connected = false;
   private isClosed = false;
-  /** Not for direct use: ids come from `channel.createId()` (and from a listening id's 'request' events). */
+  /**
+   * Not for direct use: ids come from `channel.createId()` (and from a listening id's 'request' events).
+   * @internal
+   */
   constructor(
     readonly channel: CmEventChannel,
     private readonly raw: RawCmId,
