@@ -38,7 +38,7 @@ export interface Liveness {
 }
 export const DEFAULT_LIVENESS: Liveness = { intervalMs: 1000, timeoutMs: 15_000 };
 
-/** A channel failure: `ERR_AUTH`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_PEER_REFUSED`, `ETIMEDOUT`, `ECONNRESET`, `ERR_CLOSED`, `ERR_WEAK_SECRET`. */
+/** A channel failure: `ERR_AUTH`, `ERR_WEAK_SECRET`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_CLOSED`, `ETIMEDOUT`, `ECONNRESET`, `ABORT_ERR`. */
 export class ChannelError extends SosError {}
 
 /** A JSON message on the channel: an object with a string `op`. */
