@@ -18,8 +18,9 @@ type Ctor = abstract new (...args: never[]) => unknown;
 function errorClasses(): Map<string, Ctor> {
   const found = new Map<string, Ctor>();
   const walk = (ns: object, where: string) => {
-    for (const [name, v] of Object.entries(ns)) {
-      if (typeof v === 'function' && v.prototype instanceof Error) found.set(name, v as Ctor);
+    for (const [name, v] of Object.entries(ns) as [string, unknown][]) {
+      if (typeof v === 'function' && (v as { prototype: unknown }).prototype instanceof Error)
+        found.set(name, v as Ctor);
       else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === null) walk(v, `${where}${name}.`);
     }
   };
