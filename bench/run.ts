@@ -2,10 +2,10 @@
  * Shared helpers for the benchmarks under bench/: command-line options,
  * statistics over repetitions, child programs that print JSON, and tables.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exec } from '../lib/exec.js';
 
 /** The package root: the nearest directory above this file with a package.json (works from bench/ and dist/bench/). */
 export const root: string = (() => {
@@ -62,21 +62,14 @@ export function max(xs: readonly number[]): number {
 }
 
 /** Run a program that prints one JSON object as its last line of output. */
-export function runJson<T>(file: string, args: readonly string[], timeoutMs = 60_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        reject(new Error(`${path.basename(file)} ${args.join(' ')}: ${err.message}${stderr ? `\n${stderr}` : ''}`));
-        return;
-      }
-      const line = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(line) as T);
-      } catch {
-        reject(new Error(`${path.basename(file)} ${args.join(' ')}: no JSON in output: ${stdout}`));
-      }
-    });
-  });
+export async function runJson<T>(file: string, args: readonly string[], timeoutMs = 60_000): Promise<T> {
+  const stdout = await exec(file, args, { timeout: timeoutMs, maxBuffer: 1 << 20 });
+  const line = stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new Error(`${path.basename(file)} ${args.join(' ')}: no JSON in output: ${stdout}`);
+  }
 }
 
 /** 1234567 -> "1.23M", 12345 -> "12.3k". */

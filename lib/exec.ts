@@ -10,37 +10,61 @@ export interface ExecOptions {
   netns?: string;
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
+  /** Most bytes of stdout or stderr kept (default 64 MiB). */
+  maxBuffer?: number;
 }
 
-/** A helper program failed: `ERR_EXEC`, with the command, its exit code and its stderr. */
+/** What a program printed. */
+export interface ExecOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/** A helper program failed: `ERR_EXEC`, with the command, how it ended and what it printed. */
 export class ExecError extends SosError {
   readonly command: string;
+  /** Its exit code; null when it was killed (see `signal`) or could not start. */
   readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
   readonly stderr: string;
-  constructor(command: string, exitCode: number | null, stderr: string, cause: unknown) {
-    const why = stderr.trim() || (cause instanceof Error ? cause.message : String(cause));
+  constructor(
+    command: string,
+    how: { exitCode: number | null; signal: string | null },
+    out: ExecOutput,
+    cause: unknown,
+  ) {
+    const why = out.stderr.trim() || (cause instanceof Error ? cause.message : String(cause));
     super(`${command}: ${why}`, { code: 'ERR_EXEC', cause });
     this.command = command;
-    this.exitCode = exitCode;
-    this.stderr = stderr;
+    this.exitCode = how.exitCode;
+    this.signal = how.signal;
+    this.stdout = out.stdout;
+    this.stderr = out.stderr;
   }
 }
 
 /** Run `file args…` and resolve with its stdout. */
-export function exec(file: string, args: readonly string[], options: ExecOptions = {}): Promise<string> {
+export async function exec(file: string, args: readonly string[], options: ExecOptions = {}): Promise<string> {
+  return (await execOutput(file, args, options)).stdout;
+}
+
+/** Run `file args…` and resolve with its stdout and stderr. */
+export function execOutput(file: string, args: readonly string[], options: ExecOptions = {}): Promise<ExecOutput> {
   const argv = options.netns ? [`--net=/run/netns/${options.netns}`, file, ...args] : [...args];
   const bin = options.netns ? 'nsenter' : file;
   const command = [file, ...args].join(' ');
+  const { timeout = 10_000, env, signal, maxBuffer = 64 << 20 } = options;
   return new Promise((resolve, reject) => {
-    execFile(
-      bin,
-      argv,
-      { timeout: options.timeout ?? 10_000, env: options.env, signal: options.signal, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const code = (err as { code?: unknown }).code;
-        reject(new ExecError(command, typeof code === 'number' ? code : null, String(stderr ?? ''), err));
-      },
-    );
+    execFile(bin, argv, { timeout, env, signal, maxBuffer }, (err, stdout, stderr) => {
+      const out = { stdout: String(stdout ?? ''), stderr: String(stderr ?? '') };
+      if (!err) return resolve(out);
+      const { code, signal: killed } = err as { code?: unknown; signal?: unknown };
+      const how = {
+        exitCode: typeof code === 'number' ? code : null,
+        signal: typeof killed === 'string' ? killed : null,
+      };
+      reject(new ExecError(command, how, out, err));
+    });
   });
 }

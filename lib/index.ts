@@ -6,7 +6,7 @@ export * as migration from './migration/index.js';
 export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from './uffd/index.js';
 export type { SosErrorOptions } from './errors.js';
 export { SosError, SystemError, StateError, ArgTypeError, ArgValueError, ArgRangeError, AbortError } from './errors.js';
-export { ExecError } from './exec.js';
+export { ExecError, type ExecOptions, type ExecOutput } from './exec.js';
 export {
   AuthChannel,
   ChannelError,

@@ -17,13 +17,13 @@
  * --rounds rounds whose order alternates. Then a few diagnostics of where our
  * time goes. Everything lands in --out as one JSON object.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { Region, rdma } from '../../lib/index.js';
+import { execOutput, exec, type ExecError } from '../../lib/exec.js';
 import { parseOptions } from '../run.js';
 import { calibrate, perCallNs } from './calib.js';
 import { parseBw, parseLat, type PerftestBw, type PerftestLat } from './perftest.js';
@@ -439,7 +439,6 @@ function bwFast(p: Pair, size: number, iters: number, depth: number): BwResult {
 
 // ---------------------------------------------------------------- perftest
 
-const execFileP = promisify(execFile);
 /** perftest's outputs, by run. */
 const raw: Record<string, string> = {};
 
@@ -500,7 +499,7 @@ async function perftest(tool: string, args: readonly string[]): Promise<string> 
       if (Date.now() > until) throw new Error(`${tool} server not listening on ${PORT} after 20 s:\n${serverOut}`);
       await sleep(20);
     }
-    const { stdout, stderr } = await execFileP(clientFile, clientArgs, { timeout: 180_000, maxBuffer: 16 << 20 });
+    const { stdout, stderr } = await execOutput(clientFile, clientArgs, { timeout: 180_000, maxBuffer: 16 << 20 });
     const grace = new AbortController();
     await Promise.race([exited, sleep(20_000, grace.signal)]);
     grace.abort(); // no timer left behind to hold the process
@@ -949,9 +948,9 @@ const clocksource = (() => {
   }
 })();
 // ib_read_lat --version prints "Version: 6.06" and exits 1.
-const perftestVersion = await execFileP('ib_read_lat', ['--version']).then(
-  (r) => r.stdout.trim(),
-  (e: { stdout?: string }) => e.stdout?.trim() || 'unknown',
+const perftestVersion = await exec('ib_read_lat', ['--version']).then(
+  (out) => out.trim(),
+  (e: ExecError) => e.stdout.trim() || 'unknown',
 );
 const result = {
   nonce: opts.get('nonce') ?? null,

@@ -24,11 +24,11 @@
  *
  *   npm run bench -- uffd [--reps 9] [--size 32M] [--threads 1,4] [--batch 1,16] [--one-cpu N|none]
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { exec } from '../../lib/exec.js';
 import {
   FaultEngine,
   PAGE_SIZE,
@@ -308,7 +308,7 @@ async function measure(): Promise<PassResults> {
 }
 
 /** This benchmark again, pinned to one CPU with taskset (threads inherit the affinity). */
-function pinnedPass(cpu: string): Promise<PassResults> {
+async function pinnedPass(cpu: string): Promise<PassResults> {
   const self = fileURLToPath(import.meta.url);
   const args = [
     '-c',
@@ -327,12 +327,8 @@ function pinnedPass(cpu: string): Promise<PassResults> {
     '--impls',
     IMPLS.join(','),
   ];
-  return new Promise((resolve, reject) => {
-    execFile('taskset', args, { maxBuffer: 16 << 20, timeout: 10 * 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`pinned pass (taskset -c ${cpu}) failed: ${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as PassResults);
-    });
-  });
+  const stdout = await exec('taskset', args, { maxBuffer: 16 << 20, timeout: 10 * 60_000 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as PassResults;
 }
 
 function allowedCpus(): number[] {

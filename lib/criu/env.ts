@@ -1,10 +1,10 @@
 // Where criu is, and the environment every CRIU process gets: probed once,
 // applied by the library (CRIU_FAULT=130 where debug breakpoints never fire).
-import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CriuError } from './errors.js';
+import { exec, type ExecError } from '../exec.js';
 
 const DEFAULT_CRIU = '/usr/local/sbin/criu';
 /** CRIU's fault-injection code that replaces debug-register breakpoints by int3 traps. */
@@ -59,12 +59,16 @@ export function probeHwBreakpoints(refresh = false): Promise<HwProbe> {
       resolve({ hwBreakpoints: false, detail: 'the criu_hwbp_probe executable is not built (npm run build)' });
       return;
     }
-    execFile(exe, [], { timeout: 10_000 }, (err, stdout) => {
-      const line = stdout.trim();
+    // The probe reports on stdout even when it exits non-zero.
+    const report = (line: string, err?: ExecError) => {
       const m = /^hwbp=(yes|no|error)\s*(.*)$/.exec(line);
       if (m?.[1] === 'yes') resolve({ hwBreakpoints: true, detail: 'a debug-register breakpoint trapped' });
       else resolve({ hwBreakpoints: false, detail: m ? m[2] || m[1] : `probe failed: ${err?.message ?? line}` });
-    });
+    };
+    exec(exe, []).then(
+      (out) => report(out.trim()),
+      (e: ExecError) => report(e.stdout.trim(), e),
+    );
   });
   return hw;
 }
