@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { StateError, argRange, argType } from '../errors.js';
-import { AuthChannel } from '../net/channel.js';
+import { AuthChannel, secretBuffer } from '../net/channel.js';
 import { Region } from '../uffd/region.js';
 import { integer } from '../validate.js';
 import { CompletionError, HandshakeError, RdmaError } from './errors.js';
@@ -40,8 +40,7 @@ export interface ConnectionOptions {
 }
 
 function secretOf(o: ConnectionOptions): Buffer {
-  const secret = typeof o.secret === 'string' ? Buffer.from(o.secret) : o.secret;
-  if (!Buffer.isBuffer(secret)) throw argType('options.secret must be a Buffer or a string');
+  const secret = secretBuffer(o.secret, 'options.secret');
   if (secret.length < 16)
     throw new HandshakeError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
   return secret;
