@@ -49,6 +49,7 @@ async function main() {
       'no-tcp': { type: 'boolean' },
       strategy: { type: 'string' },
       'idle-timeout-ms': { type: 'string' },
+      'in-doubt-ms': { type: 'string' },
     },
   });
   if (!v['secret-file']) throw new Error('--secret-file is required');
@@ -63,6 +64,7 @@ async function main() {
       ...(v['flush-neigh'] ? { announce: flushNeighbours(v['flush-neigh'].split(',')) } : {}),
       ...(v.refuse ? { admit: () => v.refuse } : {}),
       ...(v['idle-timeout-ms'] ? { idleTimeoutMs: Number(v['idle-timeout-ms']) } : {}),
+      ...(v['in-doubt-ms'] ? { inDoubtMs: Number(v['in-doubt-ms']) } : {}),
       log: (l) => process.stderr.write(`[agent] ${new Date().toISOString()} ${l}\n`),
     });
     out({ listening: { host: agent.host, port: agent.port } });

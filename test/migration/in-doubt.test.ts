@@ -1,0 +1,187 @@
+// Exactly one copy through crashes and partitions after the point of no return: the link cut at
+// the commit for longer than the in-doubt time, the target agent killed right after it recorded
+// the commit (and restarted), the source agent killed at each phase (and restarted). Crash
+// points are armed with SOS_FAILPOINTS (lib/migration/failpoint.ts), so each crash lands at
+// exactly its step. After each, at no moment do two copies run, and once the agents settle it
+// exactly one copy runs and verifies its whole memory.
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeNet } from '../../testkit/netns.js';
+import { startWorkload, type Workload } from '../../testkit/workloads.js';
+import { until } from '../../testkit/wait.js';
+import {
+  copies,
+  requestMigrate,
+  secretFile,
+  startAgent,
+  strays,
+  type AgentProcess,
+} from '../../testkit/migration-agents.js';
+
+/** Resolves once the agent's process ended by itself (a crash point). */
+async function died(ag: AgentProcess): Promise<void> {
+  if (ag.child.exitCode === null && ag.child.signalCode === null) await once(ag.child, 'exit');
+}
+
+/** An outgoing migration in `agentDir` recorded `state`. */
+function recorded(agentDir: string, state: string): boolean {
+  const dir = path.join(agentDir, 'out', 'records');
+  return (fs.existsSync(dir) ? fs.readdirSync(dir) : []).some((f) => {
+    try {
+      return (
+        f.endsWith('.json') &&
+        (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { state: string }).state === state
+      );
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The copies of the workload in `dir` that run (not stopped). */
+function running(dir: string): number[] {
+  return copies(dir).filter((pid) => {
+    const st = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return st !== 'T' && st !== 't';
+  });
+}
+
+void t.test('in doubt', async (t) => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-doubt-'));
+  t.teardown(() => {
+    for (const p of strays(base)) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  const net = await makeNet(2);
+  t.teardown(() => net.close());
+  const [a, b] = net.nodes;
+  const secret = secretFile(base);
+  const idleTimeoutMs = 2000;
+  const inDoubtMs = 1500;
+  let n = 0;
+  const agent = async (node: typeof a, workDir: string, failpoints: string[] = []): Promise<AgentProcess> => {
+    const ag = await startAgent({
+      netns: node.netns,
+      host: node.addr,
+      workDir,
+      secretFile: secret,
+      idleTimeoutMs,
+      inDoubtMs,
+      failpoints,
+    });
+    t.teardown(() => ag.stop('SIGKILL'));
+    return ag;
+  };
+  const workload = async (): Promise<Workload> => {
+    const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 16 });
+    t.teardown(() => w.kill());
+    await w.verify();
+    return w;
+  };
+  /** Never two running copies, checked every few ms while `p` runs. */
+  const neverTwo = async <T>(t: Test, w: Workload, p: Promise<T>): Promise<T> => {
+    let worst = 0;
+    let done = false;
+    const watch = (async () => {
+      while (!done) {
+        worst = Math.max(worst, running(w.dir).length);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    try {
+      return await p;
+    } finally {
+      done = true;
+      await watch;
+      t.ok(worst <= 1, `never two running copies (at most ${worst} seen)`);
+    }
+  };
+  /** Once settled, exactly one copy runs, in `netns`, and verifies. */
+  const oneCopy = async (t: Test, w: Workload, netns?: string) => {
+    await until(() => running(w.dir).length === 1 && copies(w.dir).length === 1, 60_000, 'one copy left, running');
+    const [pid] = running(w.dir);
+    if (netns)
+      t.equal(fs.statSync(`/proc/${pid}/ns/net`).ino, fs.statSync(`/run/netns/${netns}`).ino, `it runs in ${netns}`);
+    const v = await w.verify(pid);
+    t.ok(v.ok, `exactly one copy runs (pid ${pid}) and verifies: ${v.detail.slice(0, 80)}`);
+    w.pid = pid;
+    return pid;
+  };
+
+  for (const mode of ['precopy', 'postcopy'] as const) {
+    void t.test(`${mode}: the link is cut at the commit for longer than inDoubtMs`, async (t) => {
+      const src = await agent(a, path.join(base, `a${n++}`));
+      const tgt = await agent(b, path.join(base, `b${n++}`));
+      const w = await workload();
+      let cut = false;
+      let finished = false;
+      const running_ = requestMigrate(src, secret, w.pid, tgt, {
+        mode,
+        strategy: 'commit',
+        onProgress: (p) => {
+          if (cut || p.phase !== 'commit') return;
+          cut = true;
+          execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+        },
+      }).finally(() => (finished = true));
+      const run = await neverTwo(
+        t,
+        w,
+        (async () => {
+          // Up again only once the source gave up asking (post-copy keeps serving pages until
+          // the link is back, so its run cannot end before).
+          await until(() => finished || recorded(src.workDir, 'in-doubt'), 120_000, 'the source to be in doubt');
+          execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
+          return running_;
+        })(),
+      );
+      t.ok(cut, 'the link went down at the commit');
+      if (run.error) {
+        t.equal(run.error.code, 'ERR_MIGRATION_IN_DOUBT', run.error.message);
+        t.equal(run.error.runningOn, 'stopped-source', 'the source copy is kept stopped');
+        t.match(run.error.message, /resolve/, 'the error says how to resolve it');
+      } else t.comment(`the source learnt the outcome before the deadline: ${JSON.stringify(run.result?.targetPid)}`);
+      // The source agent asks again by itself once the target is reachable.
+      await neverTwo(t, w, oneCopy(t, w));
+    });
+  }
+
+  void t.test('the target agent dies right after recording the commit, and restarts', async (t) => {
+    const src = await agent(a, path.join(base, `a${n++}`));
+    const bdir = path.join(base, `b${n++}`);
+    const tgt = await agent(b, bdir, ['target-committed']);
+    const w = await workload();
+    const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' });
+    await died(tgt);
+    // Its successor on the same folder finds the commit recorded: the tree runs.
+    await agent(b, bdir);
+    const r = await neverTwo(t, w, run);
+    t.comment(r.error ? `source: ${r.error.code} ${r.error.runningOn}` : `source: resumed as ${r.result?.targetPid}`);
+    await neverTwo(t, w, oneCopy(t, w, b.netns));
+  });
+
+  for (const fp of ['source-in-post-dump', 'source-committing', 'source-commit-sent'] as const) {
+    void t.test(`the source agent dies at ${fp}, and restarts`, async (t) => {
+      const adir = path.join(base, `a${n++}`);
+      const src = await agent(a, adir, [fp]);
+      const tgt = await agent(b, path.join(base, `b${n++}`));
+      const w = await workload();
+      const run = await neverTwo(t, w, requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' }));
+      t.notOk(run.result, 'the client saw no result');
+      await died(src);
+      await agent(a, adir);
+      // Before the commit left, the source resumes; after it, the target runs it.
+      await neverTwo(t, w, oneCopy(t, w, fp === 'source-commit-sent' ? b.netns : a.netns));
+    });
+  }
+});
