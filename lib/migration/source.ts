@@ -174,9 +174,11 @@ class SourceRun implements Scene {
       // What the resolver must still settle stays in doubt; anything else is over.
       if (recorded) {
         const doubt = err.runningOn === 'stopped-source' && err.code === 'ERR_MIGRATION_IN_DOUBT';
-        await this.record(doubt ? 'in-doubt' : 'aborted', this.keep ? { imagesDir: this.imagesDir } : {}).catch(
-          () => undefined,
-        );
+        // No owner any more: the resolver (an agent's, every few seconds) may act on it now.
+        await this.record(doubt ? 'in-doubt' : 'aborted', {
+          owner: undefined,
+          ...(this.keep ? { imagesDir: this.imagesDir } : {}),
+        }).catch(() => undefined);
       }
       throw err;
     } finally {

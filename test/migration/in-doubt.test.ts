@@ -42,11 +42,16 @@ function recorded(agentDir: string, state: string): boolean {
   });
 }
 
-/** The copies of the workload in `dir` that run (not stopped). */
+/** The copies of the workload in `dir` that run: not stopped, and not held by CRIU (traced). */
 function running(dir: string): number[] {
   return copies(dir).filter((pid) => {
-    const st = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return st !== 'T' && st !== 't';
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      const st = /^State:\s+(\S)/m.exec(status)?.[1];
+      return st !== 'T' && st !== 't' && /^TracerPid:\s+0$/m.test(status);
+    } catch {
+      return false; // gone meanwhile
+    }
   });
 }
 
