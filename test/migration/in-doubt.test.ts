@@ -161,6 +161,20 @@ void t.test('in doubt', async (t) => {
     });
   }
 
+  void t.test('the target agent hangs right after recording the commit, longer than inDoubtMs', async (t) => {
+    const src = await agent(a, path.join(base, `a${n++}`));
+    const tgt = await agent(b, path.join(base, `b${n++}`), ['target-committed=stop']);
+    const w = await workload();
+    const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' });
+    const r = await neverTwo(t, w, run);
+    t.equal(r.error?.code, 'ERR_MIGRATION_IN_DOUBT', r.error?.message ?? 'no error');
+    t.equal(r.error?.runningOn, 'stopped-source', 'the source copy is kept stopped');
+    t.same(running(w.dir), [], 'nothing runs while in doubt');
+    // The target wakes up, lets the committed process run; the source agent learns it and ends its copy.
+    tgt.child.kill('SIGCONT');
+    await neverTwo(t, w, oneCopy(t, w, b.netns));
+  });
+
   void t.test('the target agent dies right after recording the commit, and restarts', async (t) => {
     const src = await agent(a, path.join(base, `a${n++}`));
     const bdir = path.join(base, `b${n++}`);
@@ -189,4 +203,66 @@ void t.test('in doubt', async (t) => {
       await neverTwo(t, w, oneCopy(t, w, fp === 'source-commit-sent' ? b.netns : a.netns));
     });
   }
+
+  void t.test("post-copy: the source's CRIU is killed during the page transfer", async (t) => {
+    const src = await agent(a, path.join(base, `a${n++}`));
+    const tgt = await agent(b, path.join(base, `b${n++}`));
+    const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 256 });
+    t.teardown(() => w.kill());
+    await w.verify();
+    let killed = 0;
+    const run = await neverTwo(
+      t,
+      w,
+      requestMigrate(src, secret, w.pid, tgt, {
+        mode: 'postcopy',
+        onProgress: (p) => {
+          if (killed || p.phase !== 'pages') return;
+          for (const pid of childrenNamed(src.child.pid!, 'criu')) {
+            process.kill(pid, 'SIGKILL');
+            killed++;
+          }
+        },
+      }),
+    );
+    if (!killed) return void t.comment('the pages moved before the kill could land: nothing to check');
+    t.ok(run.error, `the migration failed: ${run.error?.message.slice(0, 160)}`);
+    t.equal(run.error?.code, 'ERR_MIGRATION_PAGES');
+    // The target ran it and killed its copy (its missing pages would read as zeros); the stale
+    // source copy stays stopped: running it would replay what already ran there.
+    await until(() => running(w.dir).length === 0, 30_000, "the target's copy to be gone");
+    t.same(running(w.dir), [], 'no copy runs twice: none runs');
+    t.ok(copies(w.dir).includes(w.pid), 'the source copy is kept stopped');
+  });
+
+  void t.test("the source's disk is full", async (t) => {
+    const dir = path.join(base, 'small-src');
+    fs.mkdirSync(dir, { mode: 0o700 });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k,mode=0700', 'sos-mig-small-src', dir]);
+    t.teardown(() => execFileSync('umount', ['-l', dir]));
+    const src = await agent(a, path.join(dir, 'agent'));
+    const tgt = await agent(b, path.join(base, `b${n++}`));
+    const w = await workload();
+    const run = await neverTwo(t, w, requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' }));
+    t.ok(run.error, `it failed: ${run.error?.message.slice(0, 200)}`);
+    t.equal(run.error?.runningOn, 'source', 'the error says it runs on the source');
+    await oneCopy(t, w, a.netns);
+  });
 });
+
+/** Children of `ppid` whose command is `comm`. */
+function childrenNamed(ppid: number, comm: string): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const c = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const pp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (c === comm && pp === ppid) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
