@@ -42,13 +42,18 @@ function recorded(agentDir: string, state: string): boolean {
   });
 }
 
-/** The copies of the workload in `dir` that run: not stopped, and not held by CRIU (traced). */
+/**
+ * The copies of the workload in `dir` that run: not stopped, not traced, and not a restored
+ * tree CRIU still holds at its post-restore point (its root is still CRIU's child then).
+ */
 function running(dir: string): number[] {
   return copies(dir).filter((pid) => {
     try {
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
       const st = /^State:\s+(\S)/m.exec(status)?.[1];
-      return st !== 'T' && st !== 't' && /^TracerPid:\s+0$/m.test(status);
+      const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1];
+      const parent = fs.readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+      return st !== 'T' && st !== 't' && /^TracerPid:\s+0$/m.test(status) && parent !== 'criu';
     } catch {
       return false; // gone meanwhile
     }
@@ -218,7 +223,7 @@ void t.test('in doubt', async (t) => {
         mode: 'postcopy',
         onProgress: (p) => {
           if (killed || p.phase !== 'pages') return;
-          for (const pid of childrenNamed(src.child.pid!, 'criu')) {
+          for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
             process.kill(pid, 'SIGKILL');
             killed++;
           }
@@ -250,19 +255,27 @@ void t.test('in doubt', async (t) => {
   });
 });
 
-/** Children of `ppid` whose command is `comm`. */
-function childrenNamed(ppid: number, comm: string): number[] {
-  const out: number[] = [];
+/** Processes under `root` (at any depth) whose command is `comm`. */
+function descendantsNamed(root: number, comm: string): number[] {
+  const procs: { pid: number; ppid: number; comm: string }[] = [];
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
       const c = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const pp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (c === comm && pp === ppid) out.push(Number(name));
+      procs.push({ pid: Number(name), comm: c, ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) });
     } catch {
       // gone
     }
   }
-  return out;
+  const under = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of procs)
+      if (under.has(p.ppid) && !under.has(p.pid)) {
+        under.add(p.pid);
+        grew = true;
+      }
+  }
+  return procs.filter((p) => p.comm === comm && under.has(p.pid) && p.pid !== root).map((p) => p.pid);
 }
