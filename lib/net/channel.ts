@@ -12,7 +12,12 @@
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { SosError, argType } from '../errors.js';
+import { argType } from '../errors.js';
+import { ChannelError } from './channel-error.js';
+import { secretBuffer } from './secret.js';
+
+export { ChannelError } from './channel-error.js';
+export { secretBuffer, generateSecret, writeSecretFile, SECRET_BYTES } from './secret.js';
 
 /** Largest JSON message (bytes of UTF-8). */
 export const MAX_MESSAGE = 64 * 1024;
@@ -38,9 +43,6 @@ export interface Liveness {
 }
 export const DEFAULT_LIVENESS: Liveness = { intervalMs: 1000, timeoutMs: 15_000 };
 
-/** A channel failure: `ERR_AUTH`, `ERR_WEAK_SECRET`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_CLOSED`, `ETIMEDOUT`, `ECONNRESET`, `ABORT_ERR`. */
-export class ChannelError extends SosError {}
-
 /** A JSON message on the channel: an object with a string `op`. */
 export type Message = { op: string } & Record<string, unknown>;
 
@@ -48,19 +50,6 @@ export interface ChannelEvents {
   message: [Message];
   data: [stream: number, chunk: Buffer];
   close: [error: ChannelError | null];
-}
-
-/** A shared secret given as a string or a Buffer, as a Buffer (`name` is the argument's name in the error). */
-export function secretBuffer(s: unknown, name = 'secret'): Buffer {
-  const b = typeof s === 'string' ? Buffer.from(s) : s;
-  if (!Buffer.isBuffer(b)) throw argType(`${name} must be a Buffer or a string`);
-  return b;
-}
-
-function toSecret(s: unknown): Buffer {
-  const b = secretBuffer(s);
-  if (b.length < 16) throw new ChannelError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
-  return b;
 }
 
 function hmac(key: Buffer, ...parts: (string | Buffer)[]): Buffer {
@@ -167,7 +156,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
 
   /** Connect to an agent and authenticate. Rejects with ChannelError (ERR_AUTH on a wrong secret). */
   static async connect(o: ConnectOptions): Promise<AuthChannel> {
-    const secret = toSecret(o.secret);
+    const secret = secretBuffer(o.secret);
     const timeoutMs = o.timeoutMs ?? 10_000;
     const sock = net.connect({ host: o.host, port: o.port });
     const ch = new AuthChannel(sock);
@@ -195,7 +184,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     onChannel: (ch: AuthChannel) => void,
     opts: { timeoutMs?: number; liveness?: Liveness; onRefused?: (e: ChannelError, peer: string) => void } = {},
   ): net.Server {
-    const secret = toSecret(secretIn);
+    const secret = secretBuffer(secretIn);
     return net.createServer((sock) => {
       const ch = new AuthChannel(sock);
       ch.handshake('server', secret, opts.timeoutMs ?? 10_000).then(
