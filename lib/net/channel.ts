@@ -5,12 +5,13 @@
  * direction. After it every frame is sealed (lib/net/seal.ts), so it cannot be read, forged, altered,
  * replayed, reordered or dropped without the receiver noticing. Frames (lib/net/frame.ts) are typed and
  * size-limited: JSON messages (objects) and binary data on numbered streams. Before the handshake a peer
- * may send only the handshake's few hundred bytes. Anything malformed ends the channel with a clear error.
+ * may send only the handshake's few hundred bytes, and a server holds a bounded number of unauthenticated
+ * connections. Anything malformed ends the channel with a clear error.
  */
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { argType } from '../errors.js';
+import { argType, argRange } from '../errors.js';
 import { ChannelError } from './channel-error.js';
 import {
   FrameDecoder,
@@ -57,7 +58,11 @@ export interface ServerOptions {
   /** Deadline for a connection's handshake (default 10 s). */
   timeoutMs?: number;
   liveness?: Liveness;
-  /** A connection was refused or failed its handshake (ERR_AUTH, ERR_BAD_FRAME, …): for logs. */
+  /** Unauthenticated connections at once from one remote address (default 8); more are closed at once. */
+  maxPendingPerPeer?: number;
+  /** Unauthenticated connections at once in all (default 64); more are closed at once. */
+  maxPending?: number;
+  /** A connection was refused or failed its handshake (ERR_AUTH, ERR_TOO_MANY, …): for logs. */
   onRefused?: (e: ChannelError, peer: string) => void;
 }
 
@@ -138,21 +143,49 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   /**
-   * A TCP server whose connections are authenticated before `onChannel`
-   * sees them. A peer that fails the handshake is told why and dropped;
-   * `onRefused` hears about it (for logs).
+   * A TCP server whose connections are authenticated before `onChannel` sees them. A peer that fails the
+   * handshake is told why and dropped; a connection beyond the limits of unauthenticated ones (per remote
+   * address and in all) is closed at once (ERR_TOO_MANY); `onRefused` hears about both (for logs).
    */
   static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: ServerOptions = {}): net.Server {
     const secret = secretBuffer(secretIn);
+    const perPeer = limit('maxPendingPerPeer', opts.maxPendingPerPeer, 8);
+    const total = limit('maxPending', opts.maxPending, 64);
+    const pendingBy = new Map<string, number>();
+    let pending = 0;
     return net.createServer((sock) => {
+      const addr = sock.remoteAddress ?? '?';
+      const peer = `${addr}:${sock.remotePort}`;
+      const mine = pendingBy.get(addr) ?? 0;
+      if (mine >= perPeer || pending >= total) {
+        sock.destroy();
+        const what = mine >= perPeer ? `${perPeer} from ${addr}` : `${total} in all`;
+        opts.onRefused?.(
+          new ChannelError(`too many connections waiting for their handshake (${what}): refused`, {
+            code: 'ERR_TOO_MANY',
+          }),
+          peer,
+        );
+        return;
+      }
+      pendingBy.set(addr, mine + 1);
+      pending++;
+      const settled = () => {
+        pending--;
+        const n = (pendingBy.get(addr) ?? 1) - 1;
+        if (n > 0) pendingBy.set(addr, n);
+        else pendingBy.delete(addr);
+      };
       const ch = new AuthChannel(sock);
       ch.handshake('server', secret, opts.timeoutMs ?? 10_000).then(
         () => {
+          settled();
           ch.keepAlive(opts.liveness ?? DEFAULT_LIVENESS);
           onChannel(ch);
         },
         (e: ChannelError) => {
-          opts.onRefused?.(e, `${sock.remoteAddress}:${sock.remotePort}`);
+          settled();
+          opts.onRefused?.(e, peer);
           ch.destroy(e);
         },
       );
@@ -411,6 +444,13 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function limit(name: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw argType(`options.${name} must be an integer`);
+  if (v < 1) throw argRange(`options.${name} must be at least 1`);
+  return v;
 }
 
 /** A sealed frame's plaintext as a message, a data chunk, or null for a ping; throws ChannelError ERR_BAD_FRAME. */

@@ -1,5 +1,5 @@
 // The authenticated, encrypted channel over real loopback TCP: round trips, secrets, a wrong secret (and
-// what the server reveals to it), garbage, oversized, pre-auth floods, tampered
+// what the server reveals to it), garbage, oversized, pre-auth floods, too many connections, tampered
 // frames, nothing in the clear on the wire, a peer that vanishes.
 import t from 'tap';
 import crypto from 'node:crypto';
@@ -27,7 +27,7 @@ async function serve(
   secret: Buffer,
   onChannel: (ch: AuthChannel) => void,
   refused: ChannelError[] = [],
-  o: { timeoutMs?: number } = {},
+  o: { timeoutMs?: number; maxPendingPerPeer?: number; maxPending?: number } = {},
 ) {
   const server = AuthChannel.server(secret, onChannel, {
     timeoutMs: 3000,
@@ -164,8 +164,8 @@ function framesOf(bytes: Buffer) {
   return decodeFrames(bytes).frames.map((f) => ({ type: f.type, body: f.body }));
 }
 
-function rawConnect(port: number) {
-  const s = net.connect({ port, host: '127.0.0.1' });
+function rawConnect(port: number, localAddress = '127.0.0.1') {
+  const s = net.connect({ port, host: '127.0.0.1', localAddress });
   const got: Buffer[] = [];
   s.on('data', (d: Buffer) => got.push(d));
   s.on('error', () => {});
@@ -274,6 +274,48 @@ void t.test('before the handshake only its few hundred bytes pass: a flood is cu
     ['ERR_BAD_FRAME', 'ERR_BAD_FRAME', 'ERR_BAD_FRAME'],
   );
   t.match(refused[0].message, /before the handshake completed/);
+});
+
+void t.test('unauthenticated connections are bounded per peer and in all', async (t) => {
+  const refused: ChannelError[] = [];
+  const { server, port } = await serve(SECRET, (ch) => ch.on('message', (m) => ch.send(m)), refused, {
+    timeoutMs: 600_000,
+    maxPendingPerPeer: 2,
+    maxPending: 3,
+  });
+  t.teardown(() => server.close());
+  // Idle connections that never prove anything; each is pending once the server greeted it.
+  const idle = async (from: string) => {
+    const c = rawConnect(port, from);
+    await until(() => c.got.length > 0 || c.s.destroyed, 10_000, 'the server greeted or dropped us');
+    return c;
+  };
+  const a = await idle('127.0.0.1');
+  const b = await idle('127.0.0.1');
+  const third = rawConnect(port, '127.0.0.1');
+  await third.closed;
+  t.equal(third.got.length, 0, 'a third one from the same address is closed at once, unanswered');
+  t.same(
+    refused.map((e) => e.code),
+    ['ERR_TOO_MANY'],
+  );
+  t.match(refused[0].message, /2 from 127\.0\.0\.1/);
+  const other = await idle('127.0.0.2');
+  t.ok(other.got.length > 0, 'another address still gets in');
+  const fourth = rawConnect(port, '127.0.0.3');
+  await fourth.closed;
+  t.equal(refused[1]?.code, 'ERR_TOO_MANY', 'beyond the total, any address is refused');
+  t.match(refused[1].message, /3 in all/);
+  // One idle peer leaves: a real client (same address) gets a channel again.
+  a.s.destroy();
+  await until(() => refused.some((e) => e.code === 'ECONNRESET'), 10_000, 'the server saw the idle peer go');
+  const ch = await AuthChannel.connect({ host: '127.0.0.1', port, secret: SECRET });
+  const echo = ch.waitFor((m) => m.op === 'ping-pong', 5000);
+  ch.send({ op: 'ping-pong' });
+  await echo;
+  ch.close();
+  b.s.destroy();
+  other.s.destroy();
 });
 
 void t.test('nothing crosses the wire in the clear after the handshake', async (t) => {
