@@ -14,3 +14,4 @@ export { MigrationError, TargetFailedError, InDoubtError, type MigrationStep, ty
 export { ProtocolError } from './protocol.js';
 export { flushNeighbours, defaultAnnounce, type MoveAddress, type Announce } from './address.js';
 export type { Mode } from './protocol.js';
+export { generateSecret, writeSecretFile } from '../net/secret.js';
