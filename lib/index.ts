@@ -14,6 +14,7 @@ export {
   type ConnectOptions,
   type Liveness,
   type Message,
+  type ServerOptions,
 } from './net/channel.js';
 export { CertError } from './net/cert.js';
 export { DaemonError, FrameError } from './daemon/errors.js';

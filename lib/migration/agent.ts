@@ -46,7 +46,7 @@ export interface AgentOptions {
   host?: string;
   /** Port (default 0: any free port, see `agent.port`). */
   port?: number;
-  /** Secret shared by all agents and their clients (≥ 16 bytes). */
+  /** Secret shared by all agents and their clients (32 random bytes: `generateSecret()`). */
   secret: Buffer | string;
   /** Folder for images in transit (a subfolder per migration). */
   workDir: string;

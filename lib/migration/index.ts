@@ -16,3 +16,4 @@ export { resolveMigration, resolveInDoubt, type Resolution, type ResolveOptions 
 export { FileRecordStore, type RecordStore, type MigrationRecord, type RecordState } from './record.js';
 export { flushNeighbours, defaultAnnounce, type MoveAddress, type Announce } from './address.js';
 export type { Mode } from './protocol.js';
+export { generateSecret, writeSecretFile } from '../net/secret.js';

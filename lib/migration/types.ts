@@ -21,7 +21,7 @@ export interface Progress {
 export interface MigrateOptions {
   /** The target node's migration agent. */
   to: { host: string; port: number };
-  /** The secret shared by the agents (≥ 16 bytes). */
+  /** The secret shared by the agents (32 random bytes: `generateSecret()`). */
   secret: Buffer | string;
   /** 'precopy' (default): all memory moves before the target resumes. 'postcopy': the target resumes at once and pulls pages. */
   mode?: Mode;

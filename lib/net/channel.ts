@@ -1,35 +1,42 @@
 /**
- * An authenticated, framed TCP channel between two agents that share a
- * secret (the migration agents, and RdmaConnection's TCP set-up in
- * lib/rdma/handshake.ts). The handshake proves both sides hold the secret
- * (HMAC-SHA256 over both fresh nonces and the roles) and derives one key per
- * direction; after it every frame carries an HMAC over its
- * sequence number, type and payload, so a frame cannot be forged, altered,
- * replayed, reordered or dropped without the receiver noticing. Frames are
- * typed and size-limited: JSON messages (objects) and binary data on
- * numbered streams. Anything malformed ends the channel with a clear error.
+ * An authenticated, encrypted, framed TCP channel between two agents that share a secret (the migration
+ * agents, and RdmaConnection's TCP set-up in lib/rdma/handshake.ts). The handshake (lib/net/handshake.ts)
+ * has the client prove it holds the secret first, then the server; it derives one AES-256-GCM key per
+ * direction. After it every frame is sealed (lib/net/seal.ts), so it cannot be read, forged, altered,
+ * replayed, reordered or dropped without the receiver noticing. Frames (lib/net/frame.ts) are typed and
+ * size-limited: JSON messages (objects) and binary data on numbered streams. Before the handshake a peer
+ * may send only the handshake's few hundred bytes, and a server holds a bounded number of unauthenticated
+ * connections. Anything malformed ends the channel with a clear error.
  */
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { SosError, argType } from '../errors.js';
+import { argType, argRange } from '../errors.js';
+import { ChannelError } from './channel-error.js';
+import {
+  FrameDecoder,
+  MAX_DATA,
+  MAX_MESSAGE,
+  T_DATA,
+  T_HELLO,
+  T_MESSAGE,
+  T_PING,
+  T_PROOF,
+  T_REFUSE,
+  frameHeader,
+  type Frame,
+} from './frame.js';
+import { NONCE_LEN, deriveKeys, encodeHello, parseHello, proof, proofMatches, type Role } from './handshake.js';
+import { Opener, Sealer } from './seal.js';
+import { secretBuffer } from './secret.js';
 
-/** Largest JSON message (bytes of UTF-8). */
-export const MAX_MESSAGE = 64 * 1024;
-/** Largest binary payload of one data frame. */
-export const MAX_DATA = 1024 * 1024;
-const VERSION = 1;
+export { ChannelError } from './channel-error.js';
+export { secretBuffer, generateSecret, writeSecretFile, SECRET_BYTES } from './secret.js';
+export { MAX_DATA, MAX_MESSAGE, FrameDecoder, decodeFrames, type Frame } from './frame.js';
+
 /** Bytes queued on the socket before senders wait: far above Node's 16 KiB default, so
  *  1 MiB frames stream back to back instead of stop-and-wait per frame. */
 const SEND_HIGH_WATER = 8 * 1024 * 1024;
-const MAC_LEN = 32;
-const HEADER = 5; // u8 type, u32 payload length
-const T_HELLO = 0x10;
-const T_PROOF = 0x11;
-const T_REFUSE = 0x12;
-const T_MESSAGE = 0x01;
-const T_DATA = 0x02;
-const T_PING = 0x03;
 
 /** Keep-alive: a ping every `intervalMs`; no frame at all for `timeoutMs` ends the channel (ETIMEDOUT). */
 export interface Liveness {
@@ -37,9 +44,6 @@ export interface Liveness {
   timeoutMs: number;
 }
 export const DEFAULT_LIVENESS: Liveness = { intervalMs: 1000, timeoutMs: 15_000 };
-
-/** A channel failure: `ERR_AUTH`, `ERR_WEAK_SECRET`, `ERR_BAD_FRAME`, `ERR_FRAME_TOO_LARGE`, `ERR_VERSION`, `ERR_CLOSED`, `ETIMEDOUT`, `ECONNRESET`, `ABORT_ERR`. */
-export class ChannelError extends SosError {}
 
 /** A JSON message on the channel: an object with a string `op`. */
 export type Message = { op: string } & Record<string, unknown>;
@@ -50,64 +54,16 @@ export interface ChannelEvents {
   close: [error: ChannelError | null];
 }
 
-/** A shared secret given as a string or a Buffer, as a Buffer (`name` is the argument's name in the error). */
-export function secretBuffer(s: unknown, name = 'secret'): Buffer {
-  const b = typeof s === 'string' ? Buffer.from(s) : s;
-  if (!Buffer.isBuffer(b)) throw argType(`${name} must be a Buffer or a string`);
-  return b;
-}
-
-function toSecret(s: unknown): Buffer {
-  const b = secretBuffer(s);
-  if (b.length < 16) throw new ChannelError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
-  return b;
-}
-
-function hmac(key: Buffer, ...parts: (string | Buffer)[]): Buffer {
-  const h = crypto.createHmac('sha256', key);
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest();
-}
-
-/** Bytes received but not yet parsed, kept as a list so large frames never re-copy. */
-class ByteQueue {
-  private chunks: Buffer[] = [];
-  length = 0;
-  push(b: Buffer) {
-    this.chunks.push(b);
-    this.length += b.length;
-  }
-  peek(n: number): Buffer {
-    if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
-    return Buffer.concat(this.chunks, Math.max(n, 0)).subarray(0, n);
-  }
-  take(n: number): Buffer {
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      const parts: Buffer[] = [];
-      let need = n;
-      while (need > 0) {
-        const c = this.chunks[0];
-        if (c.length <= need) {
-          parts.push(c);
-          this.chunks.shift();
-          need -= c.length;
-        } else {
-          parts.push(c.subarray(0, need));
-          this.chunks[0] = c.subarray(need);
-          need = 0;
-        }
-      }
-      out = Buffer.concat(parts, n);
-    }
-    this.length -= n;
-    return out;
-  }
+export interface ServerOptions {
+  /** Deadline for a connection's handshake (default 10 s). */
+  timeoutMs?: number;
+  liveness?: Liveness;
+  /** Unauthenticated connections at once from one remote address (default 8); more are closed at once. */
+  maxPendingPerPeer?: number;
+  /** Unauthenticated connections at once in all (default 64); more are closed at once. */
+  maxPending?: number;
+  /** A connection was refused or failed its handshake (ERR_AUTH, ERR_TOO_MANY, …): for logs. */
+  onRefused?: (e: ChannelError, peer: string) => void;
 }
 
 export interface ConnectOptions {
@@ -127,18 +83,19 @@ export interface ConnectOptions {
  * `close` (with the error that ended it, or null for an orderly close).
  */
 export class AuthChannel extends EventEmitter<ChannelEvents> {
-  private sendKey: Buffer = Buffer.alloc(0);
-  private recvKey: Buffer = Buffer.alloc(0);
-  private sendSeq = 0n;
-  private recvSeq = 0n;
-  private readonly inbox = new ByteQueue();
+  private sealer: Sealer | null = null;
+  private opener: Opener | null = null;
+  private readonly decoder = new FrameDecoder();
+  /** Sealed frames are delivered (the handshake is done and the owner had a chance to listen). */
   private ready = false;
+  /** The peer sent its last handshake frame: what follows waits, sealed, for `ready`. */
+  private peerDone = false;
   /** We told the peer why we drop it: let that frame reach it before closing. */
   private refused = false;
   private closedWith: ChannelError | null | undefined = undefined;
   /** Handshake frames before the channel is up. */
-  private pre: { resolve: (f: { type: number; payload: Buffer }) => void; reject: (e: Error) => void } | null = null;
-  private preQueue: { type: number; payload: Buffer }[] = [];
+  private pre: { resolve: (f: Frame) => void; reject: (e: Error) => void } | null = null;
+  private preQueue: Frame[] = [];
 
   private constructor(readonly socket: net.Socket) {
     super();
@@ -167,7 +124,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
 
   /** Connect to an agent and authenticate. Rejects with ChannelError (ERR_AUTH on a wrong secret). */
   static async connect(o: ConnectOptions): Promise<AuthChannel> {
-    const secret = toSecret(o.secret);
+    const secret = secretBuffer(o.secret);
     const timeoutMs = o.timeoutMs ?? 10_000;
     const sock = net.connect({ host: o.host, port: o.port });
     const ch = new AuthChannel(sock);
@@ -186,61 +143,92 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   /**
-   * A TCP server whose connections are authenticated before `onChannel`
-   * sees them. A peer that fails the handshake is told why and dropped;
-   * `onRefused` hears about it (for logs).
+   * A TCP server whose connections are authenticated before `onChannel` sees them. A peer that fails the
+   * handshake is told why and dropped; a connection beyond the limits of unauthenticated ones (per remote
+   * address and in all) is closed at once (ERR_TOO_MANY); `onRefused` hears about both (for logs).
    */
-  static server(
-    secretIn: Buffer | string,
-    onChannel: (ch: AuthChannel) => void,
-    opts: { timeoutMs?: number; liveness?: Liveness; onRefused?: (e: ChannelError, peer: string) => void } = {},
-  ): net.Server {
-    const secret = toSecret(secretIn);
+  static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: ServerOptions = {}): net.Server {
+    const secret = secretBuffer(secretIn);
+    const perPeer = limit('maxPendingPerPeer', opts.maxPendingPerPeer, 8);
+    const total = limit('maxPending', opts.maxPending, 64);
+    const pendingBy = new Map<string, number>();
+    let pending = 0;
     return net.createServer((sock) => {
+      const addr = sock.remoteAddress ?? '?';
+      const peer = `${addr}:${sock.remotePort}`;
+      const mine = pendingBy.get(addr) ?? 0;
+      if (mine >= perPeer || pending >= total) {
+        sock.destroy();
+        const what = mine >= perPeer ? `${perPeer} from ${addr}` : `${total} in all`;
+        opts.onRefused?.(
+          new ChannelError(`too many connections waiting for their handshake (${what}): refused`, {
+            code: 'ERR_TOO_MANY',
+          }),
+          peer,
+        );
+        return;
+      }
+      pendingBy.set(addr, mine + 1);
+      pending++;
+      const settled = () => {
+        pending--;
+        const n = (pendingBy.get(addr) ?? 1) - 1;
+        if (n > 0) pendingBy.set(addr, n);
+        else pendingBy.delete(addr);
+      };
       const ch = new AuthChannel(sock);
       ch.handshake('server', secret, opts.timeoutMs ?? 10_000).then(
         () => {
+          settled();
           ch.keepAlive(opts.liveness ?? DEFAULT_LIVENESS);
           onChannel(ch);
         },
         (e: ChannelError) => {
-          opts.onRefused?.(e, `${sock.remoteAddress}:${sock.remotePort}`);
+          settled();
+          opts.onRefused?.(e, peer);
           ch.destroy(e);
         },
       );
     });
   }
 
-  private async handshake(role: 'client' | 'server', secret: Buffer, timeoutMs: number): Promise<void> {
+  private async handshake(role: Role, secret: Buffer, timeoutMs: number): Promise<void> {
     const timer = setTimeout(
       () => this.destroy(new ChannelError('peer did not complete the handshake in time', { code: 'ETIMEDOUT' })),
       timeoutMs,
     );
     try {
-      const mine = crypto.randomBytes(32);
-      this.writeFrame(T_HELLO, Buffer.from(JSON.stringify({ v: VERSION, role, nonce: mine.toString('hex') })));
-      const hello = this.parseHello(await this.nextPre(T_HELLO), role);
-      if (hello.equals(mine)) throw new ChannelError('peer echoed our nonce', { code: 'ERR_AUTH' });
-      const peerRole = role === 'client' ? 'server' : 'client';
-      this.writeFrame(T_PROOF, hmac(secret, 'sos-channel-proof', role, mine, hello));
-      const proof = await this.nextPre(T_PROOF);
-      const expect = hmac(secret, 'sos-channel-proof', peerRole, hello, mine);
-      if (proof.length !== MAC_LEN || !crypto.timingSafeEqual(proof, expect)) {
-        this.writeFrame(T_REFUSE, Buffer.from('authentication failed'));
-        this.refused = true;
-        // Neither side can tell whose secret is the wrong one, only that they differ.
-        throw new ChannelError(
-          role === 'client'
-            ? 'the secrets do not match: the server at the other end holds another secret than ours'
-            : 'the secrets do not match: the client holds another secret than ours',
-          { code: 'ERR_AUTH' },
-        );
+      const nonce = crypto.randomBytes(NONCE_LEN);
+      const myHello = encodeHello(role, nonce);
+      this.writeFrame(T_HELLO, [myHello]);
+      const peerHelloBytes = await this.nextPre(T_HELLO);
+      const peerHello = parseHello(peerHelloBytes, role);
+      if (peerHello.nonce.equals(nonce)) throw new ChannelError('peer echoed our nonce', { code: 'ERR_AUTH' });
+      const [ch, sh] = role === 'client' ? [myHello, peerHelloBytes] : [peerHelloBytes, myHello];
+      if (role === 'client') {
+        // We prove first; the server answers with its proof only if ours holds.
+        this.writeFrame(T_PROOF, [proof(secret, 'client', ch, sh)]);
+        if (!proofMatches(await this.nextPre(T_PROOF), proof(secret, 'server', ch, sh)))
+          throw new ChannelError(
+            'the secrets do not match: the server at the other end holds another secret than ours',
+            { code: 'ERR_AUTH' },
+          );
+      } else {
+        if (!proofMatches(await this.nextPre(T_PROOF), proof(secret, 'client', ch, sh))) {
+          this.writeFrame(T_REFUSE, [Buffer.from('authentication failed')]);
+          this.refused = true;
+          // Neither side can tell whose secret is the wrong one, only that they differ.
+          throw new ChannelError('the secrets do not match: the client holds another secret than ours', {
+            code: 'ERR_AUTH',
+          });
+        }
+        this.writeFrame(T_PROOF, [proof(secret, 'server', ch, sh)]);
       }
-      const [c, s] = role === 'client' ? [mine, hello] : [hello, mine];
-      const c2s = hmac(secret, 'sos-channel-key', 'client-to-server', c, s);
-      const s2c = hmac(secret, 'sos-channel-key', 'server-to-client', c, s);
-      this.sendKey = role === 'client' ? c2s : s2c;
-      this.recvKey = role === 'client' ? s2c : c2s;
+      const [cn, sn] = role === 'client' ? [nonce, peerHello.nonce] : [peerHello.nonce, nonce];
+      const { c2s, s2c } = deriveKeys(secret, cn, sn);
+      this.sealer = new Sealer(role === 'client' ? c2s : s2c);
+      this.opener = new Opener(role === 'client' ? s2c : c2s);
+      this.decoder.seal();
       // Frames that came right behind the proof wait until the owner (who gets
       // this channel in a later microtask) had a chance to listen.
       setImmediate(() => {
@@ -252,45 +240,22 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     }
   }
 
-  private parseHello(p: Buffer, role: string): Buffer {
-    let v: unknown;
-    try {
-      v = JSON.parse(p.toString('utf8'));
-    } catch {
-      throw new ChannelError('handshake hello is not JSON', { code: 'ERR_BAD_FRAME' });
-    }
-    const o = v as Record<string, unknown>;
-    if (!o || typeof o !== 'object')
-      throw new ChannelError('handshake hello must be an object', { code: 'ERR_BAD_FRAME' });
-    if (o.v !== VERSION)
-      throw new ChannelError(`unsupported channel version ${String(o.v)} (this side speaks ${VERSION})`, {
-        code: 'ERR_VERSION',
-      });
-    if (o.role === role || (o.role !== 'client' && o.role !== 'server'))
-      throw new ChannelError('handshake roles do not match', { code: 'ERR_BAD_FRAME' });
-    if (typeof o.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(o.nonce))
-      throw new ChannelError('handshake nonce malformed', { code: 'ERR_BAD_FRAME' });
-    return Buffer.from(o.nonce, 'hex');
-  }
-
   private nextPre(type: number): Promise<Buffer> {
-    const check = (f: { type: number; payload: Buffer }): Buffer => {
+    const check = (f: Frame): Buffer => {
       if (f.type === T_REFUSE)
         throw new ChannelError(
-          `the peer refused the handshake (${f.payload.toString('utf8').slice(0, 200)}): the secrets do not match`,
+          `the peer refused the handshake (${f.body.toString('utf8').slice(0, 200)}): the secrets do not match`,
           { code: 'ERR_AUTH' },
         );
       if (f.type !== type)
         throw new ChannelError(`unexpected frame type ${f.type} during the handshake`, { code: 'ERR_BAD_FRAME' });
-      return f.payload;
+      return f.body;
     };
     const queued = this.preQueue.shift();
     if (queued) return Promise.resolve().then(() => check(queued));
     if (this.closedWith !== undefined)
       return Promise.reject(this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
-    return new Promise<{ type: number; payload: Buffer }>((resolve, reject) => (this.pre = { resolve, reject })).then(
-      check,
-    );
+    return new Promise<Frame>((resolve, reject) => (this.pre = { resolve, reject })).then(check);
   }
 
   private lastFrameAt = Date.now();
@@ -306,68 +271,52 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
           }),
         );
       }
-      if (!this.congested) this.sendAuthed(T_PING, Buffer.alloc(0));
+      if (!this.congested) this.sendSealed(T_PING, []);
     }, l.intervalMs);
     timer.unref();
   }
 
-  /** One frame from payload parts, written without copying them (the socket gathers). */
-  private writeFrame(type: number, parts: Buffer | Buffer[], mac?: Buffer): boolean {
-    const list = Array.isArray(parts) ? parts : [parts];
-    const h = Buffer.allocUnsafe(HEADER);
-    h.writeUInt8(type, 0);
-    h.writeUInt32BE(
-      list.reduce((n, b) => n + b.length, 0),
-      1,
-    );
+  /** Write a frame's parts as one corked batch, without copying them (the socket gathers). */
+  private writeParts(parts: Buffer[]): boolean {
     this.socket.cork();
-    this.socket.write(h);
-    for (const b of list) if (b.length) this.socket.write(b);
-    if (mac) this.socket.write(mac);
+    for (const b of parts) this.socket.write(b);
     this.socket.uncork();
     return !this.congested;
   }
 
-  private frameMac(key: Buffer, seq: bigint, type: number, parts: Buffer | Buffer[]): Buffer {
-    const h = Buffer.allocUnsafe(9);
-    h.writeBigUInt64BE(seq, 0);
-    h.writeUInt8(type, 8);
-    const m = crypto.createHmac('sha256', key).update(h);
-    for (const b of Array.isArray(parts) ? parts : [parts]) m.update(b);
-    return m.digest();
+  /** A handshake frame, in the clear. */
+  private writeFrame(type: number, parts: Buffer[]): boolean {
+    return this.writeParts([
+      frameHeader(
+        type,
+        parts.reduce((n, b) => n + b.length, 0),
+      ),
+      ...parts,
+    ]);
   }
 
   private onBytes(d: Buffer) {
     this.lastFrameAt = Date.now();
-    this.inbox.push(d);
+    this.decoder.push(d);
     this.pump();
   }
 
   private pump() {
-    while (this.closedWith === undefined && this.inbox.length >= HEADER) {
-      const h = this.inbox.peek(HEADER);
-      const type = h.readUInt8(0);
-      const len = h.readUInt32BE(1);
-      const limit = type === T_DATA ? MAX_DATA + 4 : type === T_MESSAGE ? MAX_MESSAGE : 4096;
-      if (len > limit)
-        return this.destroy(
-          new ChannelError(`frame of ${len} bytes over the ${limit}-byte limit for its type`, {
-            code: 'ERR_FRAME_TOO_LARGE',
-          }),
-        );
-      const authed = type === T_MESSAGE || type === T_DATA || type === T_PING;
-      const total = HEADER + len + (authed ? MAC_LEN : 0);
-      if (this.inbox.length < total) return;
-      // Authenticated frames wait in the queue until the handshake derived the keys.
-      if (authed && !this.ready) return;
-      this.inbox.take(HEADER);
-      const payload = this.inbox.take(len);
-      if (!authed) {
-        if (this.ready)
-          return this.destroy(
-            new ChannelError(`unexpected frame type ${type} after the handshake`, { code: 'ERR_BAD_FRAME' }),
-          );
-        const f = { type, payload };
+    while (this.closedWith === undefined) {
+      // After the peer's last handshake frame, frames are sealed: they wait for the keys and the owner.
+      if (this.peerDone && !this.ready) return;
+      let f: Frame | null;
+      let m: Message | [number, Buffer] | null = null;
+      try {
+        f = this.decoder.next();
+        if (f?.tag) m = parse(f.type, this.opener!.open(f.header, f.body, f.tag));
+      } catch (e) {
+        return this.destroy(e as ChannelError);
+      }
+      if (!f) return;
+      if (!f.tag) {
+        // A handshake frame: the hello, then the proof or a refusal, and nothing after it until sealed.
+        if (f.type !== T_HELLO) this.peerDone = true;
         if (this.pre) {
           const p = this.pre;
           this.pre = null;
@@ -375,40 +324,17 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
         } else this.preQueue.push(f);
         continue;
       }
-      const mac = this.inbox.take(MAC_LEN);
-      if (!crypto.timingSafeEqual(mac, this.frameMac(this.recvKey, this.recvSeq, type, payload))) {
-        return this.destroy(
-          new ChannelError('frame failed authentication (tampered, replayed or out of order)', { code: 'ERR_AUTH' }),
-        );
-      }
-      this.recvSeq++;
       this.lastFrameAt = Date.now();
-      if (type === T_PING) continue;
-      if (type === T_MESSAGE) {
-        let v: unknown;
-        try {
-          v = JSON.parse(payload.toString('utf8'));
-        } catch {
-          return this.destroy(new ChannelError('message is not JSON', { code: 'ERR_BAD_FRAME' }));
-        }
-        if (v === null || typeof v !== 'object' || Array.isArray(v) || typeof (v as Message).op !== 'string') {
-          return this.destroy(
-            new ChannelError('message must be an object with a string op', { code: 'ERR_BAD_FRAME' }),
-          );
-        }
-        this.emit('message', v as Message);
-      } else {
-        if (len < 4) return this.destroy(new ChannelError('data frame without a stream id', { code: 'ERR_BAD_FRAME' }));
-        this.emit('data', payload.readUInt32BE(0), payload.subarray(4));
-      }
+      if (Array.isArray(m)) this.emit('data', m[0], m[1]);
+      else if (m) this.emit('message', m);
     }
   }
 
-  private sendAuthed(type: number, payload: Buffer | Buffer[]): boolean {
+  private sendSealed(type: number, parts: Buffer[]): boolean {
     if (this.closedWith !== undefined)
       throw this.closedWith ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' });
-    const mac = this.frameMac(this.sendKey, this.sendSeq++, type, payload);
-    return this.writeFrame(type, payload, mac);
+    if (!this.sealer) throw new ChannelError('the handshake is not done', { code: 'ERR_CLOSED' });
+    return this.writeParts(this.sealer.seal(type, parts));
   }
 
   /** Send one JSON message. Throws ChannelError if the channel has ended or the message is too large. */
@@ -416,7 +342,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     const p = Buffer.from(JSON.stringify(msg));
     if (p.length > MAX_MESSAGE)
       throw new ChannelError(`message of ${p.length} bytes over ${MAX_MESSAGE}`, { code: 'ERR_FRAME_TOO_LARGE' });
-    this.sendAuthed(T_MESSAGE, p);
+    this.sendSealed(T_MESSAGE, [p]);
   }
 
   /**
@@ -429,7 +355,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     for (let off = 0; off < data.length || (off === 0 && data.length === 0); off += MAX_DATA) {
       const id = Buffer.allocUnsafe(4);
       id.writeUInt32BE(stream, 0);
-      if (!this.sendAuthed(T_DATA, [id, data.subarray(off, off + MAX_DATA)])) await this.drained();
+      if (!this.sendSealed(T_DATA, [id, data.subarray(off, off + MAX_DATA)])) await this.drained();
       if (data.length === 0) break;
     }
   }
@@ -518,4 +444,29 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function limit(name: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw argType(`options.${name} must be an integer`);
+  if (v < 1) throw argRange(`options.${name} must be at least 1`);
+  return v;
+}
+
+/** A sealed frame's plaintext as a message, a data chunk, or null for a ping; throws ChannelError ERR_BAD_FRAME. */
+function parse(type: number, payload: Buffer): Message | [stream: number, chunk: Buffer] | null {
+  if (type === T_PING) return null;
+  if (type === T_DATA) {
+    if (payload.length < 4) throw new ChannelError('data frame without a stream id', { code: 'ERR_BAD_FRAME' });
+    return [payload.readUInt32BE(0), payload.subarray(4)];
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new ChannelError('message is not JSON', { code: 'ERR_BAD_FRAME' });
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || typeof (v as Message).op !== 'string')
+    throw new ChannelError('message must be an object with a string op', { code: 'ERR_BAD_FRAME' });
+  return v as Message;
 }

@@ -29,7 +29,7 @@ import type { QueuePair } from './qp.js';
 export interface ConnectionOptions {
   /** RDMA device (e.g. 'rxe0'). */
   device: string;
-  /** Shared secret both peers hold (≥ 16 bytes). */
+  /** Shared secret both peers hold (32 random bytes: `generateSecret()`). */
   secret: Buffer | string;
   /** Local memory the peer may read and write: a Region, or a size to allocate one. */
   memory: Region | number;
@@ -40,10 +40,11 @@ export interface ConnectionOptions {
 }
 
 function secretOf(o: ConnectionOptions): Buffer {
-  const secret = secretBuffer(o.secret, 'options.secret');
-  if (secret.length < 16)
-    throw new HandshakeError('the shared secret must be at least 16 bytes', { code: 'ERR_WEAK_SECRET' });
-  return secret;
+  try {
+    return secretBuffer(o.secret, 'options.secret');
+  } catch (e) {
+    throw handshakeError(e);
+  }
 }
 
 interface Pending {

@@ -11,7 +11,7 @@ import {
   requestNonce,
 } from '../../lib/rdma/cm-auth.js';
 
-const secret = Buffer.from('sixteen-bytes-at-least!');
+const secret = Buffer.from('thirty-two-bytes-at-least-for-tests!');
 const win = { addr: 0x7f12_3456_7000, rkey: 0xdeadbeef, length: 1 << 20 };
 
 void t.test('request and reply round-trip, padded as RoCE pads private data, within 56 bytes', async (t) => {
@@ -29,7 +29,7 @@ void t.test('request and reply round-trip, padded as RoCE pads private data, wit
 void t.test('wrong secret, tampering, another QP, replay, stale time, bad frames: typed refusals', async (t) => {
   const cache = new NonceCache(60_000);
   const req = encodeRequest(secret, 5, win);
-  t.throws(() => decodeRequest(Buffer.from('another-secret-of-16b'), 5, req, cache), {
+  t.throws(() => decodeRequest(Buffer.from('another-secret-of-32-bytes-or-more'), 5, req, cache), {
     name: 'HandshakeError',
     code: 'ERR_AUTH',
   });

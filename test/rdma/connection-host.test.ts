@@ -7,7 +7,7 @@ import net from 'node:net';
 import { SosError } from '../../lib/errors.js';
 import { rdma } from '../../lib/index.js';
 
-const SECRET = 'sixteen-bytes-at-least!';
+const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const DEVICE = 'sos-no-such-device';
 // No rdma-core: StateError ERR_NO_RDMA; a kernel without RDMA: SystemError ENOSYS (ibv_get_device_list);
 // devices, but none of that name: SystemError ENODEV (ibv_open_device).

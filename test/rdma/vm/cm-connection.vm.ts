@@ -9,7 +9,7 @@ import { readsWhilePeerKilled } from './killed-peer.js';
 import { Region, rdma } from '../../../lib/index.js';
 import { HOST } from './env.js';
 
-const SECRET = 'sixteen-bytes-at-least!';
+const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
 let nextPort = 7900;
 
@@ -55,11 +55,14 @@ void t.test('a wrong secret is refused on both sides, with the reason', async (t
   const peer = new Peer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
   t.equal(await peer.line(), 'listening');
-  await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'a-different-secret!!', memory: 4096 }), {
-    name: 'HandshakeError',
-    code: 'ERR_PEER',
-    message: /ERR_AUTH/,
-  });
+  await t.rejects(
+    rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'a-different-secret-of-32-bytes-or-more', memory: 4096 }),
+    {
+      name: 'HandshakeError',
+      code: 'ERR_PEER',
+      message: /ERR_AUTH/,
+    },
+  );
   t.equal(await peer.line(), 'refused ERR_AUTH');
   await t.rejects(rdma.RdmaConnection.connectCm(HOST, peer.port, { secret: 'short', memory: 4096 }), {
     code: 'ERR_WEAK_SECRET',

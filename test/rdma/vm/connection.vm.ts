@@ -9,7 +9,7 @@ import { readsWhilePeerKilled } from './killed-peer.js';
 import { Region, rdma } from '../../../lib/index.js';
 import { DEV, HOST } from './env.js';
 
-const SECRET = 'sixteen-bytes-at-least!';
+const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
 let nextPort = 18600;
 
@@ -72,7 +72,11 @@ void t.test('a peer without the secret is refused on both sides', async (t) => {
   const peer = await startPeer();
   t.teardown(() => peer.proc.kill('SIGKILL'));
   await t.rejects(
-    rdma.RdmaConnection.connect(HOST, peer.port, { device: DEV, secret: 'a-different-secret!!', memory: 4096 }),
+    rdma.RdmaConnection.connect(HOST, peer.port, {
+      device: DEV,
+      secret: 'a-different-secret-of-32-bytes-or-more',
+      memory: 4096,
+    }),
     { name: 'HandshakeError' },
   );
   t.match(await peer.line(), /^refused ERR_(AUTH|PEER)/);
