@@ -8,6 +8,7 @@
         "native/core/fd_events.cc",
         "native/core/fd_watch.cc",
         "native/core/offthread.cc",
+        "native/core/peer_cred.cc",
         "native/uffd/mapping.cc",
         "native/uffd/uffd.cc",
         "native/uffd/page_source.cc",

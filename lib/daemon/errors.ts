@@ -21,3 +21,18 @@ export class FrameError extends SosError {
  * cannot be reached, `ERR_BAD_FRAME` when its answer cannot be read.
  */
 export class DaemonError extends SosError {}
+
+/**
+ * sosd cannot serve on its socket path: `ERR_SOCKET_NOT_SOCKET` (something else is there, left untouched),
+ * `ERR_SOCKET_IN_USE` (a daemon answers there), `ERR_SOCKET_MODE` (the socket came out readable by others),
+ * or the errno name of the failed call (`EACCES`, `EADDRINUSE`…). `path` is the socket path.
+ */
+export class ListenError extends SosError {
+  constructor(
+    message: string,
+    readonly path: string,
+    options: { code: string; cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

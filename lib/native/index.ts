@@ -4,3 +4,4 @@ export type * from './uffd.js';
 export type * from './rdma.js';
 export type * from './cm.js';
 export type * from './seqpacket.js';
+export type * from './peer-cred.js';

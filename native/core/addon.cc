@@ -11,6 +11,7 @@
 
 namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);
+Napi::Value PeerCred(const Napi::CallbackInfo& info);
 
 // setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError):
 // errors built natively use the TypeScript layer's classes.
@@ -41,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(PageSize())));
   InitRdma(env, exports);
   exports.Set("NativeSeqPacket", InitSeqPacket(env));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   return exports;
 }
 }  // namespace sos
