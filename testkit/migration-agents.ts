@@ -44,6 +44,8 @@ export async function startAgent(o: {
   refuse?: string;
   idleTimeoutMs?: number;
   inDoubtMs?: number;
+  /** Listen on this port (default: any free one); a restarted agent keeps its address. */
+  port?: number;
   /** Crash points to arm in the agent (lib/migration/failpoint.ts). */
   failpoints?: string[];
 }): Promise<AgentProcess> {
@@ -66,6 +68,7 @@ export async function startAgent(o: {
   if (o.refuse) args.push('--refuse', o.refuse);
   if (o.idleTimeoutMs) args.push('--idle-timeout-ms', String(o.idleTimeoutMs));
   if (o.inDoubtMs !== undefined) args.push('--in-doubt-ms', String(o.inDoubtMs));
+  if (o.port !== undefined) args.push('--port', String(o.port));
   const child = spawn('nsenter', args, {
     stdio: ['ignore', 'pipe', log],
     env: { ...process.env, SOS_FAILPOINTS: (o.failpoints ?? []).join(',') },

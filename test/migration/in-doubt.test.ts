@@ -79,8 +79,14 @@ void t.test('in doubt', async (t) => {
   const idleTimeoutMs = 2000;
   const inDoubtMs = 1500;
   let n = 0;
-  const agent = async (node: typeof a, workDir: string, failpoints: string[] = []): Promise<AgentProcess> => {
+  const agent = async (
+    node: typeof a,
+    workDir: string,
+    failpoints: string[] = [],
+    port?: number,
+  ): Promise<AgentProcess> => {
     const ag = await startAgent({
+      ...(port ? { port } : {}),
       netns: node.netns,
       host: node.addr,
       workDir,
@@ -90,6 +96,7 @@ void t.test('in doubt', async (t) => {
       failpoints,
     });
     t.teardown(() => ag.stop('SIGKILL'));
+    agents.push(ag);
     return ag;
   };
   const workload = async (): Promise<Workload> => {
@@ -117,8 +124,18 @@ void t.test('in doubt', async (t) => {
     }
   };
   /** Once settled, exactly one copy runs, in `netns`, and verifies. */
+  const agents: AgentProcess[] = [];
   const oneCopy = async (t: Test, w: Workload, netns?: string) => {
-    await until(() => running(w.dir).length === 1 && copies(w.dir).length === 1, 60_000, 'one copy left, running');
+    await until(
+      () => running(w.dir).length === 1 && copies(w.dir).length === 1,
+      60_000,
+      'one copy left, running',
+    ).catch((e: unknown) => {
+      // What the agents saw, to tell why it did not settle.
+      for (const ag of agents.slice(-3)) t.comment(`${ag.workDir}:\n${ag.log().slice(-3000)}`);
+      t.comment(`copies ${JSON.stringify(copies(w.dir))}, running ${JSON.stringify(running(w.dir))}`);
+      throw e;
+    });
     const [pid] = running(w.dir);
     if (netns)
       t.equal(fs.statSync(`/proc/${pid}/ns/net`).ino, fs.statSync(`/run/netns/${netns}`).ino, `it runs in ${netns}`);
@@ -187,8 +204,8 @@ void t.test('in doubt', async (t) => {
     const w = await workload();
     const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' });
     await died(tgt);
-    // Its successor on the same folder finds the commit recorded: the tree runs.
-    await agent(b, bdir);
+    // Its successor on the same folder and address finds the commit recorded: the tree runs.
+    await agent(b, bdir, [], tgt.port);
     const r = await neverTwo(t, w, run);
     t.comment(r.error ? `source: ${r.error.code} ${r.error.runningOn}` : `source: resumed as ${r.result?.targetPid}`);
     await neverTwo(t, w, oneCopy(t, w, b.netns));
@@ -203,7 +220,7 @@ void t.test('in doubt', async (t) => {
       const run = await neverTwo(t, w, requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' }));
       t.notOk(run.result, 'the client saw no result');
       await died(src);
-      await agent(a, adir);
+      await agent(a, adir, [], src.port);
       // Before the commit left, the source resumes; after it, the target runs it.
       await neverTwo(t, w, oneCopy(t, w, fp === 'source-commit-sent' ? b.netns : a.netns));
     });
