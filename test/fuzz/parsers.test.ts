@@ -54,7 +54,7 @@ const check = (name: string, arb: fc.Arbitrary<unknown>, f: (x: never) => unknow
     { numRuns: RUNS, seed: SEED },
   );
 
-t.test('channel frames', async (t) => {
+void t.test('channel frames', async (t) => {
   const valid = [
     Buffer.concat([frameHeader(0x10, 3), Buffer.from([1, 2, 3])]),
     Buffer.concat([frameHeader(0x01, 20), crypto.randomBytes(20)]),
@@ -64,7 +64,7 @@ t.test('channel frames', async (t) => {
   t.pass(`decodeFrames: ${tried.decodeFrames + tried['decodeFrames sealed']} inputs, 0 findings`);
 });
 
-t.test('channel hello', async (t) => {
+void t.test('channel hello', async (t) => {
   const valid = [encodeHello('client', crypto.randomBytes(32)), encodeHello('server', crypto.randomBytes(32))];
   check('parseHello', bytesNear(valid), (b: Buffer) => parseHello(b, 'server'));
   t.pass(`parseHello: ${tried.parseHello} inputs, 0 findings`);
@@ -134,9 +134,9 @@ const message = fc
       { maxKeys: 8 },
     ),
   )
-  .map(([op, rest]) => ({ ...rest, op }) as { op: string } & Record<string, unknown>);
+  .map(([op, rest]) => ({ ...rest, op }));
 
-t.test('migration messages', async (t) => {
+void t.test('migration messages', async (t) => {
   for (const [name, parse] of [
     ['parseToAgent', parseToAgent],
     ['parseToSource', parseToSource],
@@ -148,7 +148,7 @@ t.test('migration messages', async (t) => {
   }
 });
 
-t.test('rdma_cm private data', async (t) => {
+void t.test('rdma_cm private data', async (t) => {
   const secret = crypto.randomBytes(32);
   const valid = [encodeRequest(secret, 7, { addr: 4096, rkey: 1, length: 4096 })];
   check('decodeRequest', fc.option(bytesNear(valid), { nil: undefined }), (b: Buffer | undefined) =>
@@ -160,7 +160,7 @@ t.test('rdma_cm private data', async (t) => {
   t.pass(`rdma_cm: ${tried.decodeRequest + tried.decodeReply} inputs, 0 findings`);
 });
 
-t.test('sosd request lines', async (t) => {
+void t.test('sosd request lines', async (t) => {
   const ops = new Set(['status', 'ping']);
   const line = fc.oneof(
     fc.string({ maxLength: 300 }),
