@@ -43,8 +43,13 @@ export async function startAgent(o: {
   flushNeigh?: string[];
   refuse?: string;
   idleTimeoutMs?: number;
+  inDoubtMs?: number;
+  /** Listen on this port (default: any free one); a restarted agent keeps its address. */
+  port?: number;
+  /** Crash points to arm in the agent (lib/migration/failpoint.ts). */
+  failpoints?: string[];
 }): Promise<AgentProcess> {
-  fs.mkdirSync(o.workDir, { recursive: true });
+  fs.mkdirSync(o.workDir, { recursive: true, mode: 0o700 });
   const logFile = `${o.workDir}.log`;
   const log = fs.openSync(logFile, 'a');
   const args = [
@@ -62,7 +67,12 @@ export async function startAgent(o: {
   if (o.flushNeigh) args.push('--flush-neigh', o.flushNeigh.join(','));
   if (o.refuse) args.push('--refuse', o.refuse);
   if (o.idleTimeoutMs) args.push('--idle-timeout-ms', String(o.idleTimeoutMs));
-  const child = spawn('nsenter', args, { stdio: ['ignore', 'pipe', log] });
+  if (o.inDoubtMs !== undefined) args.push('--in-doubt-ms', String(o.inDoubtMs));
+  if (o.port !== undefined) args.push('--port', String(o.port));
+  const child = spawn('nsenter', args, {
+    stdio: ['ignore', 'pipe', log],
+    env: { ...process.env, SOS_FAILPOINTS: (o.failpoints ?? []).join(',') },
+  });
   fs.closeSync(log);
   live.add(child);
   const exited = new Promise<void>((r) =>

@@ -3,6 +3,7 @@
 // hook, because production networks differ: gratuitous ARP, a cloud API, a
 // routing daemon…). Commands run in the caller's network namespace.
 import fs from 'node:fs';
+import net from 'node:net';
 import { argType } from '../errors.js';
 import { exec } from '../exec.js';
 import { deleteTable, dropTo, listTables } from '../net/nft.js';
@@ -24,13 +25,13 @@ export interface MoveAddress {
 export type Announce = (a: { address: string; prefix: number; dev: string }) => Promise<void>;
 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
-const IP = /^[0-9A-Fa-f.:]{2,45}$/;
 
 /** Validate a MoveAddress from user or wire input. */
 export function checkMoveAddress(v: unknown, name = 'moveAddress'): MoveAddress {
   if (v === null || typeof v !== 'object') throw argType(`${name} must be an object`);
   const o = v as Record<string, unknown>;
-  if (typeof o.address !== 'string' || !IP.test(o.address)) throw argType(`${name}.address must be an IP address`);
+  if (typeof o.address !== 'string' || net.isIP(o.address) === 0)
+    throw argType(`${name}.address must be an IP address`);
   const max = o.address.includes(':') ? 128 : 32;
   const prefix = integer(`${name}.prefix`, o.prefix, 0, max);
   if (typeof o.dev !== 'string' || !IFNAME.test(o.dev)) throw argType(`${name}.dev must be an interface name`);

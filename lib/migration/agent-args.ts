@@ -37,6 +37,14 @@ export const pid = intIn(1, PID_MAX, 'a process id (a positive integer)');
 
 /** The agent's idle timeout: at least 100 ms, at most what a timer keeps. */
 export const idleTimeoutMs = intIn(100, TIMER_MAX, 'a number of milliseconds');
+/** --in-doubt-ms, --wait-ms. */
+export const inDoubtMs = intIn(0, TIMER_MAX, 'a number of milliseconds');
+
+/** --id: a migration id. */
+export function migrationId(s: string): string {
+  if (!/^[0-9a-f]{32}$/.test(s)) throw new InvalidArgumentError('must be a migration id (32 hex digits)');
+  return s;
+}
 
 /** An IP address or a host name. */
 export function host(s: string): string {

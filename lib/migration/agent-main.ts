@@ -74,6 +74,11 @@ program
     'a connection silent this long counts as cut, ≥ 100 (default 15000)',
     arg.idleTimeoutMs,
   )
+  .option(
+    '--in-doubt-ms <ms>',
+    'how long an outgoing migration asks a target gone silent after the commit, ≥ 0 (default 30000)',
+    arg.inDoubtMs,
+  )
   .action(
     async (o: {
       secretFile: string;
@@ -83,6 +88,7 @@ program
       flushNeigh?: string[];
       refuse?: string;
       idleTimeoutMs?: number;
+      inDoubtMs?: number;
     }) => {
       const { MigrationAgent } = await import('./agent.js');
       const { flushNeighbours } = await import('./address.js');
@@ -94,6 +100,7 @@ program
         ...(o.flushNeigh ? { announce: flushNeighbours(o.flushNeigh) } : {}),
         ...(o.refuse ? { admit: () => o.refuse } : {}),
         ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+        ...(o.inDoubtMs !== undefined ? { inDoubtMs: o.inDoubtMs } : {}),
         log: (l) => process.stderr.write(`[agent] ${new Date().toISOString()} ${l}\n`),
       });
       out({ listening: { host: agent.host, port: agent.port } });
@@ -157,6 +164,26 @@ program
       }
     },
   );
+
+// resolve: settle outgoing migrations left in doubt (what a listening agent also does every 5 s).
+program
+  .command('resolve')
+  .description(
+    'ask the targets of migrations left in doubt in <work-dir>/out what became of them, and kill or resume the ' +
+      'stopped source copy accordingly: one {"resolution":…} line each (exit 1 if any stays in doubt)',
+  )
+  .addOption(secretFile())
+  .requiredOption('--work-dir <dir>', "the source agent's work folder (required)")
+  .option('--id <id>', 'only this migration (32 hex digits)', arg.migrationId)
+  .option('--wait-ms <ms>', 'keep asking an unreachable target this long, ≥ 0 (default 0)', arg.inDoubtMs, 0)
+  .action(async (o: { secretFile: string; workDir: string; id?: string; waitMs: number }) => {
+    const { resolveInDoubt, resolveMigration } = await import('./resolve.js');
+    const path = await import('node:path');
+    const opts = { workDir: path.join(o.workDir, 'out'), secret: readSecret(o.secretFile), waitMs: o.waitMs };
+    const all = o.id ? [await resolveMigration(o.id, opts)] : await resolveInDoubt(opts);
+    for (const r of all) out({ resolution: r });
+    if (all.some((r) => r.runningOn === 'stopped-source')) process.exitCode = 1;
+  });
 
 // secret: write a fresh random secret, readable by its owner only; an existing file is never replaced.
 program

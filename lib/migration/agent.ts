@@ -21,7 +21,20 @@ import {
   type ToClient,
   type ToSource,
 } from './messages.js';
-import { alive, commandLines, inUse, placeId, staleLazyDaemons } from './proc.js';
+import {
+  alive,
+  commandLines,
+  inUse,
+  killTree,
+  placeId,
+  resumeTree,
+  sameProcess,
+  staleLazyDaemons,
+  untraced,
+} from './proc.js';
+import { FileRecordStore, type RecordStore } from './record.js';
+import { cleanOutgoing, resolveInDoubt } from './resolve.js';
+import { dropNewLocks } from './source-rollback.js';
 import { ID, ProtocolError } from './protocol.js';
 import { migrate } from './source.js';
 import { liveness } from './source-options.js';
@@ -47,12 +60,23 @@ export interface AgentOptions {
   idleTimeoutMs?: number;
   /** Where the agent logs what happens (default: nowhere). */
   log?: (line: string) => void;
+  /** How long an outgoing migration keeps asking a target that went silent after the commit (default 30 s). */
+  inDoubtMs?: number;
+  /** Incoming migrations at once; more are refused (default 4). */
+  maxIncoming?: number;
+  /** Largest image set accepted, also bounded by the work folder's free space (default 64 GiB). */
+  maxImageBytes?: number;
 }
+
+/** Free space kept in the work folder beyond any migration's images. */
+const DISK_HEADROOM = 2 ** 20;
+/** How often in-doubt outgoing migrations are asked about again. */
+const RESOLVE_EVERY_MS = 5000;
 
 /** Resolves once none of `pids` runs any more (at most ~2 s). */
 async function killed(pids: number[]): Promise<void> {
-  const end = Date.now() + 2000;
-  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  const end = performance.now() + 2000;
+  while (pids.some(alive) && performance.now() < end) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** A migration agent listening on one node. */
@@ -61,14 +85,29 @@ export class MigrationAgent {
   private readonly channels = new Set<AuthChannel>();
   readonly host: string;
   readonly port: number;
+  private resolver: NodeJS.Timeout | null = null;
   private constructor(
     private readonly server: net.Server,
     private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> &
-      Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number },
+      Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number; records: RecordStore },
   ) {
     const a = server.address() as net.AddressInfo;
     this.host = a.address;
     this.port = a.port;
+    // Outgoing migrations left in doubt (by us, or by an agent that died): ask their targets
+    // until each is settled, and act on the answer.
+    const out = path.join(o.workDir, 'out');
+    let busy = false;
+    const resolve = () => {
+      if (busy) return;
+      busy = true;
+      void resolveInDoubt({ workDir: out, secret: o.secret, idleTimeoutMs: o.idleTimeoutMs, log: o.log })
+        .catch((e: unknown) => o.log(`resolving in-doubt migrations: ${describe(e)}`))
+        .finally(() => (busy = false));
+    };
+    resolve();
+    this.resolver = setInterval(resolve, RESOLVE_EVERY_MS);
+    this.resolver.unref();
   }
 
   /** Start an agent; resolves once it listens. */
@@ -78,8 +117,16 @@ export class MigrationAgent {
     if (typeof options.workDir !== 'string' || !options.workDir) throw argType('options.workDir must be a path');
     const port = options.port === undefined ? 0 : integer('options.port', options.port, 0, 65535);
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
+    await checkWorkDir(options.workDir);
+    const maxIncoming = options.maxIncoming === undefined ? 4 : integer('options.maxIncoming', options.maxIncoming, 1);
+    const maxImageBytes =
+      options.maxImageBytes === undefined
+        ? 64 * 2 ** 30
+        : integer('options.maxImageBytes', options.maxImageBytes, 1, Number.MAX_SAFE_INTEGER);
     let agent: MigrationAgent | null = null;
     const log = options.log ?? (() => {});
+    const records = new FileRecordStore(path.join(options.workDir, 'records'));
+    await settleTargets(records, options.workDir, log);
     // A previous agent on this folder died between starting a lazy-pages daemon and the
     // restore: that daemon would wait for the restore forever.
     const workDir = path.resolve(options.workDir);
@@ -117,6 +164,7 @@ export class MigrationAgent {
       log(`removed ${dir}, left by an earlier agent`);
     }
     for (const table of await releaseStaleHolds()) log(`deleted nftables table ${table}, left by an earlier agent`);
+    await cleanOutgoing(path.join(workDir, 'out'), log);
     const idleTimeoutMs =
       options.idleTimeoutMs === undefined ? 15_000 : integer('options.idleTimeoutMs', options.idleTimeoutMs, 100);
     const server = AuthChannel.server(secret, (ch) => agent?.accept(ch), {
@@ -138,6 +186,10 @@ export class MigrationAgent {
       commitTimeoutMs: options.commitTimeoutMs ?? 60_000,
       idleTimeoutMs,
       log,
+      records,
+      inDoubtMs: options.inDoubtMs === undefined ? 30_000 : integer('options.inDoubtMs', options.inDoubtMs, 0),
+      maxIncoming,
+      maxImageBytes,
     });
     return agent;
   }
@@ -169,6 +221,8 @@ export class MigrationAgent {
           // A bad head is an error; past it, whatever is wrong with the request refuses it.
           const { id } = incomingHead(m);
           if (this.outcomes.has(id)) return reply({ op: 'refused', id, reason: 'a migration with this id exists' });
+          if (this.outcomes.size >= this.o.maxIncoming)
+            return reply({ op: 'refused', id, reason: `${this.o.maxIncoming} migrations are coming in already` });
           let s: TargetSession;
           let req: Incoming;
           try {
@@ -177,8 +231,9 @@ export class MigrationAgent {
               workDir: this.o.workDir,
               announce: this.o.announce,
               commitTimeoutMs: this.o.commitTimeoutMs,
-              maxImageBytes: 64 * 2 ** 30,
+              maxImageBytes: this.o.maxImageBytes,
               log: this.o.log,
+              records: this.o.records,
             });
           } catch (e) {
             this.o.log(`migration ${id} refused: ${describe(e)}`);
@@ -186,6 +241,8 @@ export class MigrationAgent {
           }
           session = s;
           this.outcomes.set(id, s.outcome);
+          // Once settled, the durable record answers for it: the map holds only what is in flight.
+          void s.outcome.settled.then(() => this.outcomes.delete(id));
           void this.admit(ch, s, req);
         } else if (session && m.id === session.id && m.op !== 'status') {
           session.onMessage(m);
@@ -214,6 +271,15 @@ export class MigrationAgent {
     try {
       const why = this.o.admit?.({ id, mode });
       if (why) throw new SosError(why, { code: 'ERR_MIGRATION_REFUSED' });
+      if (await this.o.records.get(id))
+        throw new SosError('a migration with this id exists', { code: 'ERR_MIGRATION_REFUSED' });
+      const st = await fs.promises.statfs(this.o.workDir);
+      const free = st.bavail * st.bsize - DISK_HEADROOM;
+      if (free <= 0)
+        throw new SosError(`the work folder ${this.o.workDir} has no space for images`, {
+          code: 'ERR_MIGRATION_REFUSED',
+        });
+      s.limitImages(Math.min(this.o.maxImageBytes, free));
       const c = await criu.check();
       if (!c.criuPath)
         throw new SosError(`CRIU is not usable here: ${c.problems.join('; ')}`, { code: 'ERR_MIGRATION_REFUSED' });
@@ -222,11 +288,13 @@ export class MigrationAgent {
           code: 'ERR_MIGRATION_REFUSED',
         });
       const cert = await s.prepare();
+      await s.record('receiving');
       send(ch, { op: 'accepted', id, place: placeId(), cert });
       this.o.log(`migration ${id} (${mode}) accepted from ${ch.peer}`);
     } catch (e) {
       this.o.log(`migration ${id} refused: ${describe(e)}`);
       s.outcome.state = 'aborted';
+      this.outcomes.delete(id);
       await fs.promises.rm(s.dir, { recursive: true, force: true }).catch(() => undefined);
       // An admission refusal is its reason; anything else says what it was.
       const reason = e instanceof SosError && e.code === 'ERR_MIGRATION_REFUSED' ? e.message : describe(e);
@@ -234,12 +302,22 @@ export class MigrationAgent {
     }
   }
 
+  /** What became of migration `id` here: in flight (waiting for it to settle), else its durable record. */
   private async status(ch: AuthChannel, id: string) {
     const o = this.outcomes.get(id);
     if (o && !['resumed', 'failed', 'aborted', 'receiving'].includes(o.state)) {
       await Promise.race([o.settled, new Promise((r) => setTimeout(r, this.o.commitTimeoutMs + 5000))]);
     }
-    if (!ch.closed) send(ch, { op: 'status', id, state: o?.state ?? 'unknown', ...(o?.pid ? { pid: o.pid } : {}) });
+    let state = o?.state;
+    let pid = o?.pid;
+    if (state === undefined || state === 'resumed' || state === 'failed' || state === 'aborted') {
+      const r = await this.o.records.get(id).catch(() => null);
+      if (r && r.role === 'target') {
+        state = r.state as typeof state;
+        pid = r.pid;
+      }
+    }
+    if (!ch.closed) send(ch, { op: 'status', id, state: state ?? 'unknown', ...(pid ? { pid } : {}) });
   }
 
   /** A client asks this node to migrate one of its processes to another agent. */
@@ -259,6 +337,7 @@ export class MigrationAgent {
         secret: this.o.secret,
         workDir: path.join(this.o.workDir, 'out'),
         idleTimeoutMs: this.o.idleTimeoutMs,
+        inDoubtMs: this.o.inDoubtMs,
         signal: ac.signal,
         onProgress: (p) => reply({ op: 'progress', ...p }),
       };
@@ -288,6 +367,8 @@ export class MigrationAgent {
 
   /** Stop listening and drop every connection (migrations in flight fail over to their source). */
   async close(): Promise<void> {
+    if (this.resolver) clearInterval(this.resolver);
+    this.resolver = null;
     for (const ch of this.channels) ch.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
@@ -295,4 +376,51 @@ export class MigrationAgent {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The agent restores processes as root from what arrives there: only root may write to it. */
+async function checkWorkDir(dir: string): Promise<void> {
+  const st = await fs.promises.lstat(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0)
+    throw new SosError(
+      `the work folder ${dir} must be a directory owned by uid ${uid} with mode 0700 (it is ${
+        st.isDirectory() ? `owned by ${st.uid}, mode ${(st.mode & 0o777).toString(8)}` : 'not a directory'
+      })`,
+      { code: 'ERR_UNSAFE_WORKDIR' },
+    );
+}
+
+/**
+ * A restarted agent settles what its predecessor left in flight as a target: a tree restored
+ * but not committed is killed (aborted); a committed one runs (CRIU leaves it stopped when its
+ * RPC peer dies in the hook: resume it). Every answer is recorded before anyone can ask.
+ */
+async function settleTargets(records: RecordStore, workDir: string, log: (l: string) => void): Promise<void> {
+  let touched = false;
+  for (const r of await records.list()) {
+    if (r.role !== 'target' || ['resumed', 'failed', 'aborted'].includes(r.state)) continue;
+    const ours = sameProcess(r.pid, r.started);
+    if (r.state === 'committed') {
+      if (ours) {
+        // A CRIU that lost its RPC peer in the hook leaves the tree stopped: once it let go, resume it.
+        await untraced(r.pid!);
+        await resumeTree(r.pid!);
+        touched = true;
+      }
+      await records.put({ ...r, state: 'resumed' });
+      log(`migration ${r.id}: committed before the last agent died; ${ours ? `resumed pid ${r.pid}` : 'it ran'}`);
+      // Its address now belongs to the running process: not ours to take back.
+      await fs.promises.rm(path.join(workDir, r.id, ADDRESS_FILE), { force: true });
+    } else {
+      if (ours) {
+        await killTree(r.pid!);
+        touched = true;
+      }
+      await records.put({ ...r, state: 'aborted' });
+      log(`migration ${r.id}: ${r.state} when the last agent died, no commit: aborted`);
+    }
+  }
+  // CRIU keeps the network locked on a tree it leaves stopped: nothing is in flight now.
+  if (touched) await dropNewLocks(new Set());
 }

@@ -85,7 +85,7 @@ export class ImageReceiver {
   constructor(
     private readonly ch: AuthChannel,
     private readonly dir: string,
-    private readonly maxBytes: number,
+    private maxBytes: number,
     private readonly onError: (e: Error) => void,
   ) {}
 
@@ -143,14 +143,19 @@ export class ImageReceiver {
     if (m.size !== cur.size || cur.written !== cur.size)
       throw new ProtocolError(`${cur.name}: ${cur.written} bytes received, ${cur.size} announced`);
     this.current = null;
-    // No fsync: until the process runs here the source keeps its own images (and its copy),
-    // so a crash of this node loses nothing; the page cache is what the restore reads anyway.
+    // No fsync per file: a commit migration keeps the source's copy until the process runs here;
+    // a hand-over syncs the whole folder (syncTree) before it answers `flushed`.
     this.chain = this.chain
       .then(async () => {
         const fh = await cur.fh;
         await fh.close();
       })
       .catch((e: Error) => this.fail(e));
+  }
+
+  /** Lower the byte limit (the free space found when the migration was admitted). */
+  limit(bytes: number): void {
+    this.maxBytes = Math.min(this.maxBytes, bytes);
   }
 
   /** Everything received is on disk (or the first write error). */

@@ -12,6 +12,8 @@ export { MigrationAgent, type AgentOptions } from './agent.js';
 export { requestMigration, type RemoteMigrateOptions } from './client.js';
 export { MigrationError, TargetFailedError, InDoubtError, type MigrationStep, type RunningOn } from './errors.js';
 export { ProtocolError } from './protocol.js';
+export { resolveMigration, resolveInDoubt, type Resolution, type ResolveOptions } from './resolve.js';
+export { FileRecordStore, type RecordStore, type MigrationRecord, type RecordState } from './record.js';
 export { flushNeighbours, defaultAnnounce, type MoveAddress, type Announce } from './address.js';
 export type { Mode } from './protocol.js';
 export { generateSecret, writeSecretFile } from '../net/secret.js';

@@ -18,13 +18,13 @@ export async function freePort(host: string): Promise<number> {
  */
 export function endPageServer(ps: { address: string; port: number } | null, ms = 30_000): void {
   if (!ps) return;
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   const attempt = () => {
     const s = net.connect(ps.port, ps.address);
     s.once('connect', () => s.destroy());
     s.once('error', () => {
       s.destroy();
-      if (Date.now() < end) setTimeout(attempt, 20);
+      if (performance.now() < end) setTimeout(attempt, 20);
     });
   };
   attempt();

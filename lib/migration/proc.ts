@@ -70,8 +70,8 @@ function anyThreadStopped(pid: number): boolean {
  * a root thread that is running says nothing of its other threads), or `ms`.
  */
 export async function resumeTree(pid: number, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (let quiet = 0; quiet < 5 && Date.now() < end;) {
+  const end = performance.now() + ms;
+  for (let quiet = 0; quiet < 5 && performance.now() < end;) {
     let stopped = false;
     for (const p of tree(pid)) {
       if (!anyThreadStopped(p)) continue;
@@ -87,6 +87,21 @@ export async function resumeTree(pid: number, ms = 5_000): Promise<void> {
   }
 }
 
+/** Resolves once no tracer (CRIU) holds `pid` any more, or it is gone, or `ms` passed. */
+export async function untraced(pid: number, ms = 30_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    let tracer: string | undefined;
+    try {
+      tracer = /^TracerPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    } catch {
+      return;
+    }
+    if (tracer === '0') return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** SIGKILL the tree rooted at `pid` and wait (up to `ms`) until its root is gone. */
 export async function killTree(pid: number, ms = 10_000): Promise<void> {
   for (const p of tree(pid)) {
@@ -96,8 +111,28 @@ export async function killTree(pid: number, ms = 10_000): Promise<void> {
       // already gone
     }
   }
-  const end = Date.now() + ms;
-  while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  const end = performance.now() + ms;
+  while (alive(pid) && performance.now() < end) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * When `pid` started (clock ticks since boot, /proc/PID/stat field 22), with the boot id: a
+ * record names its process by pid and this, so a pid reused later is never taken for it.
+ */
+export function startedAt(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return ticks ? `${boot}/${ticks}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `pid` is the process a record named (same pid, same start). */
+export function sameProcess(pid: number | undefined, started: string | undefined): boolean {
+  return !!pid && !!started && startedAt(pid) === started;
 }
 
 /** This process's boot and network namespace ("boot/netns"), to tell two agents on one machine or in one namespace apart. */

@@ -3,6 +3,7 @@
 // The target's page-byte counts go to the progress meter.
 import type { AuthChannel, Message } from '../net/channel.js';
 import { TargetFailedError } from './errors.js';
+import { failpoint } from './failpoint.js';
 import { parseToSource, send, type SessionMessage, type ToAgent, type ToSource } from './messages.js';
 import type { ProgressMeter } from './source-progress.js';
 
@@ -35,6 +36,7 @@ export class TargetLink {
 
   send(m: Exclude<ToAgent, { op: 'migrate' }>): void {
     send(this.ch, m);
+    if (m.op === 'commit') failpoint('source-commit-sent'); // the frame is in the kernel's hands
   }
 
   /** Tell the target to drop the migration, if the channel still works. */

@@ -54,6 +54,10 @@ export async function dumpFailed(s: Scene, e: unknown): Promise<never> {
       'ERR_MIGRATION_PAGES',
     );
   }
+  if (cause instanceof InDoubtError) {
+    // The target may run it: never let this copy run too. It stays stopped, the network locked.
+    throw s.error(describe(cause), 'stopped-source', cause, 'ERR_MIGRATION_IN_DOUBT');
+  }
   s.link?.abort(describe(cause));
   // The target never ran it (else we would not be here): a lazy dump whose page server
   // was hung up on counts as done and leaves the tree stopped. Let every thread run again.
@@ -65,8 +69,6 @@ export async function dumpFailed(s: Scene, e: unknown): Promise<never> {
     await dropNewLocks(s.locksBefore);
   }
   if (s.addressRemoved && s.o.move) await addAddress(s.o.move).catch(() => undefined);
-  if (cause instanceof InDoubtError && s.o.mode === 'precopy')
-    throw s.error(describe(cause), sourceRuns ? 'source' : 'stopped-source', cause, 'ERR_MIGRATION_IN_DOUBT');
   throw s.error(describe(cause), sourceRuns ? 'source' : 'none', cause);
 }
 

@@ -17,10 +17,13 @@ import { SosError } from '../errors.js';
 import { makeIdentity, trustPeer, type TlsIdentity } from '../net/cert.js';
 import { AuthChannel } from '../net/channel.js';
 import { deleteAddress } from './address.js';
-import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
+import { InDoubtError, MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
+import { failpoint } from './failpoint.js';
 import { sendImages } from './images.js';
 import { endPageServer, freePort } from './lazy-dump.js';
-import { alive, killTree, placeId } from './proc.js';
+import { alive, killTree, placeId, startedAt } from './proc.js';
+import type { FileRecordStore, MigrationRecord, RecordState } from './record.js';
+import { sourceRecords } from './resolve.js';
 import { hostAddress } from './protocol.js';
 import { restoreAndCommit, type Resumed } from './source-commit.js';
 import { TargetLink } from './source-link.js';
@@ -64,6 +67,9 @@ class SourceRun implements Scene {
   addressRemoved = false;
   /** Keep the images (an in-doubt hand-over: they are the process now). */
   private keep = false;
+  /** The commit's outcome could not be learnt: the source copy stays stopped. */
+  private inDoubt: InDoubtError | null = null;
+  private readonly records: FileRecordStore;
 
   constructor(
     readonly pid: number,
@@ -73,6 +79,26 @@ class SourceRun implements Scene {
     this.imagesDir = path.join(o.workDir, this.id);
     this.tlsDir = `${this.imagesDir}.tls`;
     this.meter = new ProgressMeter(user.onProgress);
+    this.records = sourceRecords(o.workDir);
+  }
+
+  /** Record how far this run got, durably, before acting on it (see resolve.ts). */
+  private async record(state: RecordState, extra: Partial<MigrationRecord> = {}): Promise<void> {
+    await this.records.put({
+      id: this.id,
+      role: 'source',
+      state,
+      mode: this.o.mode,
+      pid: this.pid,
+      started: startedAt(this.pid) ?? undefined,
+      to: { ...this.o.to },
+      ...(this.o.move ? { move: { ...this.o.move } } : {}),
+      tcp: this.o.flags.tcpEstablished === true,
+      locksBefore: [...this.locksBefore],
+      owner: { pid: process.pid, started: startedAt(process.pid) ?? '' },
+      ...extra,
+      updated: '',
+    });
   }
 
   get frozen(): boolean {
@@ -129,12 +155,32 @@ class SourceRun implements Scene {
       );
     }
     const link = (this.link = new TargetLink(ch, this.id, this.meter));
+    let recorded = false;
     try {
       await this.accept(link, identity);
-      return await this.migrate(link);
+      this.locksBefore = await criuLocks();
+      try {
+        await this.record('started');
+        recorded = true;
+      } catch (e) {
+        link.abort(describe(e));
+        throw this.error(`cannot record the migration in ${this.o.workDir}: ${describe(e)}`, 'source', e);
+      }
+      const result = await this.migrate(link);
+      await this.record('done').catch(() => undefined);
+      return result;
     } catch (e) {
-      if (e instanceof MigrationError) throw e;
-      throw this.error(describe(e), 'source', e);
+      const err = e instanceof MigrationError ? e : this.error(describe(e), 'source', e);
+      // What the resolver must still settle stays in doubt; anything else is over.
+      if (recorded) {
+        const doubt = err.runningOn === 'stopped-source' && err.code === 'ERR_MIGRATION_IN_DOUBT';
+        // No owner any more: the resolver (an agent's, every few seconds) may act on it now.
+        await this.record(doubt ? 'in-doubt' : 'aborted', {
+          owner: undefined,
+          ...(this.keep ? { imagesDir: this.imagesDir } : {}),
+        }).catch(() => undefined);
+      }
+      throw err;
     } finally {
       ch.close();
       await fs.promises.rm(this.tlsDir, { recursive: true, force: true }).catch(() => undefined);
@@ -186,7 +232,6 @@ class SourceRun implements Scene {
   /** Dump (its post-dump hook moves the images and commits), then end the stopped copy. */
   private async migrate(link: TargetLink): Promise<MigrationResult> {
     this.enter('dump', 'dump');
-    this.locksBefore = await criuLocks();
     const postcopy = this.o.mode === 'postcopy';
     if (postcopy) {
       // Our dump serves the pages, on the address the target sees us at.
@@ -242,6 +287,12 @@ class SourceRun implements Scene {
     }
     // The dump returned: the source tree is stopped (and, post-copy, every page has moved).
     if (!this.frozenAt) this.frozenAt = performance.now();
+    if (this.inDoubt) throw this.stayStopped(this.inDoubt);
+    if (this.place.handover) {
+      // From here the images are the process: a dead agent's successor restores them if the
+      // target says it never ran it.
+      await this.record('committing', { imagesDir: this.imagesDir });
+    }
     await killTree(this.pid);
     if (this.place.handover) {
       // Hand-over: the stopped copy is gone; its images stay here until the target runs,
@@ -286,6 +337,13 @@ class SourceRun implements Scene {
       await this.restoreOnTarget(link);
       this.enter('pages', 'pages');
     } catch (e) {
+      if (e instanceof InDoubtError) {
+        // The target may run it and pull its pages: keep serving them until its lazy-pages
+        // daemon is done or gone; the copy here stays stopped.
+        this.inDoubt = e;
+        await this.record('in-doubt').catch(() => undefined);
+        return;
+      }
       // Not resumed on the target: end the page server so CRIU lets the source run again.
       endPageServer(this.pageServer);
       await dumping.catch(() => undefined);
@@ -296,6 +354,7 @@ class SourceRun implements Scene {
   /** Inside CRIU's post-dump hook: the tree is frozen, its images are written. */
   private async afterDump(link: TargetLink): Promise<void> {
     if (!this.frozenAt) this.frozenAt = performance.now();
+    failpoint('source-in-post-dump');
     if (this.o.move && !this.place.sameNetns) {
       this.enter('address');
       this.addressRemoved = await deleteAddress(this.o.move);
@@ -326,12 +385,35 @@ class SourceRun implements Scene {
       );
       return;
     }
-    await this.restoreOnTarget(link);
+    try {
+      await this.restoreOnTarget(link);
+    } catch (e) {
+      // In doubt: the hook succeeds, so CRIU leaves the tree stopped (never resumes it).
+      if (!(e instanceof InDoubtError)) throw e;
+      this.inDoubt = e;
+      await this.record('in-doubt').catch(() => undefined);
+    }
   }
 
   /** Restore on the target and commit; the process runs there when this resolves. */
   private async restoreOnTarget(link: TargetLink): Promise<void> {
     this.enter('restore', 'restore');
-    this.outcome = await restoreAndCommit(link, this.o, () => this.enter('commit', 'commit'));
+    this.outcome = await restoreAndCommit(link, this.o, async () => {
+      // Durable before the commit goes out: a successor agent must know it may have.
+      await this.record('committing', this.place.handover ? { imagesDir: this.imagesDir } : {});
+      failpoint('source-committing');
+      this.enter('commit', 'commit');
+    });
+  }
+
+  /** The commit's outcome is unknown: nothing runs here, the copy stays stopped until resolved. */
+  private stayStopped(e: InDoubtError): MigrationError {
+    return this.error(
+      `${describe(e)}; resolve it once the target is reachable: resolveMigration('${this.id}', { workDir, secret }) ` +
+        `or \`agent-main.js resolve --id ${this.id}\` (a migration agent retries by itself)`,
+      'stopped-source',
+      e,
+      'ERR_MIGRATION_IN_DOUBT',
+    );
   }
 }

@@ -12,9 +12,11 @@ import { SosError } from '../errors.js';
 import type { AuthChannel, Message } from '../net/channel.js';
 import { addAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
 import { describe } from './errors.js';
+import { failpoint } from './failpoint.js';
 import { ImageReceiver } from './images.js';
 import { parseToAgent, send, type Incoming, type ToSource, type TargetState } from './messages.js';
-import { alive, killTree } from './proc.js';
+import { alive, killTree, startedAt } from './proc.js';
+import { syncTree, type RecordStore, type RecordState } from './record.js';
 import { ProtocolError, hostAddress, type CriuFlags, type Mode } from './protocol.js';
 
 /** In a migration folder: the moving address this target added, while its process has not resumed. */
@@ -37,6 +39,8 @@ export interface TargetConfig {
   /** Largest image set accepted (default 64 GiB). */
   maxImageBytes: number;
   log: (line: string) => void;
+  /** Where the decisions are kept durably (see record.ts). */
+  records: RecordStore;
 }
 
 export class TargetSession {
@@ -99,6 +103,24 @@ export class TargetSession {
     return me.certPem;
   }
 
+  /** Accept at most `bytes` of images (the work folder's free space at admission). */
+  limitImages(bytes: number): void {
+    this.receiver.limit(bytes);
+  }
+
+  /** Record `state` durably (before anyone is told of it or CRIU acts on it). */
+  async record(state: RecordState & TargetState, pid?: number): Promise<void> {
+    const p = pid ?? this.outcome.pid;
+    await this.cfg.records.put({
+      id: this.id,
+      role: 'target',
+      state,
+      mode: this.mode,
+      ...(p ? { pid: p, started: startedAt(p) ?? undefined } : {}),
+      updated: '',
+    });
+  }
+
   private set(state: TargetState, pid?: number) {
     this.outcome.state = state;
     if (pid !== undefined) this.outcome.pid = pid;
@@ -125,7 +147,11 @@ export class TargetSession {
           return void this.getReady();
         case 'flush':
           return void this.receiver.flushed().then(
-            () => this.send({ op: 'flushed', id: this.id }),
+            // The source copy goes once it hears this: the images must survive a power loss.
+            async () => {
+              await syncTree(this.imagesDir);
+              this.send({ op: 'flushed', id: this.id });
+            },
             (e: Error) => this.fail('transfer', e),
           );
         case 'commit':
@@ -160,7 +186,6 @@ export class TargetSession {
   private decide(d: 'commit' | Error) {
     if (this.decided !== null) return;
     this.decided = d;
-    if (d === 'commit' && this.outcome.state === 'ready') this.set('committed');
     if (this.decision) {
       if (d === 'commit') this.decision.resolve();
       else this.decision.reject(d);
@@ -294,6 +319,9 @@ export class TargetSession {
       this.restoring = false;
       await this.release?.();
       await fs.promises.rm(path.join(this.dir, ADDRESS_FILE), { force: true });
+      await this.record('resumed', r.pid).catch((e: unknown) =>
+        this.cfg.log(`migration ${this.id}: cannot record the resume: ${describe(e)}`),
+      );
       this.set('resumed', r.pid);
       this.cfg.log(`migration ${this.id}: resumed as pid ${r.pid}`);
       this.send({ op: 'resumed', id: this.id, pid: r.pid, restore: r.stats, ms: r.ms });
@@ -307,9 +335,19 @@ export class TargetSession {
 
   private async holdForCommit(pid: number | undefined): Promise<void> {
     if (this.decided instanceof Error) throw this.decided;
+    // A restarted agent finds the held tree by this pid (and kills it: it never got a commit).
+    await this.record('ready', pid);
     this.set('ready', pid);
     this.send({ op: 'ready', id: this.id, pid: pid ?? 0 });
-    if (this.decided === 'commit') return this.set('committed');
+    if (this.decided !== 'commit') await this.awaitCommit();
+    // The decision is durable before the process may run: a restarted agent answers
+    // "resumed" from it (and resumes a tree CRIU left stopped when we died).
+    await this.record('committed');
+    failpoint('target-committed');
+    this.set('committed');
+  }
+
+  private async awaitCommit(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () =>
@@ -321,7 +359,6 @@ export class TargetSession {
       this.decision = {
         resolve: () => {
           clearTimeout(timer);
-          this.set('committed');
           resolve();
         },
         reject: (e) => {
@@ -373,7 +410,12 @@ export class TargetSession {
     const state = this.outcome.state;
     if (state === 'resumed') return;
     this.cfg.log(`migration ${this.id}: ${step} failed: ${describe(e)}`);
-    this.set(this.decided instanceof Error ? 'aborted' : 'failed');
+    const final = this.decided instanceof Error ? 'aborted' : 'failed';
+    // Durable before the source hears it: the source resumes its copy on this answer.
+    await this.record(final).catch((re: unknown) =>
+      this.cfg.log(`migration ${this.id}: cannot record ${final}: ${describe(re)}`),
+    );
+    this.set(final);
     // Undo first, then tell: once the source hears of the failure, this side holds nothing
     // (no partial images, no address, no hold).
     await this.cleanup(false);

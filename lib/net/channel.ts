@@ -258,12 +258,12 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     return new Promise<Frame>((resolve, reject) => (this.pre = { resolve, reject })).then(check);
   }
 
-  private lastFrameAt = Date.now();
+  private lastFrameAt = performance.now();
 
   private keepAlive(l: Liveness) {
     const timer = setInterval(() => {
       if (this.closedWith !== undefined) return clearInterval(timer);
-      if (Date.now() - this.lastFrameAt > l.timeoutMs) {
+      if (performance.now() - this.lastFrameAt > l.timeoutMs) {
         clearInterval(timer);
         return this.destroy(
           new ChannelError(`nothing from the peer for ${l.timeoutMs} ms (network cut or peer hung)`, {
@@ -296,7 +296,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   private onBytes(d: Buffer) {
-    this.lastFrameAt = Date.now();
+    this.lastFrameAt = performance.now();
     this.decoder.push(d);
     this.pump();
   }
@@ -324,7 +324,7 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
         } else this.preQueue.push(f);
         continue;
       }
-      this.lastFrameAt = Date.now();
+      this.lastFrameAt = performance.now();
       if (Array.isArray(m)) this.emit('data', m[0], m[1]);
       else if (m) this.emit('message', m);
     }

@@ -58,10 +58,13 @@ class ByteQueue {
     this.length += b.length;
   }
   peek(n: number): Buffer {
+    if (n === 0 || this.chunks.length === 0) return Buffer.alloc(0);
     if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
     return Buffer.concat(this.chunks).subarray(0, n);
   }
   take(n: number): Buffer {
+    // An empty payload may come after the last chunk was used up (found by fuzzing).
+    if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0];
     let out: Buffer;
     if (first.length >= n) {

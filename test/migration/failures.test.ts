@@ -331,7 +331,7 @@ void t.test('failures', async (t) => {
     // its migration folder with the address record, the address, and its nftables hold.
     const dir = path.join(base, 'agent-crashed');
     const mig = path.join(dir, 'ab'.repeat(16));
-    fs.mkdirSync(mig, { recursive: true });
+    fs.mkdirSync(mig, { recursive: true, mode: 0o700 });
     const addr = net.spareAddr(7);
     execFileSync('ip', ['-n', b.netns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
     fs.writeFileSync(path.join(mig, 'address.json'), JSON.stringify({ address: addr, prefix: 24, dev: 'eth0' }));
