@@ -101,7 +101,12 @@ export class ImageReceiver {
     if (this.current) throw new ProtocolError('file: the previous file was not ended');
     if (++this.files > MAX_FILES) throw new ProtocolError(`more than ${MAX_FILES} image files`);
     const { name, size } = m;
-    if (this.bytes + size > this.maxBytes) throw new ProtocolError(`images exceed the ${this.maxBytes}-byte limit`);
+    if (this.bytes + size > this.maxBytes) {
+      const why = `images exceed the ${this.maxBytes}-byte limit`;
+      // A limit set from the work folder's free space is a full disk, said before it fills.
+      if (this.spaceBound) throw new SosError(`${why} (the work folder's free space)`, { code: 'ENOSPC' });
+      throw new ProtocolError(why);
+    }
     const fh = fs.promises.open(path.join(this.dir, name), 'wx');
     fh.catch(() => undefined);
     this.current = { stream: m.stream, name, size, written: 0, fh };
@@ -155,8 +160,10 @@ export class ImageReceiver {
 
   /** Lower the byte limit (the free space found when the migration was admitted). */
   limit(bytes: number): void {
+    if (bytes < this.maxBytes) this.spaceBound = true;
     this.maxBytes = Math.min(this.maxBytes, bytes);
   }
+  private spaceBound = false;
 
   /** Everything received is on disk (or the first write error). */
   async flushed(): Promise<void> {

@@ -92,8 +92,18 @@ const flags = (help: string) => new Set([...help.matchAll(/^ {2}(?:-\w, )?(--[a-
 
 void t.test('--help of each command lists its flags, the top one lists them all, the docs too', async (t) => {
   const expected: Record<string, string[]> = {
-    listen: ['--secret-file', '--work-dir', '--host', '--port', '--flush-neigh', '--refuse', '--idle-timeout-ms'],
+    listen: [
+      '--secret-file',
+      '--work-dir',
+      '--host',
+      '--port',
+      '--flush-neigh',
+      '--refuse',
+      '--idle-timeout-ms',
+      '--in-doubt-ms',
+    ],
     migrate: ['--secret-file', '--agent', '--pid', '--to', '--mode', '--strategy', '--move-address', '--no-tcp'],
+    resolve: ['--secret-file', '--work-dir', '--id', '--wait-ms'],
     secret: [],
   };
   const top = await run(['--help']);
