@@ -305,7 +305,7 @@ export class MigrationAgent {
   /** What became of migration `id` here: in flight (waiting for it to settle), else its durable record. */
   private async status(ch: AuthChannel, id: string) {
     const o = this.outcomes.get(id);
-    if (o && !['resumed', 'failed', 'aborted', 'receiving'].includes(o.state)) {
+    if (o && !['resumed', 'failed', 'aborted'].includes(o.state) && (o.state !== 'receiving' || o.ending)) {
       await Promise.race([o.settled, new Promise((r) => setTimeout(r, this.o.commitTimeoutMs + 5000))]);
     }
     let state = o?.state;

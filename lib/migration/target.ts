@@ -27,6 +27,8 @@ const METER_MS = 250;
 
 export interface Outcome {
   state: TargetState;
+  /** It is failing: its final state is being recorded (a status asked now waits for it). */
+  ending?: boolean;
   pid?: number;
   settled: Promise<void>;
 }
@@ -411,6 +413,7 @@ export class TargetSession {
     if (state === 'resumed') return;
     this.cfg.log(`migration ${this.id}: ${step} failed: ${describe(e)}`);
     const final = this.decided instanceof Error ? 'aborted' : 'failed';
+    this.outcome.ending = true;
     // Durable before the source hears it: the source resumes its copy on this answer.
     await this.record(final).catch((re: unknown) =>
       this.cfg.log(`migration ${this.id}: cannot record ${final}: ${describe(re)}`),
