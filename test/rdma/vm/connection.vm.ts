@@ -83,7 +83,7 @@ void t.test('a peer without the secret is refused on both sides', async (t) => {
   // A malformed hello, framed as the channel frames it (u8 type 0x10, u32 length, JSON): refused, and
   // the listener keeps serving.
   const s = net.connect(peer.port, HOST);
-  const hello = Buffer.from(JSON.stringify({ v: 1, role: 'client', nonce: 'not-hex' }));
+  const hello = Buffer.from(JSON.stringify({ v: 2, role: 'client', nonce: 'not-hex' }));
   const header = Buffer.alloc(5);
   header.writeUInt8(0x10, 0);
   header.writeUInt32BE(hello.length, 1);
