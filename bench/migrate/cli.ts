@@ -16,13 +16,28 @@
  * listener is started before the clock starts, as an operator would prepare
  * the target first. Readiness of the lazy dump and of the lazy-pages daemon is
  * CRIU's own --status-fd.
+ *
+ * Post-copy runs in the clear or, with `tls`, over CRIU's own mutual TLS (--tls
+ * on the lazy dump's page server and on lazy-pages): the same certificates and
+ * flags as migrate() (lib/net/cert.ts, lib/criu's tlsArgs), made before the clock
+ * starts, as an operator would install them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { deleteTable, listTables } from '../../lib/net/nft.js';
-import { check, readDumpStats, readRestoreStats, type DumpStats, type RestoreStats } from '../../lib/criu/index.js';
+import { deleteTable } from '../../lib/net/nft.js';
+import {
+  check,
+  readDumpStats,
+  readRestoreStats,
+  type CriuTls,
+  type DumpStats,
+  type RestoreStats,
+} from '../../lib/criu/index.js';
+import { tlsArgs } from '../../lib/criu/options.js';
+import { makeIdentity, trustPeer } from '../../lib/net/cert.js';
+import { criuLocks } from '../../lib/migration/source-rollback.js';
 
 export interface CliNode {
   netns: string;
@@ -39,6 +54,37 @@ export interface CliOptions {
   logLevel: number | null;
   /** Two free TCP ports: the image copy and the lazy page server. */
   ports: [number, number];
+  /** Post-copy only: the page server (source) and lazy-pages (target) talk mutual TLS. */
+  tls?: CliTls;
+}
+
+/** Each node's TLS files for CRIU's page-server connection. */
+export interface CliTls {
+  source: CriuTls;
+  target: CriuTls;
+}
+
+/**
+ * Certificates as migrate() makes them: a fresh self-signed identity per side (in
+ * `dir`/source and `dir`/target), each trusting exactly the other's certificate.
+ */
+export async function cliTls(dir: string): Promise<CliTls> {
+  const [s, t] = await Promise.all([
+    makeIdentity(path.join(dir, 'source'), 'bench-cli-source'),
+    makeIdentity(path.join(dir, 'target'), 'bench-cli-target'),
+  ]);
+  return {
+    source: {
+      cert: s.certFile,
+      key: s.keyFile,
+      caCert: await trustPeer(path.join(dir, 'source', 'peer.pem'), t.certPem),
+    },
+    target: {
+      cert: t.certFile,
+      key: t.keyFile,
+      caCert: await trustPeer(path.join(dir, 'target', 'peer.pem'), s.certPem),
+    },
+  };
 }
 
 export interface CliRun {
@@ -231,6 +277,7 @@ export async function cliMigrate(
     };
 
     if (mode === 'precopy') {
+      if (o.tls) throw new Error('the CLI baseline has TLS for post-copy pages only');
       const dump = track(
         start(
           'nsenter',
@@ -284,6 +331,7 @@ export async function cliMigrate(
           ...o.flags,
           '--lazy-pages',
           ...page,
+          ...tlsArgs(o.tls?.source),
           '--status-fd',
           '3',
         ],
@@ -311,6 +359,7 @@ export async function cliMigrate(
           '-o',
           'lazy-pages.log',
           ...v,
+          ...tlsArgs(o.tls?.target),
           '--status-fd',
           '3',
         ],
@@ -373,6 +422,5 @@ export async function cliMigrate(
  */
 export async function dropLocks(node: CliNode): Promise<void> {
   const scope = { netns: node.netns };
-  for (const t of await listTables(scope))
-    if (t.family === 'inet' && t.name.startsWith('CRIU-')) await deleteTable(t, scope);
+  for (const name of await criuLocks(scope)) await deleteTable({ family: 'inet', name }, scope);
 }

@@ -2,6 +2,8 @@
  * bench/migrate: live migration of a process between two nodes (network
  * namespaces on this machine), the library's migrate() against CRIU's command
  * line driven by hand, pre-copy and post-copy, for several resident sizes.
+ * Post-copy has two CLI baselines: pages in the clear (what our code costs) and
+ * over CRIU's own --tls (what the encryption migrate() always uses costs today).
  *
  * Each run starts a fresh 'memory' workload (testkit/workloads.ts: the
  * init of its own PID namespace, memMiB of anonymous memory filled with a
@@ -14,7 +16,7 @@
  * Prints a table per size, ratios ours / CLI, and as the very last line one
  * JSON object: {"bench":"migrate","ratios":{...},"postcopy_downtime_s":{...},"results":{...}}.
  *
- *   npm run bench -- migrate [--sizes 64,256,1024] [--rounds 2] [--modes precopy,postcopy] [--impls cli,ours]
+ *   npm run bench -- migrate [--sizes 64,256,1024] [--rounds 2] [--modes precopy,postcopy] [--impls cli,cli_tls,ours]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,14 +26,14 @@ import { makeNet, type TestNet, type TestNode } from '../../testkit/netns.js';
 import { startWorkload, type Workload } from '../../testkit/workloads.js';
 import { strays } from '../../testkit/migration-agents.js';
 import { fmtRatio, median, parseOptions, round, table } from '../run.js';
-import { cliMigrate, criuSettings, dropLocks, type CliOptions } from './cli.js';
+import { cliMigrate, cliTls, criuSettings, dropLocks, type CliOptions } from './cli.js';
 import { oursMigrate, oursSetup, type OursEnv } from './ours.js';
 
 const opts = parseOptions(process.argv.slice(2), {
   sizes: 'resident sizes in MiB (default 64,256,1024)',
   rounds: 'rounds per size (default 2); each round runs every implementation and mode once',
   modes: 'precopy,postcopy (default both)',
-  impls: 'cli,ours (default both)',
+  impls: 'cli,cli_tls,ours (default all; cli_tls: the CLI with --tls on its post-copy pages, post-copy only)',
   dir: 'scratch folder for images and workload files (default: a new folder under the OS temp dir)',
   keep: 'keep the scratch folder (default false)',
   'cli-log': "CRIU's -v level for the CLI runs (default: CRIU's own default; lib/criu uses 4)",
@@ -41,21 +43,27 @@ const opts = parseOptions(process.argv.slice(2), {
 const SIZES = (opts.get('sizes') ?? '64,256,1024').split(',').map(Number);
 const ROUNDS = Number(opts.get('rounds') ?? 2);
 const MODES = (opts.get('modes') ?? 'precopy,postcopy').split(',') as Mode[];
-const IMPLS = (opts.get('impls') ?? 'cli,ours').split(',') as Impl[];
+const IMPLS = (opts.get('impls') ?? 'cli,cli_tls,ours').split(',') as Impl[];
 for (const s of SIZES)
   if (!(Number.isInteger(s) && s >= 1 && s <= 16384)) throw new Error(`bad size ${s} (MiB, 1..16384)`);
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error('bad --rounds');
 for (const m of MODES) if (m !== 'precopy' && m !== 'postcopy') throw new Error(`unknown mode ${String(m)}`);
-for (const i of IMPLS) if (i !== 'cli' && i !== 'ours') throw new Error(`unknown impl ${String(i)}`);
+for (const i of IMPLS) if (i !== 'cli' && i !== 'cli_tls' && i !== 'ours') throw new Error(`unknown impl ${String(i)}`);
 
 type Mode = 'precopy' | 'postcopy';
-type Impl = 'cli' | 'ours';
+type Impl = 'cli' | 'cli_tls' | 'ours';
 const LABEL: Record<`${Impl}_${Mode}`, string> = {
   cli_precopy: 'CRIU CLI pre-copy',
+  cli_tls_precopy: 'CRIU CLI TLS pre-copy', // not run: the CLI's TLS baseline is post-copy only
   ours_precopy: 'ours pre-copy',
   cli_postcopy: 'CRIU CLI post-copy',
+  cli_tls_postcopy: 'CRIU CLI TLS post-copy',
   ours_postcopy: 'ours post-copy',
 };
+/** The (implementation, mode) pairs that run, in table order. */
+const PAIRS: [Impl, Mode][] = [];
+for (const mode of MODES)
+  for (const impl of IMPLS) if (!(impl === 'cli_tls' && mode === 'precopy')) PAIRS.push([impl, mode]);
 
 /** One migration, as every implementation reports it. */
 export interface Sample {
@@ -150,10 +158,24 @@ async function runOne(
   try {
     await w.resetGap(); // only the migration's gap counts
     let s: Omit<Sample, 'gapMs'>;
-    if (impl === 'cli') {
+    if (impl !== 'ours') {
       const src = freshDir('cli-src'),
         dst = freshDir('cli-dst');
-      const r = await cliMigrate(mode, w.pid, a, b, src, dst, { ...cliBase, ports: nextPorts() }, deadline(mib));
+      // Outside the image folders (their tar copy would carry the keys) and outside the timing.
+      const certs = impl === 'cli_tls' ? freshDir('cli-tls') : null;
+      const tls = certs ? { tls: await cliTls(certs) } : {};
+      const r = await cliMigrate(
+        mode,
+        w.pid,
+        a,
+        b,
+        src,
+        dst,
+        { ...cliBase, ports: nextPorts(), ...tls },
+        deadline(mib),
+      ).finally(() => {
+        if (certs) fs.rmSync(certs, { recursive: true, force: true });
+      });
       pid = r.pid;
       restored.add(pid);
       await dropLocks(a);
@@ -217,18 +239,16 @@ try {
     `  CRIU ${cliBase.criu}${cliBase.env.CRIU_FAULT ? ` (CRIU_FAULT=${cliBase.env.CRIU_FAULT})` : ''}, flags ${cliBase.flags.join(' ') || '(none)'}${cliBase.logLevel === null ? '' : `, -v${cliBase.logLevel}`}, scratch ${root}`,
   );
   if (opts.get('warmup') !== 'false')
-    for (const mode of MODES)
-      for (const impl of IMPLS) {
-        await runOne(impl, mode, 16, a, b, cliBase).catch((e: unknown) => {
-          process.stderr.write(
-            `  warm-up ${LABEL[`${impl}_${mode}`]} failed: ${e instanceof Error ? e.message : String(e)}\n`,
-          );
-        });
-      }
+    for (const [impl, mode] of PAIRS) {
+      await runOne(impl, mode, 16, a, b, cliBase).catch((e: unknown) => {
+        process.stderr.write(
+          `  warm-up ${LABEL[`${impl}_${mode}`]} failed: ${e instanceof Error ? e.message : String(e)}\n`,
+        );
+      });
+    }
   for (const mib of SIZES) {
     for (let r = 0; r < ROUNDS; r++) {
-      const pairs: [Impl, Mode][] = [];
-      for (const mode of MODES) for (const impl of IMPLS) pairs.push([impl, mode]);
+      const pairs = [...PAIRS];
       if (r % 2) pairs.reverse(); // alternate who goes first
       for (const [impl, mode] of pairs) {
         if (stopping) await new Promise(() => {}); // a signal's clean-up is running and will exit
@@ -246,7 +266,7 @@ try {
         if (!samples.has(k)) samples.set(k, []);
         samples.get(k)!.push(s);
         process.stderr.write(
-          `  ${mib} MiB round ${r + 1}: ${LABEL[`${impl}_${mode}`].padEnd(18)} total ${(s.totalMs / 1000).toFixed(2)} s, ` +
+          `  ${mib} MiB round ${r + 1}: ${LABEL[`${impl}_${mode}`].padEnd(22)} total ${(s.totalMs / 1000).toFixed(2)} s, ` +
             `downtime ${(s.downtimeMs / 1000).toFixed(2)} s, gap ${s.gapMs === null ? '-' : (s.gapMs / 1000).toFixed(2)} s\n`,
         );
       }
@@ -289,9 +309,9 @@ for (const [k, ss] of samples) {
 }
 
 const ratios: Record<string, number> = {};
-const ratio = (mode: Mode, mib: number, f: keyof Summary) => {
+const ratio = (mode: Mode, mib: number, f: keyof Summary, base: Impl = 'cli') => {
   const o = results[key('ours', mode, mib)]?.[f],
-    c = results[key('cli', mode, mib)]?.[f];
+    c = results[key(base, mode, mib)]?.[f];
   return typeof o === 'number' && typeof c === 'number' && c > 0 ? o / c : NaN;
 };
 const big = Math.max(...SIZES);
@@ -299,6 +319,8 @@ for (const mode of MODES) {
   const v = ratio(mode, big, 'total_s');
   if (Number.isFinite(v)) ratios[`${mode}_vs_criu_cli`] = round(v, 3);
 }
+const tlsBig = ratio('postcopy', big, 'total_s', 'cli_tls');
+if (Number.isFinite(tlsBig)) ratios.postcopy_vs_criu_cli_tls = round(tlsBig, 3);
 for (const mode of MODES)
   for (const mib of SIZES) {
     const t = ratio(mode, mib, 'total_s'),
@@ -306,31 +328,40 @@ for (const mode of MODES)
     if (Number.isFinite(t)) ratios[`${mode}_total_${mib}`] = round(t, 3);
     if (Number.isFinite(d)) ratios[`${mode}_gap_${mib}`] = round(d, 3);
   }
+for (const mib of SIZES) {
+  const t = ratio('postcopy', mib, 'total_s', 'cli_tls'),
+    d = ratio('postcopy', mib, 'gap_s', 'cli_tls');
+  if (Number.isFinite(t)) ratios[`postcopy_tls_total_${mib}`] = round(t, 3);
+  if (Number.isFinite(d)) ratios[`postcopy_tls_gap_${mib}`] = round(d, 3);
+}
 
 for (const mib of SIZES) {
   const rows: string[][] = [];
-  for (const mode of MODES)
-    for (const impl of IMPLS) {
-      const s = results[key(impl, mode, mib)];
-      if (!s) continue;
-      rows.push([
-        LABEL[`${impl}_${mode}`],
-        s2(s.total_s * 1000),
-        s2(s.downtime_s * 1000),
-        s2(s.gap_s === null ? null : s.gap_s * 1000),
-        s2(s.frozen_s === null ? null : s.frozen_s * 1000),
-        s2(s.restore_s === null ? null : s.restore_s * 1000),
-        Object.entries(s.phases_s)
-          .map(([p, v]) => `${p} ${v.toFixed(2)}`)
-          .join(', '),
-      ]);
-    }
+  for (const [impl, mode] of PAIRS) {
+    const s = results[key(impl, mode, mib)];
+    if (!s) continue;
+    rows.push([
+      LABEL[`${impl}_${mode}`],
+      s2(s.total_s * 1000),
+      s2(s.downtime_s * 1000),
+      s2(s.gap_s === null ? null : s.gap_s * 1000),
+      s2(s.frozen_s === null ? null : s.frozen_s * 1000),
+      s2(s.restore_s === null ? null : s.restore_s * 1000),
+      Object.entries(s.phases_s)
+        .map(([p, v]) => `${p} ${v.toFixed(2)}`)
+        .join(', '),
+    ]);
+  }
   for (const mode of MODES) {
     const t = ratio(mode, mib, 'total_s'),
       d = ratio(mode, mib, 'downtime_s'),
       g = ratio(mode, mib, 'gap_s');
     if (Number.isFinite(t)) rows.push([`ours/CLI ${mode}`, fmtRatio(t), fmtRatio(d), fmtRatio(g), '', '', '']);
   }
+  const tt = ratio('postcopy', mib, 'total_s', 'cli_tls'),
+    td = ratio('postcopy', mib, 'downtime_s', 'cli_tls'),
+    tg = ratio('postcopy', mib, 'gap_s', 'cli_tls');
+  if (Number.isFinite(tt)) rows.push(['ours/CLI TLS postcopy', fmtRatio(tt), fmtRatio(td), fmtRatio(tg), '', '', '']);
   console.log('');
   console.log(
     table(
@@ -359,6 +390,8 @@ for (const mode of MODES) {
   const v = ratios[`${mode}_vs_criu_cli`];
   if (v !== undefined) say.push(`${mode} total ours/CLI at ${big} MiB ${fmtRatio(v)} (target <= 1.10x)`);
 }
+if (ratios.postcopy_vs_criu_cli_tls !== undefined)
+  say.push(`postcopy total ours/CLI TLS at ${big} MiB ${fmtRatio(ratios.postcopy_vs_criu_cli_tls)} (target <= 1.10x)`);
 if (Object.keys(postcopyDowntime).length)
   say.push(
     `post-copy downtime (ours, workload gap) ${Object.entries(postcopyDowntime)

@@ -2,16 +2,16 @@
 // this side did (address, CRIU's network lock, a tree left stopped) and say so — or, after a
 // hand-over whose target could not restore, restore the process back here.
 import * as criu from '../criu/index.js';
-import { deleteTable, listTables } from '../net/nft.js';
+import { deleteTable, listTables, type NftScope } from '../net/nft.js';
 import { addAddress, holdAddress } from './address.js';
 import { InDoubtError, MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
 import { resumeTree, state } from './proc.js';
 import type { TargetLink } from './source-link.js';
 import type { Checked } from './source-options.js';
 
-/** CRIU's network-lock tables in this namespace ("inet CRIU-…"). */
-export async function criuLocks(): Promise<Set<string>> {
-  const tables = await listTables();
+/** CRIU's network-lock tables in this namespace, or `scope`'s ("inet CRIU-…"). */
+export async function criuLocks(scope: NftScope = {}): Promise<Set<string>> {
+  const tables = await listTables(scope);
   return new Set(tables.filter((t) => t.family === 'inet' && t.name.startsWith('CRIU-')).map((t) => t.name));
 }
 
