@@ -65,12 +65,35 @@ function anyThreadStopped(pid: number): boolean {
 }
 
 /**
- * SIGCONT every process of the tree that has a stopped thread, until none has
- * been seen stopped for a few polls in a row (CRIU may still be detaching, and
- * a root thread that is running says nothing of its other threads), or `ms`.
+ * Queue a SIGSTOP on every process of a tree CRIU holds frozen: it takes effect only when the
+ * tree is let go, so a CRIU that dies (SIGKILL, OOM) or lets go without a decision leaves it
+ * stopped instead of running. A copy may then be running elsewhere; only resumeTree() lets it run.
+ */
+export function holdStopped(pid: number): void {
+  for (const p of tree(pid)) {
+    try {
+      process.kill(p, 'SIGSTOP');
+    } catch {
+      // gone
+    }
+  }
+}
+
+/**
+ * SIGCONT every process of the tree (which also drops a SIGSTOP holdStopped() queued), then
+ * each one that has a stopped thread, until none has been seen stopped for a few polls in a
+ * row (CRIU may still be detaching, and a root thread that is running says nothing of its
+ * other threads), or `ms`.
  */
 export async function resumeTree(pid: number, ms = 5_000): Promise<void> {
   const end = performance.now() + ms;
+  for (const p of tree(pid)) {
+    try {
+      process.kill(p, 'SIGCONT');
+    } catch {
+      // gone
+    }
+  }
   for (let quiet = 0; quiet < 5 && performance.now() < end;) {
     let stopped = false;
     for (const p of tree(pid)) {

@@ -12,7 +12,8 @@ import type { MoveAddress } from './address.js';
  * A target's states, in order: receiving → (restoring) → ready (restored, held) → committed
  * (the source's commit, recorded before the process may run) → resumed; or aborted / failed
  * (it never ran here). A source's: started → committing (recorded before `commit` is sent)
- * → done | aborted | in-doubt.
+ * → done | aborted | in-doubt | failed (post-copy pages lost after the target ran it: the
+ * process is gone, the source copy kept stopped).
  */
 export type RecordState =
   | 'receiving'

@@ -63,6 +63,14 @@ export async function resolveMigration(id: string, o: ResolveOptions): Promise<R
     throw new SosError(`migration ${id} is still running (process ${r.owner!.pid})`, { code: 'ERR_MIGRATION_BUSY' });
   if (r.state === 'done') return { id, runningOn: 'target', detail: 'it finished: the process runs on the target' };
   if (r.state === 'aborted') return { id, runningOn: 'source', pid: r.pid, detail: 'it was aborted' };
+  if (r.state === 'failed')
+    return {
+      id,
+      runningOn: sameProcess(r.pid, r.started) && state(r.pid!) === 'T' ? 'stopped-source' : 'none',
+      ...(r.pid ? { pid: r.pid } : {}),
+      detail:
+        'its pages were lost after it ran on the target: the process is gone; a source copy is kept stopped, never resumed',
+    };
   return settle(store, r, o);
 }
 

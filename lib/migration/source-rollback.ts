@@ -44,8 +44,9 @@ export async function dumpFailed(s: Scene, e: unknown): Promise<never> {
   const cause = e instanceof criu.CriuError && e.code === 'ERR_CRIU_HOOK' ? e.cause : e;
   if (s.o.mode === 'postcopy' && s.resumed) {
     // The page transfer broke after the target resumed: the memory is split between the
-    // nodes, the target kills its copy (its missing pages would read as zeros), and CRIU
-    // leaves ours stopped. Running ours would replay what already ran there: keep it stopped.
+    // nodes, the target kills its copy (its missing pages would read as zeros), and ours is
+    // left stopped (by CRIU, or by holdStopped() if CRIU died). Running ours would replay
+    // what already ran there: keep it stopped.
     const st = state(s.pid);
     throw s.error(
       `the page transfer failed after the process resumed on the target: ${describe(cause)}`,
@@ -64,8 +65,10 @@ export async function dumpFailed(s: Scene, e: unknown): Promise<never> {
   await resumeTree(s.pid);
   const st = state(s.pid);
   const sourceRuns = st !== null && st !== 'T' && st !== 't' && st !== 'Z';
-  if (sourceRuns && s.o.mode === 'postcopy' && s.frozen) {
-    // CRIU 4.1.1 left its lock here after a failed lazy dump (scripts/criu/*lazy-dump-rollback.patch).
+  const criuDied = cause instanceof criu.CriuError && cause.code === 'ERR_CRIU_EXITED';
+  if (sourceRuns && s.frozen && (s.o.mode === 'postcopy' || criuDied)) {
+    // CRIU 4.1.1 left its lock here after a failed lazy dump (scripts/criu/*lazy-dump-rollback.patch),
+    // and a CRIU that died rolled nothing back.
     await dropNewLocks(s.locksBefore);
   }
   if (s.addressRemoved && s.o.move) await addAddress(s.o.move).catch(() => undefined);

@@ -21,7 +21,7 @@ import { InDoubtError, MigrationError, describe, type MigrationStep, type Runnin
 import { failpoint } from './failpoint.js';
 import { sendImages } from './images.js';
 import { endPageServer, freePort } from './lazy-dump.js';
-import { alive, killTree, placeId, startedAt } from './proc.js';
+import { alive, holdStopped, killTree, placeId, startedAt } from './proc.js';
 import type { FileRecordStore, MigrationRecord, RecordState } from './record.js';
 import { sourceRecords } from './resolve.js';
 import { hostAddress } from './protocol.js';
@@ -174,8 +174,9 @@ class SourceRun implements Scene {
       // What the resolver must still settle stays in doubt; anything else is over.
       if (recorded) {
         const doubt = err.runningOn === 'stopped-source' && err.code === 'ERR_MIGRATION_IN_DOUBT';
+        const lost = err.code === 'ERR_MIGRATION_PAGES';
         // No owner any more: the resolver (an agent's, every few seconds) may act on it now.
-        await this.record(doubt ? 'in-doubt' : 'aborted', {
+        await this.record(doubt ? 'in-doubt' : lost ? 'failed' : 'aborted', {
           owner: undefined,
           ...(this.keep ? { imagesDir: this.imagesDir } : {}),
         }).catch(() => undefined);
@@ -354,6 +355,9 @@ class SourceRun implements Scene {
   /** Inside CRIU's post-dump hook: the tree is frozen, its images are written. */
   private async afterDump(link: TargetLink): Promise<void> {
     if (!this.frozenAt) this.frozenAt = performance.now();
+    // From here a copy may come to run on the target: should CRIU die now (killed, OOM), the
+    // tree it lets go stays stopped, not running beside that copy (resumeTree undoes this).
+    holdStopped(this.pid);
     failpoint('source-in-post-dump');
     if (this.o.move && !this.place.sameNetns) {
       this.enter('address');
@@ -409,7 +413,7 @@ class SourceRun implements Scene {
   /** The commit's outcome is unknown: nothing runs here, the copy stays stopped until resolved. */
   private stayStopped(e: InDoubtError): MigrationError {
     return this.error(
-      `${describe(e)}; resolve it once the target is reachable: resolveMigration('${this.id}', { workDir, secret }) ` +
+      `${describe(e)}; resolve it once the target is reachable: resolveMigration('${this.id}', { workDir: '${this.o.workDir}', secret }) ` +
         `or \`agent-main.js resolve --id ${this.id}\` (a migration agent retries by itself)`,
       'stopped-source',
       e,
