@@ -7,7 +7,7 @@
 #
 # Idempotent; a re-run on a prepared host takes a couple of seconds. It does not run npm.
 #  1. apt packages: build tools, clang-format (the lint step), rdma-core + verbs/rdmacm dev +
-#     perftest, iproute2, nftables, util-linux, procps, etcd-server (+ etcd-client when apt knows it), the VM tools, and
+#     perftest, iproute2, nftables, util-linux, procps, etcd-server (+ etcd-client when apt knows it), libfaketime, the VM tools, and
 #     CRIU's build deps. `apt-get update` runs only when something needed is missing.
 #  2. sysctl fs.pipe-max-size=4194304 (needed by CRIU lazy/post-copy dumps), persisted in
 #     /etc/sysctl.d/60-serverlessos.conf. Only a warning where /proc/sys is read-only
@@ -33,7 +33,8 @@ SYSCTL_FILE=/etc/sysctl.d/60-serverlessos.conf
 PKGS_BASE=(build-essential python3 pkg-config git clang-format
   rdma-core libibverbs-dev librdmacm-dev ibverbs-utils ibverbs-providers rdmacm-utils perftest
   iproute2 nftables util-linux procps
-  etcd-server)
+  etcd-server
+  libfaketime)                         # tests step an agent's wall clock (LD_PRELOAD, monotonic untouched)
 PKGS_OPTIONAL=(etcd-client)            # installed when the apt index has it (bookworm: 3.4.23)
 PKGS_VM=(qemu-system-x86 busybox-static kmod cpio)
 

@@ -48,6 +48,8 @@ export async function startAgent(o: {
   port?: number;
   /** Crash points to arm in the agent (lib/migration/failpoint.ts). */
   failpoints?: string[];
+  /** More environment for the agent (e.g. a libfaketime preload: testkit/clock.ts). */
+  env?: Record<string, string>;
 }): Promise<AgentProcess> {
   fs.mkdirSync(o.workDir, { recursive: true, mode: 0o700 });
   const logFile = `${o.workDir}.log`;
@@ -71,7 +73,7 @@ export async function startAgent(o: {
   if (o.port !== undefined) args.push('--port', String(o.port));
   const child = spawn('nsenter', args, {
     stdio: ['ignore', 'pipe', log],
-    env: { ...process.env, SOS_FAILPOINTS: (o.failpoints ?? []).join(',') },
+    env: { ...process.env, ...o.env, SOS_FAILPOINTS: (o.failpoints ?? []).join(',') },
   });
   fs.closeSync(log);
   live.add(child);

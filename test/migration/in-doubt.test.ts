@@ -13,6 +13,8 @@ import path from 'node:path';
 import { makeNet } from '../../testkit/netns.js';
 import { startWorkload, type Workload } from '../../testkit/workloads.js';
 import { until } from '../../testkit/wait.js';
+import { resolveMigration } from '../../lib/migration/index.js';
+import { SteppableClock } from '../../testkit/clock.js';
 import {
   copies,
   requestMigrate,
@@ -84,9 +86,11 @@ void t.test('in doubt', async (t) => {
     workDir: string,
     failpoints: string[] = [],
     port?: number,
+    env?: Record<string, string>,
   ): Promise<AgentProcess> => {
     const ag = await startAgent({
       ...(port ? { port } : {}),
+      ...(env ? { env } : {}),
       netns: node.netns,
       host: node.addr,
       workDir,
@@ -202,46 +206,78 @@ void t.test('in doubt', async (t) => {
     await neverTwo(t, w, oneCopy(t, w, b.netns));
   });
 
-  void t.test('the target agent dies right after recording the commit, and restarts', async (t) => {
+  for (const mode of ['precopy', 'postcopy'] as const)
+    void t.test(`${mode}: the target agent dies right after recording the commit, and restarts`, async (t) => {
+      const src = await agent(a, path.join(base, `a${n++}`));
+      const bdir = path.join(base, `b${n++}`);
+      const tgt = await agent(b, bdir, ['target-committed']);
+      const w = await workload();
+      const run = requestMigrate(src, secret, w.pid, tgt, { mode, strategy: 'commit' });
+      await died(tgt);
+      // Its successor on the same folder and address finds the commit recorded: the tree runs.
+      await agent(b, bdir, [], tgt.port);
+      const r = await neverTwo(t, w, run);
+      t.comment(r.error ? `source: ${r.error.code} ${r.error.runningOn}` : `source: resumed as ${r.result?.targetPid}`);
+      await neverTwo(t, w, oneCopy(t, w, b.netns));
+    });
+
+  for (const mode of ['precopy', 'postcopy'] as const)
+    for (const fp of ['source-in-post-dump', 'source-committing', 'source-commit-sent'] as const) {
+      void t.test(`${mode}: the source agent dies at ${fp}, and restarts`, async (t) => {
+        const adir = path.join(base, `a${n++}`);
+        const src = await agent(a, adir, [fp]);
+        const tgt = await agent(b, path.join(base, `b${n++}`));
+        const w = await workload();
+        const run = await neverTwo(t, w, requestMigrate(src, secret, w.pid, tgt, { mode, strategy: 'commit' }));
+        t.notOk(run.result, 'the client saw no result');
+        await died(src);
+        await agent(a, adir, [], src.port);
+        // Before the commit left, the source resumes; after it, the target runs it.
+        await neverTwo(t, w, oneCopy(t, w, fp === 'source-commit-sent' ? b.netns : a.netns));
+      });
+    }
+
+  void t.test("post-copy: the source's CRIU is killed during the page transfer", async (t) => {
     const src = await agent(a, path.join(base, `a${n++}`));
-    const bdir = path.join(base, `b${n++}`);
-    const tgt = await agent(b, bdir, ['target-committed']);
-    const w = await workload();
-    const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' });
-    await died(tgt);
-    // Its successor on the same folder and address finds the commit recorded: the tree runs.
-    await agent(b, bdir, [], tgt.port);
-    const r = await neverTwo(t, w, run);
-    t.comment(r.error ? `source: ${r.error.code} ${r.error.runningOn}` : `source: resumed as ${r.result?.targetPid}`);
-    await neverTwo(t, w, oneCopy(t, w, b.netns));
+    const tgt = await agent(b, path.join(base, `b${n++}`));
+    const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 256 });
+    t.teardown(() => w.kill());
+    await w.verify();
+    let killed = 0;
+    const run = await neverTwo(
+      t,
+      w,
+      requestMigrate(src, secret, w.pid, tgt, {
+        mode: 'postcopy',
+        onProgress: (p) => {
+          if (killed || p.phase !== 'pages') return;
+          for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
+            process.kill(pid, 'SIGKILL');
+            killed++;
+          }
+        },
+      }),
+    );
+    if (!killed) return void t.comment('the pages moved before the kill could land: nothing to check');
+    t.ok(run.error, `the migration failed: ${run.error?.message.slice(0, 160)}`);
+    t.equal(run.error?.code, 'ERR_MIGRATION_PAGES');
+    t.equal(run.error?.runningOn, 'stopped-source', 'the error says the source copy is kept stopped');
+    // The target ran it and killed its copy (its missing pages would read as zeros); the source
+    // copy CRIU let go when it died stays stopped: running it would replay what ran there.
+    await until(() => copies(w.dir).length === 1, 30_000, "the target's copy to be gone");
+    t.same(running(w.dir), [], 'no copy runs twice: none runs');
+    t.ok(copies(w.dir).includes(w.pid), 'the source copy is kept, stopped');
+    const id = /migration ([0-9a-f]{32})/.exec(run.error?.message ?? '')?.[1] ?? '';
+    const r = await resolveMigration(id, { workDir: path.join(src.workDir, 'out'), secret: fs.readFileSync(secret) });
+    t.equal(r.runningOn, 'stopped-source', `the record says so too: ${r.detail}`);
+    t.same(running(w.dir), [], 'and resolving it does not let it run');
   });
 
-  for (const fp of ['source-in-post-dump', 'source-committing', 'source-commit-sent'] as const) {
-    void t.test(`the source agent dies at ${fp}, and restarts`, async (t) => {
-      const adir = path.join(base, `a${n++}`);
-      const src = await agent(a, adir, [fp]);
-      const tgt = await agent(b, path.join(base, `b${n++}`));
-      const w = await workload();
-      const run = await neverTwo(t, w, requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' }));
-      t.notOk(run.result, 'the client saw no result');
-      await died(src);
-      await agent(a, adir, [], src.port);
-      // Before the commit left, the source resumes; after it, the target runs it.
-      await neverTwo(t, w, oneCopy(t, w, fp === 'source-commit-sent' ? b.netns : a.netns));
-    });
-  }
-
-  void t.test(
-    "post-copy: the source's CRIU is killed during the page transfer",
-    {
-      todo:
-        "the target's copy was still running 30 s after the source's CRIU died (seen 2026-12-03): " +
-        'find out whether its lazy-pages daemon ended cleanly on the lost page server (issue 10)',
-    },
-    async (t) => {
+  for (const mode of ['precopy', 'postcopy'] as const)
+    void t.test(`${mode}: the source's CRIU is killed while the images move`, async (t) => {
       const src = await agent(a, path.join(base, `a${n++}`));
       const tgt = await agent(b, path.join(base, `b${n++}`));
-      const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 256 });
+      const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 64 });
       t.teardown(() => w.kill());
       await w.verify();
       let killed = 0;
@@ -249,9 +285,10 @@ void t.test('in doubt', async (t) => {
         t,
         w,
         requestMigrate(src, secret, w.pid, tgt, {
-          mode: 'postcopy',
+          mode,
+          strategy: 'commit',
           onProgress: (p) => {
-            if (killed || p.phase !== 'pages') return;
+            if (killed || p.phase !== 'transfer') return;
             for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
               process.kill(pid, 'SIGKILL');
               killed++;
@@ -259,16 +296,81 @@ void t.test('in doubt', async (t) => {
           },
         }),
       );
-      if (!killed) return void t.comment('the pages moved before the kill could land: nothing to check');
-      t.ok(run.error, `the migration failed: ${run.error?.message.slice(0, 160)}`);
-      t.equal(run.error?.code, 'ERR_MIGRATION_PAGES');
-      // The target ran it and killed its copy (its missing pages would read as zeros); the stale
-      // source copy stays stopped: running it would replay what already ran there.
-      await until(() => running(w.dir).length === 0, 30_000, "the target's copy to be gone");
-      t.same(running(w.dir), [], 'no copy runs twice: none runs');
-      t.ok(copies(w.dir).includes(w.pid), 'the source copy is kept stopped');
-    },
-  );
+      t.ok(killed, 'CRIU was killed during the transfer');
+      t.equal(run.error?.runningOn, 'source', `it failed, and runs on the source: ${run.error?.message.slice(0, 160)}`);
+      // Before the commit the target never ran it: the source copy runs again, its network unlocked.
+      await oneCopy(t, w, a.netns);
+    });
+
+  /** The `updated` time of the records in an agent's `sub` folder ('out' or '.'), as the agent's clock had it. */
+  const recordTimes = (agentDir: string, sub: string): number[] => {
+    const dir = path.join(agentDir, sub, 'records');
+    return fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => Date.parse((JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { updated: string }).updated));
+  };
+
+  for (const mode of ['precopy', 'postcopy'] as const)
+    void t.test(`${mode}: both agents' wall clocks step 10 minutes forward during the migration`, async (t) => {
+      const clock = new SteppableClock(fs.mkdtempSync(path.join(base, 'clock-')));
+      const src = await agent(a, path.join(base, `a${n++}`), [], undefined, clock.env);
+      const tgt = await agent(b, path.join(base, `b${n++}`), [], undefined, clock.env);
+      const w = await workload();
+      let stepped = false;
+      const run = await neverTwo(
+        t,
+        w,
+        requestMigrate(src, secret, w.pid, tgt, {
+          mode,
+          strategy: 'commit',
+          onProgress: (p) => {
+            if (stepped || p.phase !== (mode === 'precopy' ? 'transfer' : 'restore')) return;
+            clock.step('+10m');
+            stepped = true;
+          },
+        }),
+      );
+      t.ok(stepped, 'the clocks stepped mid-migration');
+      t.notOk(run.error, `no deadline fired early: ${run.error?.message ?? 'it migrated'}`);
+      await oneCopy(t, w, b.netns);
+      // The agents saw the step: what they recorded after it carries the stepped time.
+      const ahead = (x: number) => x - Date.now() > 9 * 60_000;
+      t.ok(recordTimes(src.workDir, 'out').some(ahead), "the source agent's clock was 10 minutes ahead");
+      t.ok(recordTimes(tgt.workDir, '.').some(ahead), "the target agent's clock was 10 minutes ahead");
+    });
+
+  void t.test('precopy: the wall clock steps 10 minutes back at the commit, and the link is cut', async (t) => {
+    const clock = new SteppableClock(fs.mkdtempSync(path.join(base, 'clock-')));
+    const src = await agent(a, path.join(base, `a${n++}`), [], undefined, clock.env);
+    const tgt = await agent(b, path.join(base, `b${n++}`), [], undefined, clock.env);
+    const w = await workload();
+    let cut = false;
+    let finished = false;
+    const running_ = requestMigrate(src, secret, w.pid, tgt, {
+      strategy: 'commit',
+      onProgress: (p) => {
+        if (cut || p.phase !== 'commit') return;
+        cut = true;
+        clock.step('-10m');
+        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+      },
+    }).finally(() => (finished = true));
+    // A deadline on the wall clock would now be 10 minutes away; on the monotonic clock it is inDoubtMs.
+    const run = await neverTwo(
+      t,
+      w,
+      (async () => {
+        await until(() => finished || recorded(src.workDir, 'in-doubt'), 120_000, 'the source to be in doubt');
+        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
+        return running_;
+      })(),
+    );
+    t.ok(cut, 'the clock stepped back and the link went down at the commit');
+    t.equal(run.error?.code, 'ERR_MIGRATION_IN_DOUBT', run.error?.message ?? 'no error');
+    t.equal(run.error?.runningOn, 'stopped-source', 'the source copy is kept stopped');
+    await neverTwo(t, w, oneCopy(t, w));
+  });
 
   void t.test("the source's disk is full", async (t) => {
     const dir = path.join(base, 'small-src');
