@@ -22,7 +22,7 @@ import { failpoint } from './failpoint.js';
 import { sendImages } from './images.js';
 import { endPageServer, freePort } from './lazy-dump.js';
 import { alive, holdStopped, killTree, placeId, startedAt } from './proc.js';
-import type { FileRecordStore, MigrationRecord, RecordState } from './record.js';
+import { syncTree, type FileRecordStore, type MigrationRecord, type RecordState } from './record.js';
 import { sourceRecords } from './resolve.js';
 import { hostAddress } from './protocol.js';
 import { restoreAndCommit, type Resumed } from './source-commit.js';
@@ -291,7 +291,8 @@ class SourceRun implements Scene {
     if (this.inDoubt) throw this.stayStopped(this.inDoubt);
     if (this.place.handover) {
       // From here the images are the process: a dead agent's successor restores them if the
-      // target says it never ran it.
+      // target says it never ran it. CRIU does not fsync them: on disk before the copy goes.
+      await syncTree(this.imagesDir);
       await this.record('committing', { imagesDir: this.imagesDir });
     }
     await killTree(this.pid);

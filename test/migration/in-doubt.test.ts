@@ -372,6 +372,49 @@ void t.test('in doubt', async (t) => {
     await neverTwo(t, w, oneCopy(t, w));
   });
 
+  void t.test('hand-over: the source machine loses power after its copy was killed', async (t) => {
+    // The source's work folder on its own ext4 disk (a loop device): a copy of the disk's
+    // backing file taken while it is mounted holds only what reached the disk — what a power
+    // cut leaves. Unsynced data is still in the mounted file system's page cache.
+    const disk = path.join(base, 'src-disk.img');
+    const cutDisk = path.join(base, 'src-disk-after-power-cut.img');
+    const dir = path.join(base, 'src-disk');
+    execFileSync('truncate', ['-s', '256M', disk]);
+    execFileSync('mkfs.ext4', ['-q', '-F', disk]);
+    fs.mkdirSync(dir, { mode: 0o700 });
+    const mount = (img: string) => {
+      execFileSync('mount', ['-o', 'loop', img, dir]);
+      fs.chmodSync(dir, 0o700);
+    };
+    mount(disk);
+    let mounted = true;
+    t.teardown(() => {
+      if (mounted) execFileSync('umount', ['-l', dir]);
+    });
+    const adir = path.join(dir, 'agent');
+    // It stops itself once its copy is killed and the target restored it, before the commit.
+    const src = await agent(a, adir, ['source-committing=stop']);
+    const tgt = await agent(b, path.join(base, `b${n++}`));
+    const w = await workload();
+    const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'handover' });
+    await until(() => agentState(src) === 'T', 60_000, 'the source agent to stop before the commit');
+    t.notOk(alive(w.pid), 'the source copy was killed: its images are the process now');
+    // The power cut: only what reached the disk survives; the agent and its machine are gone.
+    execFileSync('cp', ['--sparse=always', disk, cutDisk]);
+    src.child.kill('SIGKILL');
+    await died(src);
+    const r = await neverTwo(t, w, run);
+    t.notOk(r.result, 'the client saw no result');
+    execFileSync('umount', [dir]);
+    mounted = false;
+    mount(cutDisk);
+    mounted = true;
+    // The machine is back: its agent finds the durable record and images, learns the target
+    // never ran it (it dropped its copy when the source went silent), and restores it here.
+    await agent(a, adir, [], src.port);
+    await neverTwo(t, w, oneCopy(t, w, a.netns));
+  });
+
   void t.test("the source's disk is full", async (t) => {
     const dir = path.join(base, 'small-src');
     fs.mkdirSync(dir, { mode: 0o700 });
@@ -386,6 +429,28 @@ void t.test('in doubt', async (t) => {
     await oneCopy(t, w, a.netns);
   });
 });
+
+/** The one-letter state of an agent's process (T: stopped at a failpoint). */
+function agentState(ag: AgentProcess): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${ag.child.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `pid` lives (a zombie counts as gone). */
+function alive(pid: number): boolean {
+  const stat = (() => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  return stat !== '' && stat[stat.lastIndexOf(')') + 2] !== 'Z';
+}
 
 /** Processes under `root` (at any depth) whose command is `comm`. */
 function descendantsNamed(root: number, comm: string): number[] {
