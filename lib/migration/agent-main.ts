@@ -14,14 +14,13 @@
  * agent-args.ts) and its action, which imports what it runs (a usage error
  * or --help does not load the agent).
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { MoveAddress } from './address.js';
 import * as arg from './agent-args.js';
 import type { MigrationError } from './errors.js';
 
-const SECRET_BYTES = 32;
+import { SECRET_BYTES, writeSecretFile } from '../net/secret.js';
 
 function out(o: unknown) {
   process.stdout.write(JSON.stringify(o) + '\n');
@@ -190,25 +189,12 @@ program
   .command('secret')
   .description(`write a new ${SECRET_BYTES}-byte random secret to <file> (mode 0600; refuses an existing file)`)
   .argument('<file>', 'where to write it')
-  .action((file: string) => {
-    let fd: number;
+  .action(async (file: string) => {
     try {
-      // O_CREAT|O_EXCL: fails on any existing entry, a symlink included.
-      fd = fs.openSync(file, 'wx', 0o600);
+      await writeSecretFile(file);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      usage(
-        code === 'EEXIST'
-          ? `${file} exists: refusing to overwrite it`
-          : `cannot create ${file}: ${(e as Error).message}`,
-      );
-    }
-    try {
-      fs.fchmodSync(fd, 0o600); // exactly 0600, whatever the umask
-      fs.writeSync(fd, crypto.randomBytes(SECRET_BYTES));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+      const code = (e as { code?: string }).code;
+      usage(code === 'EEXIST' ? `${file} exists: refusing to overwrite it` : (e as Error).message);
     }
     out({ secret: { file, bytes: SECRET_BYTES } });
   });

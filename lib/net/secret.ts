@@ -23,10 +23,14 @@ export async function writeSecretFile(path: string): Promise<Buffer> {
   if (typeof path !== 'string' || !path) throw argType('path must be a file path');
   const secret = generateSecret();
   try {
+    // O_CREAT|O_EXCL: fails on any existing entry, a symlink included.
     const fh = await fs.promises.open(path, 'wx', 0o600);
     try {
       await fh.writeFile(secret);
       await fh.sync();
+    } catch (e) {
+      await fs.promises.unlink(path).catch(() => undefined); // no half-written secret left behind
+      throw e;
     } finally {
       await fh.close();
     }
