@@ -18,9 +18,8 @@ import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { MoveAddress } from './address.js';
 import * as arg from './agent-args.js';
-import type { MigrationError } from './errors.js';
-
 import { SECRET_BYTES, writeSecretFile } from '../net/secret.js';
+import type { MigrationError } from './errors.js';
 
 function out(o: unknown) {
   process.stdout.write(JSON.stringify(o) + '\n');
