@@ -77,6 +77,16 @@ program
     'how long an outgoing migration asks a target gone silent after the commit, ≥ 0 (default 30000)',
     arg.inDoubtMs,
   )
+  .option(
+    '--max-incoming <n>',
+    'incoming migrations at once, 1..1024; more are refused (default 4)',
+    arg.intIn(1, 1024),
+  )
+  .option(
+    '--max-outgoing <n>',
+    'outgoing migrations at once, 1..1024; more are refused with ERR_TOO_MANY (default 4)',
+    arg.intIn(1, 1024),
+  )
   .action(
     async (o: {
       secretFile: string;
@@ -87,6 +97,8 @@ program
       refuse?: string;
       idleTimeoutMs?: number;
       inDoubtMs?: number;
+      maxIncoming?: number;
+      maxOutgoing?: number;
     }) => {
       const { MigrationAgent } = await import('./agent.js');
       const { flushNeighbours } = await import('./address.js');
@@ -99,6 +111,8 @@ program
         ...(o.refuse ? { admit: () => o.refuse } : {}),
         ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
         ...(o.inDoubtMs !== undefined ? { inDoubtMs: o.inDoubtMs } : {}),
+        ...(o.maxIncoming !== undefined ? { maxIncoming: o.maxIncoming } : {}),
+        ...(o.maxOutgoing !== undefined ? { maxOutgoing: o.maxOutgoing } : {}),
         log: (l) => process.stderr.write(`[agent] ${new Date().toISOString()} ${l}\n`),
       });
       out({ listening: { host: agent.host, port: agent.port } });

@@ -23,6 +23,7 @@ import {
 } from './messages.js';
 import {
   alive,
+  bootId,
   commandLines,
   inUse,
   killTree,
@@ -64,6 +65,8 @@ export interface AgentOptions {
   inDoubtMs?: number;
   /** Incoming migrations at once; more are refused (default 4). */
   maxIncoming?: number;
+  /** Outgoing migrations at once (asked by clients); more are refused with ERR_TOO_MANY (default 4). */
+  maxOutgoing?: number;
   /** Largest image set accepted, also bounded by the work folder's free space (default 64 GiB). */
   maxImageBytes?: number;
 }
@@ -82,6 +85,7 @@ async function killed(pids: number[]): Promise<void> {
 /** A migration agent listening on one node. */
 export class MigrationAgent {
   private readonly outcomes = new Map<string, Outcome>();
+  private outgoing = 0;
   private readonly channels = new Set<AuthChannel>();
   readonly host: string;
   readonly port: number;
@@ -119,6 +123,7 @@ export class MigrationAgent {
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
     await checkWorkDir(options.workDir);
     const maxIncoming = options.maxIncoming === undefined ? 4 : integer('options.maxIncoming', options.maxIncoming, 1);
+    const maxOutgoing = options.maxOutgoing === undefined ? 4 : integer('options.maxOutgoing', options.maxOutgoing, 1);
     const maxImageBytes =
       options.maxImageBytes === undefined
         ? 64 * 2 ** 30
@@ -189,6 +194,7 @@ export class MigrationAgent {
       records,
       inDoubtMs: options.inDoubtMs === undefined ? 30_000 : integer('options.inDoubtMs', options.inDoubtMs, 0),
       maxIncoming,
+      maxOutgoing,
       maxImageBytes,
     });
     return agent;
@@ -328,6 +334,12 @@ export class MigrationAgent {
       if (!ch.closed) send(ch, m);
     };
     const { pid, to, mode, moveAddress, strategy } = req;
+    if (this.outgoing >= this.o.maxOutgoing) {
+      const message = `${this.o.maxOutgoing} migrations are going out already`;
+      this.o.log(`migration of ${pid} refused: ${message}`);
+      return reply({ op: 'error', error: { code: 'ERR_TOO_MANY', message } });
+    }
+    this.outgoing++;
     try {
       const opts: MigrateOptions = {
         to,
@@ -362,6 +374,8 @@ export class MigrationAgent {
             : {}),
         },
       });
+    } finally {
+      this.outgoing--;
     }
   }
 
@@ -394,13 +408,21 @@ async function checkWorkDir(dir: string): Promise<void> {
 /**
  * A restarted agent settles what its predecessor left in flight as a target: a tree restored
  * but not committed is killed (aborted); a committed one runs (CRIU leaves it stopped when its
- * RPC peer dies in the hook: resume it). Every answer is recorded before anyone can ask.
+ * RPC peer dies in the hook: resume it), or, when the machine restarted since, is gone (failed).
+ * Every answer is recorded before anyone can ask.
  */
 async function settleTargets(records: RecordStore, workDir: string, log: (l: string) => void): Promise<void> {
   let touched = false;
   for (const r of await records.list()) {
     if (r.role !== 'target' || ['resumed', 'failed', 'aborted'].includes(r.state)) continue;
     const ours = sameProcess(r.pid, r.started);
+    if (r.state === 'committed' && !ours && r.started && !r.started.startsWith(`${bootId()}/`)) {
+      // The machine restarted (a power cut) after the commit: the process did not survive it.
+      // 'failed' is a positive answer: a source still holding its stopped copy resumes it.
+      await records.put({ ...r, state: 'failed' });
+      log(`migration ${r.id}: committed, then this machine restarted: the process here is gone (failed)`);
+      continue;
+    }
     if (r.state === 'committed') {
       if (ours) {
         // A CRIU that lost its RPC peer in the hook leaves the tree stopped: once it let go, resume it.

@@ -146,11 +146,15 @@ export function startedAt(pid: number): string | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    return ticks ? `${boot}/${ticks}` : null;
+    return ticks ? `${bootId()}/${ticks}` : null;
   } catch {
     return null;
   }
+}
+
+/** This boot of the machine (changes at every restart). */
+export function bootId(): string {
+  return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 }
 
 /** Whether `pid` is the process a record named (same pid, same start). */

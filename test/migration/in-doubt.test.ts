@@ -6,6 +6,7 @@
 // exactly one copy runs and verifies its whole memory.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -412,6 +413,30 @@ void t.test('in doubt', async (t) => {
     // The machine is back: its agent finds the durable record and images, learns the target
     // never ran it (it dropped its copy when the source went silent), and restores it here.
     await agent(a, adir, [], src.port);
+    await neverTwo(t, w, oneCopy(t, w, a.netns));
+  });
+
+  void t.test('the target machine loses power right after recording the commit', async (t) => {
+    const src = await agent(a, path.join(base, `a${n++}`));
+    const bdir = path.join(base, `b${n++}`);
+    const tgt = await agent(b, bdir, ['target-committed']);
+    const w = await workload();
+    const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'commit' });
+    await died(tgt);
+    // The power cut takes the restored tree too; the machine comes back with another boot id
+    // (written into the record as the restarted machine reads it: /proc/sys/kernel/random/boot_id).
+    for (const pid of copies(w.dir)) if (pid !== w.pid) process.kill(pid, 'SIGKILL');
+    await until(() => copies(w.dir).length === 1, 30_000, 'the restored tree to be gone');
+    const recs = path.join(bdir, 'records');
+    for (const f of fs.readdirSync(recs).filter((x) => x.endsWith('.json'))) {
+      const r = JSON.parse(fs.readFileSync(path.join(recs, f), 'utf8')) as { started?: string };
+      if (r.started) r.started = r.started.replace(/^[^/]+/, crypto.randomUUID());
+      fs.writeFileSync(path.join(recs, f), JSON.stringify(r));
+    }
+    await agent(b, bdir, [], tgt.port);
+    const r = await neverTwo(t, w, run);
+    t.notOk(r.result, 'the client saw no result');
+    // The target answers 'failed' (its copy did not survive): the source resumes its stopped copy.
     await neverTwo(t, w, oneCopy(t, w, a.netns));
   });
 

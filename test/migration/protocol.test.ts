@@ -1,14 +1,16 @@
 // A target agent facing a peer that holds the secret but breaks the protocol:
 // every bad message is refused with a clear error, and nothing is restored
-// or left behind. In-process agent on loopback.
+// or left behind; a source agent bounding what its clients start. In-process agent on loopback.
 import t from 'tap';
 import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { makeIdentity } from '../../lib/net/cert.js';
 import { AuthChannel, type Message } from '../../lib/net/channel.js';
-import { MigrationAgent } from '../../lib/migration/index.js';
+import { MigrationAgent, MigrationError, requestMigration } from '../../lib/migration/index.js';
 import { until } from '../../testkit/wait.js';
 
 const secret = crypto.randomBytes(32);
@@ -190,4 +192,45 @@ void t.test('a target agent refuses protocol violations and cleans up', async (t
     const s = await ch.waitFor((m) => m.op === 'status', 10_000);
     t.same({ id: s.id, state: s.state }, { id: i, state: 'unknown' });
   });
+});
+
+void t.test('a source agent refuses outgoing migrations beyond maxOutgoing, and counts them down', async (t) => {
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-out-'));
+  t.teardown(() => fs.rmSync(workDir, { recursive: true, force: true }));
+  const logs: string[] = [];
+  const agent = await MigrationAgent.listen({
+    secret,
+    workDir,
+    maxOutgoing: 1,
+    idleTimeoutMs: 60_000,
+    log: (l) => logs.push(l),
+  });
+  t.teardown(() => agent.close());
+  // A target that accepts connections and says nothing: the first migration waits on it.
+  const silent = net.createServer(() => {});
+  const held = new Set<net.Socket>();
+  silent.on('connection', (s) => held.add(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => silent.close());
+  const to = { host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port };
+  const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.teardown(() => sleeper.kill('SIGKILL'));
+  const first = requestMigration(agent, secret, sleeper.pid!, { to }).catch((e: unknown) => e as MigrationError);
+  await until(() => held.size > 0, 30_000, 'the first migration to reach its target');
+  const second = await requestMigration(agent, secret, sleeper.pid!, { to }).catch((e: unknown) => e as MigrationError);
+  t.equal((second as MigrationError).code, 'ERR_TOO_MANY', `the second is refused: ${(second as Error).message}`);
+  t.ok(
+    logs.some((l) => /refused: 1 migrations are going out already/.test(l)),
+    'the agent logs the refusal',
+  );
+  for (const s of held) s.destroy();
+  const e1 = await first;
+  t.ok(
+    e1 instanceof MigrationError && e1.code !== 'ERR_TOO_MANY',
+    `the first fails on its own: ${(e1 as Error).message}`,
+  );
+  t.equal(e1 instanceof MigrationError ? e1.runningOn : undefined, 'source', 'and the process stays');
+  // Its slot is free again: the next is not refused for the count.
+  const third = await requestMigration(agent, secret, 999_999_999, { to }).catch((e: unknown) => e as MigrationError);
+  t.not((third as MigrationError).code, 'ERR_TOO_MANY', `the next one is taken up: ${(third as Error).message}`);
 });
