@@ -10,7 +10,13 @@ const armed = new Map(
 );
 
 /** The crash points: where each sits is in the comment beside its call. */
-export type Failpoint = 'target-committed' | 'source-in-post-dump' | 'source-committing' | 'source-commit-sent';
+export type Failpoint =
+  | 'target-committed'
+  | 'source-started'
+  | 'source-in-pre-dump'
+  | 'source-in-post-dump'
+  | 'source-committing'
+  | 'source-commit-sent';
 
 /** Die (or hang) here if the environment asks for it. */
 export function failpoint(name: Failpoint): void {

@@ -162,6 +162,7 @@ class SourceRun implements Scene {
       try {
         await this.record('started');
         recorded = true;
+        failpoint('source-started'); // recorded, nothing frozen yet
       } catch (e) {
         link.abort(describe(e));
         throw this.error(`cannot record the migration in ${this.o.workDir}: ${describe(e)}`, 'source', e);
@@ -262,6 +263,7 @@ class SourceRun implements Scene {
       hooks: {
         preDump: () => {
           this.frozenAt = performance.now();
+          failpoint('source-in-pre-dump'); // CRIU froze the tree and waits for this hook
         },
         any: (e) => {
           if (e.script === 'status-ready') served();

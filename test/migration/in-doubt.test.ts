@@ -223,7 +223,13 @@ void t.test('in doubt', async (t) => {
     });
 
   for (const mode of ['precopy', 'postcopy'] as const)
-    for (const fp of ['source-in-post-dump', 'source-committing', 'source-commit-sent'] as const) {
+    for (const fp of [
+      'source-started',
+      'source-in-pre-dump',
+      'source-in-post-dump',
+      'source-committing',
+      'source-commit-sent',
+    ] as const) {
       void t.test(`${mode}: the source agent dies at ${fp}, and restarts`, async (t) => {
         const adir = path.join(base, `a${n++}`);
         const src = await agent(a, adir, [fp]);
