@@ -84,6 +84,10 @@ function bounded(run: Run): void {
   invariant(pending <= HIGH_WATER || socket.paused, `${pending} bytes unwritten and the socket not paused`);
 }
 
+/** The file being received (a private field), and its bytes so far: the size a well-behaved file-end would say. */
+const current = (rec: ImageReceiver) => (rec as unknown as { current: { written: number } | null }).current;
+const written = (rec: ImageReceiver) => current(rec)?.written ?? 0;
+
 /** A file message with fuzzer-chosen fields, parsed as the target does (or not), then given to open(). */
 function open(run: Run, r: Reader, parse: boolean): number {
   const stream = r.pick([1, 2, 3, 0xffffffff]);
@@ -92,17 +96,16 @@ function open(run: Run, r: Reader, parse: boolean): number {
   const raw: Message = { op: 'file', id: ID, stream, name, size };
   contained(() => {
     const m = parse ? (parseToAgent(raw) as FileStart) : (raw as FileStart);
+    const before = current(run.rec);
     run.rec.open(m);
+    // After a failure open() ignores the file: only a file it took is admitted, under today's limit.
+    if (current(run.rec) === before) return;
     run.admitted = run.limit;
     const to = path.resolve(run.dir, m.name);
     invariant(path.dirname(to) === run.dir && path.basename(to) === m.name, `opened ${JSON.stringify(m.name)}`);
   });
   return stream;
 }
-
-/** Bytes of the current file so far: the size a well-behaved file-end would say. */
-const written = (rec: ImageReceiver) =>
-  (rec as unknown as { current: { written: number } | null }).current?.written ?? 0;
 
 function end(run: Run, parse: boolean, stream: number, size: number): void {
   const raw: Message = { op: 'file-end', id: ID, stream, size };
