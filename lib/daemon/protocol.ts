@@ -38,10 +38,12 @@ export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
   const r = raw as Record<string, unknown>;
   const id = typeof r.id === 'number' && Number.isSafeInteger(r.id) ? r.id : null;
   if (id === null) throw new FrameError('ERR_BAD_FRAME', 'id must be a safe integer');
+  // Not String(): on a JSON object such as {"toString":1} it throws a TypeError.
+  const v = JSON.stringify(r.v) ?? 'undefined';
   if (r.v !== PROTOCOL_VERSION)
     throw new FrameError(
       'ERR_VERSION',
-      `unsupported protocol version ${String(r.v)} (this daemon speaks ${PROTOCOL_VERSION})`,
+      `unsupported protocol version ${v} (this daemon speaks ${PROTOCOL_VERSION})`,
       id,
     );
   if (typeof r.op !== 'string' || !ops.has(r.op))

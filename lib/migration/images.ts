@@ -4,14 +4,14 @@
 // the receiver must have written. Write errors (ENOSPC…) fail the transfer.
 import fs from 'node:fs';
 import path from 'node:path';
-import { SosError } from '../errors.js';
+import { SosError, SystemError } from '../errors.js';
 import type { AuthChannel } from '../net/channel.js';
 import type { FileEnd, FileStart } from './messages.js';
-import { MAX_FILES, ProtocolError } from './protocol.js';
+import { IMAGE_NAME, MAX_FILES, ProtocolError } from './protocol.js';
 
 const CHUNK = 4 * 1024 * 1024;
 /** Received bytes not yet on disk before the socket is paused. */
-const HIGH_WATER = 32 * 1024 * 1024;
+export const HIGH_WATER = 32 * 1024 * 1024;
 
 /** Where images go: one migration's channel, with a fresh stream per file. */
 export interface ImageSink {
@@ -67,6 +67,18 @@ export async function sendImages(
   return { bytes, files };
 }
 
+/** A write error as the library's own: the same message and code (ENOSPC stays ENOSPC). */
+function systemError(e: unknown): Error {
+  if (e instanceof SosError) return e;
+  const n = e as NodeJS.ErrnoException;
+  return new SystemError(n.message, {
+    code: typeof n.code === 'string' ? n.code : 'EIO',
+    errno: typeof n.errno === 'number' ? n.errno : 0,
+    syscall: n.syscall ?? 'write',
+    cause: e,
+  });
+}
+
 /** The receiving side of sendImages, writing into `dir`. */
 export class ImageReceiver {
   private current: {
@@ -79,6 +91,7 @@ export class ImageReceiver {
   private chain: Promise<void> = Promise.resolve();
   private pending = 0;
   private failure: Error | null = null;
+  private readonly names = new Set<string>();
   files = 0;
   bytes = 0;
 
@@ -91,8 +104,8 @@ export class ImageReceiver {
 
   private fail(e: Error) {
     if (this.failure) return;
-    this.failure = e;
-    this.onError(e);
+    this.failure = systemError(e);
+    this.onError(this.failure);
   }
 
   /** A `file` message. */
@@ -101,12 +114,17 @@ export class ImageReceiver {
     if (this.current) throw new ProtocolError('file: the previous file was not ended');
     if (++this.files > MAX_FILES) throw new ProtocolError(`more than ${MAX_FILES} image files`);
     const { name, size } = m;
+    // The parser checked these too (messages.ts); here they keep every write inside `dir`.
+    if (typeof name !== 'string' || !IMAGE_NAME.test(name)) throw new ProtocolError('file: malformed name');
+    if (!Number.isSafeInteger(size) || size < 0) throw new ProtocolError(`${name}: malformed size`);
+    if (this.names.has(name)) throw new ProtocolError(`${name}: sent twice`);
     if (this.bytes + size > this.maxBytes) {
       const why = `images exceed the ${this.maxBytes}-byte limit`;
       // A limit set from the work folder's free space is a full disk, said before it fills.
       if (this.spaceBound) throw new SosError(`${why} (the work folder's free space)`, { code: 'ENOSPC' });
       throw new ProtocolError(why);
     }
+    this.names.add(name);
     const fh = fs.promises.open(path.join(this.dir, name), 'wx');
     fh.catch(() => undefined);
     this.current = { stream: m.stream, name, size, written: 0, fh };

@@ -40,8 +40,10 @@ export function parseHello(payload: Buffer, myRole: Role): Hello {
   }
   const o = v as Record<string, unknown>;
   if (!o || typeof o !== 'object' || Array.isArray(o)) throw bad('handshake hello must be an object');
+  // Not String(): on a JSON object such as {"toString":1} it throws a TypeError.
+  const peer = JSON.stringify(o.v) ?? 'undefined';
   if (o.v !== VERSION)
-    throw new ChannelError(`unsupported channel version ${String(o.v).slice(0, 20)} (this side speaks ${VERSION})`, {
+    throw new ChannelError(`unsupported channel version ${peer.slice(0, 20)} (this side speaks ${VERSION})`, {
       code: 'ERR_VERSION',
     });
   if (o.role === myRole || (o.role !== 'client' && o.role !== 'server')) throw bad('handshake roles do not match');

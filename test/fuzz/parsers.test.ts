@@ -4,11 +4,22 @@
 // hang. Fixed seed, bounded runs in the suite; `npm run fuzz` runs many more (FUZZ_RUNS).
 import t from 'tap';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
-import { SosError } from '../../lib/errors.js';
+import { SosError, SystemError } from '../../lib/errors.js';
+import type { AuthChannel } from '../../lib/net/channel.js';
+import { ImageReceiver } from '../../lib/migration/images.js';
 import { decodeFrames, frameHeader } from '../../lib/net/frame.js';
 import { parseHello, encodeHello } from '../../lib/net/handshake.js';
-import { incomingHead, parseToAgent, parseToClient, parseToSource } from '../../lib/migration/messages.js';
+import {
+  incomingHead,
+  parseToAgent,
+  parseToClient,
+  parseToSource,
+  type FileStart,
+} from '../../lib/migration/messages.js';
 import { NonceCache, decodeReply, decodeRequest, encodeRequest } from '../../lib/rdma/cm-auth.js';
 import { parseRequest } from '../../lib/daemon/protocol.js';
 
@@ -179,4 +190,48 @@ void t.test('sosd request lines', async (t) => {
   );
   check('parseRequest', line, (l: string) => parseRequest(l, ops));
   t.pass(`parseRequest: ${tried.parseRequest} inputs, 0 findings`);
+});
+
+// Found by the coverage-guided targets (test/fuzz/targets/): each threw a TypeError, or reported a
+// bare Node error, where a SosError with a code belongs.
+void t.test('regressions', async (t) => {
+  const version = (f: () => unknown) => t.throws(f, { code: 'ERR_VERSION' });
+  version(() => parseHello(Buffer.from('{"v":{"toString":1}}'), 'server'));
+  version(() => parseRequest('{"v":{"toString":1},"id":1,"op":"status"}', new Set(['status'])));
+
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-fuzz-regress-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const dir = path.join(root, 'images');
+  fs.mkdirSync(dir);
+  const outside = path.join(root, 'outside');
+  fs.writeFileSync(outside, 'untouched');
+  fs.symlinkSync(outside, path.join(dir, 'core-1.img'));
+  const receiver = () => {
+    const reported: Error[] = [];
+    const ch = { socket: { pause() {}, resume() {} } } as unknown as AuthChannel;
+    return { rec: new ImageReceiver(ch, dir, 1 << 20, (e) => reported.push(e)), reported };
+  };
+  const file = (name: string, size = 0, stream = 1): FileStart => ({ op: 'file', id: 'x', stream, name, size });
+
+  // Names the parser refuses are refused by the receiver too (nothing is opened outside its folder).
+  for (const name of ['', '.', '..', '../escaped', '/tmp/escaped', 'a/b', 'x\0y'])
+    t.throws(() => receiver().rec.open(file(name)), { code: 'ERR_BAD_MESSAGE' }, JSON.stringify(name));
+  t.throws(() => receiver().rec.open(file('a', -1)), { code: 'ERR_BAD_MESSAGE' });
+
+  // A name sent twice is the peer's error, said at once (it was a bare EEXIST from the write).
+  const twice = receiver().rec;
+  twice.open(file('pages-1.img'));
+  twice.end({ op: 'file-end', id: 'x', stream: 1, size: 0 });
+  t.throws(() => twice.open(file('pages-1.img', 0, 2)), { code: 'ERR_BAD_MESSAGE' });
+  await twice.flushed();
+
+  // A name already taken in the folder (here by a symlink out of it): a SystemError, nothing written through.
+  const { rec, reported } = receiver();
+  rec.open(file('core-1.img', 2));
+  rec.data(Buffer.from('xx'));
+  rec.end({ op: 'file-end', id: 'x', stream: 1, size: 2 });
+  await t.rejects(rec.flushed(), { code: 'EEXIST' });
+  t.ok(reported[0] instanceof SystemError, 'reported as a SystemError');
+  t.equal(fs.readFileSync(outside, 'utf8'), 'untouched');
+  t.same(fs.readdirSync(root).sort(), ['images', 'outside']);
 });
