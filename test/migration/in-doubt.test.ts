@@ -56,7 +56,14 @@ function running(dir: string): number[] {
       const st = /^State:\s+(\S)/m.exec(status)?.[1];
       const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1];
       const parent = fs.readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
-      return st !== 'T' && st !== 't' && /^TracerPid:\s+0$/m.test(status) && parent !== 'criu';
+      // A SIGSTOP pending (CRIU's leave-stopped, or the source's hold) stops the task before it
+      // runs another user instruction: not running, even while it waits for a CPU to get there.
+      const pending = ['SigPnd', 'ShdPnd'].reduce(
+        (m, k) => m | BigInt(`0x${new RegExp(`^${k}:\\s+([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? '0'}`),
+        0n,
+      );
+      const stopping = (pending & (1n << 18n)) !== 0n; // SIGSTOP is 19
+      return st !== 'T' && st !== 't' && !stopping && /^TracerPid:\s+0$/m.test(status) && parent !== 'criu';
     } catch {
       return false; // gone meanwhile
     }
