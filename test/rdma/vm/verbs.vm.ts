@@ -284,9 +284,11 @@ void t.test('scatter/gather lists, unsignaled requests, an MR deregistered while
   const b = pd.createQp(cqB, cqB, { maxRecvSge: 4 });
   connectRc(ctx, a, b);
   const src = new Uint8Array(4096).map((_, i) => i & 0xff);
-  const dst = new Uint8Array(4096);
+  const dstMem = Region.anonymous(4096); // the WRITEs' target: memory the addon owns
+  t.teardown(() => dstMem.close());
+  const dst = dstMem.bytes();
   const mrS = pd.registerMemory(src);
-  const mrD = pd.registerMemory(dst);
+  const mrD = pd.registerMemory(dstMem);
   // Three pieces of src gathered into one WRITE, landing contiguously.
   a.postSend([
     {
