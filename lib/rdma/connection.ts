@@ -340,12 +340,14 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
     };
     const listener = ch.createId();
     listener.on('request', (req) => {
+      // Nothing is allocated (memory, context, QP, MR) before the request authenticates: a peer without
+      // the secret, or replaying a request, costs the server only this check.
       let verbs: ReturnType<typeof verbsFor> | undefined;
       const ownsMemory = !(options.memory instanceof Region);
-      const memory = options.memory instanceof Region ? options.memory : Region.anonymous(options.memory);
+      let memory: Region | undefined;
       const refuse = (e: Error) => {
         verbs?.ctx.close();
-        if (ownsMemory) memory.close();
+        if (ownsMemory) memory?.close();
         if (!req.closed) {
           const code = (e as { code?: unknown }).code;
           try {
@@ -360,6 +362,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
       };
       try {
         const { window, nonce } = decodeRequest(secret, req.request?.qpNum ?? 0, req.request?.privateData, replays);
+        memory = options.memory instanceof Region ? options.memory : Region.anonymous(options.memory);
         verbs = verbsFor(options.device ?? req.device ?? '', depth, memory);
         const reply = encodeReply(secret, nonce, verbs.qp.qpNum, {
           addr: verbs.mr.addr,
@@ -367,6 +370,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
           length: verbs.mr.length,
         });
         const v = verbs;
+        const m = memory;
         req.accept(v.qp, { privateData: reply }).then(() => {
           open++;
           const remote: Endpoint = {
@@ -375,7 +379,7 @@ export class RdmaConnection extends EventEmitter<{ close: []; error: [Error] }> 
             psn: 0,
             ...window,
           };
-          onConnection(new RdmaConnection({ ...v, memory, ownsMemory, remote, control: cmControl(req, release) }));
+          onConnection(new RdmaConnection({ ...v, memory: m, ownsMemory, remote, control: cmControl(req, release) }));
         }, refuse);
       } catch (e) {
         refuse(e as Error);

@@ -1,11 +1,13 @@
 /**
- * The TCP form of RdmaConnection's setup. It runs over the authenticated channel of lib/net/channel.ts:
- * both peers prove they hold the shared secret (HMAC-SHA256 over fresh nonces) before anything else is
- * sent, and every later frame is authenticated, sequenced and size-limited, so an unauthenticated peer
- * learns nothing and cannot inject a QP or a key. Over it each side sends what its RC queue pair needs to
- * connect (QP number, GID, PSN) and one memory window (addr, rkey, length), and validates the peer's; a
- * malformed one fails the handshake with a clear error, and the peer is told why. (The rdma_cm form rides
- * in the CM's private data instead: cm-auth.ts.)
+ * The TCP form of RdmaConnection's setup. It runs over the channel of lib/net/channel.ts, which the
+ * server hands over only once the client has proved it holds the shared secret (the client proves first,
+ * so a peer without the secret gets nothing to test guesses against) and the server has proved it back;
+ * from then on every frame is encrypted and authenticated with AES-256-GCM, one key per direction, and
+ * sequenced and size-limited. So the server allocates its QP and its remotely writable MR, and sends
+ * their endpoint, only to an authenticated peer. Over the channel each side sends what its RC queue pair
+ * needs to connect (QP number, GID, PSN) and one memory window (addr, rkey, length), and validates the
+ * peer's; a malformed one fails the handshake with a clear error, and the peer is told why. (The rdma_cm
+ * form rides in the CM's private data instead: cm-auth.ts.)
  */
 import { ChannelError, type AuthChannel, type Message } from '../net/channel.js';
 import { HandshakeError } from './errors.js';

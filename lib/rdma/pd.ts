@@ -18,9 +18,15 @@ export class ProtectionDomain extends VerbsObject {
   }
   /**
    * Register memory: a Region (pinned while registered), an ArrayBuffer or a
-   * typed array (kept referenced), or a raw native range { address, length }
-   * (memory of another library: the kernel checks it is mapped; with remote
+   * typed array, or a raw native range { address, length } (memory of another
+   * library, unsafe: the kernel checks only that it is mapped; with remote
    * access flags the peer can write it, so register only what it may).
+   * Access defaults to local-write, remote-write and remote-read; on JS memory
+   * to local-write only, and remote access flags there are refused
+   * (ERR_INVALID_ARG_VALUE): JavaScript can detach the buffer (transfer,
+   * postMessage) and free it. Its ArrayBuffer stays referenced while the MR
+   * lives, and a post through an MR whose buffer was detached fails with
+   * ERR_MR_DETACHED (docs/rdma.md).
    */
   registerMemory(
     memory: Region | ArrayBuffer | ArrayBufferView | RawRange,

@@ -64,16 +64,33 @@ RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : VerbsWrap(info, 4) {
     pin_ = std::make_unique<Pin>(r->mapping());
     base = m->base;
     size = m->size;
-  } else if (info[1].IsTypedArray()) {
-    auto ta = info[1].As<Napi::TypedArray>();
-    base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    size = ta.ByteLength();
-    keep_ = Napi::Persistent(info[1].As<Napi::Object>());
-  } else if (info[1].IsArrayBuffer()) {
-    auto ab = info[1].As<Napi::ArrayBuffer>();
-    base = static_cast<uint8_t*>(ab.Data());
-    size = ab.ByteLength();
-    keep_ = Napi::Persistent(info[1].As<Napi::Object>());
+  } else if (info[1].IsTypedArray() || info[1].IsArrayBuffer()) {
+    // JavaScript can detach (transfer) this buffer and free its memory while the device may still
+    // write it: no remote access (a peer could write any time), and every post checks it is attached.
+    if (access & (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC)) {
+      ThrowType(env,
+                "remote access (remote-write, remote-read, remote-atomic) needs memory the addon owns (a Region): "
+                "JavaScript can detach an ArrayBuffer and free its memory while a peer still writes it");
+      Dead();
+      return;
+    }
+    Napi::ArrayBuffer ab;
+    if (info[1].IsTypedArray()) {
+      auto ta = info[1].As<Napi::TypedArray>();
+      ab = ta.ArrayBuffer();
+      base = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+      size = ta.ByteLength();
+    } else {
+      ab = info[1].As<Napi::ArrayBuffer>();
+      base = static_cast<uint8_t*>(ab.Data());
+      size = ab.ByteLength();
+    }
+    if (ab.IsDetached()) {
+      ThrowState(env, "ERR_MR_DETACHED", "the ArrayBuffer is detached (transferred): there is no memory to register");
+      Dead();
+      return;
+    }
+    buffer_ = Napi::Persistent(ab);
   } else if (info[1].IsObject() && !info[1].As<Napi::Object>().Get("address").IsUndefined()) {
     // A raw native range { address, length } (memory of another library):
     // the kernel checks that it is mapped when it pins it.
@@ -109,8 +126,15 @@ int RdmaMr::Destroy() {
   int r = mr_ ? v_->dereg_mr(mr_) : 0;
   mr_ = nullptr;
   pin_.reset();
-  keep_.Reset();
+  buffer_.Reset();
   return r;
+}
+
+bool RdmaMr::Detached(napi_env env) const {
+  if (buffer_.IsEmpty()) return false;
+  bool detached = false;
+  napi_value ab = buffer_.Value();
+  return ab && napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && detached;
 }
 
 Napi::Value RdmaMr::Info(const Napi::CallbackInfo& info) {

@@ -32,7 +32,9 @@ class RdmaPd : public VerbsWrap<RdmaPd> {
 
 // ---------------- memory region ----------------
 // new RdmaMr(pd, target, offset, length, accessBits): target is a Region
-// (pinned while registered) or JS memory (kept referenced).
+// (pinned while registered), JS memory (its ArrayBuffer kept referenced, so
+// GC cannot free it; local access only, since JavaScript can detach it and
+// free the memory under the device), or a raw { address, length }.
 class RdmaMr : public VerbsWrap<RdmaMr> {
  public:
   static constexpr const char* kName = "MemoryRegion";
@@ -45,6 +47,9 @@ class RdmaMr : public VerbsWrap<RdmaMr> {
   struct ibv_mr* mr() const {
     return mr_;
   }
+  // Over JS memory whose ArrayBuffer was detached (transferred): its memory
+  // is no longer JavaScript's to hand to the device.
+  bool Detached(napi_env env) const;
 
  private:
   int Destroy() override;
@@ -52,7 +57,7 @@ class RdmaMr : public VerbsWrap<RdmaMr> {
   const Verbs* v_ = nullptr;
   struct ibv_mr* mr_ = nullptr;
   std::unique_ptr<Pin> pin_;
-  Napi::ObjectReference keep_;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;  // JS memory: the ArrayBuffer under it
 };
 
 }  // namespace sos

@@ -58,7 +58,11 @@ RdmaPrepared::RdmaPrepared(const Napi::CallbackInfo& info) : VerbsWrap(info, 2) 
     seen.push_back(n);
     Hold(Napi::Value(env, js), n);
   };
-  for (size_t i = 0; i < b_.refs.mrs.size(); i++) once(b_.refs.mrJs[i], b_.refs.mrs[i]);
+  for (size_t i = 0; i < b_.refs.mrs.size(); i++) {
+    RdmaMr* m = b_.refs.mrs[i];
+    if (std::find(mrs_.begin(), mrs_.end(), m) == mrs_.end()) mrs_.push_back(m);
+    once(b_.refs.mrJs[i], m);
+  }
   for (size_t i = 0; i < b_.refs.ahs.size(); i++) once(b_.refs.ahJs[i], b_.refs.ahs[i]);
   b_.refs = Refs();  // napi_values live only in this call
   Track(env, this);
@@ -127,6 +131,11 @@ Napi::Value RdmaPrepared::Post(const Napi::CallbackInfo& info) {
   if (!ReadUint(env, info[1], "count", b_.wrs.size(), &count, &has)) return info.Env().Undefined();
   if (!has) count = b_.wrs.size();
   if (count == 0) return info.Env().Undefined();
+  for (RdmaMr* m : mrs_)
+    if (m->Detached(env)) {
+      Refs::DetachedError(env);
+      return info.Env().Undefined();
+    }
   if (c) {
     size_t sge = 0;
     for (size_t i = 0; i < count; i++) {

@@ -10,16 +10,18 @@
 
 namespace sos {
 
+class RdmaMr;
+
 // ---------------- prepared send ----------------
 // new RdmaPrepared(qp, wrs): work requests converted and checked once, then
 // posted many times with post(ctl, count). ctl (a Float64Array, the layout
 // from layout()) carries what may change between posts: per work request
 // wrId, remoteAddr, rkey, imm, then offset and length of each SGE (offset
 // within its MR). A post reads only those numbers, checks them in C++ (the
-// SGEs against their MR) and calls ibv_post_send: no property reads, no
-// objects. The prepared send is a child of its QP and of every MR and AH it
-// names: they stay referenced while it lives, and closing any of them closes
-// it first.
+// SGEs against their MR, an MR over JS memory for a detached ArrayBuffer)
+// and calls ibv_post_send: no property reads, no objects. The prepared send
+// is a child of its QP and of every MR and AH it names: they stay referenced
+// while it lives, and closing any of them closes it first.
 enum PrepSlot { kPrepWrId, kPrepRemoteAddr, kPrepRkey, kPrepImm, kPrepWrSlots };
 class RdmaPrepared : public VerbsWrap<RdmaPrepared> {
  public:
@@ -47,6 +49,7 @@ class RdmaPrepared : public VerbsWrap<RdmaPrepared> {
   SendBatch b_;
   std::vector<uint32_t> base_;
   std::vector<uint64_t> mrLen_, mrAddr_;  // per SGE: its MR's length and start
+  std::vector<RdmaMr*> mrs_;              // each MR once (parents: they outlive this), checked for a detach per post
   struct ibv_qp* qp_ = nullptr;
 };
 

@@ -89,8 +89,10 @@ bool ArrayArg(napi_env env, napi_value v, uint32_t* n) {
 }
 
 bool Refs::Live(napi_env env) const {
-  for (RdmaMr* m : mrs)
+  for (RdmaMr* m : mrs) {
     if (m->closed()) return Fail(env, "a memory region of these work requests was closed while they were read");
+    if (m->Detached(env)) return DetachedError(env);
+  }
   for (RdmaAh* a : ahs)
     if (a->closed()) return Fail(env, "an address handle of these work requests was closed while they were read");
   return true;
@@ -129,6 +131,7 @@ bool ReadSges(napi_env env, Keys* k, napi_value v, std::vector<struct ibv_sge>* 
       ThrowState(Napi::Env(env), "ERR_CLOSED", "sge.mr (MemoryRegion) is closed");
       return false;
     }
+    if (mr->Detached(env)) return Refs::DetachedError(env);
     const struct ibv_mr* m = mr->mr();
     if (off > m->length || len > m->length - off || len > UINT32_MAX) {
       ThrowRange(Napi::Env(env), "sge is outside its memory region");

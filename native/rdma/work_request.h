@@ -32,6 +32,13 @@ struct Refs {
     ThrowState(Napi::Env(env), "ERR_CLOSED", msg);
     return false;
   }
+  // An MR over JS memory whose ArrayBuffer was detached: nothing is posted.
+  static bool DetachedError(napi_env env) {
+    ThrowState(Napi::Env(env), "ERR_MR_DETACHED",
+               "a memory region of these work requests is over an ArrayBuffer that was detached (transferred): "
+               "its memory is no longer JavaScript's, nothing was posted");
+    return false;
+  }
 };
 
 // [{ mr, offset, length }] appended to *out; bounds checked against each MR.

@@ -3,7 +3,7 @@
 // async events (no crash).
 import t from 'tap';
 import { execSync } from 'node:child_process';
-import { rdma } from '../../../lib/index.js';
+import { Region, rdma } from '../../../lib/index.js';
 import { until } from '../../../testkit/wait.js';
 import { DEV } from './env.js';
 import { loopbackPair } from './pair.js';
@@ -38,7 +38,9 @@ void t.test('completions awaited through a completion channel', async (t) => {
 void t.test('native busy-poll', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, a, b } = loopbackPair(ctx);
-  const mr = pd.registerMemory(new Uint8Array(4096));
+  const mem = Region.anonymous(4096); // the WRITE's target: memory the addon owns
+  t.teardown(() => mem.close());
+  const mr = pd.registerMemory(mem);
   a.postSend([{ wrId: 5, opcode: 'RDMA_WRITE', sge: [{ mr, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey }]);
   let c: rdma.Completion[] = [];
   // Spin until the completion is there (the deadline only turns a hang into a failure).

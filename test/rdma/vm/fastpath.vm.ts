@@ -125,9 +125,11 @@ void t.test('a batch: post(count), two SGEs, SEND with immediate, atomics', asyn
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, cqB, a, b } = pair(ctx);
   const src = new Uint8Array(8192).map((_, i) => i & 0xff);
-  const dst = new Uint8Array(8192);
+  const dstMem = Region.anonymous(8192); // a peer's target: memory the addon owns
+  t.teardown(() => dstMem.close());
+  const dst = dstMem.bytes();
   const mrS = pd.registerMemory(src);
-  const mrD = pd.registerMemory(dst, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
+  const mrD = pd.registerMemory(dstMem, { access: ['local-write', 'remote-write', 'remote-read', 'remote-atomic'] });
   // 4 WRITEs of 16 B each to consecutive places; post the first 2, then all 4 elsewhere.
   const wrs: rdma.SendWr[] = [0, 1, 2, 3].map((i) => ({
     wrId: i,
@@ -282,8 +284,9 @@ void t.test('an empty poll is one shared frozen array', async (t) => {
 void t.test('lifetime: a prepared send closes with its QP, MRs and AHs, and keeps them alive', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, a } = pair(ctx);
-  const mem = new Uint8Array(4096).fill(9);
-  const dst = new Uint8Array(4096);
+  const mem = Region.anonymous(4096);
+  const dst = Region.anonymous(4096);
+  mem.bytes().fill(9);
   const mr = pd.registerMemory(mem);
   const mrD = pd.registerMemory(dst);
   const p = a.prepareSend([
@@ -311,8 +314,9 @@ void t.test('lifetime: a prepared send closes with its QP, MRs and AHs, and keep
 
   // The prepared send alone keeps its MR (and the memory under it) alive through GC.
   const { pd: pd2, cqA: cq2, a: a2, b: b2 } = pair(ctx); // b2, the peer, must stay referenced too
-  const target = new Uint8Array(64);
-  const mrT = pd2.registerMemory(target);
+  const targetMem = Region.anonymous(4096);
+  const target = targetMem.bytes(0, 64);
+  const mrT = pd2.registerMemory(targetMem, { length: 64 });
   const make = () => {
     const src = new Uint8Array(64).fill(0x5a);
     return a2.prepareSend([
@@ -414,9 +418,11 @@ void t.test('toRtr/toRts with more outstanding READs: 16 in flight on one QP', a
   t.throws(() => pair(ctx, { maxRdAtomic: 300 }), RangeError);
   const max = Math.min(16, ctx.query().maxQpRdAtom);
   const { pd, cqA, a } = pair(ctx, { maxRdAtomic: max });
-  const remote = new Uint8Array(16 * 256).map((_, i) => (i * 31) & 0xff);
+  const remoteMem = Region.anonymous(16 * 256);
+  const remote = remoteMem.bytes().map((_, i) => (i * 31) & 0xff);
+  remoteMem.bytes().set(remote);
   const local = new Uint8Array(16 * 256);
-  const mrR = pd.registerMemory(remote),
+  const mrR = pd.registerMemory(remoteMem),
     mrL = pd.registerMemory(local);
   const reads = a.prepareSend(
     Array.from({ length: 16 }, (_, i) => ({
@@ -439,7 +445,8 @@ void t.test('toRtr/toRts with more outstanding READs: 16 in flight on one QP', a
 void t.test('the plain postSend takes the typed wrappers without copying, and checks them', async (t) => {
   using ctx = rdma.Context.open(DEV);
   const { pd, cqA, a } = pair(ctx);
-  const mem = new Uint8Array(4096).fill(3);
+  const mem = Region.anonymous(4096);
+  mem.bytes().fill(3);
   const mr = pd.registerMemory(mem);
   const wrs = [
     { wrId: 2n ** 63n, opcode: 'RDMA_WRITE', sge: [{ mr, offset: 8, length: 8 }], remoteAddr: mr.addr, rkey: mr.rkey },

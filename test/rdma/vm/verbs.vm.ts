@@ -1,7 +1,8 @@
 // Runs inside the soft-RoCE VM (test/rdma/softroce.test.ts drives it):
 // verbs on rxe0 with an RC queue-pair pair looped back through the NIC.
 import t from 'tap';
-import { Region, SystemError, rdma } from '../../../lib/index.js';
+import { Region, SosError, SystemError, rdma } from '../../../lib/index.js';
+import { native } from '../../../lib/native/index.js';
 import { DEV, GID_INDEX, HOST } from './env.js';
 import { connectRc, loopbackPair } from './pair.js';
 
@@ -283,9 +284,11 @@ void t.test('scatter/gather lists, unsignaled requests, an MR deregistered while
   const b = pd.createQp(cqB, cqB, { maxRecvSge: 4 });
   connectRc(ctx, a, b);
   const src = new Uint8Array(4096).map((_, i) => i & 0xff);
-  const dst = new Uint8Array(4096);
+  const dstMem = Region.anonymous(4096); // the WRITEs' target: memory the addon owns
+  t.teardown(() => dstMem.close());
+  const dst = dstMem.bytes();
   const mrS = pd.registerMemory(src);
-  const mrD = pd.registerMemory(dst);
+  const mrD = pd.registerMemory(dstMem);
   // Three pieces of src gathered into one WRITE, landing contiguously.
   a.postSend([
     {
@@ -359,4 +362,76 @@ void t.test('scatter/gather lists, unsignaled requests, an MR deregistered while
     'a closed MR cannot be used',
   );
   ctx.close();
+});
+
+void t.test('JS memory: no remote access, kept alive by its MR, and a detached buffer fails every post', async (t) => {
+  using ctx = rdma.Context.open(DEV);
+  const { pd, cqA, cqB, a, b } = loopbackPair(ctx);
+  const remote = /remote.*Region/;
+  for (const flag of ['remote-write', 'remote-read', 'remote-atomic'] as const)
+    t.throws(() => pd.registerMemory(new Uint8Array(4096), { access: ['local-write', flag] }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: remote,
+    });
+  t.throws(
+    () => new native.rdma.RdmaMr(pd.raw, new ArrayBuffer(4096), 0, 4096, native.rdma.ACCESS_REMOTE_WRITE),
+    { code: 'ERR_INVALID_ARG_TYPE', message: remote },
+    'the native layer refuses it too',
+  );
+  const targetMem = Region.anonymous(4096);
+  t.teardown(() => targetMem.close());
+  const target = pd.registerMemory(targetMem);
+  const write = (wrId: number, mr: rdma.MemoryRegion): rdma.SendWr => ({
+    wrId,
+    opcode: 'RDMA_WRITE',
+    sge: [{ mr, length: 64 }],
+    remoteAddr: target.addr,
+    rkey: target.rkey,
+  });
+
+  // The MR alone keeps its buffer: after GC the WRITE still sends the bytes it held.
+  const kept = pd.registerMemory(new Uint8Array(64).fill(0x33));
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  a.postSend([write(1, kept)]);
+  t.match((await completions(cqA, 1))[0], { ok: true, wrId: 1n });
+  t.ok(
+    targetMem.bytes(0, 64).every((x) => x === 0x33),
+    'the MR kept its buffer alive',
+  );
+
+  const ab = new ArrayBuffer(4096);
+  new Uint8Array(ab).fill(0x44);
+  const mr = pd.registerMemory(ab);
+  const prepared = a.prepareSend([write(2, mr)]);
+  prepared.post();
+  t.match((await completions(cqA, 1))[0], { ok: true, wrId: 2n });
+  structuredClone(ab, { transfer: [ab] }); // detached: its memory now belongs to the clone
+  t.equal(ab.byteLength, 0, 'detached');
+  const detached = { name: 'StateError', code: 'ERR_MR_DETACHED', message: /detached/ };
+  const e = t.throws(() => a.postSend([write(3, mr)]), detached, 'postSend') as unknown;
+  t.ok(e instanceof SosError, 'a SosError');
+  t.throws(() => b.postRecv([{ wrId: 4, sge: [{ mr, length: 64 }] }]), detached, 'postRecv');
+  t.throws(() => prepared.post(), detached, 'a prepared send over it');
+  t.throws(() => a.prepareSend([write(5, mr)]), detached, 'prepareSend');
+  t.throws(() => pd.registerMemory(ab), { code: /^(ERR_MR_DETACHED|ERR_OUT_OF_RANGE)$/ }, 'registering it again');
+
+  // A typed array whose buffer went through postMessage: the same.
+  const view = new Uint8Array(new ArrayBuffer(8192), 4096, 64);
+  const mrView = pd.registerMemory(view);
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage(view.buffer, [view.buffer]);
+  port1.close();
+  port2.close();
+  t.throws(() => a.postSend([write(6, mrView)]), detached, 'a view of a buffer transferred by postMessage');
+
+  t.same(cqA.poll(16), [], 'nothing was posted');
+  t.same(cqB.poll(16), []);
+  t.equal(a.state, 'RTS', 'the QP is unharmed');
+  a.postSend([write(7, kept)]);
+  t.match((await completions(cqA, 1))[0], { ok: true, wrId: 7n });
+  mr.close();
+  mrView.close();
 });
