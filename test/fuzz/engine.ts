@@ -22,6 +22,8 @@ export interface FuzzOptions {
   maxLen: number;
   /** Folder of the corpus: read at the start, every input adding coverage written to it. */
   corpus?: string;
+  /** Folder of inputs to start from, read only (the corpus kept in git: test/fuzz/corpus/<target>). */
+  seeds?: string;
   /** Folder for the input of a finding (crash-<sha1>). */
   artifacts: string;
   /** Block coverage, started before the target's modules were loaded (see Coverage). */
@@ -172,11 +174,63 @@ function mutate(base: Buffer, rng: Rng, corpus: Buffer[], dict: Buffer[], maxLen
 
 const sha1 = (b: Buffer) => crypto.createHash('sha1').update(b).digest('hex');
 
+/** The files of `dir` (none if it does not exist), in name order. */
+function readDir(dir: string | undefined): Buffer[] {
+  if (!dir || !fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f)));
+}
+
+/** A coverage feature reduced to the function or block it names: that it ran, not how often or along which path. */
+function reached(f: string): string {
+  const fn = /^(.*):(\d+):\d+:([\d,]*)$/.exec(f);
+  if (fn) return `${fn[1]}:${fn[2]}`;
+  const block = /^(.*):(\d+):\d+$/.exec(f);
+  return block ? `${block[1]}:${block[2]}` : f;
+}
+
+/**
+ * Distil the inputs in `from` into `to`: replayed smallest first, an input is kept only if it
+ * reaches a function or block none kept before it did. What remains is small enough to keep in git.
+ */
+export async function distill(
+  target: Target,
+  from: string,
+  to: string,
+  coverage: Coverage,
+): Promise<{ read: number; kept: number }> {
+  const inputs = readDir(from).sort((a, b) => a.length - b.length || a.compare(b));
+  const seen = new Set<string>();
+  coverage.take();
+  fs.mkdirSync(to, { recursive: true });
+  let kept = 0;
+  for (const input of inputs) {
+    try {
+      const r = target.fuzz(input);
+      if (r instanceof Promise) await r;
+    } catch {
+      continue; // a finding is not corpus
+    }
+    let fresh = false;
+    for (const f of coverage.take().map(reached))
+      if (!seen.has(f)) {
+        seen.add(f);
+        fresh = true;
+      }
+    if (!fresh) continue;
+    fs.writeFileSync(path.join(to, sha1(input)), input);
+    kept++;
+  }
+  return { read: inputs.length, kept };
+}
+
 /** Fuzz `target` until `runs` inputs or `seconds` have passed, or the first finding. */
 export async function fuzz(target: Target, o: FuzzOptions): Promise<FuzzResult> {
   const rng = new Rng(o.seed);
   const dict = (target.dictionary ?? []).map((s) => Buffer.from(s));
-  const initial = [...(target.seeds ?? [])];
+  const initial = [...(target.seeds ?? []), ...readDir(o.seeds)];
   if (o.corpus) {
     fs.mkdirSync(o.corpus, { recursive: true });
     for (const f of fs.readdirSync(o.corpus).sort()) initial.push(fs.readFileSync(path.join(o.corpus, f)));

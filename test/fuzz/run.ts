@@ -1,12 +1,15 @@
 // Runs fuzz targets (test/fuzz/targets/*.ts, each exporting Jazzer.js's `fuzz(data)`) with the
 // coverage-guided engine, one after the other. Exit 0: no findings; 1: a finding (its input is saved).
-//   node dist/test/fuzz/run.js [target...] [-runs=N] [-seconds=S] [-seed=N] [-corpus=DIR] [-max_len=N]
-// Without targets, all of them; with -corpus, each target keeps its corpus in DIR/<target>.
+//   node dist/test/fuzz/run.js [target...] [-runs=N] [-seconds=S] [-seed=N] [-corpus=DIR] [-seeds=DIR] [-max_len=N]
+//   node dist/test/fuzz/run.js [target...] -distill=FROM -into=TO
+// Without targets, all of them; with -corpus, each target keeps its corpus in DIR/<target>; -seeds
+// adds DIR/<target> read only (test/fuzz/corpus, kept in git). -distill replays FROM/<target>
+// smallest first and writes to TO/<target> only the inputs that reach new blocks.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Coverage, fuzz, type Target } from './engine.js';
+import { Coverage, distill, fuzz, type Target } from './engine.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const targetsDir = path.join(here, 'targets');
@@ -37,13 +40,23 @@ const coverage = new Coverage(
 let failed = false;
 for (const name of names.length ? names : all) {
   const target = (await import(pathToFileURL(path.join(targetsDir, `${name}.js`)).href)) as Target;
+  const from = flags.get('distill');
+  if (from) {
+    const into = flags.get('into');
+    if (!into) throw new Error('-distill needs -into=DIR');
+    const d = await distill(target, path.join(from, name), path.join(into, name), coverage);
+    console.log(`distill ${name}: ${d.read} inputs read, ${d.kept} kept in ${path.join(into, name)}`);
+    continue;
+  }
   const corpus = flags.get('corpus');
+  const seeds = flags.get('seeds');
   const r = await fuzz(target, {
     runs: num('runs', Infinity),
     seconds: num('seconds', flags.has('runs') ? Infinity : 60),
     seed: num('seed', 20261203),
     maxLen: num('max_len', 4096),
     corpus: corpus ? path.join(corpus, name) : undefined,
+    seeds: seeds ? path.join(seeds, name) : undefined,
     artifacts: flags.get('artifacts') ?? path.join(os.tmpdir(), 'sos-fuzz-findings'),
     coverage,
   });
