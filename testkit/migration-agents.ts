@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -222,4 +223,23 @@ export function strays(root: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * A fresh folder under the OS temp dir for a test's agents and workloads; at the test's end
+ * whatever still runs from it (strays) is killed and the folder removed.
+ */
+export function scratchDir(t: { teardown(f: () => void): void }, prefix: string): string {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.teardown(() => {
+    for (const p of strays(base)) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  return base;
 }

@@ -22,6 +22,7 @@ import {
 } from '../../lib/migration/messages.js';
 import { NonceCache, decodeReply, decodeRequest, encodeRequest } from '../../lib/rdma/cm-auth.js';
 import { parseRequest } from '../../lib/daemon/protocol.js';
+import { MESSAGE_FIELDS, MESSAGE_OPS } from './vocabulary.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261203);
@@ -82,65 +83,11 @@ void t.test('channel hello', async (t) => {
 });
 
 /** JSON-like messages with the known field names, so the parsers get past their first checks. */
-const FIELDS = [
-  'op',
-  'id',
-  'mode',
-  'criu',
-  'cert',
-  'moveAddress',
-  'stream',
-  'name',
-  'size',
-  'reason',
-  'pageServer',
-  'state',
-  'pid',
-  'restore',
-  'bytes',
-  'step',
-  'code',
-  'message',
-  'error',
-  'to',
-  'strategy',
-  'phase',
-  'pages',
-  'result',
-  'place',
-  'ms',
-  'alive',
-];
-const OPS = [
-  'incoming',
-  'file',
-  'file-end',
-  'restore',
-  'page-server',
-  'prepare',
-  'flush',
-  'commit',
-  'abort',
-  'status',
-  'migrate',
-  'accepted',
-  'refused',
-  'ready',
-  'resumed',
-  'failed',
-  'pages-received',
-  'pages-done',
-  'flushed',
-  'prepared',
-  'error',
-  'progress',
-  'result',
-];
 const message = fc
   .tuple(
-    fc.constantFrom(...OPS),
+    fc.constantFrom(...MESSAGE_OPS),
     fc.dictionary(
-      fc.constantFrom(...FIELDS),
+      fc.constantFrom(...MESSAGE_FIELDS),
       fc.oneof(fc.anything(), fc.stringMatching(/^[0-9a-f]{32}$/), fc.integer()),
       { maxKeys: 8 },
     ),

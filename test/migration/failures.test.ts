@@ -7,7 +7,6 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { migrate } from '../../lib/migration/index.js';
 import { dropTo, listTables } from '../../lib/net/nft.js';
@@ -19,25 +18,15 @@ import {
   requestMigrate,
   secretFile,
   startAgent,
-  strays,
+  scratchDir,
   type AgentProcess,
   type ClientRun,
 } from '../../testkit/migration-agents.js';
 
 void t.test('failures', async (t) => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-fail-'));
-  t.teardown(() => {
-    // e.g. the lazy-pages daemon of a target agent killed before its restore (it waits for an
-    // agent restarted on that folder, which no test here does)
-    for (const p of strays(base)) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    fs.rmSync(base, { recursive: true, force: true });
-  });
+  // Strays: e.g. the lazy-pages daemon of a target agent killed before its restore (it waits for an
+  // agent restarted on that folder, which no test here does).
+  const base = scratchDir(t, 'sos-mig-fail-');
   const net = await makeNet(2);
   t.teardown(() => net.close());
   const [a, b] = net.nodes;

@@ -9,19 +9,19 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { makeNet } from '../../testkit/netns.js';
 import { startWorkload, type Workload } from '../../testkit/workloads.js';
 import { until } from '../../testkit/wait.js';
 import { resolveMigration } from '../../lib/migration/index.js';
+import { alive, state } from '../../lib/migration/proc.js';
 import { SteppableClock } from '../../testkit/clock.js';
 import {
   copies,
   requestMigrate,
   secretFile,
   startAgent,
-  strays,
+  scratchDir,
   type AgentProcess,
 } from '../../testkit/migration-agents.js';
 
@@ -71,17 +71,7 @@ function running(dir: string): number[] {
 }
 
 void t.test('in doubt', async (t) => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-mig-doubt-'));
-  t.teardown(() => {
-    for (const p of strays(base)) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    fs.rmSync(base, { recursive: true, force: true });
-  });
+  const base = scratchDir(t, 'sos-mig-doubt-');
   const net = await makeNet(2);
   t.teardown(() => net.close());
   const [a, b] = net.nodes;
@@ -162,33 +152,67 @@ void t.test('in doubt', async (t) => {
     return pid;
   };
 
+  /**
+   * Migrate `w` with commit, the target's link cut when the commit goes out (`onCut` runs then) and
+   * brought up again once the source is in doubt (or finished; `onDoubt` runs first), never two
+   * copies running meanwhile. Resolves with the client's run and whether the cut happened.
+   */
+  const cutAtCommit = async (
+    t: Test,
+    w: Workload,
+    src: AgentProcess,
+    tgt: AgentProcess,
+    mode: 'precopy' | 'postcopy',
+    hooks: { onCut?: () => void; onDoubt?: () => void } = {},
+  ) => {
+    let cut = false;
+    let finished = false;
+    const running_ = requestMigrate(src, secret, w.pid, tgt, {
+      mode,
+      strategy: 'commit',
+      onProgress: (p) => {
+        if (cut || p.phase !== 'commit') return;
+        cut = true;
+        hooks.onCut?.();
+        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+      },
+    }).finally(() => (finished = true));
+    const run = await neverTwo(
+      t,
+      w,
+      (async () => {
+        // Up again only once the source gave up asking (post-copy keeps serving pages until
+        // the link is back, so its run cannot end before).
+        await until(() => finished || recorded(src.workDir, 'in-doubt'), 120_000, 'the source to be in doubt');
+        hooks.onDoubt?.();
+        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
+        return running_;
+      })(),
+    );
+    return { run, cut };
+  };
+
+  /** An onProgress that SIGKILLs the source agent's CRIU processes when `phase` begins; `killed` counts them. */
+  const criuKiller = (src: AgentProcess, phase: string) => {
+    const k = {
+      killed: 0,
+      onProgress: (p: { phase: string }) => {
+        if (k.killed || p.phase !== phase) return;
+        for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
+          process.kill(pid, 'SIGKILL');
+          k.killed++;
+        }
+      },
+    };
+    return k;
+  };
+
   for (const mode of ['precopy', 'postcopy'] as const) {
     void t.test(`${mode}: the link is cut at the commit for longer than inDoubtMs`, async (t) => {
       const src = await agent(a, path.join(base, `a${n++}`));
       const tgt = await agent(b, path.join(base, `b${n++}`));
       const w = await workload();
-      let cut = false;
-      let finished = false;
-      const running_ = requestMigrate(src, secret, w.pid, tgt, {
-        mode,
-        strategy: 'commit',
-        onProgress: (p) => {
-          if (cut || p.phase !== 'commit') return;
-          cut = true;
-          execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
-        },
-      }).finally(() => (finished = true));
-      const run = await neverTwo(
-        t,
-        w,
-        (async () => {
-          // Up again only once the source gave up asking (post-copy keeps serving pages until
-          // the link is back, so its run cannot end before).
-          await until(() => finished || recorded(src.workDir, 'in-doubt'), 120_000, 'the source to be in doubt');
-          execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
-          return running_;
-        })(),
-      );
+      const { run, cut } = await cutAtCommit(t, w, src, tgt, mode);
       t.ok(cut, 'the link went down at the commit');
       if (run.error) {
         t.equal(run.error.code, 'ERR_MIGRATION_IN_DOUBT', run.error.message);
@@ -257,22 +281,16 @@ void t.test('in doubt', async (t) => {
     const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 256 });
     t.teardown(() => w.kill());
     await w.verify();
-    let killed = 0;
+    const killer = criuKiller(src, 'pages');
     const run = await neverTwo(
       t,
       w,
       requestMigrate(src, secret, w.pid, tgt, {
         mode: 'postcopy',
-        onProgress: (p) => {
-          if (killed || p.phase !== 'pages') return;
-          for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
-            process.kill(pid, 'SIGKILL');
-            killed++;
-          }
-        },
+        onProgress: killer.onProgress,
       }),
     );
-    if (!killed) return void t.comment('the pages moved before the kill could land: nothing to check');
+    if (!killer.killed) return void t.comment('the pages moved before the kill could land: nothing to check');
     t.ok(run.error, `the migration failed: ${run.error?.message.slice(0, 160)}`);
     t.equal(run.error?.code, 'ERR_MIGRATION_PAGES');
     t.equal(run.error?.runningOn, 'stopped-source', 'the error says the source copy is kept stopped');
@@ -294,23 +312,17 @@ void t.test('in doubt', async (t) => {
       const w = await startWorkload('memory', { dir: path.join(base, `w${n++}`), netns: a.netns, memMiB: 64 });
       t.teardown(() => w.kill());
       await w.verify();
-      let killed = 0;
+      const killer = criuKiller(src, 'transfer');
       const run = await neverTwo(
         t,
         w,
         requestMigrate(src, secret, w.pid, tgt, {
           mode,
           strategy: 'commit',
-          onProgress: (p) => {
-            if (killed || p.phase !== 'transfer') return;
-            for (const pid of descendantsNamed(src.child.pid!, 'criu')) {
-              process.kill(pid, 'SIGKILL');
-              killed++;
-            }
-          },
+          onProgress: killer.onProgress,
         }),
       );
-      t.ok(killed, 'CRIU was killed during the transfer');
+      t.ok(killer.killed, 'CRIU was killed during the transfer');
       t.equal(run.error?.runningOn, 'source', `it failed, and runs on the source: ${run.error?.message.slice(0, 160)}`);
       // Before the commit the target never ran it: the source copy runs again, its network unlocked.
       await oneCopy(t, w, a.netns);
@@ -359,31 +371,16 @@ void t.test('in doubt', async (t) => {
     const src = await agent(a, path.join(base, `a${n++}`), [], undefined, clock.env);
     const tgt = await agent(b, path.join(base, `b${n++}`), [], undefined, clock.env);
     const w = await workload();
-    let cut = false;
-    let finished = false;
     // From the commit on, the wall clock steps 10 minutes back every 50 ms: a deadline on it,
     // whenever it was set, would never come; on the monotonic clock it is idleTimeoutMs + inDoubtMs.
     let back = 0;
-    const stepper = setInterval(() => cut && clock.step(`-${(back += 10)}m`), 50);
+    let stepping = false;
+    const stepper = setInterval(() => stepping && clock.step(`-${(back += 10)}m`), 50);
     t.teardown(() => clearInterval(stepper));
-    const running_ = requestMigrate(src, secret, w.pid, tgt, {
-      strategy: 'commit',
-      onProgress: (p) => {
-        if (cut || p.phase !== 'commit') return;
-        cut = true;
-        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
-      },
-    }).finally(() => (finished = true));
-    const run = await neverTwo(
-      t,
-      w,
-      (async () => {
-        await until(() => finished || recorded(src.workDir, 'in-doubt'), 120_000, 'the source to be in doubt');
-        clearInterval(stepper);
-        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'up']);
-        return running_;
-      })(),
-    );
+    const { run, cut } = await cutAtCommit(t, w, src, tgt, 'precopy', {
+      onCut: () => (stepping = true),
+      onDoubt: () => clearInterval(stepper),
+    });
     t.ok(cut && back > 0, `the link went down at the commit, the clock went back ${back} minutes`);
     t.equal(run.error?.code, 'ERR_MIGRATION_IN_DOUBT', run.error?.message ?? 'no error');
     t.equal(run.error?.runningOn, 'stopped-source', 'the source copy is kept stopped');
@@ -415,7 +412,7 @@ void t.test('in doubt', async (t) => {
     const tgt = await agent(b, path.join(base, `b${n++}`));
     const w = await workload();
     const run = requestMigrate(src, secret, w.pid, tgt, { strategy: 'handover' });
-    await until(() => agentState(src) === 'T', 60_000, 'the source agent to stop before the commit');
+    await until(() => state(src.child.pid!) === 'T', 60_000, 'the source agent to stop before the commit');
     t.notOk(alive(w.pid), 'the source copy was killed: its images are the process now');
     // The power cut: only what reached the disk survives; the agent and its machine are gone.
     execFileSync('cp', ['--sparse=always', disk, cutDisk]);
@@ -471,28 +468,6 @@ void t.test('in doubt', async (t) => {
     await oneCopy(t, w, a.netns);
   });
 });
-
-/** The one-letter state of an agent's process (T: stopped at a failpoint). */
-function agentState(ag: AgentProcess): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${ag.child.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether `pid` lives (a zombie counts as gone). */
-function alive(pid: number): boolean {
-  const stat = (() => {
-    try {
-      return fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      return '';
-    }
-  })();
-  return stat !== '' && stat[stat.lastIndexOf(')') + 2] !== 'Z';
-}
 
 /** Processes under `root` (at any depth) whose command is `comm`. */
 function descendantsNamed(root: number, comm: string): number[] {

@@ -1,7 +1,7 @@
 // The authenticated, encrypted channel over real loopback TCP: round trips, secrets, a wrong secret (and
 // what the server reveals to it), garbage, oversized, pre-auth floods, too many connections, tampered
 // frames, nothing in the clear on the wire, a peer that vanishes.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -39,6 +39,36 @@ async function serve(
   await once(server, 'listening');
   const port = (server.address() as net.AddressInfo).port;
   return { server, port, refused };
+}
+
+/**
+ * A TCP proxy on loopback in front of `port`: `up` may alter what the client sends, `seen` hears
+ * every chunk in both directions. Resolves with the proxy's port; closed at the test's end.
+ */
+async function proxy(
+  t: Test,
+  port: number,
+  o: { up?: (d: Buffer) => Buffer; seen?: (d: Buffer) => void } = {},
+): Promise<number> {
+  const server = net.createServer((c) => {
+    const up = net.connect(port, '127.0.0.1');
+    c.on('data', (d: Buffer) => {
+      o.seen?.(d);
+      up.write(o.up ? o.up(d) : d);
+    });
+    up.on('data', (d: Buffer) => {
+      o.seen?.(d);
+      c.write(d);
+    });
+    up.on('close', () => c.destroy());
+    c.on('close', () => up.destroy());
+    c.on('error', () => {});
+    up.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
 }
 
 void t.test('messages and data round-trip, with backpressure', async (t) => {
@@ -114,27 +144,18 @@ void t.test('a tampered frame ends the channel; a vanished peer closes it with a
   t.teardown(() => server.close());
   // A proxy that, once told to, flips one bit inside the ciphertext of the next frame (header 5, tag 16).
   let flip = false;
-  const proxy = net.createServer((c) => {
-    const up = net.connect(port, '127.0.0.1');
-    c.on('data', (d: Buffer) => {
+  const proxied = await proxy(t, port, {
+    up: (d) => {
       if (flip) {
         flip = false;
         d[5] ^= 1;
       }
-      up.write(d);
-    });
-    up.on('data', (d) => c.write(d));
-    up.on('close', () => c.destroy());
-    c.on('close', () => up.destroy());
-    c.on('error', () => {});
-    up.on('error', () => {});
+      return d;
+    },
   });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  t.teardown(() => proxy.close());
   const ch = await AuthChannel.connect({
     host: '127.0.0.1',
-    port: (proxy.address() as net.AddressInfo).port,
+    port: proxied,
     secret: SECRET,
     liveness: QUIET,
   });
@@ -326,21 +347,10 @@ void t.test('nothing crosses the wire in the clear after the handshake', async (
   });
   t.teardown(() => server.close());
   const wire: Buffer[] = [];
-  const proxy = net.createServer((c) => {
-    const up = net.connect(port, '127.0.0.1');
-    c.on('data', (d: Buffer) => (wire.push(Buffer.from(d)), up.write(d)));
-    up.on('data', (d: Buffer) => (wire.push(Buffer.from(d)), c.write(d)));
-    up.on('close', () => c.destroy());
-    c.on('close', () => up.destroy());
-    c.on('error', () => {});
-    up.on('error', () => {});
-  });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  t.teardown(() => proxy.close());
+  const proxied = await proxy(t, port, { seen: (d) => wire.push(Buffer.from(d)) });
   const ch = await AuthChannel.connect({
     host: '127.0.0.1',
-    port: (proxy.address() as net.AddressInfo).port,
+    port: proxied,
     secret: SECRET,
   });
   const reply = ch.waitFor((m) => m.op === 'echo', 5000);

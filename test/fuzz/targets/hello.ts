@@ -2,6 +2,7 @@
 // may come out, and what it accepts is a hello of the other role with a 32-byte nonce.
 import { NONCE_LEN, encodeHello, parseHello, type Role } from '../../../lib/net/handshake.js';
 import { contained, invariant } from '../input.js';
+import { JSON_TOKENS } from '../vocabulary.js';
 
 export function fuzz(data: Buffer): void {
   if (!data.length) return;
@@ -24,19 +25,4 @@ export const seeds = [
   Buffer.concat([Buffer.from([1]), encodeHello('server', Buffer.alloc(NONCE_LEN, 1))]),
   Buffer.from('\x00{"v":2,"role":"client","nonce":"00"}'),
 ];
-export const dictionary = [
-  '"v"',
-  '"role"',
-  '"nonce"',
-  '"client"',
-  '"server"',
-  '2',
-  '"toString"',
-  '{',
-  '}',
-  '[',
-  ']',
-  'null',
-  ':',
-  ',',
-];
+export const dictionary = ['"v"', '"role"', '"nonce"', '"client"', '"server"', '2', '"toString"', ...JSON_TOKENS];

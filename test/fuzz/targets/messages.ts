@@ -5,68 +5,9 @@
 import type { Message } from '../../../lib/net/channel.js';
 import { incomingHead, parseToAgent, parseToClient, parseToSource } from '../../../lib/migration/messages.js';
 import { Reader, contained } from '../input.js';
+import { MESSAGE_FIELDS, MESSAGE_OPS } from '../vocabulary.js';
 
-const OPS = [
-  'incoming',
-  'file',
-  'file-end',
-  'restore',
-  'page-server',
-  'prepare',
-  'flush',
-  'commit',
-  'abort',
-  'status',
-  'migrate',
-  'accepted',
-  'refused',
-  'ready',
-  'resumed',
-  'failed',
-  'pages-received',
-  'pages-done',
-  'flushed',
-  'prepared',
-  'error',
-  'progress',
-  'result',
-];
-const FIELDS = [
-  'op',
-  'id',
-  'mode',
-  'criu',
-  'cert',
-  'moveAddress',
-  'stream',
-  'name',
-  'size',
-  'reason',
-  'pageServer',
-  'state',
-  'pid',
-  'restore',
-  'bytes',
-  'step',
-  'code',
-  'message',
-  'error',
-  'to',
-  'strategy',
-  'phase',
-  'pages',
-  'result',
-  'place',
-  'ms',
-  'alive',
-  'host',
-  'port',
-  'address',
-  'interface',
-  'started',
-  'toString',
-  '__proto__',
-];
+const FIELDS = [...MESSAGE_FIELDS, 'host', 'port', 'address', 'interface', 'started', 'toString', '__proto__'];
 const STRINGS = [
   '0123456789abcdef0123456789abcdef',
   'precopy',
@@ -104,7 +45,7 @@ function value(r: Reader, depth: number): unknown {
     case 7:
       return depth > 2 ? [] : Array.from({ length: r.u8() % 4 }, () => value(r, depth + 1));
     default:
-      return r.pick(OPS);
+      return r.pick(MESSAGE_OPS);
   }
 }
 
@@ -118,7 +59,7 @@ function object(r: Reader, depth: number): Record<string, unknown> {
 function message(data: Buffer): Message | null {
   if (data[0] & 1) {
     const r = new Reader(data.subarray(1));
-    const op = r.pick(OPS);
+    const op = r.pick(MESSAGE_OPS);
     return { ...object(r, 0), op };
   }
   let v: unknown;
@@ -145,4 +86,4 @@ export const seeds = [
   Buffer.from(`\x00{"op":"progress","phase":"dump","bytes":1}`),
   Buffer.from([1, 1, 3, 1, 0, 7, 2, 0, 0, 0, 1]),
 ];
-export const dictionary = [...OPS, ...FIELDS, ...STRINGS].map((s) => JSON.stringify(s));
+export const dictionary = [...MESSAGE_OPS, ...FIELDS, ...STRINGS].map((s) => JSON.stringify(s));

@@ -2,6 +2,7 @@
 // accepted request has a safe-integer id, a known op and object args (or none).
 import { parseRequest } from '../../../lib/daemon/protocol.js';
 import { contained, invariant } from '../input.js';
+import { JSON_TOKENS } from '../vocabulary.js';
 
 const OPS = new Set(['status', 'ping']);
 
@@ -26,13 +27,7 @@ export const dictionary = [
   '"status"',
   '"ping"',
   '1',
-  '{',
-  '}',
-  '[',
-  ']',
-  'null',
-  ':',
-  ',',
+  ...JSON_TOKENS,
   '"toString"',
   '"valueOf"',
   '9007199254740993',

@@ -1,0 +1,61 @@
+// The vocabulary of the migration messages (lib/migration/messages.ts), shared by the fuzzers so
+// that their inputs get past the parsers' first checks: every op, and the field names they read.
+
+export const MESSAGE_OPS = [
+  'incoming',
+  'file',
+  'file-end',
+  'restore',
+  'page-server',
+  'prepare',
+  'flush',
+  'commit',
+  'abort',
+  'status',
+  'migrate',
+  'accepted',
+  'refused',
+  'ready',
+  'resumed',
+  'failed',
+  'pages-received',
+  'pages-done',
+  'flushed',
+  'prepared',
+  'error',
+  'progress',
+  'result',
+];
+
+export const MESSAGE_FIELDS = [
+  'op',
+  'id',
+  'mode',
+  'criu',
+  'cert',
+  'moveAddress',
+  'stream',
+  'name',
+  'size',
+  'reason',
+  'pageServer',
+  'state',
+  'pid',
+  'restore',
+  'bytes',
+  'step',
+  'code',
+  'message',
+  'error',
+  'to',
+  'strategy',
+  'phase',
+  'pages',
+  'result',
+  'place',
+  'ms',
+  'alive',
+];
+
+/** The JSON tokens a dictionary-driven mutator inserts into JSON text. */
+export const JSON_TOKENS = ['{', '}', '[', ']', 'null', ':', ','];
