@@ -164,8 +164,7 @@ export function sameProcess(pid: number | undefined, started: string | undefined
 
 /** This process's boot and network namespace ("boot/netns"), to tell two agents on one machine or in one namespace apart. */
 export function placeId(): string {
-  const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  return `${boot}/${fs.statSync('/proc/self/ns/net').ino}`;
+  return `${bootId()}/${fs.statSync('/proc/self/ns/net').ino}`;
 }
 
 export interface CommandLine {
