@@ -11,6 +11,24 @@
 
 namespace sos {
 
+int PageSource::FetchV(Io* ios, size_t n) {
+  int first = 0;
+  for (size_t i = 0; i < n; i++) {
+    ios[i].result = Fetch(ios[i].off, ios[i].buf, ios[i].len);
+    if (ios[i].result < 0 && !first) first = ios[i].result;
+  }
+  return first;
+}
+
+int PageSource::StoreV(Io* ios, size_t n) {
+  int first = 0;
+  for (size_t i = 0; i < n; i++) {
+    ios[i].result = Store(ios[i].off, ios[i].buf, ios[i].len);
+    if (ios[i].result < 0 && !first) first = ios[i].result;
+  }
+  return first;
+}
+
 int ZeroSource::Fetch(uint64_t, void* buf, uint64_t len) {
   memset(buf, 0, len);
   return 0;

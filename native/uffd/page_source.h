@@ -27,6 +27,18 @@ class PageSource {
   virtual int Fetch(uint64_t off, void* buf, uint64_t len) = 0;
   // Store a run of pages back (eviction). Sources that cannot, return -ENOTSUP.
   virtual int Store(uint64_t off, const void* buf, uint64_t len) { return -95; }
+  // Batches: many runs at once, so a network source can keep them all in
+  // flight (pipelined) and wait once. Each run's result lands in its io's
+  // `result` (0 or a negative errno); the return is 0 when every run
+  // succeeded, else the first run's error. The defaults loop over the above.
+  struct Io {
+    uint64_t off;
+    void* buf;
+    uint64_t len;
+    int result;
+  };
+  virtual int FetchV(Io* ios, size_t n);
+  virtual int StoreV(Io* ios, size_t n);
 };
 
 class ZeroSource : public PageSource {
