@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The repository's own executables, which the package does not ship: the test
 # fixture build/Release/uffd_child (test/helpers/served-child.ts) and the
-# benchmark floor build/Release/uffd_floor (bench/uffd/index.ts). Called by
+# benchmark floors build/Release/uffd_floor (bench/uffd/index.ts) and
+# build/Release/tcp_floor (bench/memory/index.ts). Called by
 # scripts/install.sh; rebuilds only what is older than its source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +15,4 @@ build() {  # build NAME SOURCE FLAGS...
 }
 build uffd_child test/fixtures/uffd-child.c -O2 -Wall
 build uffd_floor bench/uffd/floor.c -O2 -pthread -Wall -lpthread
+build tcp_floor bench/memory/tcp-floor.c -O2 -pthread -Wall -lpthread

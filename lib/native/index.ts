@@ -6,3 +6,4 @@ export type * from './cm.js';
 export type * from './seqpacket.js';
 export type * from './peer-cred.js';
 export type * from './replica.js';
+export type * from './workload.js';

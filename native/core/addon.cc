@@ -13,6 +13,7 @@
 namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);
 Napi::Value PeerCred(const Napi::CallbackInfo& info);
+Napi::Value Workload(const Napi::CallbackInfo& info);
 
 // setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError):
 // errors built natively use the TypeScript layer's classes.
@@ -45,6 +46,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeSeqPacket", InitSeqPacket(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("NativeReplicaSet", ReplicaSetWrap::Init(env));
+  exports.Set("workload", Napi::Function::New(env, Workload));
   return exports;
 }
 }  // namespace sos
