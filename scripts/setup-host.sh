@@ -7,7 +7,8 @@
 #
 # Idempotent; a re-run on a prepared host takes a couple of seconds. It does not run npm.
 #  1. apt packages: build tools, clang-format (the lint step), rdma-core + verbs/rdmacm dev +
-#     perftest, iproute2, nftables, util-linux, procps, etcd-server (+ etcd-client when apt knows it), libfaketime, the VM tools, and
+#     perftest, iproute2, nftables, util-linux, procps, etcd-server (+ etcd-client when apt knows it), libfaketime, clang-14 +
+#     libclang-rt-14-dev (libFuzzer for the C++ parsers), the VM tools, and
 #     CRIU's build deps. `apt-get update` runs only when something needed is missing.
 #  2. sysctl fs.pipe-max-size=4194304 (needed by CRIU lazy/post-copy dumps), persisted in
 #     /etc/sysctl.d/60-serverlessos.conf. Only a warning where /proc/sys is read-only
@@ -34,7 +35,8 @@ PKGS_BASE=(build-essential python3 pkg-config git clang-format
   rdma-core libibverbs-dev librdmacm-dev ibverbs-utils ibverbs-providers rdmacm-utils perftest
   iproute2 nftables util-linux procps
   etcd-server
-  libfaketime)                         # tests step an agent's wall clock (LD_PRELOAD, monotonic untouched)
+  libfaketime                          # tests step an agent's wall clock (LD_PRELOAD, monotonic untouched)
+  clang-14 libclang-rt-14-dev)         # libFuzzer + ASan for the C++ parsers that face peers (test/fuzz/native)
 PKGS_OPTIONAL=(etcd-client)            # installed when the apt index has it (bookworm: 3.4.23)
 PKGS_VM=(qemu-system-x86 busybox-static kmod cpio)
 
