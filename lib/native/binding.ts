@@ -7,6 +7,7 @@ import type { CmBinding } from './cm.js';
 import type { PeerCredBinding } from './peer-cred.js';
 import type { ReplicaBinding } from './replica.js';
 import type { WorkloadBinding } from './workload.js';
+import type { RdmaLinkBinding } from './rdma-link.js';
 import type { VerbsBinding } from './rdma.js';
 import type { SeqPacketBinding } from './seqpacket.js';
 import type { UffdBinding } from './uffd.js';
@@ -22,9 +23,10 @@ type NativeClass = new (...args: never[]) => object;
 /**
  * Everything the addon exports (native/core/addon.cc), in one declaration. Only lib/ talks to it; users use the
  * typed classes. Each capability's part is declared in its own file: uffd.ts, rdma.ts, cm.ts, seqpacket.ts,
- * peer-cred.ts, replica.ts, workload.ts.
+ * peer-cred.ts, replica.ts, workload.ts, rdma-link.ts.
  */
-export interface NativeBinding extends UffdBinding, SeqPacketBinding, PeerCredBinding, ReplicaBinding, WorkloadBinding {
+export interface NativeBinding
+  extends UffdBinding, SeqPacketBinding, PeerCredBinding, ReplicaBinding, WorkloadBinding, RdmaLinkBinding {
   /** The classes errors built natively are made of. */
   setErrorClasses(system: NativeClass, state: NativeClass, argType: NativeClass, argRange: NativeClass): void;
   /** libibverbs and librdmacm, loaded with dlopen on first use. */

@@ -7,3 +7,4 @@ export type * from './seqpacket.js';
 export type * from './peer-cred.js';
 export type * from './replica.js';
 export type * from './workload.js';
+export type * from './rdma-link.js';

@@ -14,6 +14,7 @@ namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);
 Napi::Value PeerCred(const Napi::CallbackInfo& info);
 Napi::Value Workload(const Napi::CallbackInfo& info);
+Napi::Function InitRdmaLink(Napi::Env env);
 
 // setErrorClasses(SystemError, StateError, ArgTypeError, ArgRangeError):
 // errors built natively use the TypeScript layer's classes.
@@ -47,6 +48,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("NativeReplicaSet", ReplicaSetWrap::Init(env));
   exports.Set("workload", Napi::Function::New(env, Workload));
+  exports.Set("NativeRdmaLink", InitRdmaLink(env));
   return exports;
 }
 }  // namespace sos
