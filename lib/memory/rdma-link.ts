@@ -31,7 +31,7 @@ export class RdmaLink implements Disposable {
     if (o.device !== undefined && typeof o.device !== 'string') throw argType('options.device must be a string');
     const gidIndex = o.gidIndex === undefined ? 1 : integer('options.gidIndex', o.gidIndex, 0, 255);
     const depth = o.depth === undefined ? 64 : integer('options.depth', o.depth, 1, 4096);
-    this.native = new native.NativeRdmaLink({ device: o.device as string | undefined, gidIndex, depth });
+    this.native = new native.NativeRdmaLink({ device: o.device, gidIndex, depth });
   }
 
   /** This end's queue pair, for the peer's connect(). */
