@@ -304,6 +304,7 @@ struct ReplicaEmitter {
   std::mutex mu;
   Napi::ThreadSafeFunction tsfn;
   bool live = false;
+  int filling = 0;  // JS thread only: fills in progress keep the process alive
 };
 
 namespace {
@@ -348,8 +349,10 @@ ReplicaSetWrap::ReplicaSetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
     std::lock_guard<std::mutex> l(em->mu);
     if (!em->live) return;
     std::string t = type;
-    em->tsfn.NonBlockingCall([t, id, err](Napi::Env env, Napi::Function cb) {
+    em->tsfn.NonBlockingCall([em, t, id, err](Napi::Env env, Napi::Function cb) {
       if (env == nullptr || cb == nullptr || !CanRunJs(env)) return;
+      if ((t == "synced" || t == "syncFailed") && em->filling > 0 && --em->filling == 0 && em->live)
+        em->tsfn.Unref(env);
       cb.Call({Napi::String::New(env, t), FromU64(env, id), Napi::Number::New(env, err)});
     });
   });
@@ -388,6 +391,8 @@ Napi::Value ReplicaSetWrap::Add(const Napi::CallbackInfo& info) {
   }
   std::string label = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   bool sync = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  // A fill in progress keeps the process alive until its synced/syncFailed event.
+  if (sync && emitter_->filling++ == 0) emitter_->tsfn.Ref(env);
   uint64_t id = sync ? set_->AddAndSync(s->source(), label) : set_->AddLive(s->source(), label);
   return FromU64(env, id);
 }
