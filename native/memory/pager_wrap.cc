@@ -96,6 +96,7 @@ void PagerWrap::DoClose() {
   if (closed_) return;
   closed_ = true;
   if (pager_) pager_->Stop();
+  pager_.reset();  // the region and staging mappings go when the engine lets go too
   if (events_) {
     std::lock_guard<std::mutex> lk(events_->mu);
     if (events_->live) events_->tsfn.Release();
