@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ArgRangeError, ArgTypeError, StateError, SystemError } from '../errors.js';
 import type { CmBinding } from './cm.js';
+import type { PagerBinding } from './pager.js';
 import type { PeerCredBinding } from './peer-cred.js';
 import type { ReplicaBinding } from './replica.js';
 import type { WorkloadBinding } from './workload.js';
@@ -23,10 +24,17 @@ type NativeClass = new (...args: never[]) => object;
 /**
  * Everything the addon exports (native/core/addon.cc), in one declaration. Only lib/ talks to it; users use the
  * typed classes. Each capability's part is declared in its own file: uffd.ts, rdma.ts, cm.ts, seqpacket.ts,
- * peer-cred.ts, replica.ts, workload.ts, rdma-link.ts.
+ * peer-cred.ts, pager.ts, replica.ts, workload.ts, rdma-link.ts.
  */
 export interface NativeBinding
-  extends UffdBinding, SeqPacketBinding, PeerCredBinding, ReplicaBinding, WorkloadBinding, RdmaLinkBinding {
+  extends
+    UffdBinding,
+    PagerBinding,
+    SeqPacketBinding,
+    PeerCredBinding,
+    ReplicaBinding,
+    WorkloadBinding,
+    RdmaLinkBinding {
   /** The classes errors built natively are made of. */
   setErrorClasses(system: NativeClass, state: NativeClass, argType: NativeClass, argRange: NativeClass): void;
   /** libibverbs and librdmacm, loaded with dlopen on first use. */

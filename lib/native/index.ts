@@ -1,6 +1,7 @@
 /** The addon's typed surface: the loaded binding and the declarations of each capability's part. */
 export { native, type NativeBinding } from './binding.js';
 export type * from './uffd.js';
+export type * from './pager.js';
 export type * from './rdma.js';
 export type * from './cm.js';
 export type * from './seqpacket.js';

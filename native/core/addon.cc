@@ -3,6 +3,7 @@
 
 #include "core/common.h"
 #include "criu/seqpacket.h"
+#include "memory/pager_wrap.h"
 #include "memory/replica_set.h"
 #include "rdma/verbs.h"
 #include "uffd/engine.h"
@@ -41,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeUffd", UffdWrap::Init(env));
   exports.Set("NativeSource", SourceWrap::Init(env));
   exports.Set("NativeEngine", EngineWrap::Init(env));
+  exports.Set("NativePager", PagerWrap::Init(env));
   exports.Set("touch", Napi::Function::New(env, Touch));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(PageSize())));
   InitRdma(env, exports);

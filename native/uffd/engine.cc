@@ -463,6 +463,7 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
     if (flags & UFFD_PAGEFAULT_FLAG_WP) {
       // Write to a protected page: record it and let the write through.
       stats_.wpFaults++;
+      if (s.source && s.source->OnWriteFault(addr)) return;
       struct uffdio_writeprotect w = {};
       w.range = {page, ps};
       w.mode = 0;
@@ -505,6 +506,14 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
         stats_.bytes += ps;
       }
       return;
+    }
+    if (s.source) {
+      int r = s.source->ResolveFault(addr, buf, BufLen());
+      if (r == -EAGAIN) {
+        stats_.retries++;
+        retry->push_back(m);
+      }
+      if (r != -ENOSYS) return;
     }
     if (ResolveMissing(addr, buf, std::move(s), rs, re) == -EAGAIN) {
       stats_.retries++;
@@ -575,7 +584,7 @@ ssize_t EngineWrap::ReadMessages(struct ::uffd_msg* msgs, size_t cap) {
 // With spinNs_, keep trying the read for that long before sleeping (faults
 // streaming in are then picked up without a wake-up, at the cost of a core).
 void EngineWrap::Run(int) {
-  size_t bufLen = std::max<size_t>(batchPages_ * 4096, 2u << 20);
+  size_t bufLen = BufLen();
   void* mem = mmap(nullptr, bufLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     int err = errno;

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -81,6 +82,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public Closable {
   void ApplyEvent(const struct ::uffd_msg& m);
   ssize_t ReadMessages(struct ::uffd_msg* msgs, size_t cap);
   uint64_t UnservedPageSize(uint64_t addr);
+  size_t BufLen() const { return std::max<size_t>(batchPages_ * 4096, 2u << 20); }  // scratch per thread
   void JoinThreads();
   void StopThreads(bool restartEvents);
   void Finish();

@@ -1,0 +1,57 @@
+// A far-memory region's counters, as the addon returns them (plain numbers).
+import type { LatencySummary } from '../uffd/stats.js';
+
+/** A latency distribution with its non-empty buckets as [lowerBoundNs, count] (8 per power of two). */
+export interface FarLatency extends LatencySummary {
+  buckets: [number, number][];
+}
+
+/** {@link FarRegion.stats}. Pages are 4 KiB. */
+export interface FarStats {
+  /** Missing faults handed to the pager. */
+  faults: number;
+  /** Synchronous write-protect faults ('sync' dirty tracking: first write to a clean page). */
+  wpFaults: number;
+  /** FetchV batches sent to the source (one per fault on a remote page). */
+  fetches: number;
+  /** Pages fetched (faulting pages and prefetched pages). */
+  pagesFetched: number;
+  /** Pages moved out of the region (UFFDIO_MOVE). */
+  evictions: number;
+  /** Evicted pages dropped without write-back (clean). */
+  cleanDrops: number;
+  /** Pages written back to the source (dirty). */
+  writeBacks: number;
+  /** StoreV batches. */
+  writeBackBatches: number;
+  /** Pages fetched by the prefetcher along with a faulting page. */
+  prefetched: number;
+  /** Prefetched pages used: written, or passed by the stream that predicted them (see docs/memory-paging.md). */
+  prefetchHits: number;
+  /** Prefetched pages evicted without having counted as a hit. */
+  prefetchWaste: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Faults served from the staging copy of a page whose write-back was pending. */
+  stagedHits: number;
+  /** Writes caught by the content hash between the dirty scan and the move ('async'). */
+  raceCatches: number;
+  fetchErrors: number;
+  storeErrors: number;
+  /** Pages poisoned because the source could not deliver them (their access raises SIGBUS). */
+  poisoned: number;
+  /** Times a fault waited for a write-back to free a frame. */
+  frameWaits: number;
+  /** PAGEMAP_SCAN passes ('async'). */
+  scans: number;
+  /** Written pages those passes reported. */
+  writtenSeen: number;
+  /** Pages mapped in the region now. */
+  residentPages: number;
+  /** Frames held: resident, being fetched, and staged for write-back (at most localBytes / 4096). */
+  usedPages: number;
+  /** Missing fault handed to the pager → its pages installed. */
+  faultLatency: FarLatency;
+  /** One StoreV batch. */
+  writeBackLatency: FarLatency;
+}

@@ -1,0 +1,23 @@
+// The far-memory pager of the addon (native/memory/pager*): types only.
+import type { NativeRegion, NativeSource, NativeUffd, RawEvent } from './uffd.js';
+import type { FarStats } from '../memory/far-stats.js';
+
+/** Pages a region from a backing source with a bound on resident pages. */
+export interface NativePager {
+  stats(): FarStats;
+  /** Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
+  states(): Uint8Array;
+  close(): void;
+}
+
+export interface PagerBinding {
+  NativePager: new (
+    uffd: NativeUffd,
+    region: NativeRegion,
+    staging: NativeRegion,
+    backing: NativeSource,
+    host: NativeSource,
+    options: { localPages: number; maxDepth: number; asyncDirty: boolean; prefetch: boolean },
+    onEvent: (ev: RawEvent) => void,
+  ) => NativePager;
+}

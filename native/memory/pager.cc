@@ -1,0 +1,449 @@
+#include "memory/pager.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "uffd/uffd_abi.h"
+
+namespace sos {
+
+static uint64_t Now() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, std::shared_ptr<Mapping> staging,
+             std::shared_ptr<PageSource> backing, const PagerOptions& o, EmitFn emit)
+    : core_(std::move(core)),
+      fd_(core_->fd),
+      region_(std::move(region)),
+      staging_(std::move(staging)),
+      backing_(std::move(backing)),
+      o_(o),
+      emit_(std::move(emit)),
+      leap_(o.maxDepth) {
+  pages_ = region_.get()->size / kPage;
+  if (o_.localPages > pages_) o_.localPages = pages_;
+  // Evict ahead of the faults (on the write-back thread) below this many free frames.
+  lowWater_ = std::min<uint64_t>(256, std::max<uint64_t>(o_.maxDepth + 1, o_.localPages / 16));
+  seed_ = std::random_device{}() * 0x100000001ULL ^ std::random_device{}();
+  state_.assign(pages_, kRemote);
+  flags_.assign(pages_, 0);
+  frameOf_.assign(pages_, kNone);
+  slotOf_.assign(pages_, kNone);
+  if (o_.asyncDirty) hash_.assign(pages_, 0);
+  frames_.assign(o_.localPages, kNone);
+  for (uint64_t f = o_.localPages; f-- > 0;) freeFrames_.push_back(static_cast<uint32_t>(f));
+  for (uint64_t s = o_.stagingPages; s-- > 0;) freeSlots_.push_back(static_cast<uint32_t>(s));
+  // 4 KiB pages only: MOVE splits nothing and every frame is one page.
+  madvise(region_.get()->base, region_.get()->size, MADV_NOHUGEPAGE);
+  madvise(staging_.get()->base, staging_.get()->size, MADV_NOHUGEPAGE);
+}
+
+Pager::~Pager() { Stop(); }
+
+void Pager::Start() { wb_ = std::thread(&Pager::WriteBackLoop, this); }
+
+void Pager::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  wbCv_.notify_all();
+  frameCv_.notify_all();
+  if (wb_.joinable()) wb_.join();
+}
+
+uint64_t Pager::Resident() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return o_.localPages - freeFrames_.size();
+}
+uint64_t Pager::Used() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return used_;
+}
+std::vector<uint8_t> Pager::States() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return state_;
+}
+
+long Pager::Copy(uint64_t dst, const void* src, uint64_t len, bool wp) {
+  uint64_t done = 0;
+  while (done < len) {
+    struct uffdio_copy c = {};
+    c.dst = dst + done;
+    c.src = reinterpret_cast<uint64_t>(src) + done;
+    c.len = len - done;
+    c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
+    long r = ioctl(fd_, UFFDIO_COPY, &c);
+    if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
+    if (r == 0) return 0;
+    if (errno == EAGAIN) continue;  // mm changing (the copied part is reported): go on
+    return -errno;
+  }
+  return 0;
+}
+
+void Pager::Wake(uint64_t addr) {
+  struct uffdio_range r = {addr & ~(kPage - 1), kPage};
+  ioctl(fd_, UFFDIO_WAKE, &r);
+}
+
+// Take a frame for page and mark it resident (mu_ held, frame reserved in used_).
+void Pager::Place(uint32_t page, uint8_t flags) {
+  uint32_t f = freeFrames_.back();
+  freeFrames_.pop_back();
+  frames_[f] = page;
+  frameOf_[page] = f;
+  state_[page] = kResident;
+  flags_[page] = flags;
+}
+
+void Pager::MarkUsed(uint32_t p) {
+  if (state_[p] != kResident) return;
+  if (flags_[p] & kPrefetched) stats_.prefetchHits++;
+  flags_[p] = (flags_[p] | kDirty | kRef) & ~kPrefetched;
+}
+
+// Fold the written bits into the per-page flags: written pages are dirty and
+// recently used. Called before each eviction sweep (async mode).
+void Pager::ScanWritten() {
+  stats_.scans++;
+  uint64_t base = Base();
+  int r = scanner_.Scan(base, base + pages_ * kPage, [&](uint64_t s, uint64_t e) {
+    for (uint64_t a = s; a < e; a += kPage) {
+      MarkUsed(static_cast<uint32_t>((a - base) / kPage));
+      stats_.writtenSeen++;
+    }
+  });
+  if (r < 0) emit_("ioctl(PAGEMAP_SCAN)", -r, base);
+}
+
+void Pager::Release(uint32_t slot) {
+  madvise(Slot(slot), kPage, MADV_DONTNEED);
+  freeSlots_.push_back(slot);
+}
+
+// Evict one resident page: UFFDIO_MOVE takes its PTE into a staging slot in
+// one step, so a later access faults MISSING. Clean pages are dropped there,
+// dirty ones queued for write-back.
+bool Pager::Evict(uint32_t p) {
+  if (freeSlots_.empty()) return false;
+  uint32_t slot = freeSlots_.back();
+  struct sos_uffdio_move mv = {};
+  mv.dst = reinterpret_cast<uint64_t>(Slot(slot));
+  mv.src = Base() + static_cast<uint64_t>(p) * kPage;
+  mv.len = kPage;
+  mv.mode = SOS_UFFDIO_MOVE_MODE_DONTWAKE;
+  if (ioctl(fd_, SOS_UFFDIO_MOVE, &mv) != 0 || mv.move != static_cast<int64_t>(kPage)) {
+    int err = errno;
+    flags_[p] |= kRef;  // not now: try others
+    if (err != EAGAIN && err != EBUSY) emit_("ioctl(UFFDIO_MOVE)", err, mv.src);
+    return false;
+  }
+  freeSlots_.pop_back();
+  uint32_t f = frameOf_[p];
+  frames_[f] = kNone;
+  frameOf_[p] = kNone;
+  freeFrames_.push_back(f);
+  stats_.evictions++;
+  uint8_t fl = flags_[p];
+  if (fl & kPrefetched) stats_.prefetchWaste++;
+  bool dirty = fl & kDirty;
+  // A write between the scan that found the page clean and the move is in
+  // the moved page but nowhere in the bits: the content hash taken at
+  // install shows it.
+  if (!dirty && (fl & kHashed) && PageHash(Slot(slot), seed_) != hash_[p]) {
+    dirty = true;
+    stats_.raceCatches++;
+  }
+  flags_[p] = 0;
+  if (!dirty) {
+    Release(slot);
+    state_[p] = kRemote;
+    used_--;
+    stats_.cleanDrops++;
+    return true;
+  }
+  state_[p] = kStaged;
+  slotOf_[p] = slot;
+  wbQueue_.push_back({p, slot});
+  wbCv_.notify_one();
+  return true;
+}
+
+// CLOCK over the frames: a set reference bit buys a page another round.
+uint64_t Pager::EvictSome(uint64_t want) {
+  if (o_.asyncDirty) ScanWritten();
+  uint64_t target = std::max<uint64_t>(want, 16), done = 0;
+  uint64_t n = o_.localPages;
+  for (uint64_t steps = 0; done < target && steps < 2 * n + 1 && !freeSlots_.empty(); steps++) {
+    uint32_t f = hand_;
+    hand_ = static_cast<uint32_t>((hand_ + 1) % n);
+    uint32_t p = frames_[f];
+    if (p == kNone || state_[p] != kResident) continue;
+    if (flags_[p] & kRef) {
+      flags_[p] &= ~kRef;
+      continue;
+    }
+    if (Evict(p)) done++;
+  }
+  return done;
+}
+
+// Reserve frames (mu_ held): want if possible, at least must; waits for
+// write-backs only when not even must is free.
+bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got) {
+  bool evicted = false;
+  for (;;) {
+    if (stopping_) return false;
+    uint64_t avail = o_.localPages - used_;
+    if (avail >= want || (evicted && avail >= must)) {
+      *got = std::min(want, avail);
+      used_ += *got;
+      if (o_.localPages - used_ < lowWater_ && o_.localPages < pages_) wbCv_.notify_one();
+      return true;
+    }
+    if (!evicted) {
+      EvictSome(want - avail);
+      evicted = true;
+      continue;
+    }
+    stats_.frameWaits++;
+    wbCv_.notify_one();
+    frameCv_.wait(lk);
+    evicted = false;
+  }
+}
+
+int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
+  uint64_t t0 = Now();
+  uint64_t base = Base();
+  if (addr < base || addr >= base + pages_ * kPage) return -ENOSYS;
+  uint32_t p = static_cast<uint32_t>((addr - base) / kPage);
+  uint64_t pageAddr = base + static_cast<uint64_t>(p) * kPage;
+  std::unique_lock<std::mutex> lk(mu_);
+  if (stopping_) return 0;
+  stats_.faults++;
+  switch (state_[p]) {
+    case kResident:
+    case kPoisoned:
+      Wake(pageAddr);  // resolved meanwhile by another thread
+      return 0;
+    case kFetching: return -EAGAIN;
+    case kStaged: {
+      // Its write-back may be in flight: serve the staged copy, still dirty.
+      uint64_t got;
+      if (!Reserve(lk, 1, 1, &got)) return 0;
+      if (state_[p] != kStaged) {  // changed while we waited
+        used_--;
+        return -EAGAIN;
+      }
+      long r = Copy(pageAddr, Slot(slotOf_[p]), kPage, o_.asyncDirty);
+      if (r < 0) {
+        used_--;
+        emit_("ioctl(UFFDIO_COPY)", static_cast<int>(-r), pageAddr);
+        return r == -EAGAIN ? -EAGAIN : 0;
+      }
+      Place(p, kDirty | kRef);
+      stats_.stagedHits++;
+      stats_.faultLatency.Record(Now() - t0);
+      return 0;
+    }
+    default: break;
+  }
+
+  // Remote: this page, plus what the prefetcher predicts, in one batch.
+  uint32_t batch[64];
+  size_t n = 0;
+  batch[n++] = p;
+  if (o_.prefetch) {
+    LeapPrefetcher::Plan pl = leap_.OnFault(p);
+    if (pl.consumed) {
+      for (unsigned i = 0; i < pl.winCount; i++) {
+        int64_t q = pl.winStart + static_cast<int64_t>(i) * pl.winStride;
+        if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
+        if (state_[q] == kResident && (flags_[q] & kPrefetched)) {
+          flags_[q] &= ~kPrefetched;
+          stats_.prefetchHits++;
+        }
+      }
+    }
+    size_t cap = std::min<size_t>(64, bufLen / kPage);
+    for (unsigned i = 1; i <= pl.depth && n < cap; i++) {
+      int64_t q = static_cast<int64_t>(p) + static_cast<int64_t>(i) * pl.stride;
+      if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
+      if (state_[q] == kRemote) batch[n++] = static_cast<uint32_t>(q);
+    }
+  }
+  uint64_t got;
+  if (!Reserve(lk, n, 1, &got)) return 0;
+  if (state_[p] != kRemote) {  // resolved by another thread while we waited
+    used_ -= got;
+    return -EAGAIN;
+  }
+  n = got;
+  size_t m = 1;  // prefetch candidates may have changed state while we waited
+  for (size_t i = 1; i < n; i++)
+    if (state_[batch[i]] == kRemote) batch[m++] = batch[i];
+  used_ -= n - m;
+  n = m;
+  for (size_t i = 0; i < n; i++) state_[batch[i]] = kFetching;
+  lk.unlock();
+
+  // Fetch, outside the lock. Ascending order so adjacent pages share one run.
+  std::sort(batch, batch + n);
+  PageSource::Io ios[64];
+  size_t nio = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (nio && batch[i] == batch[i - 1] + 1) {
+      ios[nio - 1].len += kPage;
+    } else {
+      ios[nio++] = {static_cast<uint64_t>(batch[i]) * kPage, buf + i * kPage, kPage, 0};
+    }
+  }
+  stats_.fetches++;
+  int fr = backing_->FetchV(ios, nio);
+  // The faulting page must arrive: retry its run a few times, backing off.
+  auto runOf = [&](uint32_t page) -> PageSource::Io* {
+    for (size_t i = 0; i < nio; i++)
+      if (page * kPage >= ios[i].off && page * kPage < ios[i].off + ios[i].len) return &ios[i];
+    return nullptr;
+  };
+  PageSource::Io* mine = runOf(p);
+  int delays[] = {1, 10, 100};
+  for (int t = 0; t < 3 && fr < 0 && mine->result < 0; t++) {
+    stats_.fetchErrors++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delays[t]));
+    mine->result = backing_->Fetch(mine->off, mine->buf, mine->len);
+  }
+  if (o_.asyncDirty)
+    for (size_t i = 0; i < n; i++)
+      if (runOf(batch[i])->result == 0) hash_[batch[i]] = PageHash(buf + i * kPage, seed_);
+
+  lk.lock();
+  for (size_t i = 0; i < nio; i++) {
+    PageSource::Io& io = ios[i];
+    uint32_t first = static_cast<uint32_t>(io.off / kPage), count = static_cast<uint32_t>(io.len / kPage);
+    long r = io.result;
+    if (r == 0) r = Copy(base + io.off, io.buf, io.len, true);  // WP: the first write shows
+    for (uint32_t k = 0; k < count; k++) {
+      uint32_t q = first + k;
+      if (r == 0) {
+        uint8_t fl = kRef | (o_.asyncDirty ? kHashed : 0) | (q == p ? 0 : kPrefetched);
+        Place(q, fl);
+        stats_.pagesFetched++;
+        stats_.bytesIn += kPage;
+        if (q != p) stats_.prefetched++;
+      } else {
+        used_--;
+        state_[q] = kRemote;
+        if (q == p) {
+          // A far page never reads as zeros: poison it (the access gets
+          // SIGBUS) and report, rather than hand out wrong data.
+          state_[q] = kPoisoned;
+          stats_.poisoned++;
+          struct sos_uffdio_poison po = {};
+          po.range = {base + static_cast<uint64_t>(q) * kPage, kPage};
+          if (ioctl(fd_, SOS_UFFDIO_POISON, &po) != 0) Wake(po.range.start);
+          emit_(io.result < 0 ? "source.fetch" : "ioctl(UFFDIO_COPY)", static_cast<int>(-r), po.range.start);
+        }
+      }
+    }
+    if (io.result < 0) stats_.fetchErrors++;
+  }
+  frameCv_.notify_all();
+  stats_.faultLatency.Record(Now() - t0);
+  return 0;
+}
+
+// A synchronous write-protect fault: mark the page dirty and unprotect it
+// under the lock, so no eviction can slip between the two (race-free).
+bool Pager::OnWriteFault(uint64_t addr) {
+  uint64_t base = Base();
+  if (addr < base || addr >= base + pages_ * kPage) return false;
+  uint32_t p = static_cast<uint32_t>((addr - base) / kPage);
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.wpFaults++;
+  uint64_t pageAddr = base + static_cast<uint64_t>(p) * kPage;
+  if (state_[p] != kResident) {
+    Wake(pageAddr);  // evicted meanwhile: the write faults MISSING next
+    return true;
+  }
+  MarkUsed(p);
+  struct uffdio_writeprotect w = {};
+  w.range = {pageAddr, kPage};
+  w.mode = 0;  // unprotect and wake
+  if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0 && errno != ENOENT) {
+    int err = errno;
+    if (err == EAGAIN) return false;  // let the engine retry the whole fault
+    emit_("ioctl(UFFDIO_WRITEPROTECT)", err, pageAddr);
+    Wake(pageAddr);
+  }
+  return true;
+}
+
+// Write dirty pages back in StoreV batches, off the fault path, and evict
+// ahead of the faults when free frames run low.
+void Pager::WriteBackLoop() {
+  std::unique_lock<std::mutex> lk(mu_);
+  std::vector<Staged> batch;
+  std::vector<PageSource::Io> ios;
+  int failures = 0;
+  while (!stopping_) {
+    if (wbQueue_.empty() && o_.localPages < pages_ && o_.localPages - used_ < lowWater_)
+      EvictSome(lowWater_ - (o_.localPages - used_));
+    if (wbQueue_.empty()) {
+      wbCv_.wait(lk);
+      continue;
+    }
+    batch.clear();
+    ios.clear();
+    while (!wbQueue_.empty() && batch.size() < 64) {
+      Staged s = wbQueue_.front();
+      wbQueue_.pop_front();
+      batch.push_back(s);
+      ios.push_back({static_cast<uint64_t>(s.page) * kPage, Slot(s.slot), kPage, 0});
+    }
+    lk.unlock();
+    uint64_t t0 = Now();
+    int r = backing_->StoreV(ios.data(), ios.size());
+    stats_.writeBackLatency.Record(Now() - t0);
+    stats_.writeBackBatches++;
+    lk.lock();
+    // Completed in order; a failed page goes back to the front, with later ones.
+    size_t i = 0;
+    for (; i < batch.size() && ios[i].result == 0; i++) {
+      Staged s = batch[i];
+      Release(s.slot);
+      used_--;
+      if (state_[s.page] == kStaged && slotOf_[s.page] == s.slot) {
+        state_[s.page] = kRemote;
+        slotOf_[s.page] = kNone;
+      }
+      stats_.writeBacks++;
+      stats_.bytesOut += kPage;
+    }
+    for (size_t j = batch.size(); j-- > i;) wbQueue_.push_front(batch[j]);
+    frameCv_.notify_all();
+    if (r < 0 && i < batch.size()) {
+      stats_.storeErrors++;
+      int err = -ios[i].result;
+      emit_("source.store", err, Base() + static_cast<uint64_t>(batch[i].page) * kPage);
+      // The page stays staged (a fault still reads it): retry, backing off.
+      failures = std::min(failures + 1, 10);
+      wbCv_.wait_for(lk, std::chrono::milliseconds(1 << failures));
+    } else {
+      failures = 0;
+    }
+  }
+}
+
+}  // namespace sos

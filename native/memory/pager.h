@@ -1,0 +1,111 @@
+// The paging engine of a far-memory region: its pages live in a backing
+// PageSource and at most localPages of them are resident. The fault engine
+// hands it every missing and write-protect fault of the region (the
+// ResolveFault/OnWriteFault hooks); eviction (CLOCK), dirty tracking,
+// prefetching and write-back all happen here, in C++.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "memory/dirty_scan.h"
+#include "memory/prefetch.h"
+#include "uffd/engine.h"
+#include "uffd/mapping.h"
+#include "uffd/page_source.h"
+#include "uffd/uffd_core.h"
+
+namespace sos {
+
+struct PagerStats {
+  std::atomic<uint64_t> faults{0}, wpFaults{0}, fetches{0}, pagesFetched{0}, evictions{0}, cleanDrops{0}, writeBacks{0},
+      writeBackBatches{0}, prefetched{0}, prefetchHits{0}, prefetchWaste{0}, bytesIn{0}, bytesOut{0}, stagedHits{0},
+      raceCatches{0}, fetchErrors{0}, storeErrors{0}, poisoned{0}, frameWaits{0}, scans{0}, writtenSeen{0};
+  Histogram faultLatency;      // missing fault handed to the pager -> its page installed
+  Histogram writeBackLatency;  // one StoreV batch
+};
+
+struct PagerOptions {
+  uint64_t localPages = 0;
+  bool asyncDirty = true;  // WP_ASYNC + PAGEMAP_SCAN, else synchronous WP faults
+  bool prefetch = true;
+  unsigned maxDepth = 31;  // prefetched pages per fault at most
+  uint64_t stagingPages = 0;
+};
+
+class Pager : public PageSource {
+ public:
+  // Page states. Staged: moved into the staging area, write-back queued or in flight.
+  enum : uint8_t { kRemote = 0, kFetching = 1, kResident = 2, kStaged = 3, kPoisoned = 4 };
+  using EmitFn = std::function<void(const char* call, int err, uint64_t addr)>;
+
+  Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, std::shared_ptr<Mapping> staging,
+        std::shared_ptr<PageSource> backing, const PagerOptions& o, EmitFn emit);
+  ~Pager() override;
+
+  const char* Kind() const override { return "pager"; }
+  uint64_t Size() const override { return pages_ * kPage; }
+  int Fetch(uint64_t, void*, uint64_t) override { return -95; }  // pages come only through faults
+  int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) override;
+  bool OnWriteFault(uint64_t addr) override;
+
+  void Start();
+  void Stop();  // joins the write-back thread; later faults are left to the engine's teardown
+  const PagerStats& stats() const { return stats_; }
+  uint64_t Resident();
+  uint64_t Used();
+  std::vector<uint8_t> States();
+
+ private:
+  static constexpr uint64_t kPage = 4096;
+  static constexpr uint32_t kNone = UINT32_MAX;
+  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8 };
+  struct Staged {
+    uint32_t page, slot;
+  };
+
+  bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
+  uint64_t EvictSome(uint64_t want);
+  bool Evict(uint32_t page);
+  void ScanWritten();
+  void MarkUsed(uint32_t page);  // flags of a page seen written
+  void Place(uint32_t page, uint8_t flags);
+  long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
+  void Wake(uint64_t addr);
+  void Release(uint32_t slot);
+  void WriteBackLoop();
+  uint64_t Base() const { return region_.get()->Addr(); }
+  uint8_t* Slot(uint32_t s) const { return staging_.get()->base + static_cast<uint64_t>(s) * kPage; }
+
+  std::shared_ptr<UffdCore> core_;
+  int fd_;
+  Pin region_, staging_;
+  std::shared_ptr<PageSource> backing_;
+  PagerOptions o_;
+  EmitFn emit_;
+  uint64_t pages_, lowWater_;
+  uint64_t seed_;
+  WrittenScanner scanner_;
+
+  std::mutex mu_;
+  std::condition_variable frameCv_, wbCv_;
+  std::vector<uint8_t> state_, flags_;
+  std::vector<uint32_t> frameOf_, slotOf_;
+  std::vector<uint64_t> hash_;
+  std::vector<uint32_t> frames_, freeFrames_, freeSlots_;
+  uint64_t used_ = 0;  // frames held: resident + being fetched + staged
+  uint32_t hand_ = 0;
+  std::deque<Staged> wbQueue_;
+  LeapPrefetcher leap_;
+  bool stopping_ = false;
+  std::thread wb_;
+  PagerStats stats_;
+};
+
+}  // namespace sos

@@ -1,0 +1,179 @@
+#include "memory/pager_wrap.h"
+
+#include "core/offthread.h"
+#include "uffd/mapping.h"
+#include "uffd/uffd.h"
+#include "uffd/uffd_abi.h"
+
+namespace sos {
+
+Napi::Function PagerWrap::Init(Napi::Env env) {
+  return DefineClass(env, "NativePager",
+                     {InstanceMethod("stats", &PagerWrap::Stats), InstanceMethod("states", &PagerWrap::States),
+                      InstanceMethod("close", &PagerWrap::Close)});
+}
+
+PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWrap>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  UffdWrap* u = UffdWrap::Unwrap(info[0]);
+  RegionWrap* region = RegionWrap::Unwrap(info[1]);
+  RegionWrap* staging = RegionWrap::Unwrap(info[2]);
+  SourceWrap* backing = SourceWrap::Unwrap(info[3]);
+  SourceWrap* host = SourceWrap::Unwrap(info[4]);
+  if (!u || !region || !staging || !backing || !host || !info[5].IsObject() || !info[6].IsFunction()) {
+    ThrowType(env, "NativePager(uffd, region, staging, backing, host, options, onEvent)");
+    return;
+  }
+  auto core = u->core();
+  if (!core || !core->apiDone) {
+    ThrowState(env, "ERR_CLOSED", "the userfaultfd must be open and past its api() handshake");
+    return;
+  }
+  if (!region->mapping() || !staging->mapping() || !backing->source()) {
+    ThrowState(env, "ERR_CLOSED", "region, staging area and source must be open");
+    return;
+  }
+  if (region->mapping()->kind != "anonymous" || staging->mapping()->kind != "anonymous" ||
+      region->mapping()->pageSize != 4096 || staging->mapping()->pageSize != 4096) {
+    ThrowType(env, "region and staging area must be anonymous memory of 4 KiB pages (UFFDIO_MOVE)");
+    return;
+  }
+  if (!(core->features & UFFD_FEATURE_MOVE) || !(core->features & UFFD_FEATURE_POISON)) {
+    ThrowState(env, "ERR_UNSUPPORTED", "the userfaultfd needs UFFD_FEATURE_MOVE and UFFD_FEATURE_POISON");
+    return;
+  }
+  Napi::Object o = info[5].As<Napi::Object>();
+  PagerOptions po;
+  uint64_t v;
+  if (!ToU64(env, o.Get("localPages"), "localPages", &po.localPages)) return;
+  if (!ToU64(env, o.Get("maxDepth"), "maxDepth", &v)) return;
+  po.maxDepth = static_cast<unsigned>(std::min<uint64_t>(v, 63));
+  po.asyncDirty = o.Get("asyncDirty").ToBoolean();
+  po.prefetch = o.Get("prefetch").ToBoolean();
+  po.stagingPages = staging->mapping()->size / 4096;
+  if (po.asyncDirty && (!(core->features & UFFD_FEATURE_WP_ASYNC) || !PagemapScanSupported())) {
+    ThrowState(env, "ERR_UNSUPPORTED", "async dirty tracking needs UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN");
+    return;
+  }
+  if (po.localPages < 2 * (po.maxDepth + 1) || po.stagingPages == 0 || po.stagingPages >= po.localPages) {
+    ThrowRange(env, "localPages too small for the prefetch depth and staging area");
+    return;
+  }
+  events_ = std::make_shared<Events>();
+  events_->tsfn = Napi::ThreadSafeFunction::New(env, info[6].As<Napi::Function>(), "sos:pager", 0, 1);
+  events_->tsfn.Unref(env);
+  events_->live = true;
+  std::weak_ptr<Events> weak = events_;
+  auto emit = [weak](const char* call, int err, uint64_t addr) {
+    auto ev = weak.lock();
+    if (!ev) return;
+    std::lock_guard<std::mutex> lk(ev->mu);
+    if (!ev->live) return;
+    std::string c = call;
+    auto* data = new std::function<Napi::Value(Napi::Env)>([c, err, addr](Napi::Env env) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("type", "error");
+      e.Set("error", MakeSys(env, c.c_str(), err, "in the far-memory pager").Value());
+      e.Set("address", FromU64(env, addr));
+      return e;
+    });
+    napi_status st =
+        ev->tsfn.NonBlockingCall(data, [](Napi::Env env, Napi::Function cb, std::function<Napi::Value(Napi::Env)>* d) {
+          if (env != nullptr && cb != nullptr && CanRunJs(env)) cb.Call({(*d)(env)});
+          delete d;
+        });
+    if (st != napi_ok) delete data;
+  };
+  pager_ = std::make_shared<Pager>(core, region->mapping(), staging->mapping(), backing->source(), po, emit);
+  pager_->Start();
+  host->Adopt(pager_);
+  Track(env, this);
+}
+
+PagerWrap::~PagerWrap() { DoClose(); }
+
+void PagerWrap::DoClose() {
+  if (closed_) return;
+  closed_ = true;
+  if (pager_) pager_->Stop();
+  pager_.reset();  // the region and staging mappings go when the engine lets go too
+  if (events_) {
+    std::lock_guard<std::mutex> lk(events_->mu);
+    if (events_->live) events_->tsfn.Release();
+    events_->live = false;
+  }
+  Untrack(Napi::Env(env_), this);
+}
+
+static Napi::Object Latency(Napi::Env env, const Histogram& h) {
+  Napi::Object l = Napi::Object::New(env);
+  uint64_t c = h.Count();
+  l.Set("count", Napi::Number::New(env, static_cast<double>(c)));
+  l.Set("meanNs", Napi::Number::New(env, c ? static_cast<double>(h.Sum()) / static_cast<double>(c) : 0));
+  l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.50))));
+  l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.90))));
+  l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.99))));
+  l.Set("maxNs", Napi::Number::New(env, static_cast<double>(h.Max())));
+  Napi::Array buckets = Napi::Array::New(env);
+  for (int i = 0, n = 0; i < Histogram::kBuckets; i++) {
+    uint64_t count = h.Bucket(i);
+    if (!count) continue;
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, static_cast<double>(Histogram::Lower(i))));
+    pair.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
+    buckets.Set(n++, pair);
+  }
+  l.Set("buckets", buckets);
+  return l;
+}
+
+Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  if (!pager_) return o;
+  const PagerStats& s = pager_->stats();
+  auto n = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+  n("faults", s.faults);
+  n("wpFaults", s.wpFaults);
+  n("fetches", s.fetches);
+  n("pagesFetched", s.pagesFetched);
+  n("evictions", s.evictions);
+  n("cleanDrops", s.cleanDrops);
+  n("writeBacks", s.writeBacks);
+  n("writeBackBatches", s.writeBackBatches);
+  n("prefetched", s.prefetched);
+  n("prefetchHits", s.prefetchHits);
+  n("prefetchWaste", s.prefetchWaste);
+  n("bytesIn", s.bytesIn);
+  n("bytesOut", s.bytesOut);
+  n("stagedHits", s.stagedHits);
+  n("raceCatches", s.raceCatches);
+  n("fetchErrors", s.fetchErrors);
+  n("storeErrors", s.storeErrors);
+  n("poisoned", s.poisoned);
+  n("frameWaits", s.frameWaits);
+  n("scans", s.scans);
+  n("writtenSeen", s.writtenSeen);
+  n("residentPages", pager_->Resident());
+  n("usedPages", pager_->Used());
+  o.Set("faultLatency", Latency(env, s.faultLatency));
+  o.Set("writeBackLatency", Latency(env, s.writeBackLatency));
+  return o;
+}
+
+// states() -> Uint8Array: per page 0 remote, 1 fetching, 2 resident, 3 staged, 4 poisoned.
+Napi::Value PagerWrap::States(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!pager_) return Napi::Uint8Array::New(env, 0);
+  std::vector<uint8_t> s = pager_->States();
+  auto out = Napi::Uint8Array::New(env, s.size());
+  if (!s.empty()) memcpy(out.Data(), s.data(), s.size());
+  return out;
+}
+
+Napi::Value PagerWrap::Close(const Napi::CallbackInfo& info) {
+  DoClose();
+  return info.Env().Undefined();
+}
+
+}  // namespace sos
