@@ -106,10 +106,11 @@ void Pager::Place(uint32_t page, uint8_t flags) {
   flags_[page] = flags;
 }
 
-void Pager::MarkUsed(uint32_t p) {
-  if (state_[p] != kResident) return;
+bool Pager::MarkUsed(uint32_t p) {
+  if (state_[p] != kResident) return false;
   if (flags_[p] & kPrefetched) stats_.prefetchHits++;
   flags_[p] = (flags_[p] | kDirty | kRef) & ~kPrefetched;
+  return true;
 }
 
 // Fold the written bits into the per-page flags: written pages are dirty and
@@ -119,8 +120,7 @@ void Pager::ScanWritten() {
   uint64_t base = Base();
   int r = scanner_.Scan(base, base + pages_ * kPage, [&](uint64_t s, uint64_t e) {
     for (uint64_t a = s; a < e; a += kPage) {
-      MarkUsed(static_cast<uint32_t>((a - base) / kPage));
-      stats_.writtenSeen++;
+      if (MarkUsed(static_cast<uint32_t>((a - base) / kPage))) stats_.writtenSeen++;
     }
   });
   if (r < 0) emit_("ioctl(PAGEMAP_SCAN)", -r, base);
@@ -129,6 +129,18 @@ void Pager::ScanWritten() {
 void Pager::Release(uint32_t slot) {
   madvise(Slot(slot), kPage, MADV_DONTNEED);
   freeSlots_.push_back(slot);
+}
+
+// Free many slots with one madvise per run of adjacent ones (each call flushes TLBs).
+void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
+  std::sort(slots.begin(), slots.end());
+  for (size_t i = 0; i < slots.size();) {
+    size_t j = i + 1;
+    while (j < slots.size() && slots[j] == slots[j - 1] + 1) j++;
+    madvise(Slot(slots[i]), (j - i) * kPage, MADV_DONTNEED);
+    for (size_t k = i; k < j; k++) freeSlots_.push_back(slots[k]);
+    i = j;
+  }
 }
 
 // Evict one resident page: UFFDIO_MOVE takes its PTE into a staging slot in
@@ -149,6 +161,7 @@ bool Pager::Evict(uint32_t p) {
     return false;
   }
   freeSlots_.pop_back();
+  sinceScan_++;
   uint32_t f = frameOf_[p];
   frames_[f] = kNone;
   frameOf_[p] = kNone;
@@ -181,8 +194,13 @@ bool Pager::Evict(uint32_t p) {
 
 // CLOCK over the frames: a set reference bit buys a page another round.
 uint64_t Pager::EvictSome(uint64_t want) {
-  if (o_.asyncDirty) ScanWritten();
-  uint64_t target = std::max<uint64_t>(want, 16), done = 0;
+  // A scan walks every resident PTE: do one per quarter sweep of the clock.
+  // Between scans a written page is still caught at eviction by its hash.
+  if (o_.asyncDirty && sinceScan_ >= std::max<uint64_t>(64, o_.localPages / 4)) {
+    ScanWritten();
+    sinceScan_ = 0;
+  }
+  uint64_t target = std::max<uint64_t>(want, 64), done = 0;
   uint64_t n = o_.localPages;
   for (uint64_t steps = 0; done < target && steps < 2 * n + 1 && !freeSlots_.empty(); steps++) {
     uint32_t f = hand_;
@@ -396,6 +414,7 @@ void Pager::WriteBackLoop() {
   std::unique_lock<std::mutex> lk(mu_);
   std::vector<Staged> batch;
   std::vector<PageSource::Io> ios;
+  std::vector<uint32_t> slots;
   int failures = 0;
   while (!stopping_) {
     if (wbQueue_.empty() && o_.localPages < pages_ && o_.localPages - used_ < lowWater_)
@@ -420,9 +439,10 @@ void Pager::WriteBackLoop() {
     lk.lock();
     // Completed in order; a failed page goes back to the front, with later ones.
     size_t i = 0;
+    slots.clear();
     for (; i < batch.size() && ios[i].result == 0; i++) {
       Staged s = batch[i];
-      Release(s.slot);
+      slots.push_back(s.slot);
       used_--;
       if (state_[s.page] == kStaged && slotOf_[s.page] == s.slot) {
         state_[s.page] = kRemote;
@@ -431,6 +451,7 @@ void Pager::WriteBackLoop() {
       stats_.writeBacks++;
       stats_.bytesOut += kPage;
     }
+    ReleaseAll(slots);
     for (size_t j = batch.size(); j-- > i;) wbQueue_.push_front(batch[j]);
     frameCv_.notify_all();
     if (r < 0 && i < batch.size()) {
