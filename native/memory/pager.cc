@@ -114,16 +114,23 @@ bool Pager::MarkUsed(uint32_t p) {
 }
 
 // Fold the written bits into the per-page flags: written pages are dirty and
-// recently used. Called before each eviction sweep (async mode).
-void Pager::ScanWritten() {
+// recently used (async mode, on the write-back thread). The walk runs without
+// the lock, so faults never wait behind it; its result may be stale by the
+// time it is applied, which is safe: a page reported written is at worst
+// written back once more, and a page written but evicted before the result
+// lands is caught by its content hash.
+void Pager::ScanWritten(std::unique_lock<std::mutex>& lk) {
   stats_.scans++;
   uint64_t base = Base();
+  scanned_.clear();
+  lk.unlock();
   int r = scanner_.Scan(base, base + pages_ * kPage, [&](uint64_t s, uint64_t e) {
-    for (uint64_t a = s; a < e; a += kPage) {
-      if (MarkUsed(static_cast<uint32_t>((a - base) / kPage))) stats_.writtenSeen++;
-    }
+    for (uint64_t a = s; a < e; a += kPage) scanned_.push_back(static_cast<uint32_t>((a - base) / kPage));
   });
+  lk.lock();
   if (r < 0) emit_("ioctl(PAGEMAP_SCAN)", -r, base);
+  for (uint32_t p : scanned_)
+    if (MarkUsed(p)) stats_.writtenSeen++;
 }
 
 void Pager::Release(uint32_t slot) {
@@ -194,12 +201,6 @@ bool Pager::Evict(uint32_t p) {
 
 // CLOCK over the frames: a set reference bit buys a page another round.
 uint64_t Pager::EvictSome(uint64_t want) {
-  // A scan walks every resident PTE: do one per quarter sweep of the clock.
-  // Between scans a written page is still caught at eviction by its hash.
-  if (o_.asyncDirty && sinceScan_ >= std::max<uint64_t>(64, o_.localPages / 4)) {
-    ScanWritten();
-    sinceScan_ = 0;
-  }
   uint64_t target = std::max<uint64_t>(want, 64), done = 0;
   uint64_t n = o_.localPages;
   for (uint64_t steps = 0; done < target && steps < 2 * n + 1 && !freeSlots_.empty(); steps++) {
@@ -417,6 +418,12 @@ void Pager::WriteBackLoop() {
   std::vector<uint32_t> slots;
   int failures = 0;
   while (!stopping_) {
+    // A scan walks every resident PTE: one per quarter turn of the clock.
+    if (o_.asyncDirty && sinceScan_ >= std::max<uint64_t>(64, o_.localPages / 4)) {
+      sinceScan_ = 0;
+      ScanWritten(lk);
+      continue;
+    }
     if (wbQueue_.empty() && o_.localPages < pages_ && o_.localPages - used_ < lowWater_)
       EvictSome(lowWater_ - (o_.localPages - used_));
     if (wbQueue_.empty()) {

@@ -73,7 +73,7 @@ class Pager : public PageSource {
   bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
   uint64_t EvictSome(uint64_t want);
   bool Evict(uint32_t page);
-  void ScanWritten();
+  void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
   void Place(uint32_t page, uint8_t flags);
   long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
@@ -102,7 +102,8 @@ class Pager : public PageSource {
   std::vector<uint32_t> frames_, freeFrames_, freeSlots_;
   uint64_t used_ = 0;  // frames held: resident + being fetched + staged
   uint32_t hand_ = 0;
-  uint64_t sinceScan_ = UINT64_MAX / 2;  // evictions since the last PAGEMAP_SCAN
+  uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
+  std::vector<uint32_t> scanned_;
   std::deque<Staged> wbQueue_;
   LeapPrefetcher leap_;
   bool stopping_ = false;
