@@ -193,8 +193,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     if (this._closed) return;
     this._closed = true;
     this.engine.close();
-    this.last = this.pager.stats();
-    this.pager.close();
+    this.last = this.pager.close();
     this.uffd.close();
     this.host.close();
     this.staging.close();

@@ -7,7 +7,8 @@ export interface NativePager {
   stats(): FarStats;
   /** Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
   states(): Uint8Array;
-  close(): void;
+  /** Stops the pager's threads; returns the final counters (undefined when already closed). */
+  close(): FarStats | undefined;
 }
 
 export interface PagerBinding {

@@ -42,7 +42,9 @@ int WrittenScanner::Scan(uint64_t start, uint64_t end, const std::function<void(
   a.end = end;
   a.vec = reinterpret_cast<uint64_t>(vec_);
   a.vec_len = sizeof(vec_) / sizeof(vec_[0]);
-  a.category_mask = SOS_PAGE_IS_WRITTEN;
+  // Present and written: holes (evicted pages) read as written too, and
+  // matching them would plant uffd-wp markers all over the region.
+  a.category_mask = SOS_PAGE_IS_WRITTEN | SOS_PAGE_IS_PRESENT;
   a.return_mask = SOS_PAGE_IS_WRITTEN;
   for (;;) {
     int n = ioctl(fd_, SOS_PAGEMAP_SCAN, &a);

@@ -28,6 +28,7 @@ struct sos_pm_scan_arg {
   __u64 return_mask;
 };
 #define SOS_PAGE_IS_WRITTEN (1 << 1)
+#define SOS_PAGE_IS_PRESENT (1 << 3)
 #define SOS_PM_SCAN_WP_MATCHING (1 << 0)
 #define SOS_PM_SCAN_CHECK_WPASYNC (1 << 1)
 #define SOS_PAGEMAP_SCAN _IOWR('f', 16, struct sos_pm_scan_arg)

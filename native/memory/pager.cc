@@ -106,29 +106,48 @@ void Pager::Place(uint32_t page, uint8_t flags) {
   flags_[page] = flags;
 }
 
-void Pager::MarkUsed(uint32_t p) {
-  if (state_[p] != kResident) return;
+bool Pager::MarkUsed(uint32_t p) {
+  if (state_[p] != kResident) return false;
   if (flags_[p] & kPrefetched) stats_.prefetchHits++;
   flags_[p] = (flags_[p] | kDirty | kRef) & ~kPrefetched;
+  return true;
 }
 
 // Fold the written bits into the per-page flags: written pages are dirty and
-// recently used. Called before each eviction sweep (async mode).
-void Pager::ScanWritten() {
+// recently used (async mode, on the write-back thread). The walk runs without
+// the lock, so faults never wait behind it; its result may be stale by the
+// time it is applied, which is safe: a page reported written is at worst
+// written back once more, and a page written but evicted before the result
+// lands is caught by its content hash.
+void Pager::ScanWritten(std::unique_lock<std::mutex>& lk) {
   stats_.scans++;
   uint64_t base = Base();
+  scanned_.clear();
+  lk.unlock();
   int r = scanner_.Scan(base, base + pages_ * kPage, [&](uint64_t s, uint64_t e) {
-    for (uint64_t a = s; a < e; a += kPage) {
-      MarkUsed(static_cast<uint32_t>((a - base) / kPage));
-      stats_.writtenSeen++;
-    }
+    for (uint64_t a = s; a < e; a += kPage) scanned_.push_back(static_cast<uint32_t>((a - base) / kPage));
   });
+  lk.lock();
   if (r < 0) emit_("ioctl(PAGEMAP_SCAN)", -r, base);
+  for (uint32_t p : scanned_)
+    if (MarkUsed(p)) stats_.writtenSeen++;
 }
 
 void Pager::Release(uint32_t slot) {
   madvise(Slot(slot), kPage, MADV_DONTNEED);
   freeSlots_.push_back(slot);
+}
+
+// Free many slots with one madvise per run of adjacent ones (each call flushes TLBs).
+void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
+  std::sort(slots.begin(), slots.end());
+  for (size_t i = 0; i < slots.size();) {
+    size_t j = i + 1;
+    while (j < slots.size() && slots[j] == slots[j - 1] + 1) j++;
+    madvise(Slot(slots[i]), (j - i) * kPage, MADV_DONTNEED);
+    for (size_t k = i; k < j; k++) freeSlots_.push_back(slots[k]);
+    i = j;
+  }
 }
 
 // Evict one resident page: UFFDIO_MOVE takes its PTE into a staging slot in
@@ -149,6 +168,7 @@ bool Pager::Evict(uint32_t p) {
     return false;
   }
   freeSlots_.pop_back();
+  sinceScan_++;
   uint32_t f = frameOf_[p];
   frames_[f] = kNone;
   frameOf_[p] = kNone;
@@ -181,8 +201,7 @@ bool Pager::Evict(uint32_t p) {
 
 // CLOCK over the frames: a set reference bit buys a page another round.
 uint64_t Pager::EvictSome(uint64_t want) {
-  if (o_.asyncDirty) ScanWritten();
-  uint64_t target = std::max<uint64_t>(want, 16), done = 0;
+  uint64_t target = std::max<uint64_t>(want, 64), done = 0;
   uint64_t n = o_.localPages;
   for (uint64_t steps = 0; done < target && steps < 2 * n + 1 && !freeSlots_.empty(); steps++) {
     uint32_t f = hand_;
@@ -396,8 +415,15 @@ void Pager::WriteBackLoop() {
   std::unique_lock<std::mutex> lk(mu_);
   std::vector<Staged> batch;
   std::vector<PageSource::Io> ios;
+  std::vector<uint32_t> slots;
   int failures = 0;
   while (!stopping_) {
+    // A scan walks every resident PTE: one per quarter turn of the clock.
+    if (o_.asyncDirty && sinceScan_ >= std::max<uint64_t>(64, o_.localPages / 4)) {
+      sinceScan_ = 0;
+      ScanWritten(lk);
+      continue;
+    }
     if (wbQueue_.empty() && o_.localPages < pages_ && o_.localPages - used_ < lowWater_)
       EvictSome(lowWater_ - (o_.localPages - used_));
     if (wbQueue_.empty()) {
@@ -420,9 +446,10 @@ void Pager::WriteBackLoop() {
     lk.lock();
     // Completed in order; a failed page goes back to the front, with later ones.
     size_t i = 0;
+    slots.clear();
     for (; i < batch.size() && ios[i].result == 0; i++) {
       Staged s = batch[i];
-      Release(s.slot);
+      slots.push_back(s.slot);
       used_--;
       if (state_[s.page] == kStaged && slotOf_[s.page] == s.slot) {
         state_[s.page] = kRemote;
@@ -431,6 +458,7 @@ void Pager::WriteBackLoop() {
       stats_.writeBacks++;
       stats_.bytesOut += kPage;
     }
+    ReleaseAll(slots);
     for (size_t j = batch.size(); j-- > i;) wbQueue_.push_front(batch[j]);
     frameCv_.notify_all();
     if (r < 0 && i < batch.size()) {

@@ -73,12 +73,13 @@ class Pager : public PageSource {
   bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
   uint64_t EvictSome(uint64_t want);
   bool Evict(uint32_t page);
-  void ScanWritten();
-  void MarkUsed(uint32_t page);  // flags of a page seen written
+  void ScanWritten(std::unique_lock<std::mutex>& lk);
+  bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
   void Place(uint32_t page, uint8_t flags);
   long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
   void Wake(uint64_t addr);
   void Release(uint32_t slot);
+  void ReleaseAll(std::vector<uint32_t>& slots);
   void WriteBackLoop();
   uint64_t Base() const { return region_.get()->Addr(); }
   uint8_t* Slot(uint32_t s) const { return staging_.get()->base + static_cast<uint64_t>(s) * kPage; }
@@ -101,6 +102,8 @@ class Pager : public PageSource {
   std::vector<uint32_t> frames_, freeFrames_, freeSlots_;
   uint64_t used_ = 0;  // frames held: resident + being fetched + staged
   uint32_t hand_ = 0;
+  uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
+  std::vector<uint32_t> scanned_;
   std::deque<Staged> wbQueue_;
   LeapPrefetcher leap_;
   bool stopping_ = false;

@@ -171,9 +171,15 @@ Napi::Value PagerWrap::States(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// close() -> the final counters (exact: no pager thread runs any more).
 Napi::Value PagerWrap::Close(const Napi::CallbackInfo& info) {
+  Napi::Value last = info.Env().Undefined();
+  if (pager_) {
+    pager_->Stop();
+    last = Stats(info);
+  }
   DoClose();
-  return info.Env().Undefined();
+  return last;
 }
 
 }  // namespace sos

@@ -142,9 +142,11 @@ void t.test('a read-only workload drops clean pages without writing them back', 
   }
   t.equal(bad, 0);
   await touch(far.region); // and natively, from another thread
+  far.close(); // the final counters are exact (live ones may lag an eviction in flight)
   const s = far.stats();
   t.ok(s.evictions > 0, `evictions: ${s.evictions}`);
   t.equal(s.cleanDrops, s.evictions, 'every eviction was a clean drop');
+  t.equal(s.raceCatches, 0, 'no page read as changed');
   t.equal(s.writeBacks, 0, 'nothing was written back');
   t.equal(s.bytesOut, 0);
   t.same(differingPages(backing.bytes(), ref), [], 'the store is untouched');
@@ -166,10 +168,12 @@ void t.test('dirty pages are written back: every page dirtied, evicted and fault
         far32[w] = ref32[w] = (p * 2654435761 + round) >>> 0;
       }
     }
-    const s = far.stats();
-    t.ok(s.writeBacks >= size / PAGE - s.residentPages, `${mode}: written back ${s.writeBacks}`);
-    const states = far.pageStates();
+    // Wait for the write-backs in flight (pages staged), then every page is resident or in the store.
     await until(() => !far.pageStates().includes(3), 10_000, 'staged pages written back');
+    const s = far.stats();
+    const states = far.pageStates();
+    const remote = states.filter((x) => x === 0).length;
+    t.ok(s.writeBacks >= remote, `${mode}: written back ${s.writeBacks} (${remote} pages remote)`);
     const store8 = backing.bytes();
     const wrong = differingPages(store8, ref).filter((p) => states[p] === 0);
     t.same(wrong, [], `${mode}: the store holds every evicted page's writes`);
