@@ -3,6 +3,7 @@
 
 #include "core/common.h"
 #include "criu/seqpacket.h"
+#include "memory/wrap.h"
 #include "rdma/verbs.h"
 #include "uffd/engine.h"
 #include "uffd/mapping.h"
@@ -43,6 +44,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRdma(env, exports);
   exports.Set("NativeSeqPacket", InitSeqPacket(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  InitMemory(env, exports);
   return exports;
 }
 }  // namespace sos
