@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ArgRangeError, ArgTypeError, StateError, SystemError } from '../errors.js';
 import type { CmBinding } from './cm.js';
+import type { MemoryBinding } from './memory.js';
 import type { PeerCredBinding } from './peer-cred.js';
 import type { VerbsBinding } from './rdma.js';
 import type { SeqPacketBinding } from './seqpacket.js';
@@ -20,9 +21,9 @@ type NativeClass = new (...args: never[]) => object;
 /**
  * Everything the addon exports (native/core/addon.cc), in one declaration. Only lib/ talks to it; users use the
  * typed classes. Each capability's part is declared in its own file: uffd.ts, rdma.ts, cm.ts, seqpacket.ts,
- * peer-cred.ts.
+ * peer-cred.ts, memory.ts.
  */
-export interface NativeBinding extends UffdBinding, SeqPacketBinding, PeerCredBinding {
+export interface NativeBinding extends UffdBinding, SeqPacketBinding, PeerCredBinding, MemoryBinding {
   /** The classes errors built natively are made of. */
   setErrorClasses(system: NativeClass, state: NativeClass, argType: NativeClass, argRange: NativeClass): void;
   /** libibverbs and librdmacm, loaded with dlopen on first use. */

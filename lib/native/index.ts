@@ -5,3 +5,4 @@ export type * from './rdma.js';
 export type * from './cm.js';
 export type * from './seqpacket.js';
 export type * from './peer-cred.js';
+export type * from './memory.js';
