@@ -33,7 +33,12 @@
         "native/memory/replica_set.cc",
         "native/memory/workload.cc",
         "native/memory/rdma_link.cc",
-        "native/memory/rdma_wrap.cc"
+        "native/memory/rdma_wrap.cc",
+        "native/memory/crypto.cc",
+        "native/memory/store.cc",
+        "native/memory/server.cc",
+        "native/memory/client.cc",
+        "native/memory/wrap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ArgRangeError, ArgTypeError, StateError, SystemError } from '../errors.js';
 import type { CmBinding } from './cm.js';
+import type { MemoryBinding } from './memory.js';
 import type { PagerBinding } from './pager.js';
 import type { PeerCredBinding } from './peer-cred.js';
 import type { ReplicaBinding } from './replica.js';
@@ -24,11 +25,12 @@ type NativeClass = new (...args: never[]) => object;
 /**
  * Everything the addon exports (native/core/addon.cc), in one declaration. Only lib/ talks to it; users use the
  * typed classes. Each capability's part is declared in its own file: uffd.ts, rdma.ts, cm.ts, seqpacket.ts,
- * peer-cred.ts, pager.ts, replica.ts, workload.ts, rdma-link.ts.
+ * peer-cred.ts, memory.ts, pager.ts, replica.ts, workload.ts, rdma-link.ts.
  */
 export interface NativeBinding
   extends
     UffdBinding,
+    MemoryBinding,
     PagerBinding,
     SeqPacketBinding,
     PeerCredBinding,

@@ -9,3 +9,4 @@ export type * from './peer-cred.js';
 export type * from './replica.js';
 export type * from './workload.js';
 export type * from './rdma-link.js';
+export type * from './memory.js';

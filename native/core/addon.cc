@@ -5,6 +5,7 @@
 #include "criu/seqpacket.h"
 #include "memory/pager_wrap.h"
 #include "memory/replica_set.h"
+#include "memory/wrap.h"
 #include "rdma/verbs.h"
 #include "uffd/engine.h"
 #include "uffd/mapping.h"
@@ -51,6 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeReplicaSet", ReplicaSetWrap::Init(env));
   exports.Set("workload", Napi::Function::New(env, Workload));
   exports.Set("NativeRdmaLink", InitRdmaLink(env));
+  InitMemory(env, exports);
   return exports;
 }
 }  // namespace sos

@@ -1,0 +1,168 @@
+/**
+ * A memory node: a native TCP server (native/memory/server.cc) that holds pages for many applications in
+ * its own memory, up to `capacity` bytes reserved in advance. Each application authenticates with its own
+ * secret and only ever sees its own regions. The protocol is in docs/memory.md.
+ */
+import { native, type NativeMemoryCounters, type NativeMemoryNode } from '../native/index.js';
+import { StateError, argType, argValue } from '../errors.js';
+import { secretBuffer } from '../net/secret.js';
+import { integer, object } from '../validate.js';
+
+const PAGE = 4096;
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+export interface MemoryNodeOptions {
+  /** Bytes of pages the node may hold (reserved per region at ALLOC; rounded down to pages). */
+  capacity: number;
+  /** Address to listen on (default 127.0.0.1; '0.0.0.0' or '::' for every interface). */
+  host?: string;
+  /** TCP port (default 0: any free one; see address()). */
+  port?: number;
+  /** Applications allowed in, and their secrets (at least 32 bytes each). */
+  applications?: Record<string, Buffer | string>;
+  /** How long a region lives without a renewal from its client (default 30 000). */
+  leaseMs?: number;
+  /** Time a connection has to complete the handshake (default 5 000). */
+  handshakeMs?: number;
+  /** Connections allowed at once before they authenticate (default 64); more are closed on accept. */
+  maxUnauthenticated?: number;
+}
+
+/** Counters of one application, in bytes and requests. */
+export interface MemoryAppStats {
+  reservedBytes: number;
+  heldBytes: number;
+  regions: number;
+  requests: number;
+  bytesIn: number;
+  bytesOut: number;
+  errors: number;
+  authFailures: number;
+}
+
+export interface MemoryNodeStats {
+  capacity: number;
+  reserved: number;
+  connections: number;
+  unauthenticated: number;
+  /** Connections closed for a malformed, oversize or unauthentic frame. */
+  badFrames: number;
+  /** Connections closed on accept: too many unauthenticated already. */
+  refusedConnections: number;
+  /** Regions freed because their lease lapsed. */
+  expiredRegions: number;
+  total: MemoryAppStats;
+  applications: Record<string, MemoryAppStats>;
+  /** The last 64 things the node logged (refusals, bad frames with their reason). */
+  log: string[];
+}
+
+function appStats(c: NativeMemoryCounters): MemoryAppStats {
+  return {
+    reservedBytes: c.reservedPages * PAGE,
+    heldBytes: c.heldPages * PAGE,
+    regions: c.regions,
+    requests: c.requests,
+    bytesIn: c.bytesIn,
+    bytesOut: c.bytesOut,
+    errors: c.errors,
+    authFailures: c.authFailures,
+  };
+}
+
+export class MemoryNode implements Disposable {
+  private native: NativeMemoryNode | undefined;
+  private readonly host: string;
+  private readonly port: number;
+  private bound: { host: string; port: number } | undefined;
+
+  constructor(options: MemoryNodeOptions) {
+    const o = object('options', options);
+    const capacity = integer('options.capacity', o.capacity);
+    if (o.host !== undefined && (typeof o.host !== 'string' || !o.host))
+      throw argType('options.host must be an address');
+    this.host = o.host ?? '127.0.0.1';
+    this.port = o.port === undefined ? 0 : integer('options.port', o.port, 0, 65535);
+    const leaseMs = o.leaseMs === undefined ? undefined : integer('options.leaseMs', o.leaseMs, 1, 2 ** 31);
+    const handshakeMs =
+      o.handshakeMs === undefined ? undefined : integer('options.handshakeMs', o.handshakeMs, 1, 2 ** 31);
+    const maxUnauthenticated =
+      o.maxUnauthenticated === undefined
+        ? undefined
+        : integer('options.maxUnauthenticated', o.maxUnauthenticated, 1, 65536);
+    const apps = o.applications === undefined ? {} : object('options.applications', o.applications);
+    const checked = Object.entries(apps).map(([name, s]) => [checkName(name), secretBuffer(s, `secret of ${name}`)]);
+    this.native = new native.NativeMemoryNode({
+      capacityPages: Math.floor(capacity / PAGE),
+      leaseMs,
+      handshakeMs,
+      maxUnauthenticated,
+    });
+    for (const [name, s] of checked) this.native.addApplication(name as string, s as Buffer);
+  }
+
+  private live(): NativeMemoryNode {
+    if (!this.native) throw new StateError('memory node is closed', { code: 'ERR_CLOSED' });
+    return this.native;
+  }
+
+  /** Bind and start serving; resolves with the bound address. */
+  async listen(): Promise<{ host: string; port: number }> {
+    await Promise.resolve(); // binding is synchronous; errors still reject
+    this.bound = this.live().listen(this.host, this.port);
+    return { ...this.bound };
+  }
+
+  /** The bound address (after listen()). */
+  address(): { host: string; port: number } | undefined {
+    return this.bound && { ...this.bound };
+  }
+
+  /** Let an application in (or change its secret: connections already in keep theirs). */
+  addApplication(name: string, secret: Buffer | string): void {
+    const n = checkName(name);
+    this.live().addApplication(n, secretBuffer(secret));
+  }
+
+  /** Shut an application out: its connections are closed and its regions freed. False when it was not known. */
+  removeApplication(name: string): boolean {
+    return this.live().removeApplication(checkName(name));
+  }
+
+  stats(): MemoryNodeStats {
+    const s = this.live().stats();
+    const applications: Record<string, MemoryAppStats> = {};
+    for (const [k, v] of Object.entries(s.applications)) applications[k] = appStats(v);
+    return {
+      capacity: s.capacityPages * PAGE,
+      reserved: s.reservedPages * PAGE,
+      connections: s.connections,
+      unauthenticated: s.unauthenticated,
+      badFrames: s.badFrames,
+      refusedConnections: s.refusedConnections,
+      expiredRegions: s.expiredRegions,
+      total: appStats(s.total),
+      applications,
+      log: s.log,
+    };
+  }
+
+  get closed(): boolean {
+    return !this.native;
+  }
+
+  /** Stop serving: every connection closed, every page freed. Idempotent. */
+  close(): void {
+    this.native?.close();
+    this.native = undefined;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function checkName(name: unknown): string {
+  if (typeof name !== 'string' || !NAME.test(name))
+    throw argValue(`application name must be 1 to 64 of [A-Za-z0-9._-], got ${JSON.stringify(name)}`);
+  return name;
+}

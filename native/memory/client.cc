@@ -1,0 +1,461 @@
+#include "memory/client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "core/common.h"
+
+namespace sos::mem {
+
+int StatusErrno(uint32_t status) {
+  switch (status) {
+    case S_OK:
+      return 0;
+    case S_FULL:
+      return -ENOSPC;
+    case S_NO_REGION:
+      return -ENOENT;
+    case S_RANGE:
+      return -ERANGE;
+    default:
+      return -EPROTO;
+  }
+}
+
+static void SetTimeouts(int fd, uint32_t rcvMs, uint32_t sndMs) {
+  timeval r{static_cast<time_t>(rcvMs / 1000), static_cast<suseconds_t>((rcvMs % 1000) * 1000)};
+  timeval s{static_cast<time_t>(sndMs / 1000), static_cast<suseconds_t>((sndMs % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof r);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &s, sizeof s);
+}
+
+static int Dial(const std::string& host, uint16_t port, uint32_t timeoutMs, int* fdOut) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  std::string ps = std::to_string(port);
+  if (getaddrinfo(host.c_str(), ps.c_str(), &hints, &res) != 0) return -EHOSTUNREACH;
+  int err = -ECONNREFUSED;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = -errno;
+      continue;
+    }
+    int r = connect(fd, a->ai_addr, a->ai_addrlen);
+    if (r != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      r = poll(&p, 1, static_cast<int>(timeoutMs));
+      if (r == 0) {
+        errno = ETIMEDOUT;
+        r = -1;
+      } else if (r > 0) {
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        errno = soerr;
+        r = soerr ? -1 : 0;
+      }
+    }
+    if (r == 0) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      unsigned int ut = timeoutMs;
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      freeaddrinfo(res);
+      *fdOut = fd;
+      return 0;
+    }
+    err = -errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return err;
+}
+
+bool RemoteSource::SendAll(const uint8_t* p, size_t n) {
+  while (n) {
+    ssize_t w = send(fd_, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool RemoteSource::RecvAll(uint8_t* p, size_t n) {
+  while (n) {
+    ssize_t r = recv(fd_, p, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, ConnectError* e) {
+  auto fail = [&](const char* code, const std::string& msg, int err = 0) {
+    e->code = code;
+    e->message = msg;
+    e->err = err;
+    return nullptr;
+  };
+  std::shared_ptr<RemoteSource> s(new RemoteSource());
+  s->timeoutMs_ = o.timeoutMs;
+  s->pages_ = (o.size + kPage - 1) / kPage;
+  std::string where = o.host + ":" + std::to_string(o.port);
+  int r = Dial(o.host, o.port, o.timeoutMs, &s->fd_);
+  if (r < 0) return fail(ErrnoName(-r), "cannot connect to the memory node " + where + ": " + strerror(-r), -r);
+  SetTimeouts(s->fd_, o.timeoutMs, o.timeoutMs);
+  // Client hello.
+  uint8_t cn[kNonce], sn[kNonce];
+  RandomBytes(cn, kNonce);
+  size_t nl = o.application.size();
+  Bytes ch(7 + nl + kNonce);
+  Put32(ch.data(), kMagic);
+  Put16(ch.data() + 4, o.version);
+  ch[6] = static_cast<uint8_t>(nl);
+  memcpy(ch.data() + 7, o.application.data(), nl);
+  memcpy(ch.data() + 7 + nl, cn, kNonce);
+  uint8_t h[kHeader];
+  PutHeader(h, static_cast<uint32_t>(ch.size()), T_CLIENT_HELLO);
+  if (!s->SendAll(h, kHeader) || !s->SendAll(ch.data(), ch.size()))
+    return fail("ECONNRESET", "the memory node " + where + " closed the connection", ECONNRESET);
+  auto readClear = [&](uint16_t* type, Bytes* body) -> bool {
+    uint8_t hh[kHeader];
+    if (!s->RecvAll(hh, kHeader)) return false;
+    uint32_t len = Get32(hh);
+    if (len > 128) return false;
+    *type = Get16(hh + 4);
+    body->resize(len);
+    return s->RecvAll(body->data(), len);
+  };
+  auto refusal = [&](const Bytes& b) {
+    uint32_t st = b.size() == 4 ? Get32(b.data()) : 0;
+    if (st == S_VERSION)
+      return fail("ERR_VERSION", "the memory node " + where + " does not speak protocol version " +
+                                     std::to_string(o.version));
+    return fail("ERR_AUTH", "the memory node " + where + " refused application '" + o.application +
+                                "' (unknown application or wrong secret)");
+  };
+  uint16_t type = 0;
+  Bytes sh;
+  if (!readClear(&type, &sh))
+    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake",
+                ECONNRESET);
+  if (type == T_REFUSE) return refusal(sh);
+  if (type != T_SERVER_HELLO || sh.size() != kServerHello || Get32(sh.data()) != kMagic ||
+      Get16(sh.data() + 4) != o.version)
+    return fail("ERR_PROTOCOL", "malformed server hello from " + where);
+  memcpy(sn, sh.data() + 6, kNonce);
+  uint8_t proof[32], want[32];
+  Proof(o.secret, "client", ch.data(), ch.size(), sh.data(), sh.size(), proof);
+  PutHeader(h, 32, T_PROOF);
+  if (!s->SendAll(h, kHeader) || !s->SendAll(proof, 32))
+    return fail("ECONNRESET", "the memory node " + where + " closed the connection", ECONNRESET);
+  Bytes sp;
+  if (!readClear(&type, &sp))
+    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake",
+                ECONNRESET);
+  if (type == T_REFUSE) return refusal(sp);
+  Proof(o.secret, "server", ch.data(), ch.size(), sh.data(), sh.size(), want);
+  if (type != T_PROOF || sp.size() != 32 || !ProofEqual(sp.data(), want))
+    return fail("ERR_AUTH", "the memory node " + where + " did not prove the secret");
+  uint8_t k1[32], k2[32];
+  DeriveKey(o.secret, cn, sn, "client-to-server", k1);
+  DeriveKey(o.secret, cn, sn, "server-to-client", k2);
+  s->tx_.SetKey(k1, true);
+  s->rx_.SetKey(k2, false);
+  SetTimeouts(s->fd_, 0, o.timeoutMs);  // the receiver waits as long as it must; callers time out
+  s->rxbuf_.resize(kHeader + kMaxBody + kTag);
+  RemoteSource* raw = s.get();
+  s->receiver_ = std::thread([raw] { raw->Receive(); });
+  Req a{};
+  a.op = T_ALLOC;
+  a.a = s->pages_;
+  int st = s->Run(&a, 1);
+  if (st == -ENOSPC)
+    return fail("ERR_MEMORY_FULL", "the memory node " + where + " has no room for " + std::to_string(s->pages_) +
+                                       " more pages");
+  if (st < 0) return fail(ErrnoName(-st), std::string("ALLOC failed: ") + strerror(-st), -st);
+  s->region_ = Get64(a.p.extra);
+  s->leaseMs_ = Get32(a.p.extra + 16);
+  s->renewer_ = std::thread([raw] { raw->Renew(); });
+  return s;
+}
+
+RemoteSource::~RemoteSource() {
+  Shutdown();
+  if (fd_ >= 0) close(fd_);
+}
+
+void RemoteSource::Fail(int err) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!dead_) dead_ = err;
+    for (auto& [id, p] : pending_) {
+      p->result = err;
+      if (--p->w->remaining == 0) p->w->cv.notify_all();
+    }
+    pending_.clear();
+  }
+  stopCv_.notify_all();
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+}
+
+void RemoteSource::Shutdown() {
+  Fail(-ESHUTDOWN);
+  if (receiver_.joinable() && receiver_.get_id() != std::this_thread::get_id()) receiver_.join();
+  if (renewer_.joinable() && renewer_.get_id() != std::this_thread::get_id()) renewer_.join();
+}
+
+int RemoteSource::Release() {
+  int r = dead();
+  if (!r && region_) {
+    Req f{};
+    f.op = T_FREE;
+    f.a = region_;
+    r = Run(&f, 1);
+  }
+  Shutdown();
+  return r;
+}
+
+static uint32_t HeadLen(uint16_t op) {
+  switch (op) {
+    case T_READ:
+    case T_WRITE:
+      return kRangeReq;
+    case T_STATS:
+      return kReqHead;
+    default:
+      return 12;
+  }
+}
+
+int RemoteSource::Run(Req* reqs, size_t n) {
+  if (!n) return 0;
+  Waiter w;
+  w.remaining = n;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (dead_) {
+      for (size_t i = 0; i < n; i++) reqs[i].p.result = dead_;
+      counters.errors++;
+      return dead_;
+    }
+    for (size_t i = 0; i < n; i++) {
+      Req& q = reqs[i];
+      q.p.op = q.op;
+      q.p.w = &w;
+      q.p.result = 0;
+      q.p.len = q.op == T_READ ? q.count * kPage : 0;
+      uint32_t id = nextId_++;
+      if (!nextId_) nextId_ = 1;
+      q.id = id;
+      pending_[id] = &q.p;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(sendMu_);
+    Bytes out;
+    out.reserve(256 << 10);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+      Req& q = reqs[i];
+      uint32_t hl = HeadLen(q.op), dl = q.op == T_WRITE ? q.count * kPage : 0, len = hl + dl;
+      uint8_t head[kRangeReq];
+      Put32(head, q.id);
+      if (q.op == T_ALLOC || q.op == T_FREE || q.op == T_RENEW) Put64(head + 4, q.a);
+      if (q.op == T_READ || q.op == T_WRITE) {
+        Put64(head + 4, region_);
+        Put64(head + 12, q.a);
+        Put32(head + 20, q.count);
+      }
+      size_t at = out.size();
+      out.resize(at + kHeader + len + kTag);
+      uint8_t* f = out.data() + at;
+      PutHeader(f, len, q.op);
+      tx_.Begin(f, kHeader);
+      tx_.Update(head, f + kHeader, hl);
+      tx_.Update(q.data, f + kHeader + hl, dl);
+      tx_.FinishSeal(f + kHeader + len);
+      counters.requests++;
+      counters.bytesOut += dl;
+      if (out.size() >= (256u << 10) || i + 1 == n) {
+        ok = SendAll(out.data(), out.size());
+        out.clear();
+      }
+    }
+    if (!ok) Fail(-ECONNRESET);
+  }
+  std::unique_lock<std::mutex> l(mu_);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs_);
+  if (!w.cv.wait_until(l, deadline, [&] { return w.remaining == 0; })) {
+    l.unlock();
+    Fail(-ETIMEDOUT);
+    l.lock();
+    w.cv.wait(l, [&] { return w.remaining == 0; });  // Fail completed the rest; the receiver finishes its one
+  }
+  int first = 0;
+  for (size_t i = 0; i < n; i++)
+    if (reqs[i].p.result < 0 && !first) first = reqs[i].p.result;
+  if (first) counters.errors++;
+  return first;
+}
+
+void RemoteSource::Receive() {
+  uint8_t* b = rxbuf_.data();
+  for (;;) {
+    if (!RecvAll(b, kHeader)) break;
+    uint32_t len = Get32(b);
+    uint16_t type = Get16(b + 4);
+    if (!(type & T_REPLY) || len < kReplyHead || len > kReplyHead + kMaxBatch * kPage || Get16(b + 6)) break;
+    if (!RecvAll(b + kHeader, len + kTag)) break;
+    uint8_t head[kReplyHead];
+    if (!rx_.Begin(b, kHeader) || !rx_.Update(b + kHeader, head, kReplyHead)) break;
+    uint32_t id = Get32(head), status = Get32(head + 4);
+    Pending* p = nullptr;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(id);
+      if (it != pending_.end()) {
+        p = it->second;
+        pending_.erase(it);  // claimed: only this thread completes it now
+      }
+    }
+    if (!p) break;  // a reply nobody asked for: the stream is not to be trusted
+    uint32_t rest = len - kReplyHead;
+    int result = StatusErrno(status);
+    bool ok = (type & 0x7f) == p->op;
+    if (ok && p->op == T_READ && status == S_OK) {
+      ok = rest == p->len && rx_.Update(b + kHeader + kReplyHead, p->buf, rest);
+    } else if (ok) {
+      ok = rest <= sizeof p->extra && rx_.Update(b + kHeader + kReplyHead, p->extra, rest);
+      p->extraLen = rest;
+    }
+    ok = ok && rx_.FinishOpen(b + kHeader + len);
+    if (ok && p->op == T_READ && status == S_OK) counters.bytesIn += rest;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      p->result = ok ? result : -EBADMSG;
+      if (--p->w->remaining == 0) p->w->cv.notify_all();
+    }
+    if (!ok) {
+      Fail(-EBADMSG);
+      return;
+    }
+  }
+  Fail(-ECONNRESET);
+}
+
+void RemoteSource::Renew() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      uint32_t every = std::max<uint32_t>(leaseMs_ / 3, 10);
+      if (stopCv_.wait_for(l, std::chrono::milliseconds(every), [&] { return dead_ != 0; })) return;
+    }
+    Req q{};
+    q.op = T_RENEW;
+    q.a = region_;
+    int r = Run(&q, 1);
+    if (r == -ENOENT) Fail(-ENOENT);  // the lease lapsed: nothing left to serve
+    if (r < 0) return;
+    counters.renewals++;
+  }
+}
+
+int RemoteSource::Ranges(uint16_t op, Io* ios, size_t n) {
+  std::vector<Req> reqs;
+  std::vector<size_t> owner;
+  for (size_t i = 0; i < n; i++) {
+    Io& io = ios[i];
+    io.result = 0;
+    if (io.off % kPage || io.len % kPage) {
+      io.result = -EINVAL;
+      continue;
+    }
+    uint64_t first = io.off / kPage, count = io.len / kPage;
+    uint8_t* p = static_cast<uint8_t*>(io.buf);
+    if (op == T_WRITE && (first > pages_ || count > pages_ - first)) {
+      io.result = -ERANGE;
+      continue;
+    }
+    for (uint64_t done = 0; done < count;) {
+      uint64_t pg = first + done;
+      uint64_t k = std::min<uint64_t>(count - done, kMaxBatch);
+      if (pg >= pages_) {  // past the region: zeros, as for every source
+        memset(p + done * kPage, 0, (count - done) * kPage);
+        break;
+      }
+      k = std::min<uint64_t>(k, pages_ - pg);
+      Req q{};
+      q.op = op;
+      q.a = pg;
+      q.count = static_cast<uint32_t>(k);
+      q.p.buf = p + done * kPage;
+      q.data = op == T_WRITE ? p + done * kPage : nullptr;
+      reqs.push_back(q);
+      owner.push_back(i);
+      done += k;
+    }
+  }
+  if (!reqs.empty()) Run(reqs.data(), reqs.size());
+  int first = 0;
+  for (size_t j = 0; j < reqs.size(); j++)
+    if (reqs[j].p.result < 0 && !ios[owner[j]].result) ios[owner[j]].result = reqs[j].p.result;
+  for (size_t i = 0; i < n; i++)
+    if (ios[i].result < 0 && !first) first = ios[i].result;
+  return first;
+}
+
+int RemoteSource::FetchV(Io* ios, size_t n) { return Ranges(T_READ, ios, n); }
+int RemoteSource::StoreV(Io* ios, size_t n) { return Ranges(T_WRITE, ios, n); }
+
+int RemoteSource::Fetch(uint64_t off, void* buf, uint64_t len) {
+  if (off % kPage == 0 && len % kPage == 0) {
+    Io io{off, buf, len, 0};
+    return Ranges(T_READ, &io, 1);
+  }
+  // Not page-aligned (diagnostic reads): through a bounce buffer of whole pages.
+  uint64_t a = off / kPage * kPage, e = (off + len + kPage - 1) / kPage * kPage;
+  Bytes bounce(e - a);
+  Io io{a, bounce.data(), e - a, 0};
+  int r = Ranges(T_READ, &io, 1);
+  if (r == 0) memcpy(buf, bounce.data() + (off - a), len);
+  return r;
+}
+
+int RemoteSource::Store(uint64_t off, const void* buf, uint64_t len) {
+  Io io{off, const_cast<void*>(buf), len, 0};
+  return Ranges(T_WRITE, &io, 1);
+}
+
+int RemoteSource::RemoteStats(uint64_t out[4]) {
+  Req q{};
+  q.op = T_STATS;
+  int r = Run(&q, 1);
+  if (r == 0)
+    for (int i = 0; i < 4; i++) out[i] = Get64(q.p.extra + 8 * i);
+  return r;
+}
+
+}  // namespace sos::mem

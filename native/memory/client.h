@@ -1,0 +1,114 @@
+// RemoteSource: a PageSource whose pages live on a memory node. Connecting
+// (TCP, handshake, ALLOC) blocks, so JS runs it off-thread. Then Fetch/Store
+// and the batches may be called from any number of threads at once: each
+// request is registered under its id and sent (pipelined), one receiver
+// thread decrypts every reply straight into its caller's buffer and wakes
+// it, and a timer thread renews the region's lease. A dead connection fails
+// every pending and later call with a negative errno.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "memory/crypto.h"
+#include "memory/protocol.h"
+#include "uffd/page_source.h"
+
+namespace sos::mem {
+
+struct ConnectOptions {
+  std::string host, application;
+  uint16_t port = 0;
+  Bytes secret;
+  uint64_t size = 0;  // bytes, rounded up to pages
+  uint32_t timeoutMs = 10000;  // connect, handshake, and each request
+  uint16_t version = kVersion;  // tests speak another to see the refusal
+};
+
+// Why a connect failed: `code` is ERR_AUTH, ERR_VERSION, ERR_MEMORY_FULL, ERR_PROTOCOL or an errno name.
+struct ConnectError {
+  std::string code, message;
+  int err = 0;
+};
+
+class RemoteSource : public PageSource {
+ public:
+  static std::shared_ptr<RemoteSource> Connect(const ConnectOptions& o, ConnectError* e);
+  ~RemoteSource() override;
+  const char* Kind() const override { return "remote"; }
+  uint64_t Size() const override { return pages_ * kPage; }
+  int Fetch(uint64_t off, void* buf, uint64_t len) override;
+  int Store(uint64_t off, const void* buf, uint64_t len) override;
+  int FetchV(Io* ios, size_t n) override;
+  int StoreV(Io* ios, size_t n) override;
+  // STATS of this application on the node: capacity, reserved, held, regions (pages).
+  int RemoteStats(uint64_t out[4]);
+  // FREE the region, then end the connection; later calls fail with -ESHUTDOWN.
+  int Release();
+  // End the connection without FREE (the lease frees the region later).
+  void Shutdown();
+
+  uint64_t regionId() const { return region_; }
+  uint32_t leaseMs() const { return leaseMs_; }
+  int dead() {
+    std::lock_guard<std::mutex> l(mu_);
+    return dead_;
+  }
+  struct Counters {
+    std::atomic<uint64_t> requests{0}, bytesIn{0}, bytesOut{0}, errors{0}, renewals{0};
+  } counters;
+
+ private:
+  struct Waiter {
+    std::condition_variable cv;
+    size_t remaining = 0;
+  };
+  struct Pending {
+    uint16_t op;
+    uint8_t* buf;  // READ: where the pages go
+    uint32_t len;  // READ: bytes expected
+    int result = 0;
+    uint8_t extra[40];
+    uint32_t extraLen = 0;
+    Waiter* w;
+  };
+  struct Req {
+    uint16_t op;
+    uint64_t a;  // ALLOC: pages; READ, WRITE: first page; FREE, RENEW: region
+    uint32_t count, id;
+    const uint8_t* data;  // WRITE
+    Pending p;
+  };
+  RemoteSource() = default;
+  // Register and send every request, then wait for all; 0 or the first error.
+  int Run(Req* reqs, size_t n);
+  int Ranges(uint16_t op, Io* ios, size_t n);
+  void Receive();
+  void Renew();
+  void Fail(int err);
+  bool SendAll(const uint8_t* p, size_t n);
+  bool RecvAll(uint8_t* p, size_t n);
+
+  int fd_ = -1;
+  uint64_t pages_ = 0, region_ = 0;
+  uint32_t leaseMs_ = 0, timeoutMs_ = 10000;
+  Gcm tx_, rx_;
+  std::mutex sendMu_;  // tx_ and the socket's write side
+  std::mutex mu_;      // below
+  std::unordered_map<uint32_t, Pending*> pending_;
+  uint32_t nextId_ = 1;
+  int dead_ = 0;
+  bool released_ = false;
+  std::condition_variable stopCv_;
+  std::thread receiver_, renewer_;
+  Bytes rxbuf_;
+};
+
+int StatusErrno(uint32_t status);
+
+}  // namespace sos::mem

@@ -1,0 +1,543 @@
+#include "memory/server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace sos::mem {
+
+static int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+enum Phase { HELLO, PROOF, AUTH, CLOSING };
+
+struct Server::Conn {
+  int fd = -1;
+  Phase phase = HELLO;
+  int64_t deadline = 0;
+  std::string peer, app;
+  uint8_t cn[kNonce], sn[kNonce];
+  Bytes ch, sh;  // both hellos' bodies as sent
+  Gcm rx, tx;
+  Bytes in;
+  size_t inLen = 0;
+  std::deque<Bytes> out;
+  size_t outOff = 0, outBytes = 0;
+  uint32_t events = 0;
+  bool registered = false;
+};
+
+static constexpr size_t kPreAuthIn = 2 * kHeader + kMaxClientHello + kProof;
+static constexpr size_t kAuthIn = kHeader + kMaxBody + kTag;
+
+Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), dummy_(32) {
+  RandomBytes(dummy_.data(), dummy_.size());
+  scratch_.resize(kMaxBody);
+}
+
+Server::~Server() { Stop(); }
+
+void Server::Log(const std::string& line) {
+  if (log_.size() >= 64) log_.pop_front();
+  log_.push_back(line);
+  if (getenv("SOS_MEMORY_LOG")) fprintf(stderr, "memory-node: %s\n", line.c_str());
+}
+
+int Server::Listen(const std::string& host, uint16_t port, std::string* boundHost, uint16_t* boundPort) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  std::string ps = std::to_string(port);
+  int g = getaddrinfo(host.empty() ? nullptr : host.c_str(), ps.c_str(), &hints, &res);
+  if (g != 0) return -EADDRNOTAVAIL;
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return -errno;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    int e = errno;
+    freeaddrinfo(res);
+    close(fd);
+    return -e;
+  }
+  freeaddrinfo(res);
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+  char hb[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, hb, sizeof hb);
+    *boundPort = ntohs(a->sin_port);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, hb, sizeof hb);
+    *boundPort = ntohs(a->sin6_port);
+  }
+  *boundHost = hb;
+  epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  listen_ = fd;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = listen_;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, listen_, &ev);
+  ev.data.fd = wake_;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+  thread_ = std::thread([this] { Loop(); });
+  return 0;
+}
+
+void Server::Stop() {
+  if (stop_.exchange(true)) return;
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!write(wake_, &one, sizeof one);
+    thread_.join();
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [fd, c] : conns_) close(fd);
+  conns_.clear();
+  if (listen_ >= 0) close(listen_);
+  if (epoll_ >= 0) close(epoll_);
+  if (wake_ >= 0) close(wake_);
+  listen_ = epoll_ = wake_ = -1;
+}
+
+void Server::AddApplication(const std::string& name, Bytes secret) {
+  std::lock_guard<std::mutex> l(mu_);
+  apps_[name] = std::move(secret);
+  store_.app(name);  // its counters exist from now on
+}
+
+bool Server::RemoveApplication(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  bool had = apps_.erase(name) > 0;
+  std::vector<Conn*> drop;
+  for (auto& [fd, c] : conns_)
+    if (c->phase == AUTH && c->app == name) drop.push_back(c.get());
+  for (Conn* c : drop) CloseConn(c);
+  store_.FreeAll(name);
+  return had;
+}
+
+Server::Snapshot Server::Stats() {
+  std::lock_guard<std::mutex> l(mu_);
+  Snapshot s;
+  s.capacity = store_.capacity();
+  s.reserved = store_.reserved();
+  s.connections = conns_.size();
+  s.unauthenticated = unauth_;
+  s.badFrames = badFrames_;
+  s.refusedConnections = refused_;
+  s.expired = expired_;
+  s.total = store_.total();
+  s.apps = store_.apps();
+  s.log.assign(log_.begin(), log_.end());
+  return s;
+}
+
+void Server::Loop() {
+  epoll_event evs[64];
+  while (!stop_) {
+    int64_t now = NowMs();
+    int timeout = 1000;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      int64_t next = store_.NextExpiry();
+      for (auto& [fd, c] : conns_)
+        if (c->phase != AUTH && c->deadline < next) next = c->deadline;
+      if (next != INT64_MAX) timeout = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(1000, next - now + 1)));
+    }
+    int n = epoll_wait(epoll_, evs, 64, timeout);
+    if (n < 0 && errno != EINTR) break;
+    std::lock_guard<std::mutex> l(mu_);
+    now = NowMs();
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd;
+      if (fd == wake_) {
+        uint64_t v;
+        (void)!read(wake_, &v, sizeof v);
+        continue;
+      }
+      if (fd == listen_) {
+        Accept(now);
+        continue;
+      }
+      auto it = conns_.find(fd);
+      if (it == conns_.end()) continue;
+      Conn* c = it->second.get();
+      if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+        CloseConn(c);
+        continue;
+      }
+      if (evs[i].events & EPOLLOUT) OnWritable(c);
+      if (conns_.count(fd) && (evs[i].events & EPOLLIN)) OnReadable(c, now);
+    }
+    std::vector<Conn*> late;
+    for (auto& [fd, c] : conns_)
+      if (c->phase != AUTH && c->deadline <= now) late.push_back(c.get());
+    for (Conn* c : late) {
+      Log("connection from " + c->peer + ": handshake deadline passed");
+      CloseConn(c);
+    }
+    expired_ += store_.Expire(now);
+  }
+}
+
+void Server::Accept(int64_t now) {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    int fd = accept4(listen_, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (unauth_ >= opt_.maxUnauthenticated) {
+      refused_++;
+      close(fd);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto c = std::make_unique<Conn>();
+    c->fd = fd;
+    c->deadline = now + opt_.handshakeMs;
+    char hb[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, hb, sizeof hb);
+    else if (ss.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, hb, sizeof hb);
+    c->peer = hb;
+    c->in.resize(kPreAuthIn);
+    unauth_++;
+    Conn* p = c.get();
+    conns_[fd] = std::move(c);
+    UpdateInterest(p);
+  }
+}
+
+void Server::UpdateInterest(Conn* c) {
+  uint32_t want = 0;
+  if (c->phase != CLOSING && c->outBytes < opt_.outHigh) want |= EPOLLIN;
+  if (c->outBytes) want |= EPOLLOUT;
+  if (c->registered && want == c->events) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.fd = c->fd;
+  epoll_ctl(epoll_, c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+  c->registered = true;
+  c->events = want;
+}
+
+void Server::CloseConn(Conn* c) {
+  if (c->phase != AUTH) unauth_--;
+  int fd = c->fd;
+  close(fd);  // also leaves the epoll set
+  conns_.erase(fd);
+}
+
+void Server::Bad(Conn* c, const std::string& why) {
+  badFrames_++;
+  if (c->phase == AUTH) {
+    store_.app(c->app).errors++;
+    store_.total().errors++;
+  }
+  Log("connection from " + c->peer + (c->app.empty() ? "" : " (" + c->app + ")") + " closed: " + why);
+  CloseConn(c);
+}
+
+void Server::OnReadable(Conn* c, int64_t now) {
+  int fd = c->fd;
+  for (;;) {
+    if (c->inLen == c->in.size()) break;  // a whole frame is at most the buffer: process first
+    ssize_t r = recv(fd, c->in.data() + c->inLen, c->in.size() - c->inLen, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      CloseConn(c);
+      return;
+    }
+    if (r == 0) {
+      if (c->phase == AUTH && c->inLen)
+        Log("connection from " + c->peer + " (" + c->app + ") ended inside a frame");
+      CloseConn(c);
+      return;
+    }
+    c->inLen += static_cast<size_t>(r);
+    Process(c, now);
+    if (!conns_.count(fd) || conns_[fd].get() != c) return;
+    if (c->phase == CLOSING || c->outBytes >= opt_.outHigh) break;
+  }
+  UpdateInterest(c);
+}
+
+void Server::OnWritable(Conn* c) {
+  while (!c->out.empty()) {
+    Bytes& b = c->out.front();
+    ssize_t w = send(c->fd, b.data() + c->outOff, b.size() - c->outOff, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      CloseConn(c);
+      return;
+    }
+    c->outOff += static_cast<size_t>(w);
+    c->outBytes -= static_cast<size_t>(w);
+    if (c->outOff == b.size()) {
+      c->out.pop_front();
+      c->outOff = 0;
+    }
+  }
+  if (c->phase == CLOSING && c->out.empty()) {
+    CloseConn(c);
+    return;
+  }
+  int fd = c->fd;
+  // Replies drained below the bound: frames left in the input buffer may run now.
+  if (c->phase == AUTH && c->inLen && c->outBytes < opt_.outHigh) Process(c, NowMs());
+  if (conns_.count(fd)) UpdateInterest(c);
+}
+
+void Server::Process(Conn* c, int64_t now) {
+  int fd = c->fd;
+  size_t pos = 0;
+  while (c->phase != CLOSING && c->outBytes < opt_.outHigh) {
+    size_t avail = c->inLen - pos;
+    if (avail < kHeader) break;
+    const uint8_t* h = c->in.data() + pos;
+    uint32_t len = Get32(h);
+    uint16_t type = Get16(h + 4), flags = Get16(h + 6);
+    if (flags != 0) return Bad(c, "frame flags must be 0");
+    if (c->phase != AUTH) {
+      uint32_t lo, hi;
+      if (c->phase == HELLO && type == T_CLIENT_HELLO) {
+        lo = 4 + 2 + 1 + 1 + kNonce;
+        hi = kMaxClientHello;
+      } else if (c->phase == PROOF && type == T_PROOF) {
+        lo = hi = kProof;
+      } else {
+        return Bad(c, "unexpected frame type " + std::to_string(type) + " in the handshake");
+      }
+      if (len < lo || len > hi) return Bad(c, "handshake frame length " + std::to_string(len) + " out of bounds");
+      if (avail < kHeader + len) break;
+      if (!Handshake(c, type, h + kHeader, len)) return;
+      pos += kHeader + len;
+      continue;
+    }
+    if (type < T_ALLOC || type > T_STATS) return Bad(c, "unknown request type " + std::to_string(type));
+    if (len < kReqHead || len > kMaxBody) return Bad(c, "request length " + std::to_string(len) + " out of bounds");
+    if (avail < kHeader + len + kTag) break;
+    uint8_t* body = scratch_.data();
+    if (!c->rx.Begin(h, kHeader) || !c->rx.Update(h + kHeader, body, len) || !c->rx.FinishOpen(h + kHeader + len))
+      return Bad(c, "frame failed authentication (tampered, replayed, reordered or dropped)");
+    if (!Request(c, type, body, len, now)) return;
+    pos += kHeader + len + kTag;
+  }
+  if (!conns_.count(fd)) return;
+  if (pos) {
+    memmove(c->in.data(), c->in.data() + pos, c->inLen - pos);
+    c->inLen -= pos;
+  }
+}
+
+bool Server::Handshake(Conn* c, uint16_t type, const uint8_t* b, uint32_t len) {
+  if (type == T_CLIENT_HELLO) {
+    if (Get32(b) != kMagic) {
+      Bad(c, "bad magic in the client hello");
+      return false;
+    }
+    uint16_t v = Get16(b + 4);
+    uint8_t nl = b[6];
+    if (v != kVersion) {
+      Log("connection from " + c->peer + ": refused, version " + std::to_string(v));
+      uint8_t st[4];
+      Put32(st, S_VERSION);
+      SendClear(c, T_REFUSE, st, 4);
+      c->phase = CLOSING;
+      return false;
+    }
+    if (len != 7u + nl + kNonce || !ValidName(b + 7, nl)) {
+      Bad(c, "malformed client hello");
+      return false;
+    }
+    c->app.assign(reinterpret_cast<const char*>(b + 7), nl);
+    memcpy(c->cn, b + 7 + nl, kNonce);
+    c->ch.assign(b, b + len);
+    RandomBytes(c->sn, kNonce);
+    uint8_t sh[kServerHello];
+    Put32(sh, kMagic);
+    Put16(sh + 4, kVersion);
+    memcpy(sh + 6, c->sn, kNonce);
+    c->sh.assign(sh, sh + sizeof sh);
+    SendClear(c, T_SERVER_HELLO, sh, sizeof sh);
+    c->phase = PROOF;
+    return true;
+  }
+  // T_PROOF. Looked up now, so an application removed meanwhile is refused.
+  auto it = apps_.find(c->app);
+  const Bytes& secret = it == apps_.end() ? dummy_ : it->second;
+  uint8_t want[32];
+  Proof(secret, "client", c->ch.data(), c->ch.size(), c->sh.data(), c->sh.size(), want);
+  if (!ProofEqual(want, b) || it == apps_.end()) {
+    store_.total().authFailures++;
+    if (it != apps_.end()) store_.app(c->app).authFailures++;
+    Log("connection from " + c->peer + ": authentication refused");
+    uint8_t st[4];
+    Put32(st, S_AUTH);
+    SendClear(c, T_REFUSE, st, 4);
+    c->phase = CLOSING;
+    return false;
+  }
+  uint8_t sp[32], k1[32], k2[32];
+  Proof(secret, "server", c->ch.data(), c->ch.size(), c->sh.data(), c->sh.size(), sp);
+  DeriveKey(secret, c->cn, c->sn, "client-to-server", k1);
+  DeriveKey(secret, c->cn, c->sn, "server-to-client", k2);
+  c->rx.SetKey(k1, false);
+  c->tx.SetKey(k2, true);
+  SendClear(c, T_PROOF, sp, 32);
+  c->phase = AUTH;
+  unauth_--;
+  Bytes big(kAuthIn);
+  memcpy(big.data(), c->in.data(), c->inLen);
+  c->in.swap(big);
+  return true;
+}
+
+void Server::SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len) {
+  Bytes f(kHeader + len);
+  PutHeader(f.data(), len, type);
+  memcpy(f.data() + kHeader, body, len);
+  c->outBytes += f.size();
+  c->out.push_back(std::move(f));
+}
+
+void Server::SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data,
+                        uint32_t dataLen) {
+  uint32_t len = headLen + dataLen;
+  Bytes f(kHeader + len + kTag);
+  PutHeader(f.data(), len, type);
+  c->tx.Begin(f.data(), kHeader);
+  c->tx.Update(head, f.data() + kHeader, headLen);
+  c->tx.Update(data, f.data() + kHeader + headLen, dataLen);
+  c->tx.FinishSeal(f.data() + kHeader + len);
+  c->outBytes += f.size();
+  c->out.push_back(std::move(f));
+}
+
+void Server::Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uint8_t* extra, uint32_t extraLen) {
+  uint8_t head[kReplyHead + 40];
+  Put32(head, id);
+  Put32(head + 4, status);
+  if (extraLen) memcpy(head + kReplyHead, extra, extraLen);
+  if (status != S_OK) {
+    store_.app(c->app).errors++;
+    store_.total().errors++;
+  }
+  SendSealed(c, op | T_REPLY, head, kReplyHead + extraLen, nullptr, 0);
+}
+
+bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int64_t now) {
+  uint32_t id = Get32(b);
+  Counters& ac = store_.app(c->app);
+  Counters& tc = store_.total();
+  ac.requests++;
+  tc.requests++;
+  auto wrongLen = [&]() {
+    Bad(c, "request type " + std::to_string(type) + " with length " + std::to_string(len));
+    return false;
+  };
+  switch (type) {
+    case T_ALLOC: {
+      if (len != 12) return wrongLen();
+      uint64_t pages = Get64(b + 4), rid = 0;
+      Status s = store_.Alloc(c->app, pages, now + opt_.leaseMs, &rid);
+      uint8_t x[20];
+      Put64(x, rid);
+      Put64(x + 8, s == S_OK ? pages : 0);
+      Put32(x + 16, opt_.leaseMs);
+      if (s == S_FULL) Log(c->app + ": ALLOC of " + std::to_string(pages) + " pages refused, node full");
+      Reply(c, type, id, s, x, 20);
+      return true;
+    }
+    case T_READ:
+    case T_WRITE: {
+      if (len < kRangeReq) return wrongLen();
+      uint64_t rid = Get64(b + 4), first = Get64(b + 12);
+      uint32_t count = Get32(b + 20);
+      if (count == 0 || count > kMaxBatch) {
+        Bad(c, "page count " + std::to_string(count) + " out of bounds");
+        return false;
+      }
+      if (len != (type == T_READ ? kRangeReq : kRangeReq + count * kPage)) return wrongLen();
+      Region* r = store_.Find(c->app, rid);
+      if (!r) {
+        Reply(c, type, id, S_NO_REGION);
+        return true;
+      }
+      if (first >= r->pages || count > r->pages - first) {
+        Reply(c, type, id, S_RANGE);
+        return true;
+      }
+      uint8_t head[kReplyHead];
+      Put32(head, id);
+      Put32(head + 4, S_OK);
+      if (type == T_READ) {
+        SendSealed(c, T_READ | T_REPLY, head, kReplyHead, r->base + first * kPage, count * kPage);
+        ac.bytesOut += uint64_t(count) * kPage;
+        tc.bytesOut += uint64_t(count) * kPage;
+      } else {
+        memcpy(r->base + first * kPage, b + kRangeReq, size_t(count) * kPage);
+        store_.MarkWritten(r, first, count);
+        ac.bytesIn += uint64_t(count) * kPage;
+        tc.bytesIn += uint64_t(count) * kPage;
+        SendSealed(c, T_WRITE | T_REPLY, head, kReplyHead, nullptr, 0);
+      }
+      return true;
+    }
+    case T_FREE:
+    case T_RENEW: {
+      if (len != 12) return wrongLen();
+      uint64_t rid = Get64(b + 4);
+      if (type == T_FREE) {
+        Reply(c, type, id, store_.Free(c->app, rid));
+        return true;
+      }
+      Region* r = store_.Find(c->app, rid);
+      if (r) r->expiresMs = now + opt_.leaseMs;
+      uint8_t x[4];
+      Put32(x, opt_.leaseMs);
+      Reply(c, type, id, r ? S_OK : S_NO_REGION, x, 4);
+      return true;
+    }
+    case T_STATS: {
+      if (len != 4) return wrongLen();
+      uint8_t x[32];
+      Put64(x, store_.capacity());
+      Put64(x + 8, ac.reservedPages);
+      Put64(x + 16, ac.heldPages);
+      Put64(x + 24, ac.regions);
+      Reply(c, type, id, S_OK, x, 32);
+      return true;
+    }
+  }
+  return wrongLen();
+}
+
+}  // namespace sos::mem
