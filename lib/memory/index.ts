@@ -2,3 +2,15 @@
 export { MemoryNode, type MemoryNodeOptions, type MemoryNodeStats, type MemoryAppStats } from './node.js';
 export { RemoteStore, type RemoteStoreOptions, type RemoteStoreStats } from './remote.js';
 export { MemoryError } from './errors.js';
+export {
+  region,
+  FarMemory,
+  type FarMemoryOptions,
+  type FarMemoryEvents,
+  type MemoryNodeAddress,
+} from './far-memory.js';
+export { FarRegion, type FarRegionOptions, type FarRegionEvents, type DirtyTracking } from './far-region.js';
+export type { FarStats, FarLatency } from './far-stats.js';
+export { ReplicaSet, type ReplicaInfo, type ReplicaSetEvents } from './replica-set.js';
+export { RdmaLink, type RdmaLinkOptions, type RdmaEndpoint } from './rdma-link.js';
+export { workload, type WorkloadKind, type WorkloadResult } from './workload.js';
