@@ -418,8 +418,11 @@ void Pager::WriteBackLoop() {
   std::vector<uint32_t> slots;
   int failures = 0;
   while (!stopping_) {
-    // A scan walks every resident PTE: one per quarter turn of the clock.
-    if (o_.asyncDirty && sinceScan_ >= std::max<uint64_t>(64, o_.localPages / 4)) {
+    // A scan walks every resident PTE: one per quarter turn of the clock,
+    // when no write-back waits (a fault may be waiting for it), else at the
+    // latest after a full turn.
+    uint64_t turn = std::max<uint64_t>(64, o_.localPages / 4);
+    if (o_.asyncDirty && sinceScan_ >= (wbQueue_.empty() ? turn : 4 * turn)) {
       sinceScan_ = 0;
       ScanWritten(lk);
       continue;
