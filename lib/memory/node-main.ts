@@ -58,10 +58,11 @@ try {
   process.exit(2);
 }
 const print = () => process.stdout.write(JSON.stringify({ stats: node.stats() }) + '\n');
-const timer = o.statsMs ? setInterval(print, o.statsMs) : undefined;
+// The native server's threads hold no libuv handle: this timer keeps the process serving until a signal.
+const timer = setInterval(() => (o.statsMs ? print() : undefined), o.statsMs ?? 2 ** 31 - 1);
 process.on('SIGUSR1', print);
 const stop = () => {
-  if (timer) clearInterval(timer);
+  clearInterval(timer);
   node.close();
   process.exit(0);
 };
