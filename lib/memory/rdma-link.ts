@@ -6,13 +6,18 @@
  * two ends exchange their endpoints (QPN, PSN, GID) and the region's address and rkey over the memory
  * node's authenticated, encrypted control connection, never in the clear.
  */
-import { native, type NativeRdmaEndpoint, type NativeRdmaLink } from '../native/index.js';
+import { native, type NativeRdmaLink } from '../native/index.js';
 import { StateError, argType } from '../errors.js';
 import { PageSource } from '../uffd/source.js';
 import { Region } from '../uffd/region.js';
 import { aligned, integer, object } from '../validate.js';
 
-export type RdmaEndpoint = NativeRdmaEndpoint;
+/** One end of a link: its queue pair number, first packet sequence number and GID (IPv6 form). */
+export interface RdmaEndpoint {
+  qpn: number;
+  psn: number;
+  gid: string;
+}
 
 export interface RdmaLinkOptions {
   /** The RDMA device (default: the first one). */

@@ -7,12 +7,19 @@
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { native, type NativeReplicaInfo, type NativeReplicaSet } from '../native/index.js';
+import { native, type NativeReplicaSet } from '../native/index.js';
 import { SosError, StateError, argType } from '../errors.js';
 import { PageSource } from '../uffd/source.js';
 import { aligned } from '../validate.js';
 
-export type ReplicaInfo = NativeReplicaInfo;
+/** One replica of a set: filling from a survivor ('syncing'), serving ('live'), or dropped ('lost'). */
+export interface ReplicaInfo {
+  id: number;
+  label: string;
+  state: 'syncing' | 'live' | 'lost';
+  /** The errno name that lost it. */
+  code?: string;
+}
 
 export interface ReplicaSetEvents {
   /** A replica failed a call and no longer serves (`code`: the errno name). */

@@ -5,13 +5,20 @@
  * interleave), `scan` reads every word in order and returns a checksum over all of them. The memory
  * benchmark and the far-memory tests compare checksums against an all-local run.
  */
-import { native, type NativeWorkloadResult } from '../native/index.js';
+import { native } from '../native/index.js';
 import { argType } from '../errors.js';
 import { Region } from '../uffd/region.js';
 import { integer, object, oneOf } from '../validate.js';
 
-export type WorkloadKind = NativeWorkloadResult['kind'];
-export type WorkloadResult = NativeWorkloadResult;
+export type WorkloadKind = 'fill' | 'update' | 'scan';
+/** What one workload call did: its operations, the bytes they covered, its time and its checksum. */
+export interface WorkloadResult {
+  kind: WorkloadKind;
+  ops: number;
+  bytes: number;
+  elapsedNs: number;
+  checksum: bigint;
+}
 
 export function workload(
   region: Region,
