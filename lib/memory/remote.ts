@@ -138,7 +138,7 @@ export class RemoteStore implements AsyncDisposable {
     }
   }
 
-  /** Free the region on the node and end the connection. Idempotent. */
+  /** Free the region on the node and end the connection. Idempotent; on a connection already lost the region goes when its lease lapses. */
   async close(): Promise<void> {
     try {
       await this.native.close();

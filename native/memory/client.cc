@@ -20,16 +20,11 @@ namespace sos::mem {
 
 int StatusErrno(uint32_t status) {
   switch (status) {
-    case S_OK:
-      return 0;
-    case S_FULL:
-      return -ENOSPC;
-    case S_NO_REGION:
-      return -ENOENT;
-    case S_RANGE:
-      return -ERANGE;
-    default:
-      return -EPROTO;
+    case S_OK: return 0;
+    case S_FULL: return -ENOSPC;
+    case S_NO_REGION: return -ENOENT;
+    case S_RANGE: return -ERANGE;
+    default: return -EPROTO;
   }
 }
 
@@ -150,16 +145,15 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   auto refusal = [&](const Bytes& b) {
     uint32_t st = b.size() == 4 ? Get32(b.data()) : 0;
     if (st == S_VERSION)
-      return fail("ERR_VERSION", "the memory node " + where + " does not speak protocol version " +
-                                     std::to_string(o.version));
+      return fail("ERR_VERSION",
+                  "the memory node " + where + " does not speak protocol version " + std::to_string(o.version));
     return fail("ERR_AUTH", "the memory node " + where + " refused application '" + o.application +
                                 "' (unknown application or wrong secret)");
   };
   uint16_t type = 0;
   Bytes sh;
   if (!readClear(&type, &sh))
-    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake",
-                ECONNRESET);
+    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake", ECONNRESET);
   if (type == T_REFUSE) return refusal(sh);
   if (type != T_SERVER_HELLO || sh.size() != kServerHello || Get32(sh.data()) != kMagic ||
       Get16(sh.data() + 4) != o.version)
@@ -172,8 +166,7 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
     return fail("ECONNRESET", "the memory node " + where + " closed the connection", ECONNRESET);
   Bytes sp;
   if (!readClear(&type, &sp))
-    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake",
-                ECONNRESET);
+    return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake", ECONNRESET);
   if (type == T_REFUSE) return refusal(sp);
   Proof(o.secret, "server", ch.data(), ch.size(), sh.data(), sh.size(), want);
   if (type != T_PROOF || sp.size() != 32 || !ProofEqual(sp.data(), want))
@@ -192,8 +185,8 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   a.a = s->pages_;
   int st = s->Run(&a, 1);
   if (st == -ENOSPC)
-    return fail("ERR_MEMORY_FULL", "the memory node " + where + " has no room for " + std::to_string(s->pages_) +
-                                       " more pages");
+    return fail("ERR_MEMORY_FULL",
+                "the memory node " + where + " has no room for " + std::to_string(s->pages_) + " more pages");
   if (st < 0) return fail(ErrnoName(-st), std::string("ALLOC failed: ") + strerror(-st), -st);
   s->region_ = Get64(a.p.extra);
   s->leaseMs_ = Get32(a.p.extra + 16);
@@ -241,12 +234,9 @@ int RemoteSource::Release() {
 static uint32_t HeadLen(uint16_t op) {
   switch (op) {
     case T_READ:
-    case T_WRITE:
-      return kRangeReq;
-    case T_STATS:
-      return kReqHead;
-    default:
-      return 12;
+    case T_WRITE: return kRangeReq;
+    case T_STATS: return kReqHead;
+    default: return 12;
   }
 }
 

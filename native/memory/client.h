@@ -25,8 +25,8 @@ struct ConnectOptions {
   std::string host, application;
   uint16_t port = 0;
   Bytes secret;
-  uint64_t size = 0;  // bytes, rounded up to pages
-  uint32_t timeoutMs = 10000;  // connect, handshake, and each request
+  uint64_t size = 0;            // bytes, rounded up to pages
+  uint32_t timeoutMs = 10000;   // connect, handshake, and each request
   uint16_t version = kVersion;  // tests speak another to see the refusal
 };
 

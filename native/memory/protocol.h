@@ -36,9 +36,9 @@ constexpr uint16_t T_RENEW = 0x05;  // id, u64 region         -> u32 lease ms
 constexpr uint16_t T_STATS = 0x06;  // id                     -> u64 capacity, reserved, held, regions (this app)
 constexpr uint16_t T_REPLY = 0x80;
 
-constexpr uint32_t kReqHead = 4;          // id
+constexpr uint32_t kReqHead = 4;               // id
 constexpr uint32_t kRangeReq = 4 + 8 + 8 + 4;  // id, region, first, count
-constexpr uint32_t kReplyHead = 8;        // id, status
+constexpr uint32_t kReplyHead = 8;             // id, status
 // Largest sealed body either way: a WRITE of kMaxBatch pages.
 constexpr uint32_t kMaxBody = kRangeReq + kMaxBatch * kPage;
 
@@ -81,8 +81,8 @@ inline bool ValidName(const uint8_t* p, size_t n) {
   if (n < 1 || n > kMaxName) return false;
   for (size_t i = 0; i < n; i++) {
     uint8_t c = p[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;

@@ -275,8 +275,7 @@ void Server::OnReadable(Conn* c, int64_t now) {
       return;
     }
     if (r == 0) {
-      if (c->phase == AUTH && c->inLen)
-        Log("connection from " + c->peer + " (" + c->app + ") ended inside a frame");
+      if (c->phase == AUTH && c->inLen) Log("connection from " + c->peer + " (" + c->app + ") ended inside a frame");
       CloseConn(c);
       return;
     }

@@ -55,10 +55,8 @@ class Server {
   bool Request(Conn* c, uint16_t type, const uint8_t* body, uint32_t len, int64_t now);
   void SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len);
   // Seal {head[headLen], data[dataLen]} as one frame onto c's output queue.
-  void SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data,
-                  uint32_t dataLen);
-  void Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uint8_t* extra = nullptr,
-             uint32_t extraLen = 0);
+  void SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data, uint32_t dataLen);
+  void Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uint8_t* extra = nullptr, uint32_t extraLen = 0);
   void Bad(Conn* c, const std::string& why);  // log, count, close
   void CloseConn(Conn* c);
   void UpdateInterest(Conn* c);
