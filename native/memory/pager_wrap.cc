@@ -105,28 +105,6 @@ void PagerWrap::DoClose() {
   Untrack(Napi::Env(env_), this);
 }
 
-static Napi::Object Latency(Napi::Env env, const Histogram& h) {
-  Napi::Object l = Napi::Object::New(env);
-  uint64_t c = h.Count();
-  l.Set("count", Napi::Number::New(env, static_cast<double>(c)));
-  l.Set("meanNs", Napi::Number::New(env, c ? static_cast<double>(h.Sum()) / static_cast<double>(c) : 0));
-  l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.50))));
-  l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.90))));
-  l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.99))));
-  l.Set("maxNs", Napi::Number::New(env, static_cast<double>(h.Max())));
-  Napi::Array buckets = Napi::Array::New(env);
-  for (int i = 0, n = 0; i < Histogram::kBuckets; i++) {
-    uint64_t count = h.Bucket(i);
-    if (!count) continue;
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, Napi::Number::New(env, static_cast<double>(Histogram::Lower(i))));
-    pair.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
-    buckets.Set(n++, pair);
-  }
-  l.Set("buckets", buckets);
-  return l;
-}
-
 Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -156,8 +134,8 @@ Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   n("writtenSeen", s.writtenSeen);
   n("residentPages", pager_->Resident());
   n("usedPages", pager_->Used());
-  o.Set("faultLatency", Latency(env, s.faultLatency));
-  o.Set("writeBackLatency", Latency(env, s.writeBackLatency));
+  o.Set("faultLatency", LatencyToJs(env, s.faultLatency));
+  o.Set("writeBackLatency", LatencyToJs(env, s.writeBackLatency));
   return o;
 }
 

@@ -55,6 +55,30 @@ void Histogram::Reset() {
   max_ = 0;
 }
 
+// { count, meanNs, p50Ns, p90Ns, p99Ns, maxNs, buckets }: the non-empty
+// buckets as [lowerBoundNs, count] pairs (8 per power of two).
+Napi::Object LatencyToJs(Napi::Env env, const Histogram& h) {
+  Napi::Object l = Napi::Object::New(env);
+  uint64_t c = h.Count();
+  l.Set("count", Napi::Number::New(env, static_cast<double>(c)));
+  l.Set("meanNs", Napi::Number::New(env, c ? static_cast<double>(h.Sum()) / static_cast<double>(c) : 0));
+  l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.50))));
+  l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.90))));
+  l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.99))));
+  l.Set("maxNs", Napi::Number::New(env, static_cast<double>(h.Max())));
+  Napi::Array buckets = Napi::Array::New(env);
+  for (int i = 0, n = 0; i < Histogram::kBuckets; i++) {
+    uint64_t count = h.Bucket(i);
+    if (!count) continue;
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, static_cast<double>(Histogram::Lower(i))));
+    pair.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
+    buckets.Set(n++, pair);
+  }
+  l.Set("buckets", buckets);
+  return l;
+}
+
 static uint64_t NowNs() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -288,27 +312,7 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
   n("errors", stats_.errors);
   n("events", stats_.events);
   n("ioctls", stats_.ioctls);
-  Napi::Object l = Napi::Object::New(env);
-  const Histogram& h = stats_.latency;
-  uint64_t c = h.Count();
-  l.Set("count", Napi::Number::New(env, static_cast<double>(c)));
-  l.Set("meanNs", Napi::Number::New(env, c ? static_cast<double>(h.Sum()) / static_cast<double>(c) : 0));
-  l.Set("p50Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.50))));
-  l.Set("p90Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.90))));
-  l.Set("p99Ns", Napi::Number::New(env, static_cast<double>(h.Percentile(0.99))));
-  l.Set("maxNs", Napi::Number::New(env, static_cast<double>(h.Max())));
-  // Non-empty buckets as [lowerBoundNs, count] pairs (8 per power of two).
-  Napi::Array buckets = Napi::Array::New(env);
-  for (int i = 0, n = 0; i < Histogram::kBuckets; i++) {
-    uint64_t count = h.Bucket(i);
-    if (!count) continue;
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, Napi::Number::New(env, static_cast<double>(Histogram::Lower(i))));
-    pair.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
-    buckets.Set(n++, pair);
-  }
-  l.Set("buckets", buckets);
-  o.Set("latency", l);
+  o.Set("latency", LatencyToJs(env, stats_.latency));
   o.Set("running", running_.load());
   return o;
 }

@@ -42,6 +42,9 @@ class Histogram {
   std::atomic<uint64_t> count_{0}, sum_{0}, max_{0};
 };
 
+// A histogram as JS: { count, meanNs, p50Ns, p90Ns, p99Ns, maxNs, buckets }.
+Napi::Object LatencyToJs(Napi::Env env, const Histogram& h);
+
 struct EngineStats {
   std::atomic<uint64_t> faults{0}, pages{0}, bytes{0}, zeroPages{0}, wpFaults{0}, minorFaults{0}, exists{0}, retries{0},
       dropped{0}, unserved{0}, errors{0}, events{0}, ioctls{0};
