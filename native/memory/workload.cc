@@ -92,16 +92,6 @@ struct WorkloadRun {
 
 Napi::Value Workload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RegionWrap* r = RegionWrap::Unwrap(info[0]);
-  if (!r) {
-    ThrowType(env, "first argument must be a Region");
-    return env.Undefined();
-  }
-  auto m = r->mapping();
-  if (!m) {
-    ThrowState(env, "ERR_CLOSED", "region is closed");
-    return env.Undefined();
-  }
   std::string kind = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   if (kind != "fill" && kind != "update" && kind != "scan") {
     ThrowType(env, "kind must be 'fill', 'update' or 'scan'");
@@ -118,17 +108,8 @@ Napi::Value Workload(const Napi::CallbackInfo& info) {
     ThrowRange(env, "threads must be between 1 and 64");
     return env.Undefined();
   }
-  {
-    Lock lock(RegistryMutex());
-    if (m->busy) {
-      ThrowState(env, "ERR_BUSY", "region is being unmapped or moved");
-      return env.Undefined();
-    }
-    if (!m->holes.Empty() || !m->restricted.Overlapping(0, m->size).empty()) {
-      ThrowState(env, "ERR_PROTECTED", "region has unmapped or protected pages: touching them would crash");
-      return env.Undefined();
-    }
-  }
+  auto m = AccessibleMapping(env, info[0], 0, kWholeRegion);
+  if (!m) return env.Undefined();
   auto run = std::make_shared<WorkloadRun>(m);
   run->kind = kind;
   run->ops = ops;

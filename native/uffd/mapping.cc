@@ -87,6 +87,34 @@ std::shared_ptr<Mapping> FindMappingById(uint64_t id) {
   return it == ById().end() ? nullptr : it->second.lock();
 }
 
+std::shared_ptr<Mapping> AccessibleMapping(Napi::Env env, const Napi::Value& v, uint64_t off, uint64_t len) {
+  RegionWrap* r = RegionWrap::Unwrap(v);
+  if (!r) {
+    ThrowType(env, "first argument must be a Region");
+    return nullptr;
+  }
+  auto m = r->mapping();
+  if (!m) {
+    ThrowState(env, "ERR_CLOSED", "region is closed");
+    return nullptr;
+  }
+  Lock lock(RegistryMutex());
+  if (m->busy) {
+    ThrowState(env, "ERR_BUSY", "region is being unmapped or moved");
+    return nullptr;
+  }
+  if (off > m->size || (len != kWholeRegion && len > m->size - off)) {
+    ThrowRange(env, "range is outside the region");
+    return nullptr;
+  }
+  uint64_t end = len == kWholeRegion ? m->size : off + len;
+  if (!m->holes.Overlapping(off, end).empty() || !m->restricted.Overlapping(off, end).empty()) {
+    ThrowState(env, "ERR_PROTECTED", "range has unmapped or protected pages: touching them would crash");
+    return nullptr;
+  }
+  return m;
+}
+
 static const napi_type_tag kRegionTag = {0x5e4b1d2c3a4f5061ULL, 0x7a8b9cadbecfd0e1ULL};
 
 RegionWrap* RegionWrap::Unwrap(Napi::Value v) { return UnwrapTagged<RegionWrap>(v, &kRegionTag); }

@@ -61,6 +61,13 @@ bool DetachViewsLocked(Mapping* m, napi_env env);
 // Find the live mapping containing [addr, addr+len) (caller holds the mutex).
 std::shared_ptr<Mapping> FindMappingLocked(uint64_t addr, uint64_t len);
 std::shared_ptr<Mapping> FindMappingById(uint64_t id);
+// The mapping behind a Region for native threads to load and store in
+// [off, off+len) (len kWholeRegion: to its end). nullptr, with a typed error
+// thrown, when v is not an open Region, it is being unmapped or moved, the
+// range is outside it, or part of it is unmapped or protected (an access
+// there would crash the process).
+constexpr uint64_t kWholeRegion = UINT64_MAX;
+std::shared_ptr<Mapping> AccessibleMapping(Napi::Env env, const Napi::Value& v, uint64_t off, uint64_t len);
 
 // RAII pin: while held, the mapping cannot be unmapped or moved.
 class Pin {

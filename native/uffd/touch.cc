@@ -78,16 +78,6 @@ struct TouchRun {
 
 Napi::Value Touch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RegionWrap* r = RegionWrap::Unwrap(info[0]);
-  if (!r) {
-    ThrowType(env, "first argument must be a Region");
-    return env.Undefined();
-  }
-  auto m = r->mapping();
-  if (!m) {
-    ThrowState(env, "ERR_CLOSED", "region is closed");
-    return env.Undefined();
-  }
   uint64_t off, len, threads = 1, stride = static_cast<uint64_t>(PageSize());
   if (!ToU64(env, info[1], "offset", &off) || !ToU64(env, info[2], "length", &len)) return env.Undefined();
   bool write = false;
@@ -105,21 +95,8 @@ Napi::Value Touch(const Napi::CallbackInfo& info) {
     ThrowRange(env, "stride must be positive");
     return env.Undefined();
   }
-  {
-    Lock lock(RegistryMutex());
-    if (m->busy) {
-      ThrowState(env, "ERR_BUSY", "region is being unmapped or moved");
-      return env.Undefined();
-    }
-    if (off > m->size || len > m->size - off) {
-      ThrowRange(env, "range is outside the region");
-      return env.Undefined();
-    }
-    if (!m->holes.Overlapping(off, off + len).empty() || !m->restricted.Overlapping(off, off + len).empty()) {
-      ThrowState(env, "ERR_PROTECTED", "range has unmapped or protected pages: touching them would crash");
-      return env.Undefined();
-    }
-  }
+  auto m = AccessibleMapping(env, info[0], off, len);
+  if (!m) return env.Undefined();
   auto run = std::make_shared<TouchRun>(m);
   run->off = off;
   run->len = len;
