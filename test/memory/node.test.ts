@@ -2,10 +2,11 @@
 // serving faults from a node, pipelining, capacity, authentication, isolation between applications, leases.
 import t from 'tap';
 import crypto from 'node:crypto';
-import { FaultEngine, Region, SosError, Userfaultfd, touch } from '../../lib/index.js';
+import { SosError, touch } from '../../lib/index.js';
 import { MemoryError, MemoryNode, RemoteStore } from '../../lib/memory/index.js';
 import { until } from '../../testkit/wait.js';
 import { WireClient } from './wire.js';
+import { servedRegion } from '../helpers/served-region.js';
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -74,20 +75,13 @@ void t.test(
     const r = await connect('alpha', size);
     const ref = crypto.randomBytes(size);
     await r.write(0, ref);
-    const dst = Region.anonymous(size);
-    using uffd = Userfaultfd.open();
-    uffd.register(dst);
-    using engine = new FaultEngine(uffd, { batchPages: 64, threads: 4 });
-    engine.serve(dst, r.pageSource()).start();
+    const { dst, engine } = servedRegion(t, size, r.pageSource(), { batchPages: 64, threads: 4 });
     await touch(dst, { threads: 4 });
     t.equal(Buffer.compare(Buffer.from(dst.buffer), ref), 0, 'every byte faulted in from the node');
     const st = engine.stop();
     t.equal(st.errors, 0);
     t.ok(r.stats().requests >= size / PAGE / 256, 'requests went over the connection');
     t.ok(n.stats().applications.alpha.bytesOut >= size);
-    engine.close();
-    uffd.close();
-    dst.close();
     await r.close();
     n.close();
   },

@@ -3,8 +3,9 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
-import { FaultEngine, PageSource, Region, Userfaultfd, touch } from '../../lib/index.js';
+import { PageSource, Region, touch } from '../../lib/index.js';
 import { ReplicaSet } from '../../lib/memory/replica-set.js';
+import { servedRegion } from '../helpers/served-region.js';
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -95,15 +96,7 @@ void t.test('a fault engine serves a region from a replica set', async (t) => {
   t.teardown(() => set.close());
   const data = crypto.randomBytes(size);
   await set.write(0, data);
-  const dst = Region.anonymous(size);
-  const uffd = Userfaultfd.open();
-  t.teardown(() => {
-    uffd.close();
-    dst.close();
-  });
-  uffd.register(dst, { missing: true });
-  const engine = new FaultEngine(uffd, { batchPages: 16 });
-  engine.serve(dst, set.source).start();
+  const { dst, engine } = servedRegion(t, size, set.source);
   await touch(dst, { threads: 2 });
   t.equal(Buffer.compare(Buffer.from(dst.buffer), data), 0, 'every byte through the set');
   t.equal(engine.stop().errors, 0);

@@ -4,10 +4,11 @@
 // memory, an rkey is useless on another link (its own PD), and a vanished peer is an error, not a hang.
 import t from 'tap';
 import crypto from 'node:crypto';
-import { FaultEngine, Region, Userfaultfd, touch } from '../../../lib/index.js';
+import { Region, touch } from '../../../lib/index.js';
 import { RdmaLink } from '../../../lib/memory/rdma-link.js';
 import { ReplicaSet } from '../../../lib/memory/replica-set.js';
 import { DEV, GID_INDEX } from './env.js';
+import { servedRegion } from '../../helpers/served-region.js';
 
 const MiB = 1 << 20;
 
@@ -42,15 +43,7 @@ void t.test('READs return the exported bytes; a fault engine serves a region fro
   t.equal(source.kind, 'rdma');
   t.equal(Buffer.compare(source.read(3 * MiB + 4096, 64 * 1024), data.subarray(3 * MiB + 4096, 3 * MiB + 69632)), 0);
 
-  const dst = Region.anonymous(size);
-  const uffd = Userfaultfd.open();
-  t.teardown(() => {
-    uffd.close();
-    dst.close();
-  });
-  uffd.register(dst, { missing: true });
-  const engine = new FaultEngine(uffd, { batchPages: 16 });
-  engine.serve(dst, source).start();
+  const { dst, engine } = servedRegion(t, size, source);
   await touch(dst);
   t.equal(Buffer.compare(Buffer.from(dst.buffer), data), 0, 'every byte over RDMA READ');
   t.equal(engine.stop().errors, 0);

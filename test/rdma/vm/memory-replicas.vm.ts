@@ -5,10 +5,11 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
-import { FaultEngine, Region, Userfaultfd, touch } from '../../../lib/index.js';
+import { Region, touch } from '../../../lib/index.js';
 import { RdmaLink } from '../../../lib/memory/rdma-link.js';
 import { ReplicaSet } from '../../../lib/memory/replica-set.js';
 import { DEV, GID_INDEX } from './env.js';
+import { servedRegion } from '../../helpers/served-region.js';
 
 const MiB = 1 << 20;
 
@@ -41,15 +42,7 @@ void t.test('a node lost while paging: reads fail over, every byte right; a new 
   t.equal(Buffer.compare(Buffer.from(a.held.buffer), data), 0, 'node a holds every page');
   t.equal(Buffer.compare(Buffer.from(b.held.buffer), data), 0, 'node b holds every page');
 
-  const dst = Region.anonymous(size);
-  const uffd = Userfaultfd.open();
-  t.teardown(() => {
-    uffd.close();
-    dst.close();
-  });
-  uffd.register(dst, { missing: true });
-  const engine = new FaultEngine(uffd, { batchPages: 16 });
-  engine.serve(dst, set.source).start();
+  const { dst, engine } = servedRegion(t, size, set.source);
   await touch(dst, { length: size / 4 });
   const lost = once(set, 'lost');
   a.link.close(); // node a vanishes: its QP and MR are gone
