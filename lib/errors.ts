@@ -8,6 +8,8 @@
  * SosErrors too, through a brand that `SosError`'s `instanceof` recognises.
  */
 
+import os from 'node:os';
+
 const brand: unique symbol = Symbol.for('serverlessos.SosError');
 
 /** What every error of the family is constructed with. */
@@ -110,4 +112,11 @@ export function argValue(message: string): ArgValueError {
 }
 export function argRange(message: string): ArgRangeError {
   return new ArgRangeError(message);
+}
+
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
+
+/** The name of a (positive) errno value, e.g. 104 -> 'ECONNRESET'; undefined when Node does not know it. */
+export function errnoName(errno: number): string | undefined {
+  return errnoNames.get(errno);
 }

@@ -6,9 +6,8 @@
  * Pages never written through the set read as zeros with no round trip: the set is its replicas' only writer.
  */
 import { EventEmitter } from 'node:events';
-import os from 'node:os';
 import { native, type NativeReplicaSet } from '../native/index.js';
-import { SosError, StateError, argType } from '../errors.js';
+import { SosError, StateError, argType, errnoName } from '../errors.js';
 import { PageSource } from '../uffd/source.js';
 import { aligned } from '../validate.js';
 
@@ -29,9 +28,6 @@ export interface ReplicaSetEvents {
   /** A replica being filled failed before it was complete. */
   syncFailed: [info: { id: number; code: string }];
 }
-
-const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
-const errnoName = (errno: number): string => errnoNames.get(errno) ?? `errno ${errno}`;
 
 export class ReplicaSet extends EventEmitter<ReplicaSetEvents> implements Disposable {
   readonly size: number;
@@ -59,7 +55,7 @@ export class ReplicaSet extends EventEmitter<ReplicaSetEvents> implements Dispos
 
   private onNative(type: 'lost' | 'synced' | 'syncFailed', id: number, errno: number): void {
     if (type === 'synced') this.emit('synced', { id });
-    else this.emit(type, { id, code: errnoName(errno) });
+    else this.emit(type, { id, code: errnoName(errno) ?? `errno ${errno}` });
   }
 
   /** Add a fresh replica (e.g. a new memory node's region): filled from a live one, then live. Returns its id. */

@@ -20,7 +20,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { native, type CmIdInfo, type RawCmChannel, type RawCmEvent, type RawCmId } from '../native/index.js';
-import { StateError, SystemError, argType } from '../errors.js';
+import { StateError, SystemError, argType, errnoName } from '../errors.js';
 import { integer, object } from '../validate.js';
 import { accessBits, type Access } from './access.js';
 import type { QueuePair } from './qp.js';
@@ -60,8 +60,6 @@ export function cmStatus(): { library: boolean; reason?: string } {
   return raw.cmStatus();
 }
 
-const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
-
 /** A connection-manager step that failed by event (ADDR_ERROR, REJECTED, UNREACHABLE…). */
 export class CmError extends SystemError {
   /** The CM event that reported the failure. */
@@ -71,7 +69,7 @@ export class CmError extends SystemError {
   constructor(syscall: string, ev: CmEvent) {
     const rejected = ev.type === 'REJECTED';
     const errno = rejected ? os.constants.errno.ECONNREFUSED : ev.status < 0 ? -ev.status : os.constants.errno.EIO;
-    const code = errnoNames.get(errno) ?? 'EIO';
+    const code = errnoName(errno) ?? 'EIO';
     super(`${syscall} failed: ${ev.type}${rejected ? ` (reason ${ev.status})` : ` (${code})`}`, {
       code,
       errno: -errno,
