@@ -33,6 +33,7 @@
         "native/memory/replica_set.cc",
         "native/memory/workload.cc",
         "native/memory/rdma_link.cc",
+        "native/memory/rdma_export.cc",
         "native/memory/rdma_wrap.cc",
         "native/memory/crypto.cc",
         "native/memory/store.cc",

@@ -5,7 +5,8 @@ import { SosError } from '../errors.js';
  * A memory node refused or failed a request: `ERR_MEMORY_FULL` (not enough capacity left for the region),
  * `ERR_AUTH` (unknown application or wrong secret: the node does not say which), `ERR_VERSION`,
  * `ERR_NO_REGION` (the region was freed, its lease lapsed, or it is not this application's),
- * `ERR_OUT_OF_RANGE` (pages outside the region), `ERR_PROTOCOL` (the node sent something malformed),
+ * `ERR_OUT_OF_RANGE` (pages outside the region), `ERR_UNSUPPORTED`, `ERR_LIMIT` and `ERR_RDMA` (an RDMA attach
+ * the node cannot serve, has no room for, or failed at), `ERR_PROTOCOL` (the node sent something malformed),
  * `ERR_CLOSED` (the store was closed), or the errno name of the connection's failure (`ECONNREFUSED`,
  * `ECONNRESET`, `ETIMEDOUT`, `EBADMSG` for a reply that failed authentication). The native error is the `cause`.
  */
@@ -17,6 +18,9 @@ const BY_ERRNO: Record<string, string> = {
   ERANGE: 'ERR_OUT_OF_RANGE',
   ESHUTDOWN: 'ERR_CLOSED',
   EPROTO: 'ERR_PROTOCOL',
+  EOPNOTSUPP: 'ERR_UNSUPPORTED',
+  EMFILE: 'ERR_LIMIT',
+  EREMOTEIO: 'ERR_RDMA',
 };
 
 const MESSAGES: Record<string, string> = {
@@ -25,6 +29,9 @@ const MESSAGES: Record<string, string> = {
   ERR_OUT_OF_RANGE: 'pages outside the region',
   ERR_CLOSED: 'remote store is closed',
   ERR_PROTOCOL: 'the memory node sent a malformed reply',
+  ERR_UNSUPPORTED: 'the memory node serves no RDMA',
+  ERR_LIMIT: 'the memory node holds as many RDMA attachments as it allows',
+  ERR_RDMA: "the memory node's RDMA verbs failed",
 };
 
 /** The native layer's error as a MemoryError; argument errors pass through unchanged. */

@@ -2,6 +2,7 @@
 /**
  * A memory node as a process (until sosd hosts it):
  *   node-main.js --capacity 1073741824 --host 0.0.0.0 --port 7400 --app NAME=SECRET_FILE [--app …] [--lease-ms N]
+ *                [--rdma [--rdma-device NAME] [--rdma-gid-index N]]
  * Prints one JSON line {"listening":{host,port}} on stdout once it serves, then {"stats":…} every
  * --stats-ms (if given) and on SIGUSR1; logs go to stderr. SIGTERM or SIGINT closes it (exit 0).
  * Exit 2: bad usage, an unreadable or weak secret, an address in use (the reason on stderr).
@@ -37,6 +38,9 @@ const program = new Command('memory-node')
   .option('--app <name=file>', 'an application and its secret file (repeatable)', appArg, {})
   .option('--lease-ms <n>', 'region lease', int('--lease-ms'))
   .option('--stats-ms <n>', 'print stats this often', int('--stats-ms'))
+  .option('--rdma', 'serve one-sided RDMA to attached clients too')
+  .option('--rdma-device <name>', 'the RDMA device (default: the first)')
+  .option('--rdma-gid-index <n>', 'GID index of the address to use', int('--rdma-gid-index'))
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 program.parse();
 const o = program.opts<{
@@ -46,11 +50,25 @@ const o = program.opts<{
   app: Record<string, Buffer>;
   leaseMs?: number;
   statsMs?: number;
+  rdma?: boolean;
+  rdmaDevice?: string;
+  rdmaGidIndex?: number;
 }>();
+const rdma =
+  o.rdma || o.rdmaDevice !== undefined || o.rdmaGidIndex !== undefined
+    ? { device: o.rdmaDevice, gidIndex: o.rdmaGidIndex }
+    : undefined;
 
 let node: MemoryNode;
 try {
-  node = new MemoryNode({ capacity: o.capacity, host: o.host, port: o.port, applications: o.app, leaseMs: o.leaseMs });
+  node = new MemoryNode({
+    capacity: o.capacity,
+    host: o.host,
+    port: o.port,
+    applications: o.app,
+    leaseMs: o.leaseMs,
+    rdma,
+  });
   const a = await node.listen();
   process.stdout.write(JSON.stringify({ listening: a }) + '\n');
 } catch (e) {

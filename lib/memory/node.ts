@@ -26,6 +26,19 @@ export interface MemoryNodeOptions {
   handshakeMs?: number;
   /** Connections allowed at once before they authenticate (default 64); more are closed on accept. */
   maxUnauthenticated?: number;
+  /**
+   * Serve one-sided RDMA too: an authenticated client attaches a region over its control connection and gets
+   * a queue pair of its own, whose protection domain holds that region's pages only. The device is opened
+   * when the node is made (ERR_NO_RDMA if it cannot be).
+   */
+  rdma?: {
+    /** The RDMA device (default: the first one). */
+    device?: string;
+    /** GID index of the address to use (default 1: the IPv4-mapped RoCEv2 GID). */
+    gidIndex?: number;
+    /** Attachments one connection may hold at once (default 4): each is a queue pair and a pinned region. */
+    perConnection?: number;
+  };
 }
 
 /** Counters of one application, in bytes and requests. */
@@ -51,6 +64,8 @@ export interface MemoryNodeStats {
   refusedConnections: number;
   /** Regions freed because their lease lapsed. */
   expiredRegions: number;
+  /** Regions attached over RDMA now (one queue pair each). */
+  rdmaExports: number;
   total: MemoryAppStats;
   applications: Record<string, MemoryAppStats>;
   /** The last 64 things the node logged (refusals, bad frames with their reason). */
@@ -90,6 +105,7 @@ export class MemoryNode implements Disposable {
       o.maxUnauthenticated === undefined
         ? undefined
         : integer('options.maxUnauthenticated', o.maxUnauthenticated, 1, 65536);
+    const rdma = o.rdma === undefined ? undefined : rdmaOptions(o.rdma);
     const apps = o.applications === undefined ? {} : object('options.applications', o.applications);
     const checked = Object.entries(apps).map(([name, s]) => [checkName(name), secretBuffer(s, `secret of ${name}`)]);
     this.native = new native.NativeMemoryNode({
@@ -97,6 +113,7 @@ export class MemoryNode implements Disposable {
       leaseMs,
       handshakeMs,
       maxUnauthenticated,
+      rdma,
     });
     for (const [name, s] of checked) this.native.addApplication(name as string, s as Buffer);
   }
@@ -141,6 +158,7 @@ export class MemoryNode implements Disposable {
       badFrames: s.badFrames,
       refusedConnections: s.refusedConnections,
       expiredRegions: s.expiredRegions,
+      rdmaExports: s.rdmaExports,
       total: appStats(s.total),
       applications,
       log: s.log,
@@ -159,6 +177,18 @@ export class MemoryNode implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function rdmaOptions(v: unknown): { device?: string; gidIndex?: number; perConnection?: number } {
+  const r = object('options.rdma', v);
+  if (r.device !== undefined && (typeof r.device !== 'string' || !r.device))
+    throw argType('options.rdma.device must be a device name');
+  return {
+    device: r.device,
+    gidIndex: r.gidIndex === undefined ? undefined : integer('options.rdma.gidIndex', r.gidIndex, 0, 255),
+    perConnection:
+      r.perConnection === undefined ? undefined : integer('options.rdma.perConnection', r.perConnection, 1, 256),
+  };
 }
 
 function checkName(name: unknown): string {

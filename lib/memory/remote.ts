@@ -8,6 +8,7 @@ import { StateError, argType, argValue } from '../errors.js';
 import { secretBuffer } from '../net/secret.js';
 import { integer, object } from '../validate.js';
 import { memoryError } from './errors.js';
+import { RdmaLink, type RdmaLinkOptions } from './rdma-link.js';
 
 const PAGE = 4096;
 
@@ -105,6 +106,30 @@ export class RemoteStore implements AsyncDisposable {
     if (this.closed) throw new StateError('remote store is closed', { code: 'ERR_CLOSED' });
     this.native.adopt(s);
     return new PageSource(s);
+  }
+
+  /**
+   * A PageSource on this region over RDMA: a queue pair of this process's is connected to one the node
+   * makes for it, endpoints and the region's rkey traded over this store's sealed connection; then every
+   * fetch and store is a one-sided READ or WRITE, no node CPU per page. The TCP connection stays up for the
+   * lease. Rejects with MemoryError ERR_UNSUPPORTED (the node serves no RDMA), ERR_LIMIT (too many
+   * attachments) or ERR_RDMA (the node's verbs failed), or StateError ERR_NO_RDMA (no device here).
+   */
+  async rdmaPageSource(options?: RdmaLinkOptions): Promise<PageSource> {
+    if (this.closed) throw new StateError('remote store is closed', { code: 'ERR_CLOSED' });
+    const link = new RdmaLink(options);
+    try {
+      let peer;
+      try {
+        peer = await this.native.attachRdma(link.local());
+      } catch (e) {
+        throw memoryError(e, 'attach over RDMA');
+      }
+      link.connect(peer);
+      return link.toPageSource({ addr: peer.addr, rkey: peer.rkey, size: this.size });
+    } finally {
+      link.close(); // spent by toPageSource, or not needed
+    }
   }
 
   /** This client's counters. */

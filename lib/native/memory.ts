@@ -21,6 +21,7 @@ export interface NativeMemoryNodeStats {
   badFrames: number;
   refusedConnections: number;
   expiredRegions: number;
+  rdmaExports: number;
   total: NativeMemoryCounters;
   applications: Record<string, NativeMemoryCounters>;
   log: string[];
@@ -60,6 +61,13 @@ export interface NativeRemote {
   }): Promise<void>;
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Buffer): Promise<void>;
+  attachRdma(local: { qpn: number; psn: number; gid: string }): Promise<{
+    qpn: number;
+    psn: number;
+    gid: string;
+    addr: number | bigint;
+    rkey: number;
+  }>;
   remoteStats(): Promise<{ capacityPages: number; reservedPages: number; heldPages: number; regions: number }>;
   info(): NativeRemoteInfo;
   adopt(source: NativeSource): void;
@@ -72,6 +80,7 @@ export interface MemoryBinding {
     leaseMs?: number;
     handshakeMs?: number;
     maxUnauthenticated?: number;
+    rdma?: { device?: string; gidIndex?: number; perConnection?: number };
   }) => NativeMemoryNode;
   NativeRemote: new () => NativeRemote;
 }

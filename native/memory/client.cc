@@ -24,6 +24,9 @@ int StatusErrno(uint32_t status) {
     case S_FULL: return -ENOSPC;
     case S_NO_REGION: return -ENOENT;
     case S_RANGE: return -ERANGE;
+    case S_UNSUPPORTED: return -EOPNOTSUPP;
+    case S_LIMIT: return -EMFILE;
+    case S_RDMA: return -EREMOTEIO;
     default: return -EPROTO;
   }
 }
@@ -236,6 +239,7 @@ static uint32_t HeadLen(uint16_t op) {
     case T_READ:
     case T_WRITE: return kRangeReq;
     case T_STATS: return kReqHead;
+    case T_ATTACH_RDMA: return kAttachReq;
     default: return 12;
   }
 }
@@ -271,9 +275,13 @@ int RemoteSource::Run(Req* reqs, size_t n) {
     for (size_t i = 0; i < n && ok; i++) {
       Req& q = reqs[i];
       uint32_t hl = HeadLen(q.op), dl = q.op == T_WRITE ? q.count * kPage : 0, len = hl + dl;
-      uint8_t head[kRangeReq];
+      uint8_t head[kAttachReq];
       Put32(head, q.id);
       if (q.op == T_ALLOC || q.op == T_FREE || q.op == T_RENEW) Put64(head + 4, q.a);
+      if (q.op == T_ATTACH_RDMA) {
+        Put64(head + 4, region_);
+        memcpy(head + 12, q.data, kEndpoint);
+      }
       if (q.op == T_READ || q.op == T_WRITE) {
         Put64(head + 4, region_);
         Put64(head + 12, q.a);
@@ -437,6 +445,16 @@ int RemoteSource::Fetch(uint64_t off, void* buf, uint64_t len) {
 int RemoteSource::Store(uint64_t off, const void* buf, uint64_t len) {
   Io io{off, const_cast<void*>(buf), len, 0};
   return Ranges(T_WRITE, &io, 1);
+}
+
+int RemoteSource::AttachRdma(const uint8_t* endpoint, uint8_t* out) {
+  Req q{};
+  q.op = T_ATTACH_RDMA;
+  q.data = endpoint;
+  int r = Run(&q, 1);
+  if (r == 0 && q.p.extraLen != kAttachReply) r = -EPROTO;
+  if (r == 0) memcpy(out, q.p.extra, kAttachReply);
+  return r;
 }
 
 int RemoteSource::RemoteStats(uint64_t out[4]) {

@@ -48,6 +48,9 @@ class RemoteSource : public PageSource {
   int StoreV(Io* ios, size_t n) override;
   // STATS of this application on the node: capacity, reserved, held, regions (pages).
   int RemoteStats(uint64_t out[4]);
+  // ATTACH_RDMA: endpoint[kEndpoint] is this side's queue pair; out[kAttachReply]
+  // gets the node's queue pair (already connected to ours) and the region's addr and rkey.
+  int AttachRdma(const uint8_t* endpoint, uint8_t* out);
   // FREE the region, then end the connection; later calls fail with -ESHUTDOWN.
   int Release();
   // End the connection without FREE (the lease frees the region later).
@@ -73,7 +76,7 @@ class RemoteSource : public PageSource {
     uint8_t* buf;  // READ: where the pages go
     uint32_t len;  // READ: bytes expected
     int result = 0;
-    uint8_t extra[40];
+    uint8_t extra[kMaxReplyExtra];
     uint32_t extraLen = 0;
     Waiter* w;
   };

@@ -34,21 +34,32 @@ constexpr uint16_t T_WRITE = 0x03;  // id, u64 region, u64 first, u32 count, cou
 constexpr uint16_t T_FREE = 0x04;   // id, u64 region         -> -
 constexpr uint16_t T_RENEW = 0x05;  // id, u64 region         -> u32 lease ms
 constexpr uint16_t T_STATS = 0x06;  // id                     -> u64 capacity, reserved, held, regions (this app)
+// id, u64 region, u32 qpn, u32 psn, gid[16] (the client's RC queue pair) -> u32 qpn, u32 psn, gid[16],
+// u64 addr, u32 rkey: the node's queue pair, connected to the client's, and the region's pages on it.
+constexpr uint16_t T_ATTACH_RDMA = 0x07;
+constexpr uint16_t T_LAST = T_ATTACH_RDMA;
 constexpr uint16_t T_REPLY = 0x80;
 
 constexpr uint32_t kReqHead = 4;               // id
 constexpr uint32_t kRangeReq = 4 + 8 + 8 + 4;  // id, region, first, count
 constexpr uint32_t kReplyHead = 8;             // id, status
+constexpr uint32_t kEndpoint = 4 + 4 + 16;     // qpn, psn, gid
+constexpr uint32_t kAttachReq = 4 + 8 + kEndpoint;
+constexpr uint32_t kAttachReply = kEndpoint + 8 + 4;
+constexpr uint32_t kMaxReplyExtra = 40;  // the largest reply after its head, READ's pages aside
 // Largest sealed body either way: a WRITE of kMaxBatch pages.
 constexpr uint32_t kMaxBody = kRangeReq + kMaxBatch * kPage;
 
 enum Status : uint32_t {
   S_OK = 0,
-  S_FULL = 1,       // ALLOC: not enough capacity left
-  S_NO_REGION = 2,  // no such region for this application (or freed, or lease lapsed)
-  S_RANGE = 3,      // pages outside the region, or ALLOC of 0 pages
-  S_AUTH = 4,       // REFUSE: proof wrong, unknown application (indistinguishable)
-  S_VERSION = 5,    // REFUSE: version not spoken
+  S_FULL = 1,         // ALLOC: not enough capacity left
+  S_NO_REGION = 2,    // no such region for this application (or freed, or lease lapsed)
+  S_RANGE = 3,        // pages outside the region, or ALLOC of 0 pages
+  S_AUTH = 4,         // REFUSE: proof wrong, unknown application (indistinguishable)
+  S_VERSION = 5,      // REFUSE: version not spoken
+  S_UNSUPPORTED = 6,  // ATTACH_RDMA: this node serves no RDMA
+  S_LIMIT = 7,        // ATTACH_RDMA: the connection or the node has as many attachments as it allows
+  S_RDMA = 8,         // ATTACH_RDMA: the node's verbs failed (device, queue pair, registration)
 };
 
 inline void Put16(uint8_t* p, uint16_t v) { memcpy(p, &v, 2); }

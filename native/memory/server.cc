@@ -44,7 +44,8 @@ struct Server::Conn {
 static constexpr size_t kPreAuthIn = 2 * kHeader + kMaxClientHello + kProof;
 static constexpr size_t kAuthIn = kHeader + kMaxBody + kTag;
 
-Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), dummy_(32) {
+Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), rdma_(o.rdma), dummy_(32) {
+  store_.OnDrop([this](uint64_t id) { rdma_.DropRegion(id); });
   RandomBytes(dummy_.data(), dummy_.size());
   scratch_.resize(kMaxBody);
 }
@@ -114,7 +115,10 @@ void Server::Stop() {
     thread_.join();
   }
   std::lock_guard<std::mutex> l(mu_);
-  for (auto& [fd, c] : conns_) close(fd);
+  for (auto& [fd, c] : conns_) {
+    rdma_.DropConnection(fd);
+    close(fd);
+  }
   conns_.clear();
   if (listen_ >= 0) close(listen_);
   if (epoll_ >= 0) close(epoll_);
@@ -149,6 +153,7 @@ Server::Snapshot Server::Stats() {
   s.badFrames = badFrames_;
   s.refusedConnections = refused_;
   s.expired = expired_;
+  s.rdmaExports = rdma_.size();
   s.total = store_.total();
   s.apps = store_.apps();
   s.log.assign(log_.begin(), log_.end());
@@ -249,6 +254,7 @@ void Server::UpdateInterest(Conn* c) {
 void Server::CloseConn(Conn* c) {
   if (c->phase != AUTH) unauth_--;
   int fd = c->fd;
+  rdma_.DropConnection(fd);
   close(fd);  // also leaves the epoll set
   conns_.erase(fd);
 }
@@ -340,7 +346,7 @@ void Server::Process(Conn* c, int64_t now) {
       pos += kHeader + len;
       continue;
     }
-    if (type < T_ALLOC || type > T_STATS) return Bad(c, "unknown request type " + std::to_string(type));
+    if (type < T_ALLOC || type > T_LAST) return Bad(c, "unknown request type " + std::to_string(type));
     if (len < kReqHead || len > kMaxBody) return Bad(c, "request length " + std::to_string(len) + " out of bounds");
     if (avail < kHeader + len + kTag) break;
     uint8_t* body = scratch_.data();
@@ -441,7 +447,7 @@ void Server::SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t he
 }
 
 void Server::Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uint8_t* extra, uint32_t extraLen) {
-  uint8_t head[kReplyHead + 40];
+  uint8_t head[kReplyHead + kMaxReplyExtra];
   Put32(head, id);
   Put32(head + 4, status);
   if (extraLen) memcpy(head + kReplyHead, extra, extraLen);
@@ -523,6 +529,22 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       uint8_t x[4];
       Put32(x, opt_.leaseMs);
       Reply(c, type, id, r ? S_OK : S_NO_REGION, x, 4);
+      return true;
+    }
+    case T_ATTACH_RDMA: {
+      if (len != kAttachReq) return wrongLen();
+      Region* r = store_.Find(c->app, Get64(b + 4));
+      if (!r) {
+        Reply(c, type, id, S_NO_REGION);
+        return true;
+      }
+      uint8_t x[kAttachReply] = {};
+      std::string why;
+      Status s = rdma_.Attach(c->fd, *r, b + 12, x, &why);
+      if (s != S_OK) Log(c->app + ": RDMA attach refused: " + why);
+      // One-sided writes bypass the node: every page counts as held from now.
+      if (s == S_OK) store_.MarkWritten(r, 0, r->pages);
+      Reply(c, type, id, s, x, s == S_OK ? kAttachReply : 0);
       return true;
     }
     case T_STATS: {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "memory/crypto.h"
+#include "memory/rdma_export.h"
 #include "memory/store.h"
 
 namespace sos::mem {
@@ -23,6 +24,7 @@ struct ServerOptions {
   uint32_t handshakeMs = 5000;
   uint32_t maxUnauthenticated = 64;
   size_t outHigh = 4 << 20;  // stop reading a connection whose replies queue beyond this
+  RdmaExportOptions rdma;
 };
 
 class Server {
@@ -37,7 +39,7 @@ class Server {
   bool RemoveApplication(const std::string& name);
 
   struct Snapshot {
-    uint64_t capacity, reserved, connections, unauthenticated, badFrames, refusedConnections, expired;
+    uint64_t capacity, reserved, connections, unauthenticated, badFrames, refusedConnections, expired, rdmaExports;
     Counters total;
     std::map<std::string, Counters> apps;
     std::vector<std::string> log;
@@ -65,6 +67,7 @@ class Server {
   ServerOptions opt_;
   std::mutex mu_;  // everything below, between the thread and JS calls
   Store store_;
+  RdmaExports rdma_;  // after store_: destroyed first, so MRs go before the pages they pin
   std::map<std::string, Bytes> apps_;
   Bytes dummy_;  // unknown applications prove against this: refused like a wrong key
   std::map<int, std::unique_ptr<Conn>> conns_;

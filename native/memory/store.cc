@@ -45,6 +45,7 @@ Region* Store::Find(const std::string& app, uint64_t id) {
 
 void Store::Drop(std::unordered_map<uint64_t, Region>::iterator it) {
   Region& r = it->second;
+  if (onDrop_) onDrop_(r.id);
   munmap(r.base, r.pages * kPage);
   reserved_ -= r.pages;
   uint64_t held = 0;

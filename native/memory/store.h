@@ -6,6 +6,7 @@
 // Not thread-safe: the server serializes every call under its lock.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,8 @@ class Store {
   // Free every region whose lease ended at or before nowMs; returns how many.
   size_t Expire(int64_t nowMs);
   int64_t NextExpiry() const;  // INT64_MAX when none
+  // Called with a region's id just before its pages are unmapped (RDMA exports deregister then).
+  void OnDrop(std::function<void(uint64_t)> f) { onDrop_ = std::move(f); }
 
   uint64_t capacity() const { return capacity_; }
   uint64_t reserved() const { return reserved_; }
@@ -59,6 +62,7 @@ class Store {
   std::unordered_map<uint64_t, Region> regions_;
   std::map<std::string, Counters> apps_;
   Counters total_;
+  std::function<void(uint64_t)> onDrop_;
 };
 
 }  // namespace sos::mem

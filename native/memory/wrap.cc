@@ -1,5 +1,8 @@
 #include "memory/wrap.h"
 
+#include <arpa/inet.h>
+
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -7,6 +10,7 @@
 #include "core/common.h"
 #include "core/offthread.h"
 #include "memory/client.h"
+#include "memory/rdma_link.h"
 #include "memory/server.h"
 #include "uffd/page_source.h"
 
@@ -66,6 +70,20 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
     if (!GetU32(env, o, "leaseMs", &so.leaseMs) || !GetU32(env, o, "handshakeMs", &so.handshakeMs) ||
         !GetU32(env, o, "maxUnauthenticated", &so.maxUnauthenticated))
       return;
+    if (o.Get("rdma").IsObject()) {
+      Napi::Object r = o.Get("rdma").As<Napi::Object>();
+      so.rdma.enabled = true;
+      if (r.Get("device").IsString()) so.rdma.device = r.Get("device").As<Napi::String>().Utf8Value();
+      uint32_t gid = 1;
+      if (!GetU32(env, r, "gidIndex", &gid) || !GetU32(env, r, "perConnection", &so.rdma.perConnection)) return;
+      so.rdma.gidIndex = static_cast<int>(gid);
+      // A node told to serve RDMA that cannot says so now, not at its first client.
+      std::string err;
+      if (!RdmaLink::Open(so.rdma.device, so.rdma.gidIndex, 1, &err)) {
+        ThrowState(env, "ERR_NO_RDMA", "memory node cannot serve RDMA: " + err);
+        return;
+      }
+    }
     server_ = std::make_unique<mem::Server>(so);
     env_ = env;
     Track(env, this);
@@ -132,6 +150,7 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
     o.Set("badFrames", FromU64(env, s.badFrames));
     o.Set("refusedConnections", FromU64(env, s.refusedConnections));
     o.Set("expiredRegions", FromU64(env, s.expired));
+    o.Set("rdmaExports", FromU64(env, s.rdmaExports));
     o.Set("total", CountersObject(env, s.total));
     Napi::Object apps = Napi::Object::New(env);
     for (auto& [name, c] : s.apps) apps.Set(name, CountersObject(env, c));
@@ -171,8 +190,8 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
         env, "NativeRemote",
         {InstanceMethod("connect", &RemoteWrap::Connect), InstanceMethod("read", &RemoteWrap::Read),
          InstanceMethod("write", &RemoteWrap::Write), InstanceMethod("remoteStats", &RemoteWrap::RemoteStats),
-         InstanceMethod("info", &RemoteWrap::Info), InstanceMethod("adopt", &RemoteWrap::Adopt),
-         InstanceMethod("close", &RemoteWrap::Close)});
+         InstanceMethod("attachRdma", &RemoteWrap::AttachRdma), InstanceMethod("info", &RemoteWrap::Info),
+         InstanceMethod("adopt", &RemoteWrap::Adopt), InstanceMethod("close", &RemoteWrap::Close)});
   }
   explicit RemoteWrap(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<RemoteWrap>(info), slot_(std::make_shared<RemoteSlot>()), env_(info.Env()) {
@@ -285,6 +304,47 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
           o.Set("heldPages", FromU64(env, (*out)[2]));
           o.Set("regions", FromU64(env, (*out)[3]));
           d.Resolve(o);
+        });
+  }
+
+  // attachRdma({ qpn, psn, gid }) -> Promise<{ qpn, psn, gid, addr, rkey }>: the node's queue pair,
+  // connected to the given one, and the region's pages registered on it.
+  Napi::Value AttachRdma(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = Live(env);
+    if (!s) return env.Undefined();
+    if (!info[0].IsObject()) {
+      ThrowType(env, "attachRdma takes { qpn, psn, gid }");
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    uint64_t qpn, psn;
+    if (!ToU64(env, o.Get("qpn"), "qpn", &qpn) || !ToU64(env, o.Get("psn"), "psn", &psn)) return env.Undefined();
+    auto ep = std::make_shared<std::array<uint8_t, mem::kEndpoint>>();
+    auto out = std::make_shared<std::array<uint8_t, mem::kAttachReply>>();
+    mem::Put32(ep->data(), static_cast<uint32_t>(qpn));
+    mem::Put32(ep->data() + 4, static_cast<uint32_t>(psn));
+    if (qpn > 0xffffff || psn > 0xffffff || !o.Get("gid").IsString() ||
+        inet_pton(AF_INET6, o.Get("gid").As<Napi::String>().Utf8Value().c_str(), ep->data() + 8) != 1) {
+      ThrowRange(env, "qpn and psn must fit in 24 bits and gid must be an IPv6-form GID");
+      return env.Undefined();
+    }
+    auto rc = std::make_shared<int>(0);
+    return OffThread::Start(
+        env, [s, ep, out, rc] { *rc = s->AttachRdma(ep->data(), out->data()); },
+        [out, rc](Napi::Env env, Napi::Promise::Deferred& d, bool js) {
+          if (!js) return;
+          if (*rc < 0) return d.Reject(MakeSys(env, "memory.attachRdma", -*rc).Value());
+          const uint8_t* x = out->data();
+          char gid[INET6_ADDRSTRLEN];
+          inet_ntop(AF_INET6, x + 8, gid, sizeof gid);
+          Napi::Object r = Napi::Object::New(env);
+          r.Set("qpn", mem::Get32(x));
+          r.Set("psn", mem::Get32(x + 4));
+          r.Set("gid", gid);
+          r.Set("addr", FromU64(env, mem::Get64(x + 24)));
+          r.Set("rkey", mem::Get32(x + 32));
+          d.Resolve(r);
         });
   }
 
