@@ -15,6 +15,8 @@ import { ReplicaSet } from './replica-set.js';
 import { FarRegion } from './far-region.js';
 import type { FarStats } from './far-stats.js';
 import { RemoteStore } from './remote.js';
+import type { RdmaLinkOptions } from './rdma-link.js';
+import type { PageSource } from '../uffd/source.js';
 
 export interface MemoryNodeAddress {
   host: string;
@@ -33,6 +35,8 @@ export interface FarMemoryOptions {
   replicas?: number;
   /** 'tcp' (default) or 'rdma': one-sided reads and writes after the same authenticated hello. */
   transport?: 'tcp' | 'rdma';
+  /** This side's RDMA device and GID index (transport 'rdma'). */
+  rdma?: RdmaLinkOptions;
   /** Passed to the pager. */
   dirtyTracking?: 'async' | 'sync';
   prefetch?: boolean;
@@ -47,9 +51,15 @@ export interface FarMemoryEvents {
 
 const label = (n: MemoryNodeAddress) => `${n.host}:${n.port}`;
 
+interface Placed {
+  store: RemoteStore;
+  node: MemoryNodeAddress;
+  source: PageSource;
+}
+
 export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposable {
   readonly size: number;
-  private readonly stores = new Map<number, { store: RemoteStore; node: MemoryNodeAddress }>();
+  private readonly stores = new Map<number, Placed>();
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -58,6 +68,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     private readonly set: ReplicaSet,
     private readonly opts: Required<Pick<FarMemoryOptions, 'nodes' | 'application' | 'secret' | 'transport'>> & {
       replicas: number;
+      rdma?: RdmaLinkOptions;
     },
   ) {
     super();
@@ -77,14 +88,15 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       o.transport === undefined ? 'tcp' : oneOf('options.transport', o.transport, ['tcp', 'rdma'] as const);
     if (typeof o.application !== 'string') throw argType('options.application must be a string');
     const nodes = o.nodes as MemoryNodeAddress[];
-    const opts = { nodes, application: o.application, secret: o.secret as Buffer | string, transport, replicas };
+    const rdma = o.rdma === undefined ? undefined : (object('options.rdma', o.rdma) as RdmaLinkOptions);
+    const opts = { nodes, application: o.application, secret: o.secret as Buffer | string, transport, replicas, rdma };
     // Place the replicas on the first nodes that accept (a full node refuses at allocation).
-    const placed: { store: RemoteStore; node: MemoryNodeAddress }[] = [];
+    const placed: Placed[] = [];
     const errors: SosError[] = [];
     for (const node of nodes) {
       if (placed.length === replicas) break;
       try {
-        placed.push({ store: await FarMemory.connect(node, size, opts), node });
+        placed.push(await FarMemory.connect(node, size, opts));
       } catch (e) {
         errors.push(e as SosError);
       }
@@ -98,7 +110,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     }
     const set = new ReplicaSet(
       size,
-      placed.map((p) => ({ source: p.store.pageSource(), label: label(p.node) })),
+      placed.map((p) => ({ source: p.source, label: label(p.node) })),
     );
     let far: FarRegion;
     try {
@@ -118,24 +130,26 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     return fm;
   }
 
-  private static connect(
+  /** A region on `node` and the page source over it (TCP, or RDMA attached over the same connection). */
+  private static async connect(
     node: MemoryNodeAddress,
     size: number,
-    o: { application: string; secret: Buffer | string; transport: 'tcp' | 'rdma' },
-  ): Promise<RemoteStore> {
-    if (o.transport === 'rdma')
-      return Promise.reject(
-        new StateError("far memory over RDMA needs the memory node's RDMA attach, which is not built yet (use 'tcp')", {
-          code: 'ERR_UNSUPPORTED',
-        }),
-      );
-    return RemoteStore.connect({
+    o: { application: string; secret: Buffer | string; transport: 'tcp' | 'rdma'; rdma?: RdmaLinkOptions },
+  ): Promise<Placed> {
+    const store = await RemoteStore.connect({
       host: node.host,
       port: node.port,
       application: o.application,
       secret: o.secret,
       size,
     });
+    try {
+      const source = o.transport === 'rdma' ? await store.rdmaPageSource(o.rdma) : store.pageSource();
+      return { store, node, source };
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
   }
 
   /** A lost replica's place goes to the first node not in use that accepts. */
@@ -152,13 +166,13 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       if (this.closing) return;
       if (inUse.has(label(node)) || (lost && label(lost.node) === label(node))) continue;
       try {
-        const store = await FarMemory.connect(node, this.size, this.opts);
+        const p = await FarMemory.connect(node, this.size, this.opts);
         if (this.closing) {
-          await store.close();
+          await p.store.close();
           return;
         }
-        const newId = this.set.add(store.pageSource(), label(node));
-        this.stores.set(newId, { store, node });
+        const newId = this.set.add(p.source, label(node));
+        this.stores.set(newId, p);
         this.set.once('synced', () => this.emit('replicated', { node: label(node) }));
         return;
       } catch (e) {
