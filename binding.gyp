@@ -37,6 +37,7 @@
         "native/memory/rdma_wrap.cc",
         "native/memory/crypto.cc",
         "native/memory/store.cc",
+        "native/memory/frame.cc",
         "native/memory/server.cc",
         "native/memory/client.cc",
         "native/memory/wrap.cc"

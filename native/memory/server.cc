@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "memory/frame.h"
+
 namespace sos::mem {
 
 static int64_t NowMs() {
@@ -327,33 +329,22 @@ void Server::Process(Conn* c, int64_t now) {
     size_t avail = c->inLen - pos;
     if (avail < kHeader) break;
     const uint8_t* h = c->in.data() + pos;
-    uint32_t len = Get32(h);
-    uint16_t type = Get16(h + 4), flags = Get16(h + 6);
-    if (flags != 0) return Bad(c, "frame flags must be 0");
-    if (c->phase != AUTH) {
-      uint32_t lo, hi;
-      if (c->phase == HELLO && type == T_CLIENT_HELLO) {
-        lo = 4 + 2 + 1 + 1 + kNonce;
-        hi = kMaxClientHello;
-      } else if (c->phase == PROOF && type == T_PROOF) {
-        lo = hi = kProof;
-      } else {
-        return Bad(c, "unexpected frame type " + std::to_string(type) + " in the handshake");
-      }
-      if (len < lo || len > hi) return Bad(c, "handshake frame length " + std::to_string(len) + " out of bounds");
-      if (avail < kHeader + len) break;
-      if (!Handshake(c, type, h + kHeader, len)) return;
-      pos += kHeader + len;
+    WirePhase wp = c->phase == AUTH ? WirePhase::kAuth : c->phase == PROOF ? WirePhase::kProof : WirePhase::kHello;
+    FrameHeader fh;
+    HeaderFault hf = ParseHeader(h, wp, &fh);
+    if (hf != HeaderFault::kNone) return Bad(c, HeaderFaultText(hf, fh));
+    size_t whole = FrameBytes(fh, wp);
+    if (avail < whole) break;
+    if (wp != WirePhase::kAuth) {
+      if (!Handshake(c, fh.type, h + kHeader, fh.len)) return;
+      pos += whole;
       continue;
     }
-    if (type < T_ALLOC || type > T_LAST) return Bad(c, "unknown request type " + std::to_string(type));
-    if (len < kReqHead || len > kMaxBody) return Bad(c, "request length " + std::to_string(len) + " out of bounds");
-    if (avail < kHeader + len + kTag) break;
     uint8_t* body = scratch_.data();
-    if (!c->rx.Begin(h, kHeader) || !c->rx.Update(h + kHeader, body, len) || !c->rx.FinishOpen(h + kHeader + len))
+    if (!c->rx.Begin(h, kHeader) || !c->rx.Update(h + kHeader, body, fh.len) || !c->rx.FinishOpen(h + kHeader + fh.len))
       return Bad(c, "frame failed authentication (tampered, replayed, reordered or dropped)");
-    if (!Request(c, type, body, len, now)) return;
-    pos += kHeader + len + kTag;
+    if (!Request(c, fh.type, body, fh.len, now)) return;
+    pos += whole;
   }
   if (!conns_.count(fd)) return;
   if (pos) {
@@ -364,26 +355,26 @@ void Server::Process(Conn* c, int64_t now) {
 
 bool Server::Handshake(Conn* c, uint16_t type, const uint8_t* b, uint32_t len) {
   if (type == T_CLIENT_HELLO) {
-    if (Get32(b) != kMagic) {
+    ClientHello hello;
+    HelloFault f = ParseClientHello(b, len, &hello);
+    if (f == HelloFault::kMagic) {
       Bad(c, "bad magic in the client hello");
       return false;
     }
-    uint16_t v = Get16(b + 4);
-    uint8_t nl = b[6];
-    if (v != kVersion) {
-      Log("connection from " + c->peer + ": refused, version " + std::to_string(v));
+    if (f == HelloFault::kVersion) {
+      Log("connection from " + c->peer + ": refused, version " + std::to_string(hello.version));
       uint8_t st[4];
       Put32(st, S_VERSION);
       SendClear(c, T_REFUSE, st, 4);
       c->phase = CLOSING;
       return false;
     }
-    if (len != 7u + nl + kNonce || !ValidName(b + 7, nl)) {
+    if (f != HelloFault::kNone) {
       Bad(c, "malformed client hello");
       return false;
     }
-    c->app.assign(reinterpret_cast<const char*>(b + 7), nl);
-    memcpy(c->cn, b + 7 + nl, kNonce);
+    c->app.assign(reinterpret_cast<const char*>(hello.name), hello.nameLen);
+    memcpy(c->cn, hello.nonce, kNonce);
     c->ch.assign(b, b + len);
     RandomBytes(c->sn, kNonce);
     uint8_t sh[kServerHello];
@@ -459,44 +450,37 @@ void Server::Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uin
 }
 
 bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int64_t now) {
-  uint32_t id = Get32(b);
   Counters& ac = store_.app(c->app);
   Counters& tc = store_.total();
   ac.requests++;
   tc.requests++;
-  auto wrongLen = [&]() {
-    Bad(c, "request type " + std::to_string(type) + " with length " + std::to_string(len));
+  ParsedRequest q;
+  RequestFault f = ParseRequest(type, b, len, &q);
+  if (f != RequestFault::kNone) {
+    Bad(c, RequestFaultText(f, type, len, q));
     return false;
-  };
+  }
+  uint32_t id = q.id;
   switch (type) {
     case T_ALLOC: {
-      if (len != 12) return wrongLen();
-      uint64_t pages = Get64(b + 4), rid = 0;
-      Status s = store_.Alloc(c->app, pages, now + opt_.leaseMs, &rid);
+      uint64_t rid = 0;
+      Status s = store_.Alloc(c->app, q.pages, now + opt_.leaseMs, &rid);
       uint8_t x[20];
       Put64(x, rid);
-      Put64(x + 8, s == S_OK ? pages : 0);
+      Put64(x + 8, s == S_OK ? q.pages : 0);
       Put32(x + 16, opt_.leaseMs);
-      if (s == S_FULL) Log(c->app + ": ALLOC of " + std::to_string(pages) + " pages refused, node full");
+      if (s == S_FULL) Log(c->app + ": ALLOC of " + std::to_string(q.pages) + " pages refused, node full");
       Reply(c, type, id, s, x, 20);
       return true;
     }
     case T_READ:
     case T_WRITE: {
-      if (len < kRangeReq) return wrongLen();
-      uint64_t rid = Get64(b + 4), first = Get64(b + 12);
-      uint32_t count = Get32(b + 20);
-      if (count == 0 || count > kMaxBatch) {
-        Bad(c, "page count " + std::to_string(count) + " out of bounds");
-        return false;
-      }
-      if (len != (type == T_READ ? kRangeReq : kRangeReq + count * kPage)) return wrongLen();
-      Region* r = store_.Find(c->app, rid);
+      Region* r = store_.Find(c->app, q.region);
       if (!r) {
         Reply(c, type, id, S_NO_REGION);
         return true;
       }
-      if (first >= r->pages || count > r->pages - first) {
+      if (!RangeWithin(q.first, q.count, r->pages)) {
         Reply(c, type, id, S_RANGE);
         return true;
       }
@@ -504,27 +488,25 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       Put32(head, id);
       Put32(head + 4, S_OK);
       if (type == T_READ) {
-        SendSealed(c, T_READ | T_REPLY, head, kReplyHead, r->base + first * kPage, count * kPage);
-        ac.bytesOut += uint64_t(count) * kPage;
-        tc.bytesOut += uint64_t(count) * kPage;
+        SendSealed(c, T_READ | T_REPLY, head, kReplyHead, r->base + q.first * kPage, q.count * kPage);
+        ac.bytesOut += uint64_t(q.count) * kPage;
+        tc.bytesOut += uint64_t(q.count) * kPage;
       } else {
-        memcpy(r->base + first * kPage, b + kRangeReq, size_t(count) * kPage);
-        store_.MarkWritten(r, first, count);
-        ac.bytesIn += uint64_t(count) * kPage;
-        tc.bytesIn += uint64_t(count) * kPage;
+        memcpy(r->base + q.first * kPage, q.data, q.dataLen);
+        store_.MarkWritten(r, q.first, q.count);
+        ac.bytesIn += q.dataLen;
+        tc.bytesIn += q.dataLen;
         SendSealed(c, T_WRITE | T_REPLY, head, kReplyHead, nullptr, 0);
       }
       return true;
     }
     case T_FREE:
     case T_RENEW: {
-      if (len != 12) return wrongLen();
-      uint64_t rid = Get64(b + 4);
       if (type == T_FREE) {
-        Reply(c, type, id, store_.Free(c->app, rid));
+        Reply(c, type, id, store_.Free(c->app, q.region));
         return true;
       }
-      Region* r = store_.Find(c->app, rid);
+      Region* r = store_.Find(c->app, q.region);
       if (r) r->expiresMs = now + opt_.leaseMs;
       uint8_t x[4];
       Put32(x, opt_.leaseMs);
@@ -532,15 +514,14 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       return true;
     }
     case T_ATTACH_RDMA: {
-      if (len != kAttachReq) return wrongLen();
-      Region* r = store_.Find(c->app, Get64(b + 4));
+      Region* r = store_.Find(c->app, q.region);
       if (!r) {
         Reply(c, type, id, S_NO_REGION);
         return true;
       }
       uint8_t x[kAttachReply] = {};
       std::string why;
-      Status s = rdma_.Attach(c->fd, *r, b + 12, x, &why);
+      Status s = rdma_.Attach(c->fd, *r, q.endpoint, x, &why);
       if (s != S_OK) Log(c->app + ": RDMA attach refused: " + why);
       // One-sided writes bypass the node: every page counts as held from now.
       if (s == S_OK) store_.MarkWritten(r, 0, r->pages);
@@ -548,7 +529,6 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       return true;
     }
     case T_STATS: {
-      if (len != 4) return wrongLen();
       uint8_t x[32];
       Put64(x, store_.capacity());
       Put64(x + 8, ac.reservedPages);
@@ -558,7 +538,9 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       return true;
     }
   }
-  return wrongLen();
+  // ParseRequest accepts only the types above.
+  Bad(c, RequestFaultText(RequestFault::kLength, type, len, q));
+  return false;
 }
 
 }  // namespace sos::mem

@@ -19,9 +19,12 @@ export const T = {
   FREE: 4,
   RENEW: 5,
   STATS: 6,
+  ATTACH_RDMA: 7,
   REPLY: 0x80,
 } as const;
 export const S = { OK: 0, FULL: 1, NO_REGION: 2, RANGE: 3, AUTH: 4, VERSION: 5 } as const;
+/** Largest sealed body: a WRITE of MAX_BATCH pages (id, region, first, count, pages). */
+export const MAX_BODY = 24 + MAX_BATCH * PAGE;
 
 export function header(len: number, type: number, flags = 0): Buffer {
   const h = Buffer.alloc(8);
@@ -132,6 +135,16 @@ export class WireClient {
     return c;
   }
 
+  /** Bytes as they are, resolved once the socket took them (so a destroy() after it cannot drop them). */
+  send(bytes: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => this.sock.write(bytes, (e) => (e ? reject(e) : resolve())));
+  }
+
+  /** A clear frame: header (`len` overrides its length, `flags` its flags) and body. */
+  sendClear(type: number, body: Buffer, o: { len?: number; flags?: number } = {}): Promise<void> {
+    return this.send(Buffer.concat([header(o.len ?? body.length, type, o.flags ?? 0), body]));
+  }
+
   async readClear(): Promise<{ type: number; body: Buffer }> {
     const h = await this.reader.take(8);
     const body = await this.reader.take(h.readUInt32LE(0));
@@ -189,11 +202,17 @@ export class WireClient {
     return this.nextId++;
   }
 
-  async request(type: number, fields: Buffer): Promise<Reply> {
+  /** A request body: a fresh id, then `fields`. */
+  body(fields: Buffer): { id: number; body: Buffer } {
     const id = this.id();
     const b = Buffer.alloc(4);
     b.writeUInt32LE(id);
-    this.sock.write(this.seal(type, Buffer.concat([b, fields])));
+    return { id, body: Buffer.concat([b, fields]) };
+  }
+
+  async request(type: number, fields: Buffer): Promise<Reply> {
+    const { id, body } = this.body(fields);
+    this.sock.write(this.seal(type, body));
     const r = await this.readReply();
     if (r.id !== id || r.type !== (type | T.REPLY)) throw new Error(`reply ${r.type}/${r.id} to ${type}/${id}`);
     return r;
