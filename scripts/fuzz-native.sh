@@ -25,6 +25,13 @@ if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
     -Inative -o "$bin" "$src" "${extra[@]}"
 fi
 seeds=test/fuzz/corpus/native-$name
-dirs=(".cache/fuzz/native-$name")
+# SOS_FUZZ_FRESH=1 (the suite): new inputs go to a scratch folder, so a run
+# replays only the kept corpus and is the same on every machine.
+grown=.cache/fuzz/native-$name
+if [ "${SOS_FUZZ_FRESH:-}" = 1 ]; then
+  grown=$(mktemp -d)
+  trap 'rm -rf "$grown"' EXIT
+fi
+dirs=("$grown")
 [ -d "$seeds" ] && dirs+=("$seeds")
-exec "$bin" -artifact_prefix="${TMPDIR:-/tmp}/sos-fuzz-findings/$name-" -print_final_stats=1 "$@" "${dirs[@]}"
+"$bin" -artifact_prefix="${TMPDIR:-/tmp}/sos-fuzz-findings/$name-" -print_final_stats=1 "$@" "${dirs[@]}"

@@ -31,8 +31,11 @@ for (const name of targets) {
     }
     const runs = RUNS[name] ?? DEFAULT_RUNS;
     const { code, out } = await new Promise<{ code: number; out: string }>((resolve) =>
-      execFile('bash', [script, name, '-seed=20261204', `-runs=${runs}`], { maxBuffer: 1 << 26 }, (e, stdout, stderr) =>
-        resolve({ code: e ? ((e.code as number) ?? 1) : 0, out: stdout + stderr }),
+      execFile(
+        'bash',
+        [script, name, '-seed=20261204', `-runs=${runs}`],
+        { maxBuffer: 1 << 26, env: { ...process.env, SOS_FUZZ_FRESH: '1' } },
+        (e, stdout, stderr) => resolve({ code: e ? ((e.code as number) ?? 1) : 0, out: stdout + stderr }),
       ),
     );
     t.equal(code, 0, code === 0 ? 'no finding' : out.slice(-20_000));
