@@ -19,5 +19,12 @@ export {
 } from './net/channel.js';
 export { CertError } from './net/cert.js';
 export { DaemonError, FrameError } from './daemon/errors.js';
-export { FarRegion, type FarRegionOptions, type FarRegionEvents, type DirtyTracking } from './memory/far-region.js';
+export {
+  FarRegion,
+  type FarRegionOptions,
+  type FarRegionEvents,
+  type DirtyTracking,
+  type Eviction,
+  type FetchFailure,
+} from './memory/far-region.js';
 export type { FarStats, FarLatency } from './memory/far-stats.js';

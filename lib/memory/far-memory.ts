@@ -37,9 +37,11 @@ export interface FarMemoryOptions {
   transport?: 'tcp' | 'rdma';
   /** This side's RDMA device and GID index (transport 'rdma'). */
   rdma?: RdmaLinkOptions;
-  /** Passed to the pager. */
+  /** Passed to the pager (FarRegionOptions). */
   dirtyTracking?: 'async' | 'sync';
   prefetch?: boolean;
+  eviction?: 'auto' | 'move' | 'copy';
+  fetchFailure?: 'poison' | 'wait';
 }
 
 export interface FarMemoryEvents {
@@ -119,6 +121,8 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
         source: set.source,
         dirtyTracking: options.dirtyTracking,
         prefetch: options.prefetch,
+        eviction: options.eviction,
+        fetchFailure: options.fetchFailure,
       });
     } catch (e) {
       set.close();

@@ -21,6 +21,10 @@ const PAGE = 4096;
 const MAX_DEPTH = 31;
 
 export type DirtyTracking = 'async' | 'sync';
+/** How pages leave the region (see docs/memory-paging.md, "Eviction modes"). */
+export type Eviction = 'move' | 'copy';
+/** What a fault gets when the source cannot deliver its page. */
+export type FetchFailure = 'poison' | 'wait';
 
 export interface FarRegionOptions {
   /** Resident bytes at most (a multiple of 4096, at least {@link FarRegion.MIN_LOCAL_BYTES}, at most the size). */
@@ -35,9 +39,23 @@ export interface FarRegionOptions {
   dirtyTracking?: DirtyTracking;
   /** Leap prefetching of sequential and strided faults (default true), or its window's pages at most. */
   prefetch?: boolean | { maxDepth?: number };
+  /**
+   * How a victim leaves the region: 'move' (UFFDIO_MOVE of its PTE, Linux 6.8+) or 'copy'
+   * (write-protect, copy out, MADV_DONTNEED: any kernel with anonymous userfaultfd WP; needs
+   * dirtyTracking 'sync'). Default 'auto': 'move' where the kernel has it, else 'copy'.
+   */
+  eviction?: Eviction | 'auto';
+  /**
+   * When the source cannot deliver a faulting page (after a few quick retries): 'poison' it
+   * (UFFDIO_POISON, Linux 6.6+: the access gets SIGBUS, or EFAULT in a syscall) or 'wait' (the
+   * access blocks and the fetch is retried, backing off up to 1 s, until the source answers or
+   * the region closes). Either way an 'error' event per failure. Default: 'poison' where the
+   * kernel has it, else 'wait'.
+   */
+  fetchFailure?: FetchFailure;
 }
 
-/** Listeners of a FarRegion: 'error' for a source that fails (the page is poisoned, never zero-filled). */
+/** Listeners of a FarRegion: 'error' for a source that fails (the page is poisoned or waited for, never zero-filled). */
 export interface FarRegionEvents {
   error: [Error & { address?: number }];
 }
@@ -50,6 +68,8 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
   readonly region: Region;
   readonly localBytes: number;
   readonly dirtyTracking: DirtyTracking;
+  readonly eviction: Eviction;
+  readonly fetchFailure: FetchFailure;
   private readonly uffd: Userfaultfd;
   private readonly staging: Region;
   private readonly host: PageSource;
@@ -61,7 +81,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
   /** Whether 'async' dirty tracking can work here (the kernel's userfaultfd features; PAGEMAP_SCAN is checked natively). */
   static asyncSupported(): boolean {
     const f = Userfaultfd.probe().features;
-    return f.has('WP_ASYNC') && f.has('MOVE') && f.has('POISON');
+    return f.has('WP_ASYNC') && f.has('MOVE'); // async needs move eviction (copy would lose writes)
   }
 
   static create(size: number, options: FarRegionOptions): FarRegion {
@@ -81,36 +101,54 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       const p = object('options.prefetch', o.prefetch);
       if (p.maxDepth !== undefined) maxDepth = integer('options.prefetch.maxDepth', p.maxDepth, 1, MAX_DEPTH);
     }
+    const asked =
+      o.dirtyTracking === undefined
+        ? undefined
+        : oneOf('options.dirtyTracking', o.dirtyTracking, ['async', 'sync'] as const);
+    const evictionOpt =
+      o.eviction === undefined ? 'auto' : oneOf('options.eviction', o.eviction, ['auto', 'move', 'copy'] as const);
+    const failureOpt =
+      o.fetchFailure === undefined
+        ? undefined
+        : oneOf('options.fetchFailure', o.fetchFailure, ['poison', 'wait'] as const);
     const support = Userfaultfd.probe().features;
-    if (!support.has('MOVE') || !support.has('POISON'))
-      throw new StateError('far-memory regions need userfaultfd MOVE and POISON (Linux 6.8+)', {
-        code: 'ERR_UNSUPPORTED',
-      });
-    if (o.dirtyTracking !== undefined) {
-      const mode = oneOf('options.dirtyTracking', o.dirtyTracking, ['async', 'sync'] as const);
-      return new FarRegion(size, localBytes, o.source, mode, prefetch, maxDepth);
-    }
-    if (FarRegion.asyncSupported()) {
+    const unsupported = (what: string) => new StateError(what, { code: 'ERR_UNSUPPORTED' });
+    if (evictionOpt === 'move' && !support.has('MOVE'))
+      throw unsupported("eviction 'move' needs userfaultfd MOVE (Linux 6.8+)");
+    if (failureOpt === 'poison' && !support.has('POISON'))
+      throw unsupported("fetchFailure 'poison' needs userfaultfd POISON (Linux 6.6+)");
+    // Copy eviction relies on a write fault under the pager's lock: with async tracking a write during the copy would be lost.
+    if (evictionOpt === 'copy' && asked === 'async')
+      throw argType("options.eviction 'copy' needs options.dirtyTracking 'sync' (async lets writes through unseen)");
+    const eviction: Eviction = evictionOpt === 'auto' ? (support.has('MOVE') ? 'move' : 'copy') : evictionOpt;
+    if (eviction === 'copy' && asked === 'async')
+      throw unsupported("dirtyTracking 'async' needs eviction 'move' (userfaultfd MOVE, Linux 6.8+)");
+    const fetchFailure: FetchFailure = failureOpt ?? (support.has('POISON') ? 'poison' : 'wait');
+    const make = (mode: DirtyTracking) =>
+      new FarRegion(size, localBytes, o.source as PageSource, { mode, eviction, fetchFailure, prefetch, maxDepth });
+    if (asked !== undefined) return make(asked);
+    if (eviction === 'move' && FarRegion.asyncSupported()) {
       try {
-        return new FarRegion(size, localBytes, o.source, 'async', prefetch, maxDepth);
+        return make('async');
       } catch (e) {
         if ((e as { code?: string }).code !== 'ERR_UNSUPPORTED') throw e; // no PAGEMAP_SCAN: fall back
       }
     }
-    return new FarRegion(size, localBytes, o.source, 'sync', prefetch, maxDepth);
+    return make('sync');
   }
 
   private constructor(
     size: number,
     localBytes: number,
     source: PageSource,
-    mode: DirtyTracking,
-    prefetch: boolean,
-    maxDepth: number,
+    c: { mode: DirtyTracking; eviction: Eviction; fetchFailure: FetchFailure; prefetch: boolean; maxDepth: number },
   ) {
     super();
+    const { mode, prefetch, maxDepth } = c;
     this.localBytes = localBytes;
     this.dirtyTracking = mode;
+    this.eviction = c.eviction;
+    this.fetchFailure = c.fetchFailure;
     const localPages = localBytes / PAGE;
     const stagingPages = Math.min(1024, Math.max(16, Math.floor(localPages / 4)));
     const undo: (() => void)[] = [];
@@ -119,7 +157,10 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       undo.push(() => this.region.close());
       this.staging = Region.anonymous(stagingPages * PAGE);
       undo.push(() => this.staging.close());
-      const features: Feature[] = ['PAGEFAULT_FLAG_WP', 'MOVE', 'POISON'];
+      // Only what this region uses: a kernel without the rest can still serve it.
+      const features: Feature[] = ['PAGEFAULT_FLAG_WP'];
+      if (c.eviction === 'move') features.push('MOVE');
+      if (c.fetchFailure === 'poison') features.push('POISON');
       if (mode === 'async') features.push('WP_ASYNC');
       this.uffd = Userfaultfd.open({ features });
       undo.push(() => this.uffd.close());
@@ -133,7 +174,14 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
         this.staging.native,
         source.native,
         this.host.native,
-        { localPages, maxDepth, asyncDirty: mode === 'async', prefetch },
+        {
+          localPages,
+          maxDepth,
+          asyncDirty: mode === 'async',
+          prefetch,
+          eviction: c.eviction,
+          poison: c.fetchFailure === 'poison',
+        },
         (ev: RawEvent) => this.onError(ev.error!, ev.address),
       );
       undo.push(() => this.pager.close());
@@ -182,7 +230,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     return this.pager.stats();
   }
 
-  /** @internal Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
+  /** @internal Per page: 0 remote (or waited for after a failed fetch), 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
   pageStates(): Uint8Array {
     this.live();
     return this.pager.states();

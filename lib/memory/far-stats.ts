@@ -8,6 +8,10 @@ export interface FarLatency extends LatencySummary {
 
 /** {@link FarRegion.stats}. Pages are 4 KiB. */
 export interface FarStats {
+  /** How pages leave the region: 'move' (UFFDIO_MOVE) or 'copy' (write-protect, copy, MADV_DONTNEED). */
+  eviction: 'move' | 'copy';
+  /** What a fault gets when the source cannot deliver its page: 'poison' (SIGBUS/EFAULT) or 'wait' (retried). */
+  fetchFailure: 'poison' | 'wait';
   /** Missing faults handed to the pager. */
   faults: number;
   /** Synchronous write-protect faults ('sync' dirty tracking: first write to a clean page). */
@@ -16,7 +20,7 @@ export interface FarStats {
   fetches: number;
   /** Pages fetched (faulting pages and prefetched pages). */
   pagesFetched: number;
-  /** Pages moved out of the region (UFFDIO_MOVE). */
+  /** Pages evicted from the region (moved or copied out). */
   evictions: number;
   /** Evicted pages dropped without write-back (clean). */
   cleanDrops: number;
@@ -40,6 +44,8 @@ export interface FarStats {
   storeErrors: number;
   /** Pages poisoned because the source could not deliver them (their access raises SIGBUS). */
   poisoned: number;
+  /** Fetches tried again for a waiting fault whose page the source failed to deliver ('wait'). */
+  fetchRetries: number;
   /** Times a fault waited for a write-back to free a frame. */
   frameWaits: number;
   /** PAGEMAP_SCAN passes ('async'). */

@@ -9,7 +9,14 @@ export {
   type FarMemoryEvents,
   type MemoryNodeAddress,
 } from './far-memory.js';
-export { FarRegion, type FarRegionOptions, type FarRegionEvents, type DirtyTracking } from './far-region.js';
+export {
+  FarRegion,
+  type FarRegionOptions,
+  type FarRegionEvents,
+  type DirtyTracking,
+  type Eviction,
+  type FetchFailure,
+} from './far-region.js';
 export type { FarStats, FarLatency } from './far-stats.js';
 export { ReplicaSet, type ReplicaInfo, type ReplicaSetEvents } from './replica-set.js';
 export { RdmaLink, type RdmaLinkOptions, type RdmaEndpoint } from './rdma-link.js';

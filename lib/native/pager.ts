@@ -18,7 +18,14 @@ export interface PagerBinding {
     staging: NativeRegion,
     backing: NativeSource,
     host: NativeSource,
-    options: { localPages: number; maxDepth: number; asyncDirty: boolean; prefetch: boolean },
+    options: {
+      localPages: number;
+      maxDepth: number;
+      asyncDirty: boolean;
+      prefetch: boolean;
+      eviction: 'move' | 'copy';
+      poison: boolean;
+    },
     onEvent: (ev: RawEvent) => void,
   ) => NativePager;
 }

@@ -150,6 +150,29 @@ void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
   }
 }
 
+// Bookkeeping once page p is out of the region (mu_ held): its frame is
+// free; dirty, it waits in `slot` for write-back, clean it is remote again.
+void Pager::Evicted(uint32_t p, uint32_t slot, bool dirty) {
+  sinceScan_++;
+  uint32_t f = frameOf_[p];
+  frames_[f] = kNone;
+  frameOf_[p] = kNone;
+  freeFrames_.push_back(f);
+  stats_.evictions++;
+  if (flags_[p] & kPrefetched) stats_.prefetchWaste++;
+  flags_[p] = 0;
+  if (!dirty) {
+    state_[p] = kRemote;
+    used_--;
+    stats_.cleanDrops++;
+    return;
+  }
+  state_[p] = kStaged;
+  slotOf_[p] = slot;
+  wbQueue_.push_back({p, slot});
+  wbCv_.notify_one();
+}
+
 // Evict one resident page: UFFDIO_MOVE takes its PTE into a staging slot in
 // one step, so a later access faults MISSING. Clean pages are dropped there,
 // dirty ones queued for write-back.
@@ -168,14 +191,7 @@ bool Pager::Evict(uint32_t p) {
     return false;
   }
   freeSlots_.pop_back();
-  sinceScan_++;
-  uint32_t f = frameOf_[p];
-  frames_[f] = kNone;
-  frameOf_[p] = kNone;
-  freeFrames_.push_back(f);
-  stats_.evictions++;
   uint8_t fl = flags_[p];
-  if (fl & kPrefetched) stats_.prefetchWaste++;
   bool dirty = fl & kDirty;
   // A write between the scan that found the page clean and the move is in
   // the moved page but nowhere in the bits: the content hash taken at
@@ -184,36 +200,124 @@ bool Pager::Evict(uint32_t p) {
     dirty = true;
     stats_.raceCatches++;
   }
-  flags_[p] = 0;
-  if (!dirty) {
-    Release(slot);
-    state_[p] = kRemote;
-    used_--;
-    stats_.cleanDrops++;
-    return true;
-  }
-  state_[p] = kStaged;
-  slotOf_[p] = slot;
-  wbQueue_.push_back({p, slot});
-  wbCv_.notify_one();
+  if (!dirty) Release(slot);
+  Evicted(p, dirty ? slot : kNone, dirty);
   return true;
 }
 
+// Copy eviction of the victims (mu_ held), one run of adjacent pages at a
+// time. The copy must not fault (this may be the thread that serves the
+// region), so pages the kernel does not map now (swapped out, or zapped by
+// misuse) are skipped: mincore says which.
+uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
+  std::sort(v.begin(), v.end());
+  uint64_t done = 0;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i + 1;
+    while (j < v.size() && v[j] == v[j - 1] + 1) j++;
+    incore_.assign(j - i, 0);
+    if (mincore(reinterpret_cast<void*>(Base() + static_cast<uint64_t>(v[i]) * kPage), (j - i) * kPage,
+                incore_.data()) != 0)
+      incore_.assign(j - i, 0);
+    for (size_t k = i; k < j;) {
+      if (!(incore_[k - i] & 1)) {
+        flags_[v[k]] = (flags_[v[k]] & ~kVictim) | kRef;  // not now: try others
+        k++;
+        continue;
+      }
+      size_t e = k + 1;
+      while (e < j && (incore_[e - i] & 1)) e++;
+      done += EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
+      k = e;
+    }
+    i = j;
+  }
+  return done;
+}
+
+// Write-protect, copy out, zap. No write is lost: each page is protected
+// before it is copied (clean ones since their install with COPY_MODE_WP,
+// dirty ones here; the ioctl returns after the TLB flush), so a later write
+// traps as a WP fault, and OnWriteFault needs mu_, held here until the zap;
+// it then finds the page not resident and wakes the writer, whose retry
+// faults MISSING and is served from the staged copy (clean: the source).
+// With WP_ASYNC the kernel would let that write through: sync mode only.
+uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
+  uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(count) * kPage;
+  bool anyDirty = false;
+  for (uint32_t k = 0; k < count; k++) anyDirty |= (flags_[first + k] & kDirty) != 0;
+  auto keep = [&](const char* call, int err) {
+    for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
+    if (err != EAGAIN) emit_(call, err, addr);
+    return 0;
+  };
+  if (anyDirty) {
+    struct uffdio_writeprotect w = {};
+    w.range = {addr, len};
+    w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+    if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) return keep("ioctl(UFFDIO_WRITEPROTECT)", errno);
+  }
+  std::vector<uint32_t>& slots = runSlots_;
+  slots.clear();
+  for (uint32_t k = 0; k < count; k++) {
+    if (!(flags_[first + k] & kDirty)) continue;
+    uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
+    // UFFDIO_COPY, not memcpy: a free slot is unmapped and the staging area
+    // is registered, so a store into it would fault to this very engine.
+    long r =
+        Copy(reinterpret_cast<uint64_t>(Slot(slot)), reinterpret_cast<void*>(addr + uint64_t{k} * kPage), kPage, false);
+    if (r < 0) {
+      for (uint32_t s : slots) Release(s);
+      return keep("ioctl(UFFDIO_COPY)", static_cast<int>(-r));
+    }
+    freeSlots_.pop_back();
+    slots.push_back(slot);
+  }
+  if (madvise(reinterpret_cast<void*>(addr), len, MADV_DONTNEED) != 0) {
+    int err = errno;
+    for (uint32_t s : slots) Release(s);
+    return keep("madvise(MADV_DONTNEED)", err);
+  }
+  size_t taken = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t p = first + k;
+    bool dirty = flags_[p] & kDirty;
+    Evicted(p, dirty ? slots[taken++] : kNone, dirty);
+  }
+  return count;
+}
+
 // CLOCK over the frames: a set reference bit buys a page another round.
+// Move eviction takes each victim as it is found; copy eviction collects
+// them first, so adjacent ones share their ioctl and madvise.
 uint64_t Pager::EvictSome(uint64_t want) {
   uint64_t target = std::max<uint64_t>(want, 64), done = 0;
   uint64_t n = o_.localPages;
-  for (uint64_t steps = 0; done < target && steps < 2 * n + 1 && !freeSlots_.empty(); steps++) {
+  bool copy = o_.eviction == Eviction::kCopy;
+  uint64_t slots = freeSlots_.size();  // copy: dirty victims need one each, clean ones none
+  victims_.clear();
+  for (uint64_t steps = 0; done + victims_.size() < target && steps < 2 * n + 1; steps++) {
+    if (!copy && freeSlots_.empty()) break;
     uint32_t f = hand_;
     hand_ = static_cast<uint32_t>((hand_ + 1) % n);
     uint32_t p = frames_[f];
-    if (p == kNone || state_[p] != kResident) continue;
+    if (p == kNone || state_[p] != kResident || (flags_[p] & kVictim)) continue;
     if (flags_[p] & kRef) {
       flags_[p] &= ~kRef;
       continue;
     }
-    if (Evict(p)) done++;
+    if (!copy) {
+      if (Evict(p)) done++;
+      continue;
+    }
+    if (flags_[p] & kDirty) {
+      if (slots == 0) continue;
+      slots--;
+    }
+    flags_[p] |= kVictim;
+    victims_.push_back(p);
   }
+  if (!victims_.empty()) done += EvictCopy(victims_);
   return done;
 }
 
@@ -243,6 +347,15 @@ bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t mu
 }
 
 int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
+  int r = Resolve(addr, buf, bufLen);
+  // The engine reads errno after a poll() timeout as if its read had just
+  // failed: a fault handed back must leave EAGAIN there (a failed pread's
+  // EBADF would stop the engine's thread).
+  if (r == -EAGAIN) errno = EAGAIN;
+  return r;
+}
+
+int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t bufLen) {
   uint64_t t0 = Now();
   uint64_t base = Base();
   if (addr < base || addr >= base + pages_ * kPage) return -ENOSYS;
@@ -250,7 +363,19 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
   uint64_t pageAddr = base + static_cast<uint64_t>(p) * kPage;
   std::unique_lock<std::mutex> lk(mu_);
   if (stopping_) return 0;
-  stats_.faults++;
+  // A page whose fetch failed (no poison): its thread waits, unwoken, and the
+  // engine hands the fault back until the next try is due.
+  bool retrying = false;
+  if (state_[p] == kRemote && !failing_.empty()) {
+    auto it = failing_.find(p);
+    retrying = it != failing_.end();
+    if (retrying && Now() < it->second.next) return -EAGAIN;
+  }
+  if (retrying) {
+    stats_.fetchRetries++;
+  } else {
+    stats_.faults++;
+  }
   switch (state_[p]) {
     case kResident:
     case kPoisoned:
@@ -283,7 +408,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
   uint32_t batch[64];
   size_t n = 0;
   batch[n++] = p;
-  if (o_.prefetch) {
+  if (o_.prefetch && !retrying) {
     LeapPrefetcher::Plan pl = leap_.OnFault(p);
     if (pl.consumed) {
       for (unsigned i = 0; i < pl.winCount; i++) {
@@ -330,7 +455,8 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
   }
   stats_.fetches++;
   int fr = backing_->FetchV(ios, nio);
-  // The faulting page must arrive: retry its run a few times, backing off.
+  // The faulting page must arrive: retry its run a few times, backing off
+  // (a page already failing has its own schedule, below).
   auto runOf = [&](uint32_t page) -> PageSource::Io* {
     for (size_t i = 0; i < nio; i++)
       if (page * kPage >= ios[i].off && page * kPage < ios[i].off + ios[i].len) return &ios[i];
@@ -338,7 +464,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
   };
   PageSource::Io* mine = runOf(p);
   int delays[] = {1, 10, 100};
-  for (int t = 0; t < 3 && fr < 0 && mine->result < 0; t++) {
+  for (int t = 0; t < 3 && !retrying && fr < 0 && mine->result < 0; t++) {
     stats_.fetchErrors++;
     std::this_thread::sleep_for(std::chrono::milliseconds(delays[t]));
     mine->result = backing_->Fetch(mine->off, mine->buf, mine->len);
@@ -348,6 +474,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
       if (runOf(batch[i])->result == 0) hash_[batch[i]] = PageHash(buf + i * kPage, seed_);
 
   lk.lock();
+  bool waits = false;  // the faulting page failed and its thread stays blocked
   for (size_t i = 0; i < nio; i++) {
     PageSource::Io& io = ios[i];
     uint32_t first = static_cast<uint32_t>(io.off / kPage), count = static_cast<uint32_t>(io.len / kPage);
@@ -358,13 +485,25 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
       if (r == 0) {
         uint8_t fl = kRef | (o_.asyncDirty ? kHashed : 0) | (q == p ? 0 : kPrefetched);
         Place(q, fl);
+        if (!failing_.empty()) failing_.erase(q);
         stats_.pagesFetched++;
         stats_.bytesIn += kPage;
         if (q != p) stats_.prefetched++;
       } else {
         used_--;
         state_[q] = kRemote;
-        if (q == p) {
+        if (q == p && !o_.poison) {
+          // A far page never reads as zeros, and without UFFDIO_POISON
+          // there is no error to hand the access: leave its thread waiting
+          // (no wake) and fetch again later, backing off up to 1 s, until
+          // the source answers or the region stops; report each failure.
+          Backoff& b = failing_[p];
+          b.failures = std::min(b.failures + 1, 10u);
+          b.next = Now() + (uint64_t{1} << b.failures) * 1000000;
+          waits = true;
+          emit_(io.result < 0 ? "source.fetch" : "ioctl(UFFDIO_COPY)", static_cast<int>(-r),
+                base + static_cast<uint64_t>(q) * kPage);
+        } else if (q == p) {
           // A far page never reads as zeros: poison it (the access gets
           // SIGBUS) and report, rather than hand out wrong data.
           state_[q] = kPoisoned;
@@ -379,6 +518,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
     if (io.result < 0) stats_.fetchErrors++;
   }
   frameCv_.notify_all();
+  if (waits) return -EAGAIN;  // the engine keeps the fault and hands it back
   stats_.faultLatency.Record(Now() - t0);
   return 0;
 }

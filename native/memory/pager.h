@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "memory/dirty_scan.h"
@@ -26,14 +27,24 @@ namespace sos {
 struct PagerStats {
   std::atomic<uint64_t> faults{0}, wpFaults{0}, fetches{0}, pagesFetched{0}, evictions{0}, cleanDrops{0}, writeBacks{0},
       writeBackBatches{0}, prefetched{0}, prefetchHits{0}, prefetchWaste{0}, bytesIn{0}, bytesOut{0}, stagedHits{0},
-      raceCatches{0}, fetchErrors{0}, storeErrors{0}, poisoned{0}, frameWaits{0}, scans{0}, writtenSeen{0};
+      raceCatches{0}, fetchErrors{0}, storeErrors{0}, poisoned{0}, fetchRetries{0}, frameWaits{0}, scans{0},
+      writtenSeen{0};
   Histogram faultLatency;      // missing fault handed to the pager -> its page installed
   Histogram writeBackLatency;  // one StoreV batch
 };
 
+// How a victim leaves the region: UFFDIO_MOVE of its PTE into a staging slot
+// (6.8+), or write-protect, copy into the slot and MADV_DONTNEED (any kernel
+// with anonymous WP; needs synchronous dirty tracking, see EvictCopy).
+enum class Eviction : uint8_t { kMove, kCopy };
+
 struct PagerOptions {
   uint64_t localPages = 0;
   bool asyncDirty = true;  // WP_ASYNC + PAGEMAP_SCAN, else synchronous WP faults
+  Eviction eviction = Eviction::kMove;
+  // A faulting page the source cannot deliver: UFFDIO_POISON it (6.6+), or
+  // keep the fault waiting and retry the fetch, backing off, until it works.
+  bool poison = true;
   bool prefetch = true;
   unsigned maxDepth = 31;  // prefetched pages per fault at most
   uint64_t stagingPages = 0;
@@ -65,14 +76,22 @@ class Pager : public PageSource {
  private:
   static constexpr uint64_t kPage = 4096;
   static constexpr uint32_t kNone = UINT32_MAX;
-  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8 };
+  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16 };
   struct Staged {
     uint32_t page, slot;
   };
+  struct Backoff {  // a faulting page whose fetch failed (no poison): when to try again
+    uint64_t next;
+    unsigned failures;
+  };
 
+  int Resolve(uint64_t addr, uint8_t* buf, size_t bufLen);
   bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
   uint64_t EvictSome(uint64_t want);
   bool Evict(uint32_t page);
+  uint64_t EvictCopy(std::vector<uint32_t>& pages);
+  uint64_t EvictCopyRun(uint32_t first, uint32_t count);
+  void Evicted(uint32_t page, uint32_t slot, bool dirty);
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
   void Place(uint32_t page, uint8_t flags);
@@ -103,7 +122,9 @@ class Pager : public PageSource {
   uint64_t used_ = 0;  // frames held: resident + being fetched + staged
   uint32_t hand_ = 0;
   uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
-  std::vector<uint32_t> scanned_;
+  std::vector<uint32_t> scanned_, victims_, runSlots_;
+  std::vector<unsigned char> incore_;
+  std::unordered_map<uint32_t, Backoff> failing_;
   std::deque<Staged> wbQueue_;
   LeapPrefetcher leap_;
   bool stopping_ = false;

@@ -35,22 +35,38 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
   }
   if (region->mapping()->kind != "anonymous" || staging->mapping()->kind != "anonymous" ||
       region->mapping()->pageSize != 4096 || staging->mapping()->pageSize != 4096) {
-    ThrowType(env, "region and staging area must be anonymous memory of 4 KiB pages (UFFDIO_MOVE)");
-    return;
-  }
-  if (!(core->features & UFFD_FEATURE_MOVE) || !(core->features & UFFD_FEATURE_POISON)) {
-    ThrowState(env, "ERR_UNSUPPORTED", "the userfaultfd needs UFFD_FEATURE_MOVE and UFFD_FEATURE_POISON");
+    ThrowType(env, "region and staging area must be anonymous memory of 4 KiB pages (the pager's unit)");
     return;
   }
   Napi::Object o = info[5].As<Napi::Object>();
   PagerOptions po;
   uint64_t v;
+  std::string eviction = o.Get("eviction").IsString() ? o.Get("eviction").As<Napi::String>().Utf8Value() : "";
+  if (eviction != "move" && eviction != "copy") {
+    ThrowType(env, "options.eviction must be 'move' or 'copy'");
+    return;
+  }
+  po.eviction = eviction == "move" ? Eviction::kMove : Eviction::kCopy;
+  po.poison = o.Get("poison").ToBoolean();
+  if (po.eviction == Eviction::kMove && !(core->features & UFFD_FEATURE_MOVE)) {
+    ThrowState(env, "ERR_UNSUPPORTED", "move eviction needs UFFD_FEATURE_MOVE");
+    return;
+  }
+  if (po.poison && !(core->features & UFFD_FEATURE_POISON)) {
+    ThrowState(env, "ERR_UNSUPPORTED", "poisoning pages needs UFFD_FEATURE_POISON");
+    return;
+  }
   if (!ToU64(env, o.Get("localPages"), "localPages", &po.localPages)) return;
   if (!ToU64(env, o.Get("maxDepth"), "maxDepth", &v)) return;
   po.maxDepth = static_cast<unsigned>(std::min<uint64_t>(v, 63));
   po.asyncDirty = o.Get("asyncDirty").ToBoolean();
   po.prefetch = o.Get("prefetch").ToBoolean();
   po.stagingPages = staging->mapping()->size / 4096;
+  if (po.asyncDirty && po.eviction == Eviction::kCopy) {
+    // WP_ASYNC resolves writes in the kernel: one during the copy would be lost.
+    ThrowType(env, "copy eviction needs synchronous dirty tracking (asyncDirty false)");
+    return;
+  }
   if (po.asyncDirty && (!(core->features & UFFD_FEATURE_WP_ASYNC) || !PagemapScanSupported())) {
     ThrowState(env, "ERR_UNSUPPORTED", "async dirty tracking needs UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN");
     return;
@@ -84,6 +100,8 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
         });
     if (st != napi_ok) delete data;
   };
+  eviction_ = po.eviction;
+  poison_ = po.poison;
   pager_ = std::make_shared<Pager>(core, region->mapping(), staging->mapping(), backing->source(), po, emit);
   pager_->Start();
   host->Adopt(pager_);
@@ -129,11 +147,14 @@ Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   n("fetchErrors", s.fetchErrors);
   n("storeErrors", s.storeErrors);
   n("poisoned", s.poisoned);
+  n("fetchRetries", s.fetchRetries);
   n("frameWaits", s.frameWaits);
   n("scans", s.scans);
   n("writtenSeen", s.writtenSeen);
   n("residentPages", pager_->Resident());
   n("usedPages", pager_->Used());
+  o.Set("eviction", eviction_ == Eviction::kMove ? "move" : "copy");
+  o.Set("fetchFailure", poison_ ? "poison" : "wait");
   o.Set("faultLatency", LatencyToJs(env, s.faultLatency));
   o.Set("writeBackLatency", LatencyToJs(env, s.writeBackLatency));
   return o;

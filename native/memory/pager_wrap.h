@@ -35,6 +35,8 @@ class PagerWrap : public Napi::ObjectWrap<PagerWrap>, public Closable {
   napi_env env_;
   std::shared_ptr<Events> events_;
   std::shared_ptr<Pager> pager_;
+  Eviction eviction_ = Eviction::kMove;
+  bool poison_ = true;
   bool closed_ = false;
 };
 

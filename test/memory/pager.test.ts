@@ -2,14 +2,24 @@
 // pread/pwrite): random reads and writes checked against a reference copy
 // with local memory far below the working set, from the main thread and a
 // worker, the resident bound read from /proc while they run, in both
-// dirty-tracking modes; clean pages dropped, dirty ones written back;
+// dirty-tracking modes and both eviction modes (copy eviction is what a
+// kernel without UFFDIO_MOVE gets); clean pages dropped, dirty ones written back;
 // prefetch on sequential and strided scans; misuse and close.
 // Bigger runs: SOS_PAGER_MB=1024 SOS_PAGER_LOCAL_MB=64 SOS_PAGER_OPS=2000000.
 import t from 'tap';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { FarRegion, PageSource, Region, StateError, touch, type DirtyTracking } from '../../lib/index.js';
+import {
+  FarRegion,
+  PageSource,
+  Region,
+  StateError,
+  Userfaultfd,
+  touch,
+  type DirtyTracking,
+  type FarRegionOptions,
+} from '../../lib/index.js';
 import { PAGE, until, userfaultfds } from '../../testkit/wait.js';
 import { differingPages, randomOps, residentBytes, xorshift } from './pager-workload.js';
 
@@ -18,6 +28,15 @@ const SIZE = Number(process.env.SOS_PAGER_MB ?? 256) * MB;
 const LOCAL = Number(process.env.SOS_PAGER_LOCAL_MB ?? 16) * MB;
 const OPS = Number(process.env.SOS_PAGER_OPS ?? 60_000);
 const MODES: DirtyTracking[] = FarRegion.asyncSupported() ? ['async', 'sync'] : ['sync'];
+/** Dirty tracking x eviction: every pair the kernel can run (copy needs sync; move needs MOVE). */
+type Config = { dirtyTracking: DirtyTracking; eviction: 'move' | 'copy' };
+const CONFIGS: Config[] = [
+  ...(Userfaultfd.probe().features.has('MOVE')
+    ? MODES.map((m): Config => ({ dirtyTracking: m, eviction: 'move' }))
+    : []),
+  { dirtyTracking: 'sync', eviction: 'copy' },
+];
+const label = (c: Config) => `${c.dirtyTracking}, ${c.eviction}`;
 
 /** A memfd of `size` random bytes as the backing store, and a reference copy of it. */
 function store(size: number): { backing: Region; source: PageSource; ref: Uint8Array } {
@@ -43,121 +62,129 @@ class BoundWatch {
   }
 }
 
-for (const mode of MODES) {
-  void t.test(`random reads and writes, ${SIZE / MB} MiB region with ${LOCAL / MB} MiB local (${mode})`, async (t) => {
-    t.setTimeout(600_000);
-    const { backing, source, ref } = store(SIZE);
-    const far = FarRegion.create(SIZE, { localBytes: LOCAL, source, dirtyTracking: mode });
+for (const [i, config] of CONFIGS.entries()) {
+  const mode = config.dirtyTracking;
+  void t.test(
+    `random reads and writes, ${SIZE / MB} MiB region with ${LOCAL / MB} MiB local (${label(config)})`,
+    async (t) => {
+      t.setTimeout(600_000);
+      const { backing, source, ref } = store(SIZE);
+      const far = FarRegion.create(SIZE, { localBytes: LOCAL, source, ...config });
+      t.teardown(() => {
+        far.close();
+        source.close();
+        backing.close();
+      });
+      t.equal(far.dirtyTracking, mode);
+      t.equal(far.eviction, config.eviction);
+      t.equal(far.stats().eviction, config.eviction, 'stats() name the eviction mode');
+      const errors: Error[] = [];
+      far.on('error', (e) => errors.push(e));
+      const watch = new BoundWatch(far);
+      const rnd = xorshift(11 + i);
+      const far32 = new Uint32Array(far.buffer);
+      const ref32 = new Uint32Array(ref.buffer);
+      let bad = 0;
+      // The main thread runs the workload in slices and samples /proc between them.
+      for (let done = 0; done < OPS; done += 2000) {
+        bad += randomOps(far32, ref32, rnd, 2000);
+        watch.sample();
+        await new Promise((r) => setImmediate(r));
+      }
+      t.equal(bad, 0, 'every read saw the last write (main thread)');
+
+      // A worker goes on with the same region and reference while this thread
+      // keeps reading /proc: the bound holds while faults are served.
+      const worker = new Worker(new URL('./pager-worker.js', import.meta.url), {
+        workerData: { id: far.id, ref: ref.buffer, seed: 99 + i, ops: OPS },
+      });
+      let result: { bad: number } | undefined;
+      const ended = new Promise<void>((resolve, reject) => {
+        worker.on('message', (m: { bad: number }) => (result = m));
+        worker.on('error', reject);
+        worker.on('exit', () => resolve());
+      });
+      let running = true;
+      void ended.then(() => (running = false));
+      while (running) {
+        watch.sample();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await ended;
+      t.same(result, { bad: 0 }, 'every read saw the last write (worker thread)');
+
+      const mid = far.stats();
+      t.ok(watch.samples > 10, `the bound was sampled (${watch.samples} times)`);
+      t.ok(watch.worst <= LOCAL, `Rss of the region stayed within ${LOCAL / MB} MiB (worst ${watch.worst} bytes)`);
+      t.ok(watch.worstUsed <= LOCAL, 'frames held (resident + fetching + staged) stayed within the bound');
+      t.ok(mid.evictions > 0 && mid.writeBacks > 0 && mid.cleanDrops > 0, 'pages were evicted, written back, dropped');
+      if (mode === 'sync') t.ok(mid.wpFaults > 0, 'first writes were seen as write-protect faults');
+      else t.ok(mid.scans > 0 && mid.writtenSeen > 0, 'written pages were found by PAGEMAP_SCAN');
+
+      // Dirty pages went back to the store: every page not resident now
+      // is in the store exactly as the reference has it.
+      const states = far.pageStates();
+      const store8 = backing.bytes();
+      let remote = 0;
+      let wrong = 0;
+      for (let p = 0; p < states.length; p++) {
+        if (states[p] !== 0) continue;
+        remote++;
+        const off = p * PAGE;
+        if (Buffer.compare(store8.subarray(off, off + PAGE), ref.subarray(off, off + PAGE)) !== 0) wrong++;
+      }
+      t.ok(remote > states.length / 2, `most pages are remote (${remote})`);
+      t.equal(wrong, 0, 'the store holds the last write of every remote page');
+
+      // Whole-region comparison (a sequential pass: the prefetcher helps).
+      t.same(differingPages(far.bytes(), ref), [], 'the region reads back as the reference');
+      t.ok(residentBytes(far.address, far.size) <= LOCAL, 'still within the bound after the full pass');
+      const s = far.stats();
+      t.equal(s.poisoned + s.fetchErrors + s.storeErrors, 0, 'no source errors');
+      t.same(errors, [], 'no error events');
+      t.ok((s.faultLatency.count ?? 0) > 0 && s.faultLatency.p99Ns >= s.faultLatency.p50Ns, 'fault latency recorded');
+    },
+  );
+}
+
+for (const config of CONFIGS)
+  void t.test(`a read-only workload drops clean pages without writing them back (${label(config)})`, async (t) => {
+    t.setTimeout(120_000);
+    const size = 32 * MB;
+    const { backing, source, ref } = store(size);
+    const far = FarRegion.create(size, { localBytes: 2 * MB, source, ...config });
     t.teardown(() => {
       far.close();
       source.close();
       backing.close();
     });
-    t.equal(far.dirtyTracking, mode);
-    const errors: Error[] = [];
-    far.on('error', (e) => errors.push(e));
-    const watch = new BoundWatch(far);
-    const rnd = xorshift(mode === 'async' ? 11 : 12);
+    const rnd = xorshift(5);
     const far32 = new Uint32Array(far.buffer);
     const ref32 = new Uint32Array(ref.buffer);
     let bad = 0;
-    // The main thread runs the workload in slices and samples /proc between them.
-    for (let done = 0; done < OPS; done += 2000) {
-      bad += randomOps(far32, ref32, rnd, 2000);
-      watch.sample();
-      await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 20_000; i++) {
+      const w = rnd() % far32.length;
+      if (far32[w] !== ref32[w]) bad++;
     }
-    t.equal(bad, 0, 'every read saw the last write (main thread)');
-
-    // A worker goes on with the same region and reference while this thread
-    // keeps reading /proc: the bound holds while faults are served.
-    const worker = new Worker(new URL('./pager-worker.js', import.meta.url), {
-      workerData: { id: far.id, ref: ref.buffer, seed: 99, ops: OPS },
-    });
-    let result: { bad: number } | undefined;
-    const ended = new Promise<void>((resolve, reject) => {
-      worker.on('message', (m: { bad: number }) => (result = m));
-      worker.on('error', reject);
-      worker.on('exit', () => resolve());
-    });
-    let running = true;
-    void ended.then(() => (running = false));
-    while (running) {
-      watch.sample();
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    await ended;
-    t.same(result, { bad: 0 }, 'every read saw the last write (worker thread)');
-
-    const mid = far.stats();
-    t.ok(watch.samples > 10, `the bound was sampled (${watch.samples} times)`);
-    t.ok(watch.worst <= LOCAL, `Rss of the region stayed within ${LOCAL / MB} MiB (worst ${watch.worst} bytes)`);
-    t.ok(watch.worstUsed <= LOCAL, 'frames held (resident + fetching + staged) stayed within the bound');
-    t.ok(mid.evictions > 0 && mid.writeBacks > 0 && mid.cleanDrops > 0, 'pages were evicted, written back, dropped');
-    if (mode === 'sync') t.ok(mid.wpFaults > 0, 'first writes were seen as write-protect faults');
-    else t.ok(mid.scans > 0 && mid.writtenSeen > 0, 'written pages were found by PAGEMAP_SCAN');
-
-    // Dirty pages went back to the store: every page not resident now
-    // is in the store exactly as the reference has it.
-    const states = far.pageStates();
-    const store8 = backing.bytes();
-    let remote = 0;
-    let wrong = 0;
-    for (let p = 0; p < states.length; p++) {
-      if (states[p] !== 0) continue;
-      remote++;
-      const off = p * PAGE;
-      if (Buffer.compare(store8.subarray(off, off + PAGE), ref.subarray(off, off + PAGE)) !== 0) wrong++;
-    }
-    t.ok(remote > states.length / 2, `most pages are remote (${remote})`);
-    t.equal(wrong, 0, 'the store holds the last write of every remote page');
-
-    // Whole-region comparison (a sequential pass: the prefetcher helps).
-    t.same(differingPages(far.bytes(), ref), [], 'the region reads back as the reference');
-    t.ok(residentBytes(far.address, far.size) <= LOCAL, 'still within the bound after the full pass');
+    t.equal(bad, 0);
+    await touch(far.region); // and natively, from another thread
+    far.close(); // the final counters are exact (live ones may lag an eviction in flight)
     const s = far.stats();
-    t.equal(s.poisoned + s.fetchErrors + s.storeErrors, 0, 'no source errors');
-    t.same(errors, [], 'no error events');
-    t.ok((s.faultLatency.count ?? 0) > 0 && s.faultLatency.p99Ns >= s.faultLatency.p50Ns, 'fault latency recorded');
+    t.ok(s.evictions > 0, `evictions: ${s.evictions}`);
+    t.equal(s.cleanDrops, s.evictions, 'every eviction was a clean drop');
+    t.equal(s.raceCatches, 0, 'no page read as changed');
+    t.equal(s.writeBacks, 0, 'nothing was written back');
+    t.equal(s.bytesOut, 0);
+    t.same(differingPages(backing.bytes(), ref), [], 'the store is untouched');
   });
-}
-
-void t.test('a read-only workload drops clean pages without writing them back', async (t) => {
-  t.setTimeout(120_000);
-  const size = 32 * MB;
-  const { backing, source, ref } = store(size);
-  const far = FarRegion.create(size, { localBytes: 2 * MB, source });
-  t.teardown(() => {
-    far.close();
-    source.close();
-    backing.close();
-  });
-  const rnd = xorshift(5);
-  const far32 = new Uint32Array(far.buffer);
-  const ref32 = new Uint32Array(ref.buffer);
-  let bad = 0;
-  for (let i = 0; i < 20_000; i++) {
-    const w = rnd() % far32.length;
-    if (far32[w] !== ref32[w]) bad++;
-  }
-  t.equal(bad, 0);
-  await touch(far.region); // and natively, from another thread
-  far.close(); // the final counters are exact (live ones may lag an eviction in flight)
-  const s = far.stats();
-  t.ok(s.evictions > 0, `evictions: ${s.evictions}`);
-  t.equal(s.cleanDrops, s.evictions, 'every eviction was a clean drop');
-  t.equal(s.raceCatches, 0, 'no page read as changed');
-  t.equal(s.writeBacks, 0, 'nothing was written back');
-  t.equal(s.bytesOut, 0);
-  t.same(differingPages(backing.bytes(), ref), [], 'the store is untouched');
-});
 
 void t.test('dirty pages are written back: every page dirtied, evicted and faulted again, twice', async (t) => {
   t.setTimeout(120_000);
-  for (const mode of MODES) {
+  for (const config of CONFIGS) {
+    const mode = label(config);
     const size = 16 * MB;
     const { backing, source, ref } = store(size);
-    const far = FarRegion.create(size, { localBytes: 1 * MB, source, dirtyTracking: mode, prefetch: false });
+    const far = FarRegion.create(size, { localBytes: 1 * MB, source, ...config, prefetch: false });
     // Write one word in every page, twice over: every page gets dirty, is
     // evicted (written back) and faulted again.
     const far32 = new Uint32Array(far.buffer);
@@ -226,35 +253,40 @@ void t.test('sequential and strided scans prefetch; a random workload barely doe
   t.ok(r.prefetchWaste <= r.faults / 20, `random: waste ${r.prefetchWaste}`);
 });
 
-void t.test('a source that fails: the page is poisoned and an error reported, never zeros', async (t) => {
-  t.setTimeout(60_000);
-  const size = 4 * MB;
-  const path = `/dev/shm/sos-far-wronly-${process.pid}`;
-  fs.writeFileSync(path, Buffer.alloc(size, 7));
-  const wfd = fs.openSync(path, 'w'); // write-only: every pread fails with EBADF
-  const source = PageSource.fromFile(wfd, { size });
-  fs.closeSync(wfd);
-  const far = FarRegion.create(size, { localBytes: FarRegion.MIN_LOCAL_BYTES, source });
-  const sink = `/dev/shm/sos-far-sink-${process.pid}`;
-  const nul = fs.openSync(sink, 'w'); // a file: write(2) must read the page (/dev/null would not)
-  t.teardown(() => {
-    fs.closeSync(nul);
-    fs.unlinkSync(sink);
-    far.close();
-    source.close();
-    fs.unlinkSync(path);
-  });
-  const errors: (Error & { address?: number; code?: string; syscall?: string })[] = [];
-  far.on('error', (e) => errors.push(e));
-  // A kernel-mode access (write(2) from the page) gets EFAULT where a user
-  // access would get SIGBUS.
-  t.throws(() => fs.writeSync(nul, far.bytes(PAGE, PAGE)), { code: 'EFAULT' }, 'the poisoned page cannot be read');
-  await until(() => errors.length > 0, 10_000, 'the error event');
-  t.match(errors[0], { code: 'EBADF', syscall: 'source.fetch', address: far.address + PAGE });
-  const s = far.stats();
-  t.equal(s.poisoned, 1);
-  t.ok(s.fetchErrors >= 3, 'retried before poisoning');
-});
+const POISON = Userfaultfd.probe().features.has('POISON');
+void t.test(
+  'a source that fails: the page is poisoned and an error reported, never zeros',
+  { skip: !POISON && 'no userfaultfd POISON: see pager-copy.test' },
+  async (t) => {
+    t.setTimeout(60_000);
+    const size = 4 * MB;
+    const path = `/dev/shm/sos-far-wronly-${process.pid}`;
+    fs.writeFileSync(path, Buffer.alloc(size, 7));
+    const wfd = fs.openSync(path, 'w'); // write-only: every pread fails with EBADF
+    const source = PageSource.fromFile(wfd, { size });
+    fs.closeSync(wfd);
+    const far = FarRegion.create(size, { localBytes: FarRegion.MIN_LOCAL_BYTES, source, fetchFailure: 'poison' });
+    const sink = `/dev/shm/sos-far-sink-${process.pid}`;
+    const nul = fs.openSync(sink, 'w'); // a file: write(2) must read the page (/dev/null would not)
+    t.teardown(() => {
+      fs.closeSync(nul);
+      fs.unlinkSync(sink);
+      far.close();
+      source.close();
+      fs.unlinkSync(path);
+    });
+    const errors: (Error & { address?: number; code?: string; syscall?: string })[] = [];
+    far.on('error', (e) => errors.push(e));
+    // A kernel-mode access (write(2) from the page) gets EFAULT where a user
+    // access would get SIGBUS.
+    t.throws(() => fs.writeSync(nul, far.bytes(PAGE, PAGE)), { code: 'EFAULT' }, 'the poisoned page cannot be read');
+    await until(() => errors.length > 0, 10_000, 'the error event');
+    t.match(errors[0], { code: 'EBADF', syscall: 'source.fetch', address: far.address + PAGE });
+    const s = far.stats();
+    t.equal(s.poisoned, 1);
+    t.ok(s.fetchErrors >= 3, 'retried before poisoning');
+  },
+);
 
 void t.test('misuse gives typed errors; close frees everything', async (t) => {
   const size = 8 * MB;
@@ -272,6 +304,13 @@ void t.test('misuse gives typed errors; close frees everything', async (t) => {
     () => FarRegion.create(size, { localBytes: 1 * MB, source, dirtyTracking: 'never' as DirtyTracking }),
     TypeError,
   );
+  const bad = (o: Partial<FarRegionOptions>) => FarRegion.create(size, { localBytes: 1 * MB, source, ...o });
+  t.throws(() => bad({ eviction: 'swap' as 'copy' }), TypeError);
+  t.throws(() => bad({ fetchFailure: 'ignore' as 'wait' }), TypeError);
+  t.throws(() => bad({ eviction: 'copy', dirtyTracking: 'async' }), TypeError, 'copy eviction needs sync tracking');
+  if (!Userfaultfd.probe().features.has('MOVE'))
+    t.throws(() => bad({ eviction: 'move' }), { code: 'ERR_UNSUPPORTED' }, 'no MOVE here');
+  if (!POISON) t.throws(() => bad({ fetchFailure: 'poison' }), { code: 'ERR_UNSUPPORTED' }, 'no POISON here');
   const closed = PageSource.fromFile(backing.fd, { size });
   closed.close();
   t.throws(() => FarRegion.create(size, { localBytes: 1 * MB, source: closed }), { code: 'ERR_CLOSED' });
