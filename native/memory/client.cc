@@ -179,10 +179,8 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   DeriveKey(o.secret, cn, sn, "server-to-client", k2);
   s->tx_.SetKey(k1, true);
   s->rx_.SetKey(k2, false);
-  SetTimeouts(s->fd_, 0, o.timeoutMs);  // the receiver waits as long as it must; callers time out
   s->rxbuf_.resize(kHeader + kMaxBody + kTag);
   RemoteSource* raw = s.get();
-  s->receiver_ = std::thread([raw] { raw->Receive(); });
   Req a{};
   a.op = T_ALLOC;
   a.a = s->pages_;
@@ -218,7 +216,6 @@ void RemoteSource::Fail(int err) {
 
 void RemoteSource::Shutdown() {
   Fail(-ESHUTDOWN);
-  if (receiver_.joinable() && receiver_.get_id() != std::this_thread::get_id()) receiver_.join();
   if (renewer_.joinable() && renewer_.get_id() != std::this_thread::get_id()) renewer_.join();
 }
 
@@ -304,14 +301,33 @@ int RemoteSource::Run(Req* reqs, size_t n) {
     }
     if (!ok) Fail(-ECONNRESET);
   }
+  // Whoever waits reads: one waiter at a time is the reader and completes
+  // every reply that arrives (its own and others') until its own are in,
+  // then hands the role to another waiter. A reply thus wakes at most one
+  // thread, the one blocked in recv, instead of a receiver thread and then
+  // its caller.
   std::unique_lock<std::mutex> l(mu_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs_);
-  if (!w.cv.wait_until(l, deadline, [&] { return w.remaining == 0; })) {
-    l.unlock();
-    Fail(-ETIMEDOUT);
-    l.lock();
-    w.cv.wait(l, [&] { return w.remaining == 0; });  // Fail completed the rest; the receiver finishes its one
+  while (w.remaining) {
+    if (!reading_ && !dead_) {
+      reading_ = true;
+      l.unlock();
+      int e = ReceiveOne();
+      if (e) Fail(e);
+      l.lock();
+      reading_ = false;
+      continue;
+    }
+    waiting_.push_back(&w);
+    bool woke = w.cv.wait_until(l, deadline, [&] { return w.remaining == 0 || (!reading_ && !dead_); });
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &w));
+    if (!woke) {
+      l.unlock();
+      Fail(-ETIMEDOUT);  // completes every pending request, ours too; the reader's recv returns
+      l.lock();
+    }
   }
+  if (!reading_ && !waiting_.empty()) waiting_.front()->cv.notify_all();  // the next reader
   int first = 0;
   for (size_t i = 0; i < n; i++)
     if (reqs[i].p.result < 0 && !first) first = reqs[i].p.result;
@@ -319,49 +335,45 @@ int RemoteSource::Run(Req* reqs, size_t n) {
   return first;
 }
 
-void RemoteSource::Receive() {
+// Read one reply and complete its request (the caller is the reader: see
+// Run). 0, or the errno that ends the connection.
+int RemoteSource::ReceiveOne() {
   uint8_t* b = rxbuf_.data();
-  for (;;) {
-    if (!RecvAll(b, kHeader)) break;
-    uint32_t len = Get32(b);
-    uint16_t type = Get16(b + 4);
-    if (!(type & T_REPLY) || len < kReplyHead || len > kReplyHead + kMaxBatch * kPage || Get16(b + 6)) break;
-    if (!RecvAll(b + kHeader, len + kTag)) break;
-    uint8_t head[kReplyHead];
-    if (!rx_.Begin(b, kHeader) || !rx_.Update(b + kHeader, head, kReplyHead)) break;
-    uint32_t id = Get32(head), status = Get32(head + 4);
-    Pending* p = nullptr;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = pending_.find(id);
-      if (it != pending_.end()) {
-        p = it->second;
-        pending_.erase(it);  // claimed: only this thread completes it now
-      }
-    }
-    if (!p) break;  // a reply nobody asked for: the stream is not to be trusted
-    uint32_t rest = len - kReplyHead;
-    int result = StatusErrno(status);
-    bool ok = (type & 0x7f) == p->op;
-    if (ok && p->op == T_READ && status == S_OK) {
-      ok = rest == p->len && rx_.Update(b + kHeader + kReplyHead, p->buf, rest);
-    } else if (ok) {
-      ok = rest <= sizeof p->extra && rx_.Update(b + kHeader + kReplyHead, p->extra, rest);
-      p->extraLen = rest;
-    }
-    ok = ok && rx_.FinishOpen(b + kHeader + len);
-    if (ok && p->op == T_READ && status == S_OK) counters.bytesIn += rest;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      p->result = ok ? result : -EBADMSG;
-      if (--p->w->remaining == 0) p->w->cv.notify_all();
-    }
-    if (!ok) {
-      Fail(-EBADMSG);
-      return;
+  if (!RecvAll(b, kHeader)) return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET;
+  uint32_t len = Get32(b);
+  uint16_t type = Get16(b + 4);
+  if (!(type & T_REPLY) || len < kReplyHead || len > kReplyHead + kMaxBatch * kPage || Get16(b + 6)) return -EBADMSG;
+  if (!RecvAll(b + kHeader, len + kTag)) return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET;
+  uint8_t head[kReplyHead];
+  if (!rx_.Begin(b, kHeader) || !rx_.Update(b + kHeader, head, kReplyHead)) return -EBADMSG;
+  uint32_t id = Get32(head), status = Get32(head + 4);
+  Pending* p = nullptr;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = pending_.find(id);
+    if (it != pending_.end()) {
+      p = it->second;
+      pending_.erase(it);  // claimed: only this thread completes it now
     }
   }
-  Fail(-ECONNRESET);
+  if (!p) return -ECONNRESET;  // a reply nobody asked for: the stream is not to be trusted
+  uint32_t rest = len - kReplyHead;
+  int result = StatusErrno(status);
+  bool ok = (type & 0x7f) == p->op;
+  if (ok && p->op == T_READ && status == S_OK) {
+    ok = rest == p->len && rx_.Update(b + kHeader + kReplyHead, p->buf, rest);
+  } else if (ok) {
+    ok = rest <= sizeof p->extra && rx_.Update(b + kHeader + kReplyHead, p->extra, rest);
+    p->extraLen = rest;
+  }
+  ok = ok && rx_.FinishOpen(b + kHeader + len);
+  if (ok && p->op == T_READ && status == S_OK) counters.bytesIn += rest;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    p->result = ok ? result : -EBADMSG;
+    if (--p->w->remaining == 0) p->w->cv.notify_all();
+  }
+  return ok ? 0 : -EBADMSG;
 }
 
 void RemoteSource::Renew() {

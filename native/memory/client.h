@@ -1,9 +1,9 @@
 // RemoteSource: a PageSource whose pages live on a memory node. Connecting
 // (TCP, handshake, ALLOC) blocks, so JS runs it off-thread. Then Fetch/Store
 // and the batches may be called from any number of threads at once: each
-// request is registered under its id and sent (pipelined), one receiver
-// thread decrypts every reply straight into its caller's buffer and wakes
-// it, and a timer thread renews the region's lease. A dead connection fails
+// request is registered under its id and sent (pipelined), one waiting
+// caller at a time reads and decrypts every reply straight into its
+// caller's buffer, and a timer thread renews the region's lease. A dead connection fails
 // every pending and later call with a negative errno.
 #pragma once
 #include <atomic>
@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "memory/crypto.h"
 #include "memory/protocol.h"
@@ -91,7 +92,7 @@ class RemoteSource : public PageSource {
   // Register and send every request, then wait for all; 0 or the first error.
   int Run(Req* reqs, size_t n);
   int Ranges(uint16_t op, Io* ios, size_t n);
-  void Receive();
+  int ReceiveOne();
   void Renew();
   void Fail(int err);
   bool SendAll(const uint8_t* p, size_t n);
@@ -108,7 +109,9 @@ class RemoteSource : public PageSource {
   int dead_ = 0;
   bool released_ = false;
   std::condition_variable stopCv_;
-  std::thread receiver_, renewer_;
+  bool reading_ = false;          // a waiter is in ReceiveOne
+  std::vector<Waiter*> waiting_;  // waiters not reading, first in line first
+  std::thread renewer_;
   Bytes rxbuf_;
 };
 
