@@ -601,6 +601,7 @@ void EngineWrap::Run(int) {
   bool ready = true;
   while (running_.load(std::memory_order_relaxed)) {
     ssize_t r = -1;
+    errno = EAGAIN;  // no read this turn (after a poll() timeout): nothing failed
     if (ready) {
       r = ReadMessages(msgs, 32);
     } else if (spinNs_) {
