@@ -18,7 +18,7 @@ import type { Feature } from '../uffd/constants.js';
 import type { FarStats } from './far-stats.js';
 
 const PAGE = 4096;
-const MAX_DEPTH = 31;
+const MAX_DEPTH = 255; // one READ carries 256 pages; the pager also caps a window at an eighth of the local bound
 
 export type DirtyTracking = 'async' | 'sync';
 /** How pages leave the region (see docs/memory-paging.md, "Eviction modes"). */
@@ -37,7 +37,7 @@ export interface FarRegionOptions {
    * 'async' where the kernel has it.
    */
   dirtyTracking?: DirtyTracking;
-  /** Leap prefetching of sequential and strided faults (default true), or its window's pages at most. */
+  /** Leap prefetching of sequential and strided faults (default true), or its readahead window's pages at most (default 255). */
   prefetch?: boolean | { maxDepth?: number };
   /**
    * How a victim leaves the region: 'move' (UFFDIO_MOVE of its PTE, Linux 6.8+) or 'copy'
@@ -53,6 +53,11 @@ export interface FarRegionOptions {
    * kernel has it, else 'wait'.
    */
   fetchFailure?: FetchFailure;
+  /**
+   * The source holds zeros everywhere (a newly allocated remote region): a page never written back is
+   * installed as zeros with no fetch. Default false.
+   */
+  fresh?: boolean;
 }
 
 /** Listeners of a FarRegion: 'error' for a source that fails (the page is poisoned or waited for, never zero-filled). */
@@ -61,7 +66,7 @@ export interface FarRegionEvents {
 }
 
 export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposable {
-  /** The smallest local bound: four windows of the deepest prefetch plus the staging area. */
+  /** The smallest local bound (the staging area takes a quarter of it, two readahead windows an eighth each). */
   static readonly MIN_LOCAL_BYTES = 128 * PAGE;
 
   /** The region itself (attach it in a worker by `region.id`, pass it to touch()). */
@@ -93,6 +98,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
         `options.localBytes must be between ${FarRegion.MIN_LOCAL_BYTES} and the size (${size}), got ${localBytes}`,
       );
     if (!(o.source instanceof PageSource)) throw argType('options.source must be a PageSource');
+    if (o.fresh !== undefined && typeof o.fresh !== 'boolean') throw argType('options.fresh must be a boolean');
     if (o.source.closed) throw new StateError('options.source is closed', { code: 'ERR_CLOSED' });
     let maxDepth = MAX_DEPTH;
     let prefetch = true;
@@ -125,7 +131,14 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       throw unsupported("dirtyTracking 'async' needs eviction 'move' (userfaultfd MOVE, Linux 6.8+)");
     const fetchFailure: FetchFailure = failureOpt ?? (support.has('POISON') ? 'poison' : 'wait');
     const make = (mode: DirtyTracking) =>
-      new FarRegion(size, localBytes, o.source as PageSource, { mode, eviction, fetchFailure, prefetch, maxDepth });
+      new FarRegion(size, localBytes, o.source as PageSource, {
+        mode,
+        eviction,
+        fetchFailure,
+        prefetch,
+        maxDepth,
+        fresh: o.fresh === true,
+      });
     if (asked !== undefined) return make(asked);
     if (eviction === 'move' && FarRegion.asyncSupported()) {
       try {
@@ -141,7 +154,14 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     size: number,
     localBytes: number,
     source: PageSource,
-    c: { mode: DirtyTracking; eviction: Eviction; fetchFailure: FetchFailure; prefetch: boolean; maxDepth: number },
+    c: {
+      mode: DirtyTracking;
+      eviction: Eviction;
+      fetchFailure: FetchFailure;
+      prefetch: boolean;
+      maxDepth: number;
+      fresh: boolean;
+    },
   ) {
     super();
     const { mode, prefetch, maxDepth } = c;
@@ -181,6 +201,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
           prefetch,
           eviction: c.eviction,
           poison: c.fetchFailure === 'poison',
+          fresh: c.fresh,
         },
         (ev: RawEvent) => this.onError(ev.error!, ev.address),
       );

@@ -52,6 +52,12 @@ export interface FarStats {
   scans: number;
   /** Written pages those passes reported. */
   writtenSeen: number;
+  /** Pages installed as zeros with no fetch: never written back to a fresh source. */
+  zeroFills: number;
+  /** Readahead windows fetched off the fault path. */
+  readaheads: number;
+  /** Faults on a window's first page, each sending the next window. */
+  triggers: number;
   /** Pages mapped in the region now. */
   residentPages: number;
   /** Frames held: resident, being fetched, and staged for write-back (at most localBytes / 4096). */

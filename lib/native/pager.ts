@@ -5,7 +5,7 @@ import type { FarStats } from '../memory/far-stats.js';
 /** Pages a region from a backing source with a bound on resident pages. */
 export interface NativePager {
   stats(): FarStats;
-  /** Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
+  /** Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned, 5 held (a readahead trigger). */
   states(): Uint8Array;
   /** Stops the pager's threads; returns the final counters (undefined when already closed). */
   close(): FarStats | undefined;
@@ -25,6 +25,7 @@ export interface PagerBinding {
       prefetch: boolean;
       eviction: 'move' | 'copy';
       poison: boolean;
+      fresh: boolean;
     },
     onEvent: (ev: RawEvent) => void,
   ) => NativePager;

@@ -31,14 +31,18 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
       leap_(o.maxDepth) {
   pages_ = region_.get()->size / kPage;
   if (o_.localPages > pages_) o_.localPages = pages_;
+  // Two windows are in flight at a time: keep them a small share of the bound.
+  o_.maxDepth = static_cast<unsigned>(
+      std::max<uint64_t>(1, std::min<uint64_t>(o_.maxDepth ? o_.maxDepth : 1, o_.localPages / 8)));
   // Evict ahead of the faults (on the write-back thread) below this many free frames.
-  lowWater_ = std::min<uint64_t>(256, std::max<uint64_t>(o_.maxDepth + 1, o_.localPages / 16));
+  lowWater_ = std::min<uint64_t>({512, o_.localPages / 4, std::max<uint64_t>(2 * o_.maxDepth + 2, o_.localPages / 16)});
   seed_ = std::random_device{}() * 0x100000001ULL ^ std::random_device{}();
   state_.assign(pages_, kRemote);
   flags_.assign(pages_, 0);
   frameOf_.assign(pages_, kNone);
   slotOf_.assign(pages_, kNone);
   if (o_.asyncDirty) hash_.assign(pages_, 0);
+  if (o_.fresh) stored_.assign(pages_, 0);
   frames_.assign(o_.localPages, kNone);
   for (uint64_t f = o_.localPages; f-- > 0;) freeFrames_.push_back(static_cast<uint32_t>(f));
   for (uint64_t s = o_.stagingPages; s-- > 0;) freeSlots_.push_back(static_cast<uint32_t>(s));
@@ -49,7 +53,10 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
 
 Pager::~Pager() { Stop(); }
 
-void Pager::Start() { wb_ = std::thread(&Pager::WriteBackLoop, this); }
+void Pager::Start() {
+  wb_ = std::thread(&Pager::WriteBackLoop, this);
+  ra_ = std::thread(&Pager::ReadaheadLoop, this);
+}
 
 void Pager::Stop() {
   {
@@ -58,7 +65,21 @@ void Pager::Stop() {
   }
   wbCv_.notify_all();
   frameCv_.notify_all();
+  raCv_.notify_all();
   if (wb_.joinable()) wb_.join();
+  if (ra_.joinable()) ra_.join();
+  // Windows never fetched: their pages are remote again, and a thread
+  // waiting on one faults anew (into the engine's teardown).
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& job : raQueue_)
+    for (uint32_t q : job) {
+      state_[q] = kRemote;
+      flags_[q] = 0;
+      used_--;
+      Wake(Base() + uint64_t{q} * kPage);
+    }
+  raQueue_.clear();
+  DropHeld();
 }
 
 uint64_t Pager::Resident() {
@@ -348,14 +369,10 @@ bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t mu
 
 int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
   int r = Resolve(addr, buf, bufLen);
-  // The engine reads errno after a poll() timeout as if its read had just
-  // failed: a fault handed back must leave EAGAIN there (a failed pread's
-  // EBADF would stop the engine's thread).
-  if (r == -EAGAIN) errno = EAGAIN;
   return r;
 }
 
-int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t bufLen) {
+int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
   uint64_t t0 = Now();
   uint64_t base = Base();
   if (addr < base || addr >= base + pages_ * kPage) return -ENOSYS;
@@ -381,7 +398,12 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t bufLen) {
     case kPoisoned:
       Wake(pageAddr);  // resolved meanwhile by another thread
       return 0;
-    case kFetching: return -EAGAIN;
+    case kFetching:
+      // Its fetch is in flight, and the UFFDIO_COPY that installs it wakes
+      // this thread too (a failed one wakes it to fault again).
+      if ((flags_[p] & kTrigger) && stream_.trig == p) OnTrigger(p);
+      return 0;
+    case kHeld: return ServeHeld(p, t0);
     case kStaged: {
       // Its write-back may be in flight: serve the staged copy, still dirty.
       uint64_t got;
@@ -404,123 +426,280 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t bufLen) {
     default: break;
   }
 
-  // Remote: this page, plus what the prefetcher predicts, in one batch.
-  uint32_t batch[64];
-  size_t n = 0;
-  batch[n++] = p;
-  if (o_.prefetch && !retrying) {
-    LeapPrefetcher::Plan pl = leap_.OnFault(p);
-    if (pl.consumed) {
-      for (unsigned i = 0; i < pl.winCount; i++) {
-        int64_t q = pl.winStart + static_cast<int64_t>(i) * pl.winStride;
-        if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
-        if (state_[q] == kResident && (flags_[q] & kPrefetched)) {
-          flags_[q] &= ~kPrefetched;
-          stats_.prefetchHits++;
-        }
-      }
-    }
-    size_t cap = std::min<size_t>(64, bufLen / kPage);
-    for (unsigned i = 1; i <= pl.depth && n < cap; i++) {
-      int64_t q = static_cast<int64_t>(p) + static_cast<int64_t>(i) * pl.stride;
-      if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
-      if (state_[q] == kRemote) batch[n++] = static_cast<uint32_t>(q);
-    }
-  }
+  // Remote: this page now; a stream the prefetcher finds gets windows read
+  // ahead of it by the readahead thread.
   uint64_t got;
-  if (!Reserve(lk, n, 1, &got)) return 0;
+  if (!Reserve(lk, 1, 1, &got)) return 0;
   if (state_[p] != kRemote) {  // resolved by another thread while we waited
-    used_ -= got;
+    used_--;
     return -EAGAIN;
   }
-  n = got;
-  size_t m = 1;  // prefetch candidates may have changed state while we waited
-  for (size_t i = 1; i < n; i++)
-    if (state_[batch[i]] == kRemote) batch[m++] = batch[i];
-  used_ -= n - m;
-  n = m;
-  for (size_t i = 0; i < n; i++) state_[batch[i]] = kFetching;
+  state_[p] = kFetching;
+  if (o_.prefetch && !retrying) {
+    LeapPrefetcher::Plan pl = leap_.OnFault(p);
+    if (pl.stride) {
+      StartStream(p, pl.stride, pl.depth);
+    } else if (stream_.on) {
+      stream_.on = false;
+      DropHeld();
+    }
+  }
+  uint32_t batch[1] = {p};
+  size_t n = 1;
+  PageSource::Io ios[1];
+  size_t nio = Runs(batch, n, buf, ios);
   lk.unlock();
 
-  // Fetch, outside the lock. Ascending order so adjacent pages share one run.
-  std::sort(batch, batch + n);
-  PageSource::Io ios[64];
-  size_t nio = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (nio && batch[i] == batch[i - 1] + 1) {
-      ios[nio - 1].len += kPage;
-    } else {
-      ios[nio++] = {static_cast<uint64_t>(batch[i]) * kPage, buf + i * kPage, kPage, 0};
-    }
-  }
-  stats_.fetches++;
-  int fr = backing_->FetchV(ios, nio);
-  // The faulting page must arrive: retry its run a few times, backing off
-  // (a page already failing has its own schedule, below).
-  auto runOf = [&](uint32_t page) -> PageSource::Io* {
-    for (size_t i = 0; i < nio; i++)
-      if (page * kPage >= ios[i].off && page * kPage < ios[i].off + ios[i].len) return &ios[i];
-    return nullptr;
-  };
-  PageSource::Io* mine = runOf(p);
+  FetchRuns(ios, nio);
+  // The faulting page must arrive: retry a few times, backing off (a page
+  // already failing has its own schedule, below).
+  PageSource::Io& io = ios[0];
   int delays[] = {1, 10, 100};
-  for (int t = 0; t < 3 && !retrying && fr < 0 && mine->result < 0; t++) {
+  for (int t = 0; t < 3 && !retrying && io.result < 0; t++) {
     stats_.fetchErrors++;
     std::this_thread::sleep_for(std::chrono::milliseconds(delays[t]));
-    mine->result = backing_->Fetch(mine->off, mine->buf, mine->len);
+    io.result = backing_->Fetch(io.off, io.buf, io.len);
   }
-  if (o_.asyncDirty)
-    for (size_t i = 0; i < n; i++)
-      if (runOf(batch[i])->result == 0) hash_[batch[i]] = PageHash(buf + i * kPage, seed_);
+  if (o_.asyncDirty && io.result == 0) hash_[p] = PageHash(buf, seed_);
 
   lk.lock();
-  bool waits = false;  // the faulting page failed and its thread stays blocked
+  long r = io.result;
+  if (r == 0) r = Copy(pageAddr, buf, kPage, true);  // WP: the first write shows
+  if (r == 0) {
+    Place(p, kRef | (o_.asyncDirty ? kHashed : 0));
+    stats_.pagesFetched++;
+    if (!o_.fresh || stored_[p]) stats_.bytesIn += kPage;
+    if (!failing_.empty()) failing_.erase(p);
+    frameCv_.notify_all();
+    stats_.faultLatency.Record(Now() - t0);
+    return 0;
+  }
+  if (io.result < 0) stats_.fetchErrors++;
+  used_--;
+  state_[p] = kRemote;
+  frameCv_.notify_all();
+  const char* call = io.result < 0 ? "source.fetch" : "ioctl(UFFDIO_COPY)";
+  if (!o_.poison) {
+    // A far page never reads as zeros, and without UFFDIO_POISON there is
+    // no error to hand the access: leave its thread waiting (no wake) and
+    // fetch again later, backing off up to 1 s, until the source answers or
+    // the region stops; report each failure.
+    Backoff& b = failing_[p];
+    b.failures = std::min(b.failures + 1, 10u);
+    b.next = Now() + (uint64_t{1} << b.failures) * 1000000;
+    emit_(call, static_cast<int>(-r), pageAddr);
+    return -EAGAIN;  // the engine keeps the fault and hands it back
+  }
+  // A far page never reads as zeros: poison it (the access gets SIGBUS) and
+  // report, rather than hand out wrong data.
+  state_[p] = kPoisoned;
+  stats_.poisoned++;
+  struct sos_uffdio_poison po = {};
+  po.range = {pageAddr, kPage};
+  if (ioctl(fd_, SOS_UFFDIO_POISON, &po) != 0) Wake(pageAddr);
+  emit_(call, static_cast<int>(-r), pageAddr);
+  return 0;
+}
+
+// A page that arrived in a window nobody asked for yet is rather counted
+// where it lands (Place, stats); the helpers below run with mu_ held unless
+// they say otherwise.
+
+// Runs of adjacent pages (sorted) to fetch into buf, page i at buf + i pages.
+// With a fresh source, pages never stored form their own runs, marked
+// result 1: zeros, no fetch. A trigger page is a run of its own (it is held,
+// not installed).
+size_t Pager::Runs(const uint32_t* pages, size_t n, uint8_t* buf, PageSource::Io* ios) {
+  size_t nio = 0;
+  auto zero = [&](uint32_t q) { return o_.fresh && !stored_[q]; };
+  for (size_t i = 0; i < n; i++) {
+    uint32_t q = pages[i];
+    bool z = zero(q), t = flags_[q] & kTrigger;
+    if (nio && !t && q == pages[i - 1] + 1 && (ios[nio - 1].result == 1) == z && !(flags_[pages[i - 1]] & kTrigger)) {
+      ios[nio - 1].len += kPage;
+    } else {
+      ios[nio++] = {uint64_t{q} * kPage, buf + i * kPage, kPage, z ? 1 : 0};
+    }
+  }
+  return nio;
+}
+
+// Fetch the runs (mu_ not held); zero runs are filled here. 0 or the first error.
+int Pager::FetchRuns(PageSource::Io* ios, size_t nio) {
+  PageSource::Io fetch[256];
+  size_t idx[256], m = 0;
   for (size_t i = 0; i < nio; i++) {
-    PageSource::Io& io = ios[i];
-    uint32_t first = static_cast<uint32_t>(io.off / kPage), count = static_cast<uint32_t>(io.len / kPage);
-    long r = io.result;
-    if (r == 0) r = Copy(base + io.off, io.buf, io.len, true);  // WP: the first write shows
-    for (uint32_t k = 0; k < count; k++) {
-      uint32_t q = first + k;
-      if (r == 0) {
-        uint8_t fl = kRef | (o_.asyncDirty ? kHashed : 0) | (q == p ? 0 : kPrefetched);
-        Place(q, fl);
-        if (!failing_.empty()) failing_.erase(q);
+    if (ios[i].result == 1) {
+      memset(ios[i].buf, 0, ios[i].len);
+      ios[i].result = 0;
+      stats_.zeroFills += ios[i].len / kPage;
+    } else {
+      idx[m] = i;
+      fetch[m++] = ios[i];
+    }
+  }
+  if (!m) return 0;
+  stats_.fetches++;
+  int r = backing_->FetchV(fetch, m);
+  for (size_t j = 0; j < m; j++) ios[idx[j]].result = fetch[j].result;
+  return r;
+}
+
+// A stream found at page p: its first window starts right after p.
+void Pager::StartStream(uint32_t p, int64_t stride, unsigned depth) {
+  DropHeld();
+  stream_ = Stream{};
+  stream_.on = true;
+  stream_.stride = stride;
+  stream_.depth = std::max(4u, std::min(depth, o_.maxDepth));
+  stream_.curStart = p;
+  stream_.curCount = 0;
+  IssueWindow(static_cast<int64_t>(p) + stride, stride, stream_.depth);
+}
+
+// The stream reached the window ahead: the one it leaves was used (its
+// prefetched pages are hits), and the next goes out, twice as deep up to the
+// maximum (Leap's growth on a consumed window).
+void Pager::OnTrigger(uint32_t page) {
+  flags_[page] &= ~kTrigger;
+  if (!stream_.on || stream_.trig != page) return;
+  stats_.triggers++;
+  Stream& s = stream_;
+  for (unsigned i = 0; i < s.curCount; i++) {
+    int64_t q = s.curStart + static_cast<int64_t>(i) * s.stride;
+    if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
+    if (state_[q] == kResident && (flags_[q] & kPrefetched)) {
+      flags_[q] &= ~kPrefetched;
+      stats_.prefetchHits++;
+    }
+  }
+  s.curStart = s.aheadStart;
+  s.curCount = s.aheadCount;
+  s.depth = std::min(s.depth * 2, o_.maxDepth);
+  IssueWindow(s.next, s.stride, s.depth);
+}
+
+// Queue a window for the readahead thread: its remote pages get frames
+// (those free after one eviction pass: readahead never waits) and the first
+// becomes the trigger.
+void Pager::IssueWindow(int64_t start, int64_t stride, unsigned count) {
+  Stream& s = stream_;
+  s.aheadStart = start;
+  s.aheadCount = count;
+  s.next = start + static_cast<int64_t>(count) * stride;
+  s.trig = kNone;
+  std::vector<uint32_t> job;
+  for (unsigned i = 0; i < count; i++) {
+    int64_t q = start + static_cast<int64_t>(i) * stride;
+    if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
+    if (state_[q] == kRemote && (failing_.empty() || !failing_.count(static_cast<uint32_t>(q))))
+      job.push_back(static_cast<uint32_t>(q));
+  }
+  if (job.empty()) return;
+  uint64_t got = 0;
+  std::unique_lock<std::mutex> lk(mu_, std::adopt_lock);
+  Reserve(lk, job.size(), 0, &got);
+  lk.release();
+  job.resize(got);
+  if (job.empty()) return;
+  for (uint32_t q : job) state_[q] = kFetching;
+  s.trig = job.front();
+  flags_[s.trig] |= kTrigger;
+  raQueue_.push_back(std::move(job));
+  raCv_.notify_one();
+}
+
+// Forget the held pages (clean copies of remote ones): the stream ended.
+void Pager::DropHeld() {
+  for (auto& h : held_)
+    if (state_[h.first] == kHeld) {
+      state_[h.first] = kRemote;
+      used_--;
+    }
+  held_.clear();
+  if (stream_.trig != kNone && stream_.trig < pages_) flags_[stream_.trig] &= ~kTrigger;
+  stream_.trig = kNone;
+}
+
+// A fault on a held page: install it from memory, and send the next window.
+int Pager::ServeHeld(uint32_t p, uint64_t t0) {
+  auto it = held_.find(p);
+  uint64_t pageAddr = Base() + uint64_t{p} * kPage;
+  long r = it == held_.end() ? -ENOENT : Copy(pageAddr, it->second.data(), kPage, true);
+  if (r == -EAGAIN) return -EAGAIN;
+  if (it != held_.end()) held_.erase(it);
+  if (r < 0) {  // fetch it the usual way
+    state_[p] = kRemote;
+    used_--;
+    if (r != -ENOENT) emit_("ioctl(UFFDIO_COPY)", static_cast<int>(-r), pageAddr);
+    return -EAGAIN;
+  }
+  Place(p, kRef | (o_.asyncDirty ? kHashed : 0));
+  stats_.prefetchHits++;
+  stats_.faultLatency.Record(Now() - t0);
+  if (stream_.trig == p) OnTrigger(p);
+  return 0;
+}
+
+// The readahead thread: fetch each queued window (zeros for pages never
+// stored), install its pages but the trigger, which it holds.
+void Pager::ReadaheadLoop() {
+  std::vector<uint8_t> buf(uint64_t{o_.maxDepth} * kPage);
+  std::vector<PageSource::Io> ios(o_.maxDepth);
+  uint64_t base = Base();
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stopping_) {
+    if (raQueue_.empty()) {
+      raCv_.wait(lk);
+      continue;
+    }
+    std::vector<uint32_t> job = std::move(raQueue_.front());
+    raQueue_.pop_front();
+    std::sort(job.begin(), job.end());
+    size_t nio = Runs(job.data(), job.size(), buf.data(), ios.data());
+    lk.unlock();
+    stats_.readaheads++;
+    FetchRuns(ios.data(), nio);
+    if (o_.asyncDirty)
+      for (size_t i = 0; i < nio; i++)
+        if (ios[i].result == 0)
+          for (uint64_t o = 0; o < ios[i].len; o += kPage)
+            hash_[(ios[i].off + o) / kPage] = PageHash(static_cast<uint8_t*>(ios[i].buf) + o, seed_);
+    lk.lock();
+    for (size_t i = 0; i < nio; i++) {
+      PageSource::Io& io = ios[i];
+      uint32_t first = static_cast<uint32_t>(io.off / kPage), count = static_cast<uint32_t>(io.len / kPage);
+      long r = io.result;
+      if (r == 0 && count == 1 && (flags_[first] & kTrigger) && stream_.trig == first) {
+        const uint8_t* b = static_cast<const uint8_t*>(io.buf);
+        held_[first].assign(b, b + kPage);
+        state_[first] = kHeld;
         stats_.pagesFetched++;
-        stats_.bytesIn += kPage;
-        if (q != p) stats_.prefetched++;
-      } else {
-        used_--;
-        state_[q] = kRemote;
-        if (q == p && !o_.poison) {
-          // A far page never reads as zeros, and without UFFDIO_POISON
-          // there is no error to hand the access: leave its thread waiting
-          // (no wake) and fetch again later, backing off up to 1 s, until
-          // the source answers or the region stops; report each failure.
-          Backoff& b = failing_[p];
-          b.failures = std::min(b.failures + 1, 10u);
-          b.next = Now() + (uint64_t{1} << b.failures) * 1000000;
-          waits = true;
-          emit_(io.result < 0 ? "source.fetch" : "ioctl(UFFDIO_COPY)", static_cast<int>(-r),
-                base + static_cast<uint64_t>(q) * kPage);
-        } else if (q == p) {
-          // A far page never reads as zeros: poison it (the access gets
-          // SIGBUS) and report, rather than hand out wrong data.
-          state_[q] = kPoisoned;
-          stats_.poisoned++;
-          struct sos_uffdio_poison po = {};
-          po.range = {base + static_cast<uint64_t>(q) * kPage, kPage};
-          if (ioctl(fd_, SOS_UFFDIO_POISON, &po) != 0) Wake(po.range.start);
-          emit_(io.result < 0 ? "source.fetch" : "ioctl(UFFDIO_COPY)", static_cast<int>(-r), po.range.start);
+        if (!o_.fresh || stored_[first]) stats_.bytesIn += kPage;
+        stats_.prefetched++;
+        continue;
+      }
+      if (r == 0) r = Copy(base + io.off, io.buf, io.len, true);
+      for (uint32_t k = 0; k < count; k++) {
+        uint32_t q = first + k;
+        if (r == 0) {
+          Place(q, kRef | kPrefetched | (o_.asyncDirty ? kHashed : 0));
+          stats_.pagesFetched++;
+          if (!o_.fresh || stored_[q]) stats_.bytesIn += kPage;
+          stats_.prefetched++;
+        } else {
+          // A window is a guess: a page it could not bring is remote again,
+          // and a thread waiting on it faults anew, fetching it itself.
+          used_--;
+          state_[q] = kRemote;
+          flags_[q] = 0;
+          Wake(base + uint64_t{q} * kPage);
         }
       }
+      if (r < 0) stats_.fetchErrors++;
     }
-    if (io.result < 0) stats_.fetchErrors++;
+    frameCv_.notify_all();
   }
-  frameCv_.notify_all();
-  if (waits) return -EAGAIN;  // the engine keeps the fault and hands it back
-  stats_.faultLatency.Record(Now() - t0);
-  return 0;
 }
 
 // A synchronous write-protect fault: mark the page dirty and unprotect it
@@ -594,6 +773,7 @@ void Pager::WriteBackLoop() {
       Staged s = batch[i];
       slots.push_back(s.slot);
       used_--;
+      if (o_.fresh) stored_[s.page] = 1;
       if (state_[s.page] == kStaged && slotOf_[s.page] == s.slot) {
         state_[s.page] = kRemote;
         slotOf_[s.page] = kNone;

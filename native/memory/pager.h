@@ -28,7 +28,7 @@ struct PagerStats {
   std::atomic<uint64_t> faults{0}, wpFaults{0}, fetches{0}, pagesFetched{0}, evictions{0}, cleanDrops{0}, writeBacks{0},
       writeBackBatches{0}, prefetched{0}, prefetchHits{0}, prefetchWaste{0}, bytesIn{0}, bytesOut{0}, stagedHits{0},
       raceCatches{0}, fetchErrors{0}, storeErrors{0}, poisoned{0}, fetchRetries{0}, frameWaits{0}, scans{0},
-      writtenSeen{0};
+      writtenSeen{0}, zeroFills{0}, readaheads{0}, triggers{0};
   Histogram faultLatency;      // missing fault handed to the pager -> its page installed
   Histogram writeBackLatency;  // one StoreV batch
 };
@@ -46,14 +46,19 @@ struct PagerOptions {
   // keep the fault waiting and retry the fetch, backing off, until it works.
   bool poison = true;
   bool prefetch = true;
-  unsigned maxDepth = 31;  // prefetched pages per fault at most
+  unsigned maxDepth = 31;  // pages per readahead window at most
+  // The source holds zeros until the pager stores a page: a page never
+  // written back is installed as zeros with no fetch.
+  bool fresh = false;
   uint64_t stagingPages = 0;
 };
 
 class Pager : public PageSource {
  public:
-  // Page states. Staged: moved into the staging area, write-back queued or in flight.
-  enum : uint8_t { kRemote = 0, kFetching = 1, kResident = 2, kStaged = 3, kPoisoned = 4 };
+  // Page states. Staged: moved into the staging area, write-back queued or in
+  // flight. Held: a readahead window's first page, fetched but kept out of the
+  // region so the stream's access to it faults and asks for the next window.
+  enum : uint8_t { kRemote = 0, kFetching = 1, kResident = 2, kStaged = 3, kPoisoned = 4, kHeld = 5 };
   using EmitFn = std::function<void(const char* call, int err, uint64_t addr)>;
 
   Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, std::shared_ptr<Mapping> staging,
@@ -76,9 +81,20 @@ class Pager : public PageSource {
  private:
   static constexpr uint64_t kPage = 4096;
   static constexpr uint32_t kNone = UINT32_MAX;
-  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16 };
+  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16, kTrigger = 32 };
   struct Staged {
     uint32_t page, slot;
+  };
+  // The sequential or strided stream being read ahead: the window the stream
+  // is in (counted as hits when it moves on) and the one issued ahead of it,
+  // whose first page is the trigger.
+  struct Stream {
+    bool on = false;
+    int64_t stride = 0, next = 0;  // next: the first page after the window ahead
+    unsigned depth = 0;
+    int64_t curStart = 0, aheadStart = 0;
+    unsigned curCount = 0, aheadCount = 0;
+    uint32_t trig = UINT32_MAX;  // the page whose fault sends the next window
   };
   struct Backoff {  // a faulting page whose fetch failed (no poison): when to try again
     uint64_t next;
@@ -87,6 +103,14 @@ class Pager : public PageSource {
 
   int Resolve(uint64_t addr, uint8_t* buf, size_t bufLen);
   bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
+  int ServeHeld(uint32_t page, uint64_t t0);
+  void StartStream(uint32_t page, int64_t stride, unsigned depth);
+  void OnTrigger(uint32_t page);
+  void IssueWindow(int64_t start, int64_t stride, unsigned count);
+  void DropHeld();
+  size_t Runs(const uint32_t* pages, size_t n, uint8_t* buf, PageSource::Io* ios);
+  int FetchRuns(PageSource::Io* ios, size_t nio);
+  void ReadaheadLoop();
   uint64_t EvictSome(uint64_t want);
   bool Evict(uint32_t page);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
@@ -125,6 +149,12 @@ class Pager : public PageSource {
   std::vector<uint32_t> scanned_, victims_, runSlots_;
   std::vector<unsigned char> incore_;
   std::unordered_map<uint32_t, Backoff> failing_;
+  std::vector<uint8_t> stored_;  // fresh source: the page was written back at least once
+  Stream stream_;
+  std::deque<std::vector<uint32_t>> raQueue_;
+  std::unordered_map<uint32_t, std::vector<uint8_t>> held_;
+  std::condition_variable raCv_;
+  std::thread ra_;
   std::deque<Staged> wbQueue_;
   LeapPrefetcher leap_;
   bool stopping_ = false;

@@ -58,7 +58,8 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
   }
   if (!ToU64(env, o.Get("localPages"), "localPages", &po.localPages)) return;
   if (!ToU64(env, o.Get("maxDepth"), "maxDepth", &v)) return;
-  po.maxDepth = static_cast<unsigned>(std::min<uint64_t>(v, 63));
+  po.maxDepth = static_cast<unsigned>(std::min<uint64_t>(v, 255));  // one READ carries 256 pages
+  po.fresh = o.Get("fresh").ToBoolean();
   po.asyncDirty = o.Get("asyncDirty").ToBoolean();
   po.prefetch = o.Get("prefetch").ToBoolean();
   po.stagingPages = staging->mapping()->size / 4096;
@@ -71,8 +72,8 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
     ThrowState(env, "ERR_UNSUPPORTED", "async dirty tracking needs UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN");
     return;
   }
-  if (po.localPages < 2 * (po.maxDepth + 1) || po.stagingPages == 0 || po.stagingPages >= po.localPages) {
-    ThrowRange(env, "localPages too small for the prefetch depth and staging area");
+  if (po.localPages < 16 || po.stagingPages == 0 || po.stagingPages >= po.localPages) {
+    ThrowRange(env, "localPages too small for the staging area");
     return;
   }
   events_ = std::make_shared<Events>();
@@ -151,6 +152,9 @@ Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   n("frameWaits", s.frameWaits);
   n("scans", s.scans);
   n("writtenSeen", s.writtenSeen);
+  n("zeroFills", s.zeroFills);
+  n("readaheads", s.readaheads);
+  n("triggers", s.triggers);
   n("residentPages", pager_->Resident());
   n("usedPages", pager_->Used());
   o.Set("eviction", eviction_ == Eviction::kMove ? "move" : "copy");
@@ -160,7 +164,7 @@ Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// states() -> Uint8Array: per page 0 remote, 1 fetching, 2 resident, 3 staged, 4 poisoned.
+// states() -> Uint8Array: per page 0 remote, 1 fetching, 2 resident, 3 staged, 4 poisoned, 5 held.
 Napi::Value PagerWrap::States(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!pager_) return Napi::Uint8Array::New(env, 0);
