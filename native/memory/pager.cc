@@ -194,36 +194,77 @@ void Pager::Evicted(uint32_t p, uint32_t slot, bool dirty) {
   wbCv_.notify_one();
 }
 
-// Evict one resident page: UFFDIO_MOVE takes its PTE into a staging slot in
-// one step, so a later access faults MISSING. Clean pages are dropped there,
-// dirty ones queued for write-back.
-bool Pager::Evict(uint32_t p) {
-  if (freeSlots_.empty()) return false;
-  uint32_t slot = freeSlots_.back();
+// Move eviction of the victims (mu_ held): UFFDIO_MOVE takes their PTEs into
+// staging slots, so a later access faults MISSING. Adjacent victims go in one
+// ioctl into adjacent slots (the kernel batches the TLB flush of a run: one
+// per page costs an IPI to the CPU running the application). Clean pages are
+// dropped there, dirty ones queued for write-back.
+uint64_t Pager::EvictMove(std::vector<uint32_t>& v) {
+  std::sort(v.begin(), v.end());
+  // Lowest slot numbers at the back: popping gives ascending, adjacent ones.
+  std::sort(freeSlots_.begin(), freeSlots_.end(), std::greater<uint32_t>());
+  uint64_t done = 0;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i + 1;
+    while (j < v.size() && v[j] == v[j - 1] + 1) j++;
+    size_t k = i;
+    while (k < j && !freeSlots_.empty()) {
+      uint32_t slot = freeSlots_.back();
+      size_t n = 1;
+      freeSlots_.pop_back();
+      while (k + n < j && !freeSlots_.empty() && freeSlots_.back() == slot + n) {
+        freeSlots_.pop_back();
+        n++;
+      }
+      done += EvictMoveRun(v[k], slot, static_cast<uint32_t>(n));
+      k += n;
+    }
+    for (; k < j; k++) flags_[v[k]] &= ~kVictim;
+    i = j;
+  }
+  return done;
+}
+
+// Move `count` pages from `first` into the slots from `slot` (taken); those
+// not moved give their slots back and stay resident for another round.
+uint64_t Pager::EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count) {
   struct sos_uffdio_move mv = {};
   mv.dst = reinterpret_cast<uint64_t>(Slot(slot));
-  mv.src = Base() + static_cast<uint64_t>(p) * kPage;
-  mv.len = kPage;
+  mv.src = Base() + static_cast<uint64_t>(first) * kPage;
+  mv.len = uint64_t{count} * kPage;
   mv.mode = SOS_UFFDIO_MOVE_MODE_DONTWAKE;
-  if (ioctl(fd_, SOS_UFFDIO_MOVE, &mv) != 0 || mv.move != static_cast<int64_t>(kPage)) {
-    int err = errno;
-    flags_[p] |= kRef;  // not now: try others
-    if (err != EAGAIN && err != EBUSY) emit_("ioctl(UFFDIO_MOVE)", err, mv.src);
-    return false;
+  int err = ioctl(fd_, SOS_UFFDIO_MOVE, &mv) == 0 ? 0 : errno;
+  uint32_t moved = mv.move > 0 ? static_cast<uint32_t>(static_cast<uint64_t>(mv.move) / kPage) : 0;
+  if (moved > count) moved = count;
+  for (uint32_t k = 0; k < moved; k++) {
+    uint32_t p = first + k, s = slot + k;
+    bool dirty = flags_[p] & kDirty;
+    // A write between the scan that found the page clean and the move is in
+    // the moved page but nowhere in the bits: the content hash taken at
+    // install shows it.
+    if (!dirty && (flags_[p] & kHashed) && PageHash(Slot(s), seed_) != hash_[p]) {
+      dirty = true;
+      stats_.raceCatches++;
+    }
+    if (!dirty) cleanSlots_.push_back(s);  // freed together: one madvise per run
+    Evicted(p, dirty ? s : kNone, dirty);
   }
-  freeSlots_.pop_back();
-  uint8_t fl = flags_[p];
-  bool dirty = fl & kDirty;
-  // A write between the scan that found the page clean and the move is in
-  // the moved page but nowhere in the bits: the content hash taken at
-  // install shows it.
-  if (!dirty && (fl & kHashed) && PageHash(Slot(slot), seed_) != hash_[p]) {
-    dirty = true;
-    stats_.raceCatches++;
+  if (moved < count) {
+    // Not now (the page is busy, or gone under us): try others.
+    for (uint32_t k = moved; k < count; k++) {
+      flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
+      freeSlots_.push_back(slot + k);
+    }
+    if (!err) err = EAGAIN;
+    // A free slot holds nothing, but one mapped again (read after its zap)
+    // refuses the move: zap it and go on.
+    if (err == EEXIST) {
+      madvise(Slot(slot + moved), kPage, MADV_DONTNEED);
+      err = EAGAIN;
+    }
+    if (err != EAGAIN && err != EBUSY) emit_("ioctl(UFFDIO_MOVE)", err, mv.src + uint64_t{moved} * kPage);
   }
-  if (!dirty) Release(slot);
-  Evicted(p, dirty ? slot : kNone, dirty);
-  return true;
+  return moved;
 }
 
 // Copy eviction of the victims (mu_ held), one run of adjacent pages at a
@@ -315,10 +356,10 @@ uint64_t Pager::EvictSome(uint64_t want) {
   uint64_t target = std::max<uint64_t>(want, 64), done = 0;
   uint64_t n = o_.localPages;
   bool copy = o_.eviction == Eviction::kCopy;
-  uint64_t slots = freeSlots_.size();  // copy: dirty victims need one each, clean ones none
+  uint64_t slots = freeSlots_.size();  // move: one per victim; copy: one per dirty victim
   victims_.clear();
   for (uint64_t steps = 0; done + victims_.size() < target && steps < 2 * n + 1; steps++) {
-    if (!copy && freeSlots_.empty()) break;
+    if (!copy && victims_.size() >= slots) break;  // move: every victim needs a slot
     uint32_t f = hand_;
     hand_ = static_cast<uint32_t>((hand_ + 1) % n);
     uint32_t p = frames_[f];
@@ -328,7 +369,8 @@ uint64_t Pager::EvictSome(uint64_t want) {
       continue;
     }
     if (!copy) {
-      if (Evict(p)) done++;
+      flags_[p] |= kVictim;
+      victims_.push_back(p);
       continue;
     }
     if (flags_[p] & kDirty) {
@@ -338,7 +380,11 @@ uint64_t Pager::EvictSome(uint64_t want) {
     flags_[p] |= kVictim;
     victims_.push_back(p);
   }
-  if (!victims_.empty()) done += EvictCopy(victims_);
+  if (!victims_.empty()) done += copy ? EvictCopy(victims_) : EvictMove(victims_);
+  if (!cleanSlots_.empty()) {
+    ReleaseAll(cleanSlots_);
+    cleanSlots_.clear();
+  }
   return done;
 }
 

@@ -112,7 +112,8 @@ class Pager : public PageSource {
   int FetchRuns(PageSource::Io* ios, size_t nio);
   void ReadaheadLoop();
   uint64_t EvictSome(uint64_t want);
-  bool Evict(uint32_t page);
+  uint64_t EvictMove(std::vector<uint32_t>& pages);
+  uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
   uint64_t EvictCopyRun(uint32_t first, uint32_t count);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
@@ -146,7 +147,7 @@ class Pager : public PageSource {
   uint64_t used_ = 0;  // frames held: resident + being fetched + staged
   uint32_t hand_ = 0;
   uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
-  std::vector<uint32_t> scanned_, victims_, runSlots_;
+  std::vector<uint32_t> scanned_, victims_, runSlots_, cleanSlots_;
   std::vector<unsigned char> incore_;
   std::unordered_map<uint32_t, Backoff> failing_;
   std::vector<uint8_t> stored_;  // fresh source: the page was written back at least once
