@@ -123,7 +123,6 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
         prefetch: options.prefetch,
         eviction: options.eviction,
         fetchFailure: options.fetchFailure,
-        fresh: true, // the nodes allocated the region just now: zeros until written back
       });
     } catch (e) {
       set.close();

@@ -53,11 +53,6 @@ export interface FarRegionOptions {
    * kernel has it, else 'wait'.
    */
   fetchFailure?: FetchFailure;
-  /**
-   * The source holds zeros everywhere (a newly allocated remote region): a page never written back is
-   * installed as zeros with no fetch. Default false.
-   */
-  fresh?: boolean;
 }
 
 /** Listeners of a FarRegion: 'error' for a source that fails (the page is poisoned or waited for, never zero-filled). */
@@ -98,7 +93,6 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
         `options.localBytes must be between ${FarRegion.MIN_LOCAL_BYTES} and the size (${size}), got ${localBytes}`,
       );
     if (!(o.source instanceof PageSource)) throw argType('options.source must be a PageSource');
-    if (o.fresh !== undefined && typeof o.fresh !== 'boolean') throw argType('options.fresh must be a boolean');
     if (o.source.closed) throw new StateError('options.source is closed', { code: 'ERR_CLOSED' });
     let maxDepth = MAX_DEPTH;
     let prefetch = true;
@@ -131,14 +125,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       throw unsupported("dirtyTracking 'async' needs eviction 'move' (userfaultfd MOVE, Linux 6.8+)");
     const fetchFailure: FetchFailure = failureOpt ?? (support.has('POISON') ? 'poison' : 'wait');
     const make = (mode: DirtyTracking) =>
-      new FarRegion(size, localBytes, o.source as PageSource, {
-        mode,
-        eviction,
-        fetchFailure,
-        prefetch,
-        maxDepth,
-        fresh: o.fresh === true,
-      });
+      new FarRegion(size, localBytes, o.source as PageSource, { mode, eviction, fetchFailure, prefetch, maxDepth });
     if (asked !== undefined) return make(asked);
     if (eviction === 'move' && FarRegion.asyncSupported()) {
       try {
@@ -154,14 +141,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     size: number,
     localBytes: number,
     source: PageSource,
-    c: {
-      mode: DirtyTracking;
-      eviction: Eviction;
-      fetchFailure: FetchFailure;
-      prefetch: boolean;
-      maxDepth: number;
-      fresh: boolean;
-    },
+    c: { mode: DirtyTracking; eviction: Eviction; fetchFailure: FetchFailure; prefetch: boolean; maxDepth: number },
   ) {
     super();
     const { mode, prefetch, maxDepth } = c;
@@ -201,7 +181,6 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
           prefetch,
           eviction: c.eviction,
           poison: c.fetchFailure === 'poison',
-          fresh: c.fresh,
         },
         (ev: RawEvent) => this.onError(ev.error!, ev.address),
       );

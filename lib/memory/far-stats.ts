@@ -52,7 +52,7 @@ export interface FarStats {
   scans: number;
   /** Written pages those passes reported. */
   writtenSeen: number;
-  /** Pages installed as zeros with no fetch: never written back to a fresh source. */
+  /** Pages installed as zeros with no fetch: the source was never given them (a memory-node region's untouched pages). */
   zeroFills: number;
   /** Readahead windows fetched off the fault path. */
   readaheads: number;

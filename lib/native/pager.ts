@@ -25,7 +25,6 @@ export interface PagerBinding {
       prefetch: boolean;
       eviction: 'move' | 'copy';
       poison: boolean;
-      fresh: boolean;
     },
     onEvent: (ev: RawEvent) => void,
   ) => NativePager;

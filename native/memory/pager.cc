@@ -42,7 +42,6 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
   frameOf_.assign(pages_, kNone);
   slotOf_.assign(pages_, kNone);
   if (o_.asyncDirty) hash_.assign(pages_, 0);
-  if (o_.fresh) stored_.assign(pages_, 0);
   frames_.assign(o_.localPages, kNone);
   for (uint64_t f = o_.localPages; f-- > 0;) freeFrames_.push_back(static_cast<uint32_t>(f));
   for (uint64_t s = o_.stagingPages; s-- > 0;) freeSlots_.push_back(static_cast<uint32_t>(s));
@@ -72,12 +71,7 @@ void Pager::Stop() {
   // waiting on one faults anew (into the engine's teardown).
   std::lock_guard<std::mutex> lk(mu_);
   for (auto& job : raQueue_)
-    for (uint32_t q : job) {
-      state_[q] = kRemote;
-      flags_[q] = 0;
-      used_--;
-      Wake(Base() + uint64_t{q} * kPage);
-    }
+    for (uint32_t q : job) Unfetch(q);
   raQueue_.clear();
   DropHeld();
 }
@@ -222,6 +216,8 @@ uint64_t Pager::EvictMove(std::vector<uint32_t>& v) {
     for (; k < j; k++) flags_[v[k]] &= ~kVictim;
     i = j;
   }
+  ReleaseAll(cleanSlots_);
+  cleanSlots_.clear();
   return done;
 }
 
@@ -353,12 +349,12 @@ uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
 // Move eviction takes each victim as it is found; copy eviction collects
 // them first, so adjacent ones share their ioctl and madvise.
 uint64_t Pager::EvictSome(uint64_t want) {
-  uint64_t target = std::max<uint64_t>(want, 64), done = 0;
+  uint64_t target = std::max<uint64_t>(want, 64);
   uint64_t n = o_.localPages;
   bool copy = o_.eviction == Eviction::kCopy;
   uint64_t slots = freeSlots_.size();  // move: one per victim; copy: one per dirty victim
   victims_.clear();
-  for (uint64_t steps = 0; done + victims_.size() < target && steps < 2 * n + 1; steps++) {
+  for (uint64_t steps = 0; victims_.size() < target && steps < 2 * n + 1; steps++) {
     if (!copy && victims_.size() >= slots) break;  // move: every victim needs a slot
     uint32_t f = hand_;
     hand_ = static_cast<uint32_t>((hand_ + 1) % n);
@@ -368,24 +364,15 @@ uint64_t Pager::EvictSome(uint64_t want) {
       flags_[p] &= ~kRef;
       continue;
     }
-    if (!copy) {
-      flags_[p] |= kVictim;
-      victims_.push_back(p);
-      continue;
-    }
-    if (flags_[p] & kDirty) {
+    if (copy && (flags_[p] & kDirty)) {
       if (slots == 0) continue;
       slots--;
     }
     flags_[p] |= kVictim;
     victims_.push_back(p);
   }
-  if (!victims_.empty()) done += copy ? EvictCopy(victims_) : EvictMove(victims_);
-  if (!cleanSlots_.empty()) {
-    ReleaseAll(cleanSlots_);
-    cleanSlots_.clear();
-  }
-  return done;
+  if (victims_.empty()) return 0;
+  return copy ? EvictCopy(victims_) : EvictMove(victims_);
 }
 
 // Reserve frames (mu_ held): want if possible, at least must; waits for
@@ -413,10 +400,7 @@ bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t mu
   }
 }
 
-int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) {
-  int r = Resolve(addr, buf, bufLen);
-  return r;
-}
+int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) { return Resolve(addr, buf, bufLen); }
 
 int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
   uint64_t t0 = Now();
@@ -514,7 +498,7 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
   if (r == 0) {
     Place(p, kRef | (o_.asyncDirty ? kHashed : 0));
     stats_.pagesFetched++;
-    if (!o_.fresh || stored_[p]) stats_.bytesIn += kPage;
+    if (!NeverStored(p)) stats_.bytesIn += kPage;
     if (!failing_.empty()) failing_.erase(p);
     frameCv_.notify_all();
     stats_.faultLatency.Record(Now() - t0);
@@ -547,20 +531,17 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
   return 0;
 }
 
-// A page that arrived in a window nobody asked for yet is rather counted
-// where it lands (Place, stats); the helpers below run with mu_ held unless
-// they say otherwise.
+// The helpers below run with mu_ held unless they say otherwise.
 
 // Runs of adjacent pages (sorted) to fetch into buf, page i at buf + i pages.
-// With a fresh source, pages never stored form their own runs, marked
+// Pages the source was never given form their own runs, marked
 // result 1: zeros, no fetch. A trigger page is a run of its own (it is held,
 // not installed).
 size_t Pager::Runs(const uint32_t* pages, size_t n, uint8_t* buf, PageSource::Io* ios) {
   size_t nio = 0;
-  auto zero = [&](uint32_t q) { return o_.fresh && !stored_[q]; };
   for (size_t i = 0; i < n; i++) {
     uint32_t q = pages[i];
-    bool z = zero(q), t = flags_[q] & kTrigger;
+    bool z = NeverStored(q), t = flags_[q] & kTrigger;
     if (nio && !t && q == pages[i - 1] + 1 && (ios[nio - 1].result == 1) == z && !(flags_[pages[i - 1]] & kTrigger)) {
       ios[nio - 1].len += kPage;
     } else {
@@ -655,6 +636,15 @@ void Pager::IssueWindow(int64_t start, int64_t stride, unsigned count) {
   raCv_.notify_one();
 }
 
+// A readahead page that will not arrive: remote again, its frame free, and a
+// thread waiting on it woken to fault anew.
+void Pager::Unfetch(uint32_t q) {
+  state_[q] = kRemote;
+  flags_[q] = 0;
+  used_--;
+  Wake(Base() + uint64_t{q} * kPage);
+}
+
 // Forget the held pages (clean copies of remote ones): the stream ended.
 void Pager::DropHeld() {
   for (auto& h : held_)
@@ -721,7 +711,7 @@ void Pager::ReadaheadLoop() {
         held_[first].assign(b, b + kPage);
         state_[first] = kHeld;
         stats_.pagesFetched++;
-        if (!o_.fresh || stored_[first]) stats_.bytesIn += kPage;
+        if (!NeverStored(first)) stats_.bytesIn += kPage;
         stats_.prefetched++;
         continue;
       }
@@ -731,15 +721,10 @@ void Pager::ReadaheadLoop() {
         if (r == 0) {
           Place(q, kRef | kPrefetched | (o_.asyncDirty ? kHashed : 0));
           stats_.pagesFetched++;
-          if (!o_.fresh || stored_[q]) stats_.bytesIn += kPage;
+          if (!NeverStored(q)) stats_.bytesIn += kPage;
           stats_.prefetched++;
         } else {
-          // A window is a guess: a page it could not bring is remote again,
-          // and a thread waiting on it faults anew, fetching it itself.
-          used_--;
-          state_[q] = kRemote;
-          flags_[q] = 0;
-          Wake(base + uint64_t{q} * kPage);
+          Unfetch(q);  // a window is a guess: the fault fetches it itself
         }
       }
       if (r < 0) stats_.fetchErrors++;
@@ -819,7 +804,6 @@ void Pager::WriteBackLoop() {
       Staged s = batch[i];
       slots.push_back(s.slot);
       used_--;
-      if (o_.fresh) stored_[s.page] = 1;
       if (state_[s.page] == kStaged && slotOf_[s.page] == s.slot) {
         state_[s.page] = kRemote;
         slotOf_[s.page] = kNone;

@@ -47,9 +47,6 @@ struct PagerOptions {
   bool poison = true;
   bool prefetch = true;
   unsigned maxDepth = 31;  // pages per readahead window at most
-  // The source holds zeros until the pager stores a page: a page never
-  // written back is installed as zeros with no fetch.
-  bool fresh = false;
   uint64_t stagingPages = 0;
 };
 
@@ -108,6 +105,8 @@ class Pager : public PageSource {
   void OnTrigger(uint32_t page);
   void IssueWindow(int64_t start, int64_t stride, unsigned count);
   void DropHeld();
+  void Unfetch(uint32_t page);
+  bool NeverStored(uint32_t page) const { return backing_->Unwritten(page); }
   size_t Runs(const uint32_t* pages, size_t n, uint8_t* buf, PageSource::Io* ios);
   int FetchRuns(PageSource::Io* ios, size_t nio);
   void ReadaheadLoop();
@@ -150,7 +149,6 @@ class Pager : public PageSource {
   std::vector<uint32_t> scanned_, victims_, runSlots_, cleanSlots_;
   std::vector<unsigned char> incore_;
   std::unordered_map<uint32_t, Backoff> failing_;
-  std::vector<uint8_t> stored_;  // fresh source: the page was written back at least once
   Stream stream_;
   std::deque<std::vector<uint32_t>> raQueue_;
   std::unordered_map<uint32_t, std::vector<uint8_t>> held_;

@@ -59,7 +59,6 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
   if (!ToU64(env, o.Get("localPages"), "localPages", &po.localPages)) return;
   if (!ToU64(env, o.Get("maxDepth"), "maxDepth", &v)) return;
   po.maxDepth = static_cast<unsigned>(std::min<uint64_t>(v, 255));  // one READ carries 256 pages
-  po.fresh = o.Get("fresh").ToBoolean();
   po.asyncDirty = o.Get("asyncDirty").ToBoolean();
   po.prefetch = o.Get("prefetch").ToBoolean();
   po.stagingPages = staging->mapping()->size / 4096;

@@ -84,6 +84,7 @@ class ReplicatedSource : public PageSource {
   void MarkLost(const std::shared_ptr<Replica>& r, int err);
   void MarkStored(uint64_t off, uint64_t len);
   bool IsStored(uint64_t page) const;
+  bool Unwritten(uint64_t page) const override { return !IsStored(page); }
   std::mutex& Stripe(uint64_t page) { return stripes_[(page / kStripePages) % kStripes]; }
   // Locks the stripes covering the runs, in index order (no deadlock).
   std::vector<std::unique_lock<std::mutex>> LockStripes(const Io* ios, size_t n);

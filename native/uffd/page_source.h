@@ -20,6 +20,9 @@ class PageSource {
   virtual uint64_t Size() const = 0;
   // All-zero source: the engine resolves with UFFDIO_ZEROPAGE, no copy.
   virtual bool IsZero() const { return false; }
+  // A 4 KiB page this source was never given: it reads as zeros, so a pager
+  // installs zeros with no fetch.
+  virtual bool Unwritten(uint64_t page) const { return false; }
   // Directly addressable bytes for [off, off+len), or nullptr (zero-copy path).
   virtual const void* Direct(uint64_t off, uint64_t len) { return nullptr; }
   // Fill buf with [off, off+len). Returns 0 or a negative errno. Called from
