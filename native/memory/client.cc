@@ -108,6 +108,25 @@ bool RemoteSource::RecvAll(uint8_t* p, size_t n) {
   return true;
 }
 
+// At least n bytes of the reply stream in rxbuf_ from rxPos_: each recv takes
+// whatever has arrived, so a burst of small replies costs one syscall, not
+// two per reply. A partial frame is moved to the front when it would not fit.
+bool RemoteSource::Buffered(size_t n) {
+  if (rxEnd_ - rxPos_ >= n) return true;
+  if (rxPos_ + n > rxbuf_.size()) {
+    memmove(rxbuf_.data(), rxbuf_.data() + rxPos_, rxEnd_ - rxPos_);
+    rxEnd_ -= rxPos_;
+    rxPos_ = 0;
+  }
+  while (rxEnd_ - rxPos_ < n) {
+    ssize_t r = recv(fd_, rxbuf_.data() + rxEnd_, rxbuf_.size() - rxEnd_, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    rxEnd_ += static_cast<size_t>(r);
+  }
+  return true;
+}
+
 std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, ConnectError* e) {
   auto fail = [&](const char* code, const std::string& msg, int err = 0) {
     e->code = code;
@@ -179,7 +198,7 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   DeriveKey(o.secret, cn, sn, "server-to-client", k2);
   s->tx_.SetKey(k1, true);
   s->rx_.SetKey(k2, false);
-  s->rxbuf_.resize(kHeader + kMaxBody + kTag);
+  s->rxbuf_.resize(2 * (kHeader + kMaxBody + kTag));  // from here on, replies are read buffered
   RemoteSource* raw = s.get();
   Req a{};
   a.op = T_ALLOC;
@@ -338,12 +357,15 @@ int RemoteSource::Run(Req* reqs, size_t n) {
 // Read one reply and complete its request (the caller is the reader: see
 // Run). 0, or the errno that ends the connection.
 int RemoteSource::ReceiveOne() {
-  uint8_t* b = rxbuf_.data();
-  if (!RecvAll(b, kHeader)) return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET;
+  auto lost = [] { return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET; };
+  if (!Buffered(kHeader)) return lost();
+  uint8_t* b = rxbuf_.data() + rxPos_;
   uint32_t len = Get32(b);
   uint16_t type = Get16(b + 4);
   if (!(type & T_REPLY) || len < kReplyHead || len > kReplyHead + kMaxBatch * kPage || Get16(b + 6)) return -EBADMSG;
-  if (!RecvAll(b + kHeader, len + kTag)) return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -ECONNRESET;
+  if (!Buffered(kHeader + len + kTag)) return lost();
+  b = rxbuf_.data() + rxPos_;
+  rxPos_ += kHeader + len + kTag;
   uint8_t head[kReplyHead];
   if (!rx_.Begin(b, kHeader) || !rx_.Update(b + kHeader, head, kReplyHead)) return -EBADMSG;
   uint32_t id = Get32(head), status = Get32(head + 4);

@@ -96,7 +96,8 @@ class RemoteSource : public PageSource {
   void Renew();
   void Fail(int err);
   bool SendAll(const uint8_t* p, size_t n);
-  bool RecvAll(uint8_t* p, size_t n);
+  bool RecvAll(uint8_t* p, size_t n);  // the handshake: exactly n bytes, nothing read ahead
+  bool Buffered(size_t n);             // replies (only the reader calls it)
 
   int fd_ = -1;
   uint64_t pages_ = 0, region_ = 0;
@@ -113,6 +114,7 @@ class RemoteSource : public PageSource {
   std::vector<Waiter*> waiting_;  // waiters not reading, first in line first
   std::thread renewer_;
   Bytes rxbuf_;
+  size_t rxPos_ = 0, rxEnd_ = 0;  // unread reply bytes in rxbuf_
 };
 
 int StatusErrno(uint32_t status);

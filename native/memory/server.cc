@@ -292,6 +292,9 @@ void Server::OnReadable(Conn* c, int64_t now) {
     if (!conns_.count(fd) || conns_[fd].get() != c) return;
     if (c->phase == CLOSING || c->outBytes >= opt_.outHigh) break;
   }
+  // Replies go out now, not after another epoll round (the socket is
+  // usually writable): saves a wakeup and two epoll_ctl per request.
+  if (c->outBytes) return OnWritable(c);
   UpdateInterest(c);
 }
 
@@ -416,25 +419,37 @@ bool Server::Handshake(Conn* c, uint16_t type, const uint8_t* b, uint32_t len) {
   return true;
 }
 
+// Room for n more bytes at the end of c's output queue. Frames share a
+// buffer up to kCoalesce, so a batch of small replies leaves in one send
+// (one segment, one wakeup of the client's reader) instead of one each.
+static constexpr size_t kCoalesce = 256 << 10;
+uint8_t* Server::OutSpace(Conn* c, size_t n) {
+  if (c->out.empty() || c->out.back().size() + n > std::max(kCoalesce, c->out.back().capacity())) {
+    c->out.emplace_back();
+    c->out.back().reserve(std::max(n, kCoalesce));
+  }
+  Bytes& b = c->out.back();
+  size_t at = b.size();
+  b.resize(at + n);
+  c->outBytes += n;
+  return b.data() + at;
+}
+
 void Server::SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len) {
-  Bytes f(kHeader + len);
-  PutHeader(f.data(), len, type);
-  memcpy(f.data() + kHeader, body, len);
-  c->outBytes += f.size();
-  c->out.push_back(std::move(f));
+  uint8_t* f = OutSpace(c, kHeader + len);
+  PutHeader(f, len, type);
+  memcpy(f + kHeader, body, len);
 }
 
 void Server::SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data,
                         uint32_t dataLen) {
   uint32_t len = headLen + dataLen;
-  Bytes f(kHeader + len + kTag);
-  PutHeader(f.data(), len, type);
-  c->tx.Begin(f.data(), kHeader);
-  c->tx.Update(head, f.data() + kHeader, headLen);
-  c->tx.Update(data, f.data() + kHeader + headLen, dataLen);
-  c->tx.FinishSeal(f.data() + kHeader + len);
-  c->outBytes += f.size();
-  c->out.push_back(std::move(f));
+  uint8_t* f = OutSpace(c, kHeader + len + kTag);
+  PutHeader(f, len, type);
+  c->tx.Begin(f, kHeader);
+  c->tx.Update(head, f + kHeader, headLen);
+  c->tx.Update(data, f + kHeader + headLen, dataLen);
+  c->tx.FinishSeal(f + kHeader + len);
 }
 
 void Server::Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uint8_t* extra, uint32_t extraLen) {

@@ -55,6 +55,7 @@ class Server {
   void Process(Conn* c, int64_t now);
   bool Handshake(Conn* c, uint16_t type, const uint8_t* body, uint32_t len);
   bool Request(Conn* c, uint16_t type, const uint8_t* body, uint32_t len, int64_t now);
+  uint8_t* OutSpace(Conn* c, size_t n);
   void SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len);
   // Seal {head[headLen], data[dataLen]} as one frame onto c's output queue.
   void SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data, uint32_t dataLen);
