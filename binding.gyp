@@ -15,6 +15,7 @@
         "native/uffd/engine.cc",
         "native/uffd/touch.cc",
         "native/memory/dirty_scan.cc",
+        "native/memory/zap.cc",
         "native/memory/pager.cc",
         "native/memory/pager_wrap.cc",
         "native/rdma/lib.cc",

@@ -1,5 +1,6 @@
 #include "memory/pager.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -55,6 +56,9 @@ Pager::~Pager() { Stop(); }
 void Pager::Start() {
   wb_ = std::thread(&Pager::WriteBackLoop, this);
   ra_ = std::thread(&Pager::ReadaheadLoop, this);
+  // Named, so top -H and perf tell them apart from the application's threads.
+  pthread_setname_np(wb_.native_handle(), "sos-writeback");
+  pthread_setname_np(ra_.native_handle(), "sos-readahead");
 }
 
 void Pager::Stop() {
@@ -71,7 +75,7 @@ void Pager::Stop() {
   // waiting on one faults anew (into the engine's teardown).
   std::lock_guard<std::mutex> lk(mu_);
   for (auto& job : raQueue_)
-    for (uint32_t q : job) Unfetch(q);
+    for (uint32_t q : job.pages) Unfetch(q);
   raQueue_.clear();
   DropHeld();
 }
@@ -153,16 +157,14 @@ void Pager::Release(uint32_t slot) {
   freeSlots_.push_back(slot);
 }
 
-// Free many slots with one madvise per run of adjacent ones (each call flushes TLBs).
+// Free many slots with one TLB flush (each madvise would flush on its own).
 void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
   std::sort(slots.begin(), slots.end());
-  for (size_t i = 0; i < slots.size();) {
-    size_t j = i + 1;
-    while (j < slots.size() && slots[j] == slots[j - 1] + 1) j++;
-    madvise(Slot(slots[i]), (j - i) * kPage, MADV_DONTNEED);
-    for (size_t k = i; k < j; k++) freeSlots_.push_back(slots[k]);
-    i = j;
+  for (uint32_t s : slots) {
+    zap_.Add(Slot(s), kPage);
+    freeSlots_.push_back(s);
   }
+  zap_.Flush();
 }
 
 // Bookkeeping once page p is out of the region (mu_ held): its frame is
@@ -264,12 +266,13 @@ uint64_t Pager::EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count) {
 }
 
 // Copy eviction of the victims (mu_ held), one run of adjacent pages at a
-// time. The copy must not fault (this may be the thread that serves the
-// region), so pages the kernel does not map now (swapped out, or zapped by
-// misuse) are skipped: mincore says which.
+// time, all zapped together at the end. The copy must not fault (this may be
+// the thread that serves the region), so pages the kernel does not map now
+// (swapped out, or zapped by misuse) are skipped: mincore says which.
 uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
   std::sort(v.begin(), v.end());
-  uint64_t done = 0;
+  copied_.clear();
+  runSlots_.clear();
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
     while (j < v.size() && v[j] == v[j - 1] + 1) j++;
@@ -285,29 +288,60 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
       }
       size_t e = k + 1;
       while (e < j && (incore_[e - i] & 1)) e++;
-      done += EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
+      EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
       k = e;
     }
     i = j;
   }
+  if (copied_.empty()) return 0;
+  // One flush for every run. Should it fail, what is still mapped stays.
+  for (const Copied& c : copied_)
+    zap_.Add(reinterpret_cast<void*>(Base() + uint64_t{c.first} * kPage), c.count * kPage);
+  int err = zap_.Flush();
+  if (err) emit_("madvise(MADV_DONTNEED)", err, Base() + uint64_t{copied_[0].first} * kPage);
+  uint64_t done = 0;
+  size_t taken = 0;
+  for (const Copied& c : copied_) {
+    if (err) {
+      incore_.assign(c.count, 0);
+      mincore(reinterpret_cast<void*>(Base() + uint64_t{c.first} * kPage), c.count * kPage, incore_.data());
+    }
+    for (uint32_t k = 0; k < c.count; k++) {
+      uint32_t p = c.first + k;
+      bool dirty = flags_[p] & kDirty;
+      uint32_t slot = dirty ? runSlots_[taken++] : kNone;
+      if (err && (incore_[k] & 1)) {  // not zapped: still resident, as before
+        flags_[p] = (flags_[p] & ~kVictim) | kRef;
+        if (dirty) Release(slot);
+        continue;
+      }
+      Evicted(p, slot, dirty);
+      done++;
+    }
+  }
   return done;
 }
 
-// Write-protect, copy out, zap. No write is lost: each page is protected
-// before it is copied (clean ones since their install with COPY_MODE_WP,
-// dirty ones here; the ioctl returns after the TLB flush), so a later write
-// traps as a WP fault, and OnWriteFault needs mu_, held here until the zap;
-// it then finds the page not resident and wakes the writer, whose retry
-// faults MISSING and is served from the staged copy (clean: the source).
-// With WP_ASYNC the kernel would let that write through: sync mode only.
-uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
+// Write-protect and copy out one run; EvictCopy zaps it. No write is lost:
+// each page is protected before it is copied (clean ones since their install
+// with COPY_MODE_WP, dirty ones here; the ioctl returns after the TLB flush),
+// so a later write traps as a WP fault, and OnWriteFault needs mu_, held
+// until the zap; it then finds the page not resident and wakes the writer,
+// whose retry faults MISSING and is served from the staged copy (clean: the
+// source). With WP_ASYNC the kernel would let that write through: sync mode
+// only. The dirty pages' slots are appended to runSlots_, in page order.
+void Pager::EvictCopyRun(uint32_t first, uint32_t count) {
   uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(count) * kPage;
   bool anyDirty = false;
   for (uint32_t k = 0; k < count; k++) anyDirty |= (flags_[first + k] & kDirty) != 0;
+  size_t mark = runSlots_.size();
   auto keep = [&](const char* call, int err) {
     for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
+    while (runSlots_.size() > mark) {
+      Release(runSlots_.back());
+      runSlots_.pop_back();
+    }
     if (err != EAGAIN) emit_(call, err, addr);
-    return 0;
   };
   if (anyDirty) {
     struct uffdio_writeprotect w = {};
@@ -315,8 +349,6 @@ uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
     w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
     if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) return keep("ioctl(UFFDIO_WRITEPROTECT)", errno);
   }
-  std::vector<uint32_t>& slots = runSlots_;
-  slots.clear();
   for (uint32_t k = 0; k < count; k++) {
     if (!(flags_[first + k] & kDirty)) continue;
     uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
@@ -324,25 +356,11 @@ uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
     // is registered, so a store into it would fault to this very engine.
     long r =
         Copy(reinterpret_cast<uint64_t>(Slot(slot)), reinterpret_cast<void*>(addr + uint64_t{k} * kPage), kPage, false);
-    if (r < 0) {
-      for (uint32_t s : slots) Release(s);
-      return keep("ioctl(UFFDIO_COPY)", static_cast<int>(-r));
-    }
+    if (r < 0) return keep("ioctl(UFFDIO_COPY)", static_cast<int>(-r));
     freeSlots_.pop_back();
-    slots.push_back(slot);
+    runSlots_.push_back(slot);
   }
-  if (madvise(reinterpret_cast<void*>(addr), len, MADV_DONTNEED) != 0) {
-    int err = errno;
-    for (uint32_t s : slots) Release(s);
-    return keep("madvise(MADV_DONTNEED)", err);
-  }
-  size_t taken = 0;
-  for (uint32_t k = 0; k < count; k++) {
-    uint32_t p = first + k;
-    bool dirty = flags_[p] & kDirty;
-    Evicted(p, dirty ? slots[taken++] : kNone, dirty);
-  }
-  return count;
+  copied_.push_back({first, count});
 }
 
 // CLOCK over the frames: a set reference bit buys a page another round.
@@ -400,9 +418,12 @@ bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t mu
   }
 }
 
-int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) { return Resolve(addr, buf, bufLen); }
+int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t, bool write) { return Resolve(addr, buf, write); }
 
-int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
+// A store that faults (sync tracking) gets its page writable and dirty at
+// once: protecting it would only cost a write-protect fault right after.
+int Pager::Resolve(uint64_t addr, uint8_t* buf, bool write) {
+  bool dirtyNow = write && !o_.asyncDirty;
   uint64_t t0 = Now();
   uint64_t base = Base();
   if (addr < base || addr >= base + pages_ * kPage) return -ENOSYS;
@@ -431,9 +452,9 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
     case kFetching:
       // Its fetch is in flight, and the UFFDIO_COPY that installs it wakes
       // this thread too (a failed one wakes it to fault again).
-      if ((flags_[p] & kTrigger) && stream_.trig == p) OnTrigger(p);
+      if ((flags_[p] & kTrigger) && stream_.trig == p) OnTrigger(p, dirtyNow);
       return 0;
-    case kHeld: return ServeHeld(p, t0);
+    case kHeld: return ServeHeld(p, t0, dirtyNow);
     case kStaged: {
       // Its write-back may be in flight: serve the staged copy, still dirty.
       uint64_t got;
@@ -468,7 +489,7 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
   if (o_.prefetch && !retrying) {
     LeapPrefetcher::Plan pl = leap_.OnFault(p);
     if (pl.stride) {
-      StartStream(p, pl.stride, pl.depth);
+      StartStream(p, pl.stride, pl.depth, dirtyNow);
     } else if (stream_.on) {
       stream_.on = false;
       DropHeld();
@@ -494,9 +515,9 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, size_t) {
 
   lk.lock();
   long r = io.result;
-  if (r == 0) r = Copy(pageAddr, buf, kPage, true);  // WP: the first write shows
+  if (r == 0) r = Copy(pageAddr, buf, kPage, !dirtyNow);  // WP: the first write shows
   if (r == 0) {
-    Place(p, kRef | (o_.asyncDirty ? kHashed : 0));
+    Place(p, kRef | (dirtyNow ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
     stats_.pagesFetched++;
     if (!NeverStored(p)) stats_.bytesIn += kPage;
     if (!failing_.empty()) failing_.erase(p);
@@ -573,10 +594,11 @@ int Pager::FetchRuns(PageSource::Io* ios, size_t nio) {
 }
 
 // A stream found at page p: its first window starts right after p.
-void Pager::StartStream(uint32_t p, int64_t stride, unsigned depth) {
+void Pager::StartStream(uint32_t p, int64_t stride, unsigned depth, bool write) {
   DropHeld();
   stream_ = Stream{};
   stream_.on = true;
+  stream_.write = write;
   stream_.stride = stride;
   stream_.depth = std::max(4u, std::min(depth, o_.maxDepth));
   stream_.curStart = p;
@@ -587,11 +609,12 @@ void Pager::StartStream(uint32_t p, int64_t stride, unsigned depth) {
 // The stream reached the window ahead: the one it leaves was used (its
 // prefetched pages are hits), and the next goes out, twice as deep up to the
 // maximum (Leap's growth on a consumed window).
-void Pager::OnTrigger(uint32_t page) {
+void Pager::OnTrigger(uint32_t page, bool write) {
   flags_[page] &= ~kTrigger;
   if (!stream_.on || stream_.trig != page) return;
   stats_.triggers++;
   Stream& s = stream_;
+  s.write = write;
   for (unsigned i = 0; i < s.curCount; i++) {
     int64_t q = s.curStart + static_cast<int64_t>(i) * s.stride;
     if (q < 0 || q >= static_cast<int64_t>(pages_)) break;
@@ -632,7 +655,7 @@ void Pager::IssueWindow(int64_t start, int64_t stride, unsigned count) {
   for (uint32_t q : job) state_[q] = kFetching;
   s.trig = job.front();
   flags_[s.trig] |= kTrigger;
-  raQueue_.push_back(std::move(job));
+  raQueue_.push_back({std::move(job), s.write});
   raCv_.notify_one();
 }
 
@@ -658,10 +681,10 @@ void Pager::DropHeld() {
 }
 
 // A fault on a held page: install it from memory, and send the next window.
-int Pager::ServeHeld(uint32_t p, uint64_t t0) {
+int Pager::ServeHeld(uint32_t p, uint64_t t0, bool dirtyNow) {
   auto it = held_.find(p);
   uint64_t pageAddr = Base() + uint64_t{p} * kPage;
-  long r = it == held_.end() ? -ENOENT : Copy(pageAddr, it->second.data(), kPage, true);
+  long r = it == held_.end() ? -ENOENT : Copy(pageAddr, it->second.data(), kPage, !dirtyNow);
   if (r == -EAGAIN) return -EAGAIN;
   if (it != held_.end()) held_.erase(it);
   if (r < 0) {  // fetch it the usual way
@@ -670,10 +693,10 @@ int Pager::ServeHeld(uint32_t p, uint64_t t0) {
     if (r != -ENOENT) emit_("ioctl(UFFDIO_COPY)", static_cast<int>(-r), pageAddr);
     return -EAGAIN;
   }
-  Place(p, kRef | (o_.asyncDirty ? kHashed : 0));
+  Place(p, kRef | (dirtyNow ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
   stats_.prefetchHits++;
   stats_.faultLatency.Record(Now() - t0);
-  if (stream_.trig == p) OnTrigger(p);
+  if (stream_.trig == p) OnTrigger(p, dirtyNow);
   return 0;
 }
 
@@ -689,8 +712,9 @@ void Pager::ReadaheadLoop() {
       raCv_.wait(lk);
       continue;
     }
-    std::vector<uint32_t> job = std::move(raQueue_.front());
+    Window win = std::move(raQueue_.front());
     raQueue_.pop_front();
+    std::vector<uint32_t>& job = win.pages;
     std::sort(job.begin(), job.end());
     size_t nio = Runs(job.data(), job.size(), buf.data(), ios.data());
     lk.unlock();
@@ -715,11 +739,14 @@ void Pager::ReadaheadLoop() {
         stats_.prefetched++;
         continue;
       }
-      if (r == 0) r = Copy(base + io.off, io.buf, io.len, true);
+      // A stream of stores (sync tracking) gets its pages writable and dirty:
+      // protected, each would take a write-protect fault when the stream gets
+      // there. Wrong, the guess costs a write-back each, never a lost write.
+      if (r == 0) r = Copy(base + io.off, io.buf, io.len, !win.write);
       for (uint32_t k = 0; k < count; k++) {
         uint32_t q = first + k;
         if (r == 0) {
-          Place(q, kRef | kPrefetched | (o_.asyncDirty ? kHashed : 0));
+          Place(q, kRef | kPrefetched | (win.write ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
           stats_.pagesFetched++;
           if (!NeverStored(q)) stats_.bytesIn += kPage;
           stats_.prefetched++;

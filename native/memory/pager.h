@@ -17,6 +17,7 @@
 
 #include "memory/dirty_scan.h"
 #include "memory/prefetch.h"
+#include "memory/zap.h"
 #include "uffd/engine.h"
 #include "uffd/mapping.h"
 #include "uffd/page_source.h"
@@ -65,7 +66,7 @@ class Pager : public PageSource {
   const char* Kind() const override { return "pager"; }
   uint64_t Size() const override { return pages_ * kPage; }
   int Fetch(uint64_t, void*, uint64_t) override { return -95; }  // pages come only through faults
-  int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) override;
+  int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen, bool write) override;
   bool OnWriteFault(uint64_t addr) override;
 
   void Start();
@@ -82,6 +83,9 @@ class Pager : public PageSource {
   struct Staged {
     uint32_t page, slot;
   };
+  struct Copied {  // a run copied out, to be zapped
+    uint32_t first, count;
+  };
   // The sequential or strided stream being read ahead: the window the stream
   // is in (counted as hits when it moves on) and the one issued ahead of it,
   // whose first page is the trigger.
@@ -92,17 +96,22 @@ class Pager : public PageSource {
     int64_t curStart = 0, aheadStart = 0;
     unsigned curCount = 0, aheadCount = 0;
     uint32_t trig = UINT32_MAX;  // the page whose fault sends the next window
+    bool write = false;          // its last fault was a store (sync tracking): expect stores
+  };
+  struct Window {  // queued for the readahead thread
+    std::vector<uint32_t> pages;
+    bool write;  // install them writable and dirty
   };
   struct Backoff {  // a faulting page whose fetch failed (no poison): when to try again
     uint64_t next;
     unsigned failures;
   };
 
-  int Resolve(uint64_t addr, uint8_t* buf, size_t bufLen);
+  int Resolve(uint64_t addr, uint8_t* buf, bool write);
   bool Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t must, uint64_t* got);
-  int ServeHeld(uint32_t page, uint64_t t0);
-  void StartStream(uint32_t page, int64_t stride, unsigned depth);
-  void OnTrigger(uint32_t page);
+  int ServeHeld(uint32_t page, uint64_t t0, bool write);
+  void StartStream(uint32_t page, int64_t stride, unsigned depth, bool write);
+  void OnTrigger(uint32_t page, bool write);
   void IssueWindow(int64_t start, int64_t stride, unsigned count);
   void DropHeld();
   void Unfetch(uint32_t page);
@@ -114,7 +123,7 @@ class Pager : public PageSource {
   uint64_t EvictMove(std::vector<uint32_t>& pages);
   uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
-  uint64_t EvictCopyRun(uint32_t first, uint32_t count);
+  void EvictCopyRun(uint32_t first, uint32_t count);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
@@ -147,10 +156,12 @@ class Pager : public PageSource {
   uint32_t hand_ = 0;
   uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
   std::vector<uint32_t> scanned_, victims_, runSlots_, cleanSlots_;
+  std::vector<Copied> copied_;
+  Zapper zap_;
   std::vector<unsigned char> incore_;
   std::unordered_map<uint32_t, Backoff> failing_;
   Stream stream_;
-  std::deque<std::vector<uint32_t>> raQueue_;
+  std::deque<Window> raQueue_;
   std::unordered_map<uint32_t, std::vector<uint8_t>> held_;
   std::condition_variable raCv_;
   std::thread ra_;

@@ -512,7 +512,7 @@ void EngineWrap::Handle(const struct ::uffd_msg& m, uint8_t* buf, std::vector<st
       return;
     }
     if (s.source) {
-      int r = s.source->ResolveFault(addr, buf, BufLen());
+      int r = s.source->ResolveFault(addr, buf, BufLen(), (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
       if (r == -EAGAIN) {
         stats_.retries++;
         retry->push_back(m);

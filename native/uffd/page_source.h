@@ -44,9 +44,9 @@ class PageSource {
   virtual int StoreV(Io* ios, size_t n);
   // Hooks for a source that manages residency itself (a far-memory pager).
   // ResolveFault: resolve a missing fault at addr (buf: bufLen bytes of the
-  // engine thread's scratch); 0 done, -EAGAIN retry later, -ENOSYS (the
-  // default) lets the engine copy from Fetch as usual.
-  virtual int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen) { return -38; }
+  // engine thread's scratch; write: the access was a store); 0 done, -EAGAIN
+  // retry later, -ENOSYS (the default) lets the engine copy from Fetch as usual.
+  virtual int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen, bool write) { return -38; }
   // OnWriteFault: a synchronous write-protect fault; true when the source
   // unprotected and woke the page itself, false to let the engine do it.
   virtual bool OnWriteFault(uint64_t addr) { return false; }
