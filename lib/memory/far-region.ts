@@ -33,8 +33,9 @@ export interface FarRegionOptions {
   source: PageSource;
   /**
    * How written pages are found: 'async' (UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN, no fault per
-   * write) or 'sync' (a write-protect fault on the first write to a clean page). Default:
-   * 'async' where the kernel has it.
+   * write; needs eviction 'move') or 'sync' (a write-protect fault on the first write to a page
+   * installed clean; a page whose fault was a store is installed writable and dirty). Default:
+   * 'sync' with copy eviction, 'async' (where the kernel has it) with move eviction.
    */
   dirtyTracking?: DirtyTracking;
   /** Leap prefetching of sequential and strided faults (default true), or its readahead window's pages at most (default 255). */
@@ -42,7 +43,9 @@ export interface FarRegionOptions {
   /**
    * How a victim leaves the region: 'move' (UFFDIO_MOVE of its PTE, Linux 6.8+) or 'copy'
    * (write-protect, copy out, MADV_DONTNEED: any kernel with anonymous userfaultfd WP; needs
-   * dirtyTracking 'sync'). Default 'auto': 'move' where the kernel has it, else 'copy'.
+   * dirtyTracking 'sync'). Default 'auto': 'move' when dirtyTracking 'async' is asked for, else
+   * 'copy', which drops many pages with one TLB flush where MOVE flushes once per page (see
+   * docs/memory-paging.md for the measurements).
    */
   eviction?: Eviction | 'auto';
   /**
@@ -120,8 +123,8 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     // Copy eviction relies on a write fault under the pager's lock: with async tracking a write during the copy would be lost.
     if (evictionOpt === 'copy' && asked === 'async')
       throw argType("options.eviction 'copy' needs options.dirtyTracking 'sync' (async lets writes through unseen)");
-    const eviction: Eviction = evictionOpt === 'auto' ? (support.has('MOVE') ? 'move' : 'copy') : evictionOpt;
-    if (eviction === 'copy' && asked === 'async')
+    const eviction: Eviction = evictionOpt === 'auto' ? (asked === 'async' ? 'move' : 'copy') : evictionOpt;
+    if (eviction === 'move' && !support.has('MOVE'))
       throw unsupported("dirtyTracking 'async' needs eviction 'move' (userfaultfd MOVE, Linux 6.8+)");
     const fetchFailure: FetchFailure = failureOpt ?? (support.has('POISON') ? 'poison' : 'wait');
     const make = (mode: DirtyTracking) =>
