@@ -45,16 +45,52 @@ export interface FarRun extends PhaseTimes {
   prefetchHits: number;
   maxResidentBytes: number;
   localBytes: number;
+  /** One StoreV batch of write-back. */
+  writeBackP50Ns: number;
+  writeBackP99Ns: number;
   killed?: boolean;
   failovers?: number;
+  /** Counters of the scan phase alone (after the updates): where its time went. */
+  scan: ScanCounters;
 }
+
+/** What the sequential scan cost the pager (differences of FarStats over the phase). */
+export interface ScanCounters {
+  faults: number;
+  readaheads: number;
+  triggers: number;
+  frameWaits: number;
+  evictions: number;
+  cleanDrops: number;
+  writeBacks: number;
+  stagedHits: number;
+  writeBackBatches: number;
+}
+
+const SCAN_KEYS = [
+  'faults',
+  'readaheads',
+  'triggers',
+  'frameWaits',
+  'evictions',
+  'cleanDrops',
+  'writeBacks',
+  'stagedHits',
+  'writeBackBatches',
+] as const;
 
 const say = (o: object) => process.stdout.write(JSON.stringify(o) + '\n');
 
-async function phases(r: Region, c: ClientConfig, onUpdate?: () => void): Promise<PhaseTimes & { sum: bigint }> {
+async function phases(
+  r: Region,
+  c: ClientConfig,
+  onUpdate?: () => void,
+  beforeScan?: () => void,
+): Promise<PhaseTimes & { sum: bigint }> {
   const f = await workload(r, 'fill', { seed: c.seed, threads: c.threads });
   onUpdate?.();
   const u = await workload(r, 'update', { ops: c.updates, seed: c.seed + 1, threads: c.threads });
+  beforeScan?.();
   const s = await workload(r, 'scan', { threads: c.threads });
   return { fillNs: f.elapsedNs, updateNs: u.elapsedNs, scanNs: s.elapsedNs, checksumOk: true, sum: s.checksum };
 }
@@ -84,9 +120,16 @@ async function main(): Promise<void> {
       maxResident = Math.max(maxResident, fm.residentBytes());
     }, 50);
     try {
-      const p = await phases(fm.region, c, run.kill ? () => say({ phase: 'kill-now' }) : undefined);
+      let atScan = fm.stats();
+      const p = await phases(
+        fm.region,
+        c,
+        run.kill ? () => say({ phase: 'kill-now' }) : undefined,
+        () => (atScan = fm.stats()),
+      );
       maxResident = Math.max(maxResident, fm.residentBytes());
       const s = fm.stats();
+      const scan = Object.fromEntries(SCAN_KEYS.map((k) => [k, s[k] - atScan[k]])) as unknown as ScanCounters;
       far.push({
         localPct: run.pct,
         localBytes,
@@ -102,6 +145,9 @@ async function main(): Promise<void> {
         writebacks: s.writeBacks,
         prefetchHits: s.prefetchHits,
         maxResidentBytes: maxResident,
+        scan,
+        writeBackP50Ns: s.writeBackLatency.p50Ns,
+        writeBackP99Ns: s.writeBackLatency.p99Ns,
         ...(run.kill ? { killed: true, failovers: s.failovers } : {}),
       });
     } finally {

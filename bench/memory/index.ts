@@ -181,6 +181,24 @@ function report(fl: Floors, r: { local: PhaseTimes; far: FarRun[] }): void {
     ]),
   ];
   console.log(table(['run', 'fill', 'updates', 'scan', 'slowdown', 'fault p50', 'fault p99', 'bytes right'], rows));
+  console.log('\nthe scan, counted (pages; a readahead is one window fetched off the fault path):');
+  console.log(
+    table(
+      ['run', 'faults', 'readaheads', 'frame waits', 'evicted', 'clean drops', 'written back', 'staged hits'],
+      r.far.map((f) => [
+        `${f.localPct}%${f.killed ? ' killed' : ''}`,
+        ...[
+          f.scan.faults,
+          f.scan.readaheads,
+          f.scan.frameWaits,
+          f.scan.evictions,
+          f.scan.cleanDrops,
+          f.scan.writeBacks,
+          f.scan.stagedHits,
+        ].map(String),
+      ]),
+    ),
+  );
   const floor = fl.rttP50Ns + fl.copyP50Ns;
   console.log(
     `\nfloor: TCP round trip 4 KiB p50 ${fmtNs(fl.rttP50Ns)} (p99 ${fmtNs(fl.rttP99Ns)}) + UFFDIO_COPY ${fmtNs(fl.copyP50Ns)} = ${fmtNs(floor)}; raw TCP stream ${(fl.streamBytesPerS / 1e9).toFixed(2)} GB/s`,
