@@ -162,7 +162,8 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       undo.push(() => this.staging.close());
       // Only what this region uses: a kernel without the rest can still serve it.
       const features: Feature[] = ['PAGEFAULT_FLAG_WP'];
-      if (c.eviction === 'move') features.push('MOVE');
+      // Copy eviction moves its dirty victims too, where the kernel can (one flush, no copy).
+      if (c.eviction === 'move' || Userfaultfd.probe().features.has('MOVE')) features.push('MOVE');
       if (c.fetchFailure === 'poison') features.push('POISON');
       if (mode === 'async') features.push('WP_ASYNC');
       this.uffd = Userfaultfd.open({ features });

@@ -31,6 +31,7 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
       emit_(std::move(emit)),
       leap_(o.maxDepth) {
   pages_ = region_.get()->size / kPage;
+  canMove_ = (core_->features & UFFD_FEATURE_MOVE) != 0;
   if (o_.localPages > pages_) o_.localPages = pages_;
   // Two windows are in flight at a time: keep them a small share of the bound.
   o_.maxDepth = static_cast<unsigned>(
@@ -273,6 +274,7 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
   std::sort(v.begin(), v.end());
   copied_.clear();
   runSlots_.clear();
+  uint64_t moved = 0;  // dirty victims moved out (EvictCopyRun)
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
     while (j < v.size() && v[j] == v[j - 1] + 1) j++;
@@ -288,18 +290,18 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
       }
       size_t e = k + 1;
       while (e < j && (incore_[e - i] & 1)) e++;
-      EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
+      moved += EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
       k = e;
     }
     i = j;
   }
-  if (copied_.empty()) return 0;
+  if (copied_.empty()) return moved;
   // One flush for every run. Should it fail, what is still mapped stays.
   for (const Copied& c : copied_)
     zap_.Add(reinterpret_cast<void*>(Base() + uint64_t{c.first} * kPage), c.count * kPage);
   int err = zap_.Flush();
   if (err) emit_("madvise(MADV_DONTNEED)", err, Base() + uint64_t{copied_[0].first} * kPage);
-  uint64_t done = 0;
+  uint64_t done = moved;
   size_t taken = 0;
   for (const Copied& c : copied_) {
     if (err) {
@@ -330,18 +332,40 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
 // whose retry faults MISSING and is served from the staged copy (clean: the
 // source). With WP_ASYNC the kernel would let that write through: sync mode
 // only. The dirty pages' slots are appended to runSlots_, in page order.
-void Pager::EvictCopyRun(uint32_t first, uint32_t count) {
+uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
   uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(count) * kPage;
   bool anyDirty = false;
   for (uint32_t k = 0; k < count; k++) anyDirty |= (flags_[first + k] & kDirty) != 0;
+  uint64_t moved = 0;
+  if (anyDirty && canMove_) {
+    // Dirty pages are moved out where the kernel can: one flush each, as
+    // write-protecting them would cost, and no copy. The clean ones between
+    // them are zapped with the batch.
+    for (uint32_t k = 0; k < count;) {
+      uint32_t e = k;
+      while (e < count && ((flags_[first + e] & kDirty) != 0) == ((flags_[first + k] & kDirty) != 0)) e++;
+      if (flags_[first + k] & kDirty) {
+        for (uint32_t d = k; d < e; d++) {
+          uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
+          freeSlots_.pop_back();
+          moved += EvictMoveRun(first + d, slot, 1);
+        }
+      } else {
+        copied_.push_back({first + k, e - k});
+      }
+      k = e;
+    }
+    return moved;
+  }
   size_t mark = runSlots_.size();
-  auto keep = [&](const char* call, int err) {
+  auto keep = [&](const char* call, int err) -> uint64_t {
     for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
     while (runSlots_.size() > mark) {
       Release(runSlots_.back());
       runSlots_.pop_back();
     }
     if (err != EAGAIN) emit_(call, err, addr);
+    return 0;
   };
   if (anyDirty) {
     struct uffdio_writeprotect w = {};
@@ -361,6 +385,7 @@ void Pager::EvictCopyRun(uint32_t first, uint32_t count) {
     runSlots_.push_back(slot);
   }
   copied_.push_back({first, count});
+  return 0;
 }
 
 // CLOCK over the frames: a set reference bit buys a page another round.
@@ -787,7 +812,9 @@ bool Pager::OnWriteFault(uint64_t addr) {
 }
 
 // Write dirty pages back in StoreV batches, off the fault path, and evict
-// ahead of the faults when free frames run low.
+// ahead of the faults when free frames run low. One batch is in flight at a
+// time, so its size sets the write-back rate: pages per round trip.
+static constexpr size_t kWriteBackBatch = 256;
 void Pager::WriteBackLoop() {
   std::unique_lock<std::mutex> lk(mu_);
   std::vector<Staged> batch;
@@ -812,7 +839,7 @@ void Pager::WriteBackLoop() {
     }
     batch.clear();
     ios.clear();
-    while (!wbQueue_.empty() && batch.size() < 64) {
+    while (!wbQueue_.empty() && batch.size() < kWriteBackBatch) {
       Staged s = wbQueue_.front();
       wbQueue_.pop_front();
       batch.push_back(s);

@@ -123,7 +123,7 @@ class Pager : public PageSource {
   uint64_t EvictMove(std::vector<uint32_t>& pages);
   uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
-  void EvictCopyRun(uint32_t first, uint32_t count);
+  uint64_t EvictCopyRun(uint32_t first, uint32_t count);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
@@ -143,6 +143,7 @@ class Pager : public PageSource {
   PagerOptions o_;
   EmitFn emit_;
   uint64_t pages_, lowWater_;
+  bool canMove_;  // the uffd has MOVE: copy eviction moves its dirty victims
   uint64_t seed_;
   WrittenScanner scanner_;
 
