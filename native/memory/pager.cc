@@ -123,7 +123,7 @@ void Pager::Place(uint32_t page, uint8_t flags) {
   frames_[f] = page;
   frameOf_[page] = f;
   state_[page] = kResident;
-  flags_[page] = flags;
+  flags_[page] = flags | (flags_[page] & kWasDirty);
 }
 
 bool Pager::MarkUsed(uint32_t p) {
@@ -178,7 +178,7 @@ void Pager::Evicted(uint32_t p, uint32_t slot, bool dirty) {
   freeFrames_.push_back(f);
   stats_.evictions++;
   if (flags_[p] & kPrefetched) stats_.prefetchWaste++;
-  flags_[p] = 0;
+  flags_[p] = dirty ? kWasDirty : 0;
   if (!dirty) {
     state_[p] = kRemote;
     used_--;
@@ -447,6 +447,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t, bool write) { retur
 
 // A store that faults (sync tracking) gets its page writable and dirty at
 // once: protecting it would only cost a write-protect fault right after.
+// A wrong guess (below, for pages dirty before) costs a write-back, never a write.
 int Pager::Resolve(uint64_t addr, uint8_t* buf, bool write) {
   bool dirtyNow = write && !o_.asyncDirty;
   uint64_t t0 = Now();
@@ -511,6 +512,10 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, bool write) {
     return -EAGAIN;
   }
   state_[p] = kFetching;
+  // A page that was dirty when last evicted is likely written again (random
+  // read-modify-writes): install it writable too. The stream, if any, follows
+  // the access itself.
+  bool installDirty = dirtyNow || (!o_.asyncDirty && (flags_[p] & kWasDirty));
   if (o_.prefetch && !retrying) {
     LeapPrefetcher::Plan pl = leap_.OnFault(p);
     if (pl.stride) {
@@ -540,9 +545,9 @@ int Pager::Resolve(uint64_t addr, uint8_t* buf, bool write) {
 
   lk.lock();
   long r = io.result;
-  if (r == 0) r = Copy(pageAddr, buf, kPage, !dirtyNow);  // WP: the first write shows
+  if (r == 0) r = Copy(pageAddr, buf, kPage, !installDirty);  // WP: the first write shows
   if (r == 0) {
-    Place(p, kRef | (dirtyNow ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
+    Place(p, kRef | (installDirty ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
     stats_.pagesFetched++;
     if (!NeverStored(p)) stats_.bytesIn += kPage;
     if (!failing_.empty()) failing_.erase(p);
@@ -688,7 +693,7 @@ void Pager::IssueWindow(int64_t start, int64_t stride, unsigned count) {
 // thread waiting on it woken to fault anew.
 void Pager::Unfetch(uint32_t q) {
   state_[q] = kRemote;
-  flags_[q] = 0;
+  flags_[q] &= kWasDirty;
   used_--;
   Wake(Base() + uint64_t{q} * kPage);
 }

@@ -79,7 +79,8 @@ class Pager : public PageSource {
  private:
   static constexpr uint64_t kPage = 4096;
   static constexpr uint32_t kNone = UINT32_MAX;
-  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16, kTrigger = 32 };
+  // kWasDirty outlives residency: the page was dirty when last evicted.
+  enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16, kTrigger = 32, kWasDirty = 64 };
   struct Staged {
     uint32_t page, slot;
   };
