@@ -389,8 +389,8 @@ uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
 }
 
 // CLOCK over the frames: a set reference bit buys a page another round.
-// Move eviction takes each victim as it is found; copy eviction collects
-// them first, so adjacent ones share their ioctl and madvise.
+// Both modes collect the victims first: adjacent ones share their ioctl,
+// and copy eviction zaps them all with one flush.
 uint64_t Pager::EvictSome(uint64_t want) {
   uint64_t target = std::max<uint64_t>(want, 64);
   uint64_t n = o_.localPages;
