@@ -415,7 +415,11 @@ uint64_t Pager::EvictSome(uint64_t want) {
     victims_.push_back(p);
   }
   if (victims_.empty()) return 0;
-  return copy ? EvictCopy(victims_) : EvictMove(victims_);
+  uint64_t done = copy ? EvictCopy(victims_) : EvictMove(victims_);
+  // Clean drops free frames at once: a fault waiting in Reserve may go on
+  // (it may be waiting on this very eviction, run ahead by another thread).
+  if (done) frameCv_.notify_all();
+  return done;
 }
 
 // Reserve frames (mu_ held): want if possible, at least must; waits for
@@ -438,7 +442,10 @@ bool Pager::Reserve(std::unique_lock<std::mutex>& lk, uint64_t want, uint64_t mu
     }
     stats_.frameWaits++;
     wbCv_.notify_one();
-    frameCv_.wait(lk);
+    // Woken by a write-back, an install or an eviction elsewhere; the bound
+    // covers victims the kernel refused for now (UFFDIO_MOVE's EAGAIN/EBUSY)
+    // with nothing in flight to wake us: then evict again.
+    frameCv_.wait_for(lk, std::chrono::milliseconds(2));
     evicted = false;
   }
 }
