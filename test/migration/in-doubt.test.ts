@@ -63,7 +63,10 @@ function running(dir: string): number[] {
         0n,
       );
       const stopping = (pending & (1n << 18n)) !== 0n; // SIGSTOP is 19
-      return st !== 'T' && st !== 't' && !stopping && /^TracerPid:\s+0$/m.test(status) && parent !== 'criu';
+      // Likewise SIGKILL pending: a stopped copy being ended wakes only to exit, and on a loaded
+      // machine its exit can outlast two polls.
+      const dying = (pending & (1n << 8n)) !== 0n || st === 'Z' || st === 'X'; // SIGKILL is 9
+      return st !== 'T' && st !== 't' && !stopping && !dying && /^TracerPid:\s+0$/m.test(status) && parent !== 'criu';
     } catch {
       return false; // gone meanwhile
     }
