@@ -285,8 +285,8 @@ int RemoteSource::Run(Req* reqs, size_t n) {
   }
   {
     std::lock_guard<std::mutex> l(sendMu_);
-    Bytes out;
-    out.reserve(256 << 10);
+    RawBuf& out = txbuf_;
+    out.clear();
     bool ok = true;
     for (size_t i = 0; i < n && ok; i++) {
       Req& q = reqs[i];
@@ -303,9 +303,7 @@ int RemoteSource::Run(Req* reqs, size_t n) {
         Put64(head + 12, q.a);
         Put32(head + 20, q.count);
       }
-      size_t at = out.size();
-      out.resize(at + kHeader + len + kTag);
-      uint8_t* f = out.data() + at;
+      uint8_t* f = out.Append(kHeader + len + kTag);
       PutHeader(f, len, q.op);
       tx_.Begin(f, kHeader);
       tx_.Update(head, f + kHeader, hl);

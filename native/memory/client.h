@@ -18,6 +18,7 @@
 
 #include "memory/crypto.h"
 #include "memory/protocol.h"
+#include "memory/raw_buf.h"
 #include "uffd/page_source.h"
 
 namespace sos::mem {
@@ -103,7 +104,8 @@ class RemoteSource : public PageSource {
   uint64_t pages_ = 0, region_ = 0;
   uint32_t leaseMs_ = 0, timeoutMs_ = 10000;
   Gcm tx_, rx_;
-  std::mutex sendMu_;  // tx_ and the socket's write side
+  std::mutex sendMu_;  // tx_, txbuf_ and the socket's write side
+  RawBuf txbuf_;       // sealed frames on their way out, kept across calls
   std::mutex mu_;      // below
   std::unordered_map<uint32_t, Pending*> pending_;
   uint32_t nextId_ = 1;

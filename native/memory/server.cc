@@ -37,7 +37,7 @@ struct Server::Conn {
   Gcm rx, tx;
   Bytes in;
   size_t inLen = 0;
-  std::deque<Bytes> out;
+  std::deque<RawBuf> out;
   size_t outOff = 0, outBytes = 0;
   uint32_t events = 0;
   bool registered = false;
@@ -45,6 +45,7 @@ struct Server::Conn {
 
 static constexpr size_t kPreAuthIn = 2 * kHeader + kMaxClientHello + kProof;
 static constexpr size_t kAuthIn = kHeader + kMaxBody + kTag;
+static constexpr size_t kSpare = 8;  // output buffers kept for reuse, across connections
 
 Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), rdma_(o.rdma), dummy_(32) {
   store_.OnDrop([this](uint64_t id) { rdma_.DropRegion(id); });
@@ -300,7 +301,7 @@ void Server::OnReadable(Conn* c, int64_t now) {
 
 void Server::OnWritable(Conn* c) {
   while (!c->out.empty()) {
-    Bytes& b = c->out.front();
+    RawBuf& b = c->out.front();
     ssize_t w = send(c->fd, b.data() + c->outOff, b.size() - c->outOff, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
@@ -311,6 +312,10 @@ void Server::OnWritable(Conn* c) {
     c->outOff += static_cast<size_t>(w);
     c->outBytes -= static_cast<size_t>(w);
     if (c->outOff == b.size()) {
+      if (spare_.size() < kSpare) {
+        b.clear();
+        spare_.push_back(std::move(b));
+      }
       c->out.pop_front();
       c->outOff = 0;
     }
@@ -425,14 +430,16 @@ bool Server::Handshake(Conn* c, uint16_t type, const uint8_t* b, uint32_t len) {
 static constexpr size_t kCoalesce = 256 << 10;
 uint8_t* Server::OutSpace(Conn* c, size_t n) {
   if (c->out.empty() || c->out.back().size() + n > std::max(kCoalesce, c->out.back().capacity())) {
-    c->out.emplace_back();
-    c->out.back().reserve(std::max(n, kCoalesce));
+    if (spare_.empty()) {
+      c->out.emplace_back();
+    } else {
+      c->out.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    }
+    c->out.back().Reserve(std::max(n, kCoalesce));
   }
-  Bytes& b = c->out.back();
-  size_t at = b.size();
-  b.resize(at + n);
   c->outBytes += n;
-  return b.data() + at;
+  return c->out.back().Append(n);
 }
 
 void Server::SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len) {

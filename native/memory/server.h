@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "memory/crypto.h"
+#include "memory/raw_buf.h"
 #include "memory/rdma_export.h"
 #include "memory/store.h"
 
@@ -78,6 +79,7 @@ class Server {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   Bytes scratch_;
+  std::vector<RawBuf> spare_;  // sent output buffers, kept for the next replies
 };
 
 }  // namespace sos::mem
