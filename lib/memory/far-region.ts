@@ -162,14 +162,15 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       undo.push(() => this.staging.close());
       // Only what this region uses: a kernel without the rest can still serve it.
       const features: Feature[] = ['PAGEFAULT_FLAG_WP'];
-      // Copy eviction moves its dirty victims too, where the kernel can (one flush, no copy).
-      if (c.eviction === 'move' || Userfaultfd.probe().features.has('MOVE')) features.push('MOVE');
+      if (c.eviction === 'move') features.push('MOVE');
       if (c.fetchFailure === 'poison') features.push('POISON');
       if (mode === 'async') features.push('WP_ASYNC');
       this.uffd = Userfaultfd.open({ features });
       undo.push(() => this.uffd.close());
       this.uffd.register(this.region, { missing: true, wp: true });
-      this.uffd.register(this.staging, { missing: true });
+      // Move eviction's slots are unmapped when free and filled by UFFDIO_MOVE, which wants them
+      // registered; copy eviction's are ordinary memory, mapped for good (the pager fills them).
+      if (c.eviction === 'move') this.uffd.register(this.staging, { missing: true });
       this.host = new PageSource(new native.NativeSource({ kind: 'zero' }));
       undo.push(() => this.host.close());
       this.pager = new native.NativePager(

@@ -31,7 +31,7 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
       emit_(std::move(emit)),
       leap_(o.maxDepth) {
   pages_ = region_.get()->size / kPage;
-  canMove_ = (core_->features & UFFD_FEATURE_MOVE) != 0;
+  plain_ = o_.eviction == Eviction::kCopy;
   if (o_.localPages > pages_) o_.localPages = pages_;
   // Two windows are in flight at a time: keep them a small share of the bound.
   o_.maxDepth = static_cast<unsigned>(
@@ -50,6 +50,11 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
   // 4 KiB pages only: MOVE splits nothing and every frame is one page.
   madvise(region_.get()->base, region_.get()->size, MADV_NOHUGEPAGE);
   madvise(staging_.get()->base, staging_.get()->size, MADV_NOHUGEPAGE);
+  // Copy eviction's slots stay mapped for good (the caller did not register
+  // them): a PTE that never changes costs no fault and no flush, where this
+  // VM's shadow paging charges a hypervisor exit for the first touch of
+  // every new mapping (see docs/memory-paging.md).
+  if (plain_) memset(Slot(0), 0, o_.stagingPages * kPage);
 }
 
 Pager::~Pager() { Stop(); }
@@ -154,7 +159,7 @@ void Pager::ScanWritten(std::unique_lock<std::mutex>& lk) {
 }
 
 void Pager::Release(uint32_t slot) {
-  madvise(Slot(slot), kPage, MADV_DONTNEED);
+  if (!plain_) madvise(Slot(slot), kPage, MADV_DONTNEED);
   freeSlots_.push_back(slot);
 }
 
@@ -162,7 +167,7 @@ void Pager::Release(uint32_t slot) {
 void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
   std::sort(slots.begin(), slots.end());
   for (uint32_t s : slots) {
-    zap_.Add(Slot(s), kPage);
+    if (!plain_) zap_.Add(Slot(s), kPage);
     freeSlots_.push_back(s);
   }
   zap_.Flush();
@@ -274,7 +279,6 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
   std::sort(v.begin(), v.end());
   copied_.clear();
   runSlots_.clear();
-  uint64_t moved = 0;  // dirty victims moved out (EvictCopyRun)
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
     while (j < v.size() && v[j] == v[j - 1] + 1) j++;
@@ -290,18 +294,18 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
       }
       size_t e = k + 1;
       while (e < j && (incore_[e - i] & 1)) e++;
-      moved += EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
+      EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
       k = e;
     }
     i = j;
   }
-  if (copied_.empty()) return moved;
+  if (copied_.empty()) return 0;
   // One flush for every run. Should it fail, what is still mapped stays.
   for (const Copied& c : copied_)
     zap_.Add(reinterpret_cast<void*>(Base() + uint64_t{c.first} * kPage), c.count * kPage);
   int err = zap_.Flush();
   if (err) emit_("madvise(MADV_DONTNEED)", err, Base() + uint64_t{copied_[0].first} * kPage);
-  uint64_t done = moved;
+  uint64_t done = 0;
   size_t taken = 0;
   for (const Copied& c : copied_) {
     if (err) {
@@ -332,60 +336,29 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
 // whose retry faults MISSING and is served from the staged copy (clean: the
 // source). With WP_ASYNC the kernel would let that write through: sync mode
 // only. The dirty pages' slots are appended to runSlots_, in page order.
-uint64_t Pager::EvictCopyRun(uint32_t first, uint32_t count) {
+void Pager::EvictCopyRun(uint32_t first, uint32_t count) {
   uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(count) * kPage;
   bool anyDirty = false;
   for (uint32_t k = 0; k < count; k++) anyDirty |= (flags_[first + k] & kDirty) != 0;
-  uint64_t moved = 0;
-  if (anyDirty && canMove_) {
-    // Dirty pages are moved out where the kernel can: one flush each, as
-    // write-protecting them would cost, and no copy. The clean ones between
-    // them are zapped with the batch.
-    for (uint32_t k = 0; k < count;) {
-      uint32_t e = k;
-      while (e < count && ((flags_[first + e] & kDirty) != 0) == ((flags_[first + k] & kDirty) != 0)) e++;
-      if (flags_[first + k] & kDirty) {
-        for (uint32_t d = k; d < e; d++) {
-          uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
-          freeSlots_.pop_back();
-          moved += EvictMoveRun(first + d, slot, 1);
-        }
-      } else {
-        copied_.push_back({first + k, e - k});
-      }
-      k = e;
-    }
-    return moved;
-  }
-  size_t mark = runSlots_.size();
-  auto keep = [&](const char* call, int err) -> uint64_t {
-    for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
-    while (runSlots_.size() > mark) {
-      Release(runSlots_.back());
-      runSlots_.pop_back();
-    }
-    if (err != EAGAIN) emit_(call, err, addr);
-    return 0;
-  };
   if (anyDirty) {
     struct uffdio_writeprotect w = {};
     w.range = {addr, len};
     w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-    if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) return keep("ioctl(UFFDIO_WRITEPROTECT)", errno);
+    if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) {  // not now: the run stays resident
+      int err = errno;
+      for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
+      if (err != EAGAIN) emit_("ioctl(UFFDIO_WRITEPROTECT)", err, addr);
+      return;
+    }
   }
   for (uint32_t k = 0; k < count; k++) {
     if (!(flags_[first + k] & kDirty)) continue;
     uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
-    // UFFDIO_COPY, not memcpy: a free slot is unmapped and the staging area
-    // is registered, so a store into it would fault to this very engine.
-    long r =
-        Copy(reinterpret_cast<uint64_t>(Slot(slot)), reinterpret_cast<void*>(addr + uint64_t{k} * kPage), kPage, false);
-    if (r < 0) return keep("ioctl(UFFDIO_COPY)", static_cast<int>(-r));
+    memcpy(Slot(slot), reinterpret_cast<void*>(addr + uint64_t{k} * kPage), kPage);
     freeSlots_.pop_back();
     runSlots_.push_back(slot);
   }
   copied_.push_back({first, count});
-  return 0;
 }
 
 // CLOCK over the frames: a set reference bit buys a page another round.

@@ -35,8 +35,10 @@ struct PagerStats {
 };
 
 // How a victim leaves the region: UFFDIO_MOVE of its PTE into a staging slot
-// (6.8+), or write-protect, copy into the slot and MADV_DONTNEED (any kernel
-// with anonymous WP; needs synchronous dirty tracking, see EvictCopy).
+// (6.8+; the staging area is registered and its free slots unmapped), or
+// write-protect, memcpy into the slot and MADV_DONTNEED (any kernel with
+// anonymous WP; needs synchronous dirty tracking, see EvictCopy; the staging
+// area is plain memory the caller did not register).
 enum class Eviction : uint8_t { kMove, kCopy };
 
 struct PagerOptions {
@@ -124,7 +126,7 @@ class Pager : public PageSource {
   uint64_t EvictMove(std::vector<uint32_t>& pages);
   uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
-  uint64_t EvictCopyRun(uint32_t first, uint32_t count);
+  void EvictCopyRun(uint32_t first, uint32_t count);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
@@ -144,7 +146,7 @@ class Pager : public PageSource {
   PagerOptions o_;
   EmitFn emit_;
   uint64_t pages_, lowWater_;
-  bool canMove_;  // the uffd has MOVE: copy eviction moves its dirty victims
+  bool plain_;  // copy eviction: the staging slots are ordinary memory, mapped for good
   uint64_t seed_;
   WrittenScanner scanner_;
 
