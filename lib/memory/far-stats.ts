@@ -58,6 +58,8 @@ export interface FarStats {
   readaheads: number;
   /** Faults on a window's first page, each sending the next window. */
   triggers: number;
+  /** TLB flushes eviction asked for: its write-protects and moves, its zaps and freed staging slots (one per batch). */
+  evictFlushes: number;
   /** Pages mapped in the region now. */
   residentPages: number;
   /** Frames held: resident, being fetched, and staged for write-back (at most localBytes / 4096). */

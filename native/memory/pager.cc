@@ -170,6 +170,7 @@ void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
     if (!plain_) zap_.Add(Slot(s), kPage);
     freeSlots_.push_back(s);
   }
+  if (!plain_ && !slots.empty()) stats_.evictFlushes++;
   zap_.Flush();
 }
 
@@ -237,6 +238,7 @@ uint64_t Pager::EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count) {
   mv.src = Base() + static_cast<uint64_t>(first) * kPage;
   mv.len = uint64_t{count} * kPage;
   mv.mode = SOS_UFFDIO_MOVE_MODE_DONTWAKE;
+  stats_.evictFlushes++;
   int err = ioctl(fd_, SOS_UFFDIO_MOVE, &mv) == 0 ? 0 : errno;
   uint32_t moved = mv.move > 0 ? static_cast<uint32_t>(static_cast<uint64_t>(mv.move) / kPage) : 0;
   if (moved > count) moved = count;
@@ -281,28 +283,15 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
   runSlots_.clear();
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
-    while (j < v.size() && v[j] == v[j - 1] + 1) j++;
-    incore_.assign(j - i, 0);
-    if (mincore(reinterpret_cast<void*>(Base() + static_cast<uint64_t>(v[i]) * kPage), (j - i) * kPage,
-                incore_.data()) != 0)
-      incore_.assign(j - i, 0);
-    for (size_t k = i; k < j;) {
-      if (!(incore_[k - i] & 1)) {
-        flags_[v[k]] = (flags_[v[k]] & ~kVictim) | kRef;  // not now: try others
-        k++;
-        continue;
-      }
-      size_t e = k + 1;
-      while (e < j && (incore_[e - i] & 1)) e++;
-      EvictCopyRun(v[k], static_cast<uint32_t>(e - k));
-      k = e;
-    }
+    while (j < v.size() && SpanSafe(v[j - 1] + 1, v[j])) j++;
+    EvictCopySpan(&v[i], j - i);
     i = j;
   }
   if (copied_.empty()) return 0;
   // One flush for every run. Should it fail, what is still mapped stays.
   for (const Copied& c : copied_)
     zap_.Add(reinterpret_cast<void*>(Base() + uint64_t{c.first} * kPage), c.count * kPage);
+  stats_.evictFlushes++;
   int err = zap_.Flush();
   if (err) emit_("madvise(MADV_DONTNEED)", err, Base() + uint64_t{copied_[0].first} * kPage);
   uint64_t done = 0;
@@ -328,54 +317,88 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
   return done;
 }
 
-// Write-protect and copy out one run; EvictCopy zaps it. No write is lost:
-// each page is protected before it is copied (clean ones since their install
-// with COPY_MODE_WP, dirty ones here; the ioctl returns after the TLB flush),
-// so a later write traps as a WP fault, and OnWriteFault needs mu_, held
-// until the zap; it then finds the page not resident and wakes the writer,
-// whose retry faults MISSING and is served from the staged copy (clean: the
+// Whether one write-protect may span the pages [a, b) between two victims:
+// none is mapped writable (remote pages have no PTE, clean resident ones are
+// protected already), so the ioctl changes nothing but the victims. Bounded:
+// the kernel walks the whole span.
+bool Pager::SpanSafe(uint32_t a, uint32_t b) const {
+  if (b - a > kSpanGap) return false;
+  for (uint32_t q = a; q < b; q++) {
+    if (state_[q] == kRemote) continue;
+    if (state_[q] == kResident && !(flags_[q] & kDirty)) continue;
+    return false;
+  }
+  return true;
+}
+
+// Write-protect and copy out the victims v[0..n) (sorted, SpanSafe between
+// neighbours) with one ioctl and so one TLB flush, not one per run: that
+// flush is an IPI to the application's CPU, and the dirty victims of a
+// scan lie apart. EvictCopy zaps them. No write is lost: each page is
+// protected before it is copied (clean ones since their install with
+// COPY_MODE_WP, dirty ones here; the ioctl returns after the TLB flush), so
+// a later write traps as a WP fault, and OnWriteFault needs mu_, held until
+// the zap; it then finds the page not resident and wakes the writer, whose
+// retry faults MISSING and is served from the staged copy (clean: the
 // source). With WP_ASYNC the kernel would let that write through: sync mode
 // only. The dirty pages' slots are appended to runSlots_, in page order.
-void Pager::EvictCopyRun(uint32_t first, uint32_t count) {
-  uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(count) * kPage;
+// Victims not mapped (swapped out, or zapped by misuse: mincore says which)
+// stay for another round.
+void Pager::EvictCopySpan(const uint32_t* v, size_t n) {
+  uint32_t first = v[0], span = v[n - 1] - v[0] + 1;
+  uint64_t addr = Base() + static_cast<uint64_t>(first) * kPage, len = static_cast<uint64_t>(span) * kPage;
+  auto keep = [&](uint32_t p) { flags_[p] = (flags_[p] & ~kVictim) | kRef; };
+  incore_.assign(span, 0);
+  if (mincore(reinterpret_cast<void*>(addr), len, incore_.data()) != 0) incore_.assign(span, 0);
   bool anyDirty = false;
-  for (uint32_t k = 0; k < count; k++) anyDirty |= (flags_[first + k] & kDirty) != 0;
+  for (size_t k = 0; k < n; k++) anyDirty |= (incore_[v[k] - first] & 1) && (flags_[v[k]] & kDirty);
   if (anyDirty) {
     struct uffdio_writeprotect w = {};
     w.range = {addr, len};
     w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-    if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) {  // not now: the run stays resident
+    stats_.evictFlushes++;
+    if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) {  // not now: the victims stay resident
       int err = errno;
-      for (uint32_t k = 0; k < count; k++) flags_[first + k] = (flags_[first + k] & ~kVictim) | kRef;
+      for (size_t k = 0; k < n; k++) keep(v[k]);
       if (err != EAGAIN) emit_("ioctl(UFFDIO_WRITEPROTECT)", err, addr);
       return;
     }
   }
-  for (uint32_t k = 0; k < count; k++) {
-    if (!(flags_[first + k] & kDirty)) continue;
-    uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
-    memcpy(Slot(slot), reinterpret_cast<void*>(addr + uint64_t{k} * kPage), kPage);
-    freeSlots_.pop_back();
-    runSlots_.push_back(slot);
+  for (size_t k = 0; k < n; k++) {
+    uint32_t p = v[k];
+    if (!(incore_[p - first] & 1)) {
+      keep(p);
+      continue;
+    }
+    if (flags_[p] & kDirty) {
+      uint32_t slot = freeSlots_.back();  // EvictSome counted one per dirty victim
+      memcpy(Slot(slot), reinterpret_cast<void*>(Base() + static_cast<uint64_t>(p) * kPage), kPage);
+      freeSlots_.pop_back();
+      runSlots_.push_back(slot);
+    }
+    if (!copied_.empty() && copied_.back().first + copied_.back().count == p)
+      copied_.back().count++;
+    else
+      copied_.push_back({p, 1});
   }
-  copied_.push_back({first, count});
 }
 
-// CLOCK over the frames: a set reference bit buys a page another round.
-// Both modes collect the victims first: adjacent ones share their ioctl,
-// and copy eviction zaps them all with one flush.
+// CLOCK, its hand going round the region's pages in address order (not
+// round the frames): a set reference bit buys a page another round. Both
+// modes collect the victims first; victims near in address share their
+// ioctl (move: adjacent ones; copy: one write-protect spans them) and copy
+// eviction zaps them all with one flush.
 uint64_t Pager::EvictSome(uint64_t want) {
   uint64_t target = std::max<uint64_t>(want, 64);
-  uint64_t n = o_.localPages;
+  uint64_t n = pages_;
   bool copy = o_.eviction == Eviction::kCopy;
   uint64_t slots = freeSlots_.size();  // move: one per victim; copy: one per dirty victim
   victims_.clear();
   for (uint64_t steps = 0; victims_.size() < target && steps < 2 * n + 1; steps++) {
     if (!copy && victims_.size() >= slots) break;  // move: every victim needs a slot
-    uint32_t f = hand_;
+    uint32_t p = hand_;
     hand_ = static_cast<uint32_t>((hand_ + 1) % n);
-    uint32_t p = frames_[f];
-    if (p == kNone || state_[p] != kResident || (flags_[p] & kVictim)) continue;
+    if (state_[p] != kResident || (flags_[p] & kVictim)) continue;
     if (flags_[p] & kRef) {
       flags_[p] &= ~kRef;
       continue;

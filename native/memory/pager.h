@@ -29,7 +29,7 @@ struct PagerStats {
   std::atomic<uint64_t> faults{0}, wpFaults{0}, fetches{0}, pagesFetched{0}, evictions{0}, cleanDrops{0}, writeBacks{0},
       writeBackBatches{0}, prefetched{0}, prefetchHits{0}, prefetchWaste{0}, bytesIn{0}, bytesOut{0}, stagedHits{0},
       raceCatches{0}, fetchErrors{0}, storeErrors{0}, poisoned{0}, fetchRetries{0}, frameWaits{0}, scans{0},
-      writtenSeen{0}, zeroFills{0}, readaheads{0}, triggers{0};
+      writtenSeen{0}, zeroFills{0}, readaheads{0}, triggers{0}, evictFlushes{0};
   Histogram faultLatency;      // missing fault handed to the pager -> its page installed
   Histogram writeBackLatency;  // one StoreV batch
 };
@@ -81,6 +81,7 @@ class Pager : public PageSource {
  private:
   static constexpr uint64_t kPage = 4096;
   static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint32_t kSpanGap = 64;  // pages between two victims one write-protect may span
   // kWasDirty outlives residency: the page was dirty when last evicted.
   enum : uint8_t { kDirty = 1, kRef = 2, kPrefetched = 4, kHashed = 8, kVictim = 16, kTrigger = 32, kWasDirty = 64 };
   struct Staged {
@@ -126,7 +127,8 @@ class Pager : public PageSource {
   uint64_t EvictMove(std::vector<uint32_t>& pages);
   uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
-  void EvictCopyRun(uint32_t first, uint32_t count);
+  bool SpanSafe(uint32_t a, uint32_t b) const;
+  void EvictCopySpan(const uint32_t* v, size_t n);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
@@ -156,8 +158,8 @@ class Pager : public PageSource {
   std::vector<uint32_t> frameOf_, slotOf_;
   std::vector<uint64_t> hash_;
   std::vector<uint32_t> frames_, freeFrames_, freeSlots_;
-  uint64_t used_ = 0;  // frames held: resident + being fetched + staged
-  uint32_t hand_ = 0;
+  uint64_t used_ = 0;       // frames held: resident + being fetched + staged
+  uint32_t hand_ = 0;       // CLOCK: the next page to look at
   uint64_t sinceScan_ = 0;  // evictions since the last PAGEMAP_SCAN
   std::vector<uint32_t> scanned_, victims_, runSlots_, cleanSlots_;
   std::vector<Copied> copied_;

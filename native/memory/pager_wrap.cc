@@ -154,6 +154,7 @@ Napi::Value PagerWrap::Stats(const Napi::CallbackInfo& info) {
   n("zeroFills", s.zeroFills);
   n("readaheads", s.readaheads);
   n("triggers", s.triggers);
+  n("evictFlushes", s.evictFlushes);
   n("residentPages", pager_->Resident());
   n("usedPages", pager_->Used());
   o.Set("eviction", eviction_ == Eviction::kMove ? "move" : "copy");
