@@ -31,7 +31,6 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
       emit_(std::move(emit)),
       leap_(o.maxDepth) {
   pages_ = region_.get()->size / kPage;
-  plain_ = o_.eviction == Eviction::kCopy;
   if (o_.localPages > pages_) o_.localPages = pages_;
   // Two windows are in flight at a time: keep them a small share of the bound.
   o_.maxDepth = static_cast<unsigned>(
@@ -54,7 +53,7 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
   // them): a PTE that never changes costs no fault and no flush, where this
   // VM's shadow paging charges a hypervisor exit for the first touch of
   // every new mapping (see docs/memory-paging.md).
-  if (plain_) memset(Slot(0), 0, o_.stagingPages * kPage);
+  if (PlainStaging()) memset(Slot(0), 0, o_.stagingPages * kPage);
 }
 
 Pager::~Pager() { Stop(); }
@@ -158,19 +157,14 @@ void Pager::ScanWritten(std::unique_lock<std::mutex>& lk) {
     if (MarkUsed(p)) stats_.writtenSeen++;
 }
 
-void Pager::Release(uint32_t slot) {
-  if (!plain_) madvise(Slot(slot), kPage, MADV_DONTNEED);
-  freeSlots_.push_back(slot);
-}
-
-// Free many slots with one TLB flush (each madvise would flush on its own).
+// Free slots after their write-back. Move eviction's are zapped, many with
+// one TLB flush (each madvise would flush on its own); plain ones just return.
 void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
+  freeSlots_.insert(freeSlots_.end(), slots.begin(), slots.end());
+  if (PlainStaging() || slots.empty()) return;
   std::sort(slots.begin(), slots.end());
-  for (uint32_t s : slots) {
-    if (!plain_) zap_.Add(Slot(s), kPage);
-    freeSlots_.push_back(s);
-  }
-  if (!plain_ && !slots.empty()) stats_.evictFlushes++;
+  for (uint32_t s : slots) zap_.Add(Slot(s), kPage);
+  stats_.evictFlushes++;
   zap_.Flush();
 }
 
@@ -307,7 +301,7 @@ uint64_t Pager::EvictCopy(std::vector<uint32_t>& v) {
       uint32_t slot = dirty ? runSlots_[taken++] : kNone;
       if (err && (incore_[k] & 1)) {  // not zapped: still resident, as before
         flags_[p] = (flags_[p] & ~kVictim) | kRef;
-        if (dirty) Release(slot);
+        if (dirty) freeSlots_.push_back(slot);  // a plain slot: nothing to drop
         continue;
       }
       Evicted(p, slot, dirty);

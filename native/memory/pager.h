@@ -127,6 +127,8 @@ class Pager : public PageSource {
   uint64_t EvictMove(std::vector<uint32_t>& pages);
   uint64_t EvictMoveRun(uint32_t first, uint32_t slot, uint32_t count);
   uint64_t EvictCopy(std::vector<uint32_t>& pages);
+  // Copy eviction: the staging slots are ordinary memory, mapped for good.
+  bool PlainStaging() const { return o_.eviction == Eviction::kCopy; }
   bool SpanSafe(uint32_t a, uint32_t b) const;
   void EvictCopySpan(const uint32_t* v, size_t n);
   void Evicted(uint32_t page, uint32_t slot, bool dirty);
@@ -135,7 +137,6 @@ class Pager : public PageSource {
   void Place(uint32_t page, uint8_t flags);
   long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
   void Wake(uint64_t addr);
-  void Release(uint32_t slot);
   void ReleaseAll(std::vector<uint32_t>& slots);
   void WriteBackLoop();
   uint64_t Base() const { return region_.get()->Addr(); }
@@ -148,7 +149,6 @@ class Pager : public PageSource {
   PagerOptions o_;
   EmitFn emit_;
   uint64_t pages_, lowWater_;
-  bool plain_;  // copy eviction: the staging slots are ordinary memory, mapped for good
   uint64_t seed_;
   WrittenScanner scanner_;
 

@@ -4,6 +4,7 @@
 // so a connection's send path stops allocating (and page-faulting) a fresh
 // megabyte per batch.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -14,10 +15,8 @@ namespace sos::mem {
 class RawBuf {
  public:
   uint8_t* data() { return p_.get(); }
-  const uint8_t* data() const { return p_.get(); }
   size_t size() const { return len_; }
   size_t capacity() const { return cap_; }
-  bool empty() const { return len_ == 0; }
   void clear() { len_ = 0; }
 
   void Reserve(size_t n) {
