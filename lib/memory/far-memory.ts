@@ -12,7 +12,7 @@ import { SosError, StateError, argRange, argType } from '../errors.js';
 import type { Region } from '../uffd/region.js';
 import { integer, object, oneOf } from '../validate.js';
 import { ReplicaSet } from './replica-set.js';
-import { FarRegion } from './far-region.js';
+import { FarRegion, type FarRegionOptions } from './far-region.js';
 import type { FarStats } from './far-stats.js';
 import { RemoteStore } from './remote.js';
 import type { RdmaLinkOptions } from './rdma-link.js';
@@ -42,6 +42,8 @@ export interface FarMemoryOptions {
   prefetch?: boolean;
   eviction?: 'auto' | 'move' | 'copy';
   fetchFailure?: 'poison' | 'wait';
+  /** @internal Serve another process's memory (FarRegionOptions.foreign; lib/memory/run). */
+  foreign?: FarRegionOptions['foreign'];
 }
 
 export interface FarMemoryEvents {
@@ -123,6 +125,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
         prefetch: options.prefetch,
         eviction: options.eviction,
         fetchFailure: options.fetchFailure,
+        foreign: options.foreign,
       });
     } catch (e) {
       set.close();
@@ -201,6 +204,12 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
   /** A Uint8Array over [offset, offset+length) of the region. */
   bytes(offset = 0, length?: number): Uint8Array {
     return this.far.bytes(offset, length);
+  }
+
+  /** Forget [offset, offset+length): its pages read as zeros again (FarRegion.discard). */
+  discard(offset: number, length: number): Promise<void> {
+    if (this.closing) return Promise.reject(new StateError('far-memory region is closed', { code: 'ERR_CLOSED' }));
+    return this.far.discard(offset, length);
   }
 
   /** Bytes of the region mapped in this process now (never more than localBytes). */

@@ -56,6 +56,12 @@ export interface FarRegionOptions {
    * kernel has it, else 'wait'.
    */
   fetchFailure?: FetchFailure;
+  /**
+   * @internal Serve another process's mapping instead of a region of our own: `region` is our
+   * mapping of a shared memfd that process maps at `faultAddress`, registered (missing + wp) with
+   * `uffd`, a userfaultfd taken from it. Copy eviction and sync tracking only; lib/memory/run.
+   */
+  foreign?: { uffd: Userfaultfd; region: Region; faultAddress: number };
 }
 
 /** Listeners of a FarRegion: 'error' for a source that fails (the page is poisoned or waited for, never zero-filled). */
@@ -127,6 +133,19 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     if (eviction === 'move' && !support.has('MOVE'))
       throw unsupported("dirtyTracking 'async' needs eviction 'move' (userfaultfd MOVE, Linux 6.8+)");
     const fetchFailure: FetchFailure = failureOpt ?? (support.has('POISON') ? 'poison' : 'wait');
+    const foreign = o.foreign as FarRegionOptions['foreign'];
+    if (foreign) {
+      if (foreign.region.size !== size) throw argRange(`options.foreign.region must be ${size} bytes`);
+      const poison = failureOpt ?? (foreign.uffd.features.has('POISON') ? 'poison' : 'wait');
+      return new FarRegion(size, localBytes, o.source, {
+        mode: 'sync',
+        eviction: 'copy',
+        fetchFailure: poison,
+        prefetch,
+        maxDepth,
+        foreign,
+      });
+    }
     const make = (mode: DirtyTracking) =>
       new FarRegion(size, localBytes, o.source as PageSource, { mode, eviction, fetchFailure, prefetch, maxDepth });
     if (asked !== undefined) return make(asked);
@@ -144,7 +163,14 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     size: number,
     localBytes: number,
     source: PageSource,
-    c: { mode: DirtyTracking; eviction: Eviction; fetchFailure: FetchFailure; prefetch: boolean; maxDepth: number },
+    c: {
+      mode: DirtyTracking;
+      eviction: Eviction;
+      fetchFailure: FetchFailure;
+      prefetch: boolean;
+      maxDepth: number;
+      foreign?: FarRegionOptions['foreign'];
+    },
   ) {
     super();
     const { mode, prefetch, maxDepth } = c;
@@ -156,18 +182,23 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     const stagingPages = Math.min(1024, Math.max(16, Math.floor(localPages / 4)));
     const undo: (() => void)[] = [];
     try {
-      this.region = Region.anonymous(size);
+      const f = c.foreign;
+      this.region = f ? f.region : Region.anonymous(size);
       undo.push(() => this.region.close());
       this.staging = Region.anonymous(stagingPages * PAGE);
       undo.push(() => this.staging.close());
-      // Only what this region uses: a kernel without the rest can still serve it.
-      const features: Feature[] = ['PAGEFAULT_FLAG_WP'];
-      if (c.eviction === 'move') features.push('MOVE');
-      if (c.fetchFailure === 'poison') features.push('POISON');
-      if (mode === 'async') features.push('WP_ASYNC');
-      this.uffd = Userfaultfd.open({ features });
+      if (f) {
+        this.uffd = f.uffd; // registered by its process
+      } else {
+        // Only what this region uses: a kernel without the rest can still serve it.
+        const features: Feature[] = ['PAGEFAULT_FLAG_WP'];
+        if (c.eviction === 'move') features.push('MOVE');
+        if (c.fetchFailure === 'poison') features.push('POISON');
+        if (mode === 'async') features.push('WP_ASYNC');
+        this.uffd = Userfaultfd.open({ features });
+        this.uffd.register(this.region, { missing: true, wp: true });
+      }
       undo.push(() => this.uffd.close());
-      this.uffd.register(this.region, { missing: true, wp: true });
       // Move eviction's slots are unmapped when free and filled by UFFDIO_MOVE, which wants them
       // registered; copy eviction's are ordinary memory, mapped for good (the pager fills them).
       if (c.eviction === 'move') this.uffd.register(this.staging, { missing: true });
@@ -186,6 +217,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
           prefetch,
           eviction: c.eviction,
           poison: c.fetchFailure === 'poison',
+          ...(f ? { faultAddress: f.faultAddress } : {}),
         },
         (ev: RawEvent) => this.onError(ev.error!, ev.address),
       );
@@ -194,7 +226,7 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       this.engine = new FaultEngine(this.uffd, { threads: 1, batchPages: 1 });
       undo.push(() => this.engine.close());
       this.engine.on('error', (e) => this.onError(e));
-      this.engine.serve(this.region, this.host).start();
+      this.engine.serve(f ? { address: f.faultAddress, length: size } : this.region, this.host).start();
     } catch (e) {
       for (const u of undo.reverse()) u();
       throw e;
@@ -233,6 +265,18 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
       throw new StateError('far region is closed', { code: 'ERR_CLOSED' });
     }
     return this.pager.stats();
+  }
+
+  /**
+   * Forget [offset, offset+length) (page multiples): its pages read as zeros again, as after
+   * MADV_DONTNEED, and are fetched no more. Waits out write-backs of those pages, off the JS thread.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.live();
+    aligned('offset', offset, PAGE);
+    aligned('length', length, PAGE);
+    if (offset + length > this.size) throw argRange(`offset + length exceeds the region's ${this.size} bytes`);
+    await this.pager.discard(offset / PAGE, length / PAGE);
   }
 
   /** @internal Per page: 0 remote (or waited for after a failed fetch), 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */

@@ -7,6 +7,8 @@ export interface NativePager {
   stats(): FarStats;
   /** Per page: 0 remote, 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned, 5 held (a readahead trigger). */
   states(): Uint8Array;
+  /** Forget pages [firstPage, firstPage+count): they fault in as zeros again (off the JS thread). */
+  discard(firstPage: number, count: number): Promise<void>;
   /** Stops the pager's threads; returns the final counters (undefined when already closed). */
   close(): FarStats | undefined;
 }
@@ -25,6 +27,8 @@ export interface PagerBinding {
       prefetch: boolean;
       eviction: 'move' | 'copy';
       poison: boolean;
+      /** The region is a memfd shared with the uffd's process, which faults at this address. */
+      faultAddress?: number;
     },
     onEvent: (ev: RawEvent) => void,
   ) => NativePager;

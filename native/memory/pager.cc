@@ -29,8 +29,10 @@ Pager::Pager(std::shared_ptr<UffdCore> core, std::shared_ptr<Mapping> region, st
       backing_(std::move(backing)),
       o_(o),
       emit_(std::move(emit)),
+      zap_(o.shared ? MADV_REMOVE : MADV_DONTNEED),
       leap_(o.maxDepth) {
   pages_ = region_.get()->size / kPage;
+  faultBase_ = o_.faultBase ? o_.faultBase : Base();
   if (o_.localPages > pages_) o_.localPages = pages_;
   // Two windows are in flight at a time: keep them a small share of the bound.
   o_.maxDepth = static_cast<unsigned>(
@@ -83,6 +85,48 @@ void Pager::Stop() {
     for (uint32_t q : job.pages) Unfetch(q);
   raQueue_.clear();
   DropHeld();
+}
+
+// Fetches and write-backs of the pages are waited out (they finish on their
+// own); no fault can come for them, the program having freed them, so once
+// idle they are dropped from every mapping and forgotten by the backing, all
+// under mu_: a readahead window queued later finds them remote and fetches
+// zeros.
+int Pager::Discard(uint64_t first, uint64_t count) {
+  if (first > pages_ || count > pages_ - first) return -EINVAL;
+  if (count == 0) return 0;
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    if (stopping_) return -ECANCELED;
+    bool busy = false;
+    for (uint64_t q = first; q < first + count && !busy; q++) busy = state_[q] == kFetching || state_[q] == kStaged;
+    if (!busy) break;
+    wbCv_.notify_one();
+    frameCv_.wait_for(lk, std::chrono::milliseconds(2));  // woken by each install and write-back
+  }
+  for (uint64_t q = first; q < first + count; q++) {
+    if (state_[q] == kResident) {
+      uint32_t f = frameOf_[q];
+      frames_[f] = kNone;
+      frameOf_[q] = kNone;
+      freeFrames_.push_back(f);
+      used_--;
+    } else if (state_[q] == kHeld) {
+      held_.erase(static_cast<uint32_t>(q));
+      used_--;
+    }
+    state_[q] = kRemote;
+    flags_[q] = 0;
+    if (stream_.trig == q) stream_.trig = kNone;
+    if (!failing_.empty()) failing_.erase(static_cast<uint32_t>(q));
+  }
+  // The whole range at once: holes cost nothing, and nothing stays mapped.
+  zap_.Add(reinterpret_cast<void*>(Base() + first * kPage), count * kPage);
+  int err = zap_.Flush();
+  if (err) emit_(o_.shared ? "madvise(MADV_REMOVE)" : "madvise(MADV_DONTNEED)", err, FaultBase() + first * kPage);
+  int r = backing_->Discard(first * kPage, count * kPage);
+  frameCv_.notify_all();
+  return err ? -err : r;
 }
 
 uint64_t Pager::Resident() {
@@ -348,7 +392,7 @@ void Pager::EvictCopySpan(const uint32_t* v, size_t n) {
   for (size_t k = 0; k < n; k++) anyDirty |= (incore_[v[k] - first] & 1) && (flags_[v[k]] & kDirty);
   if (anyDirty) {
     struct uffdio_writeprotect w = {};
-    w.range = {addr, len};
+    w.range = {FaultBase() + static_cast<uint64_t>(first) * kPage, len};
     w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
     stats_.evictFlushes++;
     if (ioctl(fd_, UFFDIO_WRITEPROTECT, &w) != 0) {  // not now: the victims stay resident
@@ -448,7 +492,7 @@ int Pager::ResolveFault(uint64_t addr, uint8_t* buf, size_t, bool write) { retur
 int Pager::Resolve(uint64_t addr, uint8_t* buf, bool write) {
   bool dirtyNow = write && !o_.asyncDirty;
   uint64_t t0 = Now();
-  uint64_t base = Base();
+  uint64_t base = FaultBase();
   if (addr < base || addr >= base + pages_ * kPage) return -ENOSYS;
   uint32_t p = static_cast<uint32_t>((addr - base) / kPage);
   uint64_t pageAddr = base + static_cast<uint64_t>(p) * kPage;
@@ -692,7 +736,7 @@ void Pager::Unfetch(uint32_t q) {
   state_[q] = kRemote;
   flags_[q] &= kWasDirty;
   used_--;
-  Wake(Base() + uint64_t{q} * kPage);
+  Wake(FaultBase() + uint64_t{q} * kPage);
 }
 
 // Forget the held pages (clean copies of remote ones): the stream ended.
@@ -710,7 +754,7 @@ void Pager::DropHeld() {
 // A fault on a held page: install it from memory, and send the next window.
 int Pager::ServeHeld(uint32_t p, uint64_t t0, bool dirtyNow) {
   auto it = held_.find(p);
-  uint64_t pageAddr = Base() + uint64_t{p} * kPage;
+  uint64_t pageAddr = FaultBase() + uint64_t{p} * kPage;
   long r = it == held_.end() ? -ENOENT : Copy(pageAddr, it->second.data(), kPage, !dirtyNow);
   if (r == -EAGAIN) return -EAGAIN;
   if (it != held_.end()) held_.erase(it);
@@ -732,7 +776,7 @@ int Pager::ServeHeld(uint32_t p, uint64_t t0, bool dirtyNow) {
 void Pager::ReadaheadLoop() {
   std::vector<uint8_t> buf(uint64_t{o_.maxDepth} * kPage);
   std::vector<PageSource::Io> ios(o_.maxDepth);
-  uint64_t base = Base();
+  uint64_t base = FaultBase();
   std::unique_lock<std::mutex> lk(mu_);
   while (!stopping_) {
     if (raQueue_.empty()) {
@@ -790,7 +834,7 @@ void Pager::ReadaheadLoop() {
 // A synchronous write-protect fault: mark the page dirty and unprotect it
 // under the lock, so no eviction can slip between the two (race-free).
 bool Pager::OnWriteFault(uint64_t addr) {
-  uint64_t base = Base();
+  uint64_t base = FaultBase();
   if (addr < base || addr >= base + pages_ * kPage) return false;
   uint32_t p = static_cast<uint32_t>((addr - base) / kPage);
   std::lock_guard<std::mutex> lk(mu_);
@@ -873,7 +917,7 @@ void Pager::WriteBackLoop() {
     if (r < 0 && i < batch.size()) {
       stats_.storeErrors++;
       int err = -ios[i].result;
-      emit_("source.store", err, Base() + static_cast<uint64_t>(batch[i].page) * kPage);
+      emit_("source.store", err, FaultBase() + static_cast<uint64_t>(batch[i].page) * kPage);
       // The page stays staged (a fault still reads it): retry, backing off.
       failures = std::min(failures + 1, 10);
       wbCv_.wait_for(lk, std::chrono::milliseconds(1 << failures));

@@ -51,6 +51,14 @@ struct PagerOptions {
   bool prefetch = true;
   unsigned maxDepth = 31;  // pages per readahead window at most
   uint64_t stagingPages = 0;
+  // Where the region's faults happen, when not at its own address: another
+  // process's mapping of the same shared memory (an unmodified program's
+  // arena, lib/memory/run). uffd ioctls use this address, loads, mincore and
+  // drops the region's own; 0: the region's own.
+  uint64_t faultBase = 0;
+  // The region is a shared (memfd) mapping: pages leave it with MADV_REMOVE,
+  // which frees them from every mapping; copy eviction only.
+  bool shared = false;
 };
 
 class Pager : public PageSource {
@@ -71,6 +79,9 @@ class Pager : public PageSource {
   int ResolveFault(uint64_t addr, uint8_t* buf, size_t bufLen, bool write) override;
   bool OnWriteFault(uint64_t addr) override;
 
+  // Forget pages [first, first+count): the program freed them. They fault in
+  // as zeros again. 0 or a negative errno.
+  int Discard(uint64_t first, uint64_t count);
   void Start();
   void Stop();  // joins the write-back thread; later faults are left to the engine's teardown
   const PagerStats& stats() const { return stats_; }
@@ -140,6 +151,7 @@ class Pager : public PageSource {
   void ReleaseAll(std::vector<uint32_t>& slots);
   void WriteBackLoop();
   uint64_t Base() const { return region_.get()->Addr(); }
+  uint64_t FaultBase() const { return faultBase_; }
   uint8_t* Slot(uint32_t s) const { return staging_.get()->base + static_cast<uint64_t>(s) * kPage; }
 
   std::shared_ptr<UffdCore> core_;
@@ -148,7 +160,7 @@ class Pager : public PageSource {
   std::shared_ptr<PageSource> backing_;
   PagerOptions o_;
   EmitFn emit_;
-  uint64_t pages_, lowWater_;
+  uint64_t pages_, lowWater_, faultBase_;
   uint64_t seed_;
   WrittenScanner scanner_;
 

@@ -10,7 +10,7 @@ namespace sos {
 Napi::Function PagerWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativePager",
                      {InstanceMethod("stats", &PagerWrap::Stats), InstanceMethod("states", &PagerWrap::States),
-                      InstanceMethod("close", &PagerWrap::Close)});
+                      InstanceMethod("discard", &PagerWrap::Discard), InstanceMethod("close", &PagerWrap::Close)});
 }
 
 PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWrap>(info), env_(info.Env()) {
@@ -33,14 +33,26 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
     ThrowState(env, "ERR_CLOSED", "region, staging area and source must be open");
     return;
   }
-  if (region->mapping()->kind != "anonymous" || staging->mapping()->kind != "anonymous" ||
-      region->mapping()->pageSize != 4096 || staging->mapping()->pageSize != 4096) {
-    ThrowType(env, "region and staging area must be anonymous memory of 4 KiB pages (the pager's unit)");
-    return;
-  }
   Napi::Object o = info[5].As<Napi::Object>();
   PagerOptions po;
   uint64_t v;
+  // faultAddress: the region is a memfd shared with another process, whose
+  // mapping of it at that address is what faults (and what the uffd covers).
+  bool foreign = !o.Get("faultAddress").IsUndefined();
+  if (foreign && !ToU64(env, o.Get("faultAddress"), "faultAddress", &po.faultBase)) return;
+  const auto& rm = region->mapping();
+  bool regionOk = foreign ? (rm->kind == "memfd" || rm->kind == "file") && rm->shared : rm->kind == "anonymous";
+  if (!regionOk || staging->mapping()->kind != "anonymous" || rm->pageSize != 4096 ||
+      staging->mapping()->pageSize != 4096) {
+    ThrowType(env, foreign ? "with faultAddress the region must be a shared mapping (a memfd) of 4 KiB pages"
+                           : "region and staging area must be anonymous memory of 4 KiB pages (the pager's unit)");
+    return;
+  }
+  if (foreign && (po.faultBase == 0 || po.faultBase % 4096 != 0 || core->ownProcess)) {
+    ThrowType(env, "faultAddress must be a page-aligned address in the process that owns the userfaultfd");
+    return;
+  }
+  po.shared = foreign;
   std::string eviction = o.Get("eviction").IsString() ? o.Get("eviction").As<Napi::String>().Utf8Value() : "";
   if (eviction != "move" && eviction != "copy") {
     ThrowType(env, "options.eviction must be 'move' or 'copy'");
@@ -62,6 +74,10 @@ PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWra
   po.asyncDirty = o.Get("asyncDirty").ToBoolean();
   po.prefetch = o.Get("prefetch").ToBoolean();
   po.stagingPages = staging->mapping()->size / 4096;
+  if (foreign && (po.eviction != Eviction::kCopy || po.asyncDirty)) {
+    ThrowType(env, "a foreign region needs copy eviction and synchronous dirty tracking");
+    return;
+  }
   if (po.asyncDirty && po.eviction == Eviction::kCopy) {
     // WP_ASYNC resolves writes in the kernel: one during the copy would be lost.
     ThrowType(env, "copy eviction needs synchronous dirty tracking (asyncDirty false)");
@@ -172,6 +188,33 @@ Napi::Value PagerWrap::States(const Napi::CallbackInfo& info) {
   auto out = Napi::Uint8Array::New(env, s.size());
   if (!s.empty()) memcpy(out.Data(), s.data(), s.size());
   return out;
+}
+
+// discard(firstPage, count) -> Promise<void>: the pages read as zeros again
+// (Pager::Discard). Off the JS thread: it may wait out a write-back.
+Napi::Value PagerWrap::Discard(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t first, count;
+  if (!ToU64(env, info[0], "firstPage", &first) || !ToU64(env, info[1], "count", &count)) return env.Undefined();
+  if (!pager_) {
+    ThrowState(env, "ERR_CLOSED", "pager is closed");
+    return env.Undefined();
+  }
+  auto pager = pager_;
+  auto result = std::make_shared<int>(0);
+  return OffThread::Start(
+      env, [pager, first, count, result] { *result = pager->Discard(first, count); },
+      [result](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
+        if (!canRunJs) return;
+        int r = *result;
+        if (r == 0) return d.Resolve(env.Undefined());
+        if (r == -EINVAL) {
+          ThrowRange(env, "discard(firstPage, count): range outside the region");
+        } else {
+          ThrowSys(env, "pager.discard", -r);
+        }
+        d.Reject(env.GetAndClearPendingException().Value());
+      });
 }
 
 // close() -> the final counters (exact: no pager thread runs any more).

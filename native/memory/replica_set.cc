@@ -86,6 +86,14 @@ void ReplicatedSource::MarkStored(uint64_t off, uint64_t len) {
   }
 }
 
+int ReplicatedSource::Discard(uint64_t off, uint64_t len) {
+  for (uint64_t p = off / 4096, end = (off + len) / 4096; p < end && p / 64 < stored_.size(); p++) {
+    uint64_t bit = 1ULL << (p % 64);
+    if (stored_[p / 64].fetch_and(~bit, std::memory_order_relaxed) & bit) storedPages_--;
+  }
+  return 0;
+}
+
 bool ReplicatedSource::IsStored(uint64_t page) const {
   return page / 64 < stored_.size() && (stored_[page / 64].load(std::memory_order_relaxed) >> (page % 64)) & 1;
 }

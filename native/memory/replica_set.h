@@ -61,6 +61,10 @@ class ReplicatedSource : public PageSource {
   int Store(uint64_t off, const void* buf, uint64_t len) override;
   int FetchV(Io* ios, size_t n) override;
   int StoreV(Io* ios, size_t n) override;
+  // Clears the pages' stored bits: they read as zeros with no round trip.
+  // Their bytes stay on the memory nodes (overwritten by a later store) and
+  // go with the region; a fresh replica is not sent them.
+  int Discard(uint64_t off, uint64_t len) override;
 
   // A live replica from the start (its contents must already match).
   uint64_t AddLive(std::shared_ptr<PageSource> src, std::string label);

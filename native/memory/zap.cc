@@ -18,7 +18,8 @@ namespace sos {
 
 static constexpr size_t kIovMax = 1024;  // UIO_MAXIOV
 
-Zapper::Zapper() {
+Zapper::Zapper(int advice) : advice_(advice) {
+  if (advice != MADV_DONTNEED) return;
   int fd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
   if (fd < 0) return;
   // Older kernels refuse DONTNEED here (EINVAL): try it on a page of our own.
@@ -57,7 +58,7 @@ int Zapper::Flush() {
     i += n;
   }
   for (; i < iov_.size(); i++)
-    if (madvise(iov_[i].iov_base, iov_[i].iov_len, MADV_DONTNEED) != 0 && !err) err = errno;
+    if (madvise(iov_[i].iov_base, iov_[i].iov_len, advice_) != 0 && !err) err = errno;
   iov_.clear();
   return err;
 }

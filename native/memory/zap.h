@@ -16,18 +16,21 @@ namespace sos {
 
 class Zapper {
  public:
-  Zapper();
+  // advice: MADV_DONTNEED (private memory), or MADV_REMOVE for a shared
+  // mapping, whose pages DONTNEED would only unmap (one madvise per range).
+  explicit Zapper(int advice = 4 /* MADV_DONTNEED */);
   ~Zapper();
   Zapper(const Zapper&) = delete;
   Zapper& operator=(const Zapper&) = delete;
 
   // Queue [addr, addr + len); adjacent ranges merge.
   void Add(void* addr, size_t len);
-  // MADV_DONTNEED every queued range, then forget them. 0 or an errno.
+  // Advise every queued range, then forget them. 0 or an errno.
   int Flush();
   bool batched() const { return pidfd_ >= 0; }
 
  private:
+  int advice_;
   int pidfd_ = -1;
   std::vector<iovec> iov_;
 };

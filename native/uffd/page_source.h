@@ -30,6 +30,10 @@ class PageSource {
   virtual int Fetch(uint64_t off, void* buf, uint64_t len) = 0;
   // Store a run of pages back (eviction). Sources that cannot, return -ENOTSUP.
   virtual int Store(uint64_t off, const void* buf, uint64_t len) { return -95; }
+  // Forget [off, off+len): its pages read as zeros again (Unwritten) until
+  // stored anew. The caller guarantees no fetch or store of them is in
+  // flight. 0, or -ENOTSUP for sources that cannot.
+  virtual int Discard(uint64_t off, uint64_t len) { return -95; }
   // Batches: many runs at once, so a network source can keep them all in
   // flight (pipelined) and wait once. Each run's result lands in its io's
   // `result` (0 or a negative errno); the return is 0 when every run
