@@ -9,6 +9,7 @@
         "native/core/fd_watch.cc",
         "native/core/offthread.cc",
         "native/core/peer_cred.cc",
+        "native/core/pidfd_getfd.cc",
         "native/uffd/mapping.cc",
         "native/uffd/uffd.cc",
         "native/uffd/page_source.cc",
@@ -47,6 +48,14 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "libraries": ["-lpthread", "-ldl"]
+    },
+    {
+      "target_name": "sos_run_shim",
+      "type": "shared_library",
+      "product_prefix": "",
+      "sources": ["native/memory/run_shim.c"],
+      "cflags": ["-O2", "-fPIC", "-Wall", "-Wextra", "-fvisibility=hidden"],
+      "libraries": ["-ldl", "-lpthread"]
     },
     {
       "target_name": "criu_hwbp_probe",

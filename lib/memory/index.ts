@@ -21,3 +21,13 @@ export type { FarStats, FarLatency } from './far-stats.js';
 export { ReplicaSet, type ReplicaInfo, type ReplicaSetEvents } from './replica-set.js';
 export { RdmaLink, type RdmaLinkOptions, type RdmaEndpoint } from './rdma-link.js';
 export { workload, type WorkloadKind, type WorkloadResult } from './workload.js';
+export {
+  run,
+  ProgramRun,
+  SHIM_PATH,
+  type RunOptions,
+  type RunResult,
+  type RunProcess,
+  type RunTotals,
+  type ProgramRunEvents,
+} from './run.js';

@@ -15,6 +15,7 @@
 namespace sos {
 Napi::Value Touch(const Napi::CallbackInfo& info);
 Napi::Value PeerCred(const Napi::CallbackInfo& info);
+Napi::Value TakeFd(const Napi::CallbackInfo& info);
 Napi::Value Workload(const Napi::CallbackInfo& info);
 Napi::Function InitRdmaLink(Napi::Env env);
 
@@ -49,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRdma(env, exports);
   exports.Set("NativeSeqPacket", InitSeqPacket(env));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("takeFd", Napi::Function::New(env, TakeFd));
   exports.Set("NativeReplicaSet", ReplicaSetWrap::Init(env));
   exports.Set("workload", Napi::Function::New(env, Workload));
   exports.Set("NativeRdmaLink", InitRdmaLink(env));
