@@ -4,40 +4,40 @@
  *   sosctl probe                 what this machine offers (no daemon needed)
  *   sosctl status [--socket P]   ask the local sosd
  *   sosctl node [--socket P]     the node's capabilities, from sosd
+ *   sosctl run --local-memory SIZE --memory-nodes LIST --secret-file F -- PROG ARGS…
+ * Exit codes: 0 done; 1 the request failed; 2 bad usage; run: PROG's own (125: sosctl failed).
  */
+import { Command } from 'commander';
 import { nodeInfo } from '../node-info.js';
 import { request } from '../daemon/client.js';
 import { DEFAULT_SOCKET } from '../daemon/protocol.js';
+import { runCommand } from './run-command.js';
 
-const [cmd, ...rest] = process.argv.slice(2);
-const socket = rest[0] === '--socket' && rest[1] ? rest[1] : DEFAULT_SOCKET;
+const program = new Command('sosctl')
+  .description('the ServerlessOS command line')
+  .enablePositionalOptions()
+  .exitOverride()
+  .showHelpAfterError();
+program
+  .command('probe')
+  .description('what this machine offers (no daemon needed)')
+  .action(() => console.log(JSON.stringify(nodeInfo(), null, 2)));
+for (const [name, op, what] of [
+  ['status', 'status', "the local sosd's status"],
+  ['node', 'node.info', "the node's capabilities, from sosd"],
+] as const)
+  program
+    .command(name)
+    .description(what)
+    .option('--socket <path>', "sosd's socket", DEFAULT_SOCKET)
+    .action(async (o: { socket: string }) => console.log(JSON.stringify(await request(op, {}, o.socket), null, 2)));
+program.addCommand(runCommand().exitOverride());
 
-async function main(): Promise<number> {
-  switch (cmd) {
-    case 'probe':
-      console.log(JSON.stringify(nodeInfo(), null, 2));
-      return 0;
-    case 'status':
-      console.log(JSON.stringify(await request('status', {}, socket), null, 2));
-      return 0;
-    case 'node':
-      console.log(JSON.stringify(await request('node.info', {}, socket), null, 2));
-      return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-      console.log('usage: sosctl probe | status [--socket PATH] | node [--socket PATH]');
-      return cmd === undefined ? 2 : 0;
-    default:
-      console.error(`sosctl: unknown command ${cmd}`);
-      return 2;
-  }
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e: Error & { code?: string }) => {
+program.parseAsync().then(
+  () => process.exit(process.exitCode ?? 0),
+  (e: Error & { code?: string; exitCode?: number }) => {
+    if (e.code?.startsWith('commander.')) process.exit(e.exitCode === 0 ? 0 : 2); // commander said why
     console.error(`sosctl: ${e.message}${e.code ? ` (${e.code})` : ''}`);
-    process.exit(1);
+    process.exit(e.exitCode ?? 1);
   },
 );

@@ -131,14 +131,15 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     // first large allocation, and a refused connect is retried by nobody: wait for the bind.
     this.child = spawn(argv[0], argv.slice(1), { env, cwd: o.cwd, stdio: o.stdio ?? 'inherit' });
     this.pid = this.child.pid ?? -1;
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      this.child.once('error', (e: Error & { code?: string }) =>
+        reject(new SosError(`cannot run ${argv[0]}: ${e.message}`, { code: 'ERR_SPAWN', cause: e })),
+      );
+      this.child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
     this.result = (async () => {
       await ready;
-      const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-        this.child.once('error', (e: Error & { code?: string }) =>
-          reject(new SosError(`cannot run ${argv[0]}: ${e.message}`, { code: 'ERR_SPAWN', cause: e })),
-        );
-        this.child.once('exit', (code, signal) => resolve({ code, signal }));
-      }).finally(() => this.shutdown());
+      const exit = await exited.finally(() => this.shutdown());
       await this.closed;
       return { ...exit, ...this.summary() };
     })();
