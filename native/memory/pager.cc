@@ -825,7 +825,8 @@ void Pager::ReadaheadLoop() {
           Unfetch(q);  // a window is a guess: the fault fetches it itself
         }
       }
-      if (r < 0) stats_.fetchErrors++;
+      // ESRCH: the process the mapping belongs to has exited (a foreign fault address) - no error.
+      if (r < 0 && r != -ESRCH) stats_.fetchErrors++;
     }
     frameCv_.notify_all();
   }
