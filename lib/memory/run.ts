@@ -97,6 +97,7 @@ interface Attached {
   arenaBytes: number;
   far: FarMemory;
   last?: FarStats;
+  released?: Promise<void>;
 }
 
 /** A running program; `result` settles when it has exited and every remote page is freed. */
@@ -174,7 +175,9 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     this.closed = (async () => {
       this.server.close();
       for (const s of this.sockets) s.destroy();
+      // A destroyed socket's 'close' comes on a later tick: release every region here, not there.
       while (this.pending.size) await Promise.allSettled([...this.pending]);
+      await Promise.allSettled(this.attached.map((a) => release(a)));
       fs.rmSync(this.dir, { recursive: true, force: true });
     })();
   }
@@ -238,9 +241,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
       this.sockets.delete(sock);
       void this.track(
         chain.then(async () => {
-          if (!mine) return;
-          mine.last = mine.far.stats();
-          await mine.far.close();
+          if (mine) await release(mine);
         }),
       );
     });
@@ -328,6 +329,15 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
         if (k !== 'processes') total[k] += (p.stats as unknown as Record<string, number>)[k] ?? 0;
     return { processes, total };
   }
+}
+
+// Keep the last counters, then free every remote page (once, whoever asks first).
+function release(a: Attached): Promise<void> {
+  a.released ??= (async () => {
+    a.last = a.far.stats();
+    await a.far.close();
+  })();
+  return a.released;
 }
 
 function parentOf(pid: number): number {
