@@ -506,7 +506,8 @@ EXPORT void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off
   }
   if ((flags & MAP_FIXED) && in_arena(addr)) {
     // Over arena pages (a decommit): they become fresh zeros, as a new anonymous mapping would be.
-    if (!((flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE) || (uintptr_t)addr + len > hi) {
+    if (!((flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE) || (uintptr_t)addr % PAGE ||
+        (uintptr_t)addr + len > hi) {
       errno = EINVAL;
       return MAP_FAILED;
     }
