@@ -26,9 +26,9 @@ import { integer, object, oneOf } from '../validate.js';
 import { FarMemory, type MemoryNodeAddress } from './far-memory.js';
 import type { FarStats } from './far-stats.js';
 import type { RdmaLinkOptions } from './rdma-link.js';
+import { LineSplitter, parseDiscard, parseHello } from './run-protocol.js';
 
 const PAGE = 4096;
-const MAX_LINE = 256; // the shim's lines are far shorter: a longer one is not from it
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The preload shim, built by node-gyp beside the addon. */
 export const SHIM_PATH = path.resolve(here, '..', '..', '..', 'build', 'Release', 'sos_run_shim.so');
@@ -198,7 +198,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
       sock.destroy();
       return;
     }
-    let buf = '';
+    const lines = new LineSplitter();
     let chain: Promise<void> = Promise.resolve();
     let mine: Attached | undefined;
     const reply = (line: string) => {
@@ -206,12 +206,14 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     };
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
-      buf += d;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) return sock.destroy();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
+      let got: string[];
+      try {
+        got = lines.push(d);
+      } catch (e) {
+        this.emit('error', e as SosError);
+        return void sock.destroy();
+      }
+      for (const line of got) {
         chain = chain.then(async () => {
           if (sock.destroyed) return;
           if (!mine) {
@@ -224,10 +226,15 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
             if (mine) reply('ok');
             return;
           }
-          const m = /^discard (\d+) (\d+)$/.exec(line);
-          if (!m) return void sock.destroy();
+          let range: { offset: number; bytes: number };
           try {
-            await mine.far.discard(Number(m[1]), Number(m[2]));
+            range = parseDiscard(line, mine.arenaBytes);
+          } catch (e) {
+            this.emit('error', e as SosError);
+            return void sock.destroy();
+          }
+          try {
+            if (range.bytes) await mine.far.discard(range.offset, range.bytes);
           } catch (e) {
             this.emit('error', e as SosError);
           }
@@ -264,13 +271,8 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
   }
 
   private async hello(peer: number, line: string): Promise<Attached> {
-    const m = /^hello (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$/.exec(line);
-    if (!m) throw new SosError('malformed hello', { code: 'ERR_PROTOCOL' });
-    const [pid, ufd, mfd, addr, size] = m.slice(1, 6).map(Number);
-    const features = BigInt(m[6]);
+    const { pid, uffd: ufd, memfd: mfd, address: addr, bytes: size, features } = parseHello(line, this.o.farBytes);
     if (pid !== peer) throw new SosError(`hello names pid ${pid}, the socket's peer is ${peer}`, { code: 'ERR_PEER' });
-    if (size % PAGE || size !== this.o.farBytes || addr % PAGE || !Number.isSafeInteger(addr))
-      throw new SosError(`bad arena ${addr}+${size}`, { code: 'ERR_PROTOCOL' });
     const uffd = Userfaultfd.fromProcess(pid, ufd, { features: [...featureSet(features)] });
     let region: Region;
     try {

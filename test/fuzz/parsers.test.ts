@@ -22,6 +22,7 @@ import {
 } from '../../lib/migration/messages.js';
 import { NonceCache, decodeReply, decodeRequest, encodeRequest } from '../../lib/rdma/cm-auth.js';
 import { parseRequest } from '../../lib/daemon/protocol.js';
+import { LineSplitter, MAX_LINE, parseDiscard, parseHello as parseShimHello } from '../../lib/memory/run-protocol.js';
 import { MESSAGE_FIELDS, MESSAGE_OPS } from './vocabulary.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
@@ -137,6 +138,63 @@ void t.test('sosd request lines', async (t) => {
   );
   check('parseRequest', line, (l: string) => parseRequest(l, ops));
   t.pass(`parseRequest: ${tried.parseRequest} inputs, 0 findings`);
+});
+
+void t.test("sosctl run's monitor lines (from the shim in the program)", async (t) => {
+  const ARENA = 2 ** 30;
+  const num = fc.oneof(
+    fc.nat().map(String),
+    fc.constantFrom('0', '4096', String(ARENA), String(2 ** 47), '9007199254740993', '-1', '01', '1e3', ''),
+  );
+  const line = fc.oneof(
+    fc.string({ maxLength: 300 }),
+    fc
+      .tuple(fc.constantFrom('hello', 'discard', 'x'), fc.array(num, { maxLength: 8 }))
+      .map(([w, f]) => [w, ...f].join(' ')),
+  );
+  check('shim hello', line, (l: string) => {
+    const h = parseShimHello(l, ARENA);
+    if (h.bytes !== ARENA || h.address % 4096 || !Number.isSafeInteger(h.address + h.bytes) || h.pid < 1)
+      throw new Error(`accepted ${l}`);
+  });
+  check('shim discard', line, (l: string) => {
+    const d = parseDiscard(l, ARENA);
+    if (d.offset % 4096 || d.bytes % 4096 || d.offset + d.bytes > ARENA) throw new Error(`accepted ${l}`);
+  });
+  // Lines come out the same however the stream is cut, and no more than MAX_LINE is held.
+  check(
+    'shim lines',
+    fc.tuple(fc.array(line, { maxLength: 6 }), fc.array(fc.nat(400), { maxLength: 6 })),
+    ([ls, cuts]: [string[], number[]]) => {
+      const all = ls.map((l) => `${l}\n`).join('');
+      const whole = new LineSplitter();
+      let want: string[] | Error;
+      try {
+        want = whole.push(all);
+      } catch (e) {
+        want = e as Error;
+      }
+      const pieces = new LineSplitter();
+      const got: string[] = [];
+      let at = 0;
+      try {
+        for (const c of [...cuts, all.length]) {
+          got.push(...pieces.push(all.slice(at, at + c)));
+          at += c;
+        }
+        got.push(...pieces.push(all.slice(at)));
+      } catch (e) {
+        if (!(want instanceof Error)) throw e;
+        return;
+      }
+      if (want instanceof Error) {
+        if (ls.every((l) => l.length <= MAX_LINE)) throw new Error('refused short lines');
+        return;
+      }
+      if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error('lines differ with the cuts');
+    },
+  );
+  t.pass(`monitor lines: ${tried['shim hello'] + tried['shim discard'] + tried['shim lines']} inputs, 0 findings`);
 });
 
 // Found by the coverage-guided targets (test/fuzz/targets/): each threw a TypeError, or reported a
