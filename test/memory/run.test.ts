@@ -245,6 +245,41 @@ void t.test('the program killed mid-run: the result settles, remote pages are fr
   t.equal(procState(r.pid), null, 'no process left');
 });
 
+void t.test('sosctl run whose program is killed: sosctl ends with 128 + 9, nothing is left', async (t) => {
+  const nodes = await startNodes(t, 2);
+  let sosctlPid = 0;
+  const ran = sosctl(
+    [
+      '--local-memory',
+      '2MiB',
+      '--memory-nodes',
+      list(nodes),
+      '--secret-file',
+      secretFile,
+      '--app',
+      APP,
+      '--far-size',
+      '64MiB',
+    ],
+    [WORKLOAD, 'loop', '16'],
+    (pid) => (sosctlPid = pid),
+  );
+  let prog = 0;
+  await until(
+    () => {
+      prog = descendants(sosctlPid).find((p) => arenaRss(p) > 0) ?? 0;
+      return prog > 0;
+    },
+    120_000,
+    'the program to map its arena',
+  );
+  process.kill(prog, 'SIGKILL');
+  const r = await within(ran, 60_000, 'sosctl to end');
+  t.equal(r.code, 137, "sosctl's exit code says SIGKILL");
+  t.equal(procState(sosctlPid), null, 'no monitor left behind');
+  t.ok(await allFreed(nodes), 'every remote page freed');
+});
+
 void t.test('the monitor killed mid-run: the program is stopped, its pages lapse on the nodes', async (t) => {
   const nodes = await startNodes(t, 2, { leaseMs: 1000 });
   let sosctlPid = 0;
