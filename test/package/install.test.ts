@@ -61,6 +61,9 @@ void t.test('the packed tarball installs, builds and opens a userfaultfd', async
   const installed = path.join(appDir, 'node_modules', 'serverlessos');
   t.ok(existsSync(path.join(installed, 'build', 'Release', 'serverlessos.node')), 'the install step built the addon');
   t.ok(existsSync(path.join(installed, 'build', 'Release', 'criu_hwbp_probe')), 'and the CRIU breakpoint probe');
+  t.ok(existsSync(path.join(installed, 'build', 'Release', 'sos_run_shim.so')), "and sosctl run's preload shim");
+  const help = await exec(path.join(appDir, 'node_modules', '.bin', 'sosctl'), ['run', '--help']);
+  t.match(help, /--local-memory <size>/, 'the installed sosctl runs (sosctl run --help)');
 
   const script = path.join(appDir, 'check.mjs');
   await writeFile(
