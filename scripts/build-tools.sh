@@ -16,3 +16,4 @@ build() {  # build NAME SOURCE FLAGS...
 build uffd_child test/fixtures/uffd-child.c -O2 -Wall
 build uffd_floor bench/uffd/floor.c -O2 -pthread -Wall -lpthread
 build tcp_floor bench/memory/tcp-floor.c -O2 -pthread -Wall -lpthread
+build swap_workload bench/memory/swap-workload.c -O2 -Wall
