@@ -1,6 +1,7 @@
 /**
- * bench/memory: far memory over TCP between network namespaces.
+ * bench/memory: far memory over TCP between network namespaces, in two parts (--parts far,swap).
  *
+ * far:
  * Three namespaces on one bridge: two memory nodes (node0, node1) and a client (node2). The client runs
  * the native workload (lib/memory/workload.ts: a seeded fill of incompressible data, random 8-byte
  * updates, a sequential scan, and a second scan over pages now all clean) on an all-local region, then on far-memory regions holding 100%, 50% and
@@ -11,10 +12,20 @@
  * (tcp_floor rtt) plus one 4 KiB UFFDIO_COPY (uffd_floor ioctl) is the fault floor; a plain TCP stream
  * (tcp_floor stream) is the scan floor.
  *
- * Prints tables and, as the very last line, one JSON object:
- * {"bench":"memory","ratios":{"fault_p50_vs_floor":…,"scan_vs_tcp":…,"rescan_vs_tcp":…},"slowdown":{"100":…,"50":…,"25":…},…}
+ * swap (swap.ts): one unmodified C program (swap-workload.c: 2 GiB of incompressible data, 1M random
+ * 8-byte updates, a sequential scan, a checksum) with no limit, then at 50% and 25% local under a cgroup
+ * memory cap (v2 if its memory controller is there, else v1) with swap on a disk file, the same with swap
+ * on zram (lz4), and under `sosctl run --local-memory` with the two memory nodes over TCP; checksums
+ * compared (a mismatch exits 1). Needs root, no swap on, and zram.
  *
- *   npm run bench -- memory [--size 2G] [--updates 4M] [--locals 100,50,25] [--replicas 2] [--kill true]
+ * Prints tables and, as the very last line, one JSON object:
+ * {"bench":"memory","ratios":{"fault_p50_vs_floor":…,"scan_vs_tcp":…,"rescan_vs_tcp":…,
+ *  "speedup_vs_disk_swap_25":…,"slowdown_vs_zram_25":…,"speedup_vs_disk_swap_50":…,"slowdown_vs_zram_50":…},
+ *  "slowdown":{"100":…,"50":…,"25":…},…,"swap":{"cgroup":"v1","zram_algorithm":"lz4","checksums_ok":…,"runs":[…]}}
+ * (the far part's fields only when it runs).
+ *
+ *   npm run bench -- memory [--parts far,swap] [--size 2G] [--updates 4M] [--locals 100,50,25] [--replicas 2]
+ *     [--kill true] [--swap-size 2G] [--swap-updates 1M] [--swap-locals 50,25] [--swap-replicas 2]
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -24,6 +35,7 @@ import { makeNet, type TestNet, type TestNode } from '../../testkit/netns.js';
 import { LineProcess } from '../../testkit/line-process.js';
 import { fmtNs, fmtRatio, parseOptions, parseSize, root, round, runJson, table } from '../run.js';
 import type { ClientConfig, FarRun, PhaseTimes } from './client.js';
+import { stopSwap, swapPart, swapPreflight, type SwapOptions } from './swap.js';
 
 const opts = parseOptions(process.argv.slice(2), {
   size: 'far-memory region size (default 2G)',
@@ -32,7 +44,23 @@ const opts = parseOptions(process.argv.slice(2), {
   replicas: 'memory nodes holding each page (default 2)',
   kill: 'also run at 50% with a memory node killed during the updates (default true)',
   threads: 'workload threads (default 1)',
+  parts: 'what to run: far, swap or both (default far,swap)',
+  'swap-size': 'swap part: the workload size (default 2G)',
+  'swap-updates': 'swap part: random 8-byte updates (default 1M)',
+  'swap-locals': 'swap part: local shares in % (default 50,25)',
+  'swap-replicas': 'swap part: sosctl run --replicas, a row set each; the first makes the ratios (default 2)',
 });
+const PARTS = (opts.get('parts') ?? 'far,swap').split(',');
+for (const p of PARTS) if (p !== 'far' && p !== 'swap') throw new Error(`bad part ${p} (far, swap)`);
+const SWAP: SwapOptions = {
+  size: parseSize(opts.get('swap-size') ?? '2G'),
+  updates: parseSize(opts.get('swap-updates') ?? '1M'),
+  locals: (opts.get('swap-locals') ?? '50,25').split(',').map(Number),
+  replicas: (opts.get('swap-replicas') ?? '2').split(',').map(Number),
+};
+for (const l of SWAP.locals) if (!(l > 0 && l < 100)) throw new Error(`bad swap local share ${l}`);
+for (const r of SWAP.replicas) if (r !== 1 && r !== 2) throw new Error(`bad swap replicas ${r} (1 or 2)`);
+if (SWAP.size % 4096) throw new Error('--swap-size must be a multiple of 4 KiB');
 const SIZE = parseSize(opts.get('size') ?? '2G');
 const UPDATES = parseSize(opts.get('updates') ?? '4M');
 const LOCALS = (opts.get('locals') ?? '100,50,25').split(',').map(Number);
@@ -53,10 +81,14 @@ const inNs = (n: TestNode, file: string, args: string[]) =>
 let net: TestNet | undefined;
 const procs: LineProcess[] = [];
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-bench-memory-'));
-async function cleanup(): Promise<void> {
-  for (const p of procs) p.kill();
+async function farCleanup(): Promise<void> {
+  for (const p of procs.splice(0)) p.kill();
   await net?.close().catch(() => undefined);
   fs.rmSync(scratch, { recursive: true, force: true });
+}
+async function cleanup(): Promise<void> {
+  await farCleanup();
+  await stopSwap();
 }
 for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.on(sig, () => void cleanup().finally(() => process.exit(130)));
@@ -103,6 +135,26 @@ async function floors(server: TestNode, client: TestNode): Promise<Floors> {
 }
 
 async function main(): Promise<void> {
+  // Refuse early (swap on, no zram…), not after the far part's hour.
+  if (PARTS.includes('swap')) swapPreflight(SWAP);
+  let out: { bench: string; ratios: Record<string, number>; [k: string]: unknown } = { bench: 'memory', ratios: {} };
+  if (PARTS.includes('far')) {
+    try {
+      out = await far();
+    } finally {
+      await farCleanup(); // its memory nodes' pages freed before the swap part
+    }
+  }
+  if (PARTS.includes('swap')) {
+    if (PARTS.includes('far')) console.log('');
+    const s = await swapPart(SWAP);
+    out = { ...out, ratios: { ...out.ratios, ...s.ratios }, swap: s.swap };
+    if (!s.swap.checksums_ok) process.exitCode = 1;
+  }
+  console.log(JSON.stringify(out));
+}
+
+async function far(): Promise<ReturnType<typeof report>> {
   net = await makeNet(3);
   const [n0, n1, client] = net.nodes;
   console.log(
@@ -162,10 +214,10 @@ async function main(): Promise<void> {
       console.log('  killed memory node 1 during the updates');
     } else if (m.phase) console.log(`  ${m.phase}${m.localPct !== undefined ? ` ${m.localPct}%` : ''}`);
   }
-  report(fl, results);
+  return report(fl, results);
 }
 
-function report(fl: Floors, r: { local: PhaseTimes; far: FarRun[] }): void {
+function report(fl: Floors, r: { local: PhaseTimes; far: FarRun[] }) {
   const total = (p: PhaseTimes) => p.updateNs + p.scanNs;
   const rows = [
     [
@@ -246,7 +298,7 @@ function report(fl: Floors, r: { local: PhaseTimes; far: FarRun[] }): void {
   console.log(
     `\nfault p50 / floor ${fmtRatio(out.ratios.fault_p50_vs_floor)} (target ≤ 1.3x); scan / raw TCP ${fmtRatio(out.ratios.scan_vs_tcp)} (target ≥ 0.7x); clean rescan / raw TCP ${fmtRatio(out.ratios.rescan_vs_tcp)}`,
   );
-  console.log(JSON.stringify(out));
+  return out;
 }
 
 main()
