@@ -21,7 +21,10 @@ export async function request(
     sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(
-        new DaemonError(`cannot reach sosd at ${socketPath}: ${e.message}`, { code: e.code ?? 'ECONNRESET', cause: e }),
+        new DaemonError(`cannot reach sosd at ${socketPath}: ${e.message}${hint(e.code)}`, {
+          code: e.code ?? 'ECONNRESET',
+          cause: e,
+        }),
       );
     });
     sock.on('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, op, args }) + '\n'));
@@ -48,4 +51,12 @@ export async function request(
         );
     });
   });
+}
+
+/** What a user can do about the usual reasons a connect fails. */
+function hint(code: string | undefined): string {
+  if (code === 'ENOENT' || code === 'ECONNREFUSED')
+    return '; is sosd running? Start it with `sosd`, or point at its socket with --socket';
+  if (code === 'EACCES') return '; sosd serves root and its own user only';
+  return '';
 }

@@ -38,12 +38,20 @@ export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
   const r = raw as Record<string, unknown>;
   const id = typeof r.id === 'number' && Number.isSafeInteger(r.id) ? r.id : null;
   if (id === null) throw new FrameError('ERR_BAD_FRAME', 'id must be a safe integer');
-  // Not String(): on a JSON object such as {"toString":1} it throws a TypeError.
-  const v = JSON.stringify(r.v) ?? 'undefined';
+  // A version that is not a whole number is a malformed frame, not another version: "1" is not 1.
+  if (typeof r.v !== 'number' || !Number.isSafeInteger(r.v))
+    throw new FrameError(
+      'ERR_BAD_FRAME',
+      r.v === undefined
+        ? `v is missing: it must be the number ${PROTOCOL_VERSION}`
+        : // Not String(): on a JSON object such as {"toString":1} it throws a TypeError.
+          `v must be the number ${PROTOCOL_VERSION}, not ${typeof r.v === 'string' ? 'the string ' : ''}${JSON.stringify(r.v)}`,
+      id,
+    );
   if (r.v !== PROTOCOL_VERSION)
     throw new FrameError(
       'ERR_VERSION',
-      `unsupported protocol version ${v} (this daemon speaks ${PROTOCOL_VERSION})`,
+      `unsupported protocol version ${r.v} (this daemon speaks ${PROTOCOL_VERSION})`,
       id,
     );
   if (typeof r.op !== 'string' || !ops.has(r.op))

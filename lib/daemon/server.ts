@@ -110,8 +110,17 @@ export class DaemonServer {
 
   private serve(sock: net.Socket): void {
     let buf = '';
+    // Inside a line already refused as too large: its rest is dropped up to its newline, so one
+    // oversized line gets one reply, and the line after it is served as usual.
+    let skipping = false;
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
+      if (skipping) {
+        const nl = chunk.indexOf('\n');
+        if (nl < 0) return;
+        skipping = false;
+        chunk = chunk.slice(nl + 1);
+      }
       buf += chunk;
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
@@ -120,6 +129,7 @@ export class DaemonServer {
       }
       if (buf.length > MAX_FRAME) {
         buf = '';
+        skipping = true;
         sock.write(
           JSON.stringify(reply(null, new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`))) + '\n',
         );
@@ -150,17 +160,30 @@ async function clearStale(p: string): Promise<void> {
     throw new ListenError(`${p} exists and is not a socket (${kind(st)}): refusing to replace it`, p, {
       code: 'ERR_SOCKET_NOT_SOCKET',
     });
-  const answer = await new Promise<string | null>((resolve) => {
+  // 'live' with the listener's pid (SO_PEERCRED of a connected unix socket names the process that listened).
+  const answer = await new Promise<{ live: number | null } | string | null>((resolve) => {
     const s = net.connect(p);
     s.once('connect', () => {
+      let pid: number | null = null;
+      try {
+        pid = native.peerCred((s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1).pid;
+      } catch {
+        // credentials unreadable: still a live daemon
+      }
       s.destroy();
-      resolve('connected');
+      resolve({ live: pid });
     });
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' ? null : (e.code ?? e.message)));
   });
   if (answer === 'ENOENT') return; // gone meanwhile
+  if (typeof answer === 'object' && answer !== null)
+    throw new ListenError(
+      `${p}: sosd is already running (${answer.live ? `pid ${answer.live}` : 'pid unknown'}): refusing to take its socket over`,
+      p,
+      { code: 'ERR_SOCKET_IN_USE' },
+    );
   if (answer !== null)
-    throw new ListenError(`${p}: a daemon answers on this socket (${answer}); is sosd already running?`, p, {
+    throw new ListenError(`${p}: cannot tell whether a daemon answers on this socket (${answer})`, p, {
       code: 'ERR_SOCKET_IN_USE',
     });
   // Unlink only the socket probed: not one put there since.

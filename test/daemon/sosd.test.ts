@@ -64,6 +64,24 @@ void t.test('sosd serves its API and rejects bad frames without dropping the con
 
   const big = await raw(socket, 'x'.repeat(MAX_FRAME + 10), 1);
   t.match(big[0], { ok: false, error: { code: 'ERR_FRAME_TOO_LARGE' } });
+
+  // One 2 MiB line: one reply, and the request on the next line is still served.
+  const huge = await raw(socket, 'x'.repeat(2 * 2 ** 20) + '\n{"v":1,"id":8,"op":"status"}\n', 2);
+  t.equal(huge.length, 2, 'an oversized line gets one reply, not one per chunk');
+  t.match(huge[0], { ok: false, error: { code: 'ERR_FRAME_TOO_LARGE' } });
+  t.match(huge[1], { ok: true, id: 8 }, 'the line after it is served');
+
+  const typed = await raw(socket, '{"v":"1","id":9,"op":"status"}\n{"id":10,"op":"status"}\n', 2);
+  t.match(typed[0], {
+    ok: false,
+    id: 9,
+    error: { code: 'ERR_BAD_FRAME', message: 'v must be the number 1, not the string "1"' },
+  });
+  t.match(typed[1], {
+    ok: false,
+    id: 10,
+    error: { code: 'ERR_BAD_FRAME', message: 'v is missing: it must be the number 1' },
+  });
 });
 
 interface Sosd {
@@ -192,7 +210,7 @@ void t.test("--socket: a live daemon's socket is refused, a stale one (its daemo
 
   const second = startSosd(socket);
   t.equal(await second.exited, 1, 'a second sosd on the same socket exits 1');
-  t.match(second.stderr(), /a daemon answers on this socket .*is sosd already running\?/);
+  t.match(second.stderr(), new RegExp(`sosd is already running \\(pid ${first.child.pid}\\)`));
   t.match(await request('status', {}, socket), { pid: first.child.pid }, 'the first one still serves');
 
   first.child.kill('SIGKILL');
@@ -203,4 +221,13 @@ void t.test("--socket: a live daemon's socket is refused, a stale one (its daemo
   t.equal(await third.started, 'listening', third.stderr());
   t.match(await request('status', {}, socket), { pid: third.child.pid }, 'the stale socket was replaced');
   t.equal(fs.statSync(socket).mode & 0o777, 0o600);
+});
+
+void t.test('no sosd at the socket: the error says how to start it', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sosd-none-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  await t.rejects(request('status', {}, path.join(dir, 'sosd.sock')), {
+    code: 'ENOENT',
+    message: /cannot reach sosd at .*sosd\.sock: .*is sosd running\? Start it with `sosd`/,
+  });
 });

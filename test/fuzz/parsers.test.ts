@@ -202,7 +202,10 @@ void t.test("sosctl run's monitor lines (from the shim in the program)", async (
 void t.test('regressions', async (t) => {
   const version = (f: () => unknown) => t.throws(f, { code: 'ERR_VERSION' });
   version(() => parseHello(Buffer.from('{"v":{"toString":1}}'), 'server'));
-  version(() => parseRequest('{"v":{"toString":1},"id":1,"op":"status"}', new Set(['status'])));
+  // sosd: a version that is not a number is a malformed frame.
+  t.throws(() => parseRequest('{"v":{"toString":1},"id":1,"op":"status"}', new Set(['status'])), {
+    code: 'ERR_BAD_FRAME',
+  });
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-fuzz-regress-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
