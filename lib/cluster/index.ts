@@ -1,4 +1,4 @@
-/** The cluster: identities (a CA per cluster, a certificate per member, roles, revocation). */
+/** The cluster: identities (a CA per cluster, a certificate per member, roles, revocation), the etcd store, membership by lease. */
 export {
   createCa,
   issue,
@@ -13,3 +13,15 @@ export {
   type Credentials,
   type PeerIdentity,
 } from './identity.js';
+export { ClusterError } from './errors.js';
+export {
+  startEtcd,
+  etcdAt,
+  stopEtcdAt,
+  type EtcdServer,
+  type EtcdInfo,
+  type EtcdStartOptions,
+  type EtcdTls,
+} from './etcd-server.js';
+export { openStore, type Store, type StoreOptions } from './store.js';
+export { Member, listNodes, type NodeRecord, type JoinOptions, type MemberEvents } from './membership.js';

@@ -1,0 +1,245 @@
+/**
+ * Membership by lease, after Kubernetes node leases: a member holds `nodes/<name>` bound to a lease
+ * it renews every ttl/3. Our own renewal loop, not etcd3's auto keep-alive, which keeps saying
+ * "alive" while the network is down (microsoft/etcd3#110): the lease counts as lost as soon as no
+ * renewal has been acknowledged for a whole TTL, or etcd says it expired. A lost member stops acting
+ * as one ('lost'), then joins again with a fresh lease ('joined'), since the cluster may have given
+ * its work away meanwhile. The key's revision at join fences what the member writes under that lease.
+ */
+import { EventEmitter } from 'node:events';
+import type { Lease } from 'etcd3';
+import { argValue } from '../errors.js';
+import { ClusterError } from './errors.js';
+import { NODES, nodeKey } from './keys.js';
+import type { Store } from './store.js';
+
+/** What a member says about itself in `nodes/<name>`. */
+export interface NodeRecord {
+  v: 1;
+  name: string;
+  /** The lease (hex) the record is bound to. */
+  lease: string;
+  /** When this lease was joined (ms since the epoch). */
+  joinedAt: number;
+  /** Anything else the member publishes (address, capabilities…); kept small. */
+  [k: string]: unknown;
+}
+
+export interface JoinOptions {
+  name: string;
+  /** Published with the record (kept small: it is read by every watcher). */
+  facts?: Record<string, unknown>;
+  /** Lease TTL in seconds (default 10, as Nomad's heartbeat; at least 2). */
+  ttlSeconds?: number;
+}
+
+export interface MemberEvents {
+  /** The lease is gone or unconfirmed: stop acting as a member until 'joined'. */
+  lost: [ClusterError];
+  /** Joined (again) under a fresh lease. */
+  joined: [{ lease: string; revision: string }];
+  /** etcd acknowledged a renewal. */
+  renewed: [{ ttlSeconds: number }];
+}
+
+const NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+
+export class Member extends EventEmitter<MemberEvents> {
+  readonly name: string;
+  readonly ttlSeconds: number;
+  private facts: Record<string, unknown>;
+  private lease: Lease | null = null;
+  private leaseId = '';
+  private rev = '';
+  private lastAck = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private live = false;
+
+  private constructor(
+    private readonly store: Store,
+    opts: JoinOptions,
+  ) {
+    super();
+    this.name = opts.name;
+    this.ttlSeconds = opts.ttlSeconds ?? 10;
+    this.facts = opts.facts ?? {};
+  }
+
+  /** Join as `name`: ERR_NODE_NAME_TAKEN when another live lease holds it. */
+  static async join(store: Store, opts: JoinOptions): Promise<Member> {
+    if (typeof opts?.name !== 'string' || !NAME.test(opts.name))
+      throw argValue('name must be a lowercase host-like name (a-z, 0-9, ., -)');
+    const ttl = opts.ttlSeconds ?? 10;
+    if (!Number.isInteger(ttl) || ttl < 2 || ttl > 3600) throw argValue('ttlSeconds must be an integer in [2, 3600]');
+    const m = new Member(store, opts);
+    await m.acquire(null);
+    m.schedule();
+    return m;
+  }
+
+  /** Whether the lease is held and confirmed within its TTL. */
+  get alive(): boolean {
+    return this.live && !this.closed;
+  }
+
+  /** The lease the member's keys are bound to (hex, as etcdctl prints it). */
+  get leaseHex(): string {
+    return this.leaseId ? BigInt(this.leaseId).toString(16) : '';
+  }
+
+  /** The record's create revision under the current lease: the member's fencing token. */
+  get revision(): string {
+    return this.rev;
+  }
+
+  /** Bind a key to the membership lease (telemetry, a service's address): it vanishes with the member. */
+  async putLeased(key: string, value: string): Promise<void> {
+    if (!this.alive) throw new ClusterError(`${this.name} is not a live member`, { code: 'ERR_LEASE_LOST' });
+    await this.store.kv.put(key).value(value).lease(this.leaseId);
+  }
+
+  /** Replace the published facts. */
+  async update(facts: Record<string, unknown>): Promise<void> {
+    this.facts = facts;
+    await this.putLeased(nodeKey(this.name), JSON.stringify(this.record()));
+  }
+
+  /** Leave the cluster: the lease is revoked, the member's keys vanish at once. Idempotent. */
+  async leave(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.live = false;
+    if (this.timer) clearTimeout(this.timer);
+    const lease = this.lease;
+    this.lease = null;
+    if (lease) await lease.revoke().catch(() => {}); // unreachable etcd: the lease expires on its own
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.leave();
+  }
+
+  private record(): NodeRecord {
+    return { ...this.facts, v: 1, name: this.name, lease: this.leaseHex, joinedAt: this.joinedAt };
+  }
+  private joinedAt = 0;
+
+  /** Grant a lease and take the name: free, or still held by `previous` (our own lease, lost but not expired). */
+  private async acquire(previous: string | null): Promise<void> {
+    const lease = this.store.kv.lease(this.ttlSeconds, { autoKeepAlive: false });
+    lease.on('lost', () => {}); // reported by our own loop; etcd3 would otherwise throw an unhandled 'error'
+    let id: string;
+    try {
+      id = await lease.grant();
+    } catch (e) {
+      throw new ClusterError(`etcd did not grant a lease: ${(e as Error).message}`, {
+        code: 'ERR_ETCD_UNAVAILABLE',
+        cause: e,
+      });
+    }
+    const hex = BigInt(id).toString(16);
+    const prior = this.leaseId;
+    this.leaseId = id;
+    this.joinedAt = Date.now();
+    const key = nodeKey(this.name);
+    const value = JSON.stringify(this.record());
+    this.leaseId = prior; // until the name is ours
+    const kv = this.store.kv;
+    // Free, or still ours: a lease that lapsed unconfirmed but has not expired in etcd yet.
+    const take = (col: 'Create' | 'Lease', want: number | string) =>
+      kv.if(key, col, '==', want).then(kv.put(key).value(value).lease(id)).else(kv.get(key)).commit();
+    let res;
+    try {
+      res = await take('Create', 0);
+      if (!res.succeeded && previous) res = await take('Lease', previous);
+    } catch (e) {
+      await lease.revoke().catch(() => {});
+      throw new ClusterError(`etcd did not answer: ${(e as Error).message}`, {
+        code: 'ERR_ETCD_UNAVAILABLE',
+        cause: e,
+      });
+    }
+    if (!res.succeeded) {
+      await lease.revoke().catch(() => {});
+      const held = res.responses[0]?.response_range?.kvs?.[0];
+      const owner = held ? BigInt(held.lease).toString(16) : 'unknown';
+      throw new ClusterError(`node name ${this.name} is held by another live member (lease ${owner})`, {
+        code: 'ERR_NODE_NAME_TAKEN',
+      });
+    }
+    this.lease = lease;
+    this.leaseId = id;
+    this.rev = res.header.revision;
+    this.lastAck = Date.now();
+    this.live = true;
+    this.emit('joined', { lease: hex, revision: this.rev });
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    const every = (this.ttlSeconds * 1000) / 3;
+    this.timer = setTimeout(() => void this.tick(every), every);
+    this.timer.unref();
+  }
+
+  private async tick(every: number): Promise<void> {
+    if (this.closed) return;
+    if (this.live && this.lease) {
+      let ttl: number | null = null;
+      try {
+        // A deadline on each renewal: a silent network must not leave one hanging past the TTL.
+        const r = await this.lease.keepaliveOnce({ deadline: Date.now() + every });
+        ttl = Number(r.TTL);
+      } catch {
+        ttl = null;
+      }
+      if (this.closed) return;
+      if (ttl !== null && ttl > 0) {
+        this.lastAck = Date.now();
+        this.emit('renewed', { ttlSeconds: ttl });
+      }
+      const expired = ttl !== null && ttl <= 0;
+      if (expired || Date.now() - this.lastAck >= this.ttlSeconds * 1000) {
+        this.live = false;
+        this.emit(
+          'lost',
+          new ClusterError(
+            expired
+              ? `${this.name}'s lease expired in etcd`
+              : `${this.name}'s lease renewal was not acknowledged for ${this.ttlSeconds} s`,
+            { code: 'ERR_LEASE_LOST' },
+          ),
+        );
+      }
+    }
+    if (!this.live && !this.closed) {
+      const previous = this.leaseId;
+      const old = this.lease;
+      this.lease = null;
+      try {
+        await this.acquire(previous);
+        if (old) void old.revoke().catch(() => {});
+      } catch {
+        this.lease = old; // etcd still away, or our name taken: keep trying on the next tick
+      }
+      if (this.closed) void this.lease?.revoke().catch(() => {});
+    }
+    this.schedule();
+  }
+}
+
+/** The cluster's live members (their records), by name. */
+export async function listNodes(store: Store): Promise<Map<string, NodeRecord>> {
+  const all = await store.kv.getAll().prefix(NODES).strings();
+  const out = new Map<string, NodeRecord>();
+  for (const [k, v] of Object.entries(all)) {
+    try {
+      const r = JSON.parse(v) as NodeRecord;
+      out.set(k.slice(NODES.length), r);
+    } catch {
+      // not a record of ours: skipped
+    }
+  }
+  return out;
+}
