@@ -25,3 +25,4 @@ export {
 } from './etcd-server.js';
 export { openStore, type Store, type StoreOptions } from './store.js';
 export { Member, listNodes, type NodeRecord, type JoinOptions, type MemberEvents } from './membership.js';
+export { TelemetryPublisher, listTelemetry, sample, type Telemetry, type PublisherOptions } from './telemetry.js';
