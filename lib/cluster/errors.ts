@@ -4,6 +4,7 @@ import { SosError } from '../errors.js';
  * The cluster's state store or membership failed: `ERR_ETCD_START` (etcd did not come up; the message
  * quotes its last log line), `ERR_ETCD_UNAVAILABLE` (etcd did not answer), `ERR_NODE_NAME_TAKEN`
  * (another live member holds the name), `ERR_LEASE_LOST` (the membership lease expired or was not
- * renewed within its TTL), `ERR_CLOSED`.
+ * renewed within its TTL), `ERR_EXISTS` (init over an existing CA), `ERR_NOT_FOUND` (a cluster-folder file
+ * is missing), `ERR_CLUSTER_FOLDER` (one is unreadable or malformed).
  */
 export class ClusterError extends SosError {}

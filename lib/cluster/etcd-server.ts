@@ -15,6 +15,8 @@ export interface EtcdTls {
   caPem: string;
   certPem: string;
   keyPem: string;
+  /** The cluster's revocation list: etcd refuses the client certificates it names. */
+  crlPem?: string;
 }
 
 export interface EtcdStartOptions {
@@ -103,6 +105,10 @@ async function startOnce(opts: EtcdStartOptions, ports?: [number, number]): Prom
       `--trusted-ca-file=${path.join(tdir, 'ca.pem')}`,
       '--client-cert-auth',
     );
+    if (opts.tls.crlPem) {
+      writeAtomic(path.join(tdir, 'crl.pem'), opts.tls.crlPem);
+      args.push(`--client-crl-file=${path.join(tdir, 'crl.pem')}`);
+    }
   }
   const log = path.join(dir, 'etcd.log');
   const logFd = fs.openSync(log, 'a', 0o600);
@@ -148,6 +154,23 @@ async function startOnce(opts: EtcdStartOptions, ports?: [number, number]): Prom
   const info: EtcdInfo = { pid: child.pid!, endpoint, peerEndpoint: peer, tls: !!opts.tls, dir };
   fs.writeFileSync(path.join(dir, INFO), JSON.stringify(info) + '\n', { mode: 0o600 });
   return { ...info, stop: (graceMs?: number) => stopPid(child.pid!, graceMs, gone) };
+}
+
+/**
+ * Give the etcd in `dir` a new revocation list (after `revoke`): etcd reads the file on each new
+ * connection, so a revoked member cannot connect again. Only for an etcd started with a CRL.
+ */
+export function setEtcdCrl(dir: string, crlPem: string): void {
+  const f = path.join(dir, 'tls', 'crl.pem');
+  if (!fs.existsSync(f))
+    throw new ClusterError(`the etcd in ${dir} was not started with a revocation list`, { code: 'ERR_NOT_FOUND' });
+  writeAtomic(f, crlPem);
+}
+
+function writeAtomic(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data, { mode: 0o600 });
+  fs.renameSync(tmp, file);
 }
 
 /** The etcd started in `dir`, when its pid still runs an etcd; null otherwise. */

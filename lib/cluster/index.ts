@@ -18,6 +18,7 @@ export {
   startEtcd,
   etcdAt,
   stopEtcdAt,
+  setEtcdCrl,
   type EtcdServer,
   type EtcdInfo,
   type EtcdStartOptions,
@@ -25,4 +26,22 @@ export {
 } from './etcd-server.js';
 export { openStore, type Store, type StoreOptions } from './store.js';
 export { Member, listNodes, type NodeRecord, type JoinOptions, type MemberEvents } from './membership.js';
-export { TelemetryPublisher, listTelemetry, sample, type Telemetry, type PublisherOptions } from './telemetry.js';
+export {
+  TelemetryPublisher,
+  listTelemetry,
+  sample,
+  type Telemetry,
+  type PublisherOptions,
+  type Counters,
+} from './telemetry.js';
+export {
+  initCluster,
+  loadConfig,
+  setEtcd,
+  issueMember,
+  revoke,
+  loadMember,
+  type ClusterConfig,
+  type MemberFiles,
+} from './folder.js';
+export { joinCluster, storeFromFolder, type ClusterNode } from './join.js';

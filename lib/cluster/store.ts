@@ -21,6 +21,7 @@ export interface Store {
   readonly kv: Namespace;
   readonly client: Etcd3;
   readonly cluster: string;
+  readonly endpoints: readonly string[];
   close(): void;
 }
 
@@ -49,6 +50,7 @@ export function openStore(opts: StoreOptions): Store {
     kv: client.namespace(clusterPrefix(opts.cluster)),
     client,
     cluster: opts.cluster,
+    endpoints: [...opts.endpoints],
     close() {
       if (closed) return;
       closed = true;

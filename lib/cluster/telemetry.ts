@@ -39,7 +39,8 @@ export interface PublisherOptions {
   sources?: (() => Record<string, unknown>)[];
 }
 
-interface Counters {
+/** Cumulative counters between two samples (CPU jiffies, network bytes). */
+export interface Counters {
   busy: number;
   total: number;
   rx: number;
