@@ -5,6 +5,8 @@
  *   sosctl status [--socket P]   ask the local sosd
  *   sosctl node [--socket P]     the node's capabilities, from sosd
  *   sosctl run --local-memory SIZE --memory-nodes LIST --secret-file F -- PROG ARGS…
+ *   sosctl cluster init|issue|revoke …   the cluster folder (CA, certificates, CRL)
+ *   sosctl nodes [--dir D]       the live nodes, from etcd
  * Exit codes: 0 done; 1 the request failed; 2 bad usage; run: PROG's own (125: sosctl failed).
  */
 import { Command } from 'commander';
@@ -12,6 +14,7 @@ import { nodeInfo } from '../node-info.js';
 import { request } from '../daemon/client.js';
 import { DEFAULT_SOCKET } from '../daemon/protocol.js';
 import { runCommand } from './run-command.js';
+import { clusterCommand, nodesCommand } from './cluster-command.js';
 
 const program = new Command('sosctl')
   .description('the ServerlessOS command line')
@@ -32,6 +35,8 @@ for (const [name, op, what] of [
     .option('--socket <path>', "sosd's socket", DEFAULT_SOCKET)
     .action(async (o: { socket: string }) => console.log(JSON.stringify(await request(op, {}, o.socket), null, 2)));
 program.addCommand(runCommand().exitOverride());
+program.addCommand(clusterCommand());
+program.addCommand(nodesCommand());
 
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? 0),
