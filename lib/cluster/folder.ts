@@ -17,6 +17,8 @@ export interface ClusterConfig {
   cluster: string;
   /** etcd client URLs. */
   etcd: string[];
+  /** The name etcd's certificate carries, when the URLs are IP addresses. */
+  etcdServerName?: string;
 }
 
 /** What a member needs to connect: the CA, its own certificate and key, the current CRL. */
@@ -97,10 +99,11 @@ export function loadConfig(dir: string): ClusterConfig {
   return c;
 }
 
-/** Set the etcd endpoints members connect to. */
-export function setEtcd(dir: string, etcd: string[]): void {
+/** Set the etcd endpoints members connect to (and the name its certificate carries). */
+export function setEtcd(dir: string, etcd: string[], serverName?: string): void {
   const c = loadConfig(dir);
-  write(path.join(dir, 'cluster.json'), JSON.stringify({ ...c, etcd }, null, 2) + '\n', 0o644);
+  const next: ClusterConfig = { ...c, etcd, ...(serverName ? { etcdServerName: serverName } : {}) };
+  write(path.join(dir, 'cluster.json'), JSON.stringify(next, null, 2) + '\n', 0o644);
 }
 
 function loadCa(dir: string): ClusterCa {

@@ -18,7 +18,7 @@ export function storeFromFolder(dir: string, role: Role, name: string): Store {
       code: 'ERR_CLUSTER_FOLDER',
     });
   const tls = config.etcd.some((u) => u.startsWith('https:')) ? loadMember(dir, role, name) : undefined;
-  return openStore({ endpoints: config.etcd, cluster: config.cluster, tls });
+  return openStore({ endpoints: config.etcd, cluster: config.cluster, tls, serverName: config.etcdServerName });
 }
 
 export interface ClusterNode {

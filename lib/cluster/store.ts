@@ -12,6 +12,11 @@ export interface StoreOptions {
   cluster: string;
   /** The cluster CA and this member's certificate, for an https etcd. */
   tls?: { caPem: string; certPem: string; keyPem: string };
+  /**
+   * The name etcd's certificate is checked against, when the endpoints are IP addresses (TLS has no
+   * server name for an IP; the etcd that `startEtcd` serves has the name `etcd`).
+   */
+  serverName?: string;
   /** How long a connection attempt may take (default 5 s). */
   dialTimeoutMs?: number;
 }
@@ -37,6 +42,7 @@ export function openStore(opts: StoreOptions): Store {
   const client = new Etcd3({
     hosts: opts.endpoints,
     dialTimeout: opts.dialTimeoutMs ?? 5000,
+    ...(opts.serverName && { grpcOptions: { 'grpc.ssl_target_name_override': opts.serverName } }),
     ...(opts.tls && {
       credentials: {
         rootCertificate: Buffer.from(opts.tls.caPem),

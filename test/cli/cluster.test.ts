@@ -40,7 +40,7 @@ void t.test('init, issue, a TLS etcd, a node joined, sosctl nodes', async (t) =>
   }
   const e = loadMember(dir, 'node', 'etcd');
   const etcd = await testEtcd(t, { tls: e }); // e carries the folder's (empty) CRL
-  setEtcd(dir, [etcd.endpoint]);
+  setEtcd(dir, [etcd.endpoint], 'etcd');
 
   const node = await joinCluster({ dir, name: 'node-1', facts: { addr: '127.0.0.1' } });
   t.teardown(() => node.close());

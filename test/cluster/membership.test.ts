@@ -150,7 +150,12 @@ void t.test('a TLS etcd admits certificates of the cluster CA only', async (t) =
   const etcd = await testEtcd(t, { tls: { caPem: ca.certPem, certPem: server.certPem, keyPem: server.keyPem } });
   t.match(etcd.endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
   const node = await issue(ca, { name: 'node-t', role: 'node' });
-  const ok = openStore({ endpoints: [etcd.endpoint], cluster: 'tls', tls: { caPem: ca.certPem, ...node } });
+  const ok = openStore({
+    endpoints: [etcd.endpoint],
+    cluster: 'tls',
+    serverName: 'etcd',
+    tls: { caPem: ca.certPem, ...node },
+  });
   t.teardown(() => ok.close());
   const m = await Member.join(ok, { name: 'node-t', ttlSeconds: 5 });
   t.ok(m.alive, 'a member with a certificate of the cluster CA joins');
@@ -161,6 +166,7 @@ void t.test('a TLS etcd admits certificates of the cluster CA only', async (t) =
     endpoints: [etcd.endpoint],
     cluster: 'tls',
     tls: { caPem: ca.certPem, ...stranger },
+    serverName: 'etcd',
     dialTimeoutMs: 2000,
   });
   t.teardown(() => bad.close());
