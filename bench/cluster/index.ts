@@ -1,0 +1,168 @@
+/**
+ * The cluster's control plane at N nodes (default 30), each a process of its own joined through a
+ * mutual-TLS etcd from one cluster folder, with the defaults sosd uses (lease TTL 10 s, telemetry
+ * sampled every 5 s):
+ *   - control bytes per second per node, from etcd's own gRPC byte counters over `--window` seconds,
+ *     for change-only telemetry (ours) and, in the same run, for the publish-every-sample baseline;
+ *   - dead-node detection: SIGKILL `--kill` nodes, time until a watcher sees each record vanish
+ *     (bounded by the TTL), against a node that leaves (lease revoked at once).
+ *   scripts/bench.sh cluster [--nodes 30] [--window 60] [--kill 3] [--ttl 10] [--interval 5000]
+ */
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd } from '../../lib/cluster/etcd-server.js';
+import { initCluster, issueMember, loadMember, setEtcd } from '../../lib/cluster/folder.js';
+import { storeFromFolder } from '../../lib/cluster/join.js';
+import { NODES } from '../../lib/cluster/keys.js';
+import { LineProcess } from '../../testkit/line-process.js';
+import { parseOptions, round, table } from '../run.js';
+
+const opts = parseOptions(process.argv.slice(2), {
+  nodes: 'nodes (default 30)',
+  window: 'seconds each traffic measurement lasts (default 60)',
+  kill: 'nodes killed for the detection figure (default 3)',
+  ttl: 'lease TTL in seconds (default 10, as sosd)',
+  interval: 'telemetry sample interval in ms (default 5000, as sosd)',
+});
+const N = Number(opts.get('nodes') ?? 30);
+const windowS = Number(opts.get('window') ?? 60);
+const kills = Number(opts.get('kill') ?? 3);
+const ttl = Number(opts.get('ttl') ?? 10);
+const interval = Number(opts.get('interval') ?? 5000);
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-bench-cluster-'));
+const dir = path.join(base, 'cluster');
+const procs: LineProcess[] = [];
+let stopEtcd: () => Promise<void> = async () => {};
+async function cleanup(): Promise<void> {
+  for (const p of procs) p.kill();
+  await stopEtcd();
+  fs.rmSync(base, { recursive: true, force: true });
+}
+for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => void cleanup().then(() => process.exit(130)));
+
+try {
+  await initCluster(dir, { cluster: 'bench' });
+  await issueMember(dir, { name: 'etcd', role: 'node', hosts: ['127.0.0.1'] });
+  const names = Array.from({ length: N }, (_, i) => `node-${i}`);
+  for (const n of names) await issueMember(dir, { name: n, role: 'node' });
+  const etcd = await startEtcd({ dir: path.join(base, 'etcd'), tls: loadMember(dir, 'node', 'etcd') });
+  stopEtcd = () => etcd.stop();
+  setEtcd(dir, [etcd.endpoint], 'etcd');
+  const op = loadMember(dir, 'operator', 'operator');
+
+  /** etcd's gRPC bytes received + sent so far (its own counters, read over mutual TLS). */
+  const grpcBytes = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = https.get(
+        `${etcd.endpoint}/metrics`,
+        { ca: op.caPem, cert: op.certPem, key: op.keyPem, checkServerIdentity: () => undefined },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => {
+            let sum = 0;
+            for (const m of body.matchAll(/^etcd_network_client_grpc_(?:received|sent)_bytes_total (\S+)$/gm))
+              sum += Number(m[1]);
+            resolve(sum);
+          });
+        },
+      );
+      req.on('error', reject);
+    });
+
+  const store = storeFromFolder(dir, 'operator', 'operator');
+  const t0 = Date.now();
+  for (const n of names) {
+    const p = new LineProcess(process.execPath, [path.join(here, 'member.js'), dir, n, String(ttl), String(interval)], {
+      name: n,
+    });
+    procs.push(p);
+  }
+  for (const p of procs) if ((await p.line(120_000)) !== 'JOINED') throw new Error(`${p.name} did not join`);
+  const joinS = (Date.now() - t0) / 1000;
+
+  const measure = async (): Promise<number> => {
+    const a = await grpcBytes();
+    const at = Date.now();
+    await new Promise((r) => setTimeout(r, windowS * 1000));
+    const b = await grpcBytes();
+    return (b - a) / ((Date.now() - at) / 1000) / N;
+  };
+  // A first sample interval passes before measuring: every node has written its first telemetry.
+  await new Promise((r) => setTimeout(r, interval + 1000));
+  const ours = await measure();
+  for (const p of procs) p.write('always');
+  await new Promise((r) => setTimeout(r, interval + 1000));
+  const always = await measure();
+
+  // Detection: a watcher on the nodes' prefix stamps each delete.
+  const gone = new Map<string, number>();
+  const w = await store.kv.watch().prefix(NODES).create();
+  w.on('delete', (kv) => gone.set(kv.key.toString().slice(NODES.length), Date.now()));
+  const until = async (name: string, ms: number) => {
+    const end = Date.now() + ms;
+    while (!gone.has(name)) {
+      if (Date.now() > end) throw new Error(`${name}'s record did not vanish within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return gone.get(name)!;
+  };
+  const dead: number[] = [];
+  for (let i = 0; i < kills; i++) {
+    const p = procs[i];
+    const at = Date.now();
+    p.proc.kill('SIGKILL');
+    dead.push(((await until(p.name, ttl * 4000)) - at) / 1000);
+  }
+  const leaver = procs[kills];
+  const at = Date.now();
+  leaver.write('leave');
+  const leaveS = ((await until(leaver.name, 30_000)) - at) / 1000;
+  await w.cancel();
+  store.close();
+
+  const meanDead = dead.reduce((a, b) => a + b, 0) / dead.length;
+  console.log(
+    table(
+      ['figure', 'value'],
+      [
+        ['nodes', String(N)],
+        ['all joined (s)', joinS.toFixed(1)],
+        ['control B/s per node, change-only telemetry (ours)', ours.toFixed(0)],
+        ['control B/s per node, publish every sample', always.toFixed(0)],
+        [`dead node detected (s, mean of ${kills}, TTL ${ttl} s)`, meanDead.toFixed(2)],
+        ['node that leaves, gone after (s)', leaveS.toFixed(3)],
+      ],
+    ),
+  );
+  await cleanup();
+  console.log(
+    JSON.stringify({
+      bench: 'cluster',
+      nodes: N,
+      window_s: windowS,
+      ttl_s: ttl,
+      telemetry_interval_ms: interval,
+      join_all_s: round(joinS),
+      control_bytes_per_s_per_node: round(ours),
+      control_bytes_per_s_per_node_always: round(always),
+      dead_node_detect_s: round(meanDead),
+      dead_node_detect_s_each: dead.map((d) => round(d)),
+      leave_detect_s: round(leaveS),
+      ratios: {
+        control_always_vs_ours: round(always / ours),
+        dead_detect_vs_ttl: round(meanDead / ttl),
+        dead_detect_vs_leave: round(meanDead / leaveS),
+      },
+    }),
+  );
+} catch (e) {
+  await cleanup();
+  throw e;
+}
