@@ -33,7 +33,7 @@ import {
   staleLazyDaemons,
   untraced,
 } from './proc.js';
-import { FileRecordStore, type RecordStore } from './record.js';
+import { FileRecordStore, checkRecordStore, type RecordStore } from './record.js';
 import { cleanOutgoing, resolveInDoubt } from './resolve.js';
 import { dropNewLocks } from './source-rollback.js';
 import { ID, ProtocolError } from './protocol.js';
@@ -43,6 +43,11 @@ import type { MigrateOptions } from './types.js';
 import { ADDRESS_FILE, TargetSession, type Outcome } from './target.js';
 
 export interface AgentOptions {
+  /**
+   * Where the target's decisions are kept durably (default: files in `workDir/records`; in a cluster,
+   * `EtcdRecordStore` from serverlessos/cluster).
+   */
+  records?: RecordStore;
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
   /** Port (default 0: any free port, see `agent.port`). */
@@ -130,7 +135,9 @@ export class MigrationAgent {
         : integer('options.maxImageBytes', options.maxImageBytes, 1, Number.MAX_SAFE_INTEGER);
     let agent: MigrationAgent | null = null;
     const log = options.log ?? (() => {});
-    const records = new FileRecordStore(path.join(options.workDir, 'records'));
+    const records =
+      checkRecordStore(options.records, 'options.records') ??
+      new FileRecordStore(path.join(options.workDir, 'records'));
     await settleTargets(records, options.workDir, log);
     // A previous agent on this folder died between starting a lazy-pages daemon and the
     // restore: that daemon would wait for the restore forever.

@@ -4,7 +4,7 @@
 // records in etcd under a lease (a fenced record: a put carries the revision it expects).
 import fs from 'node:fs';
 import path from 'node:path';
-import { SosError } from '../errors.js';
+import { SosError, argType } from '../errors.js';
 import type { Mode } from './protocol.js';
 import type { MoveAddress } from './address.js';
 
@@ -59,6 +59,15 @@ export interface RecordStore {
   get(id: string): Promise<MigrationRecord | null>;
   list(): Promise<MigrationRecord[]>;
   remove(id: string): Promise<void>;
+}
+
+/** `v`, when it is a RecordStore (or undefined); an ArgTypeError naming `name` otherwise. */
+export function checkRecordStore(v: unknown, name: string): RecordStore | undefined {
+  if (v === undefined) return undefined;
+  const o = v as Record<string, unknown> | null;
+  if (o === null || typeof o !== 'object' || !['put', 'get', 'list', 'remove'].every((k) => typeof o[k] === 'function'))
+    throw argType(`${name} must be a RecordStore (put, get, list, remove)`);
+  return v as RecordStore;
 }
 
 const ID = /^[0-9a-f]{32}$/;

@@ -12,7 +12,7 @@ import { addAddress } from './address.js';
 import { describe } from './errors.js';
 import { ID } from './protocol.js';
 import { alive, killTree, resumeTree, sameProcess, state, untraced } from './proc.js';
-import { FileRecordStore, type MigrationRecord } from './record.js';
+import { FileRecordStore, checkRecordStore, type MigrationRecord, type RecordStore } from './record.js';
 import { askOutcome } from './source-commit.js';
 import { dropNewLocks } from './source-rollback.js';
 
@@ -33,6 +33,8 @@ export interface ResolveOptions {
   waitMs?: number;
   idleTimeoutMs?: number;
   log?: (line: string) => void;
+  /** The store the migrations recorded their decisions in (default: files in `workDir/records`). */
+  records?: RecordStore;
 }
 
 /** The records folder of a source work folder. */
@@ -42,7 +44,7 @@ export function sourceRecords(workDir: string): FileRecordStore {
 
 /** Settle every outgoing migration in `workDir` that no live run owns. */
 export async function resolveInDoubt(o: ResolveOptions): Promise<Resolution[]> {
-  const store = sourceRecords(checkOptions(o).workDir);
+  const store = checkRecordStore(o.records, 'options.records') ?? sourceRecords(checkOptions(o).workDir);
   const out: Resolution[] = [];
   for (const r of await store.list()) {
     if (r.role !== 'source' || !['started', 'committing', 'in-doubt'].includes(r.state)) continue;
@@ -55,7 +57,7 @@ export async function resolveInDoubt(o: ResolveOptions): Promise<Resolution[]> {
 /** Settle one outgoing migration (by id): ask its target, then kill or resume the source's copy. */
 export async function resolveMigration(id: string, o: ResolveOptions): Promise<Resolution> {
   if (typeof id !== 'string' || !ID.test(id)) throw argType('id must be a migration id (32 hex digits)');
-  const store = sourceRecords(checkOptions(o).workDir);
+  const store = checkRecordStore(o.records, 'options.records') ?? sourceRecords(checkOptions(o).workDir);
   const r = await store.get(id);
   if (!r || r.role !== 'source')
     throw new SosError(`no outgoing migration ${id} in ${o.workDir}`, { code: 'ERR_NO_MIGRATION' });
@@ -80,7 +82,7 @@ function checkOptions(o: ResolveOptions): ResolveOptions & { secret: Buffer } {
   return { ...o, secret: secretBuffer(o.secret, 'options.secret') };
 }
 
-async function settle(store: FileRecordStore, r: MigrationRecord, o: ResolveOptions): Promise<Resolution> {
+async function settle(store: RecordStore, r: MigrationRecord, o: ResolveOptions): Promise<Resolution> {
   const log = o.log ?? (() => {});
   const ours = sameProcess(r.pid, r.started);
   const locks = new Set(r.locksBefore ?? []);

@@ -5,6 +5,7 @@ import { integer, object, oneOf } from '../validate.js';
 import { checkMoveAddress, type MoveAddress } from './address.js';
 import type { CriuFlags } from './protocol.js';
 import type { MigrateOptions } from './types.js';
+import { checkRecordStore } from './record.js';
 
 export interface Checked extends Required<
   Pick<MigrateOptions, 'mode' | 'workDir' | 'inDoubtMs' | 'keepImages' | 'strategy' | 'idleTimeoutMs'>
@@ -32,6 +33,7 @@ export function check(pid: unknown, o: MigrateOptions): Checked {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw argType(`options.${k} must be a boolean`);
     if (o[k]) flags[k] = true;
   }
+  checkRecordStore(o.records, 'options.records');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
     throw argType('options.onProgress must be a function');
   return {

@@ -22,7 +22,7 @@ import { failpoint } from './failpoint.js';
 import { sendImages } from './images.js';
 import { endPageServer, freePort } from './lazy-dump.js';
 import { alive, holdStopped, killTree, placeId, startedAt } from './proc.js';
-import { syncTree, type FileRecordStore, type MigrationRecord, type RecordState } from './record.js';
+import { syncTree, type MigrationRecord, type RecordState, type RecordStore } from './record.js';
 import { sourceRecords } from './resolve.js';
 import { hostAddress } from './protocol.js';
 import { restoreAndCommit, type Resumed } from './source-commit.js';
@@ -69,7 +69,7 @@ class SourceRun implements Scene {
   private keep = false;
   /** The commit's outcome could not be learnt: the source copy stays stopped. */
   private inDoubt: InDoubtError | null = null;
-  private readonly records: FileRecordStore;
+  private readonly records: RecordStore;
 
   constructor(
     readonly pid: number,
@@ -79,7 +79,7 @@ class SourceRun implements Scene {
     this.imagesDir = path.join(o.workDir, this.id);
     this.tlsDir = `${this.imagesDir}.tls`;
     this.meter = new ProgressMeter(user.onProgress);
-    this.records = sourceRecords(o.workDir);
+    this.records = user.records ?? sourceRecords(o.workDir);
   }
 
   /** Record how far this run got, durably, before acting on it (see resolve.ts). */

@@ -1,3 +1,4 @@
+import type { RecordStore } from './record.js';
 // The public shapes of a migration: its options, its progress events and its result.
 import type * as criu from '../criu/index.js';
 import type { MoveAddress } from './address.js';
@@ -51,6 +52,11 @@ export interface MigrateOptions {
   strategy?: 'auto' | 'commit' | 'handover';
   /** A connection silent this long (ms) counts as cut (default 15000). */
   idleTimeoutMs?: number;
+  /**
+   * Where the source's decisions are kept durably (default: files in `workDir/records`; in a cluster,
+   * `EtcdRecordStore` from serverlessos/cluster). `resolveInDoubt` must be given the same store.
+   */
+  records?: RecordStore;
 }
 
 export interface MigrationResult {
