@@ -5,6 +5,7 @@ import { SosError } from '../errors.js';
  * quotes its last log line), `ERR_ETCD_UNAVAILABLE` (etcd did not answer), `ERR_NODE_NAME_TAKEN`
  * (another live member holds the name), `ERR_LEASE_LOST` (the membership lease expired or was not
  * renewed within its TTL), `ERR_EXISTS` (init over an existing CA), `ERR_NOT_FOUND` (a cluster-folder file
- * is missing), `ERR_CLUSTER_FOLDER` (one is unreadable or malformed).
+ * is missing), `ERR_CLUSTER_FOLDER` (one is unreadable or malformed), `ERR_FENCED` (a migration record
+ * refused: the writer lost its lease, or another writer changed it).
  */
 export class ClusterError extends SosError {}

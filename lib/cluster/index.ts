@@ -45,3 +45,4 @@ export {
   type MemberFiles,
 } from './folder.js';
 export { joinCluster, storeFromFolder, type ClusterNode } from './join.js';
+export { EtcdRecordStore, migrationsOf } from './migration-records.js';

@@ -49,7 +49,7 @@ export class Member extends EventEmitter<MemberEvents> {
   readonly ttlSeconds: number;
   private facts: Record<string, unknown>;
   private lease: Lease | null = null;
-  private leaseId = '';
+  private lid = '';
   private rev = '';
   private lastAck = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -83,9 +83,14 @@ export class Member extends EventEmitter<MemberEvents> {
     return this.live && !this.closed;
   }
 
+  /** The lease's id as etcd's decimal string (what a transaction compares against). */
+  get leaseId(): string {
+    return this.lid;
+  }
+
   /** The lease the member's keys are bound to (hex, as etcdctl prints it). */
   get leaseHex(): string {
-    return this.leaseId ? BigInt(this.leaseId).toString(16) : '';
+    return this.lid ? BigInt(this.lid).toString(16) : '';
   }
 
   /** The record's create revision under the current lease: the member's fencing token. */
@@ -96,7 +101,7 @@ export class Member extends EventEmitter<MemberEvents> {
   /** Bind a key to the membership lease (telemetry, a service's address): it vanishes with the member. */
   async putLeased(key: string, value: string): Promise<void> {
     if (!this.alive) throw new ClusterError(`${this.name} is not a live member`, { code: 'ERR_LEASE_LOST' });
-    await this.store.kv.put(key).value(value).lease(this.leaseId);
+    await this.store.kv.put(key).value(value).lease(this.lid);
   }
 
   /** Replace the published facts. */
@@ -139,12 +144,12 @@ export class Member extends EventEmitter<MemberEvents> {
       });
     }
     const hex = BigInt(id).toString(16);
-    const prior = this.leaseId;
-    this.leaseId = id;
+    const prior = this.lid;
+    this.lid = id;
     this.joinedAt = Date.now();
     const key = nodeKey(this.name);
     const value = JSON.stringify(this.record());
-    this.leaseId = prior; // until the name is ours
+    this.lid = prior; // until the name is ours
     const kv = this.store.kv;
     // Free, or still ours: a lease that lapsed unconfirmed but has not expired in etcd yet.
     const take = (col: 'Create' | 'Lease', want: number | string) =>
@@ -169,7 +174,7 @@ export class Member extends EventEmitter<MemberEvents> {
       });
     }
     this.lease = lease;
-    this.leaseId = id;
+    this.lid = id;
     this.rev = res.header.revision;
     this.lastAck = Date.now();
     this.live = true;
@@ -214,7 +219,7 @@ export class Member extends EventEmitter<MemberEvents> {
       }
     }
     if (!this.live && !this.closed) {
-      const previous = this.leaseId;
+      const previous = this.lid;
       const old = this.lease;
       this.lease = null;
       try {
