@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import { exec } from '../lib/exec.js';
 import { dropTo } from '../lib/net/nft.js';
 import { onExit } from './cleanup.js';
+import { createNet, removeNet } from '../lib/net/netns.js';
 
 export interface TestNode {
   name: string;
@@ -71,41 +72,26 @@ export async function makeNet(n: number, opts: { prefix?: string } = {}): Promis
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(prefix)) throw new TypeError(`prefix must be three octets, got '${prefix}'`);
   await removeStale();
   const base = `sos-${process.pid}-${nets++}`;
-  const bridge = `${base}br`;
-  const nodes: TestNode[] = Array.from({ length: n }, (_, i) => ({
-    name: `node${i}`,
-    netns: `${base}n${i}`,
-    addr: `${prefix}.${i + 1}`,
-  }));
-  const names = [bridge, ...nodes.map((x) => x.netns)];
+  const names = [`${base}br`, ...Array.from({ length: n }, (_, i) => `${base}n${i}`)];
   const forget = onExit(() => {
     for (const name of names) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
   });
+  let layout;
+  try {
+    layout = await createNet({ base, n, prefix });
+  } catch (e) {
+    forget();
+    throw e;
+  }
+  const { nodes, bridge } = layout;
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      for (const name of names) await ip('netns', 'del', name).catch(() => {});
+      await removeNet(layout);
       forget();
     })();
     return closed;
   };
-  try {
-    await ip('netns', 'add', bridge);
-    await ip('-n', bridge, 'link', 'add', 'br0', 'type', 'bridge');
-    await ip('-n', bridge, 'link', 'set', 'br0', 'up');
-    for (const [i, node] of nodes.entries()) {
-      await ip('netns', 'add', node.netns);
-      // Created inside the bridge's namespace, the peer end straight in the node's: never on the host.
-      await ip('-n', bridge, 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.netns);
-      await ip('-n', bridge, 'link', 'set', `v${i}`, 'master', 'br0', 'up');
-      await ip('-n', node.netns, 'link', 'set', 'lo', 'up');
-      await ip('-n', node.netns, 'addr', 'add', `${node.addr}/24`, 'dev', 'eth0');
-      await ip('-n', node.netns, 'link', 'set', 'eth0', 'up');
-    }
-  } catch (e) {
-    await close();
-    throw e;
-  }
   return {
     nodes,
     bridge,
