@@ -11,6 +11,7 @@ import type { Lease } from 'etcd3';
 import { argValue } from '../errors.js';
 import { ClusterError } from './errors.js';
 import { NODES, nodeKey } from './keys.js';
+import { parseNodeRecord } from './records.js';
 import type { Store } from './store.js';
 
 /** What a member says about itself in `nodes/<name>`. */
@@ -239,11 +240,11 @@ export async function listNodes(store: Store): Promise<Map<string, NodeRecord>> 
   const all = await store.kv.getAll().prefix(NODES).strings();
   const out = new Map<string, NodeRecord>();
   for (const [k, v] of Object.entries(all)) {
+    const name = k.slice(NODES.length);
     try {
-      const r = JSON.parse(v) as NodeRecord;
-      out.set(k.slice(NODES.length), r);
+      out.set(name, parseNodeRecord<NodeRecord>(name, v));
     } catch {
-      // not a record of ours: skipped
+      // a malformed record (any member can write here) is not acted on
     }
   }
   return out;

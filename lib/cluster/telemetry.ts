@@ -11,6 +11,7 @@ import { argValue } from '../errors.js';
 import { TELEMETRY, telemetryKey } from './keys.js';
 import type { Member } from './membership.js';
 import type { Store } from './store.js';
+import { parseTelemetryRecord } from './records.js';
 
 /** What a node publishes (bytes, seconds, fractions). */
 export interface Telemetry {
@@ -158,10 +159,11 @@ export async function listTelemetry(store: Store): Promise<Map<string, Telemetry
   const all = await store.kv.getAll().prefix(TELEMETRY).strings();
   const out = new Map<string, Telemetry>();
   for (const [k, v] of Object.entries(all)) {
+    const name = k.slice(TELEMETRY.length);
     try {
-      out.set(k.slice(TELEMETRY.length), JSON.parse(v) as Telemetry);
+      out.set(name, parseTelemetryRecord<Telemetry>(name, v));
     } catch {
-      // not ours
+      // malformed: not acted on
     }
   }
   return out;

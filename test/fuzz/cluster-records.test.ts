@@ -1,0 +1,75 @@
+// Property fuzzing (fast-check) of the parsers for what members read back from etcd (any member may
+// write there): node records and telemetry. Each returns a value of the right shape or throws
+// ERR_BAD_RECORD, never anything else. Fixed seed, bounded runs; FUZZ_RUNS for more.
+import t from 'tap';
+import fc from 'fast-check';
+import { ClusterError } from '../../lib/cluster/errors.js';
+import { parseNodeRecord, parseTelemetryRecord } from '../../lib/cluster/records.js';
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
+const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
+
+const valueNear = (valid: Record<string, unknown>) =>
+  fc.oneof(
+    fc.string({ maxLength: 300 }),
+    fc.json(),
+    fc.anything(),
+    fc
+      .record(Object.fromEntries(Object.entries(valid).map(([k, v]) => [k, fc.oneof(fc.constant(v), fc.anything())])), {
+        requiredKeys: [],
+      })
+      .map((o) => JSON.stringify(o) ?? ''),
+  );
+const name = fc.oneof(fc.constant('node-1'), fc.string({ maxLength: 70 }));
+
+function contained(f: () => unknown): boolean {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof ClusterError && e.code === 'ERR_BAD_RECORD') return true;
+    throw e;
+  }
+  return true;
+}
+
+void t.test('node records', (t) => {
+  const valid = { v: 1, name: 'node-1', lease: '1a2b', joinedAt: 1, addr: '10.0.0.1' };
+  let ok = 0;
+  fc.assert(
+    fc.property(name, valueNear(valid), (n, v) =>
+      contained(() => {
+        const r = parseNodeRecord(n, v);
+        if (r.name !== n || r.v !== 1) throw new Error('accepted a record of the wrong shape');
+        ok++;
+      }),
+    ),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.ok(ok > 0, `some inputs were valid records (${ok} of ${RUNS})`);
+  t.same(parseNodeRecord('node-1', JSON.stringify(valid)), valid);
+  t.throws(() => void parseNodeRecord('node-2', JSON.stringify(valid)), {
+    code: 'ERR_BAD_RECORD',
+    message: /names another node/,
+  });
+  t.throws(() => void parseNodeRecord('node-1', 'x'.repeat(20_000)), {
+    code: 'ERR_BAD_RECORD',
+    message: /larger than/,
+  });
+  t.end();
+});
+
+void t.test('telemetry', (t) => {
+  const valid = { v: 1 as const, at: 1, cpu: 0.5, cpus: 2, memTotal: 1, memAvail: 1, rxBps: 0, txBps: 0 };
+  fc.assert(
+    fc.property(name, valueNear(valid), (n, v) =>
+      contained(() => {
+        const r = parseTelemetryRecord<typeof valid>(n, v);
+        if (!(r.cpu >= 0 && r.cpu <= 1)) throw new Error('accepted a cpu that is not a fraction');
+      }),
+    ),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(parseTelemetryRecord('node-1', JSON.stringify(valid)), valid);
+  t.throws(() => void parseTelemetryRecord('node-1', JSON.stringify({ ...valid, cpu: 2 })), { code: 'ERR_BAD_RECORD' });
+  t.end();
+});
