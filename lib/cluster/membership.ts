@@ -7,7 +7,6 @@
  * its work away meanwhile. The key's revision at join fences what the member writes under that lease.
  */
 import { EventEmitter } from 'node:events';
-import type { Lease } from 'etcd3';
 import { argValue } from '../errors.js';
 import { ClusterError } from './errors.js';
 import { NODES, nodeKey } from './keys.js';
@@ -49,9 +48,10 @@ export class Member extends EventEmitter<MemberEvents> {
   readonly name: string;
   readonly ttlSeconds: number;
   private facts: Record<string, unknown>;
-  private lease: Lease | null = null;
+  /** The lease's id (etcd's decimal string); '' before the first join. */
   private lid = '';
   private rev = '';
+  private joinedAt = 0;
   private lastAck = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -67,14 +67,20 @@ export class Member extends EventEmitter<MemberEvents> {
     this.facts = opts.facts ?? {};
   }
 
-  /** Join as `name`: ERR_NODE_NAME_TAKEN when another live lease holds it. */
-  static async join(store: Store, opts: JoinOptions): Promise<Member> {
+  /**
+   * Join as `name`: ERR_NODE_NAME_TAKEN when another live lease holds it. With `resumeLease` (the
+   * `leaseId` a previous run of this member kept on disk), a restarted daemon takes its record back
+   * under the same lease when etcd still has both, so the cluster never sees it leave.
+   */
+  static async join(store: Store, opts: JoinOptions & { resumeLease?: string }): Promise<Member> {
     if (typeof opts?.name !== 'string' || !NAME.test(opts.name))
       throw argValue('name must be a lowercase host-like name (a-z, 0-9, ., -)');
     const ttl = opts.ttlSeconds ?? 10;
     if (!Number.isInteger(ttl) || ttl < 2 || ttl > 3600) throw argValue('ttlSeconds must be an integer in [2, 3600]');
+    if (opts.resumeLease !== undefined && !/^[1-9]\d{0,19}$/.test(opts.resumeLease))
+      throw argValue('resumeLease must be a lease id (decimal)');
     const m = new Member(store, opts);
-    await m.acquire(null);
+    if (!(opts.resumeLease && (await m.resume(opts.resumeLease)))) await m.acquire(null);
     m.schedule();
     return m;
   }
@@ -84,7 +90,7 @@ export class Member extends EventEmitter<MemberEvents> {
     return this.live && !this.closed;
   }
 
-  /** The lease's id as etcd's decimal string (what a transaction compares against). */
+  /** The lease's id as etcd's decimal string (what a transaction compares against; keep it to resume). */
   get leaseId(): string {
     return this.lid;
   }
@@ -94,7 +100,7 @@ export class Member extends EventEmitter<MemberEvents> {
     return this.lid ? BigInt(this.lid).toString(16) : '';
   }
 
-  /** The record's create revision under the current lease: the member's fencing token. */
+  /** The revision of the record's write under the current lease: the member's fencing token. */
   get revision(): string {
     return this.rev;
   }
@@ -108,49 +114,99 @@ export class Member extends EventEmitter<MemberEvents> {
   /** Replace the published facts. */
   async update(facts: Record<string, unknown>): Promise<void> {
     this.facts = facts;
-    await this.putLeased(nodeKey(this.name), JSON.stringify(this.record()));
+    await this.putLeased(nodeKey(this.name), JSON.stringify(this.record(this.lid)));
   }
 
   /** Leave the cluster: the lease is revoked, the member's keys vanish at once. Idempotent. */
   async leave(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.live = false;
-    if (this.timer) clearTimeout(this.timer);
-    const lease = this.lease;
-    this.lease = null;
-    if (lease) await lease.revoke().catch(() => {}); // unreachable etcd: the lease expires on its own
+    const id = this.stop();
+    if (id) await this.revoke(id); // unreachable etcd: the lease expires on its own
+  }
+
+  /**
+   * Stop renewing without revoking (a daemon stopping for a restart): the record stays for up to a
+   * TTL, and a restarted member given `resumeLease` takes it back. Idempotent.
+   */
+  detach(): void {
+    this.stop();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.leave();
   }
 
-  private record(): NodeRecord {
-    return { ...this.facts, v: 1, name: this.name, lease: this.leaseHex, joinedAt: this.joinedAt };
+  private stop(): string {
+    if (this.closed) return '';
+    this.closed = true;
+    this.live = false;
+    if (this.timer) clearTimeout(this.timer);
+    return this.lid;
   }
-  private joinedAt = 0;
+
+  private record(lease: string): NodeRecord {
+    return { ...this.facts, v: 1, name: this.name, lease: BigInt(lease).toString(16), joinedAt: this.joinedAt };
+  }
+
+  private async revoke(id: string): Promise<void> {
+    await this.store.kv.leaseClient.leaseRevoke({ ID: id }).catch(() => {});
+  }
+
+  /** One renewal of lease `id`: its remaining TTL (0: etcd says it expired); rejects when etcd does not answer by `deadline`. */
+  private async renew(id: string, deadline: number): Promise<number> {
+    const stream = await this.store.kv.leaseClient.leaseKeepAlive({ deadline });
+    try {
+      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+        stream.on('data', resolve);
+        stream.on('error', reject);
+        stream.write({ ID: id });
+      });
+      return Number(res.TTL);
+    } finally {
+      stream.end();
+    }
+  }
+
+  /** Take the record back under `id` when etcd still has the lease and the record names it. */
+  private async resume(id: string): Promise<boolean> {
+    let ttl: number;
+    try {
+      ttl = await this.renew(id, Date.now() + 5000);
+    } catch {
+      return false;
+    }
+    if (ttl <= 0) return false;
+    const key = nodeKey(this.name);
+    const kv = this.store.kv;
+    this.joinedAt = Date.now();
+    const res = await kv
+      .if(key, 'Lease', '==', id)
+      .then(
+        kv
+          .put(key)
+          .value(JSON.stringify(this.record(id)))
+          .lease(id),
+      )
+      .commit()
+      .catch(() => null);
+    if (!res?.succeeded) return false;
+    this.held(id, res.header.revision);
+    return true;
+  }
 
   /** Grant a lease and take the name: free, or still held by `previous` (our own lease, lost but not expired). */
   private async acquire(previous: string | null): Promise<void> {
-    const lease = this.store.kv.lease(this.ttlSeconds, { autoKeepAlive: false });
-    lease.on('lost', () => {}); // reported by our own loop; etcd3 would otherwise throw an unhandled 'error'
     let id: string;
     try {
-      id = await lease.grant();
+      id = (await this.store.kv.leaseClient.leaseGrant({ TTL: this.ttlSeconds, ID: 0 })).ID;
     } catch (e) {
       throw new ClusterError(`etcd did not grant a lease: ${(e as Error).message}`, {
         code: 'ERR_ETCD_UNAVAILABLE',
         cause: e,
       });
     }
-    const hex = BigInt(id).toString(16);
-    const prior = this.lid;
-    this.lid = id;
     this.joinedAt = Date.now();
     const key = nodeKey(this.name);
-    const value = JSON.stringify(this.record());
-    this.lid = prior; // until the name is ours
+    const value = JSON.stringify(this.record(id));
     const kv = this.store.kv;
     // Free, or still ours: a lease that lapsed unconfirmed but has not expired in etcd yet.
     const take = (col: 'Create' | 'Lease', want: number | string) =>
@@ -160,26 +216,34 @@ export class Member extends EventEmitter<MemberEvents> {
       res = await take('Create', 0);
       if (!res.succeeded && previous) res = await take('Lease', previous);
     } catch (e) {
-      await lease.revoke().catch(() => {});
+      await this.revoke(id);
       throw new ClusterError(`etcd did not answer: ${(e as Error).message}`, {
         code: 'ERR_ETCD_UNAVAILABLE',
         cause: e,
       });
     }
     if (!res.succeeded) {
-      await lease.revoke().catch(() => {});
+      await this.revoke(id);
       const held = res.responses[0]?.response_range?.kvs?.[0];
       const owner = held ? BigInt(held.lease).toString(16) : 'unknown';
       throw new ClusterError(`node name ${this.name} is held by another live member (lease ${owner})`, {
         code: 'ERR_NODE_NAME_TAKEN',
       });
     }
-    this.lease = lease;
+    if (previous && previous !== id) void this.revoke(previous);
+    this.held(id, res.header.revision);
+  }
+
+  private held(id: string, revision: string): void {
     this.lid = id;
-    this.rev = res.header.revision;
+    this.rev = revision;
     this.lastAck = Date.now();
     this.live = true;
-    this.emit('joined', { lease: hex, revision: this.rev });
+    if (this.closed) {
+      void this.revoke(id); // left while joining
+      return;
+    }
+    this.emit('joined', { lease: this.leaseHex, revision });
   }
 
   private schedule(): void {
@@ -191,12 +255,11 @@ export class Member extends EventEmitter<MemberEvents> {
 
   private async tick(every: number): Promise<void> {
     if (this.closed) return;
-    if (this.live && this.lease) {
+    if (this.live) {
       let ttl: number | null = null;
       try {
         // A deadline on each renewal: a silent network must not leave one hanging past the TTL.
-        const r = await this.lease.keepaliveOnce({ deadline: Date.now() + every });
-        ttl = Number(r.TTL);
+        ttl = await this.renew(this.lid, Date.now() + every);
       } catch {
         ttl = null;
       }
@@ -220,16 +283,8 @@ export class Member extends EventEmitter<MemberEvents> {
       }
     }
     if (!this.live && !this.closed) {
-      const previous = this.lid;
-      const old = this.lease;
-      this.lease = null;
-      try {
-        await this.acquire(previous);
-        if (old) void old.revoke().catch(() => {});
-      } catch {
-        this.lease = old; // etcd still away, or our name taken: keep trying on the next tick
-      }
-      if (this.closed) void this.lease?.revoke().catch(() => {});
+      // etcd still away, or our name taken: acquire throws, and the next tick tries again.
+      await this.acquire(this.lid || null).catch(() => {});
     }
     this.schedule();
   }

@@ -172,3 +172,47 @@ void t.test('a TLS etcd admits certificates of the cluster CA only', async (t) =
   t.teardown(() => bad.close());
   await t.rejects(Member.join(bad, { name: 'node-x', ttlSeconds: 5 }), { code: 'ERR_ETCD_UNAVAILABLE' });
 });
+
+void t.test('a restarted member resumes its lease: the cluster never sees it leave', async (t) => {
+  const etcd = await testEtcd(t);
+  const s = store(t, etcd.endpoint);
+  const watcher = store(t, etcd.endpoint);
+  const w = await watcher.kv
+    .watch()
+    .key(NODES + 'node-p')
+    .create();
+  t.teardown(() => w.cancel());
+  let deletes = 0;
+  w.on('delete', () => deletes++);
+  const first = await Member.join(s, { name: 'node-p', facts: { gen: 1 }, ttlSeconds: 30 });
+  const kept = first.leaseId;
+  first.detach();
+  first.detach();
+  t.notOk(first.alive, 'a detached member is not alive');
+  t.equal((await listNodes(s)).get('node-p')?.lease, first.leaseHex, 'its record stays after detach');
+  await t.rejects(
+    Member.join(s, { name: 'node-p', ttlSeconds: 30 }),
+    { code: 'ERR_NODE_NAME_TAKEN' },
+    'without the lease: taken',
+  );
+  const second = await Member.join(s, { name: 'node-p', facts: { gen: 2 }, ttlSeconds: 30, resumeLease: kept });
+  t.teardown(() => second.leave());
+  t.ok(second.alive);
+  t.equal(second.leaseId, kept, 'the same lease');
+  t.match((await listNodes(s)).get('node-p'), { gen: 2, lease: first.leaseHex }, 'the record is updated under it');
+  const renewed = await nextEvent<{ ttlSeconds: number }>(second, 'renewed', 60_000);
+  t.ok(renewed.ttlSeconds > 0, 'and renewed');
+  await second.leave();
+  await within(
+    (async () => {
+      while ((await listNodes(s)).has('node-p')) await new Promise((r) => setTimeout(r, 10));
+    })(),
+    10_000,
+    'the record to go',
+  );
+  t.equal(deletes, 1, 'one delete, at the leave: none at the restart');
+  const third = await Member.join(s, { name: 'node-p', ttlSeconds: 5, resumeLease: kept });
+  t.teardown(() => third.leave());
+  t.not(third.leaseId, kept, 'a revoked lease is not resumed: a fresh one');
+  await t.rejects(Member.join(s, { name: 'node-q', resumeLease: 'abc' }), { code: 'ERR_INVALID_ARG_VALUE' });
+});
