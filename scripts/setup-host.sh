@@ -22,6 +22,11 @@
 #     `apt-get download` and unpacked with `dpkg -x` (never installed) into
 #     <project>/.cache/vm/kernel/ (boot/vmlinuz-KVER, lib/modules/KVER + depmod), with
 #     <project>/.cache/vm/kernel/kernel.env recording KVER, the package and its version.
+#  6. promtool (test/daemon/metrics.test.ts lints sosd's /metrics with `promtool check metrics`):
+#     Debian's `prometheus` package is fetched with `apt-get download` (never installed: its
+#     postinst would start a Prometheus server) and only usr/bin/promtool is unpacked, to
+#     /usr/local/lib/serverlessos/promtool (PROMTOOL overrides). The .deb stays in
+#     /var/cache/serverlessos/promtool (deletable); skipped when that promtool runs.
 #
 # Output: concise progress lines; apt and build output goes to /var/log/serverlessos/setup-host.log
 # (and /var/cache/serverlessos/criu/build.log), whose tail is shown on failure. Exits non-zero
@@ -251,6 +256,35 @@ EOF
     [ "$owner" = 0:0 ] || { chown "$owner" "$ROOT/.cache" && chown -R "$owner" "$VMDIR"; } 2>/dev/null || true
     log "vm kernel: $KVER ready in ${KDIR#"$ROOT"/} ($(du -sh "$KDIR" | cut -f1))"
   fi
+fi
+
+# ---- 6. promtool (from Debian's prometheus package, not installed) -----------------------------
+PROMTOOL=${PROMTOOL:-/usr/local/lib/serverlessos/promtool}
+PROMTOOL_CACHE=/var/cache/serverlessos/promtool
+if pt_ver=$("$PROMTOOL" --version 2>&1 | head -1) && [ -n "$pt_ver" ] && [ -x "$PROMTOOL" ]; then
+  log "promtool: $pt_ver present ($PROMTOOL)"
+else
+  has_candidate prometheus || apt_update
+  has_candidate prometheus || die "the apt index has no prometheus package: cannot fetch promtool"
+  pt_pkgver=$(apt-cache policy prometheus 2>/dev/null | sed -n 's/^ *Candidate: //p')
+  mkdir -p "$PROMTOOL_CACHE"
+  id _apt >/dev/null 2>&1 && chown _apt "$PROMTOOL_CACHE"   # lets apt download sandboxed as _apt
+  pt_deb=$(ls "$PROMTOOL_CACHE"/prometheus_"${pt_pkgver//:/%3a}"_*.deb 2>/dev/null | head -1 || true)
+  if [ -z "$pt_deb" ]; then
+    log "promtool: apt-get download prometheus=$pt_pkgver"
+    (cd "$PROMTOOL_CACHE" && apt-get download "prometheus=$pt_pkgver") >>"$LOG" 2>&1 \
+      || { tail -n 15 "$LOG" >&2; die "apt-get download prometheus=$pt_pkgver failed"; }
+    pt_deb=$(ls "$PROMTOOL_CACHE"/prometheus_*.deb | head -1)
+  fi
+  # Only the one file: the tarball member, not the whole package (dpkg-deb -x would unpack all of it).
+  pt_tmp=$(mktemp -d)
+  dpkg-deb --fsys-tarfile "$pt_deb" | tar -x -C "$pt_tmp" ./usr/bin/promtool \
+    || { rm -rf "$pt_tmp"; die "$(basename "$pt_deb") has no usr/bin/promtool"; }
+  mkdir -p "$(dirname "$PROMTOOL")"
+  install -m 0755 "$pt_tmp/usr/bin/promtool" "$PROMTOOL"
+  rm -rf "$pt_tmp"
+  "$PROMTOOL" --version >/dev/null 2>&1 || die "$PROMTOOL does not run"
+  log "promtool: $("$PROMTOOL" --version 2>&1 | head -1) installed as $PROMTOOL"
 fi
 
 log "done"

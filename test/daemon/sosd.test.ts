@@ -13,6 +13,8 @@ import { native } from '../../lib/native/index.js';
 import { until } from '../../testkit/wait.js';
 
 const sosd = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../lib/daemon/sosd.js');
+// A port of the kernel's choosing: never the default 9464, which a real sosd (or another test) may hold.
+const HTTP = '127.0.0.1:0';
 
 async function raw(socket: string, payload: string, lines: number): Promise<Record<string, unknown>[]> {
   return await new Promise((resolve, reject) => {
@@ -35,7 +37,9 @@ async function raw(socket: string, payload: string, lines: number): Promise<Reco
 void t.test('sosd serves its API and rejects bad frames without dropping the connection', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sosd-'));
   const socket = path.join(dir, 'run', 'sosd.sock');
-  const child = spawn(process.execPath, [sosd, '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [sosd, '--socket', socket, '--http', HTTP], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   t.teardown(() => {
     child.kill('SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });
@@ -93,7 +97,9 @@ interface Sosd {
 }
 
 function startSosd(socket: string): Sosd {
-  const child = spawn(process.execPath, [sosd, '--socket', socket], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [sosd, '--socket', socket, '--http', HTTP], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
@@ -183,7 +189,14 @@ void t.test('--socket: a file that is not a socket is left untouched and sosd re
   const before = fs.statSync(file);
   const d = startSosd(file);
   t.equal(await d.exited, 1, 'sosd exits 1');
-  t.match(d.stderr(), `sosd: ${file} exists and is not a socket (a regular file): refusing to replace it`);
+  // Said as one JSON log line (pino) with the error's code and the path.
+  t.match(JSON.parse(d.stderr().trim().split('\n').at(-1)!), {
+    level: 'fatal',
+    name: 'sosd',
+    code: 'ERR_SOCKET_NOT_SOCKET',
+    path: file,
+    msg: `${file} exists and is not a socket (a regular file): refusing to replace it`,
+  });
   const after = fs.statSync(file);
   t.equal(fs.readFileSync(file, 'utf8'), 'keep me', 'its content is kept');
   t.equal(after.mode & 0o7777, 0o644, 'its mode is kept');
