@@ -12,6 +12,7 @@ import path from 'node:path';
 import { argValue } from '../errors.js';
 import { createCa, issue, revocationList, type ClusterCa, type Credentials, type Role } from './identity.js';
 import { ClusterError } from './errors.js';
+import { writeDurableSync } from '../durable.js';
 
 export interface ClusterConfig {
   cluster: string;
@@ -32,24 +33,7 @@ export interface MemberFiles {
   crlPem: string;
 }
 
-function write(file: string, data: string, mode: number): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', mode);
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  const dfd = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
-}
+const write = (file: string, data: string, mode: number): void => writeDurableSync(file, data, mode);
 
 function read(file: string, what: string): string {
   try {

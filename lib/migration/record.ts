@@ -7,6 +7,7 @@ import path from 'node:path';
 import { SosError, argType } from '../errors.js';
 import type { Mode } from './protocol.js';
 import type { MoveAddress } from './address.js';
+import { syncDir, writeDurable } from '../durable.js';
 
 /**
  * A target's states, in order: receiving → (restoring) → ready (restored, held) → committed
@@ -88,18 +89,7 @@ export class FileRecordStore implements RecordStore {
   }
 
   async put(r: MigrationRecord): Promise<void> {
-    const file = this.file(r.id);
-    await fs.promises.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.tmp`;
-    const fh = await fs.promises.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify({ ...r, updated: new Date().toISOString() }));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
-    await syncDir(this.dir);
+    await writeDurable(this.file(r.id), JSON.stringify({ ...r, updated: new Date().toISOString() }));
     if (FINAL.has(r.state)) await this.prune();
   }
 
@@ -142,15 +132,7 @@ function parse(text: string): MigrationRecord | null {
   }
 }
 
-/** fsync a folder, so a rename or unlink in it survives a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.promises.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+export { syncDir };
 
 /** fsync every file under `dir` and the folders themselves (the images, before the commit). */
 export async function syncTree(dir: string): Promise<void> {
