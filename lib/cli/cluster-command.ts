@@ -12,6 +12,9 @@ import { listTelemetry, type Telemetry } from '../cluster/telemetry.js';
 import { storeFromFolder } from '../cluster/join.js';
 import { X509Certificate } from 'node:crypto';
 import { ClusterError } from '../cluster/errors.js';
+import { downCommand, upCommand } from './local-command.js';
+import { socketOption, sosdSocket } from './sosd-socket.js';
+import { request } from '../daemon/client.js';
 
 export const DEFAULT_CLUSTER_DIR = process.env.SOS_CLUSTER_DIR ?? '/etc/serverlessos/cluster';
 
@@ -97,40 +100,53 @@ export function clusterCommand(): Command {
       const all = await revoke(o.dir, add);
       print(o.json, { revoked: all }, `revoked: ${all.join(', ')}\n  ${o.dir}/crl.pem re-signed`);
     });
+  cluster.addCommand(upCommand());
+  cluster.addCommand(downCommand());
   return cluster;
 }
 
 export function nodesCommand(): Command {
   return new Command('nodes')
-    .description("the cluster's live nodes and their latest telemetry (from etcd)")
+    .description("the cluster's live nodes and their latest telemetry: from sosd, or from etcd with --dir")
     .exitOverride()
     .showHelpAfterError()
-    .addOption(dirOption())
-    .option('--as <name>', 'the operator certificate to use', 'operator')
+    .option(
+      '--dir <path>',
+      'read etcd directly with an operator certificate of this cluster folder (default $SOS_CLUSTER_DIR)',
+    )
+    .addOption(socketOption())
+    .option('--as <name>', 'with --dir: the operator certificate to use', 'operator')
     .option('--json', 'print JSON')
-    .action(async (o: { dir: string; as: string; json?: boolean }) => {
-      const store = storeFromFolder(o.dir, 'operator', o.as);
-      try {
-        const [nodes, tele] = await Promise.all([listNodes(store), listTelemetry(store)]).catch((e: Error) => {
-          throw new ClusterError(`etcd did not answer (${store.endpoints.join(', ')}): ${e.message}`, {
-            code: 'ERR_ETCD_UNAVAILABLE',
-            cause: e,
-          });
-        });
-        const rows = [...nodes.values()].map((n): NodeRecord => ({ ...n, telemetry: tele.get(n.name) ?? null }));
-        const MiB = 2 ** 20;
-        const text = [
-          `${'NAME'.padEnd(20)} ${'ADDR'.padEnd(16)} ${'CPU'.padStart(5)} ${'MEM AVAIL'.padStart(12)} LEASE`,
-          ...rows.map((r) => {
-            const t = r.telemetry as Telemetry | null;
-            return `${r.name.padEnd(20)} ${(typeof r.addr === 'string' ? r.addr : '-').padEnd(16)} ${(t ? `${Math.round(t.cpu * 100)}%` : '-').padStart(5)} ${(t ? `${Math.round(t.memAvail / MiB)} MiB` : '-').padStart(12)} ${r.lease}`;
-          }),
-        ].join('\n');
-        print(o.json, rows, text);
-      } finally {
-        store.close();
-      }
+    .action(async (o: { dir?: string; socket?: string; as: string; json?: boolean }) => {
+      const dir = o.dir ?? process.env.SOS_CLUSTER_DIR;
+      const rows = dir
+        ? await fromEtcd(dir, o.as)
+        : ((await request('cluster.nodes', {}, sosdSocket(o.socket))) as NodeRecord[]);
+      const MiB = 2 ** 20;
+      const text = [
+        `${'NAME'.padEnd(20)} ${'ADDR'.padEnd(16)} ${'CPU'.padStart(5)} ${'MEM AVAIL'.padStart(12)} LEASE`,
+        ...rows.map((r) => {
+          const t = r.telemetry as Telemetry | null;
+          return `${r.name.padEnd(20)} ${(typeof r.addr === 'string' ? r.addr : '-').padEnd(16)} ${(t ? `${Math.round(t.cpu * 100)}%` : '-').padStart(5)} ${(t ? `${Math.round(t.memAvail / MiB)} MiB` : '-').padStart(12)} ${r.lease}`;
+        }),
+      ].join('\n');
+      print(o.json, rows, text);
     });
+}
+
+async function fromEtcd(dir: string, as: string): Promise<NodeRecord[]> {
+  const store = storeFromFolder(dir, 'operator', as);
+  try {
+    const [nodes, tele] = await Promise.all([listNodes(store), listTelemetry(store)]).catch((e: Error) => {
+      throw new ClusterError(`etcd did not answer (${store.endpoints.join(', ')}): ${e.message}`, {
+        code: 'ERR_ETCD_UNAVAILABLE',
+        cause: e,
+      });
+    });
+    return [...nodes.values()].map((n): NodeRecord => ({ ...n, telemetry: tele.get(n.name) ?? null }));
+  } finally {
+    store.close();
+  }
 }
 
 export type { ClusterConfig };

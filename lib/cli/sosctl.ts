@@ -12,7 +12,7 @@
 import { Command } from 'commander';
 import { nodeInfo } from '../node-info.js';
 import { request } from '../daemon/client.js';
-import { DEFAULT_SOCKET } from '../daemon/protocol.js';
+import { socketOption, sosdSocket } from './sosd-socket.js';
 import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
 
@@ -32,8 +32,10 @@ for (const [name, op, what] of [
   program
     .command(name)
     .description(what)
-    .option('--socket <path>', "sosd's socket", DEFAULT_SOCKET)
-    .action(async (o: { socket: string }) => console.log(JSON.stringify(await request(op, {}, o.socket), null, 2)));
+    .addOption(socketOption())
+    .action(async (o: { socket?: string }) =>
+      console.log(JSON.stringify(await request(op, {}, sosdSocket(o.socket)), null, 2)),
+    );
 program.addCommand(runCommand().exitOverride());
 program.addCommand(clusterCommand());
 program.addCommand(nodesCommand());

@@ -25,7 +25,10 @@ export interface ClusterNode {
   readonly store: Store;
   readonly member: Member;
   readonly telemetry: TelemetryPublisher;
+  /** Leave: the lease is revoked, the node's keys vanish at once. Idempotent. */
   close(): Promise<void>;
+  /** Stop without leaving (a daemon restart): the record stays up to a TTL for `resumeLease`. Idempotent. */
+  detach(): void;
 }
 
 export async function joinCluster(opts: {
@@ -34,11 +37,18 @@ export async function joinCluster(opts: {
   facts?: Record<string, unknown>;
   ttlSeconds?: number;
   telemetry?: PublisherOptions;
+  /** The lease id a previous run kept (Member.join's resumeLease). */
+  resumeLease?: string;
 }): Promise<ClusterNode> {
   const store = storeFromFolder(opts.dir, 'node', opts.name);
   let member: Member;
   try {
-    member = await Member.join(store, { name: opts.name, facts: opts.facts, ttlSeconds: opts.ttlSeconds });
+    member = await Member.join(store, {
+      name: opts.name,
+      facts: opts.facts,
+      ttlSeconds: opts.ttlSeconds,
+      resumeLease: opts.resumeLease,
+    });
   } catch (e) {
     store.close();
     throw e;
@@ -46,6 +56,7 @@ export async function joinCluster(opts: {
   const telemetry = new TelemetryPublisher(member, opts.telemetry);
   void telemetry.tick();
   let closed: Promise<void> | null = null;
+  let detached = false;
   return {
     store,
     member,
@@ -56,5 +67,12 @@ export async function joinCluster(opts: {
         await member.leave();
         store.close();
       })()),
+    detach: () => {
+      if (detached || closed) return;
+      detached = true;
+      telemetry.stop();
+      member.detach();
+      store.close();
+    },
   };
 }

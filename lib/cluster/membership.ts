@@ -80,7 +80,9 @@ export class Member extends EventEmitter<MemberEvents> {
     if (opts.resumeLease !== undefined && !/^[1-9]\d{0,19}$/.test(opts.resumeLease))
       throw argValue('resumeLease must be a lease id (decimal)');
     const m = new Member(store, opts);
-    if (!(opts.resumeLease && (await m.resume(opts.resumeLease)))) await m.acquire(null);
+    // Not resumable (expired, or etcd slow to answer): a fresh lease, which may still take the record
+    // from the kept one — ours — rather than call our own name taken.
+    if (!(opts.resumeLease && (await m.resume(opts.resumeLease)))) await m.acquire(opts.resumeLease ?? null);
     m.schedule();
     return m;
   }

@@ -1,63 +1,92 @@
 #!/usr/bin/env node
 /**
- * sosd — the ServerlessOS node daemon (runs as root on every node).
- * Today it serves the node's capabilities on a local socket; the cluster
- * issues grow it into the agent that hosts memory, migrations and limits.
- *   sosd [--socket PATH] [--http HOST:PORT|off] [--log-level LEVEL]
- * The socket is made 0600 and serves root and sosd's own user only (SO_PEERCRED);
- * an existing PATH that is not a stale socket is refused, never replaced.
- * `/metrics` and `/healthz` are served over HTTP on --http (default 127.0.0.1:9464).
- * Logs are JSON lines (pino) on stderr; one line on stdout says it serves.
+ * sosd — the ServerlessOS node daemon (runs as root on every node): one process hosting every role
+ * of the node as a service behind one API. `sosd --help` lists its flags; docs/sosd.md states the API.
+ * The socket is made 0600 and serves root and sosd's own user only (SO_PEERCRED); an existing path
+ * that is not a stale socket is refused, never replaced, and a live sosd there is "already running".
+ * With --cluster-dir it joins the cluster through etcd after it listens (so a second sosd never
+ * takes the first one's name). Logs are JSON lines (pino) on stderr; one line on stdout says it serves.
+ * SIGTERM/SIGINT stop it for a restart: the cluster lease is kept, not revoked (see cluster-service.ts).
  */
+import os from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
+import { ClusterService } from './cluster-service.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
-const DEFAULT_HTTP = '127.0.0.1:9464';
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-const USAGE = `usage: sosd [--socket PATH] [--http HOST:PORT|off] [--log-level LEVEL]
-  --socket PATH      the local API's unix socket (default ${DEFAULT_SOCKET}; a stale socket there is replaced, nothing else)
-  --http HOST:PORT   serve GET /metrics and GET /healthz there (default ${DEFAULT_HTTP}; [::1]:PORT for IPv6; off: none)
-  --log-level LEVEL  ${LEVELS.join('|')} (default info); logs are JSON lines on stderr`;
-
-function usage(problem: string): never {
-  process.stderr.write(`sosd: ${problem}\n${USAGE}\n`);
-  process.exit(2);
-}
 
 /** HOST:PORT, [V6]:PORT, or off. */
 function parseHttp(v: string): HttpOptions | null {
   if (v === 'off') return null;
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(v);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) usage(`--http wants HOST:PORT, [IPV6]:PORT or off, not ${JSON.stringify(v)}`);
-  return { host: m[1] ?? m[2], port };
+  if (!m || Number(m[3]) > 65535) throw new InvalidArgumentError(`wants HOST:PORT, [IPV6]:PORT or off, not '${v}'`);
+  return { host: m[1] ?? m[2], port: Number(m[3]) };
 }
 
-const argv = process.argv.slice(2);
-let socket = DEFAULT_SOCKET;
-let httpOpt: HttpOptions | null = parseHttp(DEFAULT_HTTP);
-let level = 'info';
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
-  if (a === '--socket') socket = value();
-  else if (a === '--http') httpOpt = parseHttp(value());
-  else if (a === '--log-level') {
-    level = value();
-    if (!LEVELS.includes(level)) usage(`--log-level is one of ${LEVELS.join(', ')}, not ${JSON.stringify(level)}`);
-  } else if (a === '--help' || a === '-h') {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  } else usage(`unknown argument ${a}`);
+function ttl(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 2 || n > 3600) throw new InvalidArgumentError('must be whole seconds from 2 to 3600');
+  return n;
 }
+
+/** This host's first non-loopback IPv4 address (what peers most likely reach it at), else loopback. */
+function defaultAddr(): string {
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
+}
+
+interface Flags {
+  socket: string;
+  http: HttpOptions | null;
+  logLevel: string;
+  stateDir: string;
+  clusterDir?: string;
+  name: string;
+  addr: string;
+  leaseTtl: number;
+}
+
+const flags = new Command('sosd')
+  .description('the ServerlessOS node daemon')
+  .option(
+    '--socket <path>',
+    "the local API's unix socket (a stale socket there is replaced, nothing else)",
+    DEFAULT_SOCKET,
+  )
+  .addOption(
+    new Option('--http <host:port>', 'serve GET /metrics and GET /healthz there ([::1]:PORT for IPv6; off: none)')
+      .argParser(parseHttp)
+      .default(parseHttp('127.0.0.1:9464'), '127.0.0.1:9464'),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'JSON log lines on stderr from this level').choices(LEVELS).default('info'),
+  )
+  .option('--state-dir <path>', 'what must survive a restart (the cluster lease, workloads)', '/var/lib/serverlessos')
+  .option(
+    '--cluster-dir <path>',
+    'join the cluster of this folder (sosctl cluster init/issue); none: this machine only',
+  )
+  .option('--name <name>', "this node's name in the cluster (its certificate's)", os.hostname().toLowerCase())
+  .option('--addr <ip>', 'the address peers reach this node at', defaultAddr())
+  .addOption(
+    new Option('--lease-ttl <seconds>', 'membership lease TTL: how soon the others notice this node gone')
+      .argParser(ttl)
+      .default(2),
+  )
+  .showHelpAfterError('(sosd --help lists the flags)')
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
+  .parse()
+  .opts<Flags>();
 
 // Synchronous writes: a line logged just before process.exit() is not lost.
 const log = pino(
   {
     name: 'sosd',
-    level,
+    level: flags.logLevel,
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   },
@@ -68,25 +97,46 @@ process.on('uncaughtException', (e) => {
   process.exit(1);
 });
 
-const server = new DaemonServer(socket, { log, ...(httpOpt ? { http: httpOpt } : {}) });
-try {
-  await server.listen();
-} catch (e) {
-  // A path that is not a socket, a daemon already there, a port in use…: said plainly, the path left as it was.
+function fatal(e: unknown): never {
+  // A path that is not a socket, a daemon already there, a port in use, no etcd…: said plainly.
   const err = e as Error & { code?: string; path?: string };
   log.fatal({ code: err.code, path: err.path }, err.message);
   process.exit(1);
 }
+
+const server = new DaemonServer(flags.socket, { log, ...(flags.http ? { http: flags.http } : {}) });
+await server.listen().catch(fatal);
+
+let cluster: ClusterService | null = null;
+if (flags.clusterDir) {
+  cluster = await ClusterService.start({
+    dir: flags.clusterDir,
+    name: flags.name,
+    addr: flags.addr,
+    stateDir: flags.stateDir,
+    ttlSeconds: flags.leaseTtl,
+    log,
+  }).catch(async (e) => {
+    await server.close();
+    return fatal(e);
+  });
+  server.registerAll(cluster.ops());
+}
+
 const h = server.httpAddress;
 const metricsUrl = h ? `http://${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}/metrics` : null;
-log.info({ socket, http: metricsUrl, ops: server.opList }, 'listening');
+log.info({ socket: flags.socket, http: metricsUrl, ops: server.opList }, 'listening');
 // The readiness line (scripts and tests wait for it).
 process.stdout.write(
-  `sosd: listening on ${socket} (pid ${process.pid})${metricsUrl ? `; metrics on ${metricsUrl}` : ''}\n`,
+  `sosd: listening on ${flags.socket} (pid ${process.pid})${metricsUrl ? `; metrics on ${metricsUrl}` : ''}\n`,
 );
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     log.info({ signal: sig }, 'stopping');
-    void server.close().then(() => process.exit(0));
+    void (async () => {
+      await cluster?.detach();
+      await server.close();
+      process.exit(0);
+    })();
   });
 }
