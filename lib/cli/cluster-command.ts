@@ -49,7 +49,7 @@ const certDoc = (c: Credentials) => ({
 export function clusterCommand(): Command {
   // exitOverride before the subcommands: they inherit it, so usage errors reach sosctl's exit code 2.
   const cluster = new Command('cluster')
-    .description('the cluster folder: CA, member certificates, revocation')
+    .description('the cluster: its folder (CA, member certificates, revocation) and a local cluster (up, down)')
     .exitOverride()
     .showHelpAfterError();
   cluster

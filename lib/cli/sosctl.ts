@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { nodeInfo } from '../node-info.js';
 import { request } from '../daemon/client.js';
 import { socketOption, sosdSocket } from './sosd-socket.js';
+import { printDoc } from './output.js';
 import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
 
@@ -24,7 +25,8 @@ const program = new Command('sosctl')
 program
   .command('probe')
   .description('what this machine offers (no daemon needed)')
-  .action(() => console.log(JSON.stringify(nodeInfo(), null, 2)));
+  .option('--json', 'print JSON')
+  .action((o: { json?: boolean }) => printDoc(o.json, nodeInfo()));
 for (const [name, op, what] of [
   ['status', 'status', "the local sosd's status"],
   ['node', 'node.info', "the node's capabilities, from sosd"],
@@ -33,8 +35,9 @@ for (const [name, op, what] of [
     .command(name)
     .description(what)
     .addOption(socketOption())
-    .action(async (o: { socket?: string }) =>
-      console.log(JSON.stringify(await request(op, {}, sosdSocket(o.socket)), null, 2)),
+    .option('--json', 'print JSON')
+    .action(async (o: { socket?: string; json?: boolean }) =>
+      printDoc(o.json, await request(op, {}, sosdSocket(o.socket))),
     );
 program.addCommand(runCommand().exitOverride());
 program.addCommand(clusterCommand());
