@@ -12,7 +12,24 @@ import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** How a request ended, the `outcome` label of `sos_daemon_requests_total`. */
-export type Outcome = 'ok' | 'error' | 'bad_args' | 'internal' | 'rejected';
+export type Outcome = 'ok' | 'error' | 'bad_args' | 'internal' | 'rejected' | 'forbidden';
+
+/**
+ * What became of a TLS connection, the `outcome` label of `sos_daemon_tls_connections_total`: accepted
+ * (verified and served), too_many (closed at accept: a connection bound), handshake_timeout,
+ * handshake_failed (no certificate, a broken handshake), certificate_refused (unknown CA, revoked, expired),
+ * identity_refused (verified but of another cluster, or no role), idle (closed for silence),
+ * revoked_open (open when a new CRL revoked its certificate).
+ */
+export type TlsOutcome =
+  | 'accepted'
+  | 'too_many'
+  | 'handshake_timeout'
+  | 'handshake_failed'
+  | 'certificate_refused'
+  | 'identity_refused'
+  | 'idle'
+  | 'revoked_open';
 
 /** The `op` label of a request whose op is not one the daemon registered (or could not be read). */
 export const UNKNOWN_OP = 'unknown';
@@ -40,6 +57,9 @@ export class DaemonMetrics {
   readonly connectionsOpen: Gauge;
   readonly up: Gauge;
   readonly startTime: Gauge;
+  readonly tlsConnections: Counter<'outcome'>;
+  readonly tlsPending: Gauge;
+  readonly tlsOpen: Gauge;
 
   constructor(options: DaemonMetricsOptions = {}) {
     const registers = [this.registry];
@@ -49,7 +69,7 @@ export class DaemonMetrics {
     }
     this.requests = new Counter({
       name: 'sos_daemon_requests_total',
-      help: 'Requests answered on the local socket, by op (a registered op, or "unknown") and outcome (ok, error, bad_args, internal, rejected).',
+      help: 'Requests answered on the local socket and the TLS listener, by op (a registered op, or "unknown") and outcome (ok, error, bad_args, internal, rejected, forbidden).',
       labelNames: ['op', 'outcome'],
       registers,
     });
@@ -62,7 +82,7 @@ export class DaemonMetrics {
     });
     this.framesRejected = new Counter({
       name: 'sos_daemon_frames_rejected_total',
-      help: 'Request frames refused before any handler ran, by error code (ERR_BAD_JSON, ERR_BAD_FRAME, ERR_VERSION, ERR_UNKNOWN_OP, ERR_FRAME_TOO_LARGE, ERR_BAD_ARGS).',
+      help: 'Request frames refused before any handler ran, by error code (ERR_BAD_JSON, ERR_BAD_FRAME, ERR_VERSION, ERR_UNKNOWN_OP, ERR_FRAME_TOO_LARGE, ERR_BAD_ARGS, ERR_FORBIDDEN).',
       labelNames: ['reason'],
       registers,
     });
@@ -85,6 +105,22 @@ export class DaemonMetrics {
     this.startTime = new Gauge({
       name: 'sos_daemon_start_time_seconds',
       help: 'When the local socket started serving, in seconds since the Unix epoch (0 before).',
+      registers,
+    });
+    this.tlsConnections = new Counter({
+      name: 'sos_daemon_tls_connections_total',
+      help: 'TLS connections by what became of them (accepted, too_many, handshake_timeout, handshake_failed, certificate_refused, identity_refused, idle, revoked_open).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.tlsPending = new Gauge({
+      name: 'sos_daemon_tls_handshakes_pending',
+      help: 'TLS connections accepted whose peer has not finished the handshake yet.',
+      registers,
+    });
+    this.tlsOpen = new Gauge({
+      name: 'sos_daemon_tls_connections_open',
+      help: 'TLS connections open now whose peer certificate was verified.',
       registers,
     });
     const meminfo = options.meminfo ?? '/proc/meminfo';

@@ -24,8 +24,11 @@ export interface Reply {
   error?: { code: string; message: string };
 }
 
-/** Parse and validate one request line. */
-export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
+/**
+ * Parse and validate one request line. `ops` are the ops served; `listed` the ones an ERR_UNKNOWN_OP
+ * message names (default: all of them; a TLS peer is told only of those it may call).
+ */
+export function parseRequest(line: string, ops: ReadonlySet<string>, listed?: Iterable<string>): Request {
   if (line.length > MAX_FRAME) throw new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`);
   let raw: unknown;
   try {
@@ -55,9 +58,20 @@ export function parseRequest(line: string, ops: ReadonlySet<string>): Request {
       id,
     );
   if (typeof r.op !== 'string' || !ops.has(r.op))
-    throw new FrameError('ERR_UNKNOWN_OP', `unknown op ${JSON.stringify(r.op)}; known: ${[...ops].join(', ')}`, id);
+    throw new FrameError(
+      'ERR_UNKNOWN_OP',
+      `unknown op ${JSON.stringify(clip(r.op))}; known: ${[...(listed ?? ops)].join(', ') || 'none'}`,
+      id,
+    );
   if (r.args !== undefined && (r.args === null || typeof r.args !== 'object' || Array.isArray(r.args))) {
     throw new FrameError('ERR_BAD_FRAME', 'args must be an object', id);
   }
   return { v: 1, id, op: r.op, args: r.args as Record<string, unknown> | undefined };
+}
+
+// An unknown op is quoted up to this many characters: a peer's 60 KiB "op" is not echoed back whole.
+const MAX_OP_IN_MESSAGE = 64;
+
+function clip(v: unknown): unknown {
+  return typeof v === 'string' && v.length > MAX_OP_IN_MESSAGE ? `${v.slice(0, MAX_OP_IN_MESSAGE)}…` : v;
 }

@@ -5,11 +5,17 @@
  * uid, everyone else is refused and logged. The socket path is the caller's:
  * the server never chmods or unlinks what it did not make, only a stale
  * socket that nobody answers on.
+ *
+ * The same frames are served to the cluster's members over mutual TLS
+ * (`listenTls`, lib/daemon/tls.ts). The local socket may call every op (it is
+ * the node's admin); a TLS peer only the ops registered with its
+ * certificate's role, others get ERR_FORBIDDEN.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { ROLES, type Role } from '../cluster/identity.js';
 import { ArgValueError, SosError } from '../errors.js';
 import { native } from '../native/index.js';
 import { nodeInfo } from '../node-info.js';
@@ -17,10 +23,28 @@ import { FrameError, ListenError } from './errors.js';
 import { startHttp, type HttpAddress, type HttpOptions } from './http.js';
 import { DaemonMetrics, UNKNOWN_OP, type Outcome } from './metrics.js';
 import { MAX_FRAME, PROTOCOL_VERSION, parseRequest, type Reply } from './protocol.js';
+import { IN_FLIGHT, TlsListener, type TlsCredentials, type TlsListenOptions, type TlsPeer } from './tls.js';
 import type http from 'node:http';
 
-/** An op's handler: its validated args in, a JSON-serialisable result (or a promise of one) out. */
-export type Handler = (args: Record<string, unknown>) => unknown;
+/** Who sent a request: a local process (root or sosd's user), or a cluster member over TLS. */
+export type Peer = { kind: 'local'; uid: number } | TlsPeer;
+
+/** What a handler is told besides its args. */
+export interface RequestContext {
+  peer: Peer;
+}
+
+/**
+ * An op's handler: its validated args in, a JSON-serialisable result (or a promise of one) out. `ctx` says who
+ * asks, so that a service can scope further than the op's roles (e.g. only the node a record names).
+ */
+export type Handler = (args: Record<string, unknown>, ctx: RequestContext) => unknown;
+
+/** Who may call an op besides the local socket. */
+export interface OpOptions {
+  /** The certificate roles whose TLS peers may call it (default none: the op is local-only). */
+  roles?: readonly Role[];
+}
 
 /** A JSON schema of an op's args: an object schema with `additionalProperties: false`. */
 export type ArgsSchema = Record<string, unknown>;
@@ -30,6 +54,8 @@ export interface OpSpec {
   op: string;
   schema: ArgsSchema;
   handler: Handler;
+  /** As `register`'s `options.roles`: who may call it over TLS (default: nobody, local-only). */
+  roles?: readonly Role[];
 }
 
 /** The args schema of an op that takes none. */
@@ -65,6 +91,7 @@ const MAX_NAME_IN_MESSAGE = 64;
 interface Entry {
   handler: Handler;
   validate: ValidateFunction;
+  roles: ReadonlySet<Role>;
 }
 
 export class DaemonServer {
@@ -79,6 +106,7 @@ export class DaemonServer {
   private readonly log: DaemonLogger;
   private readonly httpOptions: HttpOptions | undefined;
   private http: http.Server | null = null;
+  private tls: TlsListener | null = null;
   private serving = false;
 
   constructor(
@@ -88,7 +116,8 @@ export class DaemonServer {
     this.log = toLogger(options.log);
     this.metrics = options.metrics ?? new DaemonMetrics();
     this.httpOptions = options.http;
-    this.register('version', NO_ARGS, () => ({ protocol: PROTOCOL_VERSION, daemon: 'sosd' }));
+    // Any member may ask which protocol is spoken; what the node is and does stays local.
+    this.register('version', NO_ARGS, () => ({ protocol: PROTOCOL_VERSION, daemon: 'sosd' }), { roles: ROLES });
     this.register('node.info', NO_ARGS, () => nodeInfo());
     this.register('status', NO_ARGS, () => ({ pid: process.pid, uptimeMs: Date.now() - this.started }));
     this.server = net.createServer((sock) => this.admit(sock));
@@ -100,35 +129,45 @@ export class DaemonServer {
    * schema with `additionalProperties: false` (ajv strict mode: an unknown keyword is refused too). The
    * handler may be async; a SosError it throws or rejects with is the reply's code and message, anything
    * else is `ERR_INTERNAL` (logged with its stack, which the peer never sees). Ops may be added while the
-   * server listens. Throws ArgValueError for an op already served or a schema that does not compile.
+   * server listens. `options.roles` are the certificate roles whose TLS peers may call it; without them the
+   * op is served on the local socket only. Throws ArgValueError for an op already served, a schema that
+   * does not compile, or a role that is not one.
    */
-  register(op: string, schema: ArgsSchema, handler: Handler): this {
+  register(op: string, schema: ArgsSchema, handler: Handler, options: OpOptions = {}): this {
     if (typeof op !== 'string' || !/^[a-z][a-z0-9]*(?:[._-][a-z0-9]+)*$/.test(op))
       throw new ArgValueError(`op must be a lowercase name such as "node.info", not ${JSON.stringify(op)}`);
     if (this.ops.has(op)) throw new ArgValueError(`op "${op}" is already registered`);
     if (typeof handler !== 'function') throw new ArgValueError(`op "${op}": handler must be a function`);
     if (schema?.type !== 'object' || schema.additionalProperties !== false)
       throw new ArgValueError(`op "${op}": its args schema must be {type: 'object', additionalProperties: false, …}`);
+    const roles: unknown = options?.roles ?? [];
+    if (!Array.isArray(roles) || !roles.every((r: unknown) => ROLES.includes(r as Role)))
+      throw new ArgValueError(`op "${op}": roles must be a list of ${ROLES.join(', ')}, not ${JSON.stringify(roles)}`);
     let validate: ValidateFunction;
     try {
       validate = this.ajv.compile(schema);
     } catch (e) {
       throw new ArgValueError(`op "${op}": its args schema does not compile: ${(e as Error).message}`);
     }
-    this.ops.set(op, { handler, validate });
+    this.ops.set(op, { handler, validate, roles: new Set(roles as Role[]) });
     this.opNames.add(op);
     return this;
   }
 
   /** `register` each of `ops`. */
   registerAll(ops: Iterable<OpSpec>): this {
-    for (const o of ops) this.register(o.op, o.schema, o.handler);
+    for (const o of ops) this.register(o.op, o.schema, o.handler, { roles: o.roles });
     return this;
   }
 
   /** The ops served, in registration order. */
   get opList(): string[] {
     return [...this.opNames];
+  }
+
+  /** The ops a TLS peer of `role` may call, in registration order. */
+  opsFor(role: Role): string[] {
+    return [...this.opNames].filter((op) => this.ops.get(op)!.roles.has(role));
   }
 
   /** Whether the socket serves (what `/healthz` reports). */
@@ -195,11 +234,62 @@ export class DaemonServer {
     }
   }
 
-  /** Stop serving: the socket first (so /healthz says 503 meanwhile), then the HTTP listener. Idempotent. */
+  /**
+   * Serve the same ops to the cluster's members over mutual TLS on `opts.host:opts.port` (see TlsListenOptions
+   * for its bounds). Independent of `listen()`; once per server. Resolves with where it listens (the kernel's
+   * port for port 0); a ListenError when it cannot, ArgValueError for credentials that do not load.
+   */
+  async listenTls(opts: TlsListenOptions): Promise<{ host: string; port: number }> {
+    if (this.tls) throw new ArgValueError('sosd already serves TLS: one listener per server');
+    const l = new TlsListener(opts, {
+      log: this.log,
+      metrics: this.metrics,
+      serve: (sock, peer) => this.serve(sock, peer),
+    });
+    this.tls = l;
+    try {
+      await l.listen();
+    } catch (e) {
+      this.tls = null;
+      throw e;
+    }
+    this.log.info({ tls: l.address, cluster: opts.cluster }, 'serving TLS');
+    return l.address;
+  }
+
+  /** Where the TLS listener is bound, or null when there is none. */
+  get tlsAddress(): { host: string; port: number } | null {
+    return this.tls?.address ?? null;
+  }
+
+  /** TLS connections now: `pending` (in their handshake) and `open` (verified); zeros without a listener. */
+  get tlsConnections(): { pending: number; open: number } {
+    return this.tls?.connections ?? { pending: 0, open: 0 };
+  }
+
+  /**
+   * A new CRL for the TLS listener (after `revoke`, or its periodic re-signing), without a restart: new
+   * connections are checked against it, and open ones whose certificate it revokes are closed. Resolves
+   * with how many it closed; ArgValueError (the old CRL kept) when it does not load or is not the CA's.
+   */
+  async setCrl(crlPem: string): Promise<number> {
+    if (!this.tls) throw new ArgValueError('sosd serves no TLS: call listenTls first');
+    return await this.tls.setCrl(crlPem);
+  }
+
+  /** New credentials for the TLS listener (rotation of this node's certificate, a new CA bundle or CRL): as `setCrl`. */
+  async setTlsCredentials(credentials: TlsCredentials): Promise<number> {
+    if (!this.tls) throw new ArgValueError('sosd serves no TLS: call listenTls first');
+    return await this.tls.setCredentials(credentials);
+  }
+
+  /** Stop serving: the sockets first (so /healthz says 503 meanwhile), then the HTTP listener. Idempotent. */
   async close(): Promise<void> {
     this.serving = false;
     this.metrics.up.set(0);
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const t = this.tls;
+    this.tls = null;
+    await Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), t?.close()]);
     const h = this.http;
     this.http = null;
     if (h) {
@@ -218,7 +308,12 @@ export class DaemonServer {
     try {
       const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
       const cred = native.peerCred(fd);
-      if (cred.uid === 0 || cred.uid === this.uid) return this.serve(sock);
+      if (cred.uid === 0 || cred.uid === this.uid) {
+        this.metrics.connections.inc();
+        this.metrics.connectionsOpen.inc();
+        sock.once('close', () => this.metrics.connectionsOpen.dec());
+        return this.serve(sock, { kind: 'local', uid: cred.uid });
+      }
       who = `uid ${cred.uid} gid ${cred.gid} pid ${cred.pid}`;
       fields = { uid: cred.uid, gid: cred.gid, pid: cred.pid };
     } catch (e) {
@@ -239,10 +334,10 @@ export class DaemonServer {
     sock.end(JSON.stringify(refusal) + '\n');
   }
 
-  private serve(sock: net.Socket): void {
-    this.metrics.connections.inc();
-    this.metrics.connectionsOpen.inc();
-    sock.once('close', () => this.metrics.connectionsOpen.dec());
+  /** Serve request lines on a connection whose peer is admitted: the local socket's or a verified TLS one's. */
+  private serve(sock: net.Socket, peer: Peer): void {
+    const counted = sock as net.Socket & { [IN_FLIGHT]?: number };
+    const ctx: RequestContext = { peer };
     let buf = '';
     // Inside a line already refused as too large: its rest is dropped up to its newline, so one
     // oversized line gets one reply, and the line after it is served as usual.
@@ -251,6 +346,39 @@ export class DaemonServer {
     const send = (line: string) => {
       if (!sock.destroyed && sock.writable) sock.write(line);
     };
+    // Read only while fewer than MAX_IN_FLIGHT requests run and the peer reads its replies.
+    const flow = () => {
+      if (inFlight < MAX_IN_FLIGHT && !sock.writableNeedDrain) {
+        if (sock.isPaused()) sock.resume();
+      } else if (!sock.isPaused()) sock.pause();
+    };
+    const pump = () => {
+      while (inFlight < MAX_IN_FLIGHT) {
+        const nl = buf.indexOf('\n');
+        if (nl < 0) break;
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.trim()) continue;
+        // Replies go out as their requests complete (an async op does not hold back the ones after
+        // it): a client matches them by id.
+        counted[IN_FLIGHT] = ++inFlight;
+        void this.handle(line, ctx).then((out) => {
+          counted[IN_FLIGHT] = --inFlight;
+          send(out);
+          pump();
+        });
+      }
+      if (buf.length > MAX_FRAME && buf.indexOf('\n') < 0) {
+        buf = '';
+        skipping = true;
+        this.count(UNKNOWN_OP, 'rejected', 'ERR_FRAME_TOO_LARGE');
+        send(
+          JSON.stringify(reply(null, new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`))) + '\n',
+        );
+      }
+      flow();
+    };
+    sock.on('drain', flow);
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
       if (skipping) {
@@ -260,48 +388,34 @@ export class DaemonServer {
         chunk = chunk.slice(nl + 1);
       }
       buf += chunk;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        // Replies go out as their requests complete (an async op does not hold back the ones after
-        // it): a client matches them by id.
-        if (++inFlight >= MAX_IN_FLIGHT) sock.pause();
-        void this.handle(line).then((out) => {
-          send(out);
-          if (--inFlight < MAX_IN_FLIGHT && sock.isPaused()) sock.resume();
-        });
-      }
-      if (buf.length > MAX_FRAME) {
-        buf = '';
-        skipping = true;
-        this.count(UNKNOWN_OP, 'rejected', 'ERR_FRAME_TOO_LARGE');
-        send(
-          JSON.stringify(reply(null, new FrameError('ERR_FRAME_TOO_LARGE', `frame exceeds ${MAX_FRAME} bytes`))) + '\n',
-        );
-      }
+      pump();
     });
   }
 
   /** One request line's reply line; never rejects. */
-  private async handle(line: string): Promise<string> {
+  private async handle(line: string, ctx: RequestContext): Promise<string> {
     const t0 = process.hrtime.bigint();
     let id: number | null = null;
     let op = UNKNOWN_OP;
+    const peer = ctx.peer;
     try {
-      const req = parseRequest(line, this.opNames);
+      // A TLS peer is told only of the ops it may call.
+      const req = parseRequest(line, this.opNames, peer.kind === 'tls' ? this.opsFor(peer.role) : undefined);
       id = req.id;
       op = req.op;
       const entry = this.ops.get(op)!;
+      // Before its args are looked at: a peer that may not call the op learns nothing of its schema.
+      if (peer.kind === 'tls' && !entry.roles.has(peer.role)) throw this.forbidden(op, entry, peer, id);
       const args = req.args ?? {};
       if (!entry.validate(args)) throw new FrameError('ERR_BAD_ARGS', describe(entry.validate.errors), id);
-      const result = await entry.handler(args);
+      const result = await entry.handler(args, ctx);
       const out = JSON.stringify({ v: 1, id, ok: true, result } satisfies Reply) + '\n';
       this.count(op, 'ok', null, t0);
       return out;
     } catch (e) {
       if (e instanceof FrameError) {
-        this.count(op, e.code === 'ERR_BAD_ARGS' ? 'bad_args' : 'rejected', e.code, op === UNKNOWN_OP ? null : t0);
+        const outcome = e.code === 'ERR_BAD_ARGS' ? 'bad_args' : e.code === 'ERR_FORBIDDEN' ? 'forbidden' : 'rejected';
+        this.count(op, outcome, e.code, op === UNKNOWN_OP ? null : t0);
         return JSON.stringify(reply(e.id ?? id, e)) + '\n';
       }
       if (e instanceof SosError && typeof (e as { code?: unknown }).code === 'string') {
@@ -320,6 +434,22 @@ export class DaemonServer {
         } satisfies Reply) + '\n'
       );
     }
+  }
+
+  /** ERR_FORBIDDEN for `peer` asking for `op`, logged (the peer's name goes to the log, never to a label). */
+  private forbidden(op: string, entry: Entry, peer: TlsPeer, id: number): FrameError {
+    const need = entry.roles.size
+      ? `needs the role ${[...entry.roles].join(' or ')}`
+      : 'is served on the local socket only';
+    this.log.warn(
+      { op, peer: { role: peer.role, name: peer.name, serial: peer.serial } },
+      `refused op "${op}" to ${peer.role} ${peer.name}: it ${need}`,
+    );
+    return new FrameError(
+      'ERR_FORBIDDEN',
+      `op "${op}" ${need}; this connection is ${peer.role} ${JSON.stringify(peer.name)}`,
+      id,
+    );
   }
 
   private count(op: string, outcome: Outcome, reason: string | null, t0?: bigint | null): void {
