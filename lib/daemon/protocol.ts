@@ -48,7 +48,7 @@ export function parseRequest(line: string, ops: ReadonlySet<string>, listed?: It
       r.v === undefined
         ? `v is missing: it must be the number ${PROTOCOL_VERSION}`
         : // Not String(): on a JSON object such as {"toString":1} it throws a TypeError.
-          `v must be the number ${PROTOCOL_VERSION}, not ${typeof r.v === 'string' ? 'the string ' : ''}${JSON.stringify(r.v)}`,
+          `v must be the number ${PROTOCOL_VERSION}, not ${typeof r.v === 'string' ? 'the string ' : ''}${quote(r.v)}`,
       id,
     );
   if (r.v !== PROTOCOL_VERSION)
@@ -60,7 +60,7 @@ export function parseRequest(line: string, ops: ReadonlySet<string>, listed?: It
   if (typeof r.op !== 'string' || !ops.has(r.op))
     throw new FrameError(
       'ERR_UNKNOWN_OP',
-      `unknown op ${JSON.stringify(clip(r.op))}; known: ${[...(listed ?? ops)].join(', ') || 'none'}`,
+      `unknown op ${quote(r.op)}; known: ${[...(listed ?? ops)].join(', ') || 'none'}`,
       id,
     );
   if (r.args !== undefined && (r.args === null || typeof r.args !== 'object' || Array.isArray(r.args))) {
@@ -69,9 +69,10 @@ export function parseRequest(line: string, ops: ReadonlySet<string>, listed?: It
   return { v: 1, id, op: r.op, args: r.args as Record<string, unknown> | undefined };
 }
 
-// An unknown op is quoted up to this many characters: a peer's 60 KiB "op" is not echoed back whole.
-const MAX_OP_IN_MESSAGE = 64;
+// A peer's value is quoted in a message up to this many characters: a 60 KiB "op" is not echoed back whole.
+const MAX_QUOTED = 64;
 
-function clip(v: unknown): unknown {
-  return typeof v === 'string' && v.length > MAX_OP_IN_MESSAGE ? `${v.slice(0, MAX_OP_IN_MESSAGE)}…` : v;
+function quote(v: unknown): string {
+  const q = JSON.stringify(v) ?? 'undefined';
+  return q.length > MAX_QUOTED ? `${q.slice(0, MAX_QUOTED)}…` : q;
 }

@@ -392,6 +392,14 @@ export class DaemonServer {
     });
   }
 
+  /**
+   * The reply line (newline included) to one request `line` from `peer`, exactly as a connection would be
+   * answered: for tests and fuzzing, which need no socket. Never rejects.
+   */
+  answer(line: string, peer: Peer): Promise<string> {
+    return this.handle(String(line), { peer });
+  }
+
   /** One request line's reply line; never rejects. */
   private async handle(line: string, ctx: RequestContext): Promise<string> {
     const t0 = process.hrtime.bigint();

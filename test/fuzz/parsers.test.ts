@@ -22,6 +22,7 @@ import {
 } from '../../lib/migration/messages.js';
 import { NonceCache, decodeReply, decodeRequest, encodeRequest } from '../../lib/rdma/cm-auth.js';
 import { parseRequest } from '../../lib/daemon/protocol.js';
+import { fuzz as sosdPath } from './targets/sosd.js';
 import { LineSplitter, MAX_LINE, parseDiscard, parseHello as parseShimHello } from '../../lib/memory/run-protocol.js';
 import { MESSAGE_FIELDS, MESSAGE_OPS } from './vocabulary.js';
 
@@ -138,6 +139,48 @@ void t.test('sosd request lines', async (t) => {
   );
   check('parseRequest', line, (l: string) => parseRequest(l, ops));
   t.pass(`parseRequest: ${tried.parseRequest} inputs, 0 findings`);
+});
+
+void t.test("sosd's whole request path with hostile args: field names, nesting, prototypes", async (t) => {
+  // The guided target's checks (test/fuzz/targets/sosd.ts): one JSON line back with the request's id, a
+  // documented code and a bounded message, and no op reached by a TLS peer whose role may not call it.
+  const key = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.constantFrom(
+      '__proto__',
+      'constructor',
+      'toString',
+      '~',
+      '/',
+      '~0',
+      '~1',
+      'a b',
+      '~/x',
+      'pid',
+      'opts',
+      'list',
+      'k',
+    ),
+  );
+  const value = fc.oneof(
+    fc.jsonValue({ maxDepth: 3 }),
+    fc.dictionary(key, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }),
+  );
+  const args = fc.dictionary(key, fc.oneof(value, fc.dictionary(key, value, { maxKeys: 4 })), { maxKeys: 6 });
+  let n = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom('deep', 'ping', 'admin', 'status'),
+      fc.oneof(fc.integer(), fc.constant(1)),
+      args,
+      async (op, id, a) => {
+        n++;
+        await sosdPath(Buffer.from(JSON.stringify({ v: 1, id, op, args: a })));
+      },
+    ),
+    { numRuns: Math.ceil(RUNS / 2), seed: SEED },
+  );
+  t.pass(`sosd request path: ${n} inputs, 0 findings`);
 });
 
 void t.test("sosctl run's monitor lines (from the shim in the program)", async (t) => {
