@@ -21,6 +21,8 @@ export interface ClusterServiceOptions {
   name: string;
   /** The address peers reach this node at. */
   addr: string;
+  /** The port of this node's mutual-TLS API (published for peers), or null when it serves none. */
+  apiPort: number | null;
   /** Where the lease id is kept across restarts. */
   stateDir: string;
   /** Lease TTL in seconds: a dead node is noticed within about this long. */
@@ -68,6 +70,7 @@ export class ClusterService {
       // Facts are read by every watcher: a handful of small values, not the whole probe.
       facts: {
         addr: opts.addr,
+        ...(opts.apiPort ? { api: opts.apiPort } : {}),
         cpus: info.cpus,
         memoryBytes: info.memoryBytes,
         kernel: info.kernel,
@@ -107,6 +110,7 @@ export class ClusterService {
       {
         op: 'cluster.status',
         schema: NO_ARGS,
+        roles: ['node', 'orchestrator', 'operator'],
         handler: () => ({
           name: m.name,
           cluster: this.node.store.cluster,
@@ -120,6 +124,7 @@ export class ClusterService {
       {
         op: 'cluster.nodes',
         schema: NO_ARGS,
+        roles: ['orchestrator', 'operator'],
         handler: async () => {
           const [nodes, tele] = await Promise.all([listNodes(this.node.store), listTelemetry(this.node.store)]);
           return [...nodes.values()].map((n) => ({ ...n, telemetry: tele.get(n.name) ?? null }));

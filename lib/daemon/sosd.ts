@@ -11,11 +11,14 @@
 import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
+import { loadConfig, loadMember } from '../cluster/folder.js';
 import { ClusterService } from './cluster-service.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
+/** The cluster API's port unless --api says otherwise. */
+const DEFAULT_API_PORT = 7443;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 /** HOST:PORT, [V6]:PORT, or off. */
@@ -48,6 +51,7 @@ interface Flags {
   name: string;
   addr: string;
   leaseTtl: number;
+  api?: HttpOptions | null;
 }
 
 const flags = new Command('sosd')
@@ -72,6 +76,11 @@ const flags = new Command('sosd')
   )
   .option('--name <name>', "this node's name in the cluster (its certificate's)", os.hostname().toLowerCase())
   .option('--addr <ip>', 'the address peers reach this node at', defaultAddr())
+  .addOption(
+    new Option('--api <host:port>', "with --cluster-dir: serve the cluster's members over mutual TLS there (off: none)")
+      .argParser(parseHttp)
+      .default(undefined, '--addr:7443'),
+  )
   .addOption(
     new Option('--lease-ttl <seconds>', 'membership lease TTL: how soon the others notice this node gone')
       .argParser(ttl)
@@ -108,27 +117,42 @@ const server = new DaemonServer(flags.socket, { log, ...(flags.http ? { http: fl
 await server.listen().catch(fatal);
 
 let cluster: ClusterService | null = null;
+let api: { host: string; port: number } | null = null;
 if (flags.clusterDir) {
-  cluster = await ClusterService.start({
-    dir: flags.clusterDir,
-    name: flags.name,
-    addr: flags.addr,
-    stateDir: flags.stateDir,
-    ttlSeconds: flags.leaseTtl,
-    log,
-  }).catch(async (e) => {
+  const dir = flags.clusterDir;
+  const creds = () => loadMember(dir, 'node', flags.name);
+  const where = flags.api === undefined ? { host: flags.addr, port: DEFAULT_API_PORT } : flags.api;
+  try {
+    if (where) api = await server.listenTls({ ...where, credentials: creds(), cluster: loadConfig(dir).cluster });
+    cluster = await ClusterService.start({
+      dir,
+      name: flags.name,
+      addr: flags.addr,
+      apiPort: api?.port ?? null,
+      stateDir: flags.stateDir,
+      ttlSeconds: flags.leaseTtl,
+      log,
+    });
+  } catch (e) {
     await server.close();
-    return fatal(e);
-  });
+    fatal(e);
+  }
   server.registerAll(cluster.ops());
+  // SIGHUP: the cluster folder's files again — a rotated certificate, a new CRL — without a restart.
+  process.on('SIGHUP', () => {
+    void (async () => {
+      const closed = await server.setTlsCredentials(creds());
+      log.info({ closed }, 'reloaded the certificate and CRL');
+    })().catch((e: Error) => log.error({ err: e }, `reload failed, the old credentials stay: ${e.message}`));
+  });
 }
 
 const h = server.httpAddress;
 const metricsUrl = h ? `http://${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}/metrics` : null;
-log.info({ socket: flags.socket, http: metricsUrl, ops: server.opList }, 'listening');
+log.info({ socket: flags.socket, http: metricsUrl, api, ops: server.opList }, 'listening');
 // The readiness line (scripts and tests wait for it).
 process.stdout.write(
-  `sosd: listening on ${flags.socket} (pid ${process.pid})${metricsUrl ? `; metrics on ${metricsUrl}` : ''}\n`,
+  `sosd: listening on ${flags.socket} (pid ${process.pid})${metricsUrl ? `; metrics on ${metricsUrl}` : ''}${api ? `; cluster API on ${api.host}:${api.port}` : ''}\n`,
 );
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {

@@ -21,6 +21,14 @@ import { joined } from '../../lib/cli/local-command.js';
 import { onExit } from '../../testkit/cleanup.js';
 
 const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
+const remoteCall = path.join(path.dirname(fileURLToPath(import.meta.url)), '../helpers/remote-call.js');
+
+const execFileP = (cmd: string, args: string[]): Promise<string> =>
+  new Promise((resolve, reject) =>
+    execFile(cmd, args, { timeout: 60_000 }, (e, stdout, stderr) =>
+      e ? reject(new Error(`${e.message}: ${stderr}`)) : resolve(stdout),
+    ),
+  );
 
 function run(
   args: string[],
@@ -91,6 +99,47 @@ void t.test('sosctl cluster up/down: membership, a sosd killed and restarted, et
   t.same(rows.map((r) => r.addr).sort(), c.nodes.map((n) => n.addr).sort(), 'each publishes its address');
   const table = await run(['nodes', '--socket', c.nodes[2].socket]);
   t.match(table.stdout, /^NAME +ADDR +CPU +MEM AVAIL +LEASE\nnode0 +10\./);
+
+  // Each sosd serves the members over mutual TLS on its address: an operator may list the nodes, a
+  // node may not (ERR_FORBIDDEN), and a revoked operator is refused once the sosds reload (SIGHUP).
+  const remote = async (role: string, name: string, i: number, op: string) => {
+    const out = await execFileP('ip', [
+      'netns',
+      'exec',
+      c.net.bridge,
+      process.execPath,
+      remoteCall,
+      path.join(dir, 'cluster'),
+      role,
+      name,
+      c.nodes[i].addr,
+      '7443',
+      op,
+    ]);
+    return JSON.parse(out) as { ok: boolean; result?: Listed[]; code?: string; message?: string };
+  };
+  const asOperator = await remote('operator', 'operator', 1, 'cluster.nodes');
+  t.equal(asOperator.ok, true, asOperator.message ?? 'served');
+  t.same(
+    asOperator.result!.map((n) => n.name).sort(),
+    ['node0', 'node1', 'node2'],
+    'an operator lists the nodes over TLS',
+  );
+  t.match(await remote('node', 'node0', 1, 'cluster.nodes'), { ok: false, code: 'ERR_FORBIDDEN' }, 'a node may not');
+  t.match(await remote('node', 'node0', 1, 'status'), { ok: false, code: 'ERR_FORBIDDEN' }, 'status is local-only');
+  t.equal(
+    (await run(['cluster', 'issue', '--role', 'operator', '--name', 'ops2', '--dir', path.join(dir, 'cluster')])).code,
+    0,
+  );
+  t.equal((await remote('operator', 'ops2', 0, 'cluster.nodes')).ok, true, 'a new operator is admitted');
+  t.equal(
+    (await run(['cluster', 'revoke', '--role', 'operator', '--name', 'ops2', '--dir', path.join(dir, 'cluster')])).code,
+    0,
+  );
+  for (const n of c.nodes) process.kill(n.pid, 'SIGHUP');
+  await until(async () => !(await remote('operator', 'ops2', 0, 'cluster.nodes')).ok, 'node0 to refuse ops2');
+  t.pass('revoked and reloaded: the operator is refused');
+  t.equal((await remote('operator', 'operator', 0, 'cluster.nodes')).ok, true, 'the other operator still is served');
 
   // A crashed sosd: its lease expires and the others see it go; started again, it joins again.
   const lease1 = ((await request('cluster.status', {}, c.nodes[1].socket)) as { lease: string }).lease;
