@@ -5,6 +5,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { ClusterError } from '../../lib/cluster/errors.js';
 import { parseNodeRecord, parseTelemetryRecord } from '../../lib/cluster/records.js';
+import { parseProcessEntry } from '../../lib/cluster/processes.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
@@ -71,5 +72,36 @@ void t.test('telemetry', (t) => {
   );
   t.same(parseTelemetryRecord('node-1', JSON.stringify(valid)), valid);
   t.throws(() => void parseTelemetryRecord('node-1', JSON.stringify({ ...valid, cpu: 2 })), { code: 'ERR_BAD_RECORD' });
+  t.end();
+});
+
+void t.test('process entries', (t) => {
+  const valid = {
+    app: 'web',
+    id: 3,
+    node: 'n0',
+    pid: 10,
+    state: 'running',
+    startedAt: 'x',
+    exitCode: null,
+    signal: null,
+    exitedAt: null,
+    argv0: 'sleep',
+  };
+  const key = fc.oneof(fc.constant('procs/web/3'), fc.string({ maxLength: 40 }));
+  // (Ten fields must all be right at once: random inputs rarely are; the valid one is checked below.)
+  fc.assert(
+    fc.property(key, valueNear(valid), (k, v) => {
+      const e = parseProcessEntry(k, v);
+      if (e === null) return true;
+      if (k !== `procs/${e.app}/${e.id}` || !Number.isSafeInteger(e.pid) || typeof e.node !== 'string')
+        throw new Error('accepted an entry of the wrong shape');
+      return true;
+    }),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(parseProcessEntry('procs/web/3', JSON.stringify(valid)), valid);
+  t.equal(parseProcessEntry('procs/web/4', JSON.stringify(valid)), null, 'the key must name it');
+  t.equal(parseProcessEntry('procs/web/3', 'x'.repeat(5000)), null, 'too large');
   t.end();
 });

@@ -1,0 +1,65 @@
+// The cluster's process entries against a real etcd: numbers unique under concurrent starts from
+// several nodes, entries readable by any member, fenced (a node without its lease, or one that did
+// not see another node's takeover, changes nothing), malformed entries skipped by readers.
+import t from 'tap';
+import { openStore } from '../../lib/cluster/store.js';
+import { Member } from '../../lib/cluster/membership.js';
+import { ProcessRegistry, findProcess, listProcesses, type ProcessEntry } from '../../lib/cluster/processes.js';
+import { testEtcd } from '../../testkit/etcd.js';
+
+const entry = (app: string, id: number, node: string): ProcessEntry => ({
+  app,
+  id,
+  node,
+  pid: 4000 + id,
+  state: 'running',
+  startedAt: new Date().toISOString(),
+  exitCode: null,
+  signal: null,
+  exitedAt: null,
+  argv0: 'sleep',
+});
+
+void t.test('numbers, entries, fencing', async (t) => {
+  const etcd = await testEtcd(t);
+  const stores = [0, 1, 2].map(() => openStore({ endpoints: [etcd.endpoint], cluster: 'procs' }));
+  t.teardown(() => stores.forEach((s) => s.close()));
+  const members = await Promise.all(stores.map((s, i) => Member.join(s, { name: `n${i}`, ttlSeconds: 10 })));
+  t.teardown(() => Promise.all(members.map((m) => m.leave())));
+  const regs = stores.map((s, i) => new ProcessRegistry(s, members[i]));
+
+  // 3 nodes start 10 processes of one app each, at once: 30 distinct numbers, 1..30.
+  const ids = await Promise.all(regs.flatMap((r) => Array.from({ length: 10 }, () => r.allocate('web'))));
+  t.same(
+    [...ids].sort((a, b) => a - b),
+    Array.from({ length: 30 }, (_, i) => i + 1),
+    'concurrent allocations never repeat a number',
+  );
+  t.equal(await regs[0].allocate('db'), 1, 'each application numbers its own');
+  await t.rejects(regs[0].allocate('Bad/App'), { code: 'ERR_BAD_RECORD' });
+
+  await regs[0].put(entry('web', 1, 'n0'));
+  await regs[0].put({ ...entry('web', 1, 'n0'), state: 'exited', exitCode: 0, exitedAt: new Date().toISOString() });
+  t.match(await findProcess(stores[2], 'web', 1), { node: 'n0', state: 'exited', exitCode: 0 }, 'any member reads it');
+  t.equal(await findProcess(stores[2], 'web', 99), null);
+
+  // n1 takes web/2 over (as after a migration, reading first); n0's stale write is refused.
+  await regs[0].put(entry('web', 2, 'n0'));
+  await regs[1].put(entry('web', 2, 'n1'));
+  await t.rejects(regs[0].put({ ...entry('web', 2, 'n0'), state: 'exited' }), { code: 'ERR_FENCED' });
+  t.match(await findProcess(stores[0], 'web', 2), { node: 'n1', state: 'running' }, 'the takeover stands');
+
+  // A node whose lease is gone writes nothing.
+  await members[2].leave();
+  await t.rejects(regs[2].put(entry('web', 3, 'n2')), { code: 'ERR_FENCED' });
+
+  // A malformed or mismatched entry is skipped by readers.
+  await stores[0].kv.put('procs/web/7').value('{"app":"web","id":8}');
+  await stores[0].kv.put('procs/web/9').value('not json');
+  t.same(
+    (await listProcesses(stores[1], 'web')).map((e) => `${e.app}/${e.id}@${e.node}`),
+    ['web/1@n0', 'web/2@n1'],
+  );
+  await regs[1].remove('web', 2);
+  t.equal(await findProcess(stores[0], 'web', 2), null, 'removed');
+});
