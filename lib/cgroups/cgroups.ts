@@ -185,6 +185,15 @@ export class Cgroups {
     return new Cgroup({ version: this.version, dirs });
   }
 
+  /** The group `<prefix>/<app>/<proc>` by name, whether or not it exists (e.g. to remove one a crash left). */
+  group(app: string, proc: string): Cgroup {
+    checkName(app, 'app');
+    checkName(proc, 'proc');
+    const dirs: Record<string, string> = {};
+    for (const b of this.bases) dirs[b.key] = path.join(b.dir, ...this.prefix.split('/'), app, proc);
+    return new Cgroup({ version: this.version, dirs });
+  }
+
   /** The group a record describes (made earlier, maybe by another process). */
   attach(desc: CgroupDescription): Cgroup {
     if (!desc || (desc.version !== 1 && desc.version !== 2) || typeof desc.dirs !== 'object')
