@@ -6,6 +6,7 @@ export * as migration from './migration/index.js';
 export * as memory from './memory/index.js';
 export * as cluster from './cluster/index.js';
 export * as cgroups from './cgroups/index.js';
+export * as apps from './apps/index.js';
 export * as daemon from './daemon/index.js';
 export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from './uffd/index.js';
 export type { SosErrorOptions } from './errors.js';

@@ -385,13 +385,16 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
     const next = this.allocating.then(async () => {
       const appDir = path.join(this.stateDir, app);
       const file = path.join(appDir, NEXT_ID);
+      fs.mkdirSync(appDir, { recursive: true, mode: 0o700 });
       let id = 1;
       try {
         id = Math.max(1, Number.parseInt(fs.readFileSync(file, 'utf8'), 10) || 1);
       } catch {
         // a new application
       }
-      for (const [, e] of this.entries) if (e.rec.app === app) id = Math.max(id, e.rec.id + 1);
+      // past every folder too: a record skipped as bad still holds its id
+      for (const name of fs.readdirSync(appDir))
+        if (/^[1-9][0-9]{0,15}$/.test(name)) id = Math.max(id, Number(name) + 1);
       await writeDurable(file, `${id + 1}\n`);
       return id;
     });

@@ -8,8 +8,11 @@ import { Workloads, type WorkloadsOptions } from '../../lib/apps/index.js';
 import { startTime } from '../../lib/apps/proc.js';
 import { onExit } from '../../testkit/cleanup.js';
 
-/** Groups nest under this process's own cgroups, under a prefix of this test process. */
-export const CGROUPS = { prefix: `sos-test-apps-${process.pid}`, under: 'self' } as const;
+/** Groups nest under this process's own cgroups, under a prefix of this test process (inherited by its children through the environment). */
+export const CGROUPS = {
+  prefix: (process.env.SOS_TEST_APPS_PREFIX ??= `sos-test-apps-${process.pid}`),
+  under: 'self',
+} as const;
 
 /** A fresh state folder, removed (with every workload a record in it names) at teardown and on exit. */
 export function stateDir(t: Test): string {
