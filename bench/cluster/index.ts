@@ -86,7 +86,8 @@ try {
           name: n,
         }),
       );
-    for (const p of procs.slice(started)) if ((await p.line(120_000)) !== 'JOINED') throw new Error(`${p.name} did not join`);
+    for (const p of procs.slice(started))
+      if ((await p.line(120_000)) !== 'JOINED') throw new Error(`${p.name} did not join`);
   };
   const measure = async (nodes: number): Promise<number> => {
     const a = await grpcBytes();
