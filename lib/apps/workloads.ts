@@ -45,6 +45,11 @@ export interface RunOptions {
   /** An absolute folder to run in; default '/'. */
   cwd?: string;
   limits?: CgroupLimits;
+  /**
+   * The process's number, when someone else numbers them (sosd in a cluster: etcd makes it unique
+   * cluster-wide); ERR_APP_EXISTS when this folder has it already. Default: the folder's next.
+   */
+  id?: number;
 }
 
 export interface LogsOptions {
@@ -179,7 +184,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
         path: argv[0],
       });
 
-    const id = await this.allocate(app);
+    const id = options.id === undefined ? await this.allocate(app) : this.claim(app, options.id);
     const dir = path.join(this.stateDir, app, String(id));
     let group: Cgroup | undefined;
     let started: Started | undefined;
@@ -381,6 +386,16 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
   }
 
   /** The next id of `app`, kept in `<app>/next-id` (durable) so that ids are never reused. */
+  /** `id`, given: free in this folder (no record, no folder), or ERR_APP_EXISTS. */
+  private claim(app: string, id: unknown): number {
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1)
+      throw argRange(`id must be a positive integer, got ${String(id)}`);
+    if (this.entries.has(key(app, id)) || fs.existsSync(path.join(this.stateDir, app, String(id))))
+      throw new AppError(`${app}/${id} exists already in ${this.stateDir}`, { code: 'ERR_APP_EXISTS' });
+    fs.mkdirSync(path.join(this.stateDir, app), { recursive: true, mode: 0o700 });
+    return id;
+  }
+
   private allocate(app: string): Promise<number> {
     const next = this.allocating.then(async () => {
       const appDir = path.join(this.stateDir, app);
