@@ -44,6 +44,19 @@ export async function joined(node: LocalNode, timeoutMs = 60_000): Promise<void>
   }
 }
 
+/** SIGKILL every running workload of `node` and wait for their exits (best effort: its sosd may be gone). */
+async function endWorkloads(node: LocalNode): Promise<void> {
+  const list = (await request('apps.list', {}, node.socket).catch(() => [])) as {
+    app: string;
+    id: number;
+    state: string;
+  }[];
+  for (const p of list.filter((x) => x.state === 'running')) {
+    await request('apps.kill', { app: p.app, id: p.id, signal: 'SIGKILL' }, node.socket).catch(() => undefined);
+    await request('apps.wait', { app: p.app, id: p.id }, node.socket, 30_000).catch(() => undefined);
+  }
+}
+
 export function upCommand(): Command {
   return new Command('up')
     .exitOverride()
@@ -79,6 +92,8 @@ export function downCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (o: { dir: string; json?: boolean }) => {
       const c = localCluster(o.dir);
+      // Nothing left behind: each node's workloads end first (they would outlive their sosd).
+      for (const n of c?.nodes ?? []) await endWorkloads(n);
       const stopped = await downLocal(o.dir);
       if (o.json) return console.log(JSON.stringify({ stopped, nodes: c?.nodes.length ?? 0 }));
       console.log(

@@ -132,11 +132,13 @@ function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSos
   c.sosd = sosd;
   const log = fs.openSync(sosdLog(node), 'a', 0o600);
   // prettier-ignore
-  const args = ['netns', 'exec', node.netns, process.execPath, sosd,
+  const args = [`--net=/run/netns/${node.netns}`, '--', process.execPath, sosd,
     '--socket', node.socket, '--state-dir', node.stateDir, '--cluster-dir', path.join(c.dir, 'cluster'),
     '--name', node.name, '--addr', node.addr, '--http', `${node.addr}:9464`];
   try {
-    const child = spawn('ip', args, { detached: true, stdio: ['ignore', log, log] });
+    // nsenter, not `ip netns exec`: that one remounts /sys for the namespace, which hides the cgroup
+    // file systems mounted under /sys/fs/cgroup from sosd (and its workloads' cgroups with them).
+    const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log] });
     child.unref();
     return child.pid!;
   } finally {

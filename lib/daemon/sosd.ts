@@ -12,6 +12,7 @@ import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { loadConfig, loadMember } from '../cluster/folder.js';
+import { AppsService } from './apps-service.js';
 import { ClusterService } from './cluster-service.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
@@ -147,6 +148,19 @@ if (flags.clusterDir) {
   });
 }
 
+// Workloads: re-adopted from the state folder before any op can start new ones.
+const apps = await AppsService.start({
+  stateDir: flags.stateDir,
+  node: flags.name,
+  cluster: cluster?.node ?? null,
+  log,
+}).catch(async (e) => {
+  await cluster?.detach();
+  await server.close();
+  return fatal(e);
+});
+server.registerAll(apps.ops());
+
 const h = server.httpAddress;
 const metricsUrl = h ? `http://${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}/metrics` : null;
 log.info({ socket: flags.socket, http: metricsUrl, api, ops: server.opList }, 'listening');
@@ -158,6 +172,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     log.info({ signal: sig }, 'stopping');
     void (async () => {
+      // The workloads go on running: the next sosd re-adopts them.
+      apps.close();
       await cluster?.detach();
       await server.close();
       process.exit(0);

@@ -15,9 +15,13 @@ const PROMTOOL = process.env.PROMTOOL ?? '/usr/local/lib/serverlessos/promtool';
 async function startSosd(t: Test): Promise<{ socket: string; base: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sosd-metrics-'));
   const socket = path.join(dir, 'sosd.sock');
-  const child = spawn(process.execPath, [sosd, '--socket', socket, '--http', '127.0.0.1:0', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [sosd, '--socket', socket, '--http', '127.0.0.1:0', '--log-level', 'warn', '--state-dir', path.join(dir, 'state')],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.teardown(() => {
     child.kill('SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });

@@ -37,9 +37,13 @@ async function raw(socket: string, payload: string, lines: number): Promise<Reco
 void t.test('sosd serves its API and rejects bad frames without dropping the connection', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sosd-'));
   const socket = path.join(dir, 'run', 'sosd.sock');
-  const child = spawn(process.execPath, [sosd, '--socket', socket, '--http', HTTP], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [sosd, '--socket', socket, '--http', HTTP, '--state-dir', path.join(path.dirname(socket), 'state')],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.teardown(() => {
     child.kill('SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });
@@ -97,9 +101,13 @@ interface Sosd {
 }
 
 function startSosd(socket: string): Sosd {
-  const child = spawn(process.execPath, [sosd, '--socket', socket, '--http', HTTP], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [sosd, '--socket', socket, '--http', HTTP, '--state-dir', path.join(path.dirname(socket), 'state')],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
