@@ -1,5 +1,9 @@
 /**
- * `sosctl run --local-memory SIZE --memory-nodes HOST:PORT,… --secret-file F -- PROG ARGS…`: PROG with
+ * `sosctl run [--app NAME] [--node N] [--memory SIZE] [--cpus N] [--pids N] [--wait] -- PROG ARGS…`: PROG
+ * started by a node's sosd as a workload (apps-command.ts), printed as APP/ID.
+ *
+ * `sosctl run --local-memory SIZE --memory-nodes HOST:PORT,… --secret-file F -- PROG ARGS…`: PROG in the
+ * foreground under sosctl, with
  * its large memory on memory nodes (memory.run). PROG's stdio is its own; sosctl exits with PROG's
  * exit code (128 + the signal's number when a signal ended it). --stats prints the paging counters on
  * stderr at the end, --json as one JSON line. Exit 125: sosctl itself failed (bad usage, PROG not found).
@@ -10,6 +14,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { run, type RunResult } from '../memory/run.js';
 import type { MemoryNodeAddress } from '../memory/far-memory.js';
 import { formatBytes, parseSize } from './size.js';
+import { startOnSosd, type StartOptions } from './apps-command.js';
+import { socketOption } from './sosd-socket.js';
 
 function nodeList(v: string): MemoryNodeAddress[] {
   return v.split(',').map((s) => {
@@ -26,11 +32,13 @@ function int(name: string) {
   };
 }
 
-interface Opts {
-  localMemory: number;
-  memoryNodes: MemoryNodeAddress[];
-  secretFile: string;
-  app: string;
+const usage = (m: string) => Object.assign(new Error(`run: ${m}`), { exitCode: 2 });
+
+interface Opts extends StartOptions {
+  localMemory?: number;
+  memoryNodes?: MemoryNodeAddress[];
+  secretFile?: string;
+  app?: string;
   replicas?: number;
   transport: 'tcp' | 'rdma';
   farSize: number;
@@ -40,16 +48,42 @@ interface Opts {
 
 export function runCommand(): Command {
   return new Command('run')
-    .description('run an unmodified program with its large memory on memory nodes')
-    .usage('--local-memory SIZE --memory-nodes HOST:PORT,... --secret-file FILE [options] -- PROG [ARGS...]')
-    .requiredOption(
+    .description(
+      'start a program on a node (a workload: its own PID namespace and cgroup, its output kept), or with --local-memory run it here with its large memory on memory nodes',
+    )
+    .usage(
+      '[--app NAME] [--node NODE] [options] -- PROG [ARGS...]\n       sosctl run --local-memory SIZE --memory-nodes HOST:PORT,... --secret-file FILE [options] -- PROG [ARGS...]',
+    )
+    .option(
       '--local-memory <size>',
-      'resident bytes of paged memory at most, per process',
+      'in the foreground under sosctl: resident bytes of paged memory at most, per process (with --memory-nodes, --secret-file)',
       parseSize('--local-memory'),
     )
-    .requiredOption('--memory-nodes <list>', 'memory nodes, HOST:PORT,... in order of preference', nodeList)
-    .requiredOption('--secret-file <path>', "the application's secret on the memory nodes")
-    .option('--app <name>', 'the application name on the memory nodes', 'sosctl-run')
+    .option(
+      '--memory-nodes <list>',
+      'with --local-memory: memory nodes, HOST:PORT,... in order of preference',
+      nodeList,
+    )
+    .option('--secret-file <path>', "with --local-memory: the application's secret on the memory nodes")
+    .option('--app <name>', "the application's name (default: the program's name; with --local-memory: sosctl-run)")
+    .option('--node <name>', 'on this node (default: the local sosd)')
+    .option(
+      '--env <name=value>',
+      'an environment variable (repeatable; default: PATH only)',
+      (v, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option('--cwd <path>', 'the folder it runs in (default /)')
+    .option('--memory <size>', 'its memory limit (cgroup)', parseSize('--memory'))
+    .option('--cpus <n>', 'its CPU limit in CPUs, e.g. 0.5 (cgroup)', (v) => {
+      if (!/^\d+(\.\d+)?$/.test(v) || Number(v) < 0.01)
+        throw new InvalidArgumentError('--cpus must be a number of CPUs, at least 0.01');
+      return Number(v);
+    })
+    .option('--pids <n>', 'its most tasks (cgroup)', int('--pids'))
+    .option('--wait', 'wait for its exit and exit with its code')
+    .addOption(socketOption())
+    .option('--dir <path>', 'the cluster folder, for a --node reached over TLS')
     .option('--replicas <n>', 'memory nodes holding each page (default 2, at most the nodes given)', int('--replicas'))
     .option(
       '--transport <kind>',
@@ -66,12 +100,17 @@ export function runCommand(): Command {
       parseSize('--far-size'),
       8 * 2 ** 30,
     )
-    .option('--stats', 'print the paging counters on stderr at the end')
-    .option('--json', 'with --stats: one JSON line')
+    .option('--stats', 'with --local-memory: print the paging counters on stderr at the end')
+    .option('--json', 'print JSON (with --stats: one JSON line)')
     .argument('<prog>', 'the program')
     .argument('[args...]', 'its arguments')
     .passThroughOptions()
     .action(async (prog: string, args: string[], o: Opts) => {
+      if (o.localMemory === undefined) {
+        if (o.memoryNodes || o.secretFile) throw usage('--memory-nodes and --secret-file go with --local-memory');
+        return await startOnSosd(prog, args, o);
+      }
+      if (!o.memoryNodes || !o.secretFile) throw usage('--local-memory needs --memory-nodes and --secret-file');
       let secret: Buffer;
       try {
         secret = fs.readFileSync(o.secretFile);
@@ -84,7 +123,7 @@ export function runCommand(): Command {
         localBytes: Math.ceil(o.localMemory / 4096) * 4096,
         farBytes: Math.ceil(o.farSize / 4096) * 4096,
         nodes: o.memoryNodes,
-        application: o.app,
+        application: o.app ?? 'sosctl-run',
         secret,
         replicas: o.replicas,
         transport: o.transport,

@@ -4,10 +4,13 @@
  *   sosctl probe                 what this machine offers (no daemon needed)
  *   sosctl status [--socket P]   ask the local sosd
  *   sosctl node [--socket P]     the node's capabilities, from sosd
+ *   sosctl run [--app A] [--node N] -- PROG ARGS…   a workload on a node's sosd: APP/ID
+ *   sosctl ps | top | logs APP/ID | kill APP/ID | rm APP/ID   the cluster's processes
  *   sosctl run --local-memory SIZE --memory-nodes LIST --secret-file F -- PROG ARGS…
- *   sosctl cluster init|issue|revoke …   the cluster folder (CA, certificates, CRL)
+ *   sosctl cluster init|issue|revoke|up|down …   the cluster folder (CA, certificates, CRL), a local cluster
  *   sosctl nodes [--dir D]       the live nodes, from etcd
- * Exit codes: 0 done; 1 the request failed; 2 bad usage; run: PROG's own (125: sosctl failed).
+ * Exit codes: 0 done; 1 the request failed; 2 bad usage; run --wait and run --local-memory: PROG's own
+ * (125: sosctl failed). docs/sosctl.md lists them.
  */
 import { Command } from 'commander';
 import { nodeInfo } from '../node-info.js';
@@ -16,6 +19,7 @@ import { socketOption, sosdSocket } from './sosd-socket.js';
 import { printDoc } from './output.js';
 import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
+import { killCommand, logsCommand, psCommand, rmCommand, topCommand } from './apps-command.js';
 
 const program = new Command('sosctl')
   .description('the ServerlessOS command line')
@@ -42,6 +46,7 @@ for (const [name, op, what] of [
 program.addCommand(runCommand().exitOverride());
 program.addCommand(clusterCommand());
 program.addCommand(nodesCommand());
+for (const c of [psCommand(), logsCommand(), killCommand(), rmCommand(), topCommand()]) program.addCommand(c);
 
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? 0),

@@ -1,0 +1,255 @@
+/**
+ * The workload commands: `sosctl ps`, `logs APP/ID`, `kill APP/ID`, `rm APP/ID`, `top`, and the part
+ * of `run` that starts a process on a node's sosd. A process is named APP/ID cluster-wide (its
+ * application and its number there, kept across migration); the commands find the node it runs on
+ * from the cluster's entries (`apps.ps` on the local sosd) and ask that node's sosd (target.ts).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { AppError } from '../apps/errors.js';
+import type { ProcessEntry } from '../cluster/processes.js';
+import { printDoc } from './output.js';
+import { formatBytes } from './size.js';
+import { socketOption } from './sosd-socket.js';
+import { sosdOf, type TargetOptions } from './target.js';
+
+export interface ProcName {
+  app: string;
+  id: number;
+}
+
+/** APP/ID, as `ps` prints it. */
+export function procName(v: string): ProcName {
+  const m = /^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/([1-9]\d{0,15})$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected APP/ID such as web/1, got '${v}'`);
+  return { app: m[1], id: Number(m[2]) };
+}
+
+const clusterOptions = (c: Command) =>
+  c
+    .addOption(socketOption())
+    .option('--dir <path>', 'the cluster folder, for nodes reached over TLS (default $SOS_CLUSTER_DIR)')
+    .option('--json', 'print JSON');
+
+type Opts = TargetOptions & { json?: boolean };
+
+/** Where APP/ID runs (from the cluster's entries, through the local sosd). */
+async function locate(p: ProcName, o: Opts): Promise<ProcessEntry> {
+  const local = await sosdOf(undefined, o);
+  const all = (await local.call('apps.ps', { app: p.app })) as ProcessEntry[];
+  const e = all.find((x) => x.id === p.id);
+  if (!e) throw new AppError(`no process ${p.app}/${p.id} in the cluster`, { code: 'ERR_APP_NOT_FOUND' });
+  return e;
+}
+
+/** Run `f` against the sosd that holds APP/ID: the local one when it does, else the node the cluster says. */
+async function onNodeOf<T>(
+  p: ProcName,
+  o: Opts,
+  f: (call: (op: string, a: Record<string, unknown>) => Promise<unknown>) => Promise<T>,
+): Promise<T> {
+  const local = await sosdOf(undefined, o);
+  const here = (await local.call('apps.list', { app: p.app })) as ProcessEntry[];
+  const t = here.some((e) => e.id === p.id) ? local : await sosdOf((await locate(p, o)).node, o);
+  try {
+    return await f((op, a) => t.call(op, a));
+  } finally {
+    t.close();
+  }
+}
+
+const ago = (iso: string | null) => {
+  if (!iso) return '-';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+};
+
+function psTable(rows: ProcessEntry[]): string {
+  const head = `${'PROCESS'.padEnd(24)} ${'NODE'.padEnd(12)} ${'PID'.padStart(8)} ${'STATE'.padEnd(10)} ${'STARTED'.padStart(8)} COMMAND`;
+  return [
+    head,
+    ...rows.map((r) => {
+      const state = r.state === 'exited' ? `exit ${r.signal ?? r.exitCode ?? '?'}` : r.state;
+      return `${`${r.app}/${r.id}`.padEnd(24)} ${r.node.padEnd(12)} ${String(r.pid).padStart(8)} ${state.padEnd(10)} ${ago(r.startedAt).padStart(8)} ${r.argv0}`;
+    }),
+  ].join('\n');
+}
+
+export function psCommand(): Command {
+  return clusterOptions(
+    new Command('ps')
+      .description("the cluster's application processes: where each runs, its state")
+      .exitOverride()
+      .showHelpAfterError()
+      .option('--app <name>', 'only this application'),
+  ).action(async (o: Opts & { app?: string }) => {
+    const t = await sosdOf(undefined, o);
+    const rows = (await t.call('apps.ps', o.app ? { app: o.app } : {})) as ProcessEntry[];
+    printDoc(o.json, rows, psTable(rows));
+  });
+}
+
+export function logsCommand(): Command {
+  return clusterOptions(
+    new Command('logs')
+      .description("a process's kept stdout and stderr (their last bytes), from the node it runs on")
+      .exitOverride()
+      .showHelpAfterError()
+      .argument('<process>', 'APP/ID', procName)
+      .addOption(
+        new Option('--stream <which>', 'stdout, stderr or both').choices(['stdout', 'stderr', 'both']).default('both'),
+      )
+      .option('--tail <bytes>', 'the last this many bytes of each stream', (v) => {
+        if (!/^\d+$/.test(v)) throw new InvalidArgumentError('--tail must be a number of bytes');
+        return Number(v);
+      }),
+  ).action(async (p: ProcName, o: Opts & { stream: string; tail?: number }) => {
+    const logs = (await onNodeOf(p, o, (call) =>
+      call('apps.logs', {
+        app: p.app,
+        id: p.id,
+        stream: o.stream,
+        ...(o.tail === undefined ? {} : { tailBytes: o.tail }),
+      }),
+    )) as { stdout: string | null; stderr: string | null };
+    if (o.json) return console.log(JSON.stringify(logs));
+    if (logs.stdout) process.stdout.write(logs.stdout);
+    if (logs.stderr) process.stderr.write(logs.stderr);
+  });
+}
+
+export function killCommand(): Command {
+  return clusterOptions(
+    new Command('kill')
+      .description(
+        "signal a process wherever it runs (as its namespace's init it gets only signals it handles, and SIGKILL)",
+      )
+      .exitOverride()
+      .showHelpAfterError()
+      .argument('<process>', 'APP/ID', procName)
+      .option(
+        '-s, --signal <name>',
+        'the signal',
+        (v) => {
+          const s = v.toUpperCase().startsWith('SIG') ? v.toUpperCase() : `SIG${v.toUpperCase()}`;
+          if (!/^SIG[A-Z0-9]{2,8}$/.test(s)) throw new InvalidArgumentError(`not a signal name: ${v}`);
+          return s;
+        },
+        'SIGTERM',
+      ),
+  ).action(async (p: ProcName, o: Opts & { signal: string }) => {
+    const r = await onNodeOf(p, o, (call) => call('apps.kill', { app: p.app, id: p.id, signal: o.signal }));
+    printDoc(o.json, r, `${p.app}/${p.id}: ${o.signal} sent`);
+  });
+}
+
+export function rmCommand(): Command {
+  return clusterOptions(
+    new Command('rm')
+      .description('forget an exited process: its record, cgroup and logs')
+      .exitOverride()
+      .showHelpAfterError()
+      .argument('<process>', 'APP/ID', procName),
+  ).action(async (p: ProcName, o: Opts) => {
+    const r = await onNodeOf(p, o, (call) => call('apps.remove', { app: p.app, id: p.id }));
+    printDoc(o.json, r, `${p.app}/${p.id} removed`);
+  });
+}
+
+interface Usage {
+  app: string;
+  id: number;
+  node: string;
+  memoryBytes: number | null;
+  cpuSeconds: number | null;
+  pids: number | null;
+}
+
+export function topCommand(): Command {
+  return clusterOptions(
+    new Command('top')
+      .description('what each running process uses now (memory, CPU time, tasks), from the nodes they run on')
+      .exitOverride()
+      .showHelpAfterError()
+      .option('--app <name>', 'only this application'),
+  ).action(async (o: Opts & { app?: string }) => {
+    const local = await sosdOf(undefined, o);
+    const procs = ((await local.call('apps.ps', o.app ? { app: o.app } : {})) as ProcessEntry[]).filter(
+      (p) => p.state === 'running',
+    );
+    const filter = o.app ? { app: o.app } : {};
+    // The local sosd's own first; then each other node that runs some.
+    const rows = (await local.call('apps.usage', filter)) as Usage[];
+    const done = new Set(rows.map((r) => r.node));
+    for (const node of [...new Set(procs.map((p) => p.node))].filter((n) => !done.has(n))) {
+      const t = await sosdOf(node, o);
+      try {
+        rows.push(...((await t.call('apps.usage', filter)) as Usage[]));
+      } finally {
+        t.close();
+      }
+    }
+    rows.sort((a, b) => a.app.localeCompare(b.app) || a.id - b.id);
+    const text = [
+      `${'PROCESS'.padEnd(24)} ${'NODE'.padEnd(12)} ${'MEMORY'.padStart(10)} ${'CPU TIME'.padStart(10)} TASKS`,
+      ...rows.map(
+        (r) =>
+          `${`${r.app}/${r.id}`.padEnd(24)} ${r.node.padEnd(12)} ${(r.memoryBytes === null ? '-' : formatBytes(r.memoryBytes)).padStart(10)} ${(r.cpuSeconds === null ? '-' : `${r.cpuSeconds.toFixed(2)}s`).padStart(10)} ${r.pids ?? '-'}`,
+      ),
+    ].join('\n');
+    printDoc(o.json, rows, text);
+  });
+}
+
+export interface StartOptions extends Opts {
+  app?: string;
+  node?: string;
+  env: string[];
+  cwd?: string;
+  memory?: number;
+  cpus?: number;
+  pids?: number;
+  wait?: boolean;
+}
+
+/** `sosctl run` without --local-memory: start PROG on a node's sosd; with --wait, exit with its code. */
+export async function startOnSosd(prog: string, args: string[], o: StartOptions): Promise<void> {
+  const app =
+    o.app ??
+    (prog.split('/').pop() ?? 'app')
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63);
+  const env: Record<string, string> = {};
+  for (const kv of o.env) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw Object.assign(new Error(`--env wants NAME=VALUE, got '${kv}'`), { exitCode: 2 });
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const limits = {
+    ...(o.memory === undefined ? {} : { memoryBytes: o.memory }),
+    ...(o.cpus === undefined ? {} : { cpu: { quotaUs: Math.round(o.cpus * 100_000), periodUs: 100_000 } }),
+    ...(o.pids === undefined ? {} : { pids: o.pids }),
+  };
+  const t = await sosdOf(o.node, o);
+  try {
+    const r = (await t.call('apps.run', {
+      app,
+      argv: [prog, ...args],
+      ...(o.env.length ? { env } : {}),
+      ...(o.cwd ? { cwd: o.cwd } : {}),
+      ...(Object.keys(limits).length ? { limits } : {}),
+    })) as ProcessEntry;
+    if (!o.wait) return printDoc(o.json, r, `${r.app}/${r.id} runs on ${r.node} (pid ${r.pid})`);
+    if (!o.json) process.stderr.write(`${r.app}/${r.id} runs on ${r.node} (pid ${r.pid}); waiting for its exit\n`);
+    let e = r;
+    while (e.state !== 'exited') {
+      await new Promise((res) => setTimeout(res, 200));
+      e = (await t.call('apps.get', { app: r.app, id: r.id })) as ProcessEntry;
+    }
+    if (o.json) console.log(JSON.stringify(e, null, 2));
+    process.exitCode = e.exitCode ?? 1;
+  } finally {
+    t.close();
+  }
+}
