@@ -134,7 +134,9 @@ function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSos
   // prettier-ignore
   const args = [`--net=/run/netns/${node.netns}`, '--', process.execPath, sosd,
     '--socket', node.socket, '--state-dir', node.stateDir, '--cluster-dir', path.join(c.dir, 'cluster'),
-    '--name', node.name, '--addr', node.addr, '--http', `${node.addr}:9464`];
+    '--name', node.name, '--addr', node.addr, '--http', `${node.addr}:9464`,
+    // Cgroups are the machine's, not the namespace's: each node's workloads get a folder of their own.
+    '--cgroup-prefix', `serverlessos/${path.basename(c.net.bridge)}/${node.name}`];
   try {
     // nsenter, not `ip netns exec`: that one remounts /sys for the namespace, which hides the cgroup
     // file systems mounted under /sys/fs/cgroup from sosd (and its workloads' cgroups with them).
@@ -192,8 +194,37 @@ export async function downLocal(dir: string): Promise<boolean> {
   for (const n of c.nodes) await stopPid(n.pid, 'node');
   await stopEtcdAt(c.etcd.dir);
   await removeNet(c.net);
+  removeCgroupFolders(path.join('serverlessos', c.net.bridge));
   fs.rmSync(path.join(c.dir, STATE), { force: true });
   return true;
+}
+
+/** rmdir `rel` (and the empty groups below it) in every cgroup hierarchy; a busy one stays. */
+function removeCgroupFolders(rel: string): void {
+  const rmdirTree = (d: string) => {
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of ents) if (e.isDirectory()) rmdirTree(path.join(d, e.name));
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      // busy or not empty: a workload still runs there
+    }
+  };
+  const root = '/sys/fs/cgroup';
+  if (!fs.existsSync(root)) return;
+  const hierarchies = [
+    root,
+    ...fs
+      .readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => path.join(root, e.name)),
+  ];
+  for (const h of hierarchies) rmdirTree(path.join(h, rel));
 }
 
 /** `signal` (SIGTERM) `pid` when it still runs `comm`, SIGKILL after 10 s; resolves once it is gone. */

@@ -16,6 +16,8 @@ export interface AppsServiceOptions {
   stateDir: string;
   /** This node's name (in entries and in `ps` without a cluster). */
   node: string;
+  /** The cgroup folder every workload's group goes under, in each hierarchy (default 'serverlessos'). */
+  cgroupPrefix?: string;
   /** The cluster this node joined, if any. */
   cluster?: ClusterNode | null;
   log: DaemonLogger;
@@ -62,7 +64,11 @@ export class AppsService {
   ) {}
 
   static async start(o: AppsServiceOptions): Promise<AppsService> {
-    const workloads = await Workloads.open({ stateDir: path.join(o.stateDir, 'apps'), log: o.log });
+    const workloads = await Workloads.open({
+      stateDir: path.join(o.stateDir, 'apps'),
+      cgroups: { prefix: o.cgroupPrefix ?? 'serverlessos' },
+      log: o.log,
+    });
     const registry = o.cluster ? new ProcessRegistry(o.cluster.store, o.cluster.member) : null;
     const s = new AppsService(workloads, o, registry);
     const adopted = workloads.list();

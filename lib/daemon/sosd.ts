@@ -53,6 +53,7 @@ interface Flags {
   addr: string;
   leaseTtl: number;
   api?: HttpOptions | null;
+  cgroupPrefix: string;
 }
 
 const flags = new Command('sosd')
@@ -71,6 +72,11 @@ const flags = new Command('sosd')
     new Option('--log-level <level>', 'JSON log lines on stderr from this level').choices(LEVELS).default('info'),
   )
   .option('--state-dir <path>', 'what must survive a restart (the cluster lease, workloads)', '/var/lib/serverlessos')
+  .option(
+    '--cgroup-prefix <path>',
+    "the cgroup folder its workloads' groups go under, in each hierarchy",
+    'serverlessos',
+  )
   .option(
     '--cluster-dir <path>',
     'join the cluster of this folder (sosctl cluster init/issue); none: this machine only',
@@ -152,6 +158,7 @@ if (flags.clusterDir) {
 const apps = await AppsService.start({
   stateDir: flags.stateDir,
   node: flags.name,
+  cgroupPrefix: flags.cgroupPrefix,
   cluster: cluster?.node ?? null,
   log,
 }).catch(async (e) => {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { downLocal, restartLocalNode, type LocalCluster } from '../../lib/cluster/local.js';
+import { downLocal, localCluster, restartLocalNode, type LocalCluster } from '../../lib/cluster/local.js';
 import { joined } from '../../lib/cli/local-command.js';
 import { onExit } from '../../testkit/cleanup.js';
 
@@ -145,7 +145,20 @@ void t.test('sosctl run, ps, logs, kill, rm across nodes; a sosd restart re-adop
   t.match(badApp.stderr, /ERR_BAD_ARGS/);
 
   const web2 = (await ps()).find((e) => e.id === 2)!;
+  const bridge = localCluster(dir)!.net.bridge;
+  t.ok(
+    fs.readdirSync('/sys/fs/cgroup/memory/serverlessos').includes(bridge) ||
+      fs.readdirSync('/sys/fs/cgroup/pids/serverlessos').includes(bridge),
+    "the local cluster's workloads have a cgroup folder of their own",
+  );
   const down = await run(['cluster', 'down', '--dir', dir]);
   t.equal(down.code, 0, down.stderr);
   t.notOk(alive(web2.pid), 'down ends the workloads too');
+  t.same(
+    fs
+      .readdirSync('/sys/fs/cgroup')
+      .filter((h) => fs.existsSync(path.join('/sys/fs/cgroup', h, 'serverlessos', bridge))),
+    [],
+    'and removes their cgroup folders',
+  );
 });
