@@ -21,7 +21,7 @@ import { joined } from '../../lib/cli/local-command.js';
 import { onExit } from '../../testkit/cleanup.js';
 
 const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
-const remoteCall = path.join(path.dirname(fileURLToPath(import.meta.url)), '../helpers/remote-call.js');
+const remoteCall = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../testkit/remote-call.js');
 
 const execFileP = (cmd: string, args: string[]): Promise<string> =>
   new Promise((resolve, reject) =>

@@ -1,9 +1,9 @@
 // `node remote-call.js CLUSTER_DIR ROLE NAME HOST PORT OP`: one request to a sosd's mutual-TLS API with
 // ROLE/NAME's certificate; prints {ok, result} or {ok:false, code, message} as one JSON line. Run inside
 // a namespace (ip netns exec) to reach a local cluster's nodes, which the host has no route to.
-import { loadConfig, loadMember } from '../../lib/cluster/folder.js';
-import type { Role } from '../../lib/cluster/identity.js';
-import { remoteRequest } from '../../lib/daemon/remote.js';
+import { loadConfig, loadMember } from '../lib/cluster/folder.js';
+import type { Role } from '../lib/cluster/identity.js';
+import { remoteRequest } from '../lib/daemon/remote.js';
 
 const [dir, role, name, host, port, op] = process.argv.slice(2);
 try {
