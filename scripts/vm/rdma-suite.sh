@@ -8,7 +8,7 @@ set -u
 out=${1:-.cache/vm/results}
 # tap gives a file run directly with node 30 s; under TCG on a busy host the
 # rdma_cm and lifetime files take longer. The per-file `timeout` below bounds them.
-export TAP_TIMEOUT=600
+export TAP_TIMEOUT=900
 rm -rf "$out"
 mkdir -p "$out"
 bash scripts/vm/selftest.sh > "$out/selftest.log" 2>&1
@@ -16,7 +16,7 @@ echo $? > "$out/selftest.rc"
 for f in dist/test/rdma/vm/*.vm.js; do
   [ -e "$f" ] || continue
   name=$(basename "$f" .vm.js)
-  timeout 600 node --expose-gc "$f" > "$out/$name.tap" 2>&1
+  timeout 900 node --expose-gc "$f" > "$out/$name.tap" 2>&1
   echo $? > "$out/$name.rc"
 done
 exit 0

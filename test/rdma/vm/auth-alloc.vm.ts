@@ -9,9 +9,10 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { LineProcess } from '../../../testkit/line-process.js';
 import { exec } from '../../../lib/exec.js';
-import { Region, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { encodeRequest } from '../../../lib/rdma/cm-auth.js';
-import { DEV, HOST } from './env.js';
+import { DEV, HOST, PEER_WAIT_MS } from './env.js';
 
 const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const WRONG = 'a-different-secret-of-32-bytes-or-more';
@@ -25,7 +26,7 @@ class Peer extends LineProcess {
   ) {
     super(process.execPath, [peerScript, mode, HOST, String(port), SECRET], {
       name: `conn-peer ${mode}`,
-      waitMs: 120_000,
+      waitMs: PEER_WAIT_MS,
     });
   }
 }

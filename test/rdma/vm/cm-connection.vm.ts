@@ -6,8 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineProcess } from '../../../testkit/line-process.js';
 import { readsWhilePeerKilled } from './killed-peer.js';
-import { Region, rdma } from '../../../lib/index.js';
-import { HOST } from './env.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
+import { HOST, PEER_WAIT_MS } from './env.js';
 
 const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
@@ -15,7 +16,10 @@ let nextPort = 7900;
 
 class Peer extends LineProcess {
   constructor(readonly port = nextPort++) {
-    super(process.execPath, [peerScript, 'cm', HOST, String(port), SECRET], { name: 'conn-peer cm', waitMs: 120_000 });
+    super(process.execPath, [peerScript, 'cm', HOST, String(port), SECRET], {
+      name: 'conn-peer cm',
+      waitMs: PEER_WAIT_MS,
+    });
   }
 }
 

@@ -4,7 +4,8 @@
 // length u32, little-endian). Prints: listening, request <privateData>,
 // established, disconnected; answers "sum OFFSET LENGTH" on stdin.
 import readline from 'node:readline';
-import { Region, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { DEV } from './env.js';
 
 const [host, port] = process.argv.slice(2);

@@ -6,15 +6,15 @@ import t from 'tap';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineProcess } from '../../../testkit/line-process.js';
-import { rdma } from '../../../lib/index.js';
-import { DEV, HOST } from './env.js';
+import * as rdma from '../../../lib/rdma/index.js';
+import { DEV, HOST, PEER_WAIT_MS } from './env.js';
 
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cm-peer.js');
 let nextPort = 7471;
 
 class Peer extends LineProcess {
   constructor(readonly port: number) {
-    super(process.execPath, [peerScript, HOST, String(port)], { name: 'cm-peer', waitMs: 120_000 });
+    super(process.execPath, [peerScript, HOST, String(port)], { name: 'cm-peer', waitMs: PEER_WAIT_MS });
   }
 }
 

@@ -5,7 +5,8 @@
 // "closed"; answers "sum OFFSET LENGTH" with the byte sum of its window range.
 // Usage: conn-peer.js tcp|cm HOST PORT SECRET
 import readline from 'node:readline';
-import { Region, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { DEV } from './env.js';
 
 const [mode, host, port, secret] = process.argv.slice(2);

@@ -6,8 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineProcess } from '../../../testkit/line-process.js';
 import { readsWhilePeerKilled } from './killed-peer.js';
-import { Region, rdma } from '../../../lib/index.js';
-import { DEV, HOST } from './env.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
+import { DEV, HOST, PEER_WAIT_MS } from './env.js';
 
 const SECRET = 'thirty-two-bytes-at-least-for-tests!';
 const peerScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'conn-peer.js');
@@ -17,7 +18,7 @@ class Peer extends LineProcess {
   constructor(readonly port: number) {
     super(process.execPath, [peerScript, 'tcp', HOST, String(port), SECRET], {
       name: 'conn-peer tcp',
-      waitMs: 120_000,
+      waitMs: PEER_WAIT_MS,
     });
   }
 }

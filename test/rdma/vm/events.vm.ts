@@ -3,7 +3,8 @@
 // async events (no crash).
 import t from 'tap';
 import { execSync } from 'node:child_process';
-import { Region, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { until } from '../../../testkit/wait.js';
 import { DEV } from './env.js';
 import { loopbackPair } from './pair.js';

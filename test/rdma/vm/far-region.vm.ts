@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { memory } from '../../../lib/index.js';
+import * as memory from '../../../lib/memory/index.js';
 import type { MemoryNodeStats } from '../../../lib/memory/node.js';
 import { LineProcess } from '../../../testkit/line-process.js';
 import { randomOps, residentBytes, xorshift } from '../../memory/pager-workload.js';

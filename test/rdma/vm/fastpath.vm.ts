@@ -7,7 +7,8 @@
 // calls on the raw objects.
 import t from 'tap';
 import { native } from '../../../lib/native/index.js';
-import { Region, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { DEV, GID_INDEX } from './env.js';
 import { loopbackPair } from './pair.js';
 import { seeded } from '../../helpers/seeded.js';

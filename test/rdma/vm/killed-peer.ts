@@ -1,7 +1,7 @@
 // The check both RdmaConnection flavours share: the peer process is killed
 // while 64 READs are in flight.
 import type { Test } from 'tap';
-import type { rdma } from '../../../lib/index.js';
+import type * as rdma from '../../../lib/rdma/index.js';
 import type { LineProcess } from '../../../testkit/line-process.js';
 
 /** Every pending READ settles (a result or a typed error), the connection closes, later use is ERR_CLOSED. */

@@ -7,7 +7,7 @@ import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { Worker } from 'node:worker_threads';
-import { rdma } from '../../../lib/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { DEV, HOST } from './env.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -76,7 +76,7 @@ void t.test('objects dropped without close() are released by the garbage collect
 
 const workerCode = `
 import { parentPort, workerData } from 'node:worker_threads';
-const { rdma } = await import(workerData.lib);
+const rdma = await import(workerData.lib);
 const ctx = rdma.Context.open('${DEV}');
 const pd = ctx.allocPd();
 const ch = ctx.createCompChannel();
@@ -107,7 +107,7 @@ if (workerData.exit) process.exit(0);
 async function runWorker(port: number, exit: boolean): Promise<void> {
   const w = new Worker(workerCode, {
     eval: true,
-    workerData: { lib: new URL('../../../lib/index.js', import.meta.url).href, port, exit },
+    workerData: { lib: new URL('../../../lib/rdma/index.js', import.meta.url).href, port, exit },
   });
   const exited = new Promise<number>((r) => w.once('exit', r));
   await new Promise<void>((resolve, reject) => {
@@ -141,7 +141,7 @@ void t.test('a process killed with objects open: the kernel releases them', asyn
       '--input-type=module',
       '-e',
       workerCode
-        .replace(/workerData\.lib/g, JSON.stringify(new URL('../../../lib/index.js', import.meta.url).href))
+        .replace(/workerData\.lib/g, JSON.stringify(new URL('../../../lib/rdma/index.js', import.meta.url).href))
         .replace(
           "import { parentPort, workerData } from 'node:worker_threads';",
           'const parentPort = { postMessage: (m) => console.log(m) }; const workerData = { port: 7700, exit: false };',

@@ -4,7 +4,7 @@
 // memory, an rkey is useless on another link (its own PD), and a vanished peer is an error, not a hang.
 import t from 'tap';
 import crypto from 'node:crypto';
-import { Region, touch } from '../../../lib/index.js';
+import { Region, touch } from '../../../lib/uffd/index.js';
 import { RdmaLink } from '../../../lib/memory/rdma-link.js';
 import { ReplicaSet } from '../../../lib/memory/replica-set.js';
 import { DEV, GID_INDEX } from './env.js';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { touch } from '../../../lib/index.js';
+import { touch } from '../../../lib/uffd/index.js';
 import { MemoryNode } from '../../../lib/memory/node.js';
 import { RemoteStore } from '../../../lib/memory/remote.js';
 import { ReplicaSet } from '../../../lib/memory/replica-set.js';

@@ -5,7 +5,7 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
-import { Region, touch } from '../../../lib/index.js';
+import { Region, touch } from '../../../lib/uffd/index.js';
 import { RdmaLink } from '../../../lib/memory/rdma-link.js';
 import { ReplicaSet } from '../../../lib/memory/replica-set.js';
 import { DEV, GID_INDEX } from './env.js';

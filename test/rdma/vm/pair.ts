@@ -1,6 +1,6 @@
 // Two RC queue pairs of one process connected to each other through the
 // device (loopback through the NIC): the fixture most in-VM tests start from.
-import { rdma } from '../../../lib/index.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { GID_INDEX } from './env.js';
 
 /** INIT → RTR → RTS for two RC QPs of one context, each aimed at the other. */

@@ -1,7 +1,9 @@
 // Runs inside the soft-RoCE VM (test/rdma/softroce.test.ts drives it):
 // verbs on rxe0 with an RC queue-pair pair looped back through the NIC.
 import t from 'tap';
-import { Region, SosError, SystemError, rdma } from '../../../lib/index.js';
+import { Region } from '../../../lib/uffd/index.js';
+import { SosError, SystemError } from '../../../lib/errors.js';
+import * as rdma from '../../../lib/rdma/index.js';
 import { native } from '../../../lib/native/index.js';
 import { DEV, GID_INDEX, HOST } from './env.js';
 import { connectRc, loopbackPair } from './pair.js';
