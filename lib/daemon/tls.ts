@@ -14,6 +14,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { peerIdentity, type PeerIdentity } from '../cluster/identity.js';
+import { contextOptions as pemContext } from '../net/channel-tls.js';
 import { ArgRangeError, ArgValueError, SosError } from '../errors.js';
 import { ListenError } from './errors.js';
 import type { DaemonMetrics, TlsOutcome } from './metrics.js';
@@ -83,13 +84,7 @@ function contextOptions(c: TlsCredentials): tls.SecureContextOptions {
     if (typeof c[k] !== 'string' || !c[k]) throw new ArgValueError(`credentials.${k} must be a PEM string`);
   if (c.crlPem !== undefined && typeof c.crlPem !== 'string')
     throw new ArgValueError('credentials.crlPem must be a PEM string');
-  return {
-    ca: c.caPem,
-    cert: c.certPem,
-    key: c.keyPem,
-    ...(c.crlPem ? { crl: c.crlPem } : {}),
-    minVersion: 'TLSv1.3',
-  };
+  return pemContext(c);
 }
 
 /** A secure context built now, so that bad PEM is an error here and not at the next handshake. */

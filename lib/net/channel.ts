@@ -1,9 +1,11 @@
 /**
- * An authenticated, encrypted, framed TCP channel between two agents that share a secret (the migration
- * agents, and RdmaConnection's TCP set-up in lib/rdma/handshake.ts). The handshake (lib/net/handshake.ts)
- * has the client prove it holds the secret first, then the server; it derives one AES-256-GCM key per
- * direction. After it every frame is sealed (lib/net/seal.ts), so it cannot be read, forged, altered,
- * replayed, reordered or dropped without the receiver noticing. Frames (lib/net/frame.ts) are typed and
+ * An authenticated, encrypted, framed TCP channel between two agents (the migration agents, and
+ * RdmaConnection's TCP set-up in lib/rdma/handshake.ts), which either share a secret or hold certificates
+ * of one CA. With a secret, the handshake (lib/net/handshake.ts) has the client prove it holds the secret
+ * first, then the server; it derives one AES-256-GCM key per direction, and after it every frame is sealed
+ * (lib/net/seal.ts), so it cannot be read, forged, altered, replayed, reordered or dropped without the
+ * receiver noticing. With certificates (lib/net/channel-tls.ts) the channel runs in mutual TLS 1.3, which
+ * does the same; the server then tells the client whether its `verifyPeer` accepted it (one frame). Frames (lib/net/frame.ts) are typed and
  * size-limited: JSON messages (objects) and binary data on numbered streams. Before the handshake a peer
  * may send only the handshake's few hundred bytes, and a server holds a bounded number of unauthenticated
  * connections. Anything malformed ends the channel with a clear error.
@@ -11,7 +13,9 @@
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import { argType, argRange } from '../errors.js';
+import { checkChannelTls, contextOptions, type ChannelTls } from './channel-tls.js';
 import { ChannelError } from './channel-error.js';
 import {
   FrameDecoder,
@@ -23,16 +27,26 @@ import {
   T_PING,
   T_PROOF,
   T_REFUSE,
+  MAX_HELLO,
   frameHeader,
   type Frame,
 } from './frame.js';
 import { NONCE_LEN, deriveKeys, encodeHello, parseHello, proof, proofMatches, type Role } from './handshake.js';
-import { Opener, Sealer } from './seal.js';
+import { Opener, PLAIN, Sealer, type FrameOpener, type FrameSealer } from './seal.js';
 import { secretBuffer } from './secret.js';
 
 export { ChannelError } from './channel-error.js';
 export { secretBuffer, generateSecret, writeSecretFile, SECRET_BYTES } from './secret.js';
 export { MAX_DATA, MAX_MESSAGE, FrameDecoder, decodeFrames, type Frame } from './frame.js';
+export { checkChannelTls, type ChannelTls } from './channel-tls.js';
+
+/** How a channel's ends know each other: a shared secret, or certificates (mutual TLS). */
+export type ChannelAuth = Buffer | string | ChannelTls;
+
+/** `a` checked: a secret's bytes, or certificates. */
+export function checkAuth(a: unknown, name = 'secret'): Buffer | ChannelTls {
+  return a !== null && typeof a === 'object' && !Buffer.isBuffer(a) ? checkChannelTls(a, name) : secretBuffer(a, name);
+}
 
 /** Bytes queued on the socket before senders wait: far above Node's 16 KiB default, so
  *  1 MiB frames stream back to back instead of stop-and-wait per frame. */
@@ -69,7 +83,8 @@ export interface ServerOptions {
 export interface ConnectOptions {
   host: string;
   port: number;
-  secret: Buffer | string;
+  /** The secret both ends hold, or this end's certificates (mutual TLS). */
+  secret: ChannelAuth;
   /** Deadline for connect + handshake (default 10 s). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -83,8 +98,10 @@ export interface ConnectOptions {
  * `close` (with the error that ended it, or null for an orderly close).
  */
 export class AuthChannel extends EventEmitter<ChannelEvents> {
-  private sealer: Sealer | null = null;
-  private opener: Opener | null = null;
+  private sealer: FrameSealer | null = null;
+  private opener: FrameOpener | null = null;
+  /** In mutual TLS: the server's one answer (accepted, or refused) ends the handshake. */
+  private tls = false;
   private readonly decoder = new FrameDecoder();
   /** Sealed frames are delivered (the handshake is done and the owner had a chance to listen). */
   private ready = false;
@@ -101,15 +118,27 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     super();
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onBytes(d));
-    socket.on('error', (e: NodeJS.ErrnoException) =>
-      this.end(new ChannelError(`connection failed: ${e.message}`, { code: e.code ?? 'ECONNRESET' })),
-    );
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      const code = e.code ?? 'ECONNRESET';
+      // A certificate the peer refused (or we did) is an authentication failure like a wrong secret.
+      const auth = /^ERR_SSL_|^ERR_TLS_CERT|CERT_|UNABLE_TO|SELF_SIGNED/.test(code);
+      this.end(
+        new ChannelError(`connection failed: ${e.message.trim()}${auth ? ` (${code})` : ''}`, {
+          code: auth ? 'ERR_AUTH' : code,
+        }),
+      );
+    });
     socket.on('close', () => this.end(new ChannelError('peer closed the connection', { code: 'ECONNRESET' })));
   }
 
   /** Address of the peer ("host:port"). */
   get peer(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  /** In mutual TLS, the peer's verified certificate (its subject names it); null with a secret. */
+  get peerCertificate(): tls.PeerCertificate | null {
+    return this.socket instanceof tls.TLSSocket ? this.socket.getPeerCertificate() : null;
   }
 
   /** More than SEND_HIGH_WATER bytes wait on the socket: producers should pause until 'drain' on `socket`. */
@@ -124,14 +153,18 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
 
   /** Connect to an agent and authenticate. Rejects with ChannelError (ERR_AUTH on a wrong secret). */
   static async connect(o: ConnectOptions): Promise<AuthChannel> {
-    const secret = secretBuffer(o.secret);
+    const auth = checkAuth(o.secret);
     const timeoutMs = o.timeoutMs ?? 10_000;
-    const sock = net.connect({ host: o.host, port: o.port });
+    const sock = Buffer.isBuffer(auth)
+      ? net.connect({ host: o.host, port: o.port })
+      : // Who the server is, verifyPeer says (a cluster's node by its name): not a host name in its certificate.
+        tls.connect({ host: o.host, port: o.port, ...contextOptions(auth), checkServerIdentity: () => undefined });
     const ch = new AuthChannel(sock);
     const onAbort = () => ch.destroy(new ChannelError('aborted', { code: 'ABORT_ERR' }));
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await ch.handshake('client', secret, timeoutMs);
+      if (Buffer.isBuffer(auth)) await ch.handshake('client', auth, timeoutMs);
+      else await ch.tlsClient(sock as tls.TLSSocket, auth, timeoutMs);
       ch.keepAlive(o.liveness ?? DEFAULT_LIVENESS);
       return ch;
     } catch (e) {
@@ -143,17 +176,22 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
   }
 
   /**
-   * A TCP server whose connections are authenticated before `onChannel` sees them. A peer that fails the
-   * handshake is told why and dropped; a connection beyond the limits of unauthenticated ones (per remote
-   * address and in all) is closed at once (ERR_TOO_MANY); `onRefused` hears about both (for logs).
+   * A TCP server whose connections are authenticated (by the secret, or in mutual TLS by `auth`'s
+   * certificates and its `verifyPeer`) before `onChannel` sees them. A peer that fails the handshake is told
+   * why and dropped; a connection beyond the limits of unauthenticated ones (per remote address and in all)
+   * is closed at once (ERR_TOO_MANY); `onRefused` hears about both (for logs).
    */
-  static server(secretIn: Buffer | string, onChannel: (ch: AuthChannel) => void, opts: ServerOptions = {}): net.Server {
-    const secret = secretBuffer(secretIn);
+  static server(auth: ChannelAuth, onChannel: (ch: AuthChannel) => void, opts: ServerOptions = {}): net.Server {
+    const checked = checkAuth(auth);
     const perPeer = limit('maxPendingPerPeer', opts.maxPendingPerPeer, 8);
     const total = limit('maxPending', opts.maxPending, 64);
+    const timeoutMs = opts.timeoutMs ?? 10_000;
     const pendingBy = new Map<string, number>();
     let pending = 0;
-    return net.createServer((sock) => {
+    let tlsServer: tls.Server | null = null;
+    // TLS handshakes under way, by "address port" (unique among live connections).
+    const tlsPending = new Map<string, (e: ChannelError | null, ts?: tls.TLSSocket) => void>();
+    const server = net.createServer((sock) => {
       const addr = sock.remoteAddress ?? '?';
       const peer = `${addr}:${sock.remotePort}`;
       const mine = pendingBy.get(addr) ?? 0;
@@ -176,19 +214,124 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
         if (n > 0) pendingBy.set(addr, n);
         else pendingBy.delete(addr);
       };
-      const ch = new AuthChannel(sock);
-      ch.handshake('server', secret, opts.timeoutMs ?? 10_000).then(
-        () => {
-          settled();
-          ch.keepAlive(opts.liveness ?? DEFAULT_LIVENESS);
-          onChannel(ch);
-        },
-        (e: ChannelError) => {
-          settled();
-          opts.onRefused?.(e, peer);
-          ch.destroy(e);
-        },
-      );
+      const up = (ch: AuthChannel) => {
+        settled();
+        ch.keepAlive(opts.liveness ?? DEFAULT_LIVENESS);
+        onChannel(ch);
+      };
+      const refused = (e: ChannelError, ch?: AuthChannel) => {
+        settled();
+        opts.onRefused?.(e, peer);
+        if (ch) ch.destroy(e);
+        else sock.destroy();
+      };
+      if (Buffer.isBuffer(checked)) {
+        const ch = new AuthChannel(sock);
+        ch.handshake('server', checked, timeoutMs).then(
+          () => up(ch),
+          (e: ChannelError) => refused(e, ch),
+        );
+        return;
+      }
+      // Mutual TLS by Node's TLS server, handed the socket (its documented 'connection' injection). It
+      // requires a client certificate; a certificate it cannot verify is refused here, with its reason
+      // (Node would drop the peer without one), before anything of the peer is read. The context is set per connection, so that credentials that
+      // changed (a rotated certificate, a new CRL) apply to the next peer.
+      try {
+        tlsServer!.setSecureContext(contextOptions(checked));
+      } catch (e) {
+        return refused(new ChannelError(`our certificates do not load: ${(e as Error).message}`, { code: 'ERR_AUTH' }));
+      }
+      const k = `${addr} ${sock.remotePort}`;
+      const done = (e: ChannelError | null, ts?: tls.TLSSocket) => {
+        if (tlsPending.get(k) !== done) return;
+        tlsPending.delete(k);
+        if (e || !ts) return refused(e ?? new ChannelError('peer closed the connection', { code: 'ECONNRESET' }));
+        const ch = new AuthChannel(ts);
+        try {
+          if (!ts.authorized) throw new Error(`the certificate is not verified (${String(ts.authorizationError)})`);
+          checked.verifyPeer(ts);
+        } catch (x) {
+          const why = (x as Error).message;
+          ch.writeFrame(T_REFUSE, [Buffer.from(why).subarray(0, MAX_HELLO)]);
+          ch.refused = true;
+          return refused(new ChannelError(`refused the peer: ${why}`, { code: 'ERR_AUTH' }), ch);
+        }
+        ch.writeFrame(T_HELLO, [Buffer.from('ok')]);
+        ch.plain();
+        up(ch);
+      };
+      tlsPending.set(k, done);
+      sock.once('close', () => done(new ChannelError('peer closed the connection', { code: 'ECONNRESET' })));
+      tlsServer!.emit('connection', sock);
+    });
+    if (!Buffer.isBuffer(checked)) {
+      tlsServer = tls.createServer({
+        ...contextOptions(checked),
+        requestCert: true,
+        rejectUnauthorized: false, // checked on 'secureConnection', to say why
+        handshakeTimeout: timeoutMs,
+      });
+      const key = (ts: tls.TLSSocket) => `${ts.remoteAddress} ${ts.remotePort}`;
+      tlsServer.on('secureConnection', (ts: tls.TLSSocket) => tlsPending.get(key(ts))?.(null, ts));
+      tlsServer.on('tlsClientError', (e: NodeJS.ErrnoException, ts: tls.TLSSocket) => {
+        tlsPending.get(key(ts))?.(
+          new ChannelError(`TLS handshake failed: ${e.message.trim()} (${e.code ?? '?'})`, {
+            code: e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'ETIMEDOUT' : 'ERR_AUTH',
+          }),
+        );
+        ts.destroy();
+      });
+    }
+    return server;
+  }
+
+  /** The client's side of mutual TLS: the server's certificate verified and accepted, then its answer. */
+  private async tlsClient(sock: tls.TLSSocket, t: ChannelTls, timeoutMs: number): Promise<void> {
+    this.tls = true;
+    const timer = setTimeout(
+      () => this.destroy(new ChannelError('peer did not complete the TLS handshake in time', { code: 'ETIMEDOUT' })),
+      timeoutMs,
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onClose = (e: ChannelError | null) =>
+          reject(e ?? new ChannelError('channel closed', { code: 'ERR_CLOSED' }));
+        this.once('close', onClose);
+        sock.once('secureConnect', () => {
+          this.off('close', onClose);
+          resolve();
+        });
+      });
+      try {
+        if (!sock.authorized) throw new Error(`its certificate is not verified (${String(sock.authorizationError)})`);
+        t.verifyPeer(sock);
+      } catch (e) {
+        throw new ChannelError(`refusing the server: ${(e as Error).message}`, { code: 'ERR_AUTH' });
+      }
+      try {
+        await this.nextPre(T_HELLO);
+      } catch (e) {
+        // Node's TLS server drops a client whose certificate it refuses without a word.
+        if ((e as ChannelError).code !== 'ECONNRESET') throw e;
+        throw new ChannelError(
+          'the server closed the connection before accepting us (it may refuse our certificate: revoked, expired, or not of its CA)',
+          { code: 'ERR_AUTH' },
+        );
+      }
+      this.plain();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Inside TLS: frames as they are, delivered once the owner had a chance to listen. */
+  private plain() {
+    this.sealer = this.opener = PLAIN;
+    this.decoder.seal(0);
+    setImmediate(() => {
+      this.ready = true;
+      this.pump();
     });
   }
 
@@ -244,7 +387,9 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
     const check = (f: Frame): Buffer => {
       if (f.type === T_REFUSE)
         throw new ChannelError(
-          `the peer refused the handshake (${f.body.toString('utf8').slice(0, 200)}): the secrets do not match`,
+          this.tls
+            ? `the peer refused us: ${f.body.toString('utf8').slice(0, 200)}`
+            : `the peer refused the handshake (${f.body.toString('utf8').slice(0, 200)}): the secrets do not match`,
           { code: 'ERR_AUTH' },
         );
       if (f.type !== type)
@@ -316,7 +461,8 @@ export class AuthChannel extends EventEmitter<ChannelEvents> {
       if (!f) return;
       if (!f.tag) {
         // A handshake frame: the hello, then the proof or a refusal, and nothing after it until sealed.
-        if (f.type !== T_HELLO) this.peerDone = true;
+        // (In TLS the server's one frame is its last.)
+        if (f.type !== T_HELLO || this.tls) this.peerDone = true;
         if (this.pre) {
           const p = this.pre;
           this.pre = null;

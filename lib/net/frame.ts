@@ -1,6 +1,6 @@
 /**
  * The channel's frames on the wire: `u8 type, u32 length, body[length]`, and after the handshake a
- * 16-byte AES-GCM tag behind the body. FrameDecoder cuts a byte stream into frames and enforces the
+ * 16-byte AES-GCM tag behind the body (an empty one inside TLS). FrameDecoder cuts a byte stream into frames and enforces the
  * limits of each phase; it is pure (no I/O, no keys), so a fuzzer can drive it with any bytes.
  */
 import { ChannelError } from './channel-error.js';
@@ -103,6 +103,7 @@ class ByteQueue {
 export class FrameDecoder {
   private readonly inbox = new ByteQueue();
   private sealed = false;
+  private tagLen = TAG;
   private preAuthBytes = 0;
 
   /** Bytes pushed and not yet returned as frames. */
@@ -114,9 +115,13 @@ export class FrameDecoder {
     this.inbox.push(bytes);
   }
 
-  /** From now on, sealed frames only (the handshake is done; bytes already pushed are read as sealed). */
-  seal(): void {
+  /**
+   * From now on, sealed frames only (the handshake is done; bytes already pushed are read as sealed), each
+   * followed by a tag of `tagLen` bytes (0 inside TLS: those frames carry an empty tag).
+   */
+  seal(tagLen = TAG): void {
     this.sealed = true;
+    this.tagLen = tagLen;
   }
 
   next(): Frame | null {
@@ -162,24 +167,24 @@ export class FrameDecoder {
       throw new ChannelError(`frame of ${len} bytes over the ${limit}-byte limit for its type`, {
         code: 'ERR_FRAME_TOO_LARGE',
       });
-    if (this.inbox.length < HEADER + len + TAG) return null;
+    if (this.inbox.length < HEADER + len + this.tagLen) return null;
     const header = Buffer.from(this.inbox.take(HEADER));
     const body = this.inbox.take(len);
-    return { type, header, body, tag: this.inbox.take(TAG) };
+    return { type, header, body, tag: this.inbox.take(this.tagLen) };
   }
 }
 
 /**
  * Every complete frame in `bytes`, read in the handshake phase and then, from frame `sealAfter` on (default:
- * never), in the sealed phase; the bytes of an incomplete last frame are left over. Throws ChannelError as
+ * never), in the sealed phase (tags of `tagLen` bytes; 0 inside TLS); the bytes of an incomplete last frame are left over. Throws ChannelError as
  * FrameDecoder does. Pure: the entry point for fuzzing the channel's framing.
  */
-export function decodeFrames(bytes: Buffer, sealAfter = Infinity): { frames: Frame[]; rest: number } {
+export function decodeFrames(bytes: Buffer, sealAfter = Infinity, tagLen = TAG): { frames: Frame[]; rest: number } {
   const d = new FrameDecoder();
   d.push(bytes);
   const frames: Frame[] = [];
   for (;;) {
-    if (frames.length === sealAfter) d.seal();
+    if (frames.length === sealAfter) d.seal(tagLen);
     const f = d.next();
     if (!f) return { frames, rest: d.buffered };
     frames.push(f);

@@ -75,7 +75,12 @@ void t.test('channel frames', async (t) => {
   ];
   check('decodeFrames', bytesNear(valid), (b: Buffer) => decodeFrames(b));
   check('decodeFrames sealed', fc.tuple(bytesNear(valid), fc.nat(3)), ([b, n]: [Buffer, number]) => decodeFrames(b, n));
-  t.pass(`decodeFrames: ${tried.decodeFrames + tried['decodeFrames sealed']} inputs, 0 findings`);
+  check('decodeFrames in TLS', fc.tuple(bytesNear(valid), fc.nat(1)), ([b, n]: [Buffer, number]) =>
+    decodeFrames(b, n, 0),
+  );
+  t.pass(
+    `decodeFrames: ${tried.decodeFrames + tried['decodeFrames sealed'] + tried['decodeFrames in TLS']} inputs, 0 findings`,
+  );
 });
 
 void t.test('channel hello', async (t) => {

@@ -9,6 +9,7 @@ import {
   MAX_HELLO,
   MAX_MESSAGE,
   PROOF_LEN,
+  TAG,
   T_DATA,
   T_MESSAGE,
   T_PING,
@@ -20,15 +21,15 @@ import {
 import { SosError } from '../../../lib/errors.js';
 import { contained, invariant } from '../input.js';
 
-/** Frames until the decoder returns null or throws; the byte at [0] says when to seal, [1] how to cut. */
-function decode(bytes: Buffer, sealAfter: number, piece: number): { frames: Frame[]; code?: string } {
+/** Frames until the decoder returns null or throws; the byte at [0] says when to seal (and bit 2 whether in TLS), [1] how to cut. */
+function decode(bytes: Buffer, sealAfter: number, piece: number, tagLen: number): { frames: Frame[]; code?: string } {
   const d = new FrameDecoder();
   const frames: Frame[] = [];
   try {
     for (let at = 0; at < bytes.length || at === 0; at += piece) {
       d.push(bytes.subarray(at, at + piece));
       for (;;) {
-        if (frames.length === sealAfter) d.seal();
+        if (frames.length === sealAfter) d.seal(tagLen);
         const f = d.next();
         if (!f) break;
         frames.push(f);
@@ -49,11 +50,12 @@ function limit(f: Frame, sealed: boolean): number {
 export function fuzz(data: Buffer): void {
   if (data.length < 2) return;
   const sealAfter = data[0] % 4 === 3 ? Infinity : data[0] % 4;
+  const tagLen = data[0] & 4 ? 0 : TAG; // inside TLS, sealed frames carry no tag
   const piece = 1 + data[1];
   const bytes = data.subarray(2);
-  contained(() => decodeFrames(bytes, sealAfter));
-  const whole = decode(bytes, sealAfter, bytes.length || 1);
-  const cut = decode(bytes, sealAfter, piece);
+  contained(() => decodeFrames(bytes, sealAfter, tagLen));
+  const whole = decode(bytes, sealAfter, bytes.length || 1, tagLen);
+  const cut = decode(bytes, sealAfter, piece, tagLen);
   invariant(whole.code === cut.code, `whole: ${whole.code}, in pieces of ${piece}: ${cut.code}`);
   invariant(
     whole.frames.length === cut.frames.length,
