@@ -38,6 +38,7 @@
         "native/memory/rdma_export.cc",
         "native/memory/rdma_wrap.cc",
         "native/memory/crypto.cc",
+        "native/memory/tls.cc",
         "native/memory/store.cc",
         "native/memory/frame.cc",
         "native/memory/server.cc",

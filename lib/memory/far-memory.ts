@@ -17,10 +17,13 @@ import type { FarStats } from './far-stats.js';
 import { RemoteStore } from './remote.js';
 import type { RdmaLinkOptions } from './rdma-link.js';
 import type { PageSource } from '../uffd/source.js';
+import type { MemoryTlsOptions } from './tls.js';
 
 export interface MemoryNodeAddress {
   host: string;
   port: number;
+  /** With `tls`: the member name the node's certificate must carry (a cluster node's name). */
+  name?: string;
 }
 
 export interface FarMemoryOptions {
@@ -33,6 +36,8 @@ export interface FarMemoryOptions {
   secret: Buffer | string;
   /** Memory nodes holding each page (default 2, at most nodes.length). */
   replicas?: number;
+  /** Mutual TLS to every node (RemoteStoreOptions.tls): nodes of a cluster, with this side's certificate. */
+  tls?: MemoryTlsOptions;
   /** 'tcp' (default) or 'rdma': one-sided reads and writes after the same authenticated hello. */
   transport?: 'tcp' | 'rdma';
   /** This side's RDMA device and GID index (transport 'rdma'). */
@@ -73,6 +78,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     private readonly opts: Required<Pick<FarMemoryOptions, 'nodes' | 'application' | 'secret' | 'transport'>> & {
       replicas: number;
       rdma?: RdmaLinkOptions;
+      tls?: MemoryTlsOptions;
     },
   ) {
     super();
@@ -93,7 +99,16 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     if (typeof o.application !== 'string') throw argType('options.application must be a string');
     const nodes = o.nodes as MemoryNodeAddress[];
     const rdma = o.rdma === undefined ? undefined : (object('options.rdma', o.rdma) as RdmaLinkOptions);
-    const opts = { nodes, application: o.application, secret: o.secret as Buffer | string, transport, replicas, rdma };
+    const tls = o.tls as MemoryTlsOptions | undefined;
+    const opts = {
+      nodes,
+      application: o.application,
+      secret: o.secret as Buffer | string,
+      transport,
+      replicas,
+      rdma,
+      tls,
+    };
     // Place the replicas on the first nodes that accept (a full node refuses at allocation).
     const placed: Placed[] = [];
     const errors: SosError[] = [];
@@ -141,7 +156,13 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
   private static async connect(
     node: MemoryNodeAddress,
     size: number,
-    o: { application: string; secret: Buffer | string; transport: 'tcp' | 'rdma'; rdma?: RdmaLinkOptions },
+    o: {
+      application: string;
+      secret: Buffer | string;
+      transport: 'tcp' | 'rdma';
+      rdma?: RdmaLinkOptions;
+      tls?: MemoryTlsOptions;
+    },
   ): Promise<Placed> {
     const store = await RemoteStore.connect({
       host: node.host,
@@ -149,6 +170,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       application: o.application,
       secret: o.secret,
       size,
+      ...(o.tls ? { tls: o.tls, ...(node.name ? { serverName: node.name } : {}) } : {}),
     });
     try {
       const source = o.transport === 'rdma' ? await store.rdmaPageSource(o.rdma) : store.pageSource();

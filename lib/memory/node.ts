@@ -1,12 +1,15 @@
 /**
  * A memory node: a native TCP server (native/memory/server.cc) that holds pages for many applications in
  * its own memory, up to `capacity` bytes reserved in advance. Each application authenticates with its own
- * secret and only ever sees its own regions. The protocol is in docs/memory.md.
+ * secret and only ever sees its own regions. With `tls`, every connection is mutual TLS 1.3 first: only a
+ * member of the cluster (a certificate of its CA, not revoked, naming the cluster and a role) gets as far
+ * as the application's handshake. The protocol is in docs/memory.md.
  */
 import { native, type NativeMemoryCounters, type NativeMemoryNode } from '../native/index.js';
 import { StateError, argType, argValue } from '../errors.js';
 import { secretBuffer } from '../net/secret.js';
 import { integer, object } from '../validate.js';
+import { memoryTls, type MemoryTlsOptions } from './tls.js';
 
 const PAGE = 4096;
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -39,6 +42,17 @@ export interface MemoryNodeOptions {
     /** Attachments one connection may hold at once (default 4): each is a queue pair and a pinned region. */
     perConnection?: number;
   };
+  /**
+   * Mutual TLS (1.3) on every connection, before the application's handshake, which still authorizes the
+   * application's pages; frames then travel in TLS records only (not sealed a second time). A client
+   * without a certificate of the CA naming `cluster` (and not revoked by `crlPem`) is refused.
+   */
+  tls?: MemoryNodeTlsOptions;
+}
+
+/** A node's TLS: its credentials, and which roles' certificates may connect (default: all of the cluster's). */
+export interface MemoryNodeTlsOptions extends MemoryTlsOptions {
+  roles?: ('node' | 'orchestrator' | 'operator')[];
 }
 
 /** Counters of one application, in bytes and requests. */
@@ -66,6 +80,8 @@ export interface MemoryNodeStats {
   expiredRegions: number;
   /** Regions attached over RDMA now (one queue pair each). */
   rdmaExports: number;
+  /** Connections refused in the TLS handshake: no certificate, not the CA's or the cluster's, revoked, not TLS. */
+  tlsRefused: number;
   total: MemoryAppStats;
   applications: Record<string, MemoryAppStats>;
   /** The last 64 things the node logged (refusals, bad frames with their reason). */
@@ -108,12 +124,14 @@ export class MemoryNode implements Disposable {
     const rdma = o.rdma === undefined ? undefined : rdmaOptions(o.rdma);
     const apps = o.applications === undefined ? {} : object('options.applications', o.applications);
     const checked = Object.entries(apps).map(([name, s]) => [checkName(name), secretBuffer(s, `secret of ${name}`)]);
+    const tls = nodeTls(o.tls);
     this.native = new native.NativeMemoryNode({
       capacityPages: Math.floor(capacity / PAGE),
       leaseMs,
       handshakeMs,
       maxUnauthenticated,
       rdma,
+      tls,
     });
     for (const [name, s] of checked) this.native.addApplication(name as string, s as Buffer);
   }
@@ -141,6 +159,16 @@ export class MemoryNode implements Disposable {
     this.live().addApplication(n, secretBuffer(secret));
   }
 
+  /**
+   * New credentials (a rotated certificate, a new CRL) for the connections that come from now on; those
+   * already in keep theirs. Only on a node made with `tls` (else ERR_UNSUPPORTED).
+   */
+  setTls(tls: MemoryNodeTlsOptions): void {
+    const t = nodeTls(tls);
+    if (!t) throw argType('tls must be the TLS options');
+    this.live().setTls(t);
+  }
+
   /** Shut an application out: its connections are closed and its regions freed. False when it was not known. */
   removeApplication(name: string): boolean {
     return this.live().removeApplication(checkName(name));
@@ -159,6 +187,7 @@ export class MemoryNode implements Disposable {
       refusedConnections: s.refusedConnections,
       expiredRegions: s.expiredRegions,
       rdmaExports: s.rdmaExports,
+      tlsRefused: s.tlsRefused,
       total: appStats(s.total),
       applications,
       log: s.log,
@@ -189,6 +218,11 @@ function rdmaOptions(v: unknown): { device?: string; gidIndex?: number; perConne
     perConnection:
       r.perConnection === undefined ? undefined : integer('options.rdma.perConnection', r.perConnection, 1, 256),
   };
+}
+
+function nodeTls(v: unknown) {
+  if (v === undefined) return undefined;
+  return memoryTls('options.tls', v, { roles: object('options.tls', v).roles });
 }
 
 function checkName(name: unknown): string {

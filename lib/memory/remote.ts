@@ -9,6 +9,7 @@ import { secretBuffer } from '../net/secret.js';
 import { integer, object } from '../validate.js';
 import { memoryError } from './errors.js';
 import { RdmaLink, type RdmaLinkOptions } from './rdma-link.js';
+import { memoryTls, type MemoryTlsOptions } from './tls.js';
 
 const PAGE = 4096;
 
@@ -23,6 +24,13 @@ export interface RemoteStoreOptions {
   timeoutMs?: number;
   /** @internal Protocol version to speak (tests of the refusal). */
   version?: number;
+  /**
+   * Mutual TLS to a node of a cluster: this side's certificate (e.g. an operator's), the node's verified
+   * against the CA and required to name `tls.cluster`. The secret still lets the application in.
+   */
+  tls?: MemoryTlsOptions;
+  /** With `tls`: the member name (CN) the node's certificate must carry (ERR_WRONG_PEER otherwise). */
+  serverName?: string;
 }
 
 export interface RemoteStoreStats {
@@ -45,7 +53,11 @@ export class RemoteStore implements AsyncDisposable {
     this.native = n;
   }
 
-  /** Connect, authenticate and allocate a region of `size` bytes. Rejects with MemoryError (ERR_AUTH, ERR_MEMORY_FULL…). */
+  /**
+   * Connect, authenticate and allocate a region of `size` bytes. Rejects with MemoryError (ERR_AUTH: a wrong
+   * secret, or over TLS a certificate refused by either side; ERR_CLUSTER, ERR_ROLE, ERR_WRONG_PEER: the
+   * node's certificate names another cluster, no role, another member; ERR_MEMORY_FULL…).
+   */
   static async connect(options: RemoteStoreOptions): Promise<RemoteStore> {
     const o = object('options', options);
     if (typeof o.host !== 'string' || !o.host) throw argType('options.host must be a host name or address');
@@ -59,7 +71,9 @@ export class RemoteStore implements AsyncDisposable {
       size: integer('options.size', o.size, 1),
       timeoutMs: o.timeoutMs === undefined ? undefined : integer('options.timeoutMs', o.timeoutMs, 1, 2 ** 31),
       version: o.version === undefined ? undefined : integer('options.version', o.version, 0, 65535),
+      tls: memoryTls('options.tls', o.tls, { peerName: o.serverName as string | undefined }),
     };
+    if (o.serverName !== undefined && !spec.tls) throw argValue('options.serverName goes with options.tls');
     const n = new native.NativeRemote();
     try {
       await n.connect(spec);
@@ -110,7 +124,7 @@ export class RemoteStore implements AsyncDisposable {
 
   /**
    * A PageSource on this region over RDMA: a queue pair of this process's is connected to one the node
-   * makes for it, endpoints and the region's rkey traded over this store's sealed connection; then every
+   * makes for it, endpoints and the region's rkey traded over this store's authenticated connection (sealed, or TLS); then every
    * fetch and store is a one-sided READ or WRITE, no node CPU per page. The TCP connection stays up for the
    * lease. Rejects with MemoryError ERR_UNSUPPORTED (the node serves no RDMA), ERR_LIMIT (too many
    * attachments) or ERR_RDMA (the node's verbs failed), or StateError ERR_NO_RDMA (no device here).

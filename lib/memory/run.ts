@@ -27,6 +27,7 @@ import { FarMemory, type MemoryNodeAddress } from './far-memory.js';
 import type { FarStats } from './far-stats.js';
 import type { RdmaLinkOptions } from './rdma-link.js';
 import { LineSplitter, parseDiscard, parseHello } from './run-protocol.js';
+import type { MemoryTlsOptions } from './tls.js';
 
 const PAGE = 4096;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,6 +44,8 @@ export interface RunOptions {
   secret: Buffer | string;
   /** Nodes holding each page (default 2, at most nodes.length). */
   replicas?: number;
+  /** Mutual TLS to the nodes (cluster nodes, with e.g. an operator's certificate): FarMemoryOptions.tls. */
+  tls?: MemoryTlsOptions;
   transport?: 'tcp' | 'rdma';
   rdma?: RdmaLinkOptions;
   /** The arena: the most far memory one process may hold, reserved on the nodes (default 8 GiB). */
@@ -294,6 +297,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
         application: this.o.application,
         secret: this.o.secret,
         replicas: this.o.replicas,
+        tls: this.o.tls,
         transport: this.o.transport,
         rdma: this.o.rdma,
         foreign: { uffd, region, faultAddress: addr },

@@ -1,6 +1,19 @@
 // The memory node and its client (native/memory/wrap.cc): types only.
 import type { NativeSource } from './uffd.js';
 
+/** Mutual TLS of a node or a client (lib/memory/tls.ts checks it): PEM strings, the cluster (subject O). */
+export interface NativeMemoryTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  crlPem?: string;
+  cluster: string;
+  /** The node's: the OUs a client's certificate may name (default node, orchestrator, operator). */
+  roles?: string[];
+  /** A client's: the CN the node's certificate must name. */
+  peerName?: string;
+}
+
 /** Counters of one application on a memory node (pages, requests, bytes of page data). */
 export interface NativeMemoryCounters {
   reservedPages: number;
@@ -22,6 +35,7 @@ export interface NativeMemoryNodeStats {
   refusedConnections: number;
   expiredRegions: number;
   rdmaExports: number;
+  tlsRefused: number;
   total: NativeMemoryCounters;
   applications: Record<string, NativeMemoryCounters>;
   log: string[];
@@ -31,6 +45,7 @@ export interface NativeMemoryNode {
   listen(host: string, port: number): { host: string; port: number };
   addApplication(name: string, secret: Buffer): void;
   removeApplication(name: string): boolean;
+  setTls(tls: NativeMemoryTls): void;
   stats(): NativeMemoryNodeStats;
   close(): void;
 }
@@ -58,6 +73,7 @@ export interface NativeRemote {
     size: number;
     timeoutMs?: number;
     version?: number;
+    tls?: NativeMemoryTls;
   }): Promise<void>;
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Buffer): Promise<void>;
@@ -81,6 +97,7 @@ export interface MemoryBinding {
     handshakeMs?: number;
     maxUnauthenticated?: number;
     rdma?: { device?: string; gidIndex?: number; perConnection?: number };
+    tls?: NativeMemoryTls;
   }) => NativeMemoryNode;
   NativeRemote: new () => NativeRemote;
 }

@@ -85,6 +85,7 @@ static int Dial(const std::string& host, uint16_t port, uint32_t timeoutMs, int*
 }
 
 bool RemoteSource::SendAll(const uint8_t* p, size_t n) {
+  if (tls_) return tls_->WriteAll(p, n);
   while (n) {
     ssize_t w = send(fd_, p, n, MSG_NOSIGNAL);
     if (w < 0) {
@@ -99,7 +100,7 @@ bool RemoteSource::SendAll(const uint8_t* p, size_t n) {
 
 bool RemoteSource::RecvAll(uint8_t* p, size_t n) {
   while (n) {
-    ssize_t r = recv(fd_, p, n, 0);
+    ssize_t r = tls_ ? tls_->Read(p, n) : recv(fd_, p, n, 0);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     p += r;
@@ -119,7 +120,8 @@ bool RemoteSource::Buffered(size_t n) {
     rxPos_ = 0;
   }
   while (rxEnd_ - rxPos_ < n) {
-    ssize_t r = recv(fd_, rxbuf_.data() + rxEnd_, rxbuf_.size() - rxEnd_, 0);
+    ssize_t r = tls_ ? tls_->Read(rxbuf_.data() + rxEnd_, rxbuf_.size() - rxEnd_)
+                     : recv(fd_, rxbuf_.data() + rxEnd_, rxbuf_.size() - rxEnd_, 0);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     rxEnd_ += static_cast<size_t>(r);
@@ -141,6 +143,23 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   int r = Dial(o.host, o.port, o.timeoutMs, &s->fd_);
   if (r < 0) return fail(ErrnoName(-r), "cannot connect to the memory node " + where + ": " + strerror(-r), -r);
   SetTimeouts(s->fd_, o.timeoutMs, o.timeoutMs);
+  if (o.tls) {
+    // Non-blocking under SSL: TlsStream waits in poll, outside its lock (see tls.h).
+    std::string err;
+    auto sess = TlsSession::Make(o.tls, s->fd_, &err);
+    if (!sess || fcntl(s->fd_, F_SETFL, fcntl(s->fd_, F_GETFL) | O_NONBLOCK) != 0)
+      return fail("EIO", "TLS to the memory node " + where + ": " + (sess ? "fcntl failed" : err), EIO);
+    s->tls_ = std::make_unique<TlsStream>(std::move(sess), s->fd_, o.timeoutMs);
+    if (!s->tls_->Handshake()) {
+      if (errno == EAGAIN)
+        return fail("ETIMEDOUT", "the TLS handshake with the memory node " + where + " timed out", ETIMEDOUT);
+      std::string code = s->tls_->code();
+      if (code.rfind("ERR_", 0) != 0)
+        return fail("ERR_PROTOCOL",
+                    "the memory node " + where + " closed the connection in the TLS handshake (does it serve TLS?)");
+      return fail(code.c_str(), "the memory node " + where + ": " + s->tls_->error());
+    }
+  }
   // Client hello.
   uint8_t cn[kNonce], sn[kNonce];
   RandomBytes(cn, kNonce);
@@ -151,10 +170,20 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   ch[6] = static_cast<uint8_t>(nl);
   memcpy(ch.data() + 7, o.application.data(), nl);
   memcpy(ch.data() + 7 + nl, cn, kNonce);
+  // TLS 1.3: the client's handshake ends before the node has checked its certificate, so a refusal
+  // arrives after it, as an alert or as the connection closed before the node's hello.
+  auto refusedCert = [&]() {
+    std::string alert = s->tls_->alert();
+    return fail("ERR_AUTH", "the memory node " + where + " refused this side's certificate (" +
+                                (alert.empty() ? "it closed the connection" : alert) +
+                                "): not of its CA, of another cluster or role, or revoked");
+  };
   uint8_t h[kHeader];
   PutHeader(h, static_cast<uint32_t>(ch.size()), T_CLIENT_HELLO);
-  if (!s->SendAll(h, kHeader) || !s->SendAll(ch.data(), ch.size()))
+  if (!s->SendAll(h, kHeader) || !s->SendAll(ch.data(), ch.size())) {
+    if (s->tls_ && errno != EAGAIN) return refusedCert();
     return fail("ECONNRESET", "the memory node " + where + " closed the connection", ECONNRESET);
+  }
   auto readClear = [&](uint16_t* type, Bytes* body) -> bool {
     uint8_t hh[kHeader];
     if (!s->RecvAll(hh, kHeader)) return false;
@@ -174,8 +203,10 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   };
   uint16_t type = 0;
   Bytes sh;
-  if (!readClear(&type, &sh))
+  if (!readClear(&type, &sh)) {
+    if (s->tls_ && errno != EAGAIN) return refusedCert();
     return fail("ERR_PROTOCOL", "the memory node " + where + " closed the connection during the handshake", ECONNRESET);
+  }
   if (type == T_REFUSE) return refusal(sh);
   if (type != T_SERVER_HELLO || sh.size() != kServerHello || Get32(sh.data()) != kMagic ||
       Get16(sh.data() + 4) != o.version)
@@ -193,11 +224,13 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   Proof(o.secret, "server", ch.data(), ch.size(), sh.data(), sh.size(), want);
   if (type != T_PROOF || sp.size() != 32 || !ProofEqual(sp.data(), want))
     return fail("ERR_AUTH", "the memory node " + where + " did not prove the secret");
-  uint8_t k1[32], k2[32];
-  DeriveKey(o.secret, cn, sn, "client-to-server", k1);
-  DeriveKey(o.secret, cn, sn, "server-to-client", k2);
-  s->tx_.SetKey(k1, true);
-  s->rx_.SetKey(k2, false);
+  if (!s->tls_) {
+    uint8_t k1[32], k2[32];
+    DeriveKey(o.secret, cn, sn, "client-to-server", k1);
+    DeriveKey(o.secret, cn, sn, "server-to-client", k2);
+    s->tx_.SetKey(k1, true);
+    s->rx_.SetKey(k2, false);
+  }
   s->rxbuf_.resize(2 * (kHeader + kMaxBody + kTag));  // from here on, replies are read buffered
   RemoteSource* raw = s.get();
   Req a{};
@@ -303,12 +336,17 @@ int RemoteSource::Run(Req* reqs, size_t n) {
         Put64(head + 12, q.a);
         Put32(head + 20, q.count);
       }
-      uint8_t* f = out.Append(kHeader + len + kTag);
+      uint8_t* f = out.Append(kHeader + len + (tls_ ? 0 : kTag));
       PutHeader(f, len, q.op);
-      tx_.Begin(f, kHeader);
-      tx_.Update(head, f + kHeader, hl);
-      tx_.Update(q.data, f + kHeader + hl, dl);
-      tx_.FinishSeal(f + kHeader + len);
+      if (tls_) {  // TLS seals the stream: one encryption layer
+        memcpy(f + kHeader, head, hl);
+        if (dl) memcpy(f + kHeader + hl, q.data, dl);
+      } else {
+        tx_.Begin(f, kHeader);
+        tx_.Update(head, f + kHeader, hl);
+        tx_.Update(q.data, f + kHeader + hl, dl);
+        tx_.FinishSeal(f + kHeader + len);
+      }
       counters.requests++;
       counters.bytesOut += dl;
       if (out.size() >= (256u << 10) || i + 1 == n) {
@@ -361,11 +399,18 @@ int RemoteSource::ReceiveOne() {
   uint32_t len = Get32(b);
   uint16_t type = Get16(b + 4);
   if (!(type & T_REPLY) || len < kReplyHead || len > kReplyHead + kMaxBatch * kPage || Get16(b + 6)) return -EBADMSG;
-  if (!Buffered(kHeader + len + kTag)) return lost();
+  const size_t tag = tls_ ? 0 : kTag;
+  if (!Buffered(kHeader + len + tag)) return lost();
   b = rxbuf_.data() + rxPos_;
-  rxPos_ += kHeader + len + kTag;
+  rxPos_ += kHeader + len + tag;
+  // The body's bytes from `at`, opened (or, over TLS, copied) into dst.
+  auto open = [&](size_t at, uint8_t* dst, size_t n) {
+    if (!tls_) return rx_.Update(b + kHeader + at, dst, n);
+    memcpy(dst, b + kHeader + at, n);
+    return true;
+  };
   uint8_t head[kReplyHead];
-  if (!rx_.Begin(b, kHeader) || !rx_.Update(b + kHeader, head, kReplyHead)) return -EBADMSG;
+  if ((!tls_ && !rx_.Begin(b, kHeader)) || !open(0, head, kReplyHead)) return -EBADMSG;
   uint32_t id = Get32(head), status = Get32(head + 4);
   Pending* p = nullptr;
   {
@@ -381,12 +426,12 @@ int RemoteSource::ReceiveOne() {
   int result = StatusErrno(status);
   bool ok = (type & 0x7f) == p->op;
   if (ok && p->op == T_READ && status == S_OK) {
-    ok = rest == p->len && rx_.Update(b + kHeader + kReplyHead, p->buf, rest);
+    ok = rest == p->len && open(kReplyHead, p->buf, rest);
   } else if (ok) {
-    ok = rest <= sizeof p->extra && rx_.Update(b + kHeader + kReplyHead, p->extra, rest);
+    ok = rest <= sizeof p->extra && open(kReplyHead, p->extra, rest);
     p->extraLen = rest;
   }
-  ok = ok && rx_.FinishOpen(b + kHeader + len);
+  ok = ok && (tls_ || rx_.FinishOpen(b + kHeader + len));
   if (ok && p->op == T_READ && status == S_OK) counters.bytesIn += rest;
   {
     std::lock_guard<std::mutex> l(mu_);

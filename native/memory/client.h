@@ -4,7 +4,8 @@
 // request is registered under its id and sent (pipelined), one waiting
 // caller at a time reads and decrypts every reply straight into its
 // caller's buffer, and a timer thread renews the region's lease. A dead connection fails
-// every pending and later call with a negative errno.
+// every pending and later call with a negative errno. With a TLS context the connection is TLS 1.3
+// with this side's certificate, the node's verified, and frames go unsealed inside it.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include "memory/crypto.h"
 #include "memory/protocol.h"
 #include "memory/raw_buf.h"
+#include "memory/tls.h"
 #include "uffd/page_source.h"
 
 namespace sos::mem {
@@ -30,9 +32,11 @@ struct ConnectOptions {
   uint64_t size = 0;            // bytes, rounded up to pages
   uint32_t timeoutMs = 10000;   // connect, handshake, and each request
   uint16_t version = kVersion;  // tests speak another to see the refusal
+  std::shared_ptr<TlsContext> tls;
 };
 
-// Why a connect failed: `code` is ERR_AUTH, ERR_VERSION, ERR_MEMORY_FULL, ERR_PROTOCOL or an errno name.
+// Why a connect failed: `code` is ERR_AUTH, ERR_VERSION, ERR_MEMORY_FULL, ERR_PROTOCOL, the TLS
+// identity checks' ERR_CLUSTER, ERR_ROLE, ERR_WRONG_PEER, or an errno name.
 struct ConnectError {
   std::string code, message;
   int err = 0;
@@ -104,9 +108,10 @@ class RemoteSource : public PageSource {
   uint64_t pages_ = 0, region_ = 0;
   uint32_t leaseMs_ = 0, timeoutMs_ = 10000;
   Gcm tx_, rx_;
-  std::mutex sendMu_;  // tx_, txbuf_ and the socket's write side
-  RawBuf txbuf_;       // sealed frames on their way out, kept across calls
-  std::mutex mu_;      // below
+  std::unique_ptr<TlsStream> tls_;  // TLS mode: every byte goes through it
+  std::mutex sendMu_;               // tx_, txbuf_ and the socket's write side
+  RawBuf txbuf_;                    // sealed frames on their way out, kept across calls
+  std::mutex mu_;                   // below
   std::unordered_map<uint32_t, Pending*> pending_;
   uint32_t nextId_ = 1;
   int dead_ = 0;

@@ -28,8 +28,8 @@ HeaderFault ParseHeader(const uint8_t* h, WirePhase phase, FrameHeader* out) {
   return HeaderFault::kNone;
 }
 
-size_t FrameBytes(const FrameHeader& h, WirePhase phase) {
-  return size_t(kHeader) + h.len + (phase == WirePhase::kAuth ? kTag : 0);
+size_t FrameBytes(const FrameHeader& h, WirePhase phase, bool sealed) {
+  return size_t(kHeader) + h.len + (phase == WirePhase::kAuth && sealed ? kTag : 0);
 }
 
 std::string HeaderFaultText(HeaderFault f, const FrameHeader& h) {

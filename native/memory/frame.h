@@ -29,8 +29,8 @@ enum class HeaderFault : uint8_t {
 
 // Read and check the kHeader bytes at h. On kNone, the frame occupies FrameBytes(out, phase) bytes.
 HeaderFault ParseHeader(const uint8_t* h, WirePhase phase, FrameHeader* out);
-// Header, body and (after the handshake) the tag.
-size_t FrameBytes(const FrameHeader& h, WirePhase phase);
+// Header, body and (after the handshake, unless TLS carries the frames) the tag.
+size_t FrameBytes(const FrameHeader& h, WirePhase phase, bool sealed = true);
 // The server's log line for a fault (the same words it always used).
 std::string HeaderFaultText(HeaderFault f, const FrameHeader& h);
 

@@ -2,7 +2,8 @@
 // statement). Little-endian throughout. Every frame starts with an 8-byte
 // header {u32 body length, u16 type, u16 flags (0)}; after the handshake the
 // body is AES-256-GCM ciphertext followed by a 16-byte tag, the header is the
-// associated data and the IV is {u32 0, u64 sequence number of the direction}.
+// associated data and the IV is {u32 0, u64 sequence number of the direction}. Over mutual TLS
+// (tls.h) the same frames travel inside TLS records, the body in the clear and no tag.
 #pragma once
 #include <cstdint>
 #include <cstring>

@@ -25,7 +25,11 @@ static int64_t NowMs() {
       .count();
 }
 
-enum Phase { HELLO, PROOF, AUTH, CLOSING };
+// DRAIN: refused in the TLS handshake; input is read and dropped until the client closes or
+// kDrainMs pass, so that closing sends a FIN and not a reset, which could overtake the alert that
+// tells the client why.
+enum Phase { HELLO, PROOF, AUTH, CLOSING, DRAIN };
+static constexpr int64_t kDrainMs = 1000;
 
 struct Server::Conn {
   int fd = -1;
@@ -41,13 +45,19 @@ struct Server::Conn {
   size_t outOff = 0, outBytes = 0;
   uint32_t events = 0;
   bool registered = false;
+  std::unique_ptr<TlsSession> tls;                      // TLS mode: the session (frames unsealed inside it)
+  bool hsWantsWrite = false;                            // the TLS handshake waits for the socket to take more
+  bool readWantsWrite = false, writeWantsRead = false;  // SSL_read needs writability, SSL_write readability
+  // Reading stopped before SSL said it wants the socket: records it has read ahead may wait in its
+  // buffer, and the socket will not signal them.
+  bool tlsMore = false;
 };
 
 static constexpr size_t kPreAuthIn = 2 * kHeader + kMaxClientHello + kProof;
 static constexpr size_t kAuthIn = kHeader + kMaxBody + kTag;
 static constexpr size_t kSpare = 8;  // output buffers kept for reuse, across connections
 
-Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), rdma_(o.rdma), dummy_(32) {
+Server::Server(const ServerOptions& o) : opt_(o), store_(o.capacityPages), rdma_(o.rdma), dummy_(32), tls_(o.tls) {
   store_.OnDrop([this](uint64_t id) { rdma_.DropRegion(id); });
   RandomBytes(dummy_.data(), dummy_.size());
   scratch_.resize(kMaxBody);
@@ -129,6 +139,11 @@ void Server::Stop() {
   listen_ = epoll_ = wake_ = -1;
 }
 
+void Server::SetTls(std::shared_ptr<TlsContext> tls) {
+  std::lock_guard<std::mutex> l(mu_);
+  tls_ = std::move(tls);
+}
+
 void Server::AddApplication(const std::string& name, Bytes secret) {
   std::lock_guard<std::mutex> l(mu_);
   apps_[name] = std::move(secret);
@@ -157,6 +172,7 @@ Server::Snapshot Server::Stats() {
   s.refusedConnections = refused_;
   s.expired = expired_;
   s.rdmaExports = rdma_.size();
+  s.tlsRefused = tlsRefused_;
   s.total = store_.total();
   s.apps = store_.apps();
   s.log.assign(log_.begin(), log_.end());
@@ -171,8 +187,10 @@ void Server::Loop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       int64_t next = store_.NextExpiry();
-      for (auto& [fd, c] : conns_)
+      for (auto& [fd, c] : conns_) {
         if (c->phase != AUTH && c->deadline < next) next = c->deadline;
+        if (c->tlsMore && c->phase != CLOSING && c->outBytes < opt_.outHigh) next = now;  // see below
+      }
       if (next != INT64_MAX) timeout = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(1000, next - now + 1)));
     }
     int n = epoll_wait(epoll_, evs, 64, timeout);
@@ -194,17 +212,41 @@ void Server::Loop() {
       if (it == conns_.end()) continue;
       Conn* c = it->second.get();
       if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
-        CloseConn(c);
+        // A client that gives up in the TLS handshake (our certificate refused) may reset the
+        // connection: its alert, or the reset, is still read, counted and logged as a refusal.
+        if (c->tls && !c->tls->handshakeDone())
+          OnReadable(c, now);
+        else
+          CloseConn(c);
         continue;
       }
-      if (evs[i].events & EPOLLOUT) OnWritable(c);
+      if (evs[i].events & EPOLLOUT) {
+        if (c->readWantsWrite) {
+          c->readWantsWrite = false;
+          OnReadable(c, now);
+        } else {
+          OnWritable(c);
+        }
+      }
+      if (conns_.count(fd) && c->writeWantsRead && (evs[i].events & EPOLLIN)) {
+        c->writeWantsRead = false;
+        OnWritable(c);
+      }
       if (conns_.count(fd) && (evs[i].events & EPOLLIN)) OnReadable(c, now);
     }
+    // Records SSL holds (reading stopped at the output bound) do not make the socket readable
+    // again: read them once the replies have drained.
+    std::vector<int> pending;
+    for (auto& [fd, c] : conns_)
+      if (c->tlsMore && c->phase != CLOSING && c->outBytes < opt_.outHigh && c->inLen < c->in.size())
+        pending.push_back(fd);
+    for (int fd : pending)
+      if (conns_.count(fd)) OnReadable(conns_[fd].get(), now);
     std::vector<Conn*> late;
     for (auto& [fd, c] : conns_)
       if (c->phase != AUTH && c->deadline <= now) late.push_back(c.get());
     for (Conn* c : late) {
-      Log("connection from " + c->peer + ": handshake deadline passed");
+      if (c->phase != DRAIN) Log("connection from " + c->peer + ": handshake deadline passed");
       CloseConn(c);
     }
     expired_ += store_.Expire(now);
@@ -233,6 +275,16 @@ void Server::Accept(int64_t now) {
     else if (ss.ss_family == AF_INET6)
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, hb, sizeof hb);
     c->peer = hb;
+    if (tls_) {
+      std::string err;
+      c->tls = TlsSession::Make(tls_, fd, &err);
+      if (!c->tls) {
+        tlsRefused_++;
+        Log("connection from " + c->peer + ": refused, " + err);
+        close(fd);
+        continue;
+      }
+    }
     c->in.resize(kPreAuthIn);
     unauth_++;
     Conn* p = c.get();
@@ -243,8 +295,12 @@ void Server::Accept(int64_t now) {
 
 void Server::UpdateInterest(Conn* c) {
   uint32_t want = 0;
-  if (c->phase != CLOSING && c->outBytes < opt_.outHigh) want |= EPOLLIN;
-  if (c->outBytes) want |= EPOLLOUT;
+  if (c->tls && !c->tls->handshakeDone()) {
+    want = c->hsWantsWrite && c->phase != DRAIN ? EPOLLOUT : EPOLLIN;
+  } else {
+    if ((c->phase != CLOSING && c->outBytes < opt_.outHigh) || c->writeWantsRead) want |= EPOLLIN;
+    if (c->outBytes || c->readWantsWrite || (c->tls && c->tls->Unflushed())) want |= EPOLLOUT;
+  }
   if (c->registered && want == c->events) return;
   epoll_event ev{};
   ev.events = want;
@@ -272,11 +328,60 @@ void Server::Bad(Conn* c, const std::string& why) {
   CloseConn(c);
 }
 
+bool Server::TlsStep(Conn* c) {
+  TlsStatus st = c->tls->Handshake();
+  if (st == TlsStatus::kOk) return true;
+  if (st == TlsStatus::kWantRead || st == TlsStatus::kWantWrite) {
+    c->hsWantsWrite = st == TlsStatus::kWantWrite;
+    UpdateInterest(c);
+    return false;
+  }
+  // No certificate, another CA's or cluster's, revoked, or not TLS at all: no frame was read of it.
+  tlsRefused_++;
+  Log("connection from " + c->peer + ": TLS refused: " + c->tls->error());
+  c->phase = DRAIN;
+  c->deadline = std::min(c->deadline, NowMs() + kDrainMs);
+  shutdown(c->fd, SHUT_WR);
+  UpdateInterest(c);
+  return false;
+}
+
+void Server::Drain(Conn* c) {
+  uint8_t sink[4096];
+  for (;;) {
+    ssize_t r = recv(c->fd, sink, sizeof sink, 0);
+    if (r > 0 || (r < 0 && errno == EINTR)) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    CloseConn(c);
+    return;
+  }
+}
+
 void Server::OnReadable(Conn* c, int64_t now) {
   int fd = c->fd;
+  if (c->phase == DRAIN) return Drain(c);
+  if (c->tls && !c->tls->handshakeDone() && !TlsStep(c)) return;
+  c->tlsMore = c->tls != nullptr;
   for (;;) {
     if (c->inLen == c->in.size()) break;  // a whole frame is at most the buffer: process first
-    ssize_t r = recv(fd, c->in.data() + c->inLen, c->in.size() - c->inLen, 0);
+    ssize_t r;
+    if (c->tls) {
+      size_t got = 0;
+      TlsStatus st = c->tls->Read(c->in.data() + c->inLen, c->in.size() - c->inLen, &got);
+      if (st == TlsStatus::kWantRead || st == TlsStatus::kWantWrite) {
+        c->tlsMore = false;  // SSL is drained: the socket signals the rest
+        c->readWantsWrite = st == TlsStatus::kWantWrite;
+        break;
+      }
+      if (st == TlsStatus::kFailed) {
+        Log("connection from " + c->peer + (c->app.empty() ? "" : " (" + c->app + ")") + " closed: " + c->tls->error());
+        CloseConn(c);
+        return;
+      }
+      r = st == TlsStatus::kOk ? static_cast<ssize_t>(got) : 0;
+    } else {
+      r = recv(fd, c->in.data() + c->inLen, c->in.size() - c->inLen, 0);
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -295,14 +400,36 @@ void Server::OnReadable(Conn* c, int64_t now) {
   }
   // Replies go out now, not after another epoll round (the socket is
   // usually writable): saves a wakeup and two epoll_ctl per request.
-  if (c->outBytes) return OnWritable(c);
+  if (c->outBytes || (c->tls && c->tls->Unflushed())) return OnWritable(c);
   UpdateInterest(c);
 }
 
 void Server::OnWritable(Conn* c) {
+  if (c->phase == DRAIN) return;
+  if (c->tls && !c->tls->handshakeDone()) {
+    // The client speaks first after the handshake; what it sent may already be in SSL's buffer.
+    if (TlsStep(c)) OnReadable(c, NowMs());
+    return;
+  }
   while (!c->out.empty()) {
     RawBuf& b = c->out.front();
-    ssize_t w = send(c->fd, b.data() + c->outOff, b.size() - c->outOff, MSG_NOSIGNAL);
+    ssize_t w;
+    if (c->tls) {
+      size_t put = 0;
+      TlsStatus st = c->tls->Write(b.data() + c->outOff, b.size() - c->outOff, &put);
+      if (st == TlsStatus::kWantWrite) break;
+      if (st == TlsStatus::kWantRead) {
+        c->writeWantsRead = true;
+        break;
+      }
+      if (st != TlsStatus::kOk) {
+        CloseConn(c);
+        return;
+      }
+      w = static_cast<ssize_t>(put);
+    } else {
+      w = send(c->fd, b.data() + c->outOff, b.size() - c->outOff, MSG_NOSIGNAL);
+    }
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -320,7 +447,12 @@ void Server::OnWritable(Conn* c) {
       c->outOff = 0;
     }
   }
-  if (c->phase == CLOSING && c->out.empty()) {
+  // Over TLS the records SSL made are sent in as few pieces as the socket takes.
+  if (c->tls && c->tls->Flush() == TlsStatus::kFailed) {
+    CloseConn(c);
+    return;
+  }
+  if (c->phase == CLOSING && c->out.empty() && !(c->tls && c->tls->Unflushed())) {
     CloseConn(c);
     return;
   }
@@ -341,16 +473,22 @@ void Server::Process(Conn* c, int64_t now) {
     FrameHeader fh;
     HeaderFault hf = ParseHeader(h, wp, &fh);
     if (hf != HeaderFault::kNone) return Bad(c, HeaderFaultText(hf, fh));
-    size_t whole = FrameBytes(fh, wp);
+    size_t whole = FrameBytes(fh, wp, !c->tls);
     if (avail < whole) break;
     if (wp != WirePhase::kAuth) {
       if (!Handshake(c, fh.type, h + kHeader, fh.len)) return;
       pos += whole;
       continue;
     }
-    uint8_t* body = scratch_.data();
-    if (!c->rx.Begin(h, kHeader) || !c->rx.Update(h + kHeader, body, fh.len) || !c->rx.FinishOpen(h + kHeader + fh.len))
-      return Bad(c, "frame failed authentication (tampered, replayed, reordered or dropped)");
+    // Over TLS the record layer has authenticated the bytes already: the body is read in place.
+    const uint8_t* body = h + kHeader;
+    if (!c->tls) {
+      uint8_t* open = scratch_.data();
+      if (!c->rx.Begin(h, kHeader) || !c->rx.Update(h + kHeader, open, fh.len) ||
+          !c->rx.FinishOpen(h + kHeader + fh.len))
+        return Bad(c, "frame failed authentication (tampered, replayed, reordered or dropped)");
+      body = open;
+    }
     if (!Request(c, fh.type, body, fh.len, now)) return;
     pos += whole;
   }
@@ -411,10 +549,12 @@ bool Server::Handshake(Conn* c, uint16_t type, const uint8_t* b, uint32_t len) {
   }
   uint8_t sp[32], k1[32], k2[32];
   Proof(secret, "server", c->ch.data(), c->ch.size(), c->sh.data(), c->sh.size(), sp);
-  DeriveKey(secret, c->cn, c->sn, "client-to-server", k1);
-  DeriveKey(secret, c->cn, c->sn, "server-to-client", k2);
-  c->rx.SetKey(k1, false);
-  c->tx.SetKey(k2, true);
+  if (!c->tls) {
+    DeriveKey(secret, c->cn, c->sn, "client-to-server", k1);
+    DeriveKey(secret, c->cn, c->sn, "server-to-client", k2);
+    c->rx.SetKey(k1, false);
+    c->tx.SetKey(k2, true);
+  }
   SendClear(c, T_PROOF, sp, 32);
   c->phase = AUTH;
   unauth_--;
@@ -448,11 +588,16 @@ void Server::SendClear(Conn* c, uint16_t type, const uint8_t* body, uint32_t len
   memcpy(f + kHeader, body, len);
 }
 
-void Server::SendSealed(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data,
-                        uint32_t dataLen) {
+void Server::SendFrame(Conn* c, uint16_t type, const uint8_t* head, uint32_t headLen, const uint8_t* data,
+                       uint32_t dataLen) {
   uint32_t len = headLen + dataLen;
-  uint8_t* f = OutSpace(c, kHeader + len + kTag);
+  uint8_t* f = OutSpace(c, kHeader + len + (c->tls ? 0 : kTag));
   PutHeader(f, len, type);
+  if (c->tls) {
+    memcpy(f + kHeader, head, headLen);
+    if (dataLen) memcpy(f + kHeader + headLen, data, dataLen);
+    return;
+  }
   c->tx.Begin(f, kHeader);
   c->tx.Update(head, f + kHeader, headLen);
   c->tx.Update(data, f + kHeader + headLen, dataLen);
@@ -468,7 +613,7 @@ void Server::Reply(Conn* c, uint16_t op, uint32_t id, uint32_t status, const uin
     store_.app(c->app).errors++;
     store_.total().errors++;
   }
-  SendSealed(c, op | T_REPLY, head, kReplyHead + extraLen, nullptr, 0);
+  SendFrame(c, op | T_REPLY, head, kReplyHead + extraLen, nullptr, 0);
 }
 
 bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int64_t now) {
@@ -510,7 +655,7 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
       Put32(head, id);
       Put32(head + 4, S_OK);
       if (type == T_READ) {
-        SendSealed(c, T_READ | T_REPLY, head, kReplyHead, r->base + q.first * kPage, q.count * kPage);
+        SendFrame(c, T_READ | T_REPLY, head, kReplyHead, r->base + q.first * kPage, q.count * kPage);
         ac.bytesOut += uint64_t(q.count) * kPage;
         tc.bytesOut += uint64_t(q.count) * kPage;
       } else {
@@ -518,7 +663,7 @@ bool Server::Request(Conn* c, uint16_t type, const uint8_t* b, uint32_t len, int
         store_.MarkWritten(r, q.first, q.count);
         ac.bytesIn += q.dataLen;
         tc.bytesIn += q.dataLen;
-        SendSealed(c, T_WRITE | T_REPLY, head, kReplyHead, nullptr, 0);
+        SendFrame(c, T_WRITE | T_REPLY, head, kReplyHead, nullptr, 0);
       }
       return true;
     }

@@ -36,6 +36,46 @@ static Bytes BufferBytes(Napi::Value v) {
   return Bytes(b.Data(), b.Data() + b.Length());
 }
 
+// { caPem, certPem, keyPem, crlPem?, cluster, roles?, peerName? } (lib/memory/tls.ts has checked the
+// shapes and that the PEM loads) into a context; false with an exception pending when it cannot be.
+static bool TlsFrom(Napi::Env env, Napi::Value v, bool server, std::shared_ptr<mem::TlsContext>* out) {
+  if (v.IsUndefined()) return true;
+  if (!v.IsObject()) {
+    ThrowType(env, "tls must be an object");
+    return false;
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  mem::TlsOptions t;
+  struct Field {
+    const char* key;
+    std::string* into;
+    bool required;
+  };
+  for (const Field& f :
+       {Field{"caPem", &t.caPem, true}, Field{"certPem", &t.certPem, true}, Field{"keyPem", &t.keyPem, true},
+        Field{"crlPem", &t.crlPem, false}, Field{"cluster", &t.cluster, true}, Field{"peerName", &t.peerName, false}}) {
+    Napi::Value x = o.Get(f.key);
+    if (x.IsUndefined() && !f.required) continue;
+    if (!x.IsString()) {
+      ThrowType(env, std::string("tls.") + f.key + " must be a string");
+      return false;
+    }
+    *f.into = x.As<Napi::String>().Utf8Value();
+  }
+  if (o.Get("roles").IsArray()) {
+    Napi::Array a = o.Get("roles").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++)
+      if (a.Get(i).IsString()) t.roles.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  }
+  std::string err;
+  *out = mem::TlsContext::Create(t, server, &err);
+  if (!*out) {
+    ThrowState(env, "ERR_BAD_CERT", "the TLS credentials do not load: " + err);
+    return false;
+  }
+  return true;
+}
+
 static Napi::Object CountersObject(Napi::Env env, const mem::Counters& c) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("reservedPages", FromU64(env, c.reservedPages));
@@ -56,7 +96,7 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
         env, "NativeMemoryNode",
         {InstanceMethod("listen", &NodeWrap::Listen), InstanceMethod("addApplication", &NodeWrap::AddApplication),
          InstanceMethod("removeApplication", &NodeWrap::RemoveApplication), InstanceMethod("stats", &NodeWrap::Stats),
-         InstanceMethod("close", &NodeWrap::Close)});
+         InstanceMethod("setTls", &NodeWrap::SetTls), InstanceMethod("close", &NodeWrap::Close)});
   }
   explicit NodeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NodeWrap>(info) {
     Napi::Env env = info.Env();
@@ -84,6 +124,8 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
         return;
       }
     }
+    if (!TlsFrom(env, o.Get("tls"), true, &so.tls)) return;
+    tls_ = so.tls != nullptr;
     server_ = std::make_unique<mem::Server>(so);
     env_ = env;
     Track(env, this);
@@ -138,6 +180,23 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
     if (!Open(env)) return env.Undefined();
     return Napi::Boolean::New(env, server_->RemoveApplication(info[0].As<Napi::String>().Utf8Value()));
   }
+  // setTls(tls): new connections use these credentials (a node made without TLS stays without).
+  Napi::Value SetTls(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    if (!tls_) {
+      ThrowState(env, "ERR_UNSUPPORTED", "this memory node was made without TLS");
+      return env.Undefined();
+    }
+    std::shared_ptr<mem::TlsContext> t;
+    if (!info[0].IsObject()) {
+      ThrowType(env, "setTls takes the tls options");
+      return env.Undefined();
+    }
+    if (!TlsFrom(env, info[0], true, &t)) return env.Undefined();
+    server_->SetTls(std::move(t));
+    return env.Undefined();
+  }
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
@@ -151,6 +210,7 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
     o.Set("refusedConnections", FromU64(env, s.refusedConnections));
     o.Set("expiredRegions", FromU64(env, s.expired));
     o.Set("rdmaExports", FromU64(env, s.rdmaExports));
+    o.Set("tlsRefused", FromU64(env, s.tlsRefused));
     o.Set("total", CountersObject(env, s.total));
     Napi::Object apps = Napi::Object::New(env);
     for (auto& [name, c] : s.apps) apps.Set(name, CountersObject(env, c));
@@ -168,6 +228,7 @@ class NodeWrap : public Napi::ObjectWrap<NodeWrap>, public Closable {
   std::unique_ptr<mem::Server> server_;
   napi_env env_ = nullptr;
   bool listening_ = false;
+  bool tls_ = false;
 };
 
 // A source shared by the handle, its in-flight jobs and any engine serving from it.
@@ -233,6 +294,7 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
     opt->port = static_cast<uint16_t>(port);
     opt->version = static_cast<uint16_t>(version);
     opt->secret = BufferBytes(o.Get("secret"));
+    if (!TlsFrom(env, o.Get("tls"), false, &opt->tls)) return env.Undefined();
     slot_->connecting = true;
     auto slot = slot_;
     auto result = std::make_shared<std::pair<std::shared_ptr<mem::RemoteSource>, mem::ConnectError>>();
