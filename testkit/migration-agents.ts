@@ -78,9 +78,15 @@ export async function startAgent(o: {
   });
   fs.closeSync(log);
   live.add(child);
+  let stopping = false;
   const exited = new Promise<void>((r) =>
-    child.once('exit', () => {
+    child.once('exit', (code, signal) => {
       live.delete(child);
+      // An agent that dies unasked is a finding: its log says why (on the test's stderr, in CI's output).
+      if (!stopping)
+        process.stderr.write(
+          `agent ${o.host} (${o.workDir}) exited unasked (${signal ?? code}); its log:\n${readLog()}\n`,
+        );
       r();
     }),
   );
@@ -114,6 +120,7 @@ export async function startAgent(o: {
     child,
     log: readLog,
     stop: async (signal = 'SIGTERM') => {
+      stopping = true;
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
     },

@@ -28,6 +28,15 @@ export async function until(pred: () => boolean, ms: number, what: string): Prom
   }
 }
 
+/** Poll `f` (which may be async, e.g. a sosctl run) until it holds; the deadline only turns a hang into a failure naming `what`. */
+export async function waitFor(f: () => boolean | Promise<boolean>, what: string, ms = 90_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /**
  * Whether thread `tid` of process `pid` sleeps inside the kernel's
  * userfaultfd fault handler right now (wchan is 0 for a runnable thread).

@@ -46,6 +46,9 @@ export async function failure(p: Prepared, resp: CriuResp | null, thrown?: unkno
   });
 }
 
+/** The first descriptor number CRIU gets ours at (0-2 are stdio, 3 the RPC socket). */
+const FIRST_PASSED_FD = 4;
+
 export interface RunExtra {
   onNotify?: (n: CriuNotify) => void;
   onSession?: (s: SwrkSession) => void;
@@ -59,6 +62,12 @@ export async function run(p: Prepared, type: CriuReqType, extra: RunExtra = {}):
   if (extra.onNotify) {
     so.onNotify = extra.onNotify;
     p.opts.notifyScripts = true;
+  }
+  // CRIU opens an inherited descriptor in its own process: ours travel as its fds 4, 5, …
+  const inherit = p.opts.inheritFd as { key: string; fd: number }[] | undefined;
+  if (inherit?.length) {
+    so.fds = inherit.map((x) => x.fd);
+    p.opts.inheritFd = inherit.map((x, i) => ({ ...x, fd: FIRST_PASSED_FD + i }));
   }
   const req: CriuReq = { type, opts: p.opts };
   const s = SwrkSession.start(so);

@@ -21,6 +21,8 @@ export interface SwrkOptions {
   onSpawn?: (child: ChildProcess) => void;
   /** Keep the session open after the first response and send these follow-up requests. */
   keepOpen?: boolean;
+  /** Descriptors of this process that CRIU gets as its fds 4, 5, … (what inherit-fd entries name). */
+  fds?: number[];
 }
 
 /** Which hook each CRIU notify script name goes to. */
@@ -91,7 +93,7 @@ export class SwrkSession {
     let child: ChildProcess;
     try {
       const [file, args] = swrkArgv(o.criuPath, o.netns);
-      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe', sp.peerFd], env: o.env });
+      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe', sp.peerFd, ...(o.fds ?? [])], env: o.env });
     } catch (e) {
       sp.close();
       throw e;

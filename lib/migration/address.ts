@@ -72,11 +72,15 @@ function which(cmd: string): string | null {
   return null;
 }
 
-/** The default announce: unsolicited ARP with arping when installed (IPv4), else nothing. */
-export const defaultAnnounce: Announce = async (a) => {
+/**
+ * The default announce: unsolicited ARP with arping when installed (IPv4), else nothing. Not
+ * awaited: arping sends at once but lingers a second for replies, and this runs inside the downtime.
+ */
+export const defaultAnnounce: Announce = (a) => {
   const arping = which('arping');
-  if (!arping || a.address.includes(':')) return;
-  await exec(arping, ['-U', '-c', '1', '-I', a.dev, a.address], { timeout: 5000 }).catch(() => undefined);
+  if (arping && !a.address.includes(':'))
+    void exec(arping, ['-U', '-c', '1', '-I', a.dev, a.address], { timeout: 5000 }).catch(() => undefined);
+  return Promise.resolve();
 };
 
 /** An announce that flushes the neighbour caches of the given namespaces (test networks on one machine). */

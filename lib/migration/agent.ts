@@ -7,10 +7,25 @@ import { once } from 'node:events';
 import path from 'node:path';
 import * as criu from '../criu/index.js';
 import { argType } from '../errors.js';
-import { AuthChannel, secretBuffer, type ChannelError, type Message } from '../net/channel.js';
+import type tls from 'node:tls';
+import {
+  AuthChannel,
+  checkAuth,
+  type ChannelAuth,
+  type ChannelError,
+  type ChannelTls,
+  type Message,
+} from '../net/channel.js';
 import { integer } from '../validate.js';
 import { SosError } from '../errors.js';
-import { defaultAnnounce, checkMoveAddress, deleteAddress, releaseStaleHolds, type Announce } from './address.js';
+import {
+  defaultAnnounce,
+  checkMoveAddress,
+  deleteAddress,
+  releaseStaleHolds,
+  type Announce,
+  type MoveAddress,
+} from './address.js';
 import { MigrationError, describe } from './errors.js';
 import {
   incomingHead,
@@ -34,13 +49,13 @@ import {
   untraced,
 } from './proc.js';
 import { FileRecordStore, checkRecordStore, type RecordStore } from './record.js';
-import { cleanOutgoing, resolveInDoubt } from './resolve.js';
+import { cleanOutgoing, resolveInDoubt, type SecretFor } from './resolve.js';
 import { dropNewLocks } from './source-rollback.js';
 import { ID, ProtocolError } from './protocol.js';
 import { migrate } from './source.js';
 import { liveness } from './source-options.js';
 import type { MigrateOptions } from './types.js';
-import { ADDRESS_FILE, TargetSession, type Outcome } from './target.js';
+import { ADDRESS_FILE, TargetSession, type Outcome, type TargetRestoreOptions } from './target.js';
 
 export interface AgentOptions {
   /**
@@ -52,14 +67,45 @@ export interface AgentOptions {
   host?: string;
   /** Port (default 0: any free port, see `agent.port`). */
   port?: number;
-  /** Secret shared by all agents and their clients (32 random bytes: `generateSecret()`). */
-  secret: Buffer | string;
+  /**
+   * Secret shared by all agents and their clients (32 random bytes: `generateSecret()`), or this node's
+   * certificates for mutual TLS (`ChannelTls`; a cluster's: `memberTls` from serverlessos/cluster).
+   */
+  secret: ChannelAuth;
   /** Folder for images in transit (a subfolder per migration). */
   workDir: string;
   /** Tells the network the moved address is here now (default: arping if installed). */
   announce?: Announce;
-  /** Admission: return a reason to refuse an incoming migration (a draining node, a full disk…). */
-  admit?: (req: { id: string; mode: 'precopy' | 'postcopy' }) => string | null | undefined;
+  /**
+   * Admission: return (or resolve with) a reason to refuse an incoming migration (a draining
+   * node, a full disk, a migration the cluster never recorded…).
+   */
+  admit?: (req: {
+    id: string;
+    mode: 'precopy' | 'postcopy';
+    /** The address the source asks this node to take with the process, if any. */
+    moveAddress?: MoveAddress;
+    /** In mutual TLS, the source's verified certificate (its subject names it). */
+    peerCertificate: tls.PeerCertificate | null;
+  }) => string | null | undefined | Promise<string | null | undefined>;
+  /** Extra restore options for migration `id`: descriptors that stand in for the source's files (CRIU's inherit-fd). */
+  restoreOptions?: (id: string) => TargetRestoreOptions;
+  /** The tree of migration `id` is restored and held (not yet running): a throw aborts the migration, the source resumes. */
+  onRestored?: (id: string, pid: number) => Promise<void>;
+  /** Migration `id` runs here now as `pid` (its `resumed` record is durable). */
+  onResumed?: (id: string, pid: number) => void;
+  /** Incoming migration `id` is over here: refused, failed, aborted, or (`resumed`) its pages all in. */
+  onSettled?: (id: string, state: string) => void;
+  /** Serve clients' requests to send a local process out (default true). sosd says false: its API does that, by role. */
+  acceptClients?: boolean;
+  /** The secret of the target agent at `to`, for settling outgoing migrations in doubt (default: `secret`). */
+  peerSecret?: SecretFor;
+  /**
+   * Where outgoing migrations (those an owner runs with `migrate()` and this store) keep their
+   * decisions, for the agent's resolver (default: files in `workDir/out/records`). A cluster's:
+   * the same `EtcdRecordStore` as `records` (a node is one side of a migration, never both).
+   */
+  outRecords?: RecordStore;
   /** How long a restored process waits for the source's commit (default 60 s). */
   commitTimeoutMs?: number;
   /** A connection silent this long (ms) counts as cut (default 15000). */
@@ -97,8 +143,28 @@ export class MigrationAgent {
   private resolver: NodeJS.Timeout | null = null;
   private constructor(
     private readonly server: net.Server,
-    private readonly o: Required<Omit<AgentOptions, 'admit' | 'host' | 'port'>> &
-      Pick<AgentOptions, 'admit'> & { secret: Buffer; idleTimeoutMs: number; records: RecordStore },
+    private readonly o: Required<
+      Omit<
+        AgentOptions,
+        | 'admit'
+        | 'host'
+        | 'port'
+        | 'restoreOptions'
+        | 'onRestored'
+        | 'onResumed'
+        | 'onSettled'
+        | 'peerSecret'
+        | 'outRecords'
+      >
+    > &
+      Pick<
+        AgentOptions,
+        'admit' | 'restoreOptions' | 'onRestored' | 'onResumed' | 'onSettled' | 'peerSecret' | 'outRecords'
+      > & {
+        secret: Buffer | ChannelTls;
+        idleTimeoutMs: number;
+        records: RecordStore;
+      },
   ) {
     const a = server.address() as net.AddressInfo;
     this.host = a.address;
@@ -110,7 +176,13 @@ export class MigrationAgent {
     const resolve = () => {
       if (busy) return;
       busy = true;
-      void resolveInDoubt({ workDir: out, secret: o.secret, idleTimeoutMs: o.idleTimeoutMs, log: o.log })
+      void resolveInDoubt({
+        workDir: out,
+        secret: o.peerSecret ?? o.secret,
+        idleTimeoutMs: o.idleTimeoutMs,
+        log: o.log,
+        ...(o.outRecords ? { records: o.outRecords } : {}),
+      })
         .catch((e: unknown) => o.log(`resolving in-doubt migrations: ${describe(e)}`))
         .finally(() => (busy = false));
     };
@@ -122,7 +194,7 @@ export class MigrationAgent {
   /** Start an agent; resolves once it listens. */
   static async listen(options: AgentOptions): Promise<MigrationAgent> {
     if (options === null || typeof options !== 'object') throw argType('options must be an object');
-    const secret = secretBuffer(options.secret, 'options.secret');
+    const secret = checkAuth(options.secret, 'options.secret');
     if (typeof options.workDir !== 'string' || !options.workDir) throw argType('options.workDir must be a path');
     const port = options.port === undefined ? 0 : integer('options.port', options.port, 0, 65535);
     await fs.promises.mkdir(options.workDir, { recursive: true, mode: 0o700 });
@@ -195,6 +267,13 @@ export class MigrationAgent {
       workDir: options.workDir,
       announce: options.announce ?? defaultAnnounce,
       admit: options.admit,
+      restoreOptions: options.restoreOptions,
+      onRestored: options.onRestored,
+      onResumed: options.onResumed,
+      onSettled: options.onSettled,
+      peerSecret: options.peerSecret,
+      outRecords: checkRecordStore(options.outRecords, 'options.outRecords'),
+      acceptClients: options.acceptClients ?? true,
       commitTimeoutMs: options.commitTimeoutMs ?? 60_000,
       idleTimeoutMs,
       log,
@@ -247,6 +326,9 @@ export class MigrationAgent {
               maxImageBytes: this.o.maxImageBytes,
               log: this.o.log,
               records: this.o.records,
+              ...(this.o.restoreOptions ? { restoreOptions: this.o.restoreOptions } : {}),
+              ...(this.o.onRestored ? { onRestored: this.o.onRestored } : {}),
+              ...(this.o.onResumed ? { onResumed: this.o.onResumed } : {}),
             });
           } catch (e) {
             this.o.log(`migration ${id} refused: ${describe(e)}`);
@@ -255,13 +337,18 @@ export class MigrationAgent {
           session = s;
           this.outcomes.set(id, s.outcome);
           // Once settled, the durable record answers for it: the map holds only what is in flight.
-          void s.outcome.settled.then(() => this.outcomes.delete(id));
+          void s.outcome.settled.then(() => {
+            this.outcomes.delete(id);
+            this.o.onSettled?.(id, s.outcome.state);
+          });
           void this.admit(ch, s, req);
         } else if (session && m.id === session.id && m.op !== 'status') {
           session.onMessage(m);
         } else {
           const req = parseToAgent(m);
           if (req.op === 'status') void this.status(ch, req.id);
+          else if (req.op === 'migrate' && !this.o.acceptClients)
+            reply({ op: 'error', error: { code: 'ERR_FORBIDDEN', message: 'this agent takes no client requests' } });
           else if (req.op === 'migrate') void this.sendOut(ch, req);
           else throw new ProtocolError(`unexpected message ${m.op}`);
         }
@@ -280,9 +367,14 @@ export class MigrationAgent {
   }
 
   private async admit(ch: AuthChannel, s: TargetSession, req: Incoming) {
-    const { id, mode } = req;
+    const { id, mode, moveAddress } = req;
     try {
-      const why = this.o.admit?.({ id, mode });
+      const why = await this.o.admit?.({
+        id,
+        mode,
+        ...(moveAddress ? { moveAddress } : {}),
+        peerCertificate: ch.peerCertificate,
+      });
       if (why) throw new SosError(why, { code: 'ERR_MIGRATION_REFUSED' });
       if (await this.o.records.get(id))
         throw new SosError('a migration with this id exists', { code: 'ERR_MIGRATION_REFUSED' });
@@ -308,6 +400,7 @@ export class MigrationAgent {
       this.o.log(`migration ${id} refused: ${describe(e)}`);
       s.outcome.state = 'aborted';
       this.outcomes.delete(id);
+      this.o.onSettled?.(id, 'refused');
       await fs.promises.rm(s.dir, { recursive: true, force: true }).catch(() => undefined);
       // An admission refusal is its reason; anything else says what it was.
       const reason = e instanceof SosError && e.code === 'ERR_MIGRATION_REFUSED' ? e.message : describe(e);

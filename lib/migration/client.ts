@@ -1,6 +1,6 @@
 // Asking a source node's agent to migrate one of its processes (what a test,
 // sosctl or an orchestrator does), over the same authenticated channel.
-import { AuthChannel } from '../net/channel.js';
+import { AuthChannel, type ChannelAuth } from '../net/channel.js';
 import { MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
 import { parseToClient, send } from './messages.js';
 import { ProtocolError } from './protocol.js';
@@ -34,7 +34,7 @@ const WHERE: readonly string[] = ['source', 'target', 'stopped-source', 'none'];
  */
 export async function requestMigration(
   agent: { host: string; port: number },
-  secret: Buffer | string,
+  secret: ChannelAuth,
   pid: number,
   opts: RemoteMigrateOptions,
 ): Promise<MigrationResult> {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as criu from '../criu/index.js';
 import { SosError, argType } from '../errors.js';
-import { secretBuffer } from '../net/channel.js';
+import { checkAuth, type ChannelAuth, type ChannelTls } from '../net/channel.js';
 import { addAddress } from './address.js';
 import { describe } from './errors.js';
 import { ID } from './protocol.js';
@@ -15,6 +15,9 @@ import { alive, killTree, resumeTree, sameProcess, state, untraced } from './pro
 import { FileRecordStore, checkRecordStore, type MigrationRecord, type RecordStore } from './record.js';
 import { askOutcome } from './source-commit.js';
 import { dropNewLocks } from './source-rollback.js';
+
+/** The secret of the agent at `to` (sosd asks that node over mutual TLS), or the certificates to reach it with. */
+export type SecretFor = (to: { host: string; port: number }) => Promise<Buffer | ChannelTls>;
 
 /** Where a settled (or still in-doubt) outgoing migration's process runs. */
 export interface Resolution {
@@ -28,7 +31,8 @@ export interface Resolution {
 export interface ResolveOptions {
   /** migrate()'s `workDir` (an agent's is `<work-dir>/out`). */
   workDir: string;
-  secret: Buffer | string;
+  /** The targets' secret, or a function that finds the secret of the target at `to` (one per node). */
+  secret: ChannelAuth | SecretFor;
   /** How long to keep asking an unreachable target (default 0: one round). */
   waitMs?: number;
   idleTimeoutMs?: number;
@@ -76,10 +80,11 @@ export async function resolveMigration(id: string, o: ResolveOptions): Promise<R
   return settle(store, r, o);
 }
 
-function checkOptions(o: ResolveOptions): ResolveOptions & { secret: Buffer } {
+function checkOptions(o: ResolveOptions): ResolveOptions {
   if (o === null || typeof o !== 'object') throw argType('options must be an object');
   if (typeof o.workDir !== 'string' || !o.workDir) throw argType('options.workDir must be a path');
-  return { ...o, secret: secretBuffer(o.secret, 'options.secret') };
+  if (typeof o.secret !== 'function') checkAuth(o.secret, 'options.secret');
+  return o;
 }
 
 async function settle(store: RecordStore, r: MigrationRecord, o: ResolveOptions): Promise<Resolution> {
@@ -95,7 +100,11 @@ async function settle(store: RecordStore, r: MigrationRecord, o: ResolveOptions)
   }
   const a = await askOutcome(
     r.id,
-    { to: r.to!, secret: secretBuffer(o.secret), idleTimeoutMs: o.idleTimeoutMs ?? 15_000 },
+    {
+      to: r.to!,
+      secret: typeof o.secret === 'function' ? await o.secret(r.to!) : checkAuth(o.secret),
+      idleTimeoutMs: o.idleTimeoutMs ?? 15_000,
+    },
     o.waitMs ?? 0,
   );
   if (a.state === 'in-doubt') {

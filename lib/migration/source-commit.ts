@@ -55,16 +55,17 @@ export type Answer =
 /** Ask the target (new connections, for up to `ms`) what became of migration `id`. */
 export async function askOutcome(
   id: string,
-  o: Pick<Checked, 'to' | 'secret' | 'idleTimeoutMs'>,
+  o: Pick<Checked, 'to' | 'secret' | 'idleTimeoutMs' | 'refreshSecret'>,
   ms: number,
 ): Promise<Answer> {
   const end = performance.now() + ms;
   let said = 'nothing (unreachable)';
+  let secret = o.secret;
   do {
     try {
       const ch = await AuthChannel.connect({
         ...o.to,
-        secret: o.secret,
+        secret,
         timeoutMs: Math.max(1000, Math.min(5000, end - performance.now())),
         liveness: liveness(o.idleTimeoutMs),
       });
@@ -86,6 +87,9 @@ export async function askOutcome(
       }
     } catch (e) {
       said = `nothing (${describe(e)})`;
+      // A restarted agent may speak with another secret: learn it again (and keep ours if that fails).
+      if (o.refreshSecret && (e as { code?: string }).code === 'ERR_AUTH')
+        secret = await o.refreshSecret().catch(() => secret);
     }
     if (performance.now() < end) await new Promise((r) => setTimeout(r, 200));
   } while (performance.now() < end);

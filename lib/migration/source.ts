@@ -50,7 +50,7 @@ interface Placement {
 }
 
 class SourceRun implements Scene {
-  readonly id = crypto.randomBytes(16).toString('hex');
+  readonly id: string;
   readonly imagesDir: string;
   /** This side's TLS identity and the target's certificate, for CRIU's page-server connection. */
   private readonly tlsDir: string;
@@ -76,6 +76,7 @@ class SourceRun implements Scene {
     readonly o: Checked,
     private readonly user: MigrateOptions,
   ) {
+    this.id = o.id ?? crypto.randomBytes(16).toString('hex');
     this.imagesDir = path.join(o.workDir, this.id);
     this.tlsDir = `${this.imagesDir}.tls`;
     this.meter = new ProgressMeter(user.onProgress);
@@ -174,7 +175,8 @@ class SourceRun implements Scene {
       const err = e instanceof MigrationError ? e : this.error(describe(e), 'source', e);
       // What the resolver must still settle stays in doubt; anything else is over.
       if (recorded) {
-        const doubt = err.runningOn === 'stopped-source' && err.code === 'ERR_MIGRATION_IN_DOUBT';
+        // In doubt: a commit's source copy kept stopped, or a hand-over's images kept (the process now).
+        const doubt = err.code === 'ERR_MIGRATION_IN_DOUBT' && (err.runningOn === 'stopped-source' || this.keep);
         const lost = err.code === 'ERR_MIGRATION_PAGES';
         // No owner any more: the resolver (an agent's, every few seconds) may act on it now.
         await this.record(doubt ? 'in-doubt' : lost ? 'failed' : 'aborted', {

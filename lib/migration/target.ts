@@ -43,6 +43,14 @@ export interface TargetConfig {
   log: (line: string) => void;
   /** Where the decisions are kept durably (see record.ts). */
   records: RecordStore;
+  restoreOptions?: (id: string) => TargetRestoreOptions;
+  onRestored?: (id: string, pid: number) => Promise<void>;
+  onResumed?: (id: string, pid: number) => void;
+}
+
+/** What an agent's owner may add to a restore. */
+export interface TargetRestoreOptions {
+  inheritFds?: { key: string; fd: number }[];
 }
 
 export class TargetSession {
@@ -316,6 +324,7 @@ export class TargetSession {
         detached: true,
         lazyPages: this.mode === 'postcopy',
         ...this.flags,
+        ...(this.cfg.restoreOptions?.(this.id) ?? {}),
         hooks: { postRestore: (e) => this.holdForCommit(e.pid) },
       });
       this.restoring = false;
@@ -326,6 +335,7 @@ export class TargetSession {
       );
       this.set('resumed', r.pid);
       this.cfg.log(`migration ${this.id}: resumed as pid ${r.pid}`);
+      this.cfg.onResumed?.(this.id, r.pid);
       this.send({ op: 'resumed', id: this.id, pid: r.pid, restore: r.stats, ms: r.ms });
       if (this.lazy) await this.servePages(r.pid);
       else await this.cleanup(true);
@@ -337,6 +347,7 @@ export class TargetSession {
 
   private async holdForCommit(pid: number | undefined): Promise<void> {
     if (this.decided instanceof Error) throw this.decided;
+    if (pid && this.cfg.onRestored) await this.cfg.onRestored(this.id, pid);
     // A restarted agent finds the held tree by this pid (and kills it: it never got a commit).
     await this.record('ready', pid);
     this.set('ready', pid);

@@ -3,6 +3,7 @@ import type { RecordStore } from './record.js';
 import type * as criu from '../criu/index.js';
 import type { MoveAddress } from './address.js';
 import type { Mode } from './protocol.js';
+import type { ChannelAuth } from '../net/channel.js';
 
 /** Phases reported through onProgress, in order. */
 export type Phase = 'connect' | 'dump' | 'transfer' | 'restore' | 'commit' | 'pages' | 'done';
@@ -22,8 +23,11 @@ export interface Progress {
 export interface MigrateOptions {
   /** The target node's migration agent. */
   to: { host: string; port: number };
-  /** The secret shared by the agents (32 random bytes: `generateSecret()`). */
-  secret: Buffer | string;
+  /**
+   * The secret shared by the agents (32 random bytes: `generateSecret()`), or this node's certificates
+   * for mutual TLS with the target (`ChannelTls`; a cluster's: `memberTls` naming the target node).
+   */
+  secret: ChannelAuth;
   /** 'precopy' (default): all memory moves before the target resumes. 'postcopy': the target resumes at once and pulls pages. */
   mode?: Mode;
   /** Where this side writes its images (a folder per migration is made inside). */
@@ -40,6 +44,11 @@ export interface MigrateOptions {
   onProgress?: (p: Progress) => void;
   /** How long to keep asking a target that went silent after our commit (default 30 s). */
   inDoubtMs?: number;
+  /**
+   * The target agent's secret, asked anew when it refuses ours while the outcome is asked after a
+   * lost connection (a restarted agent may have another: sosd makes one at each start).
+   */
+  refreshSecret?: () => Promise<Buffer>;
   /** Keep this side's images after success (default false). */
   keepImages?: boolean;
   /**
@@ -57,6 +66,11 @@ export interface MigrateOptions {
    * `EtcdRecordStore` from serverlessos/cluster). `resolveInDoubt` must be given the same store.
    */
   records?: RecordStore;
+  /**
+   * The migration's id (32 lowercase hex digits; default: random). A caller that records the
+   * migration elsewhere before it starts (sosd, in etcd) chooses it.
+   */
+  id?: string;
 }
 
 export interface MigrationResult {

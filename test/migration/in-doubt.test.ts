@@ -167,19 +167,35 @@ void t.test('in doubt', async (t) => {
     tgt: AgentProcess,
     mode: 'precopy' | 'postcopy',
     hooks: { onCut?: () => void; onDoubt?: () => void } = {},
+    /**
+     * The target agent runs with target-committed=stop: the link goes down once it has stopped there (it
+     * recorded the commit, and cannot have answered), then it runs on. Without it the cut follows the
+     * source's 'commit' progress, which may reach the test after the target's answer reached the source.
+     */
+    held = false,
   ) => {
     let cut = false;
     let finished = false;
+    const cutNow = () => {
+      cut = true;
+      hooks.onCut?.();
+      execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+    };
     const running_ = requestMigrate(src, secret, w.pid, tgt, {
       mode,
       strategy: 'commit',
       onProgress: (p) => {
-        if (cut || p.phase !== 'commit') return;
-        cut = true;
-        hooks.onCut?.();
-        execFileSync('ip', ['-n', b.netns, 'link', 'set', 'eth0', 'down']);
+        if (held || cut || p.phase !== 'commit') return;
+        cutNow();
       },
     }).finally(() => (finished = true));
+    if (held) {
+      await until(() => finished || state(tgt.child.pid!) === 'T', 120_000, 'the target to stop after its commit');
+      if (!finished) {
+        cutNow();
+        tgt.child.kill('SIGCONT');
+      }
+    }
     const run = await neverTwo(
       t,
       w,
@@ -372,7 +388,7 @@ void t.test('in doubt', async (t) => {
   void t.test('precopy: the wall clock runs backwards from the commit, and the link is cut', async (t) => {
     const clock = new SteppableClock(fs.mkdtempSync(path.join(base, 'clock-')));
     const src = await agent(a, path.join(base, `a${n++}`), [], undefined, clock.env);
-    const tgt = await agent(b, path.join(base, `b${n++}`), [], undefined, clock.env);
+    const tgt = await agent(b, path.join(base, `b${n++}`), ['target-committed=stop'], undefined, clock.env);
     const w = await workload();
     // From the commit on, the wall clock steps 10 minutes back every 50 ms: a deadline on it,
     // whenever it was set, would never come; on the monotonic clock it is idleTimeoutMs + inDoubtMs.
@@ -380,10 +396,18 @@ void t.test('in doubt', async (t) => {
     let stepping = false;
     const stepper = setInterval(() => stepping && clock.step(`-${(back += 10)}m`), 50);
     t.teardown(() => clearInterval(stepper));
-    const { run, cut } = await cutAtCommit(t, w, src, tgt, 'precopy', {
-      onCut: () => (stepping = true),
-      onDoubt: () => clearInterval(stepper),
-    });
+    const { run, cut } = await cutAtCommit(
+      t,
+      w,
+      src,
+      tgt,
+      'precopy',
+      {
+        onCut: () => (stepping = true),
+        onDoubt: () => clearInterval(stepper),
+      },
+      true,
+    );
     t.ok(cut && back > 0, `the link went down at the commit, the clock went back ${back} minutes`);
     t.equal(run.error?.code, 'ERR_MIGRATION_IN_DOUBT', run.error?.message ?? 'no error');
     t.equal(run.error?.runningOn, 'stopped-source', 'the source copy is kept stopped');
