@@ -12,6 +12,9 @@ export {
   type Logs,
   type Logger,
   type WorkloadsEvents,
+  type Arrival,
+  type ArrivalOptions,
+  type MoveMarker,
 } from './workloads.js';
 export type { WorkloadRecord } from './record.js';
 export type { Stream } from './logs.js';

@@ -43,10 +43,14 @@ export function rotate(dir: string, stream: Stream, maxBytes: number): boolean {
   return true;
 }
 
-/** The last `tailBytes` of a stream, across its older file and its current one. */
-export function tail(dir: string, stream: Stream, tailBytes: number): string {
+/**
+ * The last `tailBytes` of a stream, across its older file and its current one; with `end`, of the
+ * current file up to that offset only (so that a reader following from `end` gets every byte once).
+ */
+export function tail(dir: string, stream: Stream, tailBytes: number, end = Infinity): string {
   const parts: Buffer[] = [];
   let want = tailBytes;
+  let current = true;
   for (const f of logFiles(dir, stream)) {
     if (want <= 0) break;
     let fd: number;
@@ -56,7 +60,7 @@ export function tail(dir: string, stream: Stream, tailBytes: number): string {
       continue;
     }
     try {
-      const size = fs.fstatSync(fd).size;
+      const size = Math.min(fs.fstatSync(fd).size, current ? end : Infinity);
       const n = Math.min(size, want);
       const b = Buffer.alloc(n);
       const got = fs.readSync(fd, b, 0, n, size - n);
@@ -64,7 +68,41 @@ export function tail(dir: string, stream: Stream, tailBytes: number): string {
       want -= got;
     } finally {
       fs.closeSync(fd);
+      current = false;
     }
   }
   return Buffer.concat(parts).toString('utf8');
+}
+
+/** The current file's size of a stream (0 when it has none yet). */
+export function size(dir: string, stream: Stream): number {
+  try {
+    return fs.statSync(logFiles(dir, stream)[0]).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * What a stream's current file holds from byte `from` on (at most `maxBytes`, the oldest first),
+ * and the offset to go on from. A file trimmed since (smaller than `from`) is read from its start:
+ * what the trim moved to the older file is not repeated.
+ */
+export function readFrom(dir: string, stream: Stream, from: number, maxBytes: number): { text: string; next: number } {
+  let fd: number;
+  try {
+    fd = fs.openSync(logFiles(dir, stream)[0], 'r');
+  } catch {
+    return { text: '', next: 0 };
+  }
+  try {
+    const end = fs.fstatSync(fd).size;
+    const start = from > end ? 0 : from;
+    const n = Math.min(end - start, maxBytes);
+    const b = Buffer.alloc(n);
+    const got = fs.readSync(fd, b, 0, n, start);
+    return { text: b.subarray(0, got).toString('utf8'), next: start + got };
+  } finally {
+    fs.closeSync(fd);
+  }
 }

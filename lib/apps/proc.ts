@@ -40,3 +40,29 @@ export function nsPids(pid: number): number[] | null {
     return null;
   }
 }
+
+/** `pid` and every process below it (through each thread's children list), parents first. */
+export function treePids(pid: number): number[] {
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.shift()!;
+    if (out.includes(p)) continue;
+    out.push(p);
+    let tasks: string[];
+    try {
+      tasks = fs.readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        const kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim();
+        if (kids) todo.push(...kids.split(/\s+/).map(Number));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  }
+  return out;
+}

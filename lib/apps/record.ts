@@ -18,7 +18,8 @@ export interface WorkloadRecord {
   pid: number;
   /** ISO time of the start. */
   startedAt: string;
-  state: 'running' | 'exited';
+  /** 'migrated': it left this node by live migration (`movedTo` says where); it is not running here. */
+  state: 'running' | 'exited' | 'migrated';
   argv: string[];
   cwd: string;
   limits: CgroupLimits;
@@ -34,8 +35,15 @@ export interface WorkloadRecord {
   exitedAt: string | null;
   /** The process's start time in clock ticks (/proc/PID/stat), to tell it from a reused pid. */
   startTime: number;
-  /** The supervisor between sosd and the init, which writes the exit status. */
-  supervisor: { pid: number; startTime: number };
+  /**
+   * The supervisor between sosd and the init, which writes the exit status; null for a process that
+   * came in by migration (CRIU restores the tree, not its parent): its exit code is then unknown.
+   */
+  supervisor: { pid: number; startTime: number } | null;
+  /** Where it went, once migrated away; null otherwise. */
+  movedTo?: string | null;
+  /** The node it came from, when it came in by migration. */
+  movedFrom?: string | null;
 }
 
 export const RECORD = 'record.json';
@@ -73,15 +81,13 @@ export function readRecord(dir: string): WorkloadRecord | null {
     isInt(r.pid) &&
     r.pid > 0 &&
     isInt(r.startTime) &&
-    (r.state === 'running' || r.state === 'exited') &&
+    (r.state === 'running' || r.state === 'exited' || r.state === 'migrated') &&
     Array.isArray(r.argv) &&
     r.argv.every(isStr) &&
     isStr(r.startedAt) &&
     r.cgroup &&
     typeof r.cgroup === 'object' &&
-    r.supervisor &&
-    isInt(r.supervisor.pid) &&
-    isInt(r.supervisor.startTime) &&
+    (r.supervisor === null || (r.supervisor && isInt(r.supervisor.pid) && isInt(r.supervisor.startTime))) &&
     r.logs &&
     isStr(r.logs.stdout) &&
     isStr(r.logs.stderr);

@@ -9,9 +9,9 @@ import { Cgroups, type Cgroup, type CgroupLimits, type CgroupUsage, type Cgroups
 import { syncDir, writeDurable } from '../durable.js';
 import { argRange, argType, argValue } from '../errors.js';
 import { AppError, callError } from './errors.js';
-import { logFiles, openLog, rotate, tail, type Stream } from './logs.js';
+import { logFiles, openLog, readFrom, rotate, size, tail, type Stream } from './logs.js';
 import { checkApp, checkArgv, checkEnv, checkId, checkSignal, signalName, APP_NAME } from './names.js';
-import { isAlive, nsPids, startTime, type ProcIdentity } from './proc.js';
+import { isAlive, nsPids, startTime, treePids, type ProcIdentity } from './proc.js';
 import { readExitStatus, readRecord, writeRecord, type WorkloadRecord } from './record.js';
 import { findTools, startSupervisor, which, type Started, type Tools } from './supervisor.js';
 
@@ -55,14 +55,18 @@ export interface RunOptions {
 export interface LogsOptions {
   /** Default 'both'. */
   stream?: Stream | 'both';
-  /** The last this many bytes of each stream asked for; default 65 536. */
+  /** The last this many bytes of each stream asked for; default 65 536. With `from`: the most returned. */
   tailBytes?: number;
+  /** Follow: each stream from this offset of its current file (a previous answer's `offsets`) instead of its tail. */
+  from?: { stdout?: number; stderr?: number };
 }
 
 /** A stream's tail; null for a stream not asked for. */
 export interface Logs {
   stdout: string | null;
   stderr: string | null;
+  /** Where each stream's current file ends now: pass as `from` to read only what comes next. */
+  offsets: { stdout: number; stderr: number };
 }
 
 export interface WorkloadsEvents {
@@ -73,6 +77,10 @@ export interface WorkloadsEvents {
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const OWNER = 'owner.json';
 const NEXT_ID = 'next-id';
+/** In a workload's folder while it migrates away: { migration, to }. */
+const MOVING = 'moving.json';
+/** In a folder made ready for a migration coming in, until its process runs here: its ArrivalOptions. */
+const ARRIVING = 'arriving.json';
 const open = new Set<string>();
 
 interface Entry {
@@ -81,6 +89,8 @@ interface Entry {
   group: Cgroup | null;
   child?: ChildProcess;
   finishing: boolean;
+  /** It is migrating away (the marker in its folder): its death is no exit until the move settles. */
+  moving: MoveMarker | null;
   waiters: { resolve: (r: WorkloadRecord) => void; reject: (e: unknown) => void }[];
 }
 
@@ -92,11 +102,46 @@ function intOption(v: unknown, name: string, def: number, min: number, max: numb
   return v;
 }
 
+/** A workload migrating away, as its folder's marker says. */
+export interface MoveMarker {
+  app: string;
+  id: number;
+  migration: string;
+  to: string;
+}
+
+/** A process coming in by migration: its folder, cgroup and log files, ready before the restore. */
+export interface Arrival {
+  /** Open log files (O_APPEND) for the restored tree's stdout and stderr (CRIU's inherit-fd). */
+  readonly stdoutFd: number;
+  readonly stderrFd: number;
+  /** Move the restored (still held) tree into the workload's cgroup. */
+  place(pid: number): void;
+  /** The tree runs: record it as this node's workload (durably) and watch it. */
+  adopt(pid: number): Promise<WorkloadRecord>;
+  /** The migration failed: forget it all. Idempotent. */
+  abort(): Promise<void>;
+}
+
+export interface ArrivalOptions {
+  /** The migration that brings it: a restarted sosd finds the arrival by it (see arrivals()). */
+  migration: string;
+  app: string;
+  id: number;
+  argv: string[];
+  cwd: string;
+  limits?: CgroupLimits;
+  startedAt: string;
+  from: string;
+}
+
 /** The application processes of one node, kept in a state folder. */
 export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposable {
   readonly stateDir: string;
   readonly cgroups: Cgroups;
   private readonly entries = new Map<string, Entry>();
+  /** Folders made ready for arrivals by an earlier sosd, by migration id: adopted or let go after the restart. */
+  private readonly arriving = new Map<string, { dir: string; o: ArrivalOptions }>();
   private readonly log: Logger | undefined;
   private readonly maxLogBytes: number;
   private readonly startTimeoutMs: number;
@@ -222,29 +267,20 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
         throw new AppError(`pid ${pid} is not the init of a new PID namespace (NSpid ${nsPids(pid)?.join(' ')})`, {
           code: 'ERR_APP_START',
         });
-      const [stdout] = logFiles(dir, 'stdout');
-      const [stderr] = logFiles(dir, 'stderr');
-      const rec: WorkloadRecord = {
+      const rec = runningRecord(dir, group, {
         app,
         id,
         vpid,
         pid,
         startedAt: new Date().toISOString(),
-        state: 'running',
         argv,
         cwd,
-        limits: group.limits(),
-        cgroup: group.toJSON(),
-        logs: { stdout, stderr },
-        exitCode: null,
-        signal: null,
-        exitedAt: null,
         startTime: st,
         supervisor: { pid: started.child.pid!, startTime: supSt },
-      };
+      });
       await writeRecord(dir, rec);
       started.go();
-      const entry: Entry = { rec, dir, group, child: started.child, finishing: false, waiters: [] };
+      const entry: Entry = { rec, dir, group, child: started.child, finishing: false, moving: null, waiters: [] };
       started.child.on('error', () => undefined);
       started.child.once('exit', () => void this.tick());
       this.entries.set(key(app, id), entry);
@@ -256,6 +292,164 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
       fs.rmSync(dir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /**
+   * Mark `app/id` as migrating away as `migration` to node `to`, durably: from now its death is not
+   * an exit until `settleMove` says how the migration ended (a restarted sosd finds the marker: see
+   * `moving()`).
+   */
+  async beginMove(app: string, id: number, migration: string, to: string): Promise<void> {
+    const e = this.find(app, id);
+    if (e.rec.state !== 'running' || !isAlive(e.rec))
+      throw new AppError(`${app}/${id} is not running`, { code: 'ERR_APP_EXITED' });
+    if (e.moving) throw new AppError(`${app}/${id} is migrating already`, { code: 'ERR_APP_BUSY' });
+    const m: MoveMarker = { app, id, migration, to };
+    await writeDurable(path.join(e.dir, MOVING), `${JSON.stringify(m)}\n`);
+    e.moving = m;
+  }
+
+  /** The workloads marked as migrating away (by this sosd or one before it). */
+  moving(): MoveMarker[] {
+    this.live();
+    return [...this.entries.values()].flatMap((e) => (e.moving ? [{ ...e.moving }] : []));
+  }
+
+  /**
+   * How `app/id`'s migration ended: `to` it runs there now (the record says 'migrated', its cgroup
+   * goes), or null: it stayed here (watched again; if it died meanwhile, that is its exit).
+   */
+  async settleMove(app: string, id: number, to: string | null): Promise<void> {
+    const e = this.find(app, id);
+    if (!e.moving) return;
+    if (to !== null) {
+      const r = e.rec;
+      r.state = 'migrated';
+      r.movedTo = to;
+      r.exitedAt = new Date().toISOString();
+      await writeRecord(e.dir, r);
+      await e.group
+        ?.remove({ kill: true })
+        .catch((err: unknown) =>
+          this.log?.warn({ dir: e.dir, err: (err as Error).message }, 'cgroup of a migrated workload not removed'),
+        );
+      this.log?.info({ app, id, to }, 'workload migrated away');
+      for (const w of e.waiters.splice(0)) w.resolve(copy(r));
+    }
+    await fs.promises.rm(path.join(e.dir, MOVING), { force: true });
+    await syncDir(e.dir);
+    e.moving = null;
+    if (to === null) void this.tick();
+  }
+
+  /**
+   * Make ready for `app/id` coming in by migration: its folder, cgroup (with `limits`) and log files;
+   * ERR_APP_EXISTS when this folder has it already.
+   */
+  async receive(o: ArrivalOptions): Promise<Arrival> {
+    this.live();
+    const app = checkApp(o.app);
+    if (typeof o.migration !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(o.migration))
+      throw argValue('migration must be 1 to 128 of A-Z a-z 0-9 _ -');
+    // It may come back: the record of its earlier stay here (it left by migration) gives way.
+    const earlier = typeof o.id === 'number' ? this.entries.get(key(app, o.id)) : undefined;
+    if (earlier?.rec.state === 'migrated') {
+      this.entries.delete(key(app, o.id));
+      await fs.promises.rm(earlier.dir, { recursive: true, force: true });
+    }
+    const id = this.claim(app, o.id);
+    const argv = checkArgv(o.argv);
+    const dir = path.join(this.stateDir, app, String(id));
+    fs.mkdirSync(dir, { mode: 0o700 });
+    let group: Cgroup | undefined;
+    const fds = { stdout: -1, stderr: -1 };
+    try {
+      group = await this.makeGroup(app, id);
+      if (o.limits && Object.keys(o.limits).length > 0) group.setLimits(o.limits);
+      fds.stdout = openLog(dir, 'stdout');
+      fds.stderr = openLog(dir, 'stderr');
+      // Durable before the restore: a sosd restarted while it runs here finds it (arrivals()).
+      const marker: ArrivalOptions = {
+        migration: o.migration,
+        app,
+        id,
+        argv,
+        cwd: o.cwd,
+        startedAt: o.startedAt,
+        from: o.from,
+      };
+      await writeDurable(path.join(dir, ARRIVING), `${JSON.stringify(marker)}\n`);
+      await syncDir(path.dirname(dir));
+    } catch (e) {
+      for (const fd of [fds.stdout, fds.stderr]) if (fd >= 0) fs.closeSync(fd);
+      await group?.remove({ kill: true }).catch(() => undefined);
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    return this.arrival(dir, { ...o, app, id, argv }, group, fds);
+  }
+
+  /** The migrations that were coming in when the last sosd stopped (their folders are kept until reclaim()). */
+  arrivals(): { migration: string; app: string; id: number }[] {
+    this.live();
+    return [...this.arriving.values()].map(({ o }) => ({ migration: o.migration, app: o.app, id: o.id }));
+  }
+
+  /** An arrival an earlier sosd made ready (arrivals()): adopt its process, or abort it. */
+  reclaim(migration: string): Arrival {
+    this.live();
+    const a = this.arriving.get(migration);
+    if (!a) throw new AppError(`no arrival of migration ${migration} is kept here`, { code: 'ERR_APP_NOT_FOUND' });
+    this.arriving.delete(migration);
+    return this.arrival(a.dir, a.o, this.cgroups.group(a.o.app, String(a.o.id)), { stdout: -1, stderr: -1 });
+  }
+
+  private arrival(dir: string, o: ArrivalOptions, g: Cgroup, fds: { stdout: number; stderr: number }): Arrival {
+    const { app, id } = o;
+    const closeFds = () => {
+      for (const fd of [fds.stdout, fds.stderr]) if (fd >= 0) fs.closeSync(fd);
+      fds.stdout = fds.stderr = -1;
+    };
+    let done = false;
+    return {
+      stdoutFd: fds.stdout,
+      stderrFd: fds.stderr,
+      place: (pid) => {
+        for (const p of treePids(pid)) g.addProcess(p);
+      },
+      adopt: async (pid) => {
+        const st = startTime(pid);
+        const vpid = nsPids(pid)?.at(-1);
+        if (st === null || vpid === undefined)
+          throw new AppError(`the restored ${app}/${id} (pid ${pid}) is gone`, { code: 'ERR_APP_EXITED' });
+        const rec = runningRecord(dir, g, {
+          app,
+          id,
+          vpid,
+          pid,
+          startedAt: o.startedAt,
+          argv: o.argv,
+          cwd: o.cwd,
+          startTime: st,
+          supervisor: null,
+          movedFrom: o.from,
+        });
+        await writeRecord(dir, rec);
+        await fs.promises.rm(path.join(dir, ARRIVING), { force: true });
+        done = true;
+        closeFds();
+        this.entries.set(key(app, id), { rec, dir, group: g, finishing: false, moving: null, waiters: [] });
+        this.log?.info({ app, id, pid, from: o.from }, 'workload migrated in');
+        return copy(rec);
+      },
+      abort: async () => {
+        if (done) return;
+        done = true;
+        closeFds();
+        await g.remove({ kill: true }).catch(() => undefined);
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
   }
 
   /** Every workload's record (running and exited), by app then id. */
@@ -279,8 +473,20 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
     if (stream !== 'stdout' && stream !== 'stderr' && stream !== 'both')
       throw argValue(`stream must be 'stdout', 'stderr' or 'both', got ${JSON.stringify(stream)}`);
     const tailBytes = intOption(options.tailBytes, 'tailBytes', 65_536, 0, 2 * this.maxLogBytes);
-    const get = (s: Stream) => (stream === s || stream === 'both' ? tail(e.dir, s, tailBytes) : null);
-    return { stdout: get('stdout'), stderr: get('stderr') };
+    const from = options.from;
+    if (from !== undefined && (!from || typeof from !== 'object')) throw argType('from must be an object');
+    const offsets = { stdout: size(e.dir, 'stdout'), stderr: size(e.dir, 'stderr') };
+    const get = (s: Stream) => {
+      if (stream !== s && stream !== 'both') return null;
+      const at = from?.[s];
+      if (at === undefined) return tail(e.dir, s, tailBytes, offsets[s]);
+      if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0)
+        throw argRange(`from.${s} must be a byte offset, got ${String(at)}`);
+      const r = readFrom(e.dir, s, at, tailBytes);
+      offsets[s] = r.next;
+      return r.text;
+    };
+    return { stdout: get('stdout'), stderr: get('stderr'), offsets };
   }
 
   /**
@@ -316,7 +522,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
   /** Resolves with the record once the workload has exited (at once when it has). */
   wait(app: string, id: number): Promise<WorkloadRecord> {
     const e = this.find(app, id);
-    if (e.rec.state === 'exited') return Promise.resolve(copy(e.rec));
+    if (e.rec.state !== 'running') return Promise.resolve(copy(e.rec));
     // a pending wait keeps the process alive (the poll timer is unref'd otherwise)
     this.waiting++;
     this.timer?.ref();
@@ -329,7 +535,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
   /** Forget an exited workload: its cgroup, record and logs go. An AppError `ERR_APP_RUNNING` while it runs. */
   async remove(app: string, id: number): Promise<void> {
     const e = this.find(app, id);
-    if (e.rec.state !== 'exited')
+    if (e.rec.state === 'running')
       throw new AppError(`${app}/${id} is running: kill it first`, { code: 'ERR_APP_RUNNING' });
     await e.group?.remove({ kill: true });
     this.entries.delete(key(app, id));
@@ -432,6 +638,13 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
           this.log?.warn({ dir, err: (e as Error).message }, 'workload record skipped');
           continue;
         }
+        const arriving = rec ? null : readArriving(dir);
+        if (arriving && arriving.app === app && String(arriving.id) === name) {
+          // Coming in by migration when sosd stopped: its process may run (the migration service decides).
+          this.arriving.set(arriving.migration, { dir, o: arriving });
+          this.log?.info({ app, id: arriving.id, migration: arriving.migration }, 'arrival found');
+          continue;
+        }
         if (!rec) {
           // sosd died before the record was written, so before the go: the init exits on EOF
           await this.cgroups
@@ -454,7 +667,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
         } catch (e) {
           this.log?.warn({ dir, err: (e as Error).message }, 'workload cgroup not under this prefix');
         }
-        this.entries.set(key(app, rec.id), { rec, dir, group, finishing: false, waiters: [] });
+        this.entries.set(key(app, rec.id), { rec, dir, group, finishing: false, moving: readMoving(dir), waiters: [] });
         if (rec.state === 'running') this.log?.info({ app, id: rec.id, pid: rec.pid }, 'workload found');
       }
     }
@@ -476,7 +689,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
   }
 
   private async check(e: Entry): Promise<void> {
-    if (e.rec.state !== 'running' || e.finishing) return;
+    if (e.rec.state !== 'running' || e.finishing || e.moving) return;
     for (const s of ['stdout', 'stderr'] as const) {
       try {
         rotate(e.dir, s, this.maxLogBytes);
@@ -487,7 +700,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
     if (isAlive(e.rec)) return;
     // The init is gone; its supervisor writes the status right after, unless it is gone too.
     const status = readExitStatus(e.dir);
-    if (status === null && isAlive(e.rec.supervisor)) return;
+    if (status === null && e.rec.supervisor && isAlive(e.rec.supervisor)) return;
     e.finishing = true;
     const r = e.rec;
     r.state = 'exited';
@@ -518,6 +731,53 @@ async function lock(dir: string): Promise<void> {
   }
   const me: ProcIdentity = { pid: process.pid, startTime: startTime(process.pid) ?? 0 };
   await writeDurable(file, `${JSON.stringify(me)}\n`);
+}
+
+/** The record of a workload that runs now in `dir`, in `group` (started here, or arrived). */
+function runningRecord(
+  dir: string,
+  group: Cgroup,
+  r: Pick<WorkloadRecord, 'app' | 'id' | 'vpid' | 'pid' | 'startedAt' | 'argv' | 'cwd' | 'startTime' | 'supervisor'> &
+    Partial<Pick<WorkloadRecord, 'movedFrom'>>,
+): WorkloadRecord {
+  const [stdout] = logFiles(dir, 'stdout');
+  const [stderr] = logFiles(dir, 'stderr');
+  return {
+    ...r,
+    state: 'running',
+    limits: group.limits(),
+    cgroup: group.toJSON(),
+    logs: { stdout, stderr },
+    exitCode: null,
+    signal: null,
+    exitedAt: null,
+  };
+}
+
+function readArriving(dir: string): ArrivalOptions | null {
+  try {
+    const a = JSON.parse(fs.readFileSync(path.join(dir, ARRIVING), 'utf8')) as ArrivalOptions;
+    const ok =
+      typeof a.migration === 'string' &&
+      typeof a.app === 'string' &&
+      Number.isSafeInteger(a.id) &&
+      Array.isArray(a.argv) &&
+      typeof a.cwd === 'string' &&
+      typeof a.startedAt === 'string' &&
+      typeof a.from === 'string';
+    return ok ? a : null;
+  } catch {
+    return null;
+  }
+}
+
+function readMoving(dir: string): MoveMarker | null {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, MOVING), 'utf8')) as MoveMarker;
+    return typeof m.migration === 'string' && typeof m.to === 'string' ? m : null;
+  } catch {
+    return null;
+  }
 }
 
 function key(app: string, id: number): string {

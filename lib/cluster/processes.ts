@@ -23,7 +23,8 @@ export interface ProcessEntry {
   node: string;
   /** Its pid on that node. */
   pid: number;
-  state: 'running' | 'exited';
+  /** 'migrated': a node's own view of a process that left it (the cluster's entry then names the new node). */
+  state: 'running' | 'exited' | 'migrated';
   startedAt: string;
   exitCode: number | null;
   signal: string | null;
@@ -60,7 +61,7 @@ export function parseProcessEntry(key: string, text: unknown): ProcessEntry | nu
     key === procKey(v.app, v.id!) &&
     typeof v.node === 'string' &&
     Number.isSafeInteger(v.pid) &&
-    (v.state === 'running' || v.state === 'exited') &&
+    (v.state === 'running' || v.state === 'exited' || v.state === 'migrated') &&
     typeof v.startedAt === 'string' &&
     (v.exitCode === null || Number.isSafeInteger(v.exitCode)) &&
     (v.signal === null || typeof v.signal === 'string') &&
@@ -110,10 +111,12 @@ export class ProcessRegistry {
   }
 
   /** Write `e` (this node's): ERR_FENCED when this node lost its lease or another writer changed the entry since. */
-  async put(e: ProcessEntry): Promise<void> {
+  async put(e: ProcessEntry, o: { takeOver?: boolean } = {}): Promise<void> {
     const key = procKey(e.app, e.id);
     const kv = this.store.kv;
-    const expect = this.seen.get(key) ?? (await this.revision(key));
+    // A process that migrated in is taken over from whoever wrote its entry last (perhaps this
+    // node, before the process left it): over the entry's current revision.
+    const expect = (o.takeOver ? undefined : this.seen.get(key)) ?? (await this.revision(key));
     const res = await kv
       .if(nodeKey(this.member.name), 'Lease', '==', this.member.leaseId)
       .and(key, 'Mod', '==', expect)

@@ -33,7 +33,7 @@ async function runInDoomedSosd(t: Test, dir: string): Promise<WorkloadRecord> {
   child.kill('SIGKILL');
   await gone;
   t.ok(isAlive(rec), 'the workload outlived its sosd');
-  t.ok(isAlive(rec.supervisor), 'and so did its supervisor');
+  t.ok(isAlive(rec.supervisor!), 'and so did its supervisor');
   return rec;
 }
 

@@ -35,7 +35,7 @@ void t.test('run: pid 1 of a new PID namespace, in its cgroup, output kept, SIGT
   // Not tied to us: its own session, away from our process group (a SIGKILL of sosd spares it).
   await until(() => Number(stat(r.pid)[3]) === r.pid, 60_000, 'the program leads its own session (setsid inside)');
   t.not(Number(stat(r.pid)[2]), Number(stat(process.pid)[2]), 'not in our process group');
-  t.equal(Number(stat(r.supervisor.pid)[3]), r.supervisor.pid, 'the supervisor leads its own session');
+  t.equal(Number(stat(r.supervisor!.pid)[3]), r.supervisor!.pid, 'the supervisor leads its own session');
 
   t.same(
     JSON.parse(fs.readFileSync(path.join(dir, 'web', '1', 'record.json'), 'utf8')),
@@ -46,9 +46,13 @@ void t.test('run: pid 1 of a new PID namespace, in its cgroup, output kept, SIGT
   t.same(w.list(), [r]);
 
   await until(() => w.logs('web', 1).stderr === 'oops\n', 60_000, 'stderr is captured');
-  t.same(w.logs('web', 1), { stdout: 'hello\n', stderr: 'oops\n' });
-  t.same(w.logs('web', 1, { stream: 'stdout' }), { stdout: 'hello\n', stderr: null });
-  t.same(w.logs('web', 1, { stream: 'stderr', tailBytes: 2 }), { stdout: null, stderr: 's\n' }, 'a tail');
+  const offsets = { stdout: 6, stderr: 5 };
+  t.same(w.logs('web', 1), { stdout: 'hello\n', stderr: 'oops\n', offsets });
+  t.same(w.logs('web', 1, { stream: 'stdout' }), { stdout: 'hello\n', stderr: null, offsets });
+  t.same(w.logs('web', 1, { stream: 'stderr', tailBytes: 2 }), { stdout: null, stderr: 's\n', offsets }, 'a tail');
+  t.same(w.logs('web', 1, { from: offsets }), { stdout: '', stderr: '', offsets }, 'following: nothing new yet');
+  t.same(w.logs('web', 1, { from: { stdout: 2 } }).stdout, 'llo\n', 'from an offset');
+  t.throws(() => w.logs('web', 1, { from: { stdout: -1 } }), { code: 'ERR_OUT_OF_RANGE' });
   t.equal(fs.readFileSync(r.logs.stdout, 'utf8'), 'hello\n', 'logs are plain files');
 
   w.kill('web', 1, 'SIGUSR1');
