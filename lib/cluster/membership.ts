@@ -150,18 +150,24 @@ export class Member extends EventEmitter<MemberEvents> {
   }
 
   private async revoke(id: string): Promise<void> {
-    await this.store.kv.leaseClient.leaseRevoke({ ID: id }).catch(() => {});
+    await this.store.kv.leaseClient.leaseRevoke({ ID: id }, { deadline: Date.now() + 5000 }).catch(() => {});
   }
 
   /** One renewal of lease `id`: its remaining TTL (0: etcd says it expired); rejects when etcd does not answer by `deadline`. */
   private async renew(id: string, deadline: number): Promise<number> {
-    const stream = await this.store.kv.leaseClient.leaseKeepAlive({ deadline });
+    const bound = Math.max(0, deadline - Date.now()) + 1000;
+    const stream = await within(this.store.kv.leaseClient.leaseKeepAlive({ deadline }), bound);
     try {
-      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on('data', resolve);
-        stream.on('error', reject);
-        stream.write({ ID: id });
-      });
+      // Bounded beside etcd's deadline: a stream that never says anything (an etcd restarting under the
+      // client) must not stop the renewal loop for good.
+      const res = await within(
+        new Promise<{ TTL: string }>((resolve, reject) => {
+          stream.on('data', resolve);
+          stream.on('error', reject);
+          stream.write({ ID: id });
+        }),
+        bound,
+      );
       return Number(res.TTL);
     } finally {
       stream.end();
@@ -188,6 +194,7 @@ export class Member extends EventEmitter<MemberEvents> {
           .value(JSON.stringify(this.record(id)))
           .lease(id),
       )
+      .options({ deadline: Date.now() + 5000 })
       .commit()
       .catch(() => null);
     if (!res?.succeeded) return false;
@@ -198,8 +205,11 @@ export class Member extends EventEmitter<MemberEvents> {
   /** Grant a lease and take the name: free, or still held by `previous` (our own lease, lost but not expired). */
   private async acquire(previous: string | null): Promise<void> {
     let id: string;
+    // Deadlines on every call: one that waits on an etcd still restarting would hang this
+    // member's loop (the next tick never comes) long after etcd is back.
+    const options = () => ({ deadline: Date.now() + Math.max(5000, this.ttlSeconds * 1000) });
     try {
-      id = (await this.store.kv.leaseClient.leaseGrant({ TTL: this.ttlSeconds, ID: 0 })).ID;
+      id = (await this.store.kv.leaseClient.leaseGrant({ TTL: this.ttlSeconds, ID: 0 }, options())).ID;
     } catch (e) {
       throw new ClusterError(`etcd did not grant a lease: ${(e as Error).message}`, {
         code: 'ERR_ETCD_UNAVAILABLE',
@@ -212,7 +222,12 @@ export class Member extends EventEmitter<MemberEvents> {
     const kv = this.store.kv;
     // Free, or still ours: a lease that lapsed unconfirmed but has not expired in etcd yet.
     const take = (col: 'Create' | 'Lease', want: number | string) =>
-      kv.if(key, col, '==', want).then(kv.put(key).value(value).lease(id)).else(kv.get(key)).commit();
+      kv
+        .if(key, col, '==', want)
+        .then(kv.put(key).value(value).lease(id))
+        .else(kv.get(key))
+        .options(options())
+        .commit();
     let res;
     try {
       res = await take('Create', 0);
@@ -305,4 +320,14 @@ export async function listNodes(store: Store): Promise<Map<string, NodeRecord>> 
     }
   }
   return out;
+}
+
+/** `p`, or a rejection once `ms` passed. */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
