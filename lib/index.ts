@@ -16,6 +16,8 @@ export {
   AuthChannel,
   ChannelError,
   type ChannelEvents,
+  type ChannelAuth,
+  type ChannelTls,
   type ConnectOptions,
   type Liveness,
   type Message,

@@ -39,6 +39,7 @@ SYSCTL_FILE=/etc/sysctl.d/60-serverlessos.conf
 PKGS_BASE=(build-essential python3 pkg-config git clang-format
   rdma-core libibverbs-dev librdmacm-dev ibverbs-utils ibverbs-providers rdmacm-utils perftest
   iproute2 nftables util-linux procps
+  iputils-arping                       # a migrated address is announced with unsolicited ARP
   etcd-server
   libfaketime                          # tests step an agent's wall clock (LD_PRELOAD, monotonic untouched)
   clang-14 libclang-rt-14-dev)         # libFuzzer + ASan for the C++ parsers that face peers (test/fuzz/native)

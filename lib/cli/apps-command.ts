@@ -24,16 +24,16 @@ export function procName(v: string): ProcName {
   return { app: m[1], id: Number(m[2]) };
 }
 
-const clusterOptions = (c: Command) =>
+export const clusterOptions = (c: Command) =>
   c
     .addOption(socketOption())
     .option('--dir <path>', 'the cluster folder, for nodes reached over TLS (default $SOS_CLUSTER_DIR)')
     .option('--json', 'print JSON');
 
-type Opts = TargetOptions & { json?: boolean };
+export type Opts = TargetOptions & { json?: boolean };
 
 /** Where APP/ID runs (from the cluster's entries, through the local sosd). */
-async function locate(p: ProcName, o: Opts): Promise<ProcessEntry> {
+export async function locate(p: ProcName, o: Opts): Promise<ProcessEntry> {
   const local = await sosdOf(undefined, o);
   const all = (await local.call('apps.ps', { app: p.app })) as ProcessEntry[];
   const e = all.find((x) => x.id === p.id);
@@ -41,15 +41,21 @@ async function locate(p: ProcName, o: Opts): Promise<ProcessEntry> {
   return e;
 }
 
-/** Run `f` against the sosd that holds APP/ID: the local one when it does, else the node the cluster says. */
+/**
+ * Run `f` against the sosd that holds APP/ID: the local one when it does, else the node the cluster
+ * says; or, given `node`, that node's (a follower reads on from offsets of that node's files only).
+ */
 async function onNodeOf<T>(
   p: ProcName,
   o: Opts,
   f: (call: (op: string, a: Record<string, unknown>) => Promise<unknown>) => Promise<T>,
+  node?: string,
 ): Promise<T> {
   const local = await sosdOf(undefined, o);
   const here = (await local.call('apps.list', { app: p.app })) as ProcessEntry[];
-  const t = here.some((e) => e.id === p.id) ? local : await sosdOf((await locate(p, o)).node, o);
+  const mine = here.find((e) => e.id === p.id && e.state !== 'migrated');
+  const t =
+    mine && (node === undefined || mine.node === node) ? local : await sosdOf(node ?? (await locate(p, o)).node, o);
   try {
     return await f((op, a) => t.call(op, a));
   } finally {
@@ -101,8 +107,10 @@ export function logsCommand(): Command {
       .option('--tail <bytes>', 'the last this many bytes of each stream', (v) => {
         if (!/^\d+$/.test(v)) throw new InvalidArgumentError('--tail must be a number of bytes');
         return Number(v);
-      }),
-  ).action(async (p: ProcName, o: Opts & { stream: string; tail?: number }) => {
+      })
+      .option('-f, --follow', 'then print what it writes, until it exits (across migrations: from its new node)'),
+  ).action(async (p: ProcName, o: Opts & { stream: string; tail?: number; follow?: boolean }) => {
+    if (o.follow) return follow(p, o);
     const logs = (await onNodeOf(p, o, (call) =>
       call('apps.logs', {
         app: p.app,
@@ -111,10 +119,77 @@ export function logsCommand(): Command {
         ...(o.tail === undefined ? {} : { tailBytes: o.tail }),
       }),
     )) as { stdout: string | null; stderr: string | null };
-    if (o.json) return console.log(JSON.stringify(logs));
+    if (o.json) return console.log(JSON.stringify({ stdout: logs.stdout, stderr: logs.stderr }));
     if (logs.stdout) process.stdout.write(logs.stdout);
     if (logs.stderr) process.stderr.write(logs.stderr);
   });
+}
+
+interface LogsReply {
+  stdout: string | null;
+  stderr: string | null;
+  offsets: { stdout: number; stderr: number };
+}
+
+const FOLLOW_MS = 250;
+/** The most one poll of a followed stream returns (the rest comes with the next). */
+const FOLLOW_CHUNK = 1 << 20;
+
+/** `logs --follow`: the tail, then each stream from where the last read ended, until the process has exited. */
+async function follow(p: ProcName, o: Opts & { stream: string; tail?: number }): Promise<void> {
+  const write = (r: LogsReply) => {
+    if (o.json) return console.log(JSON.stringify({ stdout: r.stdout, stderr: r.stderr }));
+    if (r.stdout) process.stdout.write(r.stdout);
+    if (r.stderr) process.stderr.write(r.stderr);
+  };
+  let where = await locate(p, o);
+  // Always on the node `where` names: offsets are of that node's files (it may move meanwhile).
+  const read = (from?: LogsReply['offsets']) =>
+    onNodeOf(
+      p,
+      o,
+      (call) =>
+        call('apps.logs', {
+          app: p.app,
+          id: p.id,
+          stream: o.stream,
+          ...(from ? { from, tailBytes: FOLLOW_CHUNK } : o.tail === undefined ? {} : { tailBytes: o.tail }),
+        }),
+      where.node,
+    ) as Promise<LogsReply>;
+  let r = await read();
+  write(r);
+  for (;;) {
+    const running = where.state === 'running';
+    await new Promise((res) => setTimeout(res, FOLLOW_MS));
+    const now = await locate(p, o);
+    let from = r.offsets;
+    if (now.node !== where.node) {
+      // Moved: what the old node's files got since the last read, then the new node's from their start.
+      const old = await sosdOf(where.node, o);
+      try {
+        write(
+          (await old.call('apps.logs', {
+            app: p.app,
+            id: p.id,
+            stream: o.stream,
+            from,
+            tailBytes: FOLLOW_CHUNK,
+          })) as LogsReply,
+        );
+      } catch {
+        // the old node is gone: its last lines with it
+      } finally {
+        old.close();
+      }
+      from = { stdout: 0, stderr: 0 };
+    }
+    where = now;
+    r = await read(from);
+    write(r);
+    // One more read after it stopped running: what it wrote last.
+    if (!running && where.state !== 'running' && !r.stdout && !r.stderr) return;
+  }
 }
 
 export function killCommand(): Command {
@@ -170,34 +245,55 @@ export function topCommand(): Command {
       .description('what each running process uses now (memory, CPU time, tasks), from the nodes they run on')
       .exitOverride()
       .showHelpAfterError()
-      .option('--app <name>', 'only this application'),
-  ).action(async (o: Opts & { app?: string }) => {
-    const local = await sosdOf(undefined, o);
-    const procs = ((await local.call('apps.ps', o.app ? { app: o.app } : {})) as ProcessEntry[]).filter(
-      (p) => p.state === 'running',
-    );
-    const filter = o.app ? { app: o.app } : {};
-    // The local sosd's own first; then each other node that runs some.
-    const rows = (await local.call('apps.usage', filter)) as Usage[];
-    const done = new Set(rows.map((r) => r.node));
-    for (const node of [...new Set(procs.map((p) => p.node))].filter((n) => !done.has(n))) {
-      const t = await sosdOf(node, o);
-      try {
-        rows.push(...((await t.call('apps.usage', filter)) as Usage[]));
-      } finally {
-        t.close();
-      }
-    }
-    rows.sort((a, b) => a.app.localeCompare(b.app) || a.id - b.id);
-    const text = [
-      `${'PROCESS'.padEnd(24)} ${'NODE'.padEnd(12)} ${'MEMORY'.padStart(10)} ${'CPU TIME'.padStart(10)} TASKS`,
-      ...rows.map(
-        (r) =>
-          `${`${r.app}/${r.id}`.padEnd(24)} ${r.node.padEnd(12)} ${(r.memoryBytes === null ? '-' : formatBytes(r.memoryBytes)).padStart(10)} ${(r.cpuSeconds === null ? '-' : `${r.cpuSeconds.toFixed(2)}s`).padStart(10)} ${r.pids ?? '-'}`,
+      .option('--app <name>', 'only this application')
+      .option(
+        '-w, --watch [seconds]',
+        'refresh every this many seconds (default 2) until Ctrl-C; on a terminal only',
+        (v) => {
+          const n = Number(v);
+          if (!(n >= 0.2 && n <= 3600)) throw new InvalidArgumentError('--watch wants seconds from 0.2 to 3600');
+          return n;
+        },
       ),
-    ].join('\n');
-    printDoc(o.json, rows, text);
+  ).action(async (o: Opts & { app?: string; watch?: number | true }) => {
+    if (o.watch === undefined || o.json || !process.stdout.isTTY) return console.log(await topOnce(o));
+    const every = (o.watch === true ? 2 : o.watch) * 1000;
+    for (;;) {
+      const text = await topOnce(o);
+      // Home, then clear to the end: the table is redrawn in place, no flicker of a full clear.
+      process.stdout.write(`\x1b[H${text}\n\x1b[J`);
+      await new Promise((r) => setTimeout(r, every));
+    }
   });
+}
+
+/** One `top` table (or, with --json, its rows as JSON). */
+async function topOnce(o: Opts & { app?: string }): Promise<string> {
+  const local = await sosdOf(undefined, o);
+  const procs = ((await local.call('apps.ps', o.app ? { app: o.app } : {})) as ProcessEntry[]).filter(
+    (p) => p.state === 'running',
+  );
+  const filter = o.app ? { app: o.app } : {};
+  // The local sosd's own first; then each other node that runs some.
+  const rows = (await local.call('apps.usage', filter)) as Usage[];
+  const done = new Set(rows.map((r) => r.node));
+  for (const node of [...new Set(procs.map((p) => p.node))].filter((n) => !done.has(n))) {
+    const t = await sosdOf(node, o);
+    try {
+      rows.push(...((await t.call('apps.usage', filter)) as Usage[]));
+    } finally {
+      t.close();
+    }
+  }
+  rows.sort((a, b) => a.app.localeCompare(b.app) || a.id - b.id);
+  const text = [
+    `${'PROCESS'.padEnd(24)} ${'NODE'.padEnd(12)} ${'MEMORY'.padStart(10)} ${'CPU TIME'.padStart(10)} TASKS`,
+    ...rows.map(
+      (r) =>
+        `${`${r.app}/${r.id}`.padEnd(24)} ${r.node.padEnd(12)} ${(r.memoryBytes === null ? '-' : formatBytes(r.memoryBytes)).padStart(10)} ${(r.cpuSeconds === null ? '-' : `${r.cpuSeconds.toFixed(2)}s`).padStart(10)} ${r.pids ?? '-'}`,
+    ),
+  ].join('\n');
+  return o.json ? JSON.stringify(rows, null, 2) : text;
 }
 
 export interface StartOptions extends Opts {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { downLocal, localCluster, sosdLog, upLocal, type LocalNode } from '../cluster/local.js';
+import { parseSize } from './size.js';
 import { DEFAULT_LOCAL_DIR } from './local-dir.js';
 import { ClusterError } from '../cluster/errors.js';
 import { request } from '../daemon/client.js';
@@ -64,13 +65,19 @@ export function upCommand(): Command {
     .description('a local cluster on this machine: N network namespaces, an etcd, one sosd in each')
     .addOption(new Option('--nodes <n>', 'how many nodes (1-32)').argParser(nodes).default(3))
     .option('--name <cluster>', "the cluster's name", 'local')
+    .addOption(
+      new Option('--memory-capacity <size>', 'each node serves as a memory node of this size (none: 0)')
+        .argParser((v) => (v === '0' ? 0 : parseSize('--memory-capacity')(v)))
+        .default(512 * 2 ** 20, '512MiB'),
+    )
     .addOption(localDir())
     .option('--json', 'print JSON')
-    .action(async (o: { nodes: number; name: string; dir: string; json?: boolean }) => {
+    .action(async (o: { nodes: number; name: string; dir: string; json?: boolean; memoryCapacity: number }) => {
       const c = await upLocal({
         dir: o.dir,
         nodes: o.nodes,
         cluster: o.name,
+        memoryCapacity: o.memoryCapacity,
         ready: (n) => joined(n),
       });
       if (o.json) return console.log(JSON.stringify(c, null, 2));

@@ -4,7 +4,9 @@
  *
  * `sosctl run --local-memory SIZE --memory-nodes HOST:PORT,… --secret-file F -- PROG ARGS…`: PROG in the
  * foreground under sosctl, with
- * its large memory on memory nodes (memory.run). PROG's stdio is its own; sosctl exits with PROG's
+ * its large memory on memory nodes (memory.run). Cluster nodes given by name serve their memory node
+ * over mutual TLS (the grant says so): sosctl connects with the operator's certificate of the cluster
+ * folder, and requires each node's certificate to carry that node's name. PROG's stdio is its own; sosctl exits with PROG's
  * exit code (128 + the signal's number when a signal ended it). --stats prints the paging counters on
  * stderr at the end, --json as one JSON line. Exit 125: sosctl itself failed (bad usage, PROG not found).
  */
@@ -15,14 +17,59 @@ import { run, type RunResult } from '../memory/run.js';
 import type { MemoryNodeAddress } from '../memory/far-memory.js';
 import { formatBytes, parseSize } from './size.js';
 import { startOnSosd, type StartOptions } from './apps-command.js';
+import { operatorTlsFor, sosdOf, type TargetOptions } from './target.js';
+import type { MemoryTlsOptions } from '../memory/tls.js';
+import { generateSecret } from '../net/secret.js';
 import { socketOption } from './sosd-socket.js';
 
-function nodeList(v: string): MemoryNodeAddress[] {
+/** A memory node given by address, or by the name of a cluster node whose sosd serves one. */
+type NodeRef = MemoryNodeAddress | { node: string };
+
+function nodeList(v: string): NodeRef[] {
   return v.split(',').map((s) => {
-    const m = /^(.+):(\d{1,5})$/.exec(s.trim());
-    if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT[,HOST:PORT…], got '${s}'`);
+    const name = s.trim();
+    if (/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) return { node: name };
+    const m = /^(.+):(\d{1,5})$/.exec(name);
+    if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected NODE or HOST:PORT[,…], got '${s}'`);
     return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) };
   });
+}
+
+/**
+ * The addresses of `refs`: a named node's sosd lets the application in with `secret`
+ * (`memory.grant`, over its socket or mutual TLS) and says where its memory node listens, and whether
+ * it speaks TLS (a node of a cluster does): then `tls` is the operator's credentials for it.
+ */
+async function grant(
+  refs: NodeRef[],
+  app: string,
+  secret: Buffer,
+  o: TargetOptions,
+): Promise<{ nodes: MemoryNodeAddress[]; tls?: MemoryTlsOptions }> {
+  const nodes: MemoryNodeAddress[] = [];
+  let tls: MemoryTlsOptions | undefined;
+  let clear = false;
+  for (const r of refs) {
+    if (!('node' in r)) {
+      nodes.push(r);
+      clear = true;
+      continue;
+    }
+    const t = await sosdOf(r.node, o);
+    try {
+      const g = (await t.call('memory.grant', { app, secret: secret.toString('base64') })) as MemoryNodeAddress & {
+        tls?: boolean;
+      };
+      if (g.tls) tls ??= operatorTlsFor(r.node, o);
+      else clear = true;
+      nodes.push(g.tls ? { host: g.host, port: g.port, name: r.node } : { host: g.host, port: g.port });
+    } finally {
+      t.close();
+    }
+  }
+  if (tls && clear)
+    throw usage('memory nodes of a cluster (mutual TLS) and nodes without TLS cannot serve one run together');
+  return { nodes, tls };
 }
 
 function int(name: string) {
@@ -36,7 +83,7 @@ const usage = (m: string) => Object.assign(new Error(`run: ${m}`), { exitCode: 2
 
 interface Opts extends StartOptions {
   localMemory?: number;
-  memoryNodes?: MemoryNodeAddress[];
+  memoryNodes?: NodeRef[];
   secretFile?: string;
   app?: string;
   replicas?: number;
@@ -61,7 +108,7 @@ export function runCommand(): Command {
     )
     .option(
       '--memory-nodes <list>',
-      'with --local-memory: memory nodes, HOST:PORT,... in order of preference',
+      'with --local-memory: memory nodes in order of preference: cluster nodes by name (their sosd lets the run in with a fresh secret) or HOST:PORT (with --secret-file)',
       nodeList,
     )
     .option('--secret-file <path>', "with --local-memory: the application's secret on the memory nodes")
@@ -110,21 +157,32 @@ export function runCommand(): Command {
         if (o.memoryNodes || o.secretFile) throw usage('--memory-nodes and --secret-file go with --local-memory');
         return await startOnSosd(prog, args, o);
       }
-      if (!o.memoryNodes || !o.secretFile) throw usage('--local-memory needs --memory-nodes and --secret-file');
+      if (!o.memoryNodes) throw usage('--local-memory needs --memory-nodes');
+      const byAddress = o.memoryNodes.some((n) => !('node' in n));
+      if (byAddress && !o.secretFile) throw usage('memory nodes given as HOST:PORT need --secret-file');
       let secret: Buffer;
       try {
-        secret = fs.readFileSync(o.secretFile);
+        secret = o.secretFile ? fs.readFileSync(o.secretFile) : generateSecret();
       } catch (e) {
         throw Object.assign(new Error(`cannot read --secret-file ${o.secretFile}: ${(e as Error).message}`), {
           exitCode: 125,
         });
       }
+      const application = o.app ?? 'sosctl-run';
+      let nodes: MemoryNodeAddress[];
+      let tls: MemoryTlsOptions | undefined;
+      try {
+        ({ nodes, tls } = await grant(o.memoryNodes, application, secret, o));
+      } catch (e) {
+        throw Object.assign(e as Error, { exitCode: (e as { exitCode?: number }).exitCode ?? 125 });
+      }
       const r = run([prog, ...args], {
         localBytes: Math.ceil(o.localMemory / 4096) * 4096,
         farBytes: Math.ceil(o.farSize / 4096) * 4096,
-        nodes: o.memoryNodes,
-        application: o.app ?? 'sosctl-run',
+        nodes,
+        application,
         secret,
+        tls,
         replicas: o.replicas,
         transport: o.transport,
       });

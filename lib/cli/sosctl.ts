@@ -20,6 +20,7 @@ import { printDoc } from './output.js';
 import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
 import { killCommand, logsCommand, psCommand, rmCommand, topCommand } from './apps-command.js';
+import { migrateCommand } from './migrate-command.js';
 
 const program = new Command('sosctl')
   .description('the ServerlessOS command line')
@@ -46,7 +47,8 @@ for (const [name, op, what] of [
 program.addCommand(runCommand().exitOverride());
 program.addCommand(clusterCommand());
 program.addCommand(nodesCommand());
-for (const c of [psCommand(), logsCommand(), killCommand(), rmCommand(), topCommand()]) program.addCommand(c);
+for (const c of [psCommand(), migrateCommand(), logsCommand(), killCommand(), rmCommand(), topCommand()])
+  program.addCommand(c);
 
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? 0),

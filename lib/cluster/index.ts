@@ -13,6 +13,7 @@ export {
   type Credentials,
   type PeerIdentity,
 } from './identity.js';
+export { memberTls, type MemberTlsOptions, type MemberCredentials } from './member-tls.js';
 export { ClusterError } from './errors.js';
 export {
   startEtcd,

@@ -35,6 +35,10 @@ export interface LocalCluster {
   nodes: LocalNode[];
   /** The sosd entry point the nodes run. */
   sosd?: string;
+  /** Each node's memory-node capacity in bytes (its sosd's --memory-capacity), when it serves far memory. */
+  memoryCapacity?: number;
+  /** The addresses that may move with a migrating process (every sosd's --move-ranges): `<prefix>.128/26`. */
+  moveRanges?: string;
 }
 
 export interface UpOptions {
@@ -47,6 +51,8 @@ export interface UpOptions {
   sosd?: string;
   /** Called once a node's sosd runs; resolves when it serves (e.g. its socket answers). */
   ready: (node: LocalNode) => Promise<void>;
+  /** Make each node a memory node of this many bytes (default: none). */
+  memoryCapacity?: number;
 }
 
 const STATE = 'local.json';
@@ -89,6 +95,9 @@ export async function upLocal(o: UpOptions): Promise<LocalCluster> {
     net,
     etcd: { dir: path.join(dir, 'etcd'), endpoint: '', pid: 0 },
     nodes: [],
+    ...(o.memoryCapacity ? { memoryCapacity: o.memoryCapacity } : {}),
+    // Free addresses of the bridge's /24 (nodes are .1 up, the bridge .254), for processes' own addresses.
+    moveRanges: `${net.prefix}.128/26`,
   };
   save(state);
   try {
@@ -128,7 +137,7 @@ export const sosdLog = (node: LocalNode): string => path.join(path.dirname(node.
 const defaultSosd = () => path.join(path.dirname(new URL(import.meta.url).pathname), '../daemon/sosd.js');
 
 /** Start `node`'s sosd in its namespace, detached (it outlives sosctl), logging to sosdLog; its pid. */
-function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSosd()): number {
+function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSosd(), env = process.env): number {
   c.sosd = sosd;
   const log = fs.openSync(sosdLog(node), 'a', 0o600);
   // prettier-ignore
@@ -136,11 +145,13 @@ function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSos
     '--socket', node.socket, '--state-dir', node.stateDir, '--cluster-dir', path.join(c.dir, 'cluster'),
     '--name', node.name, '--addr', node.addr, '--http', `${node.addr}:9464`,
     // Cgroups are the machine's, not the namespace's: each node's workloads get a folder of their own.
-    '--cgroup-prefix', `serverlessos/${path.basename(c.net.bridge)}/${node.name}`];
+    '--cgroup-prefix', `serverlessos/${path.basename(c.net.bridge)}/${node.name}`,
+    ...(c.memoryCapacity ? ['--memory-capacity', String(c.memoryCapacity)] : []),
+    ...(c.moveRanges ? ['--move-ranges', c.moveRanges] : [])];
   try {
     // nsenter, not `ip netns exec`: that one remounts /sys for the namespace, which hides the cgroup
     // file systems mounted under /sys/fs/cgroup from sosd (and its workloads' cgroups with them).
-    const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log] });
+    const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log], env });
     child.unref();
     return child.pid!;
   } finally {
@@ -150,18 +161,19 @@ function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSos
 
 /**
  * Stop node `name`'s sosd (SIGTERM: it keeps its lease for the next one, SIGKILL: as a crash) and
- * start a new one with the same flags; resolves once `ready` says it serves.
+ * start a new one with the same flags (and `env`, e.g. crash points for tests: lib/migration/failpoint.ts);
+ * resolves once `ready` says it serves.
  */
 export async function restartLocalNode(
   dir: string,
   name: string,
-  o: { signal?: 'SIGTERM' | 'SIGKILL'; ready: (node: LocalNode) => Promise<void> },
+  o: { signal?: 'SIGTERM' | 'SIGKILL'; ready: (node: LocalNode) => Promise<void>; env?: NodeJS.ProcessEnv },
 ): Promise<LocalNode> {
   const c = localCluster(path.resolve(dir));
   const node = c?.nodes.find((n) => n.name === name);
   if (!c || !node) throw new ClusterError(`no node ${name} in a local cluster at ${dir}`, { code: 'ERR_NOT_FOUND' });
   await stopPid(node.pid, 'node', o.signal ?? 'SIGTERM');
-  node.pid = spawnSosd(c, node);
+  node.pid = spawnSosd(c, node, undefined, o.env ?? process.env);
   save(c);
   await o.ready(node);
   return node;

@@ -148,6 +148,11 @@ export class TelemetryPublisher {
     return true;
   }
 
+  /** Add a source of figures (its keys are merged into each sample; keep them coarse: a change is a write). */
+  addSource(s: () => Record<string, unknown>): void {
+    (this.opts.sources ??= []).push(s);
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);

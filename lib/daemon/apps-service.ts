@@ -26,6 +26,7 @@ export interface AppsServiceOptions {
 const APP = { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' };
 const ID = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
 const OPERATORS = ['operator', 'orchestrator'] as const;
+const TELEMETRY_MEM_STEP = 16 * 2 ** 20;
 const READERS = ['operator', 'orchestrator', 'node'] as const;
 
 const RUN_SCHEMA = {
@@ -81,7 +82,8 @@ export class AppsService {
         'workloads re-adopted',
       );
     // Entries may be behind the records (an exit while sosd was down): bring them up to date.
-    for (const r of adopted) await s.publish(r).catch(() => undefined);
+    // (Not those that left by migration: the cluster's entry is their new node's.)
+    for (const r of adopted) if (r.state !== 'migrated') await s.publish(r).catch(() => undefined);
     workloads.on('exit', (r) => {
       o.log.info({ app: r.app, id: r.id, exitCode: r.exitCode, signal: r.signal }, 'workload exited');
       void s.publish(r).catch(() => undefined);
@@ -104,11 +106,47 @@ export class AppsService {
     };
   }
 
+  /**
+   * Per-application usage for the node's telemetry: `apps: { <app>: { procs, memoryBytes, cpu } }`,
+   * memory in steps of 16 MiB and CPU (cores, since the last sample) in steps of 0.05, so that a
+   * steady workload does not make every sample a write.
+   */
+  telemetrySource(): () => Record<string, unknown> {
+    let last = { at: performance.now(), cpu: new Map<string, number>() };
+    return () => {
+      const now = performance.now();
+      const cpu = new Map<string, number>();
+      const apps: Record<string, { procs: number; memoryBytes: number; cpu: number }> = {};
+      for (const r of this.workloads.list()) {
+        if (r.state !== 'running') continue;
+        const u = safeUsage(this.workloads, r);
+        const a = (apps[r.app] ??= { procs: 0, memoryBytes: 0, cpu: 0 });
+        a.procs++;
+        a.memoryBytes += u.memoryBytes ?? 0;
+        cpu.set(r.app, (cpu.get(r.app) ?? 0) + (u.cpuSeconds ?? 0));
+      }
+      const secs = Math.max(1e-3, (now - last.at) / 1000);
+      for (const [app, a] of Object.entries(apps)) {
+        const before = last.cpu.get(app);
+        const cores = before === undefined ? 0 : Math.max(0, (cpu.get(app)! - before) / secs);
+        a.cpu = Math.round(cores * 20) / 20;
+        a.memoryBytes = Math.round(a.memoryBytes / TELEMETRY_MEM_STEP) * TELEMETRY_MEM_STEP;
+      }
+      last = { at: now, cpu };
+      return { apps };
+    };
+  }
+
+  /** A workload that came in by migration: the cluster's entry names this node now. */
+  async adopted(r: WorkloadRecord): Promise<void> {
+    await this.publish(r, true);
+  }
+
   /** Enter `r` in etcd (a no-op without a cluster); logged and rethrown when etcd refuses. */
-  private async publish(r: WorkloadRecord): Promise<void> {
+  private async publish(r: WorkloadRecord, takeOver = false): Promise<void> {
     if (!this.registry) return;
     try {
-      await this.registry.put(this.entry(r));
+      await this.registry.put(this.entry(r), { takeOver });
     } catch (e) {
       this.o.log.warn(
         { app: r.app, id: r.id, code: (e as { code?: string }).code },
@@ -190,6 +228,14 @@ export class AppsService {
             ...ONE.properties,
             stream: { enum: ['stdout', 'stderr', 'both'] },
             tailBytes: { type: 'integer', minimum: 0, maximum: 16 * 2 ** 20 },
+            from: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                stdout: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+                stderr: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+              },
+            },
           },
         },
         roles: [...OPERATORS],
@@ -197,6 +243,7 @@ export class AppsService {
           w.logs(a.app as string, a.id as number, {
             stream: a.stream as 'stdout' | 'stderr' | 'both' | undefined,
             tailBytes: a.tailBytes as number | undefined,
+            from: a.from as { stdout?: number; stderr?: number } | undefined,
           }),
       },
       {

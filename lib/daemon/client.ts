@@ -27,6 +27,12 @@ export async function request(
         }),
       );
     });
+    // A sosd that dies (or closes) before it answers: say so now, not at the timeout. (After an
+    // answer or an error the promise is settled already and this does nothing.)
+    sock.on('close', () => {
+      clearTimeout(timer);
+      reject(new DaemonError(`sosd at ${socketPath} closed the connection before it answered`, { code: 'ECONNRESET' }));
+    });
     sock.on('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, op, args }) + '\n'));
     sock.on('data', (d: string) => {
       buf += d;

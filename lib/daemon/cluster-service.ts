@@ -23,6 +23,10 @@ export interface ClusterServiceOptions {
   addr: string;
   /** The port of this node's mutual-TLS API (published for peers), or null when it serves none. */
   apiPort: number | null;
+  /** The port of this node's migration agent (published for peers), or null when it runs none. */
+  migrationPort?: number | null;
+  /** The port of this node's memory node (published for peers), or null when it runs none. */
+  memoryPort?: number | null;
   /** Where the lease id is kept across restarts. */
   stateDir: string;
   /** Lease TTL in seconds: a dead node is noticed within about this long. */
@@ -71,6 +75,8 @@ export class ClusterService {
       facts: {
         addr: opts.addr,
         ...(opts.apiPort ? { api: opts.apiPort } : {}),
+        ...(opts.migrationPort ? { migration: opts.migrationPort } : {}),
+        ...(opts.memoryPort ? { memory: opts.memoryPort } : {}),
         cpus: info.cpus,
         memoryBytes: info.memoryBytes,
         kernel: info.kernel,

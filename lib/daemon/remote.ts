@@ -8,7 +8,9 @@
  *   await c.request('cluster.status');
  */
 import tls from 'node:tls';
+import { loadConfig, loadMember } from '../cluster/folder.js';
 import { peerIdentity, tlsOptions, type PeerIdentity, type Role } from '../cluster/identity.js';
+import type { NodeRecord } from '../cluster/membership.js';
 import { ArgValueError, SosError } from '../errors.js';
 import { DaemonError } from './errors.js';
 import { MAX_FRAME, PROTOCOL_VERSION, type Reply } from './protocol.js';
@@ -246,6 +248,28 @@ async function open(opts: RemoteOptions): Promise<RemoteClient> {
       }
       resolve(RemoteClient.wrap(sock, server, where));
     });
+  });
+}
+
+/**
+ * Connect to the API of the node whose record (as listNodes read it) is `rec`, as the member
+ * `as` of the cluster folder `dir` (an operator for sosctl, this node for a peer).
+ */
+export async function connectNode(
+  dir: string,
+  rec: NodeRecord,
+  as: { role: Role; name: string },
+): Promise<RemoteClient> {
+  if (typeof rec.addr !== 'string' || typeof rec.api !== 'number')
+    throw new SosError(`node ${rec.name} publishes no API address (its sosd runs with --api off?)`, {
+      code: 'ERR_NOT_FOUND',
+    });
+  return RemoteClient.connect({
+    host: rec.addr,
+    port: rec.api,
+    credentials: loadMember(dir, as.role, as.name),
+    cluster: loadConfig(dir).cluster,
+    serverName: rec.name,
   });
 }
 

@@ -14,12 +14,20 @@ import { pino } from 'pino';
 import { loadConfig, loadMember } from '../cluster/folder.js';
 import { AppsService } from './apps-service.js';
 import { ClusterService } from './cluster-service.js';
+import { MemoryService } from './memory-service.js';
+import { MigrationService } from './migration-service.js';
+import { AddressRanges } from '../migration/address-ranges.js';
+import { parseSize } from '../cli/size.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
 /** The cluster API's port unless --api says otherwise. */
 const DEFAULT_API_PORT = 7443;
+/** The migration agent's port unless --migration-port says otherwise. */
+const DEFAULT_MIGRATION_PORT = 7444;
+/** The memory node's port unless --memory-port says otherwise. */
+const DEFAULT_MEMORY_PORT = 7445;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 /** HOST:PORT, [V6]:PORT, or off. */
@@ -28,6 +36,20 @@ function parseHttp(v: string): HttpOptions | null {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(v);
   if (!m || Number(m[3]) > 65535) throw new InvalidArgumentError(`wants HOST:PORT, [IPV6]:PORT or off, not '${v}'`);
   return { host: m[1] ?? m[2], port: Number(m[3]) };
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new InvalidArgumentError('must be a port number (0: none)');
+  return n;
+}
+
+function ranges(v: string): AddressRanges {
+  try {
+    return AddressRanges.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function ttl(v: string): number {
@@ -53,6 +75,10 @@ interface Flags {
   addr: string;
   leaseTtl: number;
   api?: HttpOptions | null;
+  migrationPort: number;
+  moveRanges: AddressRanges;
+  memoryCapacity?: number;
+  memoryPort: number;
   cgroupPrefix: string;
 }
 
@@ -89,6 +115,31 @@ const flags = new Command('sosd')
       .default(undefined, '--addr:7443'),
   )
   .addOption(
+    new Option(
+      '--migration-port <port>',
+      "with --cluster-dir: the migration agent's port on --addr (its secret goes to node peers over the API; 0: none)",
+    )
+      .argParser(port)
+      .default(DEFAULT_MIGRATION_PORT),
+  )
+  .addOption(
+    new Option(
+      '--move-ranges <cidrs>',
+      'the IP addresses that may move with a migrating process, out of this node or into it (CIDR[,CIDR…])',
+    )
+      .argParser(ranges)
+      .default(AddressRanges.none, 'none'),
+  )
+  .addOption(
+    new Option(
+      '--memory-capacity <size>',
+      'serve as a memory node holding up to this many bytes of far memory (e.g. 4GiB; default: none)',
+    ).argParser(parseSize('--memory-capacity')),
+  )
+  .addOption(
+    new Option('--memory-port <port>', "the memory node's port on --addr").argParser(port).default(DEFAULT_MEMORY_PORT),
+  )
+  .addOption(
     new Option('--lease-ttl <seconds>', 'membership lease TTL: how soon the others notice this node gone')
       .argParser(ttl)
       .default(2),
@@ -123,19 +174,44 @@ function fatal(e: unknown): never {
 const server = new DaemonServer(flags.socket, { log, ...(flags.http ? { http: flags.http } : {}) });
 await server.listen().catch(fatal);
 
+// The memory node first: its port is one of the facts the node publishes when it joins.
+let memory: MemoryService | null = null;
+// In a cluster, the memory node's connections are mutual TLS with the node's own certificate.
+const memoryTls = (m = flags.clusterDir ? loadMember(flags.clusterDir, 'node', flags.name) : undefined) => {
+  if (!m) return undefined;
+  return { caPem: m.caPem, certPem: m.certPem, keyPem: m.keyPem, crlPem: m.crlPem, cluster: m.cluster };
+};
+if (flags.memoryCapacity) {
+  const capacity = flags.memoryCapacity;
+  // Inside the async function: a certificate that cannot be read fails the start like a port in use.
+  memory = await (async () =>
+    MemoryService.start({ host: flags.addr, port: flags.memoryPort, capacity, log, tls: memoryTls() }))().catch(
+    async (e) => {
+      await server.close();
+      return fatal(e);
+    },
+  );
+  server.registerAll(memory.ops());
+}
+
 let cluster: ClusterService | null = null;
+// This node's certificate, key, CA and CRL as last loaded (SIGHUP loads them again).
+let nodeCreds: ReturnType<typeof loadMember>;
 let api: { host: string; port: number } | null = null;
 if (flags.clusterDir) {
   const dir = flags.clusterDir;
   const creds = () => loadMember(dir, 'node', flags.name);
+  nodeCreds = creds();
   const where = flags.api === undefined ? { host: flags.addr, port: DEFAULT_API_PORT } : flags.api;
   try {
-    if (where) api = await server.listenTls({ ...where, credentials: creds(), cluster: loadConfig(dir).cluster });
+    if (where) api = await server.listenTls({ ...where, credentials: nodeCreds, cluster: loadConfig(dir).cluster });
     cluster = await ClusterService.start({
       dir,
       name: flags.name,
       addr: flags.addr,
       apiPort: api?.port ?? null,
+      migrationPort: api && flags.migrationPort ? flags.migrationPort : null,
+      memoryPort: memory?.address.port ?? null,
       stateDir: flags.stateDir,
       ttlSeconds: flags.leaseTtl,
       log,
@@ -148,7 +224,11 @@ if (flags.clusterDir) {
   // SIGHUP: the cluster folder's files again — a rotated certificate, a new CRL — without a restart.
   process.on('SIGHUP', () => {
     void (async () => {
-      const closed = await server.setTlsCredentials(creds());
+      const fresh = creds();
+      const closed = await server.setTlsCredentials(fresh);
+      nodeCreds = fresh; // the migration agent's next connections too
+      const tls = memoryTls(fresh); // the files were read once, for every role
+      if (memory && tls) memory.setTls(tls);
       log.info({ closed }, 'reloaded the certificate and CRL');
     })().catch((e: Error) => log.error({ err: e }, `reload failed, the old credentials stay: ${e.message}`));
   });
@@ -167,6 +247,30 @@ const apps = await AppsService.start({
   return fatal(e);
 });
 server.registerAll(apps.ops());
+cluster?.node.telemetry.addSource(apps.telemetrySource());
+if (memory) cluster?.node.telemetry.addSource(memory.telemetrySource());
+
+// Migration: with a cluster (its moves are recorded in etcd; the agents speak mutual TLS) and an API (peers ask there).
+let migration: MigrationService | null = null;
+if (cluster && api && flags.migrationPort) {
+  migration = await MigrationService.start({
+    stateDir: flags.stateDir,
+    clusterDir: flags.clusterDir!,
+    credentials: () => nodeCreds,
+    cluster: cluster.node,
+    apps,
+    host: flags.addr,
+    port: flags.migrationPort,
+    moveRanges: flags.moveRanges,
+    log,
+  }).catch(async (e) => {
+    apps.close();
+    await cluster?.detach();
+    await server.close();
+    return fatal(e);
+  });
+  server.registerAll(migration.ops());
+}
 
 const h = server.httpAddress;
 const metricsUrl = h ? `http://${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}/metrics` : null;
@@ -180,6 +284,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     log.info({ signal: sig }, 'stopping');
     void (async () => {
       // The workloads go on running: the next sosd re-adopts them.
+      await migration?.close();
+      memory?.close();
       apps.close();
       await cluster?.detach();
       await server.close();

@@ -4,22 +4,11 @@
 // its logs, its exit noticed), `run --wait` exits with the program's code, `cluster down` leaves no
 // workload behind; bad names and unknown processes get clear errors.
 import t from 'tap';
-import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { downLocal, localCluster, restartLocalNode, type LocalCluster } from '../../lib/cluster/local.js';
+import { localCluster, restartLocalNode, type LocalCluster } from '../../lib/cluster/local.js';
 import { joined } from '../../lib/cli/local-command.js';
-import { onExit } from '../../testkit/cleanup.js';
-
-const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { localClusterFor } from '../../testkit/local-cluster.js';
 
 interface Entry {
   app: string;
@@ -40,23 +29,7 @@ const alive = (pid: number) => {
 };
 
 void t.test('sosctl run, ps, logs, kill, rm across nodes; a sosd restart re-adopts', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-apps-'));
-  const env = { ...process.env, SOS_LOCAL_DIR: dir };
-  const run = (args: string[]): Promise<Out> =>
-    new Promise((resolve) =>
-      execFile(process.execPath, [sosctl, ...args], { timeout: 120_000, env }, (e, stdout, stderr) =>
-        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      ),
-    );
-  const cancel = onExit(() => execFileSync(process.execPath, [sosctl, 'cluster', 'down', '--dir', dir], { env }));
-  t.teardown(async () => {
-    await run(['cluster', 'down', '--dir', dir]);
-    await downLocal(dir);
-    cancel();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const up = await run(['cluster', 'up', '--nodes', '2', '--dir', dir, '--json']);
-  t.equal(up.code, 0, up.stderr);
+  const { dir, up, sosctl: run } = await localClusterFor(t, 2, ['--json']);
   t.equal((JSON.parse(up.stdout) as LocalCluster).nodes.length, 2);
 
   const ps = async (): Promise<Entry[]> => {

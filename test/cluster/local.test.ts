@@ -13,6 +13,7 @@ import {
   downLocal,
   localCluster,
   restartLocalEtcd,
+  sosdLog,
   restartLocalNode,
   type LocalCluster,
 } from '../../lib/cluster/local.js';
@@ -168,7 +169,11 @@ void t.test('sosctl cluster up/down: membership, a sosd killed and restarted, et
         ((await request('cluster.status', {}, c.nodes[i].socket)) as { alive: boolean }).alive &&
         (await nodesSeenBy(c, i)).length === 3,
       `node${i} alive after etcd's restart`,
-    );
+    ).catch((e: Error) => {
+      // Once in CI node1 never came back: what its sosd said is the finding.
+      const log = fs.readFileSync(sosdLog(c.nodes[i]), 'utf8').split('\n').slice(-40).join('\n');
+      throw new Error(`${e.message}; the end of its sosd log:\n${log}`);
+    });
   t.pass('after etcd restarted, all 3 are live members again and see each other');
 
   const now = localCluster(dir)!;

@@ -6,6 +6,7 @@ import { openStore } from '../../lib/cluster/store.js';
 import { Member } from '../../lib/cluster/membership.js';
 import { ProcessRegistry, findProcess, listProcesses, type ProcessEntry } from '../../lib/cluster/processes.js';
 import { testEtcd } from '../../testkit/etcd.js';
+import { readMove, recordMove, type MoveEntry } from '../../lib/cluster/moves.js';
 
 const entry = (app: string, id: number, node: string): ProcessEntry => ({
   app,
@@ -62,4 +63,43 @@ void t.test('numbers, entries, fencing', async (t) => {
   );
   await regs[1].remove('web', 2);
   t.equal(await findProcess(stores[0], 'web', 2), null, 'removed');
+});
+
+void t.test('moves: recorded once, by their source while it holds its lease; read back checked', async (t) => {
+  const etcd = await testEtcd(t);
+  const store = openStore({ endpoints: [etcd.endpoint], cluster: 'moves' });
+  t.teardown(() => store.close());
+  const a = await Member.join(store, { name: 'node0', ttlSeconds: 10 });
+  const move: MoveEntry = {
+    migration: 'ab'.repeat(16),
+    app: 'web',
+    id: 1,
+    from: 'node0',
+    to: 'node1',
+    mode: 'postcopy',
+    argv: ['/bin/sleep', '100'],
+    cwd: '/',
+    limits: {},
+    logs: { stdout: '/s/web/1/stdout.log', stderr: '/s/web/1/stderr.log' },
+    startedAt: new Date().toISOString(),
+    at: new Date().toISOString(),
+  };
+  await recordMove(store, a, move);
+  t.same(await readMove(store, move.migration), move, 'read back as written');
+  await t.rejects(recordMove(store, a, move), { code: 'ERR_FENCED' }, 'an id is recorded once');
+  await t.rejects(
+    recordMove(store, a, { ...move, migration: 'cd'.repeat(16), from: 'node2' }),
+    { code: 'ERR_FENCED' },
+    'only by its source',
+  );
+  t.equal(await readMove(store, 'ef'.repeat(16)), null, 'none');
+  t.equal(await readMove(store, 'not-an-id'), null);
+  await store.kv.put(`moves/${'12'.repeat(16)}`).value('{"migration":"x"}');
+  t.equal(await readMove(store, '12'.repeat(16)), null, 'a malformed entry is not read');
+  await a.leave();
+  await t.rejects(
+    recordMove(store, a, { ...move, migration: '34'.repeat(16) }),
+    { code: 'ERR_FENCED' },
+    'not after its lease is gone',
+  );
 });

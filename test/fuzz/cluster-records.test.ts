@@ -2,10 +2,12 @@
 // write there): node records and telemetry. Each returns a value of the right shape or throws
 // ERR_BAD_RECORD, never anything else. Fixed seed, bounded runs; FUZZ_RUNS for more.
 import t from 'tap';
+import net from 'node:net';
 import fc from 'fast-check';
 import { ClusterError } from '../../lib/cluster/errors.js';
 import { parseNodeRecord, parseTelemetryRecord } from '../../lib/cluster/records.js';
 import { parseProcessEntry } from '../../lib/cluster/processes.js';
+import { parseMove, type MoveEntry } from '../../lib/cluster/moves.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
@@ -103,5 +105,58 @@ void t.test('process entries', (t) => {
   t.same(parseProcessEntry('procs/web/3', JSON.stringify(valid)), valid);
   t.equal(parseProcessEntry('procs/web/4', JSON.stringify(valid)), null, 'the key must name it');
   t.equal(parseProcessEntry('procs/web/3', 'x'.repeat(5000)), null, 'too large');
+  t.end();
+});
+
+void t.test('a migration as the cluster recorded it (moves/<id>): only well-formed entries are read', (t) => {
+  const valid: MoveEntry = {
+    migration: '0123456789abcdef0123456789abcdef',
+    app: 'web',
+    id: 3,
+    from: 'node0',
+    to: 'node1',
+    mode: 'precopy',
+    argv: ['/bin/sleep', '100'],
+    cwd: '/',
+    limits: {},
+    logs: {
+      stdout: '/var/lib/serverlessos/apps/web/3/stdout.log',
+      stderr: '/var/lib/serverlessos/apps/web/3/stderr.log',
+    },
+    startedAt: 'x',
+    moveAddress: { address: '10.1.2.130', prefix: 24, dev: 'eth0' },
+    at: 'y',
+  };
+  fc.assert(
+    fc.property(valueNear(valid as unknown as Record<string, unknown>), (v) => {
+      const e = parseMove(v);
+      if (e === null) return true;
+      if (!/^[0-9a-f]{32}$/.test(e.migration) || e.from === e.to || !e.logs.stdout.startsWith('/') || !e.argv.length)
+        throw new Error('accepted a move of the wrong shape');
+      if (e.moveAddress && (net.isIP(e.moveAddress.address) === 0 || !Number.isInteger(e.moveAddress.prefix)))
+        throw new Error('accepted an address to move that is none');
+      return true;
+    }),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(parseMove(JSON.stringify(valid)), valid);
+  t.equal(parseMove(JSON.stringify({ ...valid, to: 'node0' })), null, 'from and to differ');
+  t.equal(
+    parseMove(JSON.stringify({ ...valid, logs: { stdout: 'rel', stderr: '/x' } })),
+    null,
+    'log paths are absolute',
+  );
+  t.equal(parseMove(JSON.stringify({ ...valid, migration: 'ABC' })), null, 'the id is 32 hex digits');
+  t.equal(parseMove('x'.repeat(300_000)), null, 'too large');
+  const noAddress = { ...valid };
+  delete noAddress.moveAddress;
+  t.same(parseMove(JSON.stringify(noAddress)), noAddress, 'the address to move is optional');
+  for (const [moveAddress, why] of [
+    [{ address: '10.1.2', prefix: 24, dev: 'eth0' }, 'an IP address'],
+    [{ address: '10.1.2.3', prefix: 33, dev: 'eth0' }, 'a prefix that fits it'],
+    [{ address: '10.1.2.3', prefix: 24, dev: 'eth0 x' }, 'an interface name'],
+    [{ address: '10.1.2.3', prefix: 24, dev: 'eth0', extra: 1 }, 'nothing else'],
+  ] as const)
+    t.equal(parseMove(JSON.stringify({ ...valid, moveAddress })), null, `the address to move: ${why}`);
   t.end();
 });
