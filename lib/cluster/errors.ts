@@ -9,3 +9,8 @@ import { SosError } from '../errors.js';
  * refused: the writer lost its lease, or another writer changed it).
  */
 export class ClusterError extends SosError {}
+
+/** etcd did not answer `what` (a gRPC error, a closed client): ERR_ETCD_UNAVAILABLE, worth a retry. */
+export function etcdError(what: string, e: Error): ClusterError {
+  return new ClusterError(`etcd did not answer (${what}): ${e.message}`, { code: 'ERR_ETCD_UNAVAILABLE', cause: e });
+}

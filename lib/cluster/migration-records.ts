@@ -8,7 +8,7 @@
  * put that resolved is durable, as RecordStore requires.
  */
 import type { MigrationRecord, RecordState, RecordStore } from '../migration/record.js';
-import { ClusterError } from './errors.js';
+import { ClusterError, etcdError } from './errors.js';
 import { nodeKey } from './keys.js';
 import type { Member } from './membership.js';
 import type { Store } from './store.js';
@@ -50,10 +50,7 @@ export class EtcdRecordStore implements RecordStore {
       .then(kv.put(key).value(value))
       .commit()
       .catch((e: Error) => {
-        throw new ClusterError(`etcd did not record migration ${r.id}: ${e.message}`, {
-          code: 'ERR_ETCD_UNAVAILABLE',
-          cause: e,
-        });
+        throw etcdError(`recording migration ${r.id}`, e);
       });
     if (!res.succeeded) {
       this.seen.delete(r.id);
@@ -67,7 +64,12 @@ export class EtcdRecordStore implements RecordStore {
   }
 
   async get(id: string): Promise<MigrationRecord | null> {
-    const res = await this.store.kv.get(this.key(id)).exec();
+    const res = await this.store.kv
+      .get(this.key(id))
+      .exec()
+      .catch((e: Error) => {
+        throw etcdError(`reading migration ${id}`, e);
+      });
     const kv = res.kvs[0];
     if (!kv) return null;
     this.seen.set(id, kv.mod_revision);
@@ -75,7 +77,13 @@ export class EtcdRecordStore implements RecordStore {
   }
 
   async list(): Promise<MigrationRecord[]> {
-    const res = await this.store.kv.getAll().prefix(migrationsOf(this.member.name)).exec();
+    const res = await this.store.kv
+      .getAll()
+      .prefix(migrationsOf(this.member.name))
+      .exec()
+      .catch((e: Error) => {
+        throw etcdError('listing migrations', e);
+      });
     const out: MigrationRecord[] = [];
     for (const kv of res.kvs) {
       const r = parse(kv.value.toString('utf8'));
@@ -87,7 +95,12 @@ export class EtcdRecordStore implements RecordStore {
   }
 
   async remove(id: string): Promise<void> {
-    await this.store.kv.delete().key(this.key(id));
+    await this.store.kv
+      .delete()
+      .key(this.key(id))
+      .catch((e: Error) => {
+        throw etcdError(`removing migration ${id}`, e);
+      });
     this.seen.delete(id);
   }
 

@@ -8,7 +8,7 @@
  * recorded it. The entry outlives both nodes' leases: it says what moved where.
  */
 import { checkMoveAddress, type MoveAddress } from '../migration/address.js';
-import { ClusterError } from './errors.js';
+import { ClusterError, etcdError } from './errors.js';
 import { nodeKey } from './keys.js';
 import type { Member } from './membership.js';
 import type { Store } from './store.js';
@@ -92,10 +92,6 @@ function validAddress(a: unknown): boolean {
   } catch {
     return false;
   }
-}
-
-function etcdError(what: string, e: Error): ClusterError {
-  return new ClusterError(`etcd did not answer (${what}): ${e.message}`, { code: 'ERR_ETCD_UNAVAILABLE', cause: e });
 }
 
 /** Record `e` (this node is its source): durable once this resolves; ERR_FENCED without our lease or when the id exists. */

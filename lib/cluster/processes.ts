@@ -9,7 +9,7 @@
  * revision the writer last saw, so a node that lost its lease, or an entry another node has taken
  * over since (a migration), is never overwritten.
  */
-import { ClusterError } from './errors.js';
+import { ClusterError, etcdError } from './errors.js';
 import { nodeKey } from './keys.js';
 import type { Member } from './membership.js';
 import type { Store } from './store.js';
@@ -38,10 +38,6 @@ const MAX_ENTRY = 4096;
 const counterKey = (app: string) => `apps/${app}/next`;
 const procKey = (app: string, id: number) => `procs/${app}/${id}`;
 const PROCS = 'procs/';
-
-function etcdError(what: string, e: Error): ClusterError {
-  return new ClusterError(`etcd did not answer (${what}): ${e.message}`, { code: 'ERR_ETCD_UNAVAILABLE', cause: e });
-}
 
 /** An entry read from etcd: a peer's input, so size-limited and shape-checked; null when it is not one. */
 export function parseProcessEntry(key: string, text: unknown): ProcessEntry | null {

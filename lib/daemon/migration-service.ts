@@ -23,6 +23,7 @@ import type { Arrival } from '../apps/index.js';
 import type { ClusterNode } from '../cluster/join.js';
 import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { EtcdRecordStore } from '../cluster/migration-records.js';
+import { untilEtcdAnswers } from '../cluster/etcd-retry.js';
 import { readMove, recordMove, type MoveEntry } from '../cluster/moves.js';
 import { SosError } from '../errors.js';
 import { AddressRanges, MigrationAgent, MigrationError, checkMoveAddress, migrate } from '../migration/index.js';
@@ -144,33 +145,38 @@ export class MigrationService {
     const workDir = path.join(o.stateDir, 'migration');
     // Both sides' decisions in etcd (fenced by this node's lease): a node is one side of a migration.
     const records = new EtcdRecordStore(o.cluster.store, o.cluster.member);
-    const agent = await MigrationAgent.listen({
-      host: o.host,
-      port: o.port,
-      secret: memberTls({ credentials: o.credentials, cluster: clusterName, roles: ['node'] }),
-      workDir,
-      records,
-      outRecords: records,
-      acceptClients: false,
-      admit: ({ id, moveAddress, peerCertificate }) => {
-        const x = svc?.expected.get(id);
-        if (!x) return 'no migration with this id was recorded in the cluster for this node';
-        // Only the source the cluster recorded may send it (any node's certificate would pass the TLS check).
-        const from = peerCertificate?.subject?.CN;
-        if (from !== x.move.from) return `migration ${id} comes from ${x.move.from}, not ${String(from)}`;
-        // The address the source sends must be the one the cluster recorded (and this node allowed).
-        if (addressKey(moveAddress) !== addressKey(x.move.moveAddress))
-          return 'the address to move is not the one recorded for this migration';
-        return null;
-      },
-      restoreOptions: (id) => svc?.restoreOptions(id) ?? {},
-      onRestored: (id, pid) => Promise.resolve(svc?.expected.get(id)?.arrival.place(pid)),
-      onResumed: (id, pid) => void svc?.adopt(id, pid),
-      // It did not come to run here: what was made ready for it goes.
-      onSettled: (id, state) => void (state === 'resumed' ? undefined : svc?.letGo(id, `it ended ${state}`)),
-      peerSecret: (to) => svc!.peerTls(to),
-      log: (line) => o.log.info({ role: 'migration' }, line),
-    });
+    // The agent settles its records in etcd before it listens: etcd restarting right then is waited out.
+    const listen = () =>
+      MigrationAgent.listen({
+        host: o.host,
+        port: o.port,
+        secret: memberTls({ credentials: o.credentials, cluster: clusterName, roles: ['node'] }),
+        workDir,
+        records,
+        outRecords: records,
+        acceptClients: false,
+        admit: ({ id, moveAddress, peerCertificate }) => {
+          const x = svc?.expected.get(id);
+          if (!x) return 'no migration with this id was recorded in the cluster for this node';
+          // Only the source the cluster recorded may send it (any node's certificate would pass the TLS check).
+          const from = peerCertificate?.subject?.CN;
+          if (from !== x.move.from) return `migration ${id} comes from ${x.move.from}, not ${String(from)}`;
+          // The address the source sends must be the one the cluster recorded (and this node allowed).
+          if (addressKey(moveAddress) !== addressKey(x.move.moveAddress))
+            return 'the address to move is not the one recorded for this migration';
+          return null;
+        },
+        restoreOptions: (id) => svc?.restoreOptions(id) ?? {},
+        onRestored: (id, pid) => Promise.resolve(svc?.expected.get(id)?.arrival.place(pid)),
+        onResumed: (id, pid) => void svc?.adopt(id, pid),
+        // It did not come to run here: what was made ready for it goes.
+        onSettled: (id, state) => void (state === 'resumed' ? undefined : svc?.letGo(id, `it ended ${state}`)),
+        peerSecret: (to) => svc!.peerTls(to),
+        log: (line) => o.log.info({ role: 'migration' }, line),
+      });
+    const agent = await untilEtcdAnswers(listen, (e) =>
+      o.log.warn({ code: e.code }, `migration agent waits for etcd: ${e.message}`),
+    );
     svc = new MigrationService(agent, clusterName, records, o);
     await svc.pass();
     svc.settler = setInterval(() => void svc?.pass(), SETTLE_EVERY_MS);

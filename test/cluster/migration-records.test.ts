@@ -9,6 +9,8 @@ import { Member } from '../../lib/cluster/membership.js';
 import { EtcdRecordStore } from '../../lib/cluster/migration-records.js';
 import type { MigrationRecord } from '../../lib/migration/record.js';
 import { testEtcd } from '../../testkit/etcd.js';
+import { startEtcd } from '../../lib/cluster/etcd-server.js';
+import { untilEtcdAnswers } from '../../lib/cluster/etcd-retry.js';
 
 const id = () => crypto.randomBytes(16).toString('hex');
 const rec = (i: string, state: MigrationRecord['state'] = 'started'): MigrationRecord => ({
@@ -101,4 +103,51 @@ void t.test('final records are pruned to keep', async (t) => {
   t.same(left, [live, ...ids.slice(2)].sort(), 'the newest two final records and the live one');
   await r.remove(live);
   t.equal(await r.get(live), null);
+});
+
+void t.test('etcd down: every call fails with ERR_ETCD_UNAVAILABLE; untilEtcdAnswers waits it out', async (t) => {
+  const etcd = await testEtcd(t);
+  const s = openStore({ endpoints: [etcd.endpoint], cluster: 'mig' });
+  t.teardown(() => s.close());
+  // A TTL far longer than the restart: the lease lives on in etcd's data.
+  const m = await Member.join(s, { name: 'node-d', ttlSeconds: 30 });
+  t.teardown(() => m.leave());
+  const r = new EtcdRecordStore(s, m);
+  const a = id();
+  await r.put(rec(a));
+  await etcd.stop();
+  const down = { code: 'ERR_ETCD_UNAVAILABLE', message: /^etcd did not answer/ };
+  await t.rejects(r.list(), down, 'list');
+  await t.rejects(r.get(a), down, 'get');
+  await t.rejects(r.remove(a), down, 'remove');
+  await t.rejects(r.put({ ...rec(a), state: 'committing' }), down, 'put');
+  // The first failure starts etcd again on the same folder and ports; the listing then completes.
+  const port = (u: string) => Number(new URL(u).port);
+  let again: Awaited<ReturnType<typeof startEtcd>> | null = null;
+  t.teardown(() => again?.stop());
+  const retried: string[] = [];
+  const list = await untilEtcdAnswers(
+    () => r.list(),
+    (e) => {
+      retried.push(e.code);
+      if (retried.length === 1)
+        void startEtcd({ dir: etcd.dir, clientPort: port(etcd.endpoint), peerPort: port(etcd.peerEndpoint) }).then(
+          (e) => (again = e),
+        );
+    },
+  );
+  t.same(
+    list.map((x) => [x.id, x.state]),
+    [[a, 'started']],
+    'the record, once etcd answers',
+  );
+  t.ok(retried.length >= 1 && retried.every((c) => c === 'ERR_ETCD_UNAVAILABLE'), 'retried on ERR_ETCD_UNAVAILABLE');
+  await t.rejects(
+    untilEtcdAnswers(
+      () => r.get('../x'),
+      () => t.fail('not retried'),
+    ),
+    { code: 'ERR_BAD_MESSAGE' },
+    'any other error is thrown at once',
+  );
 });
