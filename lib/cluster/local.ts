@@ -206,9 +206,58 @@ export async function downLocal(dir: string): Promise<boolean> {
   for (const n of c.nodes) await stopPid(n.pid, 'node');
   await stopEtcdAt(c.etcd.dir);
   await removeNet(c.net);
+  // Workloads of a node whose sosd was dead (killed, crashed) were not ended by it: their cgroups hold them.
+  await killCgroupFolders(path.join('serverlessos', c.net.bridge));
   removeCgroupFolders(path.join('serverlessos', c.net.bridge));
   fs.rmSync(path.join(c.dir, STATE), { force: true });
   return true;
+}
+
+/** The cgroup hierarchies of this machine (v2: the root; v1: one per controller). */
+function hierarchies(): string[] {
+  const root = '/sys/fs/cgroup';
+  if (!fs.existsSync(root)) return [];
+  return [
+    root,
+    ...fs
+      .readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => path.join(root, e.name)),
+  ];
+}
+
+/** Every pid in a group at or below `dir`. */
+function pidsBelow(dir: string): number[] {
+  const out: number[] = [];
+  const walk = (d: string) => {
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(d, { withFileTypes: true });
+      for (const l of fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n')) if (l) out.push(Number(l));
+    } catch {
+      return;
+    }
+    for (const e of ents) if (e.isDirectory()) walk(path.join(d, e.name));
+  };
+  walk(dir);
+  return out;
+}
+
+/** SIGKILL every process in the groups below `rel` (every hierarchy) until none is left (10 s at most). */
+async function killCgroupFolders(rel: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const pids = new Set(hierarchies().flatMap((h) => pidsBelow(path.join(h, rel))));
+    if (pids.size === 0 || Date.now() > end) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** rmdir `rel` (and the empty groups below it) in every cgroup hierarchy; a busy one stays. */
@@ -227,16 +276,7 @@ function removeCgroupFolders(rel: string): void {
       // busy or not empty: a workload still runs there
     }
   };
-  const root = '/sys/fs/cgroup';
-  if (!fs.existsSync(root)) return;
-  const hierarchies = [
-    root,
-    ...fs
-      .readdirSync(root, { withFileTypes: true })
-      .filter((e) => e.isDirectory())
-      .map((e) => path.join(root, e.name)),
-  ];
-  for (const h of hierarchies) rmdirTree(path.join(h, rel));
+  for (const h of hierarchies()) rmdirTree(path.join(h, rel));
 }
 
 /** `signal` (SIGTERM) `pid` when it still runs `comm`, SIGKILL after 10 s; resolves once it is gone. */
