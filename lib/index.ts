@@ -8,6 +8,7 @@ export * as cluster from './cluster/index.js';
 export * as cgroups from './cgroups/index.js';
 export * as apps from './apps/index.js';
 export * as daemon from './daemon/index.js';
+export * as orchestrator from './orchestrator/index.js';
 export { Region, Userfaultfd, FaultEngine, PageSource, touch, PAGE_SIZE } from './uffd/index.js';
 export type { SosErrorOptions } from './errors.js';
 export { SosError, SystemError, StateError, ArgTypeError, ArgValueError, ArgRangeError, AbortError } from './errors.js';

@@ -47,3 +47,4 @@ export {
 } from './folder.js';
 export { joinCluster, storeFromFolder, type ClusterNode } from './join.js';
 export { EtcdRecordStore, migrationsOf } from './migration-records.js';
+export { ProcessRegistry, listProcesses, findProcess, parseProcessEntry, type ProcessEntry } from './processes.js';

@@ -35,7 +35,8 @@ export interface ProcessEntry {
 
 const APP = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAX_ENTRY = 4096;
-const counterKey = (app: string) => `apps/${app}/next`;
+/** The counter that numbers `app`'s processes (shared by sosd's direct runs and the orchestrator's desired ones). */
+export const counterKey = (app: string): string => `apps/${app}/next`;
 const procKey = (app: string, id: number) => `procs/${app}/${id}`;
 const PROCS = 'procs/';
 
@@ -107,15 +108,22 @@ export class ProcessRegistry {
   }
 
   /** Write `e` (this node's): ERR_FENCED when this node lost its lease or another writer changed the entry since. */
-  async put(e: ProcessEntry, o: { takeOver?: boolean } = {}): Promise<void> {
+  async put(
+    e: ProcessEntry,
+    o: {
+      takeOver?: boolean;
+      /** One more condition of the transaction (an orchestrator's fence: the leader key's create revision). */
+      also?: [string, 'Create' | 'Mod', '==', string];
+    } = {},
+  ): Promise<void> {
     const key = procKey(e.app, e.id);
     const kv = this.store.kv;
     // A process that migrated in is taken over from whoever wrote its entry last (perhaps this
     // node, before the process left it): over the entry's current revision.
     const expect = (o.takeOver ? undefined : this.seen.get(key)) ?? (await this.revision(key));
-    const res = await kv
-      .if(nodeKey(this.member.name), 'Lease', '==', this.member.leaseId)
-      .and(key, 'Mod', '==', expect)
+    let txn = kv.if(nodeKey(this.member.name), 'Lease', '==', this.member.leaseId).and(key, 'Mod', '==', expect);
+    if (o.also) txn = txn.and(...o.also);
+    const res = await txn
       .then(kv.put(key).value(JSON.stringify(e)))
       .commit()
       .catch((err: Error) => {

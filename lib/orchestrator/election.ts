@@ -1,0 +1,134 @@
+/**
+ * One orchestrator at a time: the leader key (`orchestrator/leader`), created only when absent and
+ * bound to the candidate's membership lease (lib/cluster/membership.ts renews it and calls it lost
+ * when a renewal goes unacknowledged for a TTL, not trusting a keep-alive stream). The key's create
+ * revision is the term (fence.ts). Our own loop rather than etcd3's Election, which can elect two
+ * leaders after an etcd restart (microsoft/etcd3#158): here the key and its revision are the truth,
+ * read again on every pass, and every action is fenced by the term anyway.
+ *
+ * A leader stops leading ('deposed') when its lease is lost or the key is no longer its term's. A
+ * dead leader's key goes with its lease (the TTL, 2 s in a local cluster); candidates look every
+ * `retryMs` (default 500 ms; client-go retries every 2 s), so a new leader follows within TTL + retry.
+ */
+import { EventEmitter } from 'node:events';
+import { LEADER } from '../cluster/keys.js';
+import type { Member } from '../cluster/membership.js';
+import type { Store } from '../cluster/store.js';
+import { argValue } from '../errors.js';
+import { currentLeader, type Fence } from './fence.js';
+
+export interface ElectionOptions {
+  /** How often a candidate looks for a free leader key and a leader confirms its own (default 500 ms). */
+  retryMs?: number;
+}
+
+export interface ElectionEvents {
+  /** This member leads, under `fence`. */
+  elected: [Fence];
+  /** It no longer does (the reason). */
+  deposed: [string];
+}
+
+export class Election extends EventEmitter<ElectionEvents> {
+  private term: Fence | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private running: Promise<void> | null = null;
+  private readonly retryMs: number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly member: Member,
+    opts: ElectionOptions = {},
+  ) {
+    super();
+    this.retryMs = opts.retryMs ?? 500;
+    if (!Number.isInteger(this.retryMs) || this.retryMs < 10 || this.retryMs > 60_000)
+      throw argValue('retryMs must be an integer in [10, 60000]');
+    member.on('lost', this.onLost);
+  }
+
+  /** The fence of the current term while this member leads, else null. */
+  get fence(): Fence | null {
+    return this.term;
+  }
+
+  /** Begin campaigning (idempotent). */
+  start(): void {
+    if (this.stopped || this.timer || this.running) return;
+    this.schedule(0);
+  }
+
+  /** Stop campaigning; a leader resigns (its key deleted, if still its term's) so another takes over at once. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.member.off('lost', this.onLost);
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    const f = this.term;
+    if (!f) return;
+    this.depose('resigned');
+    const kv = this.store.kv;
+    await kv
+      .if(LEADER, 'Create', '==', f.term)
+      .then(kv.delete().key(LEADER))
+      .options({ deadline: Date.now() + 5000 })
+      .commit()
+      .catch(() => undefined); // unreachable etcd: the key goes with the lease
+  }
+
+  private readonly onLost = (): void => this.depose('its membership lease was lost');
+
+  private depose(reason: string): void {
+    if (!this.term) return;
+    this.term = null;
+    this.emit('deposed', reason);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.pass().finally(() => {
+        this.running = null;
+        this.schedule(this.retryMs);
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async pass(): Promise<void> {
+    if (!this.member.alive) return this.depose('its membership lease is not confirmed');
+    let now;
+    try {
+      now = await currentLeader(this.store);
+    } catch {
+      return; // etcd away: the lease decides (a leader whose renewals fail is deposed by 'lost')
+    }
+    if (this.stopped) return;
+    if (this.term) {
+      if (!now || now.term !== this.term.term) this.depose('the leader key is no longer its term');
+      return;
+    }
+    if (now && now.leader === this.member.name && now.lease === this.member.leaseId) {
+      // Ours under the lease this member resumed (sosd restarted within its TTL): the same term goes on.
+      this.term = { leader: now.leader, term: now.term };
+      this.emit('elected', this.term);
+      return;
+    }
+    if (now) return; // another member leads
+    const kv = this.store.kv;
+    const value = JSON.stringify({ name: this.member.name, since: Date.now() });
+    const res = await kv
+      .if(LEADER, 'Create', '==', 0)
+      .then(kv.put(LEADER).value(value).lease(this.member.leaseId))
+      .options({ deadline: Date.now() + Math.max(1000, this.retryMs) })
+      .commit()
+      .catch(() => null);
+    if (!res?.succeeded || this.stopped) return;
+    // The put's revision is the key's create revision: the term.
+    this.term = { leader: this.member.name, term: res.header.revision };
+    this.emit('elected', this.term);
+  }
+}

@@ -1,0 +1,36 @@
+export {
+  Orchestrator,
+  type OrchestratorOptions,
+  type OrchestratorEvents,
+  type OrchestratorLogger,
+} from './orchestrator.js';
+export { Election, type ElectionOptions, type ElectionEvents } from './election.js';
+export { checkFence, currentLeader, fenceCompare, FENCE_SCHEMA, type Fence, type LeaderRecord } from './fence.js';
+export {
+  submit,
+  listDesired,
+  readDesired,
+  removeDesired,
+  parseSpec,
+  REQUEST_SCHEMA,
+  type ProcessRequest,
+  type ProcessSpec,
+  type Limits,
+} from './desired.js';
+export {
+  recordAction,
+  recordDecision,
+  readAction,
+  listActions,
+  listDecisions,
+  pruneDecisions,
+  parseAction,
+  parseDecision,
+  type Action,
+  type ActionEntry,
+  type ActionState,
+  type Decision,
+  type DecisionKind,
+} from './actions.js';
+export { fewestProcesses, type Candidate, type PlacementChoice, type PlacementPolicy } from './placement.js';
+export { OrchestratorError } from './errors.js';

@@ -1,0 +1,351 @@
+/**
+ * The orchestrator: one active at a time (election.ts), it reconciles what the cluster runs towards
+ * what is desired (desired.ts), like a Kubernetes controller — level-based (each pass reads the whole
+ * state again, so a missed event or a failover loses nothing), idempotent (a node asked twice to run
+ * APP/ID runs it once), each step recorded, fenced by the term, before it is taken (actions.ts).
+ *
+ * For each desired process, a pass:
+ *  - with no step yet: asks the placement policy, records `place` (intended) on the chosen node, asks
+ *    that node to run it (`run`, sosd's apps.run with the fence), and records `done` once it runs;
+ *  - with a step intended: finishes it on the recorded node (what a new leader does after a failover),
+ *    or — that node gone before the process started — places it again (`replace`);
+ *  - whose process runs on a node that left the cluster: records it `lost` (no checkpoint to restore).
+ */
+import { EventEmitter } from 'node:events';
+import type { Member } from '../cluster/membership.js';
+import { listNodes } from '../cluster/membership.js';
+import { listProcesses, type ProcessEntry } from '../cluster/processes.js';
+import type { Store } from '../cluster/store.js';
+import { listTelemetry } from '../cluster/telemetry.js';
+import { SosError } from '../errors.js';
+import {
+  listActions,
+  pruneDecisions,
+  recordAction,
+  recordDecision,
+  type Action,
+  type ActionEntry,
+  type Decision,
+} from './actions.js';
+import { listDesired, type ProcessSpec } from './desired.js';
+import { Election } from './election.js';
+import type { Fence } from './fence.js';
+import { fewestProcesses, type Candidate, type PlacementPolicy } from './placement.js';
+
+/** A pino-like logger. */
+export interface OrchestratorLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface OrchestratorOptions {
+  store: Store;
+  /** This node's membership: its lease holds the leader key. */
+  member: Member;
+  /** Ask `node` to run `spec` under `fence`; resolves with the process's entry (idempotent by APP/ID). */
+  run: (node: string, spec: ProcessSpec, fence: Fence) => Promise<ProcessEntry>;
+  policy?: PlacementPolicy;
+  /** How often the leader reconciles (default 500 ms). */
+  intervalMs?: number;
+  /** The election's retry (default 500 ms). */
+  retryMs?: number;
+  /** Decisions kept in etcd (default 500). */
+  keepDecisions?: number;
+  log?: OrchestratorLogger;
+}
+
+export interface OrchestratorEvents {
+  elected: [Fence];
+  deposed: [string];
+  /** A decision this leader recorded. */
+  decision: [Decision];
+}
+
+/** Errors after which asking the node again cannot help. */
+const FINAL = new Set(['ERR_BAD_ARGS', 'ERR_FORBIDDEN', 'ERR_APP_EXISTS', 'ERR_EXISTS']);
+/** Attempts on a live node before the step is recorded failed. */
+const MAX_ATTEMPTS = 10;
+
+const quiet: OrchestratorLogger = { info: () => undefined, warn: () => undefined };
+
+export class Orchestrator extends EventEmitter<OrchestratorEvents> {
+  readonly election: Election;
+  readonly policy: PlacementPolicy;
+  private timer: NodeJS.Timeout | null = null;
+  private passing: Promise<void> | null = null;
+  private closed = false;
+  /** APP/ID whose run request is in flight (never two at once from this leader). */
+  private readonly inflight = new Set<string>();
+  private readonly attempts = new Map<string, number>();
+  /** The last 'unplaceable' reason per APP/ID (recorded once, not every pass). */
+  private readonly waiting = new Map<string, string>();
+  private passes = 0;
+  private readonly log: OrchestratorLogger;
+
+  constructor(private readonly o: OrchestratorOptions) {
+    super();
+    this.policy = o.policy ?? fewestProcesses;
+    this.log = o.log ?? quiet;
+    this.election = new Election(o.store, o.member, { retryMs: o.retryMs });
+    this.election.on('elected', (f) => {
+      this.log.info({ term: f.term }, `leads the cluster's orchestration (term ${f.term})`);
+      this.emit('elected', f);
+      // The term's first fenced action: it says when the leadership changed hands (sosctl decisions).
+      void this.decide(f, {
+        kind: 'elected',
+        app: '',
+        id: 0,
+        node: f.leader,
+        reason: `${f.leader} leads, term ${f.term}`,
+        at: now(),
+      })
+        .catch(() => undefined)
+        .finally(() => this.kick());
+    });
+    this.election.on('deposed', (why) => {
+      this.log.warn({}, `no longer leads: ${why}`);
+      this.inflight.clear();
+      this.emit('deposed', why);
+    });
+  }
+
+  /** Campaign and, while leading, reconcile every `intervalMs`. */
+  start(): this {
+    this.election.start();
+    this.schedule();
+    return this;
+  }
+
+  /** The current term while this orchestrator leads. */
+  get fence(): Fence | null {
+    return this.election.fence;
+  }
+
+  /** Stop; a leader resigns so that another takes over at once. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.passing;
+    await this.election.stop();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => this.kick(), this.o.intervalMs ?? 500);
+    this.timer.unref();
+  }
+
+  private kick(): void {
+    if (this.closed || this.passing) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.passing = this.pass()
+      .catch((e: Error) => this.log.warn({ code: (e as SosError).code }, `reconcile pass: ${e.message}`))
+      .finally(() => {
+        this.passing = null;
+        this.schedule();
+      });
+  }
+
+  /** One reconcile pass (a no-op unless leading). */
+  async pass(): Promise<void> {
+    const fence = this.fence;
+    if (!fence) return;
+    const s = this.o.store;
+    const [desired, actions, procs, nodes, telemetry] = await Promise.all([
+      listDesired(s),
+      listActions(s),
+      listProcesses(s),
+      listNodes(s),
+      listTelemetry(s),
+    ]);
+    const byKey = new Map(procs.map((p) => [`${p.app}/${p.id}`, p]));
+    const load = new Map<string, number>();
+    for (const p of procs) if (p.state === 'running') load.set(p.node, (load.get(p.node) ?? 0) + 1);
+    for (const [k, a] of actions)
+      if (a.action.state === 'intended' && !byKey.has(k)) load.set(a.action.node, (load.get(a.action.node) ?? 0) + 1);
+    const candidates = (): Candidate[] =>
+      [...nodes.values()].map((r) => ({
+        name: r.name,
+        record: r,
+        telemetry: telemetry.get(r.name) ?? null,
+        processes: load.get(r.name) ?? 0,
+      }));
+    for (const spec of desired) {
+      if (this.fence !== fence) return; // deposed meanwhile
+      const key = `${spec.app}/${spec.id}`;
+      if (this.inflight.has(key)) continue;
+      const proc = byKey.get(key);
+      const step = actions.get(key);
+      if (proc) {
+        await this.observe(fence, spec, proc, step, nodes.has(proc.node));
+        continue;
+      }
+      if (step && step.action.state !== 'intended') continue; // done (its entry since removed), failed, lost
+      if (step && nodes.has(step.action.node)) {
+        this.send(fence, spec, step);
+        continue;
+      }
+      const choice = this.policy.place(spec, candidates());
+      if (!choice.node) {
+        if (this.waiting.get(key) !== choice.reason) {
+          this.waiting.set(key, choice.reason);
+          await this.decide(fence, {
+            kind: 'unplaceable',
+            app: spec.app,
+            id: spec.id,
+            node: null,
+            reason: choice.reason,
+            at: now(),
+          });
+        }
+        continue;
+      }
+      this.waiting.delete(key);
+      const kind = step ? 'replace' : 'place';
+      const reason = step ? `${step.action.node} left before it started; ${choice.reason}` : choice.reason;
+      const a: Action = {
+        app: spec.app,
+        id: spec.id,
+        kind: 'place',
+        node: choice.node,
+        state: 'intended',
+        reason,
+        leader: fence.leader,
+        term: fence.term,
+        at: now(),
+      };
+      const mod = await this.record(fence, a, step?.mod ?? '0', kind);
+      load.set(choice.node, (load.get(choice.node) ?? 0) + 1);
+      this.send(fence, spec, { action: a, mod });
+    }
+    if (++this.passes % 120 === 0) await pruneDecisions(s, this.o.keepDecisions ?? 500).catch(() => undefined);
+  }
+
+  /** A desired process that has an entry: its step done, or lost with its node. */
+  private async observe(
+    fence: Fence,
+    spec: ProcessSpec,
+    proc: ProcessEntry,
+    step: ActionEntry | undefined,
+    live: boolean,
+  ): Promise<void> {
+    const base = {
+      app: spec.app,
+      id: spec.id,
+      kind: 'place' as const,
+      node: proc.node,
+      leader: fence.leader,
+      term: fence.term,
+      at: now(),
+    };
+    if (proc.state === 'running' && !live && step?.action.state !== 'lost') {
+      await this.record(
+        fence,
+        {
+          ...base,
+          state: 'lost',
+          reason: `${proc.node} left the cluster (its lease expired) and no checkpoint exists`,
+        },
+        step?.mod ?? '0',
+        'lost',
+      );
+    } else if (live && (!step || step.action.state === 'intended')) {
+      await this.record(
+        fence,
+        { ...base, state: 'done', reason: step?.action.reason ?? 'started by an earlier leader' },
+        step?.mod ?? '0',
+        'done',
+        `runs on ${proc.node} as pid ${proc.pid}`,
+      );
+    }
+  }
+
+  /** Ask the step's node to run it; record done, or failed when asking again cannot help. */
+  private send(fence: Fence, spec: ProcessSpec, step: ActionEntry): void {
+    const key = `${spec.app}/${spec.id}`;
+    this.inflight.add(key);
+    void (async () => {
+      try {
+        const e = await this.o.run(step.action.node, spec, fence);
+        this.attempts.delete(key);
+        if (this.fence !== fence) return;
+        await this.record(
+          fence,
+          {
+            ...step.action,
+            state: 'done',
+            leader: fence.leader,
+            term: fence.term,
+            at: now(),
+          },
+          step.mod,
+          'done',
+          `runs on ${e.node} as pid ${e.pid}`,
+        );
+      } catch (err) {
+        const code = (err as SosError).code ?? 'ERR_INTERNAL';
+        const n = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, n);
+        this.log.warn(
+          { app: spec.app, id: spec.id, node: step.action.node, code, attempt: n },
+          `run on ${step.action.node}: ${(err as Error).message}`,
+        );
+        if (this.fence === fence && (FINAL.has(code) || n >= MAX_ATTEMPTS)) {
+          this.attempts.delete(key);
+          await this.record(
+            fence,
+            {
+              ...step.action,
+              state: 'failed',
+              reason: `${step.action.node} did not run it: ${(err as Error).message}`,
+              error: { code, message: (err as Error).message },
+              leader: fence.leader,
+              term: fence.term,
+              at: now(),
+            },
+            step.mod,
+            'failed',
+          ).catch(() => undefined);
+        }
+      } finally {
+        this.inflight.delete(key);
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Record step `a`; its decision says `why` (default: the step's reason). */
+  private async record(
+    fence: Fence,
+    a: Action,
+    expect: string,
+    kind: Decision['kind'],
+    why = a.reason,
+  ): Promise<string> {
+    const mod = await recordAction(this.o.store, fence, a, expect, { kind, reason: why });
+    this.announce({
+      at: a.at,
+      leader: fence.leader,
+      term: fence.term,
+      kind,
+      app: a.app,
+      id: a.id,
+      node: a.node,
+      reason: why,
+    });
+    return mod;
+  }
+
+  private async decide(fence: Fence, d: Omit<Decision, 'leader' | 'term'>): Promise<void> {
+    await recordDecision(this.o.store, fence, d);
+    this.announce({ ...d, leader: fence.leader, term: fence.term });
+  }
+
+  private announce(d: Decision): void {
+    const what = d.kind === 'elected' ? '' : ` ${d.app}/${d.id}${d.node ? ` on ${d.node}` : ''}`;
+    this.log.info({ app: d.app, id: d.id, node: d.node, kind: d.kind }, `${d.kind}${what}: ${d.reason}`);
+    this.emit('decision', d);
+  }
+}
+
+const now = () => new Date().toISOString();
