@@ -305,6 +305,48 @@ export interface StartOptions extends Opts {
   cpus?: number;
   pids?: number;
   wait?: boolean;
+  /** Seconds to wait for the orchestrator to place it (default 60). */
+  placeTimeout?: number;
+}
+
+interface Placement {
+  step: { state: string; reason: string; leader: string; term: string; error?: { code: string } } | null;
+  entry: ProcessEntry | null;
+}
+
+/**
+ * Submit `req` to the cluster's orchestrator through the local sosd and wait until it runs
+ * somewhere; null when that sosd has no orchestrator (not in a cluster): then it runs there.
+ */
+async function placeByOrchestrator(req: Record<string, unknown>, o: StartOptions): Promise<ProcessEntry | null> {
+  const local = await sosdOf(undefined, o);
+  let spec: { app: string; id: number };
+  try {
+    spec = (await local.call('orchestrator.submit', req)) as typeof spec;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_UNKNOWN_OP') return null;
+    throw e;
+  }
+  const name = `${spec.app}/${spec.id}`;
+  const end = Date.now() + (o.placeTimeout ?? 60) * 1000;
+  for (;;) {
+    const g = (await local.call('orchestrator.get', { app: spec.app, id: spec.id })) as Placement;
+    if (g.step && (g.step.state === 'failed' || g.step.state === 'lost'))
+      throw new AppError(`${name} was not placed: ${g.step.reason}`, { code: g.step.error?.code ?? 'ERR_NOT_PLACED' });
+    if (g.entry) {
+      if (!o.json && g.step)
+        process.stderr.write(`placed by ${g.step.leader} (term ${g.step.term}): ${g.step.reason}\n`);
+      return g.entry;
+    }
+    if (Date.now() > end) {
+      const last = g.step
+        ? `the last step: ${g.step.state} on its node, ${g.step.reason}`
+        : 'no orchestrator placed it';
+      // It stays desired: a leader places it later (sosctl desired shows it; sosctl rm drops it).
+      throw new AppError(`${name} is not running after ${o.placeTimeout ?? 60} s (${last})`, { code: 'ETIMEDOUT' });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** `sosctl run` without --local-memory: start PROG on a node's sosd; with --wait, exit with its code. */
@@ -327,15 +369,18 @@ export async function startOnSosd(prog: string, args: string[], o: StartOptions)
     ...(o.cpus === undefined ? {} : { cpu: { quotaUs: Math.round(o.cpus * 100_000), periodUs: 100_000 } }),
     ...(o.pids === undefined ? {} : { pids: o.pids }),
   };
-  const t = await sosdOf(o.node, o);
+  const req = {
+    app,
+    argv: [prog, ...args],
+    ...(o.env.length ? { env } : {}),
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+    ...(Object.keys(limits).length ? { limits } : {}),
+  };
+  // Without --node, in a cluster: the orchestrator places it (desired state first, then a node).
+  const placed = o.node === undefined ? await placeByOrchestrator(req, o) : null;
+  const t = await sosdOf(placed?.node ?? o.node, o);
   try {
-    const r = (await t.call('apps.run', {
-      app,
-      argv: [prog, ...args],
-      ...(o.env.length ? { env } : {}),
-      ...(o.cwd ? { cwd: o.cwd } : {}),
-      ...(Object.keys(limits).length ? { limits } : {}),
-    })) as ProcessEntry;
+    const r = placed ?? ((await t.call('apps.run', req)) as ProcessEntry);
     if (!o.wait) return printDoc(o.json, r, `${r.app}/${r.id} runs on ${r.node} (pid ${r.pid})`);
     if (!o.json) process.stderr.write(`${r.app}/${r.id} runs on ${r.node} (pid ${r.pid}); waiting for its exit\n`);
     let e = r;

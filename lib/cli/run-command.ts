@@ -113,7 +113,15 @@ export function runCommand(): Command {
     )
     .option('--secret-file <path>', "with --local-memory: the application's secret on the memory nodes")
     .option('--app <name>', "the application's name (default: the program's name; with --local-memory: sosctl-run)")
-    .option('--node <name>', 'on this node (default: the local sosd)')
+    .option(
+      '--node <name>',
+      "on this node's sosd, directly (default: in a cluster the orchestrator places it; else the local sosd)",
+    )
+    .option(
+      '--place-timeout <seconds>',
+      'how long to wait for the orchestrator to place it (default 60)',
+      int('--place-timeout'),
+    )
     .option(
       '--env <name=value>',
       'an environment variable (repeatable; default: PATH only)',

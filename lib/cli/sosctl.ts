@@ -21,6 +21,7 @@ import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
 import { killCommand, logsCommand, psCommand, rmCommand, topCommand } from './apps-command.js';
 import { migrateCommand } from './migrate-command.js';
+import { decisionsCommand, desiredCommand, orchestratorCommand } from './orchestrator-command.js';
 
 const program = new Command('sosctl')
   .description('the ServerlessOS command line')
@@ -47,7 +48,17 @@ for (const [name, op, what] of [
 program.addCommand(runCommand().exitOverride());
 program.addCommand(clusterCommand());
 program.addCommand(nodesCommand());
-for (const c of [psCommand(), migrateCommand(), logsCommand(), killCommand(), rmCommand(), topCommand()])
+for (const c of [
+  psCommand(),
+  migrateCommand(),
+  logsCommand(),
+  killCommand(),
+  rmCommand(),
+  topCommand(),
+  orchestratorCommand(),
+  decisionsCommand(),
+  desiredCommand(),
+])
   program.addCommand(c);
 
 program.parseAsync().then(

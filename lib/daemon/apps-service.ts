@@ -9,7 +9,10 @@ import path from 'node:path';
 import { Workloads, type WorkloadRecord } from '../apps/index.js';
 import type { ClusterNode } from '../cluster/join.js';
 import { ProcessRegistry, listProcesses, type ProcessEntry } from '../cluster/processes.js';
-import type { DaemonLogger, OpSpec } from './server.js';
+import { RUN_PROPERTIES, removeDesired } from '../orchestrator/desired.js';
+import { FENCE_SCHEMA, checkFence, fenceCompare, type Fence } from '../orchestrator/fence.js';
+import { SosError } from '../errors.js';
+import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
 
 export interface AppsServiceOptions {
   /** sosd's state folder: workloads live in its `apps/` subfolder. */
@@ -33,26 +36,8 @@ const RUN_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['app', 'argv'],
-  properties: {
-    app: APP,
-    argv: { type: 'array', minItems: 1, maxItems: 4096, items: { type: 'string', maxLength: 65536 } },
-    env: { type: 'object', maxProperties: 4096, additionalProperties: { type: 'string', maxLength: 65536 } },
-    cwd: { type: 'string', maxLength: 4096 },
-    limits: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        memoryBytes: { type: ['integer', 'null'], minimum: 1 },
-        cpu: {
-          type: ['object', 'null'],
-          additionalProperties: false,
-          required: ['quotaUs'],
-          properties: { quotaUs: { type: 'integer', minimum: 1000 }, periodUs: { type: 'integer', minimum: 1000 } },
-        },
-        pids: { type: ['integer', 'null'], minimum: 1 },
-      },
-    },
-  },
+  // `id` and `fence`: the orchestrator placing a desired process (both or neither).
+  properties: { ...RUN_PROPERTIES, id: ID, fence: FENCE_SCHEMA },
 };
 const ONE = { type: 'object', additionalProperties: false, required: ['app', 'id'], properties: { app: APP, id: ID } };
 const LIST = { type: 'object', additionalProperties: false, properties: { app: APP } };
@@ -143,10 +128,10 @@ export class AppsService {
   }
 
   /** Enter `r` in etcd (a no-op without a cluster); logged and rethrown when etcd refuses. */
-  private async publish(r: WorkloadRecord, takeOver = false): Promise<void> {
+  private async publish(r: WorkloadRecord, takeOver = false, fence?: Fence): Promise<void> {
     if (!this.registry) return;
     try {
-      await this.registry.put(this.entry(r), { takeOver });
+      await this.registry.put(this.entry(r), { takeOver, ...(fence ? { also: fenceCompare(fence) } : {}) });
     } catch (e) {
       this.o.log.warn(
         { app: r.app, id: r.id, code: (e as { code?: string }).code },
@@ -156,37 +141,58 @@ export class AppsService {
     }
   }
 
+  /**
+   * apps.run. An operator's request is numbered here. The orchestrator's (`id` and `fence`, from the
+   * leading node) runs the desired APP/ID only while that term is the current one, and is idempotent:
+   * asked again (a retry, a new leader finishing a step) it answers with the process already there.
+   */
+  private async run(a: Record<string, unknown>, ctx: RequestContext): Promise<unknown> {
+    const w = this.workloads;
+    const app = a.app as string;
+    const fence = a.fence as Fence | undefined;
+    if ((a.id === undefined) !== (fence === undefined))
+      throw forbidden('id and fence come together (the orchestrator)');
+    if (ctx.peer.kind === 'tls' && ctx.peer.role === 'node' && fence?.leader !== ctx.peer.name)
+      throw forbidden(`node ${ctx.peer.name} may run a process here only as the leading orchestrator, with its fence`);
+    if (fence) {
+      if (!this.registry || !this.o.cluster)
+        throw forbidden('this sosd is not in a cluster: no orchestrator may place here');
+      await checkFence(this.o.cluster.store, fence);
+      const id = a.id as number;
+      const here = w.list().find((r) => r.app === app && r.id === id);
+      if (here) return { ...this.entry(here), vpid: here.vpid, logs: here.logs };
+    }
+    // In a cluster the number comes from etcd (unique cluster-wide), and the entry is durable
+    // before the reply: whoever is told APP/ID can find it.
+    const id = (a.id as number | undefined) ?? (this.registry ? await this.registry.allocate(app) : undefined);
+    const r = await w.run({
+      app,
+      ...(id === undefined ? {} : { id }),
+      argv: a.argv as string[],
+      env: a.env as Record<string, string> | undefined,
+      cwd: a.cwd as string | undefined,
+      limits: a.limits as never,
+    });
+    try {
+      await this.publish(r, false, fence);
+    } catch (e) {
+      // Not findable by the cluster (or its leader deposed meanwhile), so not started at all.
+      w.kill(r.app, r.id, 'SIGKILL');
+      await w.wait(r.app, r.id);
+      await w.remove(r.app, r.id);
+      throw e;
+    }
+    return { ...this.entry(r), vpid: r.vpid, logs: r.logs };
+  }
+
   ops(): OpSpec[] {
     const w = this.workloads;
     return [
       {
         op: 'apps.run',
         schema: RUN_SCHEMA,
-        roles: [...OPERATORS],
-        handler: async (a) => {
-          const app = a.app as string;
-          // In a cluster the number comes from etcd (unique cluster-wide), and the entry is durable
-          // before the reply: whoever is told APP/ID can find it.
-          const id = this.registry ? await this.registry.allocate(app) : undefined;
-          const r = await w.run({
-            app,
-            ...(id === undefined ? {} : { id }),
-            argv: a.argv as string[],
-            env: a.env as Record<string, string> | undefined,
-            cwd: a.cwd as string | undefined,
-            limits: a.limits as never,
-          });
-          try {
-            await this.publish(r);
-          } catch (e) {
-            // Not findable by the cluster, so not started at all.
-            w.kill(r.app, r.id, 'SIGKILL');
-            await w.wait(r.app, r.id);
-            await w.remove(r.app, r.id);
-            throw e;
-          }
-          return { ...this.entry(r), vpid: r.vpid, logs: r.logs };
-        },
+        roles: [...OPERATORS, 'node'],
+        handler: (a, ctx) => this.run(a, ctx),
       },
       {
         op: 'apps.list',
@@ -281,6 +287,8 @@ export class AppsService {
         handler: async (a) => {
           await w.remove(a.app as string, a.id as number);
           await this.registry?.remove(a.app as string, a.id as number);
+          // Placed by the orchestrator: no longer desired either (its step and decisions stay, as history).
+          if (this.o.cluster) await removeDesired(this.o.cluster.store, a.app as string, a.id as number);
           return { app: a.app, id: a.id, removed: true };
         },
       },
@@ -299,4 +307,8 @@ function safeUsage(w: Workloads, r: WorkloadRecord) {
   } catch {
     return { memoryBytes: null, cpuSeconds: null, pids: null };
   }
+}
+
+function forbidden(message: string): SosError {
+  return new SosError(message, { code: 'ERR_FORBIDDEN' });
 }

@@ -20,6 +20,7 @@ import { AddressRanges } from '../migration/address-ranges.js';
 import { parseSize } from '../cli/size.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
+import { OrchestratorService } from './orchestrator-service.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
 /** The cluster API's port unless --api says otherwise. */
@@ -80,6 +81,7 @@ interface Flags {
   memoryCapacity?: number;
   memoryPort: number;
   cgroupPrefix: string;
+  orchestrator: boolean;
 }
 
 const flags = new Command('sosd')
@@ -144,6 +146,7 @@ const flags = new Command('sosd')
       .argParser(ttl)
       .default(2),
   )
+  .option('--no-orchestrator', "with --cluster-dir: do not campaign to lead the cluster's orchestrator")
   .showHelpAfterError('(sosd --help lists the flags)')
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
   .parse()
@@ -272,6 +275,18 @@ if (cluster && api && flags.migrationPort) {
   server.registerAll(migration.ops());
 }
 
+// The orchestrator: every node of a cluster campaigns, the elected one places desired processes.
+let orchestrator: OrchestratorService | null = null;
+if (cluster && api && flags.orchestrator) {
+  orchestrator = new OrchestratorService({
+    clusterDir: flags.clusterDir!,
+    name: flags.name,
+    cluster: cluster.node,
+    log,
+  });
+  server.registerAll(orchestrator.ops());
+}
+
 const h = server.httpAddress;
 const metricsUrl = h ? `http://${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}/metrics` : null;
 log.info({ socket: flags.socket, http: metricsUrl, api, ops: server.opList }, 'listening');
@@ -283,7 +298,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     log.info({ signal: sig }, 'stopping');
     void (async () => {
-      // The workloads go on running: the next sosd re-adopts them.
+      // The workloads go on running: the next sosd re-adopts them. A leader resigns first.
+      await orchestrator?.close();
       await migration?.close();
       memory?.close();
       apps.close();

@@ -1,0 +1,134 @@
+/**
+ * sosd's orchestrator role: every sosd of a cluster campaigns; the one elected reconciles desired
+ * processes onto the nodes (lib/orchestrator), asking each node's apps.run over mutual TLS with this
+ * node's certificate and the term's fence. Any sosd answers the ops (they read and write etcd), so
+ * sosctl need not know who leads.
+ */
+import type { ClusterNode } from '../cluster/join.js';
+import { listNodes } from '../cluster/membership.js';
+import { findProcess, type ProcessEntry } from '../cluster/processes.js';
+import { SosError } from '../errors.js';
+import { listActions, listDecisions, readAction } from '../orchestrator/actions.js';
+import { REQUEST_SCHEMA, listDesired, readDesired, submit, type ProcessRequest } from '../orchestrator/desired.js';
+import { currentLeader } from '../orchestrator/fence.js';
+import { Orchestrator } from '../orchestrator/orchestrator.js';
+import { connectNode } from './remote.js';
+import type { DaemonLogger, OpSpec } from './server.js';
+
+export interface OrchestratorServiceOptions {
+  clusterDir: string;
+  /** This node's name (its certificate's: the leader's name in every fence). */
+  name: string;
+  cluster: ClusterNode;
+  log: DaemonLogger;
+}
+
+/** How long a node may take to start a process for the orchestrator. */
+const RUN_TIMEOUT_MS = 60_000;
+
+export class OrchestratorService {
+  readonly orchestrator: Orchestrator;
+
+  constructor(private readonly o: OrchestratorServiceOptions) {
+    const log = {
+      info: (f: object, m: string) => o.log.info({ role: 'orchestrator', ...f }, m),
+      warn: (f: object, m: string) => o.log.warn({ role: 'orchestrator', ...f }, m),
+    };
+    this.orchestrator = new Orchestrator({
+      store: o.cluster.store,
+      member: o.cluster.member,
+      log,
+      run: async (node, spec, fence) => {
+        const rec = (await listNodes(o.cluster.store)).get(node);
+        if (!rec) throw new SosError(`${node} is not a live node`, { code: 'ERR_NOT_FOUND' });
+        const c = await connectNode(o.clusterDir, rec, { role: 'node', name: o.name });
+        try {
+          // apps.run's arguments: the spec without where it may go and when it was submitted.
+          const args = {
+            app: spec.app,
+            id: spec.id,
+            argv: spec.argv,
+            env: spec.env,
+            cwd: spec.cwd,
+            limits: spec.limits,
+          };
+          const defined = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+          return (await c.request('apps.run', { ...defined, fence }, { timeoutMs: RUN_TIMEOUT_MS })) as ProcessEntry;
+        } finally {
+          c.close();
+        }
+      },
+    }).start();
+  }
+
+  close(): Promise<void> {
+    return this.orchestrator.close();
+  }
+
+  ops(): OpSpec[] {
+    const store = this.o.cluster.store;
+    return [
+      {
+        op: 'orchestrator.submit',
+        schema: REQUEST_SCHEMA,
+        roles: ['operator'],
+        handler: (a) => submit(store, a as unknown as ProcessRequest),
+      },
+      {
+        op: 'orchestrator.status',
+        schema: { type: 'object', additionalProperties: false, properties: {} },
+        roles: ['operator', 'orchestrator', 'node'],
+        handler: async () => {
+          const l = await currentLeader(store);
+          return {
+            leader: l?.leader ?? null,
+            term: l?.term ?? null,
+            since: l ? new Date(l.since).toISOString() : null,
+            leading: this.orchestrator.fence !== null,
+            policy: this.orchestrator.policy.name,
+          };
+        },
+      },
+      {
+        op: 'orchestrator.desired',
+        schema: { type: 'object', additionalProperties: false, properties: {} },
+        roles: ['operator', 'orchestrator'],
+        handler: async () => {
+          const [desired, actions] = await Promise.all([listDesired(store), listActions(store)]);
+          return desired.map((s) => ({ ...s, step: actions.get(`${s.app}/${s.id}`)?.action ?? null }));
+        },
+      },
+      {
+        op: 'orchestrator.get',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['app', 'id'],
+          properties: { app: REQUEST_SCHEMA.properties.app, id: { type: 'integer', minimum: 1 } },
+        },
+        roles: ['operator', 'orchestrator'],
+        handler: async (a) => {
+          const app = a.app as string;
+          const id = a.id as number;
+          const [spec, step, entry] = await Promise.all([
+            readDesired(store, app, id),
+            readAction(store, app, id),
+            findProcess(store, app, id),
+          ]);
+          if (!spec) throw new SosError(`${app}/${id} is not a desired process`, { code: 'ERR_NOT_FOUND' });
+          return { spec, step, entry };
+        },
+      },
+      {
+        op: 'orchestrator.decisions',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } },
+        },
+        roles: ['operator', 'orchestrator'],
+        handler: (a) => listDecisions(store, (a.limit as number | undefined) ?? 50),
+      },
+    ];
+  }
+}
