@@ -6,7 +6,10 @@
  *     at 3 nodes and at N, for change-only telemetry (ours) and, in the same run at N, for the
  *     publish-every-sample baseline;
  *   - dead-node detection: SIGKILL `--kill` nodes, time until a watcher sees each record vanish
- *     (bounded by the TTL), against a node that leaves (lease revoked at once).
+ *     (bounded by the TTL), against a node that leaves (lease revoked at once);
+ *   - leader failover: every node campaigns for the orchestrator as sosd does; SIGKILL the leader
+ *     `--kill` times, time until the new leader's first fenced action (a decision under its term)
+ *     reaches a watcher, against a leader that resigns.
  *   scripts/bench.sh cluster [--nodes 30] [--window 60] [--kill 3] [--ttl 2] [--interval 5000]
  */
 import fs from 'node:fs';
@@ -17,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../../lib/cluster/etcd-server.js';
 import { initCluster, issueMember, loadMember, setEtcd } from '../../lib/cluster/folder.js';
 import { storeFromFolder } from '../../lib/cluster/join.js';
-import { NODES } from '../../lib/cluster/keys.js';
+import { DECISIONS, NODES } from '../../lib/cluster/keys.js';
+import { currentLeader } from '../../lib/orchestrator/fence.js';
 import { LineProcess } from '../../testkit/line-process.js';
 import { parseOptions, round, table } from '../run.js';
 
@@ -134,9 +138,48 @@ try {
   leaver.write('leave');
   const leaveS = ((await until(leaver.name, 30_000)) - at) / 1000;
   await w.cancel();
+
+  // Leader failover: the first fenced action of a new term, seen by a watcher.
+  const actions: { leader: string; term: string; at: number }[] = [];
+  const dw = await store.kv.watch().prefix(DECISIONS).create();
+  dw.on('put', (kv) => {
+    const d = JSON.parse(kv.value.toString()) as { leader: string; term: string };
+    actions.push({ leader: d.leader, term: d.term, at: Date.now() });
+  });
+  const nextAction = async (after: string, ms: number) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const a = actions.find((x) => BigInt(x.term) > BigInt(after));
+      if (a) return a;
+      if (Date.now() > end) throw new Error(`no fenced action of a term after ${after} within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const leaderNow = async () => {
+    for (;;) {
+      const l = await currentLeader(store);
+      if (l) return l;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const failovers: number[] = [];
+  for (let i = 0; i < kills; i++) {
+    const l = await leaderNow();
+    const p = procs.find((x) => x.name === l.leader && x.proc.exitCode === null && x.proc.signalCode === null)!;
+    const at = Date.now();
+    p.proc.kill('SIGKILL');
+    failovers.push(((await nextAction(l.term, ttl * 5000)).at - at) / 1000);
+  }
+  const l = await leaderNow();
+  const resigner = procs.find((x) => x.name === l.leader)!;
+  const rat = Date.now();
+  resigner.write('leave');
+  const resignS = ((await nextAction(l.term, 30_000)).at - rat) / 1000;
+  await dw.cancel();
   store.close();
 
   const meanDead = dead.reduce((a, b) => a + b, 0) / dead.length;
+  const meanFailover = failovers.reduce((a, b) => a + b, 0) / failovers.length;
   console.log(
     table(
       ['figure', 'value'],
@@ -148,6 +191,8 @@ try {
         [`control B/s per node at ${N} nodes, publish every sample`, always.toFixed(0)],
         [`dead node detected (s, mean of ${kills}, TTL ${ttl} s)`, meanDead.toFixed(2)],
         ['node that leaves, gone after (s)', leaveS.toFixed(3)],
+        [`leader killed → new leader's first fenced action (s, mean of ${kills})`, meanFailover.toFixed(2)],
+        ['leader resigns → new leader acts (s)', resignS.toFixed(3)],
       ],
     ),
   );
@@ -166,11 +211,16 @@ try {
       dead_node_detect_s: round(meanDead),
       dead_node_detect_s_each: dead.map((d) => round(d)),
       leave_detect_s: round(leaveS),
+      leader_failover_s: round(meanFailover),
+      leader_failover_s_each: failovers.map((f) => round(f)),
+      leader_resign_s: round(resignS),
       ratios: {
         control_always_vs_ours: round(always / ours),
         control_n_vs_3: round(ours / ours3),
         dead_detect_vs_ttl: round(meanDead / ttl),
         dead_detect_vs_leave: round(meanDead / leaveS),
+        failover_vs_ttl: round(meanFailover / ttl),
+        failover_vs_resign: round(meanFailover / resignS),
       },
     }),
   );

@@ -38,7 +38,7 @@ const MAX_ENTRY = 4096;
 /** The counter that numbers `app`'s processes (shared by sosd's direct runs and the orchestrator's desired ones). */
 export const counterKey = (app: string): string => `apps/${app}/next`;
 const procKey = (app: string, id: number) => `procs/${app}/${id}`;
-const PROCS = 'procs/';
+export const PROCS = 'procs/';
 
 /** An entry read from etcd: a peer's input, so size-limited and shape-checked; null when it is not one. */
 export function parseProcessEntry(key: string, text: unknown): ProcessEntry | null {

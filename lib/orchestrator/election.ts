@@ -7,10 +7,13 @@
  * read again on every pass, and every action is fenced by the term anyway.
  *
  * A leader stops leading ('deposed') when its lease is lost or the key is no longer its term's. A
- * dead leader's key goes with its lease (the TTL, 2 s in a local cluster); candidates look every
- * `retryMs` (default 500 ms; client-go retries every 2 s), so a new leader follows within TTL + retry.
+ * dead leader's key goes with its lease (the TTL, 2 s in a local cluster). Every member watches the
+ * key and looks again the moment it changes, so a new leader follows within the TTL and a round
+ * trip; the watch costs nothing while the key stands still. A pass every `retryMs` (default 2 s, as
+ * client-go's retry) is the safety net for a watch that missed something (an etcd restart).
  */
 import { EventEmitter } from 'node:events';
+import type { Watcher } from 'etcd3';
 import { LEADER } from '../cluster/keys.js';
 import type { Member } from '../cluster/membership.js';
 import type { Store } from '../cluster/store.js';
@@ -18,7 +21,7 @@ import { argValue } from '../errors.js';
 import { currentLeader, type Fence } from './fence.js';
 
 export interface ElectionOptions {
-  /** How often a candidate looks for a free leader key and a leader confirms its own (default 500 ms). */
+  /** How often a candidate looks for a free leader key and a leader confirms its own, besides the watch (default 2000 ms). */
   retryMs?: number;
 }
 
@@ -34,6 +37,9 @@ export class Election extends EventEmitter<ElectionEvents> {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private running: Promise<void> | null = null;
+  /** The key changed while a pass ran: another pass follows at once. */
+  private again = false;
+  private watcher: Watcher | null = null;
   private readonly retryMs: number;
 
   constructor(
@@ -42,7 +48,7 @@ export class Election extends EventEmitter<ElectionEvents> {
     opts: ElectionOptions = {},
   ) {
     super();
-    this.retryMs = opts.retryMs ?? 500;
+    this.retryMs = opts.retryMs ?? 2000;
     if (!Number.isInteger(this.retryMs) || this.retryMs < 10 || this.retryMs > 60_000)
       throw argValue('retryMs must be an integer in [10, 60000]');
     member.on('lost', this.onLost);
@@ -59,6 +65,31 @@ export class Election extends EventEmitter<ElectionEvents> {
     this.schedule(0);
   }
 
+  /** Watch the leader key: a change (a put, a delete) means a pass now. */
+  private async watch(): Promise<void> {
+    if (this.watcher || this.stopped) return;
+    try {
+      const w = await this.store.kv.watch().key(LEADER).create();
+      if (this.stopped) return void (await w.cancel());
+      this.watcher = w;
+      w.on('put', () => this.soon());
+      w.on('delete', () => this.soon());
+      w.on('connected', () => this.soon()); // re-established after etcd came back: what changed meanwhile
+    } catch {
+      // etcd away: the next pass tries again, and the passes go on meanwhile
+    }
+  }
+
+  private soon(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.schedule(0);
+  }
+
   /** Stop campaigning; a leader resigns (its key deleted, if still its term's) so another takes over at once. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -66,6 +97,8 @@ export class Election extends EventEmitter<ElectionEvents> {
     this.member.off('lost', this.onLost);
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    await this.watcher?.cancel().catch(() => undefined);
+    this.watcher = null;
     const f = this.term;
     if (!f) return;
     this.depose('resigned');
@@ -92,13 +125,16 @@ export class Election extends EventEmitter<ElectionEvents> {
       this.timer = null;
       this.running = this.pass().finally(() => {
         this.running = null;
-        this.schedule(this.retryMs);
+        const now = this.again;
+        this.again = false;
+        this.schedule(now ? 0 : this.retryMs);
       });
     }, ms);
     this.timer.unref();
   }
 
   private async pass(): Promise<void> {
+    void this.watch();
     if (!this.member.alive) return this.depose('its membership lease is not confirmed');
     let now;
     try {

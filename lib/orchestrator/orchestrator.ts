@@ -12,9 +12,11 @@
  *  - whose process runs on a node that left the cluster: records it `lost` (no checkpoint to restore).
  */
 import { EventEmitter } from 'node:events';
+import type { Watcher } from 'etcd3';
+import { DESIRED, NODES } from '../cluster/keys.js';
 import type { Member } from '../cluster/membership.js';
 import { listNodes } from '../cluster/membership.js';
-import { listProcesses, type ProcessEntry } from '../cluster/processes.js';
+import { PROCS, listProcesses, type ProcessEntry } from '../cluster/processes.js';
 import type { Store } from '../cluster/store.js';
 import { listTelemetry } from '../cluster/telemetry.js';
 import { SosError } from '../errors.js';
@@ -45,9 +47,9 @@ export interface OrchestratorOptions {
   /** Ask `node` to run `spec` under `fence`; resolves with the process's entry (idempotent by APP/ID). */
   run: (node: string, spec: ProcessSpec, fence: Fence) => Promise<ProcessEntry>;
   policy?: PlacementPolicy;
-  /** How often the leader reconciles (default 500 ms). */
+  /** How often the leader reconciles besides its watches of desired/, procs/ and nodes/ (default 5000 ms). */
   intervalMs?: number;
-  /** The election's retry (default 500 ms). */
+  /** The election's safety-net pass (default 2000 ms; the leader key is watched). */
   retryMs?: number;
   /** Decisions kept in etcd (default 500). */
   keepDecisions?: number;
@@ -80,6 +82,8 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
   /** The last 'unplaceable' reason per APP/ID (recorded once, not every pass). */
   private readonly waiting = new Map<string, string>();
   private passes = 0;
+  private again = false;
+  private readonly watchers: Watcher[] = [];
   private readonly log: OrchestratorLogger;
 
   constructor(private readonly o: OrchestratorOptions) {
@@ -100,11 +104,15 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         at: now(),
       })
         .catch(() => undefined)
-        .finally(() => this.kick());
+        .finally(() => {
+          void this.watch();
+          this.kick();
+        });
     });
     this.election.on('deposed', (why) => {
       this.log.warn({}, `no longer leads: ${why}`);
       this.inflight.clear();
+      void this.unwatch();
       this.emit('deposed', why);
     });
   }
@@ -127,23 +135,52 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.passing;
+    await this.unwatch();
     await this.election.stop();
+  }
+
+  /** While leading: a pass as soon as what it reconciles changes (the interval is the safety net). */
+  private async watch(): Promise<void> {
+    if (this.watchers.length || this.closed || !this.fence) return;
+    try {
+      for (const prefix of [DESIRED, PROCS, NODES]) {
+        const w = await this.o.store.kv.watch().prefix(prefix).create();
+        this.watchers.push(w);
+        w.on('put', () => this.kick());
+        w.on('delete', () => this.kick());
+      }
+    } catch {
+      await this.unwatch(); // etcd away: the interval's passes go on, the next election watches again
+    }
+    if (!this.fence || this.closed) await this.unwatch();
+  }
+
+  private async unwatch(): Promise<void> {
+    const ws = this.watchers.splice(0);
+    await Promise.all(ws.map((w) => w.cancel().catch(() => undefined)));
   }
 
   private schedule(): void {
     if (this.closed) return;
-    this.timer = setTimeout(() => this.kick(), this.o.intervalMs ?? 500);
+    this.timer = setTimeout(() => this.kick(), this.o.intervalMs ?? 5000);
     this.timer.unref();
   }
 
   private kick(): void {
-    if (this.closed || this.passing) return;
+    if (this.closed) return;
+    if (this.passing) {
+      this.again = true; // something changed during the pass: one more right after it
+      return;
+    }
     if (this.timer) clearTimeout(this.timer);
     this.passing = this.pass()
       .catch((e: Error) => this.log.warn({ code: (e as SosError).code }, `reconcile pass: ${e.message}`))
       .finally(() => {
         this.passing = null;
-        this.schedule();
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        } else this.schedule();
       });
   }
 

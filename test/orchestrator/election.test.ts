@@ -21,7 +21,7 @@ async function setup(t: Test, names: string[], ttlSeconds = 10) {
   for (const name of names) {
     const store = open();
     const member = await Member.join(store, { name, ttlSeconds });
-    const election = new Election(store, member, { retryMs: 100 });
+    const election = new Election(store, member); // the watch, not the 2 s pass, makes it prompt
     t.teardown(async () => {
       await election.stop();
       await member.leave();
