@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { run, type RunResult } from '../memory/run.js';
+import { run, type ProgramRun, type RunResult } from '../memory/run.js';
 import type { MemoryNodeAddress } from '../memory/far-memory.js';
 import { formatBytes, parseSize } from './size.js';
 import { startOnSosd, type StartOptions } from './apps-command.js';
@@ -90,6 +90,7 @@ interface Opts extends StartOptions {
   transport: 'tcp' | 'rdma';
   farSize: number;
   stats?: boolean;
+  statsEvery?: number;
   json?: boolean;
 }
 
@@ -156,6 +157,11 @@ export function runCommand(): Command {
       8 * 2 ** 30,
     )
     .option('--stats', 'with --local-memory: print the paging counters on stderr at the end')
+    .option(
+      '--stats-every <ms>',
+      'with --local-memory: also print them every MS milliseconds, one JSON line each on stderr ({ t, residentBytes, … })',
+      int('--stats-every'),
+    )
     .option('--json', 'print JSON (with --stats: one JSON line)')
     .argument('<prog>', 'the program')
     .argument('[args...]', 'its arguments')
@@ -194,6 +200,9 @@ export function runCommand(): Command {
         replicas: o.replicas,
         transport: o.transport,
       });
+      const ticker = o.statsEvery
+        ? setInterval(() => process.stderr.write(`${JSON.stringify(liveStats(r))}\n`), o.statsEvery)
+        : null;
       const forward = (s: NodeJS.Signals) => r.kill(s);
       for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, forward);
       r.on('error', (e) => process.stderr.write(`sosctl run: ${e.message}\n`));
@@ -205,10 +214,34 @@ export function runCommand(): Command {
         res = await r.result;
       } catch (e) {
         throw Object.assign(e as Error, { exitCode: 125 });
+      } finally {
+        if (ticker) clearInterval(ticker);
       }
       if (o.stats || o.json) process.stderr.write(o.json ? `${JSON.stringify(res)}\n` : statsTable(res));
       process.exitCode = res.code ?? 128 + (os.constants.signals[res.signal!] ?? 0);
     });
+}
+
+/** The live counters summed over the program's processes, with the time and the resident bytes. */
+function liveStats(r: ProgramRun): Record<string, number> {
+  const out: Record<string, number> = {
+    t: Date.now(),
+    processes: 0,
+    residentBytes: 0,
+    faults: 0,
+    pagesFetched: 0,
+    evictions: 0,
+    writeBacks: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  for (const p of r.processes()) {
+    out.processes++;
+    out.residentBytes += p.stats.residentPages * 4096;
+    for (const k of ['faults', 'pagesFetched', 'evictions', 'writeBacks', 'bytesIn', 'bytesOut'] as const)
+      out[k] += p.stats[k];
+  }
+  return out;
 }
 
 function statsTable(r: RunResult): string {

@@ -101,6 +101,13 @@ export class MemoryService {
             reserved: s.reserved,
             connections: s.connections,
             applications: Object.keys(s.applications),
+            // What each application holds here (far memory on this node) and has reserved.
+            usage: Object.fromEntries(
+              Object.entries(s.applications).map(([a, u]) => [
+                a,
+                { heldBytes: u.heldBytes, reservedBytes: u.reservedBytes },
+              ]),
+            ),
             tls: !!this.o.tls,
             tlsRefused: s.tlsRefused,
           };

@@ -399,6 +399,7 @@ export class MigrationService {
         totalMs: result.totalMs,
         bytes: result.bytes,
         pages: result.pages,
+        phases: result.phases,
       };
     } catch (e) {
       tracked.state = 'failed';
