@@ -41,6 +41,7 @@ PKGS_BASE=(build-essential python3 pkg-config git clang-format
   iproute2 nftables util-linux procps
   iputils-arping                       # a migrated address is announced with unsolicited ARP
   etcd-server
+  chromium                             # the demo report's test renders it headless (puppeteer-core)
   libfaketime                          # tests step an agent's wall clock (LD_PRELOAD, monotonic untouched)
   clang-14 libclang-rt-14-dev)         # libFuzzer + ASan for the C++ parsers that face peers (test/fuzz/native)
 PKGS_OPTIONAL=(etcd-client)            # installed when the apt index has it (bookworm: 3.4.23)
