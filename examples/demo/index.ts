@@ -347,6 +347,7 @@ async function main(): Promise<void> {
     latency: { t: lat.map((l) => rel(l[0])), ms },
     explore: o.keep
       ? [
+          `alias sosctl='node ${SOSCTL}'`,
           `export SOS_LOCAL_DIR=${dir}`,
           'sosctl nodes',
           'sosctl ps',
