@@ -62,7 +62,7 @@ export function decisionsCommand(): Command {
       rows
         .map(
           (d) =>
-            `${d.at}  ${d.leader}#${d.term}  ${d.kind.padEnd(11)} ${(d.kind === 'elected' ? '-' : `${d.app}/${d.id}`).padEnd(20)} ${(d.node ?? '-').padEnd(10)} ${d.reason}`,
+            `${d.at}  ${d.leader}#${d.term}  ${d.kind.padEnd(11)} ${(d.app === '' ? '-' : `${d.app}/${d.id}`).padEnd(20)} ${(d.node ?? '-').padEnd(10)} ${d.reason}`,
         )
         .join('\n') || '(no decisions yet)',
     );

@@ -32,8 +32,8 @@ export interface Action {
   error?: { code: string; message: string };
 }
 
-/** 'elected': a term began (app '' and id 0); the others are about one process. */
-export type DecisionKind = 'elected' | 'place' | 'replace' | 'done' | 'failed' | 'lost' | 'unplaceable';
+/** 'elected' (a term began) and 'node-lost' (a node left) have app '' and id 0; the others are about one process. */
+export type DecisionKind = 'elected' | 'node-lost' | 'place' | 'replace' | 'done' | 'failed' | 'lost' | 'unplaceable';
 
 /** One decision, as `sosctl decisions` shows it. */
 export interface Decision {

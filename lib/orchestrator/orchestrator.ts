@@ -15,10 +15,10 @@ import { EventEmitter } from 'node:events';
 import type { Watcher } from 'etcd3';
 import { DESIRED, NODES } from '../cluster/keys.js';
 import type { Member } from '../cluster/membership.js';
-import { listNodes } from '../cluster/membership.js';
+import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { PROCS, listProcesses, type ProcessEntry } from '../cluster/processes.js';
 import type { Store } from '../cluster/store.js';
-import { listTelemetry } from '../cluster/telemetry.js';
+import { listTelemetry, type Telemetry } from '../cluster/telemetry.js';
 import { SosError } from '../errors.js';
 import {
   listActions,
@@ -83,6 +83,8 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
   private readonly waiting = new Map<string, string>();
   private passes = 0;
   private again = false;
+  /** The live nodes at the last pass, with their last telemetry (a departed node's is gone from etcd). */
+  private readonly seenNodes = new Map<string, Telemetry | null>();
   private readonly watchers: Watcher[] = [];
   private readonly log: OrchestratorLogger;
 
@@ -112,6 +114,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     this.election.on('deposed', (why) => {
       this.log.warn({}, `no longer leads: ${why}`);
       this.inflight.clear();
+      this.seenNodes.clear();
       void this.unwatch();
       this.emit('deposed', why);
     });
@@ -208,6 +211,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         telemetry: telemetry.get(r.name) ?? null,
         processes: load.get(r.name) ?? 0,
       }));
+    await this.departures(fence, nodes, telemetry, procs);
     for (const spec of desired) {
       if (this.fence !== fence) return; // deposed meanwhile
       const key = `${spec.app}/${spec.id}`;
@@ -257,6 +261,38 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       this.send(fence, spec, { action: a, mod });
     }
     if (++this.passes % 120 === 0) await pruneDecisions(s, this.o.keepDecisions ?? 500).catch(() => undefined);
+  }
+
+  /**
+   * Nodes that left since the last pass (their lease expired): one decision each, saying what went
+   * with them. Their processes are reported lost one by one below; their memory node's pages are
+   * served on from the replicas by each region's replica set (a fresh replica is filled elsewhere).
+   */
+  private async departures(
+    fence: Fence,
+    nodes: Map<string, NodeRecord>,
+    telemetry: Map<string, Telemetry>,
+    procs: ProcessEntry[],
+  ): Promise<void> {
+    for (const [name, last] of this.seenNodes) {
+      if (nodes.has(name)) continue;
+      this.seenNodes.delete(name);
+      const running = procs.filter((p) => p.node === name && p.state === 'running').length;
+      const far = (last?.farMemory as { held?: number } | undefined)?.held ?? 0;
+      const memory =
+        far > 0
+          ? `; its memory node held ${(far / 2 ** 20).toFixed(0)} MiB of far memory, served on from replicas`
+          : '';
+      await this.decide(fence, {
+        kind: 'node-lost',
+        app: '',
+        id: 0,
+        node: name,
+        reason: `${name} left the cluster (its lease expired): ${running} of its processes lost${memory}`,
+        at: now(),
+      });
+    }
+    for (const name of nodes.keys()) this.seenNodes.set(name, telemetry.get(name) ?? this.seenNodes.get(name) ?? null);
   }
 
   /** A desired process that has an entry: its step done, or lost with its node. */
