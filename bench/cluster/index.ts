@@ -9,7 +9,9 @@
  *     (bounded by the TTL), against a node that leaves (lease revoked at once);
  *   - leader failover: every node campaigns for the orchestrator as sosd does; SIGKILL the leader
  *     `--kill` times, time until the new leader's first fenced action (a decision under its term)
- *     reaches a watcher, against a leader that resigns.
+ *     reaches a watcher, against a leader that resigns;
+ *   - memory failover (memory-failover.ts): a far-memory region on three memory nodes, the one holding
+ *     a replica of every page killed: its death → the first page served from the survivor.
  *   scripts/bench.sh cluster [--nodes 30] [--window 60] [--kill 3] [--ttl 2] [--interval 5000]
  */
 import fs from 'node:fs';
@@ -22,6 +24,7 @@ import { initCluster, issueMember, loadMember, setEtcd } from '../../lib/cluster
 import { storeFromFolder } from '../../lib/cluster/join.js';
 import { DECISIONS, NODES } from '../../lib/cluster/keys.js';
 import { currentLeader } from '../../lib/orchestrator/fence.js';
+import { memoryFailover } from './memory-failover.js';
 import { LineProcess } from '../../testkit/line-process.js';
 import { parseOptions, round, table } from '../run.js';
 
@@ -178,6 +181,8 @@ try {
   await dw.cancel();
   store.close();
 
+  await cleanup();
+  const mem = await memoryFailover();
   const meanDead = dead.reduce((a, b) => a + b, 0) / dead.length;
   const meanFailover = failovers.reduce((a, b) => a + b, 0) / failovers.length;
   console.log(
@@ -193,10 +198,13 @@ try {
         ['node that leaves, gone after (s)', leaveS.toFixed(3)],
         [`leader killed → new leader's first fenced action (s, mean of ${kills})`, meanFailover.toFixed(2)],
         ['leader resigns → new leader acts (s)', resignS.toFixed(3)],
+        [`memory node killed → first page from the replica (s; ${mem.sizeMiB} MiB region)`, mem.failoverS.toFixed(4)],
+        ['  a faulting read before it (ms, median)', mem.faultMs.toFixed(3)],
+        ['  the region says the node is lost (s)', mem.lostS === null ? '-' : mem.lostS.toFixed(4)],
+        ['  a fresh replica filled from the survivor (s)', mem.replicatedS === null ? '-' : mem.replicatedS.toFixed(2)],
       ],
     ),
   );
-  await cleanup();
   console.log(
     JSON.stringify({
       bench: 'cluster',
@@ -214,6 +222,10 @@ try {
       leader_failover_s: round(meanFailover),
       leader_failover_s_each: failovers.map((f) => round(f)),
       leader_resign_s: round(resignS),
+      memory_failover_s: round(mem.failoverS),
+      memory_fault_ms: round(mem.faultMs),
+      memory_lost_s: mem.lostS === null ? null : round(mem.lostS),
+      memory_replicated_s: mem.replicatedS === null ? null : round(mem.replicatedS),
       ratios: {
         control_always_vs_ours: round(always / ours),
         control_n_vs_3: round(ours / ours3),
@@ -221,6 +233,7 @@ try {
         dead_detect_vs_leave: round(meanDead / leaveS),
         failover_vs_ttl: round(meanFailover / ttl),
         failover_vs_resign: round(meanFailover / resignS),
+        memory_failover_vs_fault: round((mem.failoverS * 1000) / mem.faultMs),
       },
     }),
   );
