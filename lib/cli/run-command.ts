@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { run, type ProgramRun, type RunResult } from '../memory/run.js';
+import { run, type RunResult } from '../memory/run.js';
 import type { MemoryNodeAddress } from '../memory/far-memory.js';
 import { formatBytes, parseSize } from './size.js';
 import { startOnSosd, type StartOptions } from './apps-command.js';
@@ -201,7 +201,7 @@ export function runCommand(): Command {
         transport: o.transport,
       });
       const ticker = o.statsEvery
-        ? setInterval(() => process.stderr.write(`${JSON.stringify(liveStats(r))}\n`), o.statsEvery)
+        ? setInterval(() => process.stderr.write(`${JSON.stringify({ t: Date.now(), ...r.totals() })}\n`), o.statsEvery)
         : null;
       const forward = (s: NodeJS.Signals) => r.kill(s);
       for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, forward);
@@ -220,28 +220,6 @@ export function runCommand(): Command {
       if (o.stats || o.json) process.stderr.write(o.json ? `${JSON.stringify(res)}\n` : statsTable(res));
       process.exitCode = res.code ?? 128 + (os.constants.signals[res.signal!] ?? 0);
     });
-}
-
-/** The live counters summed over the program's processes, with the time and the resident bytes. */
-function liveStats(r: ProgramRun): Record<string, number> {
-  const out: Record<string, number> = {
-    t: Date.now(),
-    processes: 0,
-    residentBytes: 0,
-    faults: 0,
-    pagesFetched: 0,
-    evictions: 0,
-    writeBacks: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-  };
-  for (const p of r.processes()) {
-    out.processes++;
-    out.residentBytes += p.stats.residentPages * 4096;
-    for (const k of ['faults', 'pagesFetched', 'evictions', 'writeBacks', 'bytesIn', 'bytesOut'] as const)
-      out[k] += p.stats[k];
-  }
-  return out;
 }
 
 function statsTable(r: RunResult): string {

@@ -10,6 +10,7 @@
  * over since (a migration), is never overwritten.
  */
 import { ClusterError, etcdError } from './errors.js';
+import { readKey, readPrefix } from './reads.js';
 import { nodeKey } from './keys.js';
 import type { Member } from './membership.js';
 import type { Store } from './store.js';
@@ -166,16 +167,9 @@ export class ProcessRegistry {
 /** The cluster's process entries (of `app`, or all), sorted by app and id; malformed ones are skipped. */
 export async function listProcesses(store: Store, app?: string): Promise<ProcessEntry[]> {
   const prefix = app === undefined ? PROCS : `${PROCS}${app}/`;
-  const res = await store.kv
-    .getAll()
-    .prefix(prefix)
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError('listing processes', e);
-    });
   const out: ProcessEntry[] = [];
-  for (const kv of res.kvs) {
-    const e = parseProcessEntry(kv.key.toString('utf8'), kv.value.toString('utf8'));
+  for (const r of await readPrefix(store, prefix, 'listing processes')) {
+    const e = parseProcessEntry(r.key, r.value);
     if (e) out.push(e);
   }
   return out.sort((a, b) => a.app.localeCompare(b.app) || a.id - b.id);
@@ -183,12 +177,6 @@ export async function listProcesses(store: Store, app?: string): Promise<Process
 
 /** The entry of `app/id`, or null. */
 export async function findProcess(store: Store, app: string, id: number): Promise<ProcessEntry | null> {
-  const res = await store.kv
-    .get(procKey(app, id))
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError(`finding ${app}/${id}`, e);
-    });
-  const kv = res.kvs[0];
-  return kv ? parseProcessEntry(procKey(app, id), kv.value.toString('utf8')) : null;
+  const r = await readKey(store, procKey(app, id), `finding ${app}/${id}`);
+  return r ? parseProcessEntry(r.key, r.value) : null;
 }

@@ -315,6 +315,12 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     return a;
   }
 
+  /** The live counters summed over the attached processes, and the bytes resident now. */
+  totals(): RunTotals & { residentBytes: number } {
+    const { processes, total } = this.summary();
+    return { ...total, residentBytes: processes.reduce((a, p) => a + p.stats.residentPages * 4096, 0) };
+  }
+
   private summary(): Pick<RunResult, 'processes' | 'total'> {
     const processes = this.processes();
     const total: RunTotals = {

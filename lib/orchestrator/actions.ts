@@ -9,6 +9,7 @@
 import crypto from 'node:crypto';
 import { Range } from 'etcd3';
 import { etcdError } from '../cluster/errors.js';
+import { readKey, readPrefix } from '../cluster/reads.js';
 import { ACTIONS, DECISIONS, actionKey } from '../cluster/keys.js';
 import type { Store } from '../cluster/store.js';
 import { OrchestratorError } from './errors.js';
@@ -145,47 +146,25 @@ export async function recordDecision(store: Store, fence: Fence, d: Omit<Decisio
 
 /** Every recorded action, by `app/id`. */
 export async function listActions(store: Store): Promise<Map<string, ActionEntry>> {
-  const res = await store.kv
-    .getAll()
-    .prefix(ACTIONS)
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError('listing actions', e);
-    });
   const out = new Map<string, ActionEntry>();
-  for (const kv of res.kvs) {
-    const a = parseAction(kv.key.toString('utf8'), kv.value.toString('utf8'));
-    if (a) out.set(`${a.app}/${a.id}`, { action: a, mod: kv.mod_revision });
+  for (const r of await readPrefix(store, ACTIONS, 'listing actions')) {
+    const a = parseAction(r.key, r.value);
+    if (a) out.set(`${a.app}/${a.id}`, { action: a, mod: r.mod });
   }
   return out;
 }
 
 /** The step recorded for `app/id`, or null. */
 export async function readAction(store: Store, app: string, id: number): Promise<Action | null> {
-  const res = await store.kv
-    .get(actionKey(app, id))
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError(`reading the step for ${app}/${id}`, e);
-    });
-  const kv = res.kvs[0];
-  return kv ? parseAction(actionKey(app, id), kv.value.toString('utf8')) : null;
+  const r = await readKey(store, actionKey(app, id), `reading the step for ${app}/${id}`);
+  return r ? parseAction(r.key, r.value) : null;
 }
 
 /** The newest `limit` decisions, oldest first. */
 export async function listDecisions(store: Store, limit = 100): Promise<Decision[]> {
-  const res = await store.kv
-    .getAll()
-    .prefix(DECISIONS)
-    .sort('Key', 'Descend')
-    .limit(limit)
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError('listing decisions', e);
-    });
   const out: Decision[] = [];
-  for (const kv of res.kvs) {
-    const d = parseDecision(kv.value.toString('utf8'));
+  for (const r of await readPrefix(store, DECISIONS, 'listing decisions', limit)) {
+    const d = parseDecision(r.value);
     if (d) out.push(d);
   }
   return out.reverse();

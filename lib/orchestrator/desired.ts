@@ -8,6 +8,7 @@
  */
 import { Ajv } from 'ajv';
 import { etcdError } from '../cluster/errors.js';
+import { readKey, readPrefix } from '../cluster/reads.js';
 import { DESIRED, desiredKey } from '../cluster/keys.js';
 import { counterKey } from '../cluster/processes.js';
 import type { Store } from '../cluster/store.js';
@@ -108,21 +109,15 @@ export async function submit(store: Store, r: ProcessRequest): Promise<ProcessSp
   const kv = store.kv;
   const counter = counterKey(r.app);
   for (let attempt = 0; attempt < 32; attempt++) {
-    const cur = await kv
-      .get(counter)
-      .exec()
-      .catch((e: Error) => {
-        throw etcdError(`numbering a process of ${r.app}`, e);
-      });
-    const at = cur.kvs[0];
-    const id = at ? Number(at.value.toString('utf8')) : 1;
+    const at = await readKey(store, counter, `numbering a process of ${r.app}`);
+    const id = at ? Number(at.value) : 1;
     if (!Number.isSafeInteger(id) || id < 1)
-      throw new OrchestratorError(`${counter} holds ${JSON.stringify(at?.value.toString('utf8'))}, not a number`, {
+      throw new OrchestratorError(`${counter} holds ${JSON.stringify(at?.value)}, not a number`, {
         code: 'ERR_BAD_RECORD',
       });
     const spec: ProcessSpec = { ...r, id, submittedAt: new Date().toISOString() };
     const res = await kv
-      .if(counter, 'Mod', '==', at ? at.mod_revision : '0')
+      .if(counter, 'Mod', '==', at ? at.mod : '0')
       .and(desiredKey(r.app, id), 'Create', '==', 0)
       .then(kv.put(counter).value(String(id + 1)), kv.put(desiredKey(r.app, id)).value(JSON.stringify(spec)))
       .commit()
@@ -138,16 +133,9 @@ export async function submit(store: Store, r: ProcessRequest): Promise<ProcessSp
 
 /** Every desired process, by app and id; malformed entries are skipped. */
 export async function listDesired(store: Store): Promise<ProcessSpec[]> {
-  const res = await store.kv
-    .getAll()
-    .prefix(DESIRED)
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError('listing desired processes', e);
-    });
   const out: ProcessSpec[] = [];
-  for (const kv of res.kvs) {
-    const s = parseSpec(kv.key.toString('utf8'), kv.value.toString('utf8'));
+  for (const r of await readPrefix(store, DESIRED, 'listing desired processes')) {
+    const s = parseSpec(r.key, r.value);
     if (s) out.push(s);
   }
   return out.sort((a, b) => a.app.localeCompare(b.app) || a.id - b.id);
@@ -155,15 +143,8 @@ export async function listDesired(store: Store): Promise<ProcessSpec[]> {
 
 /** The desired process `app/id`, or null. */
 export async function readDesired(store: Store, app: string, id: number): Promise<ProcessSpec | null> {
-  const res = await store.kv
-    .get(desiredKey(app, id))
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError(`reading desired ${app}/${id}`, e);
-    });
-  const kv = res.kvs[0];
-  // A single get's raw response keeps the namespace's prefix on the key: compare with the one asked for.
-  return kv ? parseSpec(desiredKey(app, id), kv.value.toString('utf8')) : null;
+  const r = await readKey(store, desiredKey(app, id), `reading desired ${app}/${id}`);
+  return r ? parseSpec(r.key, r.value) : null;
 }
 
 /** No longer desired (sosctl rm): its action and process entry are left to say what happened. */

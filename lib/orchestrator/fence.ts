@@ -7,7 +7,7 @@
  */
 import type { Store } from '../cluster/store.js';
 import { LEADER } from '../cluster/keys.js';
-import { etcdError } from '../cluster/errors.js';
+import { readKey } from '../cluster/reads.js';
 import { OrchestratorError } from './errors.js';
 
 export interface Fence {
@@ -37,16 +37,9 @@ export interface LeaderRecord {
 
 /** The current leader and its term, or null when nobody leads. */
 export async function currentLeader(store: Store): Promise<(Fence & { since: number; lease: string }) | null> {
-  const res = await store.kv
-    .get(LEADER)
-    .exec()
-    .catch((e: Error) => {
-      throw etcdError('reading the leader', e);
-    });
-  const kv = res.kvs[0];
-  if (!kv) return null;
-  const rec = parseLeader(kv.value.toString('utf8'));
-  return rec ? { leader: rec.name, term: kv.create_revision, since: rec.since, lease: kv.lease } : null;
+  const r = await readKey(store, LEADER, 'reading the leader');
+  const rec = r && parseLeader(r.value);
+  return rec ? { leader: rec.name, term: r.create, since: rec.since, lease: r.lease } : null;
 }
 
 export function parseLeader(text: unknown): LeaderRecord | null {
