@@ -91,15 +91,19 @@ void Pager::Stop() {
 // own); no fault can come for them, the program having freed them, so once
 // idle they are dropped from every mapping and forgotten by the backing, all
 // under mu_: a readahead window queued later finds them remote and fetches
-// zeros.
+// zeros. A write-back of an older copy (queued, or in the batch in flight,
+// for a page a fault took back from staging) must not reach the backing
+// after the discard: queued ones are dropped, the batch in flight waited out.
 int Pager::Discard(uint64_t first, uint64_t count) {
   if (first > pages_ || count > pages_ - first) return -EINVAL;
   if (count == 0) return 0;
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     if (stopping_) return -ECANCELED;
+    DropQueuedIn(first, count);
     bool busy = false;
     for (uint64_t q = first; q < first + count && !busy; q++) busy = state_[q] == kFetching || state_[q] == kStaged;
+    for (uint32_t p : wbInFlight_) busy = busy || (p >= first && p < first + count);
     if (!busy) break;
     wbCv_.notify_one();
     frameCv_.wait_for(lk, std::chrono::milliseconds(2));  // woken by each install and write-back
@@ -203,6 +207,24 @@ void Pager::ScanWritten(std::unique_lock<std::mutex>& lk) {
 
 // Free slots after their write-back. Move eviction's are zapped, many with
 // one TLB flush (each madvise would flush on its own); plain ones just return.
+// Forget the queued write-backs of pages in [first, first + count) that are
+// no longer staged in that slot (mu_ held): their slots go free.
+void Pager::DropQueuedIn(uint64_t first, uint64_t count) {
+  std::vector<uint32_t> slots;
+  for (auto it = wbQueue_.begin(); it != wbQueue_.end();) {
+    bool stale = it->page >= first && it->page < first + count &&
+                 !(state_[it->page] == kStaged && slotOf_[it->page] == it->slot);
+    if (!stale) {
+      ++it;
+      continue;
+    }
+    slots.push_back(it->slot);
+    used_--;
+    it = wbQueue_.erase(it);
+  }
+  ReleaseAll(slots);
+}
+
 void Pager::ReleaseAll(std::vector<uint32_t>& slots) {
   freeSlots_.insert(freeSlots_.end(), slots.begin(), slots.end());
   if (PlainStaging() || slots.empty()) return;
@@ -886,10 +908,12 @@ void Pager::WriteBackLoop() {
     }
     batch.clear();
     ios.clear();
+    wbInFlight_.clear();
     while (!wbQueue_.empty() && batch.size() < kWriteBackBatch) {
       Staged s = wbQueue_.front();
       wbQueue_.pop_front();
       batch.push_back(s);
+      wbInFlight_.push_back(s.page);
       ios.push_back({static_cast<uint64_t>(s.page) * kPage, Slot(s.slot), kPage, 0});
     }
     lk.unlock();
@@ -914,6 +938,7 @@ void Pager::WriteBackLoop() {
     }
     ReleaseAll(slots);
     for (size_t j = batch.size(); j-- > i;) wbQueue_.push_front(batch[j]);
+    wbInFlight_.clear();
     frameCv_.notify_all();
     if (r < 0 && i < batch.size()) {
       stats_.storeErrors++;

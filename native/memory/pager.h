@@ -149,6 +149,7 @@ class Pager : public PageSource {
   long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
   void Wake(uint64_t addr);
   void ReleaseAll(std::vector<uint32_t>& slots);
+  void DropQueuedIn(uint64_t first, uint64_t count);
   void WriteBackLoop();
   uint64_t Base() const { return region_.get()->Addr(); }
   uint64_t FaultBase() const { return faultBase_; }
@@ -184,6 +185,8 @@ class Pager : public PageSource {
   std::condition_variable raCv_;
   std::thread ra_;
   std::deque<Staged> wbQueue_;
+  // The pages of the write-back batch in flight (its StoreV runs without mu_).
+  std::vector<uint32_t> wbInFlight_;
   LeapPrefetcher leap_;
   bool stopping_ = false;
   std::thread wb_;
