@@ -95,14 +95,20 @@ function validAddress(a: unknown): boolean {
 }
 
 /** Record `e` (this node is its source): durable once this resolves; ERR_FENCED without our lease or when the id exists. */
-export async function recordMove(store: Store, member: Member, e: MoveEntry): Promise<void> {
+export async function recordMove(
+  store: Store,
+  member: Member,
+  e: MoveEntry,
+  /** One more condition of the transaction (an orchestrator's fence: the leader key's create revision). */
+  also?: [string, 'Create' | 'Mod', '==', string],
+): Promise<void> {
   if (e.from !== member.name)
     throw new ClusterError(`a move from ${e.from} is not ${member.name}'s to record`, { code: 'ERR_FENCED' });
   const key = moveKey(e.migration);
   const kv = store.kv;
-  const res = await kv
-    .if(nodeKey(member.name), 'Lease', '==', member.leaseId)
-    .and(key, 'Mod', '==', '0')
+  let txn = kv.if(nodeKey(member.name), 'Lease', '==', member.leaseId).and(key, 'Mod', '==', '0');
+  if (also) txn = txn.and(...also);
+  const res = await txn
     .then(kv.put(key).value(JSON.stringify(e)))
     .commit()
     .catch((err: Error) => {
@@ -110,7 +116,7 @@ export async function recordMove(store: Store, member: Member, e: MoveEntry): Pr
     });
   if (!res.succeeded)
     throw new ClusterError(
-      `migration ${e.migration} not recorded: ${member.name} no longer holds its lease, or the id exists`,
+      `migration ${e.migration} not recorded: ${member.name} no longer holds its lease, the id exists, or the orchestrator term asking for it is over`,
       { code: 'ERR_FENCED' },
     );
 }

@@ -24,6 +24,7 @@ import type { ClusterNode } from '../cluster/join.js';
 import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { EtcdRecordStore } from '../cluster/migration-records.js';
 import { untilEtcdAnswers } from '../cluster/etcd-retry.js';
+import { FENCE_SCHEMA, checkFence, fenceCompare, type Fence } from '../orchestrator/fence.js';
 import { readMove, recordMove, type MoveEntry } from '../cluster/moves.js';
 import { SosError } from '../errors.js';
 import { AddressRanges, MigrationAgent, MigrationError, checkMoveAddress, migrate } from '../migration/index.js';
@@ -75,7 +76,8 @@ const ONE_MIGRATION = {
   required: ['migration'],
   properties: { migration: MID },
 };
-const MIGRATE = {
+/** A migration asked for: what sosctl and the orchestrator's request carry. */
+export const MIGRATE_REQUEST = {
   type: 'object',
   additionalProperties: false,
   required: ['app', 'id', 'to'],
@@ -84,10 +86,18 @@ const MIGRATE = {
     id: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     to: NODE,
     mode: { enum: ['precopy', 'postcopy'] },
-    /** The caller may choose the id, to follow the progress with apps.migration meanwhile. */
-    migration: MID,
     /** An IP address that moves with the process (both nodes' --move-ranges must hold it). */
     moveAddress: MOVE_ADDRESS,
+  },
+};
+const MIGRATE = {
+  ...MIGRATE_REQUEST,
+  properties: {
+    ...MIGRATE_REQUEST.properties,
+    /** The caller may choose the id, to follow the progress with apps.migration meanwhile. */
+    migration: MID,
+    /** The orchestrator's: only while that term is the current one. */
+    fence: FENCE_SCHEMA,
   },
 };
 const OPERATORS = ['operator', 'orchestrator'] as const;
@@ -125,6 +135,8 @@ function nodePeer(ctx: RequestContext): string {
 
 export class MigrationService {
   private readonly expected = new Map<string, Expected>();
+  /** Migrations asked for lately, by id: a second ask gets the same one. */
+  private readonly runs = new Map<string, Promise<unknown>>();
   private readonly progress = new Map<string, Tracked>();
   /** Outgoing migrations this sosd runs now (their moving marks are not for the settler). */
   private readonly active = new Set<string>();
@@ -317,8 +329,43 @@ export class MigrationService {
     }
   }
 
+  /**
+   * apps.migrate. One migration per id: asked again for an id it runs or ran lately (a retry, a new
+   * orchestrator finishing a step), it answers with that migration's outcome; an id recorded in the
+   * cluster before this sosd started is not run again (ERR_MIGRATION_IN_DOUBT: its records say how
+   * it ends). The orchestrator's request (from the leading node, with its fence) runs only while that
+   * term is current, and its move is recorded in a transaction fenced by the same term.
+   */
+  private migrate(a: Record<string, unknown>, ctx: RequestContext): Promise<unknown> {
+    const fence = a.fence as Fence | undefined;
+    if (ctx.peer.kind === 'tls' && ctx.peer.role === 'node' && fence?.leader !== ctx.peer.name)
+      return Promise.reject(
+        forbidden(`node ${ctx.peer.name} may ask for a migration only as the leading orchestrator, with its fence`),
+      );
+    const migration = (a.migration as string | undefined) ?? crypto.randomBytes(16).toString('hex');
+    const known = this.runs.get(migration);
+    if (known) return known;
+    const store = this.o.cluster.store;
+    const run = (async () => {
+      if (fence) await checkFence(store, fence);
+      if (await readMove(store, migration))
+        throw new SosError(
+          `migration ${migration} was recorded before this sosd started: its records say how it ends`,
+          {
+            code: 'ERR_MIGRATION_IN_DOUBT',
+          },
+        );
+      return this.migrateOut({ ...a, migration }, fence);
+    })();
+    this.runs.set(migration, run);
+    void run
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => this.runs.delete(migration), KEEP_PROGRESS_MS).unref());
+    return run;
+  }
+
   /** Send `app/id` to node `to`; resolves with the result once it runs there. */
-  private async migrateOut(a: Record<string, unknown>): Promise<unknown> {
+  private async migrateOut(a: Record<string, unknown>, fence?: Fence): Promise<unknown> {
     const app = a.app as string;
     const id = a.id as number;
     const to = a.to as string;
@@ -346,21 +393,26 @@ export class MigrationService {
     this.active.add(migration);
     try {
       // Durable in etcd before the target is asked: it admits only what the cluster recorded.
-      await recordMove(this.o.cluster.store, this.o.cluster.member, {
-        migration,
-        app,
-        id,
-        from: me,
-        to,
-        mode,
-        argv: rec.argv,
-        cwd: rec.cwd,
-        limits: rec.limits as Record<string, unknown>,
-        logs: rec.logs,
-        startedAt: rec.startedAt,
-        ...(moveAddress ? { moveAddress } : {}),
-        at: new Date().toISOString(),
-      });
+      await recordMove(
+        this.o.cluster.store,
+        this.o.cluster.member,
+        {
+          migration,
+          app,
+          id,
+          from: me,
+          to,
+          mode,
+          argv: rec.argv,
+          cwd: rec.cwd,
+          limits: rec.limits as Record<string, unknown>,
+          logs: rec.logs,
+          startedAt: rec.startedAt,
+          ...(moveAddress ? { moveAddress } : {}),
+          at: new Date().toISOString(),
+        },
+        fence ? fenceCompare(fence) : undefined,
+      );
       const key = (await this.callNode(target, 'migration.expect', { migration })) as { port: number };
       await w.beginMove(app, id, migration, to);
       let result;
@@ -456,7 +508,7 @@ export class MigrationService {
 
   ops(): OpSpec[] {
     return [
-      { op: 'apps.migrate', schema: MIGRATE, roles: [...OPERATORS], handler: (a) => this.migrateOut(a) },
+      { op: 'apps.migrate', schema: MIGRATE, roles: [...OPERATORS, 'node'], handler: (a, ctx) => this.migrate(a, ctx) },
       {
         op: 'apps.migration',
         schema: ONE_MIGRATION,
