@@ -18,6 +18,7 @@ export const clusterPrefix = (cluster: string): string => `/sos/${cluster}/`;
  *   desired/<app>/<id>        a process the cluster should run (durable: desired state outlives every node)
  *   actions/<app>/<id>        the step the leader took for it, recorded (fenced by its term) before taken
  *   decisions/<time>-<seq>    every decision with its reason, newest kept
+ *   migrations-wanted/<id>    a migration asked for, and the leader's step on it (lib/orchestrator/migrations.ts)
  */
 export const LEADER = 'orchestrator/leader';
 export const DESIRED = 'desired/';

@@ -11,7 +11,9 @@ import { SosError } from '../errors.js';
 import { listActions, listDecisions, readAction } from '../orchestrator/actions.js';
 import { REQUEST_SCHEMA, listDesired, readDesired, submit, type ProcessRequest } from '../orchestrator/desired.js';
 import { currentLeader } from '../orchestrator/fence.js';
-import { Orchestrator } from '../orchestrator/orchestrator.js';
+import { requestMigration, readWanted, type MigrationRequest } from '../orchestrator/migrations.js';
+import { Orchestrator, type MigrationResult } from '../orchestrator/orchestrator.js';
+import { MIGRATE_REQUEST } from './migration-service.js';
 import { connectNode } from './remote.js';
 import type { DaemonLogger, OpSpec } from './server.js';
 
@@ -25,6 +27,8 @@ export interface OrchestratorServiceOptions {
 
 /** How long a node may take to start a process for the orchestrator. */
 const RUN_TIMEOUT_MS = 60_000;
+/** A migration can take long (post-copy of a big heap). */
+const MIGRATE_TIMEOUT_MS = 6 * 3600_000;
 
 export class OrchestratorService {
   readonly orchestrator: Orchestrator;
@@ -54,6 +58,25 @@ export class OrchestratorService {
           };
           const defined = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
           return (await c.request('apps.run', { ...defined, fence }, { timeoutMs: RUN_TIMEOUT_MS })) as ProcessEntry;
+        } finally {
+          c.close();
+        }
+      },
+      migrate: async (from, want, fence) => {
+        const rec = (await listNodes(o.cluster.store)).get(from);
+        if (!rec) throw new SosError(`${from} is not a live node`, { code: 'ERR_NOT_FOUND' });
+        const c = await connectNode(o.clusterDir, rec, { role: 'node', name: o.name });
+        try {
+          const args = {
+            app: want.app,
+            id: want.id,
+            to: want.to,
+            mode: want.mode,
+            migration: want.migration,
+            ...(want.moveAddress ? { moveAddress: want.moveAddress } : {}),
+            fence,
+          };
+          return (await c.request('apps.migrate', args, { timeoutMs: MIGRATE_TIMEOUT_MS })) as MigrationResult;
         } finally {
           c.close();
         }
@@ -117,6 +140,38 @@ export class OrchestratorService {
           ]);
           if (!spec) throw new SosError(`${app}/${id} is not a desired process`, { code: 'ERR_NOT_FOUND' });
           return { spec, step, entry };
+        },
+      },
+      {
+        op: 'orchestrator.migrate',
+        schema: MIGRATE_REQUEST,
+        roles: ['operator'],
+        handler: async (a) => {
+          // What the asker can be told at once: the same refusals as the source's.
+          const r = a as unknown as MigrationRequest;
+          const [entry, nodes] = await Promise.all([findProcess(store, r.app, r.id), listNodes(store)]);
+          if (!entry) throw new SosError(`no process ${r.app}/${r.id} in the cluster`, { code: 'ERR_APP_NOT_FOUND' });
+          if (entry.state !== 'running')
+            throw new SosError(`${r.app}/${r.id} is not running (${entry.state})`, { code: 'ERR_APP_EXITED' });
+          if (entry.node === r.to)
+            throw new SosError(`${r.app}/${r.id} runs on ${r.to} already`, { code: 'ERR_MIGRATION_REFUSED' });
+          if (!nodes.has(r.to)) throw new SosError(`no live node ${r.to} in the cluster`, { code: 'ERR_NOT_FOUND' });
+          return requestMigration(store, r);
+        },
+      },
+      {
+        op: 'orchestrator.migration',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['migration'],
+          properties: { migration: { type: 'string', pattern: '^[0-9a-f]{32}$' } },
+        },
+        roles: ['operator', 'orchestrator'],
+        handler: async (a) => {
+          const w = await readWanted(store, a.migration as string);
+          if (!w) throw new SosError(`no migration ${String(a.migration)} was asked for`, { code: 'ERR_NOT_FOUND' });
+          return w;
         },
       },
       {

@@ -34,7 +34,18 @@ export interface Action {
 }
 
 /** 'elected' (a term began) and 'node-lost' (a node left) have app '' and id 0; the others are about one process. */
-export type DecisionKind = 'elected' | 'node-lost' | 'place' | 'replace' | 'done' | 'failed' | 'lost' | 'unplaceable';
+export type DecisionKind =
+  | 'elected'
+  | 'node-lost'
+  | 'place'
+  | 'replace'
+  | 'done'
+  | 'failed'
+  | 'lost'
+  | 'unplaceable'
+  | 'migrate'
+  | 'migrated'
+  | 'migrate-failed';
 
 /** One decision, as `sosctl decisions` shows it. */
 export interface Decision {

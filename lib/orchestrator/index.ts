@@ -3,7 +3,20 @@ export {
   type OrchestratorOptions,
   type OrchestratorEvents,
   type OrchestratorLogger,
+  type MigrationResult,
 } from './orchestrator.js';
+export {
+  requestMigration,
+  recordWanted,
+  listWanted,
+  readWanted,
+  parseWanted,
+  sourceOutcome,
+  type MigrationRequest,
+  type MigrationState,
+  type WantedMigration,
+  type WantedEntry,
+} from './migrations.js';
 export { Election, type ElectionOptions, type ElectionEvents } from './election.js';
 export { checkFence, currentLeader, fenceCompare, FENCE_SCHEMA, type Fence, type LeaderRecord } from './fence.js';
 export {

@@ -30,6 +30,7 @@ import {
   type Decision,
 } from './actions.js';
 import { listDesired, type ProcessSpec } from './desired.js';
+import { listWanted, recordWanted, sourceOutcome, type WantedEntry, type WantedMigration } from './migrations.js';
 import { Election } from './election.js';
 import type { Fence } from './fence.js';
 import { fewestProcesses, type Candidate, type PlacementPolicy } from './placement.js';
@@ -46,6 +47,11 @@ export interface OrchestratorOptions {
   member: Member;
   /** Ask `node` to run `spec` under `fence`; resolves with the process's entry (idempotent by APP/ID). */
   run: (node: string, spec: ProcessSpec, fence: Fence) => Promise<ProcessEntry>;
+  /**
+   * Ask `from` (the source's sosd, apps.migrate) to run migration `want` under `fence`; resolves with
+   * its result once the process runs on the target. The source runs one migration per id.
+   */
+  migrate?: (from: string, want: WantedMigration, fence: Fence) => Promise<MigrationResult>;
   policy?: PlacementPolicy;
   /** How often the leader reconciles besides its watches of desired/, procs/ and nodes/ (default 5000 ms). */
   intervalMs?: number;
@@ -54,6 +60,15 @@ export interface OrchestratorOptions {
   /** Decisions kept in etcd (default 500). */
   keepDecisions?: number;
   log?: OrchestratorLogger;
+}
+
+/** What a source's apps.migrate answers. */
+export interface MigrationResult {
+  pid: number;
+  downtimeMs: number;
+  totalMs: number;
+  bytes: number;
+  pages: number;
 }
 
 export interface OrchestratorEvents {
@@ -65,6 +80,17 @@ export interface OrchestratorEvents {
 
 /** Errors after which asking the node again cannot help. */
 const FINAL = new Set(['ERR_BAD_ARGS', 'ERR_FORBIDDEN', 'ERR_APP_EXISTS', 'ERR_EXISTS']);
+/** A source's refusals that no retry changes (nothing was started there). */
+const MIGRATE_FINAL = new Set([
+  'ERR_BAD_ARGS',
+  'ERR_FORBIDDEN',
+  'ERR_APP_NOT_FOUND',
+  'ERR_APP_EXITED',
+  'ERR_APP_BUSY',
+  'ERR_MIGRATION_REFUSED',
+  'ERR_NOT_FOUND',
+  'ERR_UNKNOWN_OP',
+]);
 /** Attempts on a live node before the step is recorded failed. */
 const MAX_ATTEMPTS = 10;
 
@@ -192,12 +218,13 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     const fence = this.fence;
     if (!fence) return;
     const s = this.o.store;
-    const [desired, actions, procs, nodes, telemetry] = await Promise.all([
+    const [desired, actions, procs, nodes, telemetry, wanted] = await Promise.all([
       listDesired(s),
       listActions(s),
       listProcesses(s),
       listNodes(s),
       listTelemetry(s),
+      this.o.migrate ? listWanted(s) : Promise.resolve([]),
     ]);
     const byKey = new Map(procs.map((p) => [`${p.app}/${p.id}`, p]));
     const load = new Map<string, number>();
@@ -260,7 +287,146 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       load.set(choice.node, (load.get(choice.node) ?? 0) + 1);
       this.send(fence, spec, { action: a, mod });
     }
+    for (const w of wanted) {
+      if (this.fence !== fence) return;
+      await this.migration(fence, w, byKey, nodes);
+    }
     if (++this.passes % 120 === 0) await pruneDecisions(s, this.o.keepDecisions ?? 500).catch(() => undefined);
+  }
+
+  /** One step of a migration asked for (migrations.ts): start it, or learn how it ended. */
+  private async migration(
+    fence: Fence,
+    { want, mod }: WantedEntry,
+    procs: Map<string, ProcessEntry>,
+    nodes: Map<string, NodeRecord>,
+  ): Promise<void> {
+    if (want.state === 'done' || want.state === 'failed' || this.inflight.has(`m:${want.migration}`)) return;
+    const name = `${want.app}/${want.id}`;
+    const proc = procs.get(name);
+    const step = (w: WantedMigration, kind: Decision['kind'], why: string) =>
+      this.recordMigration(fence, { ...w, reason: why }, mod, kind);
+    if (want.state === 'wanted') {
+      const why = !proc
+        ? `no process ${name} in the cluster`
+        : proc.state !== 'running'
+          ? `${name} is not running (${proc.state})`
+          : proc.node === want.to
+            ? null
+            : !nodes.has(proc.node)
+              ? `${proc.node}, where it runs, is not a live node`
+              : !nodes.has(want.to)
+                ? `${want.to} is not a live node`
+                : null;
+      if (why) return void (await step({ ...want, state: 'failed' }, 'migrate-failed', why));
+      if (proc!.node === want.to)
+        return void (await step({ ...want, state: 'done' }, 'migrated', `runs on ${want.to} already`));
+      const started: WantedMigration = { ...want, state: 'started', from: proc!.node };
+      const m = await step(started, 'migrate', `${name} from ${proc!.node} to ${want.to}, ${want.mode}`);
+      this.sendMigration(fence, { want: started, mod: m });
+      return;
+    }
+    // Started (by this leader or an earlier one): ask the source again, the same id is the same
+    // migration and it answers with its outcome and figures; once asking fails, its records decide.
+    if (nodes.has(want.from!) && !this.attempts.has(`m:${want.migration}`))
+      return this.sendMigration(fence, { want, mod });
+    await this.settleStarted(fence, { want, mod }, proc, nodes);
+  }
+
+  /** A started migration the source did not answer for: how its records say it ended, else ask again (bounded). */
+  private async settleStarted(
+    fence: Fence,
+    { want, mod }: WantedEntry,
+    proc: ProcessEntry | null | undefined,
+    nodes: Map<string, NodeRecord>,
+  ): Promise<void> {
+    const from = want.from!;
+    const outcome = await sourceOutcome(this.o.store, from, want.migration);
+    if (outcome === 'done' || (proc?.node === want.to && proc.state === 'running')) {
+      const w: WantedMigration = {
+        ...want,
+        state: 'done',
+        reason: `runs on ${want.to}${proc?.node === want.to ? ` as pid ${proc.pid}` : ''} (${from} recorded it done; its figures were not heard)`,
+        ...(proc?.node === want.to ? { result: { pid: proc.pid, downtimeMs: 0, totalMs: 0, bytes: 0, pages: 0 } } : {}),
+      };
+      return void (await this.recordMigration(fence, w, mod, 'migrated'));
+    }
+    if (outcome === 'aborted' || outcome === 'failed') {
+      const why =
+        outcome === 'aborted'
+          ? `aborted: it runs on ${from} still`
+          : `failed after the hand-over: ${from} keeps its stopped copy`;
+      return void (await this.recordMigration(fence, { ...want, state: 'failed', reason: why }, mod, 'migrate-failed'));
+    }
+    // Not settled there yet (in doubt, or its sosd restarted): ask again while that may help.
+    if (nodes.has(from) && (this.attempts.get(`m:${want.migration}`) ?? 0) < MAX_ATTEMPTS)
+      this.sendMigration(fence, { want, mod });
+  }
+
+  /** Ask the source to run it; record done with what it cost, or failed when asking again cannot help. */
+  private sendMigration(fence: Fence, { want, mod }: WantedEntry): void {
+    const key = `m:${want.migration}`;
+    this.inflight.add(key);
+    void (async () => {
+      try {
+        const r = await this.o.migrate!(want.from!, want, fence);
+        this.attempts.delete(key);
+        if (this.fence !== fence) return;
+        const why = `runs on ${want.to} as pid ${r.pid}: downtime ${Math.round(r.downtimeMs)} ms, ${Math.round(r.totalMs)} ms in all`;
+        await this.recordMigration(
+          fence,
+          {
+            ...want,
+            state: 'done',
+            reason: why,
+            result: { pid: r.pid, downtimeMs: r.downtimeMs, totalMs: r.totalMs, bytes: r.bytes, pages: r.pages },
+          },
+          mod,
+          'migrated',
+        );
+      } catch (err) {
+        const code = (err as SosError).code ?? 'ERR_INTERNAL';
+        const n = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, n);
+        this.log.warn(
+          { migration: want.migration, from: want.from, code, attempt: n },
+          `migrate on ${want.from}: ${(err as Error).message}`,
+        );
+        // Refused before it began (nothing recorded there): asking again cannot help. Else the source's
+        // record says how it ended, on the next pass.
+        if (this.fence === fence && (MIGRATE_FINAL.has(code) || n >= MAX_ATTEMPTS)) {
+          const outcome = await sourceOutcome(this.o.store, want.from!, want.migration).catch(() => 'unknown');
+          if (outcome === null)
+            await this.recordMigration(
+              fence,
+              {
+                ...want,
+                state: 'failed',
+                reason: `${want.from} did not migrate it: ${(err as Error).message}`,
+                error: { code, message: (err as Error).message },
+              },
+              mod,
+              'migrate-failed',
+            ).catch(() => undefined);
+        }
+      } finally {
+        this.inflight.delete(key);
+        this.kick(); // its outcome is for the next pass to record
+      }
+    })().catch(() => undefined);
+  }
+
+  private async recordMigration(
+    fence: Fence,
+    w: WantedMigration,
+    expect: string,
+    kind: Decision['kind'],
+  ): Promise<string> {
+    const mod = await recordWanted(this.o.store, fence, w, expect);
+    await this.decide(fence, { kind, app: w.app, id: w.id, node: w.to, reason: w.reason ?? '', at: now() }).catch(
+      () => undefined,
+    );
+    return mod;
   }
 
   /**

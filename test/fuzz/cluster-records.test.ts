@@ -11,6 +11,7 @@ import { parseMove, type MoveEntry } from '../../lib/cluster/moves.js';
 import { parseSpec } from '../../lib/orchestrator/desired.js';
 import { parseAction, parseDecision } from '../../lib/orchestrator/actions.js';
 import { parseLeader } from '../../lib/orchestrator/fence.js';
+import { parseWanted } from '../../lib/orchestrator/migrations.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
@@ -164,64 +165,110 @@ void t.test('a migration as the cluster recorded it (moves/<id>): only well-form
   t.end();
 });
 
-void t.test("the orchestrator's records: desired specs, steps, decisions, the leader key", (t) => {
-  const spec = {
-    app: 'web',
-    id: 3,
-    argv: ['sleep', '1'],
-    env: { A: 'b' },
-    limits: { memoryBytes: 1024, cpu: { quotaUs: 5000 } },
-    node: 'node1',
-    submittedAt: '2026-12-07T00:00:00.000Z',
-  };
-  const step = {
-    app: 'web',
-    id: 3,
-    kind: 'place',
-    node: 'node1',
-    state: 'intended',
-    reason: 'r',
-    leader: 'node0',
-    term: '7',
-    at: 'x',
-  };
-  const keyNear = (k: string) => fc.oneof(fc.constant(k), fc.string({ maxLength: 40 }));
-  let specs = 0;
-  let steps = 0;
-  fc.assert(
-    fc.property(keyNear('desired/web/3'), valueNear(spec), keyNear('actions/web/3'), valueNear(step), (k, v, j, w) => {
-      const s = parseSpec(k, v);
-      if (s) {
-        specs++;
-        if (k !== `desired/${s.app}/${s.id}` || !Array.isArray(s.argv) || !s.argv.length)
-          throw new Error('accepted a spec of the wrong shape');
-      }
-      const a = parseAction(j, w);
-      if (a) {
-        steps++;
-        if (j !== `actions/${a.app}/${a.id}` || !['intended', 'done', 'failed', 'lost'].includes(a.state))
-          throw new Error('accepted a step of the wrong shape');
-      }
-      const d = parseDecision(w);
-      if (d && (typeof d.reason !== 'string' || typeof d.kind !== 'string'))
-        throw new Error('accepted a decision of the wrong shape');
-      const l = parseLeader(v);
-      if (l && (typeof l.name !== 'string' || !Number.isFinite(l.since)))
-        throw new Error('accepted a leader of the wrong shape');
-      return true;
-    }),
-    { numRuns: RUNS, seed: SEED },
-  );
-  t.ok(
-    specs > 0,
-    `some inputs were valid (${specs} specs, ${steps} steps of ${RUNS}); the valid cases below cover the rest`,
-  );
-  t.same(parseSpec('desired/web/3', JSON.stringify(spec)), spec);
-  t.equal(parseSpec('desired/web/4', JSON.stringify(spec)), null, 'the key must name it');
-  t.equal(parseSpec('desired/web/3', JSON.stringify({ ...spec, argv: [] })), null, 'a program to run');
-  t.equal(parseSpec('desired/web/3', JSON.stringify({ ...spec, extra: 1 })), null, 'nothing else');
-  t.equal(parseSpec('desired/web/3', 'x'.repeat(2 << 20)), null, 'too large');
-  t.same(parseAction('actions/web/3', JSON.stringify(step)), step);
-  t.equal(parseAction('actions/web/3', JSON.stringify({ ...step, state: 'maybe' })), null, 'a known state');
-  t.end();
-});
+void t.test(
+  "the orchestrator's records: desired specs, steps, decisions, the leader key, migrations asked for",
+  (t) => {
+    const spec = {
+      app: 'web',
+      id: 3,
+      argv: ['sleep', '1'],
+      env: { A: 'b' },
+      limits: { memoryBytes: 1024, cpu: { quotaUs: 5000 } },
+      node: 'node1',
+      submittedAt: '2026-12-07T00:00:00.000Z',
+    };
+    const step = {
+      app: 'web',
+      id: 3,
+      kind: 'place',
+      node: 'node1',
+      state: 'intended',
+      reason: 'r',
+      leader: 'node0',
+      term: '7',
+      at: 'x',
+    };
+    const keyNear = (k: string) => fc.oneof(fc.constant(k), fc.string({ maxLength: 40 }));
+    let specs = 0;
+    let steps = 0;
+    fc.assert(
+      fc.property(
+        keyNear('desired/web/3'),
+        valueNear(spec),
+        keyNear('actions/web/3'),
+        valueNear(step),
+        (k, v, j, w) => {
+          const s = parseSpec(k, v);
+          if (s) {
+            specs++;
+            if (k !== `desired/${s.app}/${s.id}` || !Array.isArray(s.argv) || !s.argv.length)
+              throw new Error('accepted a spec of the wrong shape');
+          }
+          const a = parseAction(j, w);
+          if (a) {
+            steps++;
+            if (j !== `actions/${a.app}/${a.id}` || !['intended', 'done', 'failed', 'lost'].includes(a.state))
+              throw new Error('accepted a step of the wrong shape');
+          }
+          const d = parseDecision(w);
+          if (d && (typeof d.reason !== 'string' || typeof d.kind !== 'string'))
+            throw new Error('accepted a decision of the wrong shape');
+          const l = parseLeader(v);
+          if (l && (typeof l.name !== 'string' || !Number.isFinite(l.since)))
+            throw new Error('accepted a leader of the wrong shape');
+          return true;
+        },
+      ),
+      { numRuns: RUNS, seed: SEED },
+    );
+    t.ok(
+      specs > 0,
+      `some inputs were valid (${specs} specs, ${steps} steps of ${RUNS}); the valid cases below cover the rest`,
+    );
+    t.same(parseSpec('desired/web/3', JSON.stringify(spec)), spec);
+    t.equal(parseSpec('desired/web/4', JSON.stringify(spec)), null, 'the key must name it');
+    t.equal(parseSpec('desired/web/3', JSON.stringify({ ...spec, argv: [] })), null, 'a program to run');
+    t.equal(parseSpec('desired/web/3', JSON.stringify({ ...spec, extra: 1 })), null, 'nothing else');
+    t.equal(parseSpec('desired/web/3', 'x'.repeat(2 << 20)), null, 'too large');
+    const want = {
+      migration: 'ab'.repeat(16),
+      app: 'web',
+      id: 3,
+      to: 'node2',
+      mode: 'postcopy',
+      state: 'started',
+      from: 'node1',
+      submittedAt: 'x',
+    };
+    let wants = 0;
+    fc.assert(
+      fc.property(keyNear(`migrations-wanted/${want.migration}`), valueNear(want), (k, v) => {
+        const w = parseWanted(k, v);
+        if (!w) return true;
+        wants++;
+        if (k !== `migrations-wanted/${w.migration}` || !/^[0-9a-f]{32}$/.test(w.migration) || !(w.id > 0))
+          throw new Error('accepted a migration request of the wrong shape');
+        return true;
+      }),
+      { numRuns: RUNS, seed: SEED },
+    );
+    t.same(
+      parseWanted(`migrations-wanted/${want.migration}`, JSON.stringify(want)),
+      want,
+      `migration requests (${wants} valid)`,
+    );
+    t.equal(
+      parseWanted(`migrations-wanted/${want.migration}`, JSON.stringify({ ...want, state: 'maybe' })),
+      null,
+      'a known state',
+    );
+    t.equal(
+      parseWanted(`migrations-wanted/${want.migration}`, JSON.stringify({ ...want, to: 'Node 2' })),
+      null,
+      'a node name',
+    );
+    t.same(parseAction('actions/web/3', JSON.stringify(step)), step);
+    t.equal(parseAction('actions/web/3', JSON.stringify({ ...step, state: 'maybe' })), null, 'a known state');
+    t.end();
+  },
+);
