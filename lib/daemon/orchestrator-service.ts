@@ -42,50 +42,34 @@ export class OrchestratorService {
       store: o.cluster.store,
       member: o.cluster.member,
       log,
-      run: async (node, spec, fence) => {
-        const rec = (await listNodes(o.cluster.store)).get(node);
-        if (!rec) throw new SosError(`${node} is not a live node`, { code: 'ERR_NOT_FOUND' });
-        const c = await connectNode(o.clusterDir, rec, { role: 'node', name: o.name });
-        try {
-          // apps.run's arguments: the spec without where it may go and when it was submitted.
-          const args = {
-            app: spec.app,
-            id: spec.id,
-            argv: spec.argv,
-            env: spec.env,
-            cwd: spec.cwd,
-            limits: spec.limits,
-          };
-          const defined = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
-          return (await c.request('apps.run', { ...defined, fence }, { timeoutMs: RUN_TIMEOUT_MS })) as ProcessEntry;
-        } finally {
-          c.close();
-        }
+      run: (node, spec, fence) => {
+        // apps.run's arguments: the spec without where it may go and when it was submitted.
+        const args = { app: spec.app, id: spec.id, argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits };
+        return this.ask(node, 'apps.run', { ...args, fence }, RUN_TIMEOUT_MS) as Promise<ProcessEntry>;
       },
-      migrate: async (from, want, fence) => {
-        const rec = (await listNodes(o.cluster.store)).get(from);
-        if (!rec) throw new SosError(`${from} is not a live node`, { code: 'ERR_NOT_FOUND' });
-        const c = await connectNode(o.clusterDir, rec, { role: 'node', name: o.name });
-        try {
-          const args = {
-            app: want.app,
-            id: want.id,
-            to: want.to,
-            mode: want.mode,
-            migration: want.migration,
-            ...(want.moveAddress ? { moveAddress: want.moveAddress } : {}),
-            fence,
-          };
-          return (await c.request('apps.migrate', args, { timeoutMs: MIGRATE_TIMEOUT_MS })) as MigrationResult;
-        } finally {
-          c.close();
-        }
+      migrate: (from, want, fence) => {
+        const { app, id, to, mode, migration, moveAddress } = want;
+        const args = { app, id, to, mode, migration, moveAddress, fence };
+        return this.ask(from, 'apps.migrate', args, MIGRATE_TIMEOUT_MS) as Promise<MigrationResult>;
       },
     }).start();
   }
 
   close(): Promise<void> {
     return this.orchestrator.close();
+  }
+
+  /** One request to `node`'s sosd over mutual TLS with this node's certificate (undefined fields left out). */
+  private async ask(node: string, op: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+    const rec = (await listNodes(this.o.cluster.store)).get(node);
+    if (!rec) throw new SosError(`${node} is not a live node`, { code: 'ERR_NOT_FOUND' });
+    const c = await connectNode(this.o.clusterDir, rec, { role: 'node', name: this.o.name });
+    try {
+      const defined = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+      return await c.request(op, defined, { timeoutMs });
+    } finally {
+      c.close();
+    }
   }
 
   ops(): OpSpec[] {
