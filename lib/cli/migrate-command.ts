@@ -17,7 +17,8 @@ import { printDoc } from './output.js';
 import { formatBytes } from './size.js';
 import { sosdOf } from './target.js';
 
-interface Result {
+/** What `sosctl migrate --json` prints, besides `process`. */
+export interface Result {
   migration: string;
   from: string;
   to: string;

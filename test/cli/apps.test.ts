@@ -9,6 +9,7 @@ import path from 'node:path';
 import { localCluster, restartLocalNode, type LocalCluster } from '../../lib/cluster/local.js';
 import { joined } from '../../lib/cli/local-command.js';
 import { localClusterFor } from '../../testkit/local-cluster.js';
+import { alive } from '../../lib/migration/proc.js';
 
 interface Entry {
   app: string;
@@ -19,14 +20,6 @@ interface Entry {
   exitCode: number | null;
   signal: string | null;
 }
-
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 void t.test('sosctl run, ps, logs, kill, rm across nodes; a sosd restart re-adopts', async (t) => {
   const { dir, up, sosctl: run } = await localClusterFor(t, 2, ['--json']);

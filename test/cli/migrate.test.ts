@@ -13,6 +13,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { localClusterFor } from '../../testkit/local-cluster.js';
 import { waitFor } from '../../testkit/wait.js';
+import { alive } from '../../lib/migration/proc.js';
+import type { Result } from '../../lib/cli/migrate-command.js';
 
 const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
 
@@ -24,30 +26,14 @@ interface Entry {
   state: string;
 }
 
-interface Moved {
-  process: string;
-  migration: string;
-  from: string;
-  to: string;
-  mode: string;
-  pid: number;
-  downtimeMs: number;
-  bytes: number;
-}
+/** `sosctl migrate --json`. */
+type Moved = Result & { process: string };
 
 const numbers = (log: string) =>
   log
     .split('\n')
     .filter((l) => /^n \d+$/.test(l))
     .map((l) => Number(l.slice(2)));
-
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 void t.test('sosctl migrate: pre-copy and post-copy between nodes, by APP/ID', async (t) => {
   const { c, env, sosctl: run, remote } = await localClusterFor(t, 3);

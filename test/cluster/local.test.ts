@@ -20,6 +20,7 @@ import {
 import { request } from '../../lib/daemon/client.js';
 import { joined } from '../../lib/cli/local-command.js';
 import { onExit } from '../../testkit/cleanup.js';
+import { alive } from '../../lib/migration/proc.js';
 
 const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
 const remoteCall = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../testkit/remote-call.js');
@@ -62,14 +63,6 @@ async function until(f: () => Promise<boolean>, what: string, ms = 60_000): Prom
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 void t.test('sosctl cluster up/down: membership, a sosd killed and restarted, etcd restarted', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sos-local-'));

@@ -11,9 +11,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { initCluster, issueMember, loadMember, revoke, type MemberFiles } from '../../lib/cluster/folder.js';
 import { issue } from '../../lib/cluster/identity.js';
-import { SosError } from '../../lib/index.js';
 import { MemoryNode, RemoteStore, type MemoryNodeTlsOptions } from '../../lib/memory/index.js';
 import { until } from '../../testkit/wait.js';
+import { outcomeCode as code } from '../../testkit/outcome.js';
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -58,16 +58,6 @@ async function tlsNode(t: Test, tlsOpts: MemoryNodeTlsOptions, secret = crypto.r
   t.teardown(() => n.close());
   const { host, port } = await n.listen();
   return { n, host, port, secret };
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'resolved';
-  } catch (e) {
-    if (!(e instanceof SosError)) throw e;
-    return e.code;
-  }
 }
 
 /** Nothing held for anyone, and every connection gone. */

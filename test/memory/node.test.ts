@@ -2,11 +2,12 @@
 // serving faults from a node, pipelining, capacity, authentication, isolation between applications, leases.
 import t from 'tap';
 import crypto from 'node:crypto';
-import { SosError, touch } from '../../lib/index.js';
+import { touch } from '../../lib/index.js';
 import { MemoryError, MemoryNode, RemoteStore } from '../../lib/memory/index.js';
 import { until } from '../../testkit/wait.js';
 import { WireClient } from './wire.js';
 import { servedRegion } from '../helpers/served-region.js';
+import { outcomeCode as code } from '../../testkit/outcome.js';
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -18,16 +19,6 @@ async function node(opts: { capacity?: number; leaseMs?: number } = {}) {
   const connect = (application: 'alpha' | 'beta', size: number, secret: Buffer = secrets[application]) =>
     RemoteStore.connect({ host, port, application, secret, size });
   return { n, host, port, secrets, connect };
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'resolved';
-  } catch (e) {
-    if (!(e instanceof SosError)) throw e;
-    return e.code;
-  }
 }
 
 void t.test('random writes and reads match a reference copy; unwritten pages read as zeros', async (t) => {
