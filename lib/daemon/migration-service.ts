@@ -392,17 +392,14 @@ export class MigrationService {
     this.progress.set(migration, tracked);
     this.active.add(migration);
     try {
+      // What the record and the answer both name.
+      const which = { migration, app, id, from: me, to, mode };
       // Durable in etcd before the target is asked: it admits only what the cluster recorded.
       await recordMove(
         this.o.cluster.store,
         this.o.cluster.member,
         {
-          migration,
-          app,
-          id,
-          from: me,
-          to,
-          mode,
+          ...which,
           argv: rec.argv,
           cwd: rec.cwd,
           limits: rec.limits as Record<string, unknown>,
@@ -440,12 +437,7 @@ export class MigrationService {
       tracked.state = 'done';
       this.o.log.info({ app, id, to, migration, downtimeMs: result.downtimeMs }, `migrated ${app}/${id} to ${to}`);
       return {
-        migration,
-        app,
-        id,
-        from: me,
-        to,
-        mode,
+        ...which,
         pid: result.targetPid,
         downtimeMs: result.downtimeMs,
         totalMs: result.totalMs,
