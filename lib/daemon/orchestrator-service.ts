@@ -5,7 +5,7 @@
  * sosctl need not know who leads.
  */
 import type { ClusterNode } from '../cluster/join.js';
-import { listNodes } from '../cluster/membership.js';
+import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { findProcess, type ProcessEntry } from '../cluster/processes.js';
 import { SosError } from '../errors.js';
 import { listActions, listDecisions, readAction } from '../orchestrator/actions.js';
@@ -59,11 +59,9 @@ export class OrchestratorService {
     return this.orchestrator.close();
   }
 
-  /** One request to `node`'s sosd over mutual TLS with this node's certificate (undefined fields left out). */
-  private async ask(node: string, op: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
-    const rec = (await listNodes(this.o.cluster.store)).get(node);
-    if (!rec) throw new SosError(`${node} is not a live node`, { code: 'ERR_NOT_FOUND' });
-    const c = await connectNode(this.o.clusterDir, rec, { role: 'node', name: this.o.name });
+  /** One request to `node`'s sosd (its record, as the pass read it) over mutual TLS with this node's certificate (undefined fields left out). */
+  private async ask(node: NodeRecord, op: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+    const c = await connectNode(this.o.clusterDir, node, { role: 'node', name: this.o.name });
     try {
       const defined = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
       return await c.request(op, defined, { timeoutMs });

@@ -46,12 +46,12 @@ export interface OrchestratorOptions {
   /** This node's membership: its lease holds the leader key. */
   member: Member;
   /** Ask `node` to run `spec` under `fence`; resolves with the process's entry (idempotent by APP/ID). */
-  run: (node: string, spec: ProcessSpec, fence: Fence) => Promise<ProcessEntry>;
+  run: (node: NodeRecord, spec: ProcessSpec, fence: Fence) => Promise<ProcessEntry>;
   /**
    * Ask `from` (the source's sosd, apps.migrate) to run migration `want` under `fence`; resolves with
    * its result once the process runs on the target. The source runs one migration per id.
    */
-  migrate?: (from: string, want: WantedMigration, fence: Fence) => Promise<MigrationResult>;
+  migrate?: (from: NodeRecord, want: WantedMigration, fence: Fence) => Promise<MigrationResult>;
   policy?: PlacementPolicy;
   /** How often the leader reconciles besides its watches of desired/, procs/ and nodes/ (default 5000 ms). */
   intervalMs?: number;
@@ -251,10 +251,15 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       }
       if (step && step.action.state !== 'intended') continue; // done (its entry since removed), failed, lost
       if (step && nodes.has(step.action.node)) {
-        this.send(fence, spec, step);
+        this.send(fence, spec, step, nodes.get(step.action.node)!);
         continue;
       }
-      const choice = this.policy.place(spec, candidates());
+      const placed = this.policy.place(spec, candidates());
+      // A policy answers from the candidates; a name that is not one of them places nothing.
+      const choice =
+        placed.node === null || nodes.has(placed.node)
+          ? placed
+          : { node: null, reason: `${this.policy.name} chose ${placed.node}, not a live node` };
       if (!choice.node) {
         if (this.waiting.get(key) !== choice.reason) {
           this.waiting.set(key, choice.reason);
@@ -285,7 +290,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       };
       const mod = await this.record(fence, a, step?.mod ?? '0', kind);
       load.set(choice.node, (load.get(choice.node) ?? 0) + 1);
-      this.send(fence, spec, { action: a, mod });
+      this.send(fence, spec, { action: a, mod }, nodes.get(choice.node)!);
     }
     for (const w of wanted) {
       if (this.fence !== fence) return;
@@ -323,13 +328,13 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         return void (await step({ ...want, state: 'done' }, 'migrated', `runs on ${want.to} already`));
       const started: WantedMigration = { ...want, state: 'started', from: proc!.node };
       const m = await step(started, 'migrate', `${name} from ${proc!.node} to ${want.to}, ${want.mode}`);
-      this.sendMigration(fence, { want: started, mod: m });
+      this.sendMigration(fence, { want: started, mod: m }, nodes.get(proc!.node)!);
       return;
     }
     // Started (by this leader or an earlier one): ask the source again, the same id is the same
     // migration and it answers with its outcome and figures; once asking fails, its records decide.
     if (nodes.has(want.from!) && !this.attempts.has(`m:${want.migration}`))
-      return this.sendMigration(fence, { want, mod });
+      return this.sendMigration(fence, { want, mod }, nodes.get(want.from!)!);
     await this.settleStarted(fence, { want, mod }, proc, nodes);
   }
 
@@ -360,16 +365,16 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     }
     // Not settled there yet (in doubt, or its sosd restarted): ask again while that may help.
     if (nodes.has(from) && (this.attempts.get(`m:${want.migration}`) ?? 0) < MAX_ATTEMPTS)
-      this.sendMigration(fence, { want, mod });
+      this.sendMigration(fence, { want, mod }, nodes.get(from)!);
   }
 
   /** Ask the source to run it; record done with what it cost, or failed when asking again cannot help. */
-  private sendMigration(fence: Fence, { want, mod }: WantedEntry): void {
+  private sendMigration(fence: Fence, { want, mod }: WantedEntry, source: NodeRecord): void {
     const key = `m:${want.migration}`;
     this.inflight.add(key);
     void (async () => {
       try {
-        const r = await this.o.migrate!(want.from!, want, fence);
+        const r = await this.o.migrate!(source, want, fence);
         this.attempts.delete(key);
         if (this.fence !== fence) return;
         const why = `runs on ${want.to} as pid ${r.pid}: downtime ${Math.round(r.downtimeMs)} ms, ${Math.round(r.totalMs)} ms in all`;
@@ -501,12 +506,12 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
   }
 
   /** Ask the step's node to run it; record done, or failed when asking again cannot help. */
-  private send(fence: Fence, spec: ProcessSpec, step: ActionEntry): void {
+  private send(fence: Fence, spec: ProcessSpec, step: ActionEntry, node: NodeRecord): void {
     const key = `${spec.app}/${spec.id}`;
     this.inflight.add(key);
     void (async () => {
       try {
-        const e = await this.o.run(step.action.node, spec, fence);
+        const e = await this.o.run(node, spec, fence);
         this.attempts.delete(key);
         if (this.fence !== fence) return;
         await this.record(
