@@ -45,3 +45,17 @@ export async function readPrefix(store: Store, prefix: string, what: string, new
     lease: kv.lease,
   }));
 }
+
+/**
+ * A value read as JSON, for a parser that then checks its shape: an object (not an array) of at
+ * most `max` characters, else null. Never throws: the value is a peer's input.
+ */
+export function jsonObject<T>(text: unknown, max: number): Partial<T> | null {
+  if (typeof text !== 'string' || text.length > max) return null;
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}

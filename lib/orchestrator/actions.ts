@@ -9,7 +9,7 @@
 import crypto from 'node:crypto';
 import { Range } from 'etcd3';
 import { etcdError } from '../cluster/errors.js';
-import { readKey, readPrefix } from '../cluster/reads.js';
+import { jsonObject, readKey, readPrefix } from '../cluster/reads.js';
 import { ACTIONS, DECISIONS, actionKey } from '../cluster/keys.js';
 import type { Store } from '../cluster/store.js';
 import { OrchestratorError } from './errors.js';
@@ -68,34 +68,26 @@ export interface ActionEntry {
 const MAX = 65536;
 
 export function parseAction(key: string, text: unknown): Action | null {
-  if (typeof text !== 'string' || text.length > MAX) return null;
-  try {
-    const a = JSON.parse(text) as Action;
-    const ok =
-      a &&
-      typeof a.app === 'string' &&
-      Number.isSafeInteger(a.id) &&
-      key === actionKey(a.app, a.id) &&
-      a.kind === 'place' &&
-      typeof a.node === 'string' &&
-      ['intended', 'done', 'failed', 'lost'].includes(a.state) &&
-      typeof a.reason === 'string' &&
-      typeof a.leader === 'string' &&
-      typeof a.term === 'string';
-    return ok ? a : null;
-  } catch {
-    return null;
-  }
+  const a = jsonObject<Action>(text, MAX);
+  const ok =
+    a &&
+    typeof a.app === 'string' &&
+    Number.isSafeInteger(a.id) &&
+    key === actionKey(a.app, a.id!) &&
+    a.kind === 'place' &&
+    typeof a.node === 'string' &&
+    ['intended', 'done', 'failed', 'lost'].includes(a.state as string) &&
+    typeof a.reason === 'string' &&
+    typeof a.leader === 'string' &&
+    typeof a.term === 'string';
+  return ok ? (a as Action) : null;
 }
 
 export function parseDecision(text: unknown): Decision | null {
-  if (typeof text !== 'string' || text.length > MAX) return null;
-  try {
-    const d = JSON.parse(text) as Decision;
-    return d && typeof d.kind === 'string' && typeof d.app === 'string' && typeof d.reason === 'string' ? d : null;
-  } catch {
-    return null;
-  }
+  const d = jsonObject<Decision>(text, MAX);
+  return d && typeof d.kind === 'string' && typeof d.app === 'string' && typeof d.reason === 'string'
+    ? (d as Decision)
+    : null;
 }
 
 const decisionKey = () =>

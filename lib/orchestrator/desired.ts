@@ -8,7 +8,7 @@
  */
 import { Ajv } from 'ajv';
 import { etcdError } from '../cluster/errors.js';
-import { readKey, readPrefix } from '../cluster/reads.js';
+import { jsonObject, readKey, readPrefix } from '../cluster/reads.js';
 import { DESIRED, desiredKey } from '../cluster/keys.js';
 import { counterKey } from '../cluster/processes.js';
 import type { Store } from '../cluster/store.js';
@@ -85,13 +85,7 @@ const checkRequest = new Ajv({ strict: true }).compile(REQUEST_SCHEMA);
 
 /** A spec read from etcd (any member may write there): size-limited and schema-checked; null when it is not one. */
 export function parseSpec(key: string, text: unknown): ProcessSpec | null {
-  if (typeof text !== 'string' || text.length > MAX_SPEC) return null;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
+  const v = jsonObject<ProcessSpec>(text, MAX_SPEC);
   if (!checkSpec(v)) return null;
   const s = v as ProcessSpec;
   return key === desiredKey(s.app, s.id) ? s : null;

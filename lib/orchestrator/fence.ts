@@ -7,7 +7,7 @@
  */
 import type { Store } from '../cluster/store.js';
 import { LEADER } from '../cluster/keys.js';
-import { readKey } from '../cluster/reads.js';
+import { jsonObject, readKey } from '../cluster/reads.js';
 import { OrchestratorError } from './errors.js';
 
 export interface Fence {
@@ -43,13 +43,8 @@ export async function currentLeader(store: Store): Promise<(Fence & { since: num
 }
 
 export function parseLeader(text: unknown): LeaderRecord | null {
-  if (typeof text !== 'string' || text.length > 4096) return null;
-  try {
-    const v = JSON.parse(text) as LeaderRecord;
-    return v && typeof v.name === 'string' && Number.isFinite(v.since) ? v : null;
-  } catch {
-    return null;
-  }
+  const v = jsonObject<LeaderRecord>(text, 4096);
+  return v && typeof v.name === 'string' && Number.isFinite(v.since) ? (v as LeaderRecord) : null;
 }
 
 /** ERR_FENCED unless `f` is the current leader's term. */

@@ -12,7 +12,7 @@
 import crypto from 'node:crypto';
 import { etcdError } from '../cluster/errors.js';
 import { migrationsOf } from '../cluster/migration-records.js';
-import { readKey, readPrefix } from '../cluster/reads.js';
+import { jsonObject, readKey, readPrefix } from '../cluster/reads.js';
 import type { Store } from '../cluster/store.js';
 import { OrchestratorError } from './errors.js';
 import { fenceCompare, type Fence } from './fence.js';
@@ -56,27 +56,22 @@ const STATES = new Set(['wanted', 'started', 'done', 'failed']);
 
 /** A request read from etcd (any member may write there): shape-checked; null when it is not one. */
 export function parseWanted(key: string, text: unknown): WantedMigration | null {
-  if (typeof text !== 'string' || text.length > 16384) return null;
-  try {
-    const w = JSON.parse(text) as WantedMigration;
-    const ok =
-      w &&
-      typeof w.migration === 'string' &&
-      MID.test(w.migration) &&
-      key === wantedKey(w.migration) &&
-      typeof w.app === 'string' &&
-      NAME.test(w.app) &&
-      Number.isSafeInteger(w.id) &&
-      w.id > 0 &&
-      typeof w.to === 'string' &&
-      NAME.test(w.to) &&
-      (w.mode === 'precopy' || w.mode === 'postcopy') &&
-      STATES.has(w.state) &&
-      (w.from === undefined || (typeof w.from === 'string' && NAME.test(w.from)));
-    return ok ? w : null;
-  } catch {
-    return null;
-  }
+  const w = jsonObject<WantedMigration>(text, 16384);
+  const ok =
+    w &&
+    typeof w.migration === 'string' &&
+    MID.test(w.migration) &&
+    key === wantedKey(w.migration) &&
+    typeof w.app === 'string' &&
+    NAME.test(w.app) &&
+    Number.isSafeInteger(w.id) &&
+    w.id! > 0 &&
+    typeof w.to === 'string' &&
+    NAME.test(w.to) &&
+    (w.mode === 'precopy' || w.mode === 'postcopy') &&
+    STATES.has(w.state as string) &&
+    (w.from === undefined || (typeof w.from === 'string' && NAME.test(w.from)));
+  return ok ? (w as WantedMigration) : null;
 }
 
 /** Ask for a migration: durable once this resolves; the leader starts it. */
@@ -145,11 +140,6 @@ export async function readWanted(store: Store, migration: string): Promise<Wante
 /** How the source recorded migration `migration` (its agent's record in etcd): its state, or null. */
 export async function sourceOutcome(store: Store, from: string, migration: string): Promise<string | null> {
   const r = await readKey(store, `${migrationsOf(from)}${migration}`, `reading ${from}'s record of ${migration}`);
-  if (!r) return null;
-  try {
-    const v = JSON.parse(r.value) as { role?: unknown; state?: unknown };
-    return v.role === 'source' && typeof v.state === 'string' ? v.state : null;
-  } catch {
-    return null;
-  }
+  const v = r && jsonObject<{ role: string; state: string }>(r.value, 1 << 20);
+  return v && v.role === 'source' && typeof v.state === 'string' ? v.state : null;
 }
