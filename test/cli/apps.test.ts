@@ -10,16 +10,10 @@ import { localCluster, restartLocalNode, type LocalCluster } from '../../lib/clu
 import { joined } from '../../lib/cli/local-command.js';
 import { localClusterFor } from '../../testkit/local-cluster.js';
 import { alive } from '../../lib/migration/proc.js';
+import type { ProcessEntry } from '../../lib/cluster/processes.js';
 
-interface Entry {
-  app: string;
-  id: number;
-  node: string;
-  pid: number;
-  state: string;
-  exitCode: number | null;
-  signal: string | null;
-}
+/** A process as `sosctl ps --json` prints it. */
+type Entry = ProcessEntry;
 
 void t.test('sosctl run, ps, logs, kill, rm across nodes; a sosd restart re-adopts', async (t) => {
   const { dir, up, sosctl: run } = await localClusterFor(t, 2, ['--json']);

@@ -14,17 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { localClusterFor } from '../../testkit/local-cluster.js';
 import { waitFor } from '../../testkit/wait.js';
 import { alive } from '../../lib/migration/proc.js';
+import type { ProcessEntry } from '../../lib/cluster/processes.js';
 import type { Result } from '../../lib/cli/migrate-command.js';
 
 const sosctl = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../lib/cli/sosctl.js');
 
-interface Entry {
-  app: string;
-  id: number;
-  node: string;
-  pid: number;
-  state: string;
-}
+/** A process as `sosctl ps --json` prints it. */
+type Entry = ProcessEntry;
 
 /** `sosctl migrate --json`. */
 type Moved = Result & { process: string };
