@@ -53,6 +53,8 @@ export class Member extends EventEmitter<MemberEvents> {
   private rev = '';
   private joinedAt = 0;
   private lastAck = 0;
+  /** When the last call etcd acknowledged set out (a renewal or the grant): the TTL runs from no earlier. */
+  private ackedFrom = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private live = false;
@@ -90,6 +92,16 @@ export class Member extends EventEmitter<MemberEvents> {
   /** Whether the lease is held and confirmed within its TTL. */
   get alive(): boolean {
     return this.live && !this.closed;
+  }
+
+  /**
+   * Until when (ms since the epoch) the lease is surely held: the TTL from the moment the last
+   * acknowledged renewal set out, since etcd restarted the TTL no earlier. 0 when not a live member.
+   * What must end before the cluster may take this member for dead (a workload another node may
+   * restore) ends by then.
+   */
+  get validUntil(): number {
+    return this.alive ? this.ackedFrom + this.ttlSeconds * 1000 : 0;
   }
 
   /** The lease's id as etcd's decimal string (what a transaction compares against; keep it to resume). */
@@ -177,8 +189,9 @@ export class Member extends EventEmitter<MemberEvents> {
   /** Take the record back under `id` when etcd still has the lease and the record names it. */
   private async resume(id: string): Promise<boolean> {
     let ttl: number;
+    const sent = Date.now();
     try {
-      ttl = await this.renew(id, Date.now() + 5000);
+      ttl = await this.renew(id, sent + 5000);
     } catch {
       return false;
     }
@@ -198,13 +211,14 @@ export class Member extends EventEmitter<MemberEvents> {
       .commit()
       .catch(() => null);
     if (!res?.succeeded) return false;
-    this.held(id, res.header.revision);
+    this.held(id, res.header.revision, sent);
     return true;
   }
 
   /** Grant a lease and take the name: free, or still held by `previous` (our own lease, lost but not expired). */
   private async acquire(previous: string | null): Promise<void> {
     let id: string;
+    const sent = Date.now();
     // Deadlines on every call: one that waits on an etcd still restarting would hang this
     // member's loop (the next tick never comes) long after etcd is back.
     const options = () => ({ deadline: Date.now() + Math.max(5000, this.ttlSeconds * 1000) });
@@ -248,13 +262,14 @@ export class Member extends EventEmitter<MemberEvents> {
       });
     }
     if (previous && previous !== id) void this.revoke(previous);
-    this.held(id, res.header.revision);
+    this.held(id, res.header.revision, sent);
   }
 
-  private held(id: string, revision: string): void {
+  private held(id: string, revision: string, sent: number): void {
     this.lid = id;
     this.rev = revision;
     this.lastAck = Date.now();
+    this.ackedFrom = sent;
     this.live = true;
     if (this.closed) {
       void this.revoke(id); // left while joining
@@ -274,6 +289,7 @@ export class Member extends EventEmitter<MemberEvents> {
     if (this.closed) return;
     if (this.live) {
       let ttl: number | null = null;
+      const sent = Date.now();
       try {
         // A deadline on each renewal: a silent network must not leave one hanging past the TTL.
         ttl = await this.renew(this.lid, Date.now() + every);
@@ -283,6 +299,7 @@ export class Member extends EventEmitter<MemberEvents> {
       if (this.closed) return;
       if (ttl !== null && ttl > 0) {
         this.lastAck = Date.now();
+        this.ackedFrom = sent;
         this.emit('renewed', { ttlSeconds: ttl });
       }
       const expired = ttl !== null && ttl <= 0;

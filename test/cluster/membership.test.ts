@@ -98,7 +98,14 @@ void t.test('a silent etcd: lost within the TTL, joined again when it answers', 
   const s = store(t, etcd.endpoint);
   const m = await Member.join(s, { name: 'node-s', ttlSeconds: 2 });
   t.teardown(() => m.leave());
+  const joinedAt = Date.now();
+  t.ok(
+    m.validUntil > joinedAt && m.validUntil <= joinedAt + 2000,
+    'held surely for at most a TTL from the grant (validUntil)',
+  );
   const lost = nextEvent<ClusterError>(m, 'lost', 30_000);
+  let lastValid = 0;
+  m.on('renewed', () => (lastValid = m.validUntil));
   process.kill(etcd.pid, 'SIGSTOP');
   t.teardown(() => {
     try {
@@ -111,6 +118,8 @@ void t.test('a silent etcd: lost within the TTL, joined again when it answers', 
   t.equal(e.code, 'ERR_LEASE_LOST');
   t.match(e.message, /node-s's lease renewal was not acknowledged for 2 s/);
   t.notOk(m.alive, 'not alive while etcd is silent');
+  t.equal(m.validUntil, 0, 'and not surely held');
+  t.ok(lastValid === 0 || Date.now() >= lastValid, 'lost no earlier than the last renewal held it');
   await t.rejects(m.putLeased('x', 'y'), { code: 'ERR_LEASE_LOST' }, 'a lost member writes nothing under its lease');
   const old = m.leaseHex;
   const joined = nextEvent<{ lease: string }>(m, 'joined', 60_000);
