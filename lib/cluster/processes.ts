@@ -113,6 +113,8 @@ export class ProcessRegistry {
     e: ProcessEntry,
     o: {
       takeOver?: boolean;
+      /** The entry must name this node now (a restore, taking over from a node that left). */
+      from?: string;
       /** One more condition of the transaction (an orchestrator's fence: the leader key's create revision). */
       also?: [string, 'Create' | 'Mod', '==', string];
     } = {},
@@ -121,7 +123,7 @@ export class ProcessRegistry {
     const kv = this.store.kv;
     // A process that migrated in is taken over from whoever wrote its entry last (perhaps this
     // node, before the process left it): over the entry's current revision.
-    const expect = (o.takeOver ? undefined : this.seen.get(key)) ?? (await this.revision(key));
+    const expect = (o.takeOver || o.from ? undefined : this.seen.get(key)) ?? (await this.owned(key, e, o));
     let txn = kv.if(nodeKey(this.member.name), 'Lease', '==', this.member.leaseId).and(key, 'Mod', '==', expect);
     if (o.also) txn = txn.and(...o.also);
     const res = await txn
@@ -153,14 +155,21 @@ export class ProcessRegistry {
     this.seen.delete(key);
   }
 
-  private async revision(key: string): Promise<string> {
-    const r = await this.store.kv
-      .get(key)
-      .exec()
-      .catch((e: Error) => {
-        throw etcdError(`reading ${key}`, e);
+  /**
+   * The revision to write `e` over. Without `takeOver`, an entry another node holds is not ours to
+   * write (a sosd restarted after its workload was restored elsewhere must not name it back here);
+   * with `from`, the entry must name that node.
+   */
+  private async owned(key: string, e: ProcessEntry, o: { takeOver?: boolean; from?: string }): Promise<string> {
+    const r = await readKey(this.store, key, `reading ${key}`);
+    if (!r) return '0';
+    const owner = parseProcessEntry(key, r.value)?.node;
+    const want = o.from ?? (o.takeOver ? undefined : this.member.name);
+    if (want !== undefined && owner !== undefined && owner !== want)
+      throw new ClusterError(`${e.app}/${e.id} not recorded: its entry names ${owner}, not ${want}`, {
+        code: 'ERR_FENCED',
       });
-    return r.kvs[0]?.mod_revision ?? '0';
+    return r.mod;
   }
 }
 

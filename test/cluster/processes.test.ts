@@ -44,10 +44,21 @@ void t.test('numbers, entries, fencing', async (t) => {
   t.match(await findProcess(stores[2], 'web', 1), { node: 'n0', state: 'exited', exitCode: 0 }, 'any member reads it');
   t.equal(await findProcess(stores[2], 'web', 99), null);
 
-  // n1 takes web/2 over (as after a migration, reading first); n0's stale write is refused.
+  // n1 takes web/2 over (as after a migration); n0's stale write is refused.
   await regs[0].put(entry('web', 2, 'n0'));
-  await regs[1].put(entry('web', 2, 'n1'));
+  await t.rejects(
+    regs[1].put(entry('web', 2, 'n1')),
+    { code: 'ERR_FENCED', message: /its entry names n0, not n1/ },
+    "an entry naming another node is not a node's to write, unless it takes it over",
+  );
+  await regs[1].put(entry('web', 2, 'n1'), { takeOver: true });
   await t.rejects(regs[0].put({ ...entry('web', 2, 'n0'), state: 'exited' }), { code: 'ERR_FENCED' });
+  // A restarted n0 (a fresh registry: no revision seen) is refused too.
+  await t.rejects(new ProcessRegistry(stores[0], members[0]).put({ ...entry('web', 2, 'n0'), state: 'exited' }), {
+    code: 'ERR_FENCED',
+  });
+  // A restore takes over only from the node the entry names.
+  await t.rejects(regs[2].put(entry('web', 2, 'n2'), { from: 'n0' }), { code: 'ERR_FENCED' });
   t.match(await findProcess(stores[0], 'web', 2), { node: 'n1', state: 'running' }, 'the takeover stands');
 
   // A node whose lease is gone writes nothing.
