@@ -46,5 +46,13 @@ export {
   type MemberFiles,
 } from './folder.js';
 export { joinCluster, storeFromFolder, type ClusterNode } from './join.js';
+export {
+  listCheckpoints,
+  readCheckpoint,
+  recordCheckpoint,
+  removeCheckpoint,
+  parseCheckpointEntry,
+  type CheckpointEntry,
+} from './checkpoints.js';
 export { EtcdRecordStore, migrationsOf } from './migration-records.js';
 export { ProcessRegistry, listProcesses, findProcess, parseProcessEntry, type ProcessEntry } from './processes.js';

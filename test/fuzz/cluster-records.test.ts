@@ -1,5 +1,5 @@
 // Property fuzzing (fast-check) of the parsers for what members read back from etcd (any member may
-// write there): node records, telemetry, process entries, moves and the orchestrator's records. Each returns a value of the right shape or throws
+// write there): node records, telemetry, process entries, checkpoints, moves and the orchestrator's records. Each returns a value of the right shape or throws
 // ERR_BAD_RECORD, never anything else. Fixed seed, bounded runs; FUZZ_RUNS for more.
 import t from 'tap';
 import net from 'node:net';
@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { ClusterError } from '../../lib/cluster/errors.js';
 import { parseNodeRecord, parseTelemetryRecord } from '../../lib/cluster/records.js';
 import { parseProcessEntry } from '../../lib/cluster/processes.js';
+import { parseCheckpointEntry, type CheckpointEntry } from '../../lib/cluster/checkpoints.js';
 import { parseMove, type MoveEntry } from '../../lib/cluster/moves.js';
 import { parseSpec } from '../../lib/orchestrator/desired.js';
 import { parseAction, parseDecision } from '../../lib/orchestrator/actions.js';
@@ -109,6 +110,50 @@ void t.test('process entries', (t) => {
   t.same(parseProcessEntry('procs/web/3', JSON.stringify(valid)), valid);
   t.equal(parseProcessEntry('procs/web/4', JSON.stringify(valid)), null, 'the key must name it');
   t.equal(parseProcessEntry('procs/web/3', 'x'.repeat(5000)), null, 'too large');
+  t.end();
+});
+
+void t.test('checkpoint entries (checkpoints/<app>/<id>): only well-formed entries are read', (t) => {
+  const valid: CheckpointEntry = {
+    app: 'web',
+    id: 3,
+    seq: 2,
+    node: 'node0',
+    holders: ['node1', 'node2'],
+    at: '2026-12-07T00:00:00.000Z',
+    bytes: 4096,
+    argv: ['/bin/sleep', '100'],
+    cwd: '/',
+    startedAt: '2026-12-07T00:00:00.000Z',
+    logs: {
+      stdout: '/var/lib/serverlessos/apps/web/3/stdout.log',
+      stderr: '/var/lib/serverlessos/apps/web/3/stderr.log',
+    },
+  };
+  const key = fc.oneof(fc.constant('checkpoints/web/3'), fc.string({ maxLength: 40 }));
+  fc.assert(
+    fc.property(key, valueNear(valid as unknown as Record<string, unknown>), (k, v) => {
+      const e = parseCheckpointEntry(k, v);
+      if (e === null) return true;
+      if (
+        k !== `checkpoints/${e.app}/${e.id}` ||
+        !Number.isSafeInteger(e.seq) ||
+        !Array.isArray(e.holders) ||
+        !e.logs.stdout.startsWith('/')
+      )
+        throw new Error('accepted an entry of the wrong shape');
+      return true;
+    }),
+    { numRuns: RUNS, seed: SEED },
+  );
+  t.same(parseCheckpointEntry('checkpoints/web/3', JSON.stringify(valid)), valid);
+  t.equal(parseCheckpointEntry('checkpoints/web/4', JSON.stringify(valid)), null, 'the key must name it');
+  t.equal(parseCheckpointEntry('checkpoints/web/3', JSON.stringify({ ...valid, holders: [] })), null, 'no holder');
+  t.equal(
+    parseCheckpointEntry('checkpoints/web/3', JSON.stringify({ ...valid, logs: { stdout: 'x', stderr: '/y' } })),
+    null,
+    'a relative log path',
+  );
   t.end();
 });
 
