@@ -112,6 +112,9 @@ export interface MoveMarker {
 
 /** A process coming in by migration: its folder, cgroup and log files, ready before the restore. */
 export interface Arrival {
+  /** Its folder here, and its cgroup (what watches it beside sosd: self-fencing). */
+  readonly dir: string;
+  readonly group: Cgroup;
   /** Open log files (O_APPEND) for the restored tree's stdout and stderr (CRIU's inherit-fd). */
   readonly stdoutFd: number;
   readonly stderrFd: number;
@@ -412,6 +415,8 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
     };
     let done = false;
     return {
+      dir,
+      group: g,
       stdoutFd: fds.stdout,
       stderrFd: fds.stderr,
       place: (pid) => {
@@ -450,6 +455,12 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
         fs.rmSync(dir, { recursive: true, force: true });
       },
     };
+  }
+
+  /** Where `app/id` lives here: its folder and cgroup (null: an exited one's group is gone). */
+  where(app: string, id: number): { dir: string; group: Cgroup | null } {
+    const e = this.find(app, id);
+    return { dir: e.dir, group: e.group };
   }
 
   /** Every workload's record (running and exited), by app then id. */
