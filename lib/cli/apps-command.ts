@@ -217,6 +217,31 @@ export function killCommand(): Command {
   });
 }
 
+export function checkpointCommand(): Command {
+  return clusterOptions(
+    new Command('checkpoint')
+      .description(
+        'checkpoint a process (it keeps running): other nodes hold the images, and the orchestrator restores it on one of them if its node leaves the cluster',
+      )
+      .exitOverride()
+      .showHelpAfterError()
+      .argument('<process>', 'APP/ID', procName),
+  ).action(async (p: ProcName, o: Opts) => {
+    const r = (await onNodeOf(p, o, (call) => call('apps.checkpoint', { app: p.app, id: p.id }))) as {
+      seq: number;
+      holders: string[];
+      bytes: number;
+      dumpMs: number;
+      ms: number;
+    };
+    printDoc(
+      o.json,
+      r,
+      `${p.app}/${p.id}: checkpoint ${r.seq}, ${formatBytes(r.bytes)}, held by ${r.holders.join(', ')} (dump ${r.dumpMs.toFixed(0)} ms, ${r.ms.toFixed(0)} ms in all)`,
+    );
+  });
+}
+
 export function rmCommand(): Command {
   return clusterOptions(
     new Command('rm')

@@ -8,6 +8,7 @@
 import path from 'node:path';
 import { Workloads, type WorkloadRecord } from '../apps/index.js';
 import type { ClusterNode } from '../cluster/join.js';
+import { removeCheckpoint } from '../cluster/checkpoints.js';
 import { ProcessRegistry, listProcesses, type ProcessEntry } from '../cluster/processes.js';
 import { RUN_PROPERTIES, removeDesired } from '../orchestrator/desired.js';
 import { FENCE_SCHEMA, checkFence, fenceCompare, type Fence } from '../orchestrator/fence.js';
@@ -125,13 +126,27 @@ export class AppsService {
   /** A workload that came in by migration: the cluster's entry names this node now. */
   async adopted(r: WorkloadRecord): Promise<void> {
     await this.publish(r, true);
+    await this.onAdopted?.(r);
+  }
+
+  /** Called once a workload that came in by migration is recorded (the checkpoint role fences it). */
+  onAdopted: ((r: WorkloadRecord) => Promise<void>) | null = null;
+
+  /** A workload restored here from a checkpoint of it on `from` (a node that left): the entry must still name `from`. */
+  async restored(r: WorkloadRecord, from: string, fence: Fence): Promise<ProcessEntry> {
+    await this.publish(r, false, fence, from);
+    return this.entry(r);
   }
 
   /** Enter `r` in etcd (a no-op without a cluster); logged and rethrown when etcd refuses. */
-  private async publish(r: WorkloadRecord, takeOver = false, fence?: Fence): Promise<void> {
+  private async publish(r: WorkloadRecord, takeOver = false, fence?: Fence, from?: string): Promise<void> {
     if (!this.registry) return;
     try {
-      await this.registry.put(this.entry(r), { takeOver, ...(fence ? { also: fenceCompare(fence) } : {}) });
+      await this.registry.put(this.entry(r), {
+        takeOver,
+        ...(from ? { from } : {}),
+        ...(fence ? { also: fenceCompare(fence) } : {}),
+      });
     } catch (e) {
       this.o.log.warn(
         { app: r.app, id: r.id, code: (e as { code?: string }).code },
@@ -288,7 +303,11 @@ export class AppsService {
           await w.remove(a.app as string, a.id as number);
           await this.registry?.remove(a.app as string, a.id as number);
           // Placed by the orchestrator: no longer desired either (its step and decisions stay, as history).
-          if (this.o.cluster) await removeDesired(this.o.cluster.store, a.app as string, a.id as number);
+          if (this.o.cluster) {
+            await removeDesired(this.o.cluster.store, a.app as string, a.id as number);
+            // Nor restorable: its holders let the images go (CheckpointService's sweep).
+            await removeCheckpoint(this.o.cluster.store, a.app as string, a.id as number);
+          }
           return { app: a.app, id: a.id, removed: true };
         },
       },

@@ -21,6 +21,7 @@ import { parseSize } from '../cli/size.js';
 import { DaemonServer } from './server.js';
 import type { HttpOptions } from './http.js';
 import { OrchestratorService } from './orchestrator-service.js';
+import { CheckpointService } from './checkpoint-service.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
 /** The cluster API's port unless --api says otherwise. */
@@ -275,6 +276,19 @@ if (cluster && api && flags.migrationPort) {
   server.registerAll(migration.ops());
 }
 
+// Checkpoints: with a cluster (their holders are other nodes, their records in etcd) and an API.
+let checkpoints: CheckpointService | null = null;
+if (cluster && api) {
+  checkpoints = CheckpointService.start({
+    stateDir: flags.stateDir,
+    clusterDir: flags.clusterDir!,
+    cluster: cluster.node,
+    apps,
+    log,
+  });
+  server.registerAll(checkpoints.ops());
+}
+
 // The orchestrator: every node of a cluster campaigns, the elected one places desired processes.
 let orchestrator: OrchestratorService | null = null;
 if (cluster && api && flags.orchestrator) {
@@ -301,6 +315,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
       // The workloads go on running: the next sosd re-adopts them. A leader resigns first.
       await orchestrator?.close();
       await migration?.close();
+      checkpoints?.close();
       memory?.close();
       apps.close();
       await cluster?.detach();
