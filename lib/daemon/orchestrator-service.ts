@@ -47,6 +47,13 @@ export class OrchestratorService {
         const args = { app: spec.app, id: spec.id, argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits };
         return this.ask(node, 'apps.run', { ...args, fence }, RUN_TIMEOUT_MS) as Promise<ProcessEntry>;
       },
+      restore: (node, ck, fence) =>
+        this.ask(
+          node,
+          'apps.restore',
+          { app: ck.app, id: ck.id, seq: ck.seq, fence },
+          RUN_TIMEOUT_MS,
+        ) as Promise<ProcessEntry>,
       migrate: (from, want, fence) => {
         const { app, id, to, mode, migration, moveAddress } = want;
         const args = { app, id, to, mode, migration, moveAddress, fence };

@@ -1,6 +1,6 @@
 /**
  * What the leader does for a desired process, recorded before it is done: `actions/<app>/<id>`
- * holds the latest step (place it on a node, then done, failed or lost), written in a transaction
+ * holds the latest step (place it on a node, or restore its checkpoint on one; then done, failed or lost), written in a transaction
  * fenced by the leader's term and by the revision the leader last read. A new leader reads the
  * recorded step and finishes it (the node's side is idempotent by APP/ID) instead of choosing
  * again: a placement is made once, also across a failover. Each record appends a decision with its
@@ -20,9 +20,13 @@ export type ActionState = 'intended' | 'done' | 'failed' | 'lost';
 export interface Action {
   app: string;
   id: number;
-  kind: 'place';
+  /** 'place': run it on `node`; 'restore': restore checkpoint `seq` on `node`, `from` having left. */
+  kind: 'place' | 'restore';
   /** The node it goes to (or went to). */
   node: string;
+  /** A restore: the node the process ran on, and the checkpoint restored. */
+  from?: string;
+  seq?: number;
   state: ActionState;
   /** Why (the placement policy's reason, or what happened). */
   reason: string;
@@ -45,7 +49,10 @@ export type DecisionKind =
   | 'unplaceable'
   | 'migrate'
   | 'migrated'
-  | 'migrate-failed';
+  | 'migrate-failed'
+  | 'restore'
+  | 'restored'
+  | 'restore-failed';
 
 /** One decision, as `sosctl decisions` shows it. */
 export interface Decision {
@@ -74,7 +81,8 @@ export function parseAction(key: string, text: unknown): Action | null {
     typeof a.app === 'string' &&
     Number.isSafeInteger(a.id) &&
     key === actionKey(a.app, a.id!) &&
-    a.kind === 'place' &&
+    (a.kind === 'place' ||
+      (a.kind === 'restore' && typeof a.from === 'string' && Number.isSafeInteger(a.seq) && a.seq! > 0)) &&
     typeof a.node === 'string' &&
     ['intended', 'done', 'failed', 'lost'].includes(a.state as string) &&
     typeof a.reason === 'string' &&

@@ -9,12 +9,17 @@
  *    that node to run it (`run`, sosd's apps.run with the fence), and records `done` once it runs;
  *  - with a step intended: finishes it on the recorded node (what a new leader does after a failover),
  *    or — that node gone before the process started — places it again (`replace`);
- *  - whose process runs on a node that left the cluster: records it `lost` (no checkpoint to restore).
+ *  - whose process runs on a node that left the cluster: records it `lost`, unless a checkpoint of it
+ *    exists.
+ * And for any process (desired or run directly) whose node left and which has a checkpoint: records
+ * `restore` on a live node holding the images, asks that node to restore it (`restore`, sosd's
+ * apps.restore with the fence), and records `restored` once it runs there.
  */
 import { EventEmitter } from 'node:events';
 import type { Watcher } from 'etcd3';
 import { DESIRED, NODES } from '../cluster/keys.js';
 import type { Member } from '../cluster/membership.js';
+import { listCheckpoints, type CheckpointEntry } from '../cluster/checkpoints.js';
 import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { PROCS, listProcesses, type ProcessEntry } from '../cluster/processes.js';
 import type { Store } from '../cluster/store.js';
@@ -52,6 +57,11 @@ export interface OrchestratorOptions {
    * its result once the process runs on the target. The source runs one migration per id.
    */
   migrate?: (from: NodeRecord, want: WantedMigration, fence: Fence) => Promise<MigrationResult>;
+  /**
+   * Ask `node` (a holder of checkpoint `ck`) to restore it under `fence`; resolves with the process's
+   * entry once it runs there (idempotent by APP/ID). Without it, processes of a departed node are lost.
+   */
+  restore?: (node: NodeRecord, ck: CheckpointEntry, fence: Fence) => Promise<ProcessEntry>;
   policy?: PlacementPolicy;
   /** How often the leader reconciles besides its watches of desired/, procs/ and nodes/ (default 5000 ms). */
   intervalMs?: number;
@@ -218,13 +228,14 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     const fence = this.fence;
     if (!fence) return;
     const s = this.o.store;
-    const [desired, actions, procs, nodes, telemetry, wanted] = await Promise.all([
+    const [desired, actions, procs, nodes, telemetry, wanted, checkpoints] = await Promise.all([
       listDesired(s),
       listActions(s),
       listProcesses(s),
       listNodes(s),
       listTelemetry(s),
       this.o.migrate ? listWanted(s) : Promise.resolve([]),
+      this.o.restore ? listCheckpoints(s) : Promise.resolve(new Map<string, CheckpointEntry>()),
     ]);
     const byKey = new Map(procs.map((p) => [`${p.app}/${p.id}`, p]));
     const load = new Map<string, number>();
@@ -238,7 +249,14 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         telemetry: telemetry.get(r.name) ?? null,
         processes: load.get(r.name) ?? 0,
       }));
-    await this.departures(fence, nodes, telemetry, procs);
+    await this.departures(fence, nodes, telemetry, procs, checkpoints);
+    for (const p of procs) {
+      if (this.fence !== fence) return;
+      const key = `${p.app}/${p.id}`;
+      const ck = checkpoints.get(key);
+      if (p.state !== 'running' || nodes.has(p.node) || !ck || this.inflight.has(key)) continue;
+      await this.restoreLost(fence, p, ck, actions.get(key), nodes, load);
+    }
     for (const spec of desired) {
       if (this.fence !== fence) return; // deposed meanwhile
       const key = `${spec.app}/${spec.id}`;
@@ -246,7 +264,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       const proc = byKey.get(key);
       const step = actions.get(key);
       if (proc) {
-        await this.observe(fence, spec, proc, step, nodes.has(proc.node));
+        await this.observe(fence, spec, proc, step, nodes.has(proc.node), checkpoints.has(key));
         continue;
       }
       if (step && step.action.state !== 'intended') continue; // done (its entry since removed), failed, lost
@@ -444,11 +462,14 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     nodes: Map<string, NodeRecord>,
     telemetry: Map<string, Telemetry>,
     procs: ProcessEntry[],
+    checkpoints: Map<string, CheckpointEntry>,
   ): Promise<void> {
     for (const [name, last] of this.seenNodes) {
       if (nodes.has(name)) continue;
       this.seenNodes.delete(name);
-      const running = procs.filter((p) => p.node === name && p.state === 'running').length;
+      const gone = procs.filter((p) => p.node === name && p.state === 'running');
+      const restorable = gone.filter((p) => checkpoints.has(`${p.app}/${p.id}`)).length;
+      const running = gone.length - restorable;
       const far = (last?.farMemory as { held?: number } | undefined)?.held ?? 0;
       const memory =
         far > 0
@@ -459,7 +480,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         app: '',
         id: 0,
         node: name,
-        reason: `${name} left the cluster (its lease expired): ${running} of its processes lost${memory}`,
+        reason: `${name} left the cluster (its lease expired): ${running} of its processes lost${restorable ? `, ${restorable} to restore from checkpoints` : ''}${memory}`,
         at: now(),
       });
     }
@@ -473,17 +494,19 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     proc: ProcessEntry,
     step: ActionEntry | undefined,
     live: boolean,
+    restorable: boolean,
   ): Promise<void> {
     const base = {
       app: spec.app,
       id: spec.id,
-      kind: 'place' as const,
+      kind: step?.action.kind ?? ('place' as const),
       node: proc.node,
       leader: fence.leader,
       term: fence.term,
       at: now(),
     };
-    if (proc.state === 'running' && !live && step?.action.state !== 'lost') {
+    // One with a checkpoint is restored (restoreLost), not lost.
+    if (proc.state === 'running' && !live && !restorable && step?.action.state !== 'lost') {
       await this.record(
         fence,
         {
@@ -551,6 +574,99 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
             step.mod,
             'failed',
           ).catch(() => undefined);
+        }
+      } finally {
+        this.inflight.delete(key);
+      }
+    })().catch(() => undefined);
+  }
+
+  /**
+   * `p` ran on a node that left, and checkpoint `ck` of it exists: restore it on a live holder. The
+   * step is recorded (intended) before the holder is asked, so a new leader asks the same holder
+   * again; a step of an earlier departure or checkpoint gives way to a new one.
+   */
+  private async restoreLost(
+    fence: Fence,
+    p: ProcessEntry,
+    ck: CheckpointEntry,
+    step: ActionEntry | undefined,
+    nodes: Map<string, NodeRecord>,
+    load: Map<string, number>,
+  ): Promise<void> {
+    const key = `${p.app}/${p.id}`;
+    const a = step?.action;
+    const same = a?.kind === 'restore' && a.from === p.node && a.seq === ck.seq;
+    if (same && a.state !== 'intended') return; // done (the entry follows), or failed for good
+    if (same && nodes.has(a.node)) return this.sendRestore(fence, ck, step!, nodes.get(a.node)!);
+    const holders = ck.holders
+      .filter((h) => h !== p.node && nodes.has(h))
+      .sort((x, y) => (load.get(x) ?? 0) - (load.get(y) ?? 0) || x.localeCompare(y));
+    if (holders.length === 0) {
+      const reason = `${p.node} left the cluster (its lease expired); no holder of checkpoint ${ck.seq} (${ck.holders.join(', ')}) is live`;
+      if (this.waiting.get(key) !== reason) {
+        this.waiting.set(key, reason);
+        await this.decide(fence, { kind: 'lost', app: p.app, id: p.id, node: p.node, reason, at: now() });
+      }
+      return;
+    }
+    this.waiting.delete(key);
+    const node = holders[0];
+    const next: Action = {
+      app: p.app,
+      id: p.id,
+      kind: 'restore',
+      node,
+      from: p.node,
+      seq: ck.seq,
+      state: 'intended',
+      reason: `${p.node} left the cluster (its lease expired); checkpoint ${ck.seq} (taken ${ck.at}) is held by ${node}`,
+      leader: fence.leader,
+      term: fence.term,
+      at: now(),
+    };
+    const mod = await this.record(fence, next, step?.mod ?? '0', 'restore');
+    load.set(node, (load.get(node) ?? 0) + 1);
+    this.sendRestore(fence, ck, { action: next, mod }, nodes.get(node)!);
+  }
+
+  /** Ask the step's holder to restore; record restored, or failed when asking again cannot help. */
+  private sendRestore(fence: Fence, ck: CheckpointEntry, step: ActionEntry, node: NodeRecord): void {
+    const key = `${ck.app}/${ck.id}`;
+    this.inflight.add(key);
+    void (async () => {
+      try {
+        const e = await this.o.restore!(node, ck, fence);
+        this.attempts.delete(key);
+        if (this.fence !== fence) return;
+        const done = { ...step.action, state: 'done' as const, leader: fence.leader, term: fence.term, at: now() };
+        await this.record(
+          fence,
+          done,
+          step.mod,
+          'restored',
+          `runs on ${e.node} as pid ${e.pid}, from checkpoint ${ck.seq}`,
+        );
+      } catch (err) {
+        const code = (err as SosError).code ?? 'ERR_INTERNAL';
+        const n = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, n);
+        this.log.warn(
+          { app: ck.app, id: ck.id, node: node.name, code, attempt: n },
+          `restore on ${node.name}: ${(err as Error).message}`,
+        );
+        if (this.fence === fence && (FINAL.has(code) || n >= MAX_ATTEMPTS)) {
+          this.attempts.delete(key);
+          const failed = {
+            ...step.action,
+            state: 'failed' as const,
+            reason: `${node.name} did not restore it: ${(err as Error).message}`,
+            error: { code, message: (err as Error).message },
+            leader: fence.leader,
+            term: fence.term,
+            at: now(),
+          };
+          await this.record(fence, failed, step.mod, 'restore-failed').catch(() => undefined);
         }
       } finally {
         this.inflight.delete(key);
