@@ -79,7 +79,17 @@ void t.test('a partitioned leader stands down; one leader after an etcd restart'
       return false; // etcd still coming back
     }
   }, 'a leader after the etcd restart');
-  const views = await Promise.all(c.nodes.map((_, i) => json<Status>(['orchestrator'], i)));
+  // Each node's etcd client may still hold its circuit breaker open for a moment (it answers
+  // ERR_ETCD_UNAVAILABLE meanwhile): wait until every node answers.
+  let views: Status[] = [];
+  await waitFor(async () => {
+    try {
+      views = await Promise.all(c.nodes.map((_, i) => json<Status>(['orchestrator'], i)));
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'every node to answer after the etcd restart');
   t.same(new Set(views.map((v) => `${v.leader}#${v.term}`)).size, 1, `every node names one leader (${again.leader})`);
   const more = await sosctl(['run', '--app', 'part', '--socket', c.nodes[N].socket, '--', 'sleep', '4545']);
   t.equal(more.code, 0, more.stderr);
