@@ -6,7 +6,7 @@
 // forward on every lease renewal etcd acknowledges, never past the moment the lease is surely held
 // (Member.validUntil) less a margin; a dead or cut-off sosd moves it no more. The deadline is in
 // /proc/uptime's centiseconds: a clock that the shell can read and that nobody sets.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Cgroup } from '../cgroups/index.js';
@@ -67,8 +67,13 @@ export function wasFencedOff(dir: string): boolean {
   return fs.existsSync(path.join(dir, FENCED_FILE));
 }
 
+/** The watchdogs this process started, by folder: one just spawned has not exec'd sh yet (its cmdline is ours). */
+const started = new Map<string, ChildProcess>();
+
 /** Start `dir`'s watchdog over `group` unless one runs (a restarted sosd finds the one before it). */
 export function ensureWatchdog(dir: string, group: Cgroup): void {
+  const mine = started.get(dir);
+  if (mine && mine.exitCode === null && mine.signalCode === null) return;
   const file = path.join(dir, PID_FILE);
   let pid = 0;
   try {
@@ -82,6 +87,8 @@ export function ensureWatchdog(dir: string, group: Cgroup): void {
     stdio: 'ignore',
   });
   child.unref();
+  started.set(dir, child);
+  child.once('exit', () => started.get(dir) === child && started.delete(dir));
   if (child.pid) fs.writeFileSync(file, `${child.pid}\n`);
 }
 
