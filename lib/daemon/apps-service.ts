@@ -12,8 +12,9 @@ import { removeCheckpoint } from '../cluster/checkpoints.js';
 import { ProcessRegistry, listProcesses, type ProcessEntry } from '../cluster/processes.js';
 import { RUN_PROPERTIES, removeDesired } from '../orchestrator/desired.js';
 import { FENCE_SCHEMA, checkFence, fenceCompare, type Fence } from '../orchestrator/fence.js';
-import { SosError } from '../errors.js';
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
+import { APP, ID } from './schemas.js';
+import { forbidden } from './refusals.js';
 
 export interface AppsServiceOptions {
   /** sosd's state folder: workloads live in its `apps/` subfolder. */
@@ -27,8 +28,6 @@ export interface AppsServiceOptions {
   log: DaemonLogger;
 }
 
-const APP = { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' };
-const ID = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
 const OPERATORS = ['operator', 'orchestrator'] as const;
 const TELEMETRY_MEM_STEP = 16 * 2 ** 20;
 const READERS = ['operator', 'orchestrator', 'node'] as const;
@@ -326,8 +325,4 @@ function safeUsage(w: Workloads, r: WorkloadRecord) {
   } catch {
     return { memoryBytes: null, cpuSeconds: null, pids: null };
   }
-}
-
-function forbidden(message: string): SosError {
-  return new SosError(message, { code: 'ERR_FORBIDDEN' });
 }

@@ -32,6 +32,8 @@ import { FENCE_SCHEMA, checkFence, type Fence } from '../orchestrator/fence.js';
 import type { AppsService } from './apps-service.js';
 import { connectNode } from './remote.js';
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
+import { APP, ID } from './schemas.js';
+import { forbidden, nodePeer } from './refusals.js';
 
 export interface CheckpointServiceOptions {
   /** sosd's state folder: images live in its `checkpoints/` subfolder. */
@@ -47,8 +49,6 @@ export interface CheckpointServiceOptions {
   log: DaemonLogger;
 }
 
-const APP = { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' };
-const ID = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
 const SEQ = ID;
 const FILE = { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$' };
 /** Raw bytes per put: base64 of it, in JSON, stays well inside a 64 KiB frame. */
@@ -183,6 +183,8 @@ export class CheckpointService {
       const rec = w.get(app, id);
       if (rec.state !== 'running')
         throw new SosError(`${key} is not running here (${rec.state})`, { code: 'ERR_APP_EXITED' });
+      if (w.moving().some((m) => m.app === app && m.id === id))
+        throw new SosError(`${key} is migrating`, { code: 'ERR_APP_BUSY' });
       const proc = await readKey(store, `procs/${app}/${id}`, `reading ${key}`);
       if (!proc || parseProcessEntry(proc.key, proc.value)?.node !== member.name)
         throw new SosError(`the cluster does not record ${key} on ${member.name}`, { code: 'ERR_FENCED' });
@@ -567,15 +569,6 @@ async function describeFiles(dir: string): Promise<FileFact[]> {
     out.push({ name: d.name, size, sha256: h.digest('hex') });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
-}
-
-function nodePeer(ctx: RequestContext): string {
-  if (ctx.peer.kind !== 'tls' || ctx.peer.role !== 'node') throw forbidden('only a node of the cluster may send this');
-  return ctx.peer.name;
-}
-
-function forbidden(message: string): SosError {
-  return new SosError(message, { code: 'ERR_FORBIDDEN' });
 }
 
 function badArgs(message: string): SosError {

@@ -37,6 +37,8 @@ import type { ChannelTls } from '../net/channel-tls.js';
 import type { AppsService } from './apps-service.js';
 import { connectNode } from './remote.js';
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
+import { APP, NODE } from './schemas.js';
+import { forbidden, nodePeer } from './refusals.js';
 
 export interface MigrationServiceOptions {
   /** sosd's state folder: the agent works in its `migration/` subfolder. */
@@ -56,8 +58,6 @@ export interface MigrationServiceOptions {
 }
 
 const MID = { type: 'string', pattern: '^[0-9a-f]{32}$' };
-const APP = { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' };
-const NODE = APP;
 const IFNAME = { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{1,15}$' };
 const MOVE_ADDRESS = {
   type: 'object',
@@ -122,16 +122,6 @@ interface Tracked extends Progress {
 /** One spelling of a MoveAddress (or none), to compare what was recorded with what arrives. */
 const addressKey = (a: MoveAddress | undefined): string =>
   a ? JSON.stringify([a.address, a.prefix, a.dev, a.targetDev ?? null]) : '';
-
-function forbidden(message: string): SosError {
-  return new SosError(message, { code: 'ERR_FORBIDDEN' });
-}
-
-/** The node name of a TLS node peer; ERR_FORBIDDEN for anyone else (the local socket included: it is no node). */
-function nodePeer(ctx: RequestContext): string {
-  if (ctx.peer.kind !== 'tls' || ctx.peer.role !== 'node') throw forbidden('only a node of the cluster may ask this');
-  return ctx.peer.name;
-}
 
 export class MigrationService {
   private readonly expected = new Map<string, Expected>();
