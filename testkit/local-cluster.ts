@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { downLocal, localCluster, type LocalCluster } from '../lib/cluster/local.js';
 import { onExit } from './cleanup.js';
+import { waitFor } from './wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sosctl = path.join(here, '../lib/cli/sosctl.js');
@@ -27,6 +28,10 @@ export interface ClusterHarness {
   c: LocalCluster;
   /** Run sosctl; resolves with its exit code and output (never rejects). */
   sosctl: (args: string[], timeoutMs?: number) => Promise<Out>;
+  /** Run sosctl with `--json` (after `args`: keep `--` out of them); its parsed output, or a rejection with its stderr. */
+  json: <T>(args: string[]) => Promise<T>;
+  /** The orchestrator's leader, once there is one. */
+  leader: () => Promise<string>;
   /**
    * One request to node `node`'s mutual-TLS API with the certificate of `as` (remote-call.ts, run in
    * the bridge's namespace: the host has no route to the nodes).
@@ -97,5 +102,18 @@ export async function localClusterFor(t: Teardown, nodes: number, upArgs: string
         (e, stdout) => (e ? reject(new Error(e.message)) : resolve(JSON.parse(stdout) as Reply)),
       ),
     );
-  return { dir, up, env, c, sosctl: run, remote };
+  const json = async <T>(args: string[]): Promise<T> => {
+    const r = await run([...args, '--json']);
+    if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  const leader = async (): Promise<string> => {
+    let name: string | null = null;
+    await waitFor(
+      async () => (name = (await json<{ leader: string | null }>(['orchestrator'])).leader) !== null,
+      'a leader',
+    );
+    return name!;
+  };
+  return { dir, up, env, c, sosctl: run, remote, json, leader };
 }

@@ -21,17 +21,8 @@ const MARKER = 'sos-ckpt-counter';
 const COUNTER = `: ${MARKER}; i=0; while :; do i=$((i+1)); echo "$i"; sleep 0.02; done`;
 
 void t.test('a checkpointed process is restored on a holder when its node is lost', async (t) => {
-  const { dir, c, sosctl, remote } = await localClusterFor(t, 3);
-  const json = async <T>(args: string[]): Promise<T> => {
-    const r = await sosctl([...args, '--json']);
-    if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
-  let leader: string | null = null;
-  await waitFor(
-    async () => (leader = (await json<{ leader: string | null }>(['orchestrator'])).leader) !== null,
-    'a leader',
-  );
+  const { dir, c, sosctl, remote, json, leader: leaderOf } = await localClusterFor(t, 3);
+  const leader = await leaderOf();
   // On a node that does not lead, so that the orchestrator outlives it.
   const victim = c.nodes.find((n) => n.name !== leader)!;
   const others = c.nodes.filter((n) => n !== victim).map((n) => n.name);
@@ -153,17 +144,8 @@ void t.test('a checkpointed process is restored on a holder when its node is los
 });
 
 void t.test('a checkpointed process on a node cut off from etcd: killed there, restored elsewhere', async (t) => {
-  const { c, sosctl } = await localClusterFor(t, 3);
-  const json = async <T>(args: string[]): Promise<T> => {
-    const r = await sosctl([...args, '--json']);
-    if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
-  let leader: string | null = null;
-  await waitFor(
-    async () => (leader = (await json<{ leader: string | null }>(['orchestrator'])).leader) !== null,
-    'a leader',
-  );
+  const { c, sosctl, json, leader: leaderOf } = await localClusterFor(t, 3);
+  const leader = await leaderOf();
   const victim = c.nodes.find((n) => n.name !== leader)!;
   const run = await sosctl(['run', '--app', 'cut', '--node', victim.name, '--json', '--', 'sh', '-c', COUNTER]);
   t.equal(run.code, 0, run.stderr);

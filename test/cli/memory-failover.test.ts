@@ -28,17 +28,8 @@ for r in range(3):
 `;
 
 void t.test('a memory node killed under a far-memory program: it goes on from the replicas', async (t) => {
-  const { c, env, sosctl } = await localClusterFor(t, 3, ['--memory-capacity', '256MiB']);
-  const json = async <T>(args: string[]): Promise<T> => {
-    const r = await sosctl([...args, '--json']);
-    if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
-  let leader: string | null = null;
-  await waitFor(
-    async () => (leader = (await json<{ leader: string | null }>(['orchestrator'])).leader) !== null,
-    'a leader',
-  );
+  const { c, env, json, leader: leaderOf } = await localClusterFor(t, 3, ['--memory-capacity', '256MiB']);
+  const leader = await leaderOf();
   // The program in the leader's namespace, its memory on the other two; one of those is killed.
   const host = c.nodes.find((n) => n.name === leader)!;
   const [victim, survivor] = c.nodes.filter((n) => n !== host);
