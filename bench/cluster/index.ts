@@ -11,7 +11,9 @@
  *     `--kill` times, time until the new leader's first fenced action (a decision under its term)
  *     reaches a watcher, against a leader that resigns;
  *   - memory failover (memory-failover.ts): a far-memory region on three memory nodes, the one holding
- *     a replica of every page killed: its death → the first page served from the survivor.
+ *     a replica of every page killed: its death → the first page served from the survivor;
+ *   - restore failover (restore-failover.ts): on a real 3-node local cluster, a checkpointed process's
+ *     sosd killed → the process restored on a holder, and the checkpoint's own figures.
  *   scripts/bench.sh cluster [--nodes 30] [--window 60] [--kill 3] [--ttl 2] [--interval 5000]
  */
 import fs from 'node:fs';
@@ -25,6 +27,7 @@ import { storeFromFolder } from '../../lib/cluster/join.js';
 import { DECISIONS, NODES } from '../../lib/cluster/keys.js';
 import { currentLeader } from '../../lib/orchestrator/fence.js';
 import { memoryFailover } from './memory-failover.js';
+import { restoreFailover } from './restore-failover.js';
 import { LineProcess } from '../../testkit/line-process.js';
 import { parseOptions, round, table } from '../run.js';
 
@@ -34,6 +37,7 @@ const opts = parseOptions(process.argv.slice(2), {
   kill: 'nodes killed for the detection figure (default 3)',
   ttl: 'lease TTL in seconds (default 2, as sosd)',
   interval: 'telemetry sample interval in ms (default 5000, as sosd)',
+  'checkpoint-mib': 'memory of the checkpointed process (default 64)',
 });
 const N = Number(opts.get('nodes') ?? 30);
 const windowS = Number(opts.get('window') ?? 60);
@@ -183,6 +187,9 @@ try {
 
   await cleanup();
   const mem = await memoryFailover();
+  const rf = await restoreFailover(Number(opts.get('checkpoint-mib') ?? 64));
+  const ck = rf.checkpoint;
+  const ckMiBps = ck.bytes / 2 ** 20 / (ck.sendMs / 1000);
   const meanDead = dead.reduce((a, b) => a + b, 0) / dead.length;
   const meanFailover = failovers.reduce((a, b) => a + b, 0) / failovers.length;
   console.log(
@@ -202,6 +209,13 @@ try {
         ['  a faulting read before it (ms, median)', mem.faultMs.toFixed(3)],
         ['  the region says the node is lost (s)', mem.lostS === null ? '-' : mem.lostS.toFixed(4)],
         ['  a fresh replica filled from the survivor (s)', mem.replicatedS === null ? '-' : mem.replicatedS.toFixed(2)],
+        [
+          `checkpoint of a ${rf.sizeMiB} MiB process (ms: dump + to ${ck.holders.length} holders)`,
+          `${ck.ms.toFixed(0)} (${ck.dumpMs.toFixed(0)} + ${ck.sendMs.toFixed(0)})`,
+        ],
+        ['  images (MiB), sent at (MiB/s per holder)', `${(ck.bytes / 2 ** 20).toFixed(1)}, ${ckMiBps.toFixed(0)}`],
+        ["its node's sosd killed → the old copy dead, by its watchdog (s)", rf.fencedS.toFixed(2)],
+        ["its node's sosd killed → restored, running on a holder (s)", rf.restoredS.toFixed(2)],
       ],
     ),
   );
@@ -226,6 +240,14 @@ try {
       memory_fault_ms: round(mem.faultMs),
       memory_lost_s: mem.lostS === null ? null : round(mem.lostS),
       memory_replicated_s: mem.replicatedS === null ? null : round(mem.replicatedS),
+      checkpoint_mib: rf.sizeMiB,
+      checkpoint_ms: round(ck.ms),
+      checkpoint_dump_ms: round(ck.dumpMs),
+      checkpoint_send_ms: round(ck.sendMs),
+      checkpoint_bytes: ck.bytes,
+      checkpoint_send_mib_s: round(ckMiBps),
+      restore_fenced_s: round(rf.fencedS),
+      restore_failover_s: round(rf.restoredS),
       ratios: {
         control_always_vs_ours: round(always / ours),
         control_n_vs_3: round(ours / ours3),
@@ -234,6 +256,9 @@ try {
         failover_vs_ttl: round(meanFailover / ttl),
         failover_vs_resign: round(meanFailover / resignS),
         memory_failover_vs_fault: round((mem.failoverS * 1000) / mem.faultMs),
+        restore_failover_vs_ttl: round(rf.restoredS / rf.ttlS),
+        restore_failover_vs_leader_failover: round(rf.restoredS / meanFailover),
+        checkpoint_send_vs_dump: round(ck.sendMs / ck.dumpMs),
       },
     }),
   );
