@@ -3,7 +3,7 @@
 // The target's page-byte counts go to the progress meter.
 import type { AuthChannel, Message } from '../net/channel.js';
 import { TargetFailedError } from './errors.js';
-import { failpoint } from './failpoint.js';
+import { failpoint } from '../failpoint.js';
 import { parseToSource, send, type SessionMessage, type ToAgent, type ToSource } from './messages.js';
 import type { ProgressMeter } from './source-progress.js';
 

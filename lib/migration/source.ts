@@ -18,7 +18,7 @@ import { makeIdentity, trustPeer, type TlsIdentity } from '../net/cert.js';
 import { AuthChannel } from '../net/channel.js';
 import { deleteAddress } from './address.js';
 import { InDoubtError, MigrationError, describe, type MigrationStep, type RunningOn } from './errors.js';
-import { failpoint } from './failpoint.js';
+import { failpoint } from '../failpoint.js';
 import { sendImages } from './images.js';
 import { endPageServer, freePort } from './lazy-dump.js';
 import { alive, holdStopped, killTree, placeId, startedAt } from './proc.js';

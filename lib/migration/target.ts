@@ -12,7 +12,7 @@ import { SosError } from '../errors.js';
 import type { AuthChannel, Message } from '../net/channel.js';
 import { addAddress, deleteAddress, holdAddress, type Announce, type MoveAddress } from './address.js';
 import { describe } from './errors.js';
-import { failpoint } from './failpoint.js';
+import { failpoint } from '../failpoint.js';
 import { ImageReceiver } from './images.js';
 import { parseToAgent, send, type Incoming, type ToSource, type TargetState } from './messages.js';
 import { alive, killTree, startedAt } from './proc.js';
