@@ -161,7 +161,7 @@ function spawnSosd(c: LocalCluster, node: LocalNode, sosd = c.sosd ?? defaultSos
 
 /**
  * Stop node `name`'s sosd (SIGTERM: it keeps its lease for the next one, SIGKILL: as a crash) and
- * start a new one with the same flags (and `env`, e.g. crash points for tests: lib/migration/failpoint.ts);
+ * start a new one with the same flags (and `env`, e.g. crash points for tests: lib/failpoint.ts);
  * resolves once `ready` says it serves.
  */
 export async function restartLocalNode(

@@ -1,7 +1,7 @@
 // Exactly one copy through crashes and partitions after the point of no return: the link cut at
 // the commit for longer than the in-doubt time, the target agent killed right after it recorded
 // the commit (and restarted), the source agent killed at each phase (and restarted). Crash
-// points are armed with SOS_FAILPOINTS (lib/migration/failpoint.ts), so each crash lands at
+// points are armed with SOS_FAILPOINTS (lib/failpoint.ts), so each crash lands at
 // exactly its step. After each, at no moment do two copies run, and once the agents settle it
 // exactly one copy runs and verifies its whole memory.
 import t, { type Test } from 'tap';
