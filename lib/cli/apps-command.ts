@@ -6,6 +6,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { AppError } from '../apps/errors.js';
+import type { CheckpointEntry } from '../cluster/checkpoints.js';
 import type { ProcessEntry } from '../cluster/processes.js';
 import { printDoc } from './output.js';
 import { formatBytes } from './size.js';
@@ -239,6 +240,25 @@ export function checkpointCommand(): Command {
       r,
       `${p.app}/${p.id}: checkpoint ${r.seq}, ${formatBytes(r.bytes)}, held by ${r.holders.join(', ')} (dump ${r.dumpMs.toFixed(0)} ms, ${r.ms.toFixed(0)} ms in all)`,
     );
+  });
+}
+
+export function checkpointsCommand(): Command {
+  return clusterOptions(
+    new Command('checkpoints')
+      .description('the newest checkpoint of each process, and the nodes holding it')
+      .exitOverride()
+      .showHelpAfterError()
+      .option('--app <name>', 'only this application'),
+  ).action(async (o: Opts & { app?: string }) => {
+    const t = await sosdOf(undefined, o);
+    const rows = (await t.call('apps.checkpoints', o.app ? { app: o.app } : {})) as CheckpointEntry[];
+    const head = `${'PROCESS'.padEnd(24)} ${'SEQ'.padStart(4)} ${'TAKEN ON'.padEnd(12)} ${'SIZE'.padStart(10)} ${'AGE'.padStart(6)} HOLDERS`;
+    const lines = rows.map(
+      (r) =>
+        `${`${r.app}/${r.id}`.padEnd(24)} ${String(r.seq).padStart(4)} ${r.node.padEnd(12)} ${formatBytes(r.bytes).padStart(10)} ${ago(r.at).padStart(6)} ${r.holders.join(',')}`,
+    );
+    printDoc(o.json, rows, [head, ...lines].join('\n'));
   });
 }
 

@@ -19,7 +19,15 @@ import { socketOption, sosdSocket } from './sosd-socket.js';
 import { printDoc } from './output.js';
 import { runCommand } from './run-command.js';
 import { clusterCommand, nodesCommand } from './cluster-command.js';
-import { checkpointCommand, killCommand, logsCommand, psCommand, rmCommand, topCommand } from './apps-command.js';
+import {
+  checkpointCommand,
+  checkpointsCommand,
+  killCommand,
+  logsCommand,
+  psCommand,
+  rmCommand,
+  topCommand,
+} from './apps-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { decisionsCommand, desiredCommand, orchestratorCommand } from './orchestrator-command.js';
 
@@ -54,6 +62,7 @@ for (const c of [
   logsCommand(),
   killCommand(),
   checkpointCommand(),
+  checkpointsCommand(),
   rmCommand(),
   topCommand(),
   orchestratorCommand(),

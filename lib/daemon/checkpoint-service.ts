@@ -54,7 +54,7 @@ const FILE = { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$' };
 /** Raw bytes per put: base64 of it, in JSON, stays well inside a 64 KiB frame. */
 export const CHUNK = 40 * 1024;
 /** Puts in flight per holder. */
-const WINDOW = 8;
+const WINDOW = 16;
 /** Uploads held at once, and how long an idle one is kept. */
 const MAX_UPLOADS = 8;
 const UPLOAD_IDLE_MS = 60_000;
@@ -70,6 +70,7 @@ interface Upload {
   timer: NodeJS.Timeout;
   /** The sender checked and the folder made. */
   ready: Promise<void>;
+  handles: Map<string, Promise<fs.promises.FileHandle>>;
 }
 
 /** What apps.checkpoint answers. */
@@ -259,21 +260,23 @@ export class CheckpointService {
           jobs.push({ file: f.name, offset: off, length: Math.min(CHUNK, f.size - off) });
       }
       let next = 0;
+      const handles = new Map<string, fs.promises.FileHandle>();
       const worker = async () => {
         for (;;) {
           const j = jobs[next++];
           if (!j) return;
-          const fh = await fs.promises.open(path.join(dir, j.file), 'r');
+          let fh = handles.get(j.file);
+          if (!fh) handles.set(j.file, (fh = await fs.promises.open(path.join(dir, j.file), 'r')));
           const buf = Buffer.alloc(j.length);
-          try {
-            await fh.read(buf, 0, j.length, j.offset);
-          } finally {
-            await fh.close();
-          }
+          await fh.read(buf, 0, j.length, j.offset);
           await c.request('checkpoint.put', { ...which, file: j.file, offset: j.offset, data: buf.toString('base64') });
         }
       };
-      await Promise.all(Array.from({ length: WINDOW }, worker));
+      try {
+        await Promise.all(Array.from({ length: WINDOW }, worker));
+      } finally {
+        await Promise.allSettled([...handles.values()].map((h) => h.close()));
+      }
       await c.request('checkpoint.commit', { ...which, files }, { timeoutMs: 120_000 });
     } finally {
       c.close();
@@ -287,8 +290,12 @@ export class CheckpointService {
     const id = a.id as number;
     const seq = a.seq as number;
     const data = Buffer.from(a.data as string, 'base64');
+    // Node's decoder skips what is not base64: only canonical base64 is data (cheaper than a pattern on 54 KB).
+    if (data.toString('base64') !== a.data) throw badArgs('data must be base64');
     const offset = a.offset as number;
     const max = this.o.maxBytes ?? 8 * 2 ** 30;
+    if (data.length > CHUNK) throw badArgs(`a chunk is at most ${CHUNK} bytes`);
+    if (offset + data.length > max) throw badArgs(`a checkpoint is at most ${max} bytes here`);
     const key = `${app}/${id}/${seq}`;
     let up = this.uploads.get(key);
     if (!up) {
@@ -302,7 +309,15 @@ export class CheckpointService {
         await fs.promises.rm(dir, { recursive: true, force: true });
         await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
       })();
-      up = { from: peer, dir, bytes: 0, files: new Set(), timer: setTimeout(() => undefined, 0), ready };
+      up = {
+        from: peer,
+        dir,
+        bytes: 0,
+        files: new Set(),
+        timer: setTimeout(() => undefined, 0),
+        ready,
+        handles: new Map(),
+      };
       this.uploads.set(key, up);
       ready.catch(() => this.uploads.get(key) === up && this.uploads.delete(key));
     }
@@ -312,20 +327,24 @@ export class CheckpointService {
     clearTimeout(upload.timer);
     upload.timer = setTimeout(() => void this.drop(key), UPLOAD_IDLE_MS);
     upload.timer.unref();
-    if (data.length > CHUNK) throw badArgs(`a chunk is at most ${CHUNK} bytes`);
-    if (offset + data.length > max || upload.bytes + data.length > max)
-      throw badArgs(`a checkpoint is at most ${max} bytes here`);
+    if (upload.bytes + data.length > max) throw badArgs(`a checkpoint is at most ${max} bytes here`);
     const file = a.file as string;
     if (!upload.files.has(file) && upload.files.size >= MAX_FILES)
       throw badArgs(`a checkpoint is at most ${MAX_FILES} files`);
     upload.files.add(file);
     upload.bytes += data.length;
-    const fh = await fs.promises.open(path.join(upload.dir, file), fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o600);
-    try {
-      await fh.write(data, 0, data.length, offset);
-    } finally {
-      await fh.close();
+    // One descriptor per file for the upload's life (closed at commit or drop).
+    let fh = upload.handles.get(file);
+    if (!fh) {
+      const opening = fs.promises.open(
+        path.join(upload.dir, file),
+        fs.constants.O_WRONLY | fs.constants.O_CREAT,
+        0o600,
+      );
+      upload.handles.set(file, opening);
+      fh = opening;
     }
+    await (await fh).write(data, 0, data.length, offset);
     return { bytes: data.length };
   }
 
@@ -334,6 +353,7 @@ export class CheckpointService {
     if (!up) return;
     this.uploads.delete(key);
     clearTimeout(up.timer);
+    await closeAll(up);
     await fs.promises.rm(up.dir, { recursive: true, force: true });
   }
 
@@ -352,6 +372,7 @@ export class CheckpointService {
       const names = new Set(want.map((f) => f.name));
       if (names.size !== want.length || [...up.files].some((f) => !names.has(f)))
         throw badArgs('the files committed are not the files sent');
+      await closeAll(up);
       const got = await describeFiles(up.dir);
       const byName = new Map(got.map((f) => [f.name, f]));
       for (const f of want) {
@@ -484,6 +505,15 @@ export class CheckpointService {
         handler: (a) => this.checkpoint(a.app as string, a.id as number),
       },
       {
+        op: 'apps.checkpoints',
+        schema: { type: 'object', additionalProperties: false, properties: { app: APP } },
+        roles: ['operator', 'orchestrator'],
+        handler: async (a) =>
+          [...(await listCheckpoints(this.o.cluster.store)).values()]
+            .filter((c) => a.app === undefined || c.app === a.app)
+            .sort((x, y) => x.app.localeCompare(y.app) || x.id - y.id),
+      },
+      {
         op: 'checkpoint.put',
         schema: {
           type: 'object',
@@ -494,7 +524,7 @@ export class CheckpointService {
             seq: SEQ,
             file: FILE,
             offset: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-            data: { type: 'string', maxLength: Math.ceil(CHUNK / 3) * 4, pattern: '^[A-Za-z0-9+/]*={0,2}$' },
+            data: { type: 'string', maxLength: Math.ceil(CHUNK / 3) * 4 },
           },
         },
         roles: ['node'],
@@ -546,6 +576,13 @@ export class CheckpointService {
     if (this.sweeper) clearInterval(this.sweeper);
     for (const k of [...this.uploads.keys()]) void this.drop(k);
   }
+}
+
+/** Close an upload's descriptors (a put still in flight on one fails). */
+async function closeAll(up: Upload): Promise<void> {
+  const all = [...up.handles.values()];
+  up.handles.clear();
+  await Promise.allSettled(all.map(async (h) => (await h).close()));
 }
 
 interface FileFact {
