@@ -16,7 +16,8 @@ export type Failpoint =
   | 'source-in-pre-dump'
   | 'source-in-post-dump'
   | 'source-committing'
-  | 'source-commit-sent';
+  | 'source-commit-sent'
+  | 'orchestrator-restore-recorded';
 
 /** Die (or hang) here if the environment asks for it. */
 export function failpoint(name: Failpoint): void {

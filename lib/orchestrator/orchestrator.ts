@@ -25,6 +25,7 @@ import { PROCS, listProcesses, type ProcessEntry } from '../cluster/processes.js
 import type { Store } from '../cluster/store.js';
 import { listTelemetry, type Telemetry } from '../cluster/telemetry.js';
 import { SosError } from '../errors.js';
+import { failpoint } from '../failpoint.js';
 import {
   listActions,
   pruneDecisions,
@@ -254,8 +255,18 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       if (this.fence !== fence) return;
       const key = `${p.app}/${p.id}`;
       const ck = checkpoints.get(key);
-      if (p.state !== 'running' || nodes.has(p.node) || !ck || this.inflight.has(key)) continue;
-      await this.restoreLost(fence, p, ck, actions.get(key), nodes, load);
+      const step = actions.get(key);
+      if (p.state !== 'running' || !ck || this.inflight.has(key)) continue;
+      if (!nodes.has(p.node)) await this.restoreLost(fence, p, ck, step, nodes, load);
+      else if (step?.action.kind === 'restore' && step.action.state === 'intended' && step.action.node === p.node)
+        // Restored by the holder, its answer lost (a failover): the entry says so.
+        await this.record(
+          fence,
+          { ...step.action, state: 'done', leader: fence.leader, term: fence.term, at: now() },
+          step.mod,
+          'restored',
+          `runs on ${p.node} as pid ${p.pid}, from checkpoint ${step.action.seq}`,
+        );
     }
     for (const spec of desired) {
       if (this.fence !== fence) return; // deposed meanwhile
@@ -499,7 +510,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     const base = {
       app: spec.app,
       id: spec.id,
-      kind: step?.action.kind ?? ('place' as const),
+      kind: 'place' as const,
       node: proc.node,
       leader: fence.leader,
       term: fence.term,
@@ -517,7 +528,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         step?.mod ?? '0',
         'lost',
       );
-    } else if (live && (!step || step.action.state === 'intended')) {
+    } else if (live && (!step || (step.action.state === 'intended' && step.action.kind === 'place'))) {
       await this.record(
         fence,
         { ...base, state: 'done', reason: step?.action.reason ?? 'started by an earlier leader' },
@@ -626,6 +637,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
       at: now(),
     };
     const mod = await this.record(fence, next, step?.mod ?? '0', 'restore');
+    failpoint('orchestrator-restore-recorded'); // recorded, the holder not asked yet
     load.set(node, (load.get(node) ?? 0) + 1);
     this.sendRestore(fence, ck, { action: next, mod }, nodes.get(node)!);
   }

@@ -13,6 +13,7 @@ import { alive } from '../../lib/migration/proc.js';
 import type { Decision } from '../../lib/orchestrator/actions.js';
 import type { ProcessEntry } from '../../lib/cluster/processes.js';
 import type { CheckpointResult } from '../../lib/daemon/checkpoint-service.js';
+import type { CheckpointEntry } from '../../lib/cluster/checkpoints.js';
 import { localClusterFor, namespaceInits } from '../../testkit/local-cluster.js';
 import { waitFor } from '../../testkit/wait.js';
 
@@ -45,6 +46,9 @@ void t.test('a checkpointed process is restored on a holder when its node is los
   t.ok(ck.bytes > 0, `${ck.bytes} bytes of images (dump ${ck.dumpMs.toFixed(0)} ms, ${ck.ms.toFixed(0)} ms in all)`);
   const ck2 = await json<CheckpointResult>(['checkpoint', proc]);
   t.equal(ck2.seq, 2, 'a second checkpoint replaces the first');
+  const listed = await json<CheckpointEntry[]>(['checkpoints']);
+  t.match(listed, [{ app: 'ctr', id: started.id, seq: 2, node: victim.name }], 'sosctl checkpoints lists the newest');
+  t.match((await sosctl(['checkpoints'])).stdout, new RegExp(`^ctr/${started.id} +2 +${victim.name} `, 'm'));
   const before = await counts();
   t.ok(before.length >= 10 && before.at(-1)! > before[0], 'it kept running through both');
   t.same(namespaceInits(MARKER).length, 1, 'one copy runs');
@@ -67,6 +71,11 @@ void t.test('a checkpointed process is restored on a holder when its node is los
     await remote({ role: 'node', name: victim.name }, idx(others[1]), 'checkpoint.put', { ...chunk, file: '../x' }),
     { ok: false, code: 'ERR_BAD_ARGS' },
     'a file name outside the images folder is refused',
+  );
+  t.match(
+    await remote({ role: 'node', name: victim.name }, idx(others[1]), 'checkpoint.put', { ...chunk, data: 'AA*A' }),
+    { ok: false, code: 'ERR_BAD_ARGS', message: /base64/ },
+    'data that is not base64 is refused',
   );
   t.match(
     await remote({ role: 'node', name: victim.name }, idx(others[1]), 'checkpoint.commit', {
@@ -185,5 +194,55 @@ void t.test('a checkpointed process on a node cut off from etcd: killed there, r
   );
   const after = (await json<ProcessEntry[]>(['ps'])).find((e) => e.app === 'cut' && e.id === started.id);
   t.match(after, { node: moved!.node, state: 'running' }, 'the cluster still names the restored copy');
+  t.same(namespaceInits(MARKER).length, 1, 'one copy runs');
+});
+
+void t.test('the leader killed as soon as it has decided a restore: the new leader finishes it, once', async (t) => {
+  // Every sosd dies right after recording a restore (the crash point): only a leader records one.
+  process.env.SOS_FAILPOINTS = 'orchestrator-restore-recorded';
+  const h = await localClusterFor(t, 3).finally(() => delete process.env.SOS_FAILPOINTS);
+  const { c, sosctl, leader: leaderOf } = h;
+  const L = await leaderOf();
+  const [victim, other] = c.nodes.filter((n) => n.name !== L);
+  const at = (n: { socket: string }) => ['--socket', n.socket];
+  const json = async <T>(args: string[], via = other): Promise<T> => {
+    const r = await sosctl([...args, '--json', ...at(via)]);
+    if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  // A process on the leader: the holder with fewer processes, `other`, is the one chosen to restore.
+  const sleeper = await sosctl(['run', '--app', 'load', '--node', L, ...at(other), '--', 'sleep', '4545']);
+  t.equal(sleeper.code, 0, sleeper.stderr);
+  // prettier-ignore
+  const run = await sosctl(['run', '--app', 'lf', '--node', victim.name, '--json', ...at(other), '--', 'sh', '-c', COUNTER]);
+  t.equal(run.code, 0, run.stderr);
+  const started = JSON.parse(run.stdout) as ProcessEntry;
+  const ck = await json<CheckpointResult>(['checkpoint', `lf/${started.id}`]);
+  t.same([...ck.holders].sort(), [L, other.name].sort(), 'held by the leader and the other node');
+
+  process.kill(victim.pid, 'SIGKILL');
+  const mine = async () =>
+    (await json<Decision[]>(['decisions', '--limit', '1000']).catch(() => [])).filter(
+      (d) => d.app === 'lf' && d.id === started.id,
+    );
+  let decided: Decision | undefined;
+  await waitFor(async () => (decided = (await mine()).find((d) => d.kind === 'restore')) !== undefined, 'a restore');
+  t.equal(decided!.node, other.name, `the restore was decided on ${other.name}`);
+  t.equal(decided!.leader, L, 'by the leader, which died right after');
+  await waitFor(() => !alive(c.nodes.find((n) => n.name === L)!.pid), `${L}'s sosd to be gone`);
+
+  let moved: ProcessEntry | undefined;
+  await waitFor(async () => {
+    const ps = await json<ProcessEntry[]>(['ps']).catch(() => []);
+    moved = ps.find((e) => e.app === 'lf' && e.id === started.id && e.state === 'running' && e.node === other.name);
+    return moved !== undefined;
+  }, `lf/${started.id} to run on ${other.name}`);
+  await waitFor(async () => (await mine()).some((d) => d.kind === 'restored'), 'the restore to be recorded done');
+  const all = await mine();
+  t.same(
+    all.map((d) => `${d.kind} by ${d.leader}`),
+    [`restore by ${L}`, `restored by ${other.name}`],
+    'decided once by the old leader, finished once by the new one',
+  );
   t.same(namespaceInits(MARKER).length, 1, 'one copy runs');
 });
