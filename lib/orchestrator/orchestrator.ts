@@ -34,6 +34,7 @@ import {
   type Action,
   type ActionEntry,
   type Decision,
+  type DecisionKind,
 } from './actions.js';
 import { listDesired, type ProcessSpec } from './desired.js';
 import { listWanted, recordWanted, sourceOutcome, type WantedEntry, type WantedMigration } from './migrations.js';
@@ -539,52 +540,54 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     }
   }
 
-  /** Ask the step's node to run it; record done, or failed when asking again cannot help. */
+  /** Ask the step's node to run it. */
   private send(fence: Fence, spec: ProcessSpec, step: ActionEntry, node: NodeRecord): void {
-    const key = `${spec.app}/${spec.id}`;
+    this.carry(fence, step, () => this.o.run(node, spec, fence), {
+      verb: 'run',
+      done: 'done',
+      failed: 'failed',
+      why: (e) => `runs on ${e.node} as pid ${e.pid}`,
+    });
+  }
+
+  /**
+   * Carry step `step` out on its node (`call`, idempotent there by APP/ID); record it done, or
+   * failed when asking again cannot help (a final refusal, or MAX_ATTEMPTS tries).
+   */
+  private carry(
+    fence: Fence,
+    step: ActionEntry,
+    call: () => Promise<ProcessEntry>,
+    o: { verb: string; done: DecisionKind; failed: DecisionKind; why: (e: ProcessEntry) => string },
+  ): void {
+    const { app, id, node } = step.action;
+    const key = `${app}/${id}`;
     this.inflight.add(key);
     void (async () => {
       try {
-        const e = await this.o.run(node, spec, fence);
+        const e = await call();
         this.attempts.delete(key);
         if (this.fence !== fence) return;
-        await this.record(
-          fence,
-          {
+        const done = { ...step.action, state: 'done' as const, leader: fence.leader, term: fence.term, at: now() };
+        await this.record(fence, done, step.mod, o.done, o.why(e));
+      } catch (err) {
+        const code = (err as SosError).code ?? 'ERR_INTERNAL';
+        const message = (err as Error).message;
+        const n = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, n);
+        this.log.warn({ app, id, node, code, attempt: n }, `${o.verb} on ${node}: ${message}`);
+        if (this.fence === fence && (FINAL.has(code) || n >= MAX_ATTEMPTS)) {
+          this.attempts.delete(key);
+          const failed = {
             ...step.action,
-            state: 'done',
+            state: 'failed' as const,
+            reason: `${node} did not ${o.verb} it: ${message}`,
+            error: { code, message },
             leader: fence.leader,
             term: fence.term,
             at: now(),
-          },
-          step.mod,
-          'done',
-          `runs on ${e.node} as pid ${e.pid}`,
-        );
-      } catch (err) {
-        const code = (err as SosError).code ?? 'ERR_INTERNAL';
-        const n = (this.attempts.get(key) ?? 0) + 1;
-        this.attempts.set(key, n);
-        this.log.warn(
-          { app: spec.app, id: spec.id, node: step.action.node, code, attempt: n },
-          `run on ${step.action.node}: ${(err as Error).message}`,
-        );
-        if (this.fence === fence && (FINAL.has(code) || n >= MAX_ATTEMPTS)) {
-          this.attempts.delete(key);
-          await this.record(
-            fence,
-            {
-              ...step.action,
-              state: 'failed',
-              reason: `${step.action.node} did not run it: ${(err as Error).message}`,
-              error: { code, message: (err as Error).message },
-              leader: fence.leader,
-              term: fence.term,
-              at: now(),
-            },
-            step.mod,
-            'failed',
-          ).catch(() => undefined);
+          };
+          await this.record(fence, failed, step.mod, o.failed).catch(() => undefined);
         }
       } finally {
         this.inflight.delete(key);
@@ -642,48 +645,14 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
     this.sendRestore(fence, ck, { action: next, mod }, nodes.get(node)!);
   }
 
-  /** Ask the step's holder to restore; record restored, or failed when asking again cannot help. */
+  /** Ask the step's holder to restore checkpoint `ck`. */
   private sendRestore(fence: Fence, ck: CheckpointEntry, step: ActionEntry, node: NodeRecord): void {
-    const key = `${ck.app}/${ck.id}`;
-    this.inflight.add(key);
-    void (async () => {
-      try {
-        const e = await this.o.restore!(node, ck, fence);
-        this.attempts.delete(key);
-        if (this.fence !== fence) return;
-        const done = { ...step.action, state: 'done' as const, leader: fence.leader, term: fence.term, at: now() };
-        await this.record(
-          fence,
-          done,
-          step.mod,
-          'restored',
-          `runs on ${e.node} as pid ${e.pid}, from checkpoint ${ck.seq}`,
-        );
-      } catch (err) {
-        const code = (err as SosError).code ?? 'ERR_INTERNAL';
-        const n = (this.attempts.get(key) ?? 0) + 1;
-        this.attempts.set(key, n);
-        this.log.warn(
-          { app: ck.app, id: ck.id, node: node.name, code, attempt: n },
-          `restore on ${node.name}: ${(err as Error).message}`,
-        );
-        if (this.fence === fence && (FINAL.has(code) || n >= MAX_ATTEMPTS)) {
-          this.attempts.delete(key);
-          const failed = {
-            ...step.action,
-            state: 'failed' as const,
-            reason: `${node.name} did not restore it: ${(err as Error).message}`,
-            error: { code, message: (err as Error).message },
-            leader: fence.leader,
-            term: fence.term,
-            at: now(),
-          };
-          await this.record(fence, failed, step.mod, 'restore-failed').catch(() => undefined);
-        }
-      } finally {
-        this.inflight.delete(key);
-      }
-    })().catch(() => undefined);
+    this.carry(fence, step, () => this.o.restore!(node, ck, fence), {
+      verb: 'restore',
+      done: 'restored',
+      failed: 'restore-failed',
+      why: (e) => `runs on ${e.node} as pid ${e.pid}, from checkpoint ${ck.seq}`,
+    });
   }
 
   /** Record step `a`; its decision says `why` (default: the step's reason). */
