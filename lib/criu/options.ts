@@ -252,6 +252,7 @@ export function restoreOpts(o: RestoreOptions, opts: CriuOpts): void {
   if (o === null || typeof o !== 'object') throw argType('options must be an object');
   if (!bool('detached', o.detached, true)) opts.rstSibling = true;
   if (bool('lazyPages', o.lazyPages, false)) opts.lazyPages = true;
+  if (bool('tcpClose', o.tcpClose, false)) opts.tcpClose = true;
   if (o.pidfile !== undefined) str('pidfile', o.pidfile);
   if (o.inheritFds !== undefined) {
     if (!Array.isArray(o.inheritFds)) throw argType('inheritFds must be an array of { key, fd }');

@@ -134,6 +134,8 @@ export interface RestoreOptions extends CriuCommonOptions {
   lazyPages?: boolean;
   /** Descriptors of this process handed to the restored tree for external resources (CRIU's --inherit-fd). */
   inheritFds?: { key: string; fd: number }[];
+  /** Restore the established TCP connections a tcpEstablished dump took as closed (CRIU's --tcp-close): elsewhere, their peers lost them anyway. */
+  tcpClose?: boolean;
 }
 
 export interface RestoreResult {

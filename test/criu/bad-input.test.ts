@@ -38,6 +38,10 @@ void t.test('wrong option types are refused before CRIU runs', async (t) => {
   await t.rejects(criu.restore({ imagesDir: dir, inheritFds: [{ key: 1 }] } as unknown as criu.RestoreOptions), {
     code: 'ERR_INVALID_ARG_TYPE',
   });
+  await t.rejects(criu.restore({ imagesDir: dir, tcpClose: 'yes' } as unknown as criu.RestoreOptions), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /tcpClose/,
+  });
   await t.rejects(
     criu.dumpLazy({ pid: 12, imagesDir: dir } as criu.DumpOptions & { pageServer: criu.PageServerAddress }),
     { code: 'ERR_INVALID_ARG_TYPE' },
