@@ -198,7 +198,8 @@ export class CheckpointService {
       // Fenced before the images exist: no copy of them may run elsewhere while this one could still run.
       this.fence(app, id);
       const d0 = performance.now();
-      await criu.dump({ pid: rec.pid, imagesDir: out, leaveRunning: true });
+      // Its TCP connections too (the network locked meanwhile): a restore elsewhere closes them (tcpClose).
+      await criu.dump({ pid: rec.pid, imagesDir: out, leaveRunning: true, tcpEstablished: true });
       const dumpMs = performance.now() - d0;
       const files = await describeFiles(out);
       const bytes = files.reduce((n, f) => n + f.size, 0);
@@ -459,6 +460,8 @@ export class CheckpointService {
         imagesDir: images,
         workDir,
         detached: true,
+        // Its peers lost these connections with the node: they come back closed, its listeners open.
+        tcpClose: true,
         // CRIU names a regular file by its path without the leading '/'.
         inheritFds: [
           { key: ck.logs.stdout.slice(1), fd: arrival.stdoutFd },

@@ -20,6 +20,38 @@ import { waitFor } from '../../testkit/wait.js';
 const MARKER = 'sos-ckpt-counter';
 // Counts in the shell's memory; a restore goes on from the count the checkpoint saw.
 const COUNTER = `: ${MARKER}; i=0; while :; do i=$((i+1)); echo "$i"; sleep 0.02; done`;
+// A TCP server that also holds an established connection (to itself), and says its count to whoever connects.
+const PORT = 7460;
+const SERVER = `# ${MARKER}
+import socket, threading, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", ${PORT}))
+srv.listen()
+client = socket.create_connection(("127.0.0.1", ${PORT}))
+held, _ = srv.accept()
+i = 0
+def count():
+    global i
+    while True:
+        i += 1
+        time.sleep(0.02)
+threading.Thread(target=count, daemon=True).start()
+print("serving", flush=True)
+while True:
+    conn, _ = srv.accept()
+    conn.sendall(f"{i}\\n".encode())
+    conn.close()
+`;
+
+/** The count the server in `netns` says (connecting from inside that node). */
+function countAt(netns: string): number {
+  const ask =
+    'import socket; s = socket.create_connection(("127.0.0.1", ' + PORT + ')); print(s.recv(64).decode().strip())';
+  return Number(
+    execFileSync('ip', ['netns', 'exec', netns, 'python3', '-c', ask], { encoding: 'utf8', stdio: 'pipe' }).trim(),
+  );
+}
 
 void t.test('a checkpointed process is restored on a holder when its node is lost', async (t) => {
   const { dir, c, sosctl, remote, json, leader: leaderOf } = await localClusterFor(t, 3);
@@ -156,11 +188,18 @@ void t.test('a checkpointed process on a node cut off from etcd: killed there, r
   const { c, sosctl, json, leader: leaderOf } = await localClusterFor(t, 3);
   const leader = await leaderOf();
   const victim = c.nodes.find((n) => n.name !== leader)!;
-  const run = await sosctl(['run', '--app', 'cut', '--node', victim.name, '--json', '--', 'sh', '-c', COUNTER]);
+  // A TCP server this time: its connections are taken too, and come back closed; its listener open.
+  const run = await sosctl(['run', '--app', 'cut', '--node', victim.name, '--json', '--', 'python3', '-c', SERVER]);
   t.equal(run.code, 0, run.stderr);
   const started = JSON.parse(run.stdout) as ProcessEntry;
+  await waitFor(
+    async () => (await sosctl(['logs', `cut/${started.id}`, '--stream', 'stdout'])).stdout.includes('serving'),
+    'the server to listen',
+  );
+  await waitFor(() => countAt(victim.netns) >= 50, 'the server to count to 50');
   const ck = await json<CheckpointResult>(['checkpoint', `cut/${started.id}`]);
-  t.equal(ck.seq, 1, `checkpoint 1, held by ${ck.holders.join(', ')}`);
+  t.equal(ck.seq, 1, `checkpoint 1, held by ${ck.holders.join(', ')}, with an established connection`);
+  const atCheckpoint = countAt(victim.netns);
 
   // Its etcd traffic dropped: its sosd runs on and can renew nothing.
   const etcdIp = new URL(c.etcd.endpoint).hostname;
@@ -186,6 +225,12 @@ void t.test('a checkpointed process on a node cut off from etcd: killed there, r
   }, `cut/${started.id} to be restored on another node`);
   t.ok(ck.holders.includes(moved!.node), `restored on ${moved!.node}`);
   t.same(namespaceInits(MARKER).length, 1, 'one copy runs');
+  const holder = c.nodes.find((n) => n.name === moved!.node)!;
+  const restoredCount = countAt(holder.netns);
+  t.ok(
+    restoredCount >= 50,
+    `it listens on ${holder.name} and counts on from the checkpoint (${restoredCount}; ${atCheckpoint} after it was taken)`,
+  );
 
   nft('delete table inet sos_cut');
   await waitFor(
