@@ -146,8 +146,11 @@ std::vector<uint8_t> Pager::States() {
   return state_;
 }
 
-long Pager::Copy(uint64_t dst, const void* src, uint64_t len, bool wp) {
+// Install len bytes at dst; *copied says how many went in, also when it then
+// fails (the pages before the failure are mapped and must be counted).
+long Pager::Copy(uint64_t dst, const void* src, uint64_t len, bool wp, uint64_t* copied) {
   uint64_t done = 0;
+  long res = 0;
   while (done < len) {
     struct uffdio_copy c = {};
     c.dst = dst + done;
@@ -156,11 +159,16 @@ long Pager::Copy(uint64_t dst, const void* src, uint64_t len, bool wp) {
     c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
     long r = ioctl(fd_, UFFDIO_COPY, &c);
     if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
-    if (r == 0) return 0;
+    if (r == 0) {
+      done = len;
+      break;
+    }
     if (errno == EAGAIN) continue;  // mm changing (the copied part is reported): go on
-    return -errno;
+    res = -errno;
+    break;
   }
-  return 0;
+  if (copied) *copied = done;
+  return res;
 }
 
 void Pager::Wake(uint64_t addr) {
@@ -835,10 +843,12 @@ void Pager::ReadaheadLoop() {
       // A stream of stores (sync tracking) gets its pages writable and dirty:
       // protected, each would take a write-protect fault when the stream gets
       // there. Wrong, the guess costs a write-back each, never a lost write.
-      if (r == 0) r = Copy(base + io.off, io.buf, io.len, !win.write);
+      uint64_t copied = 0;
+      if (r == 0) r = Copy(base + io.off, io.buf, io.len, !win.write, &copied);
       for (uint32_t k = 0; k < count; k++) {
         uint32_t q = first + k;
-        if (r == 0) {
+        // A run that failed part way has its first pages mapped: they are resident all the same.
+        if (r == 0 || uint64_t{k} * kPage < copied) {
           Place(q, kRef | kPrefetched | (win.write ? kDirty : 0) | (o_.asyncDirty ? kHashed : 0));
           stats_.pagesFetched++;
           if (!NeverStored(q)) stats_.bytesIn += kPage;

@@ -146,7 +146,7 @@ class Pager : public PageSource {
   void ScanWritten(std::unique_lock<std::mutex>& lk);
   bool MarkUsed(uint32_t page);  // flags of a page seen written (false: not resident)
   void Place(uint32_t page, uint8_t flags);
-  long Copy(uint64_t dst, const void* src, uint64_t len, bool wp);
+  long Copy(uint64_t dst, const void* src, uint64_t len, bool wp, uint64_t* copied = nullptr);
   void Wake(uint64_t addr);
   void ReleaseAll(std::vector<uint32_t>& slots);
   void DropQueuedIn(uint64_t first, uint64_t count);
