@@ -51,6 +51,15 @@ export function differingPages(a: Uint8Array, b: Uint8Array, page = 4096): numbe
 }
 
 /** Resident bytes of the mappings of this process inside [address, address+size) (Rss in /proc/self/smaps). */
+/**
+ * How far a sample of residentBytes() may exceed what was ever resident at once. smaps walks the page
+ * tables while faults and evictions go on beside it, so it can count both a page evicted behind the
+ * walk and the page installed ahead of it in its place. The slack is one eviction batch: 64 pages,
+ * the least the pager evicts at a time. The pager's own count of frames held is exact, and is held
+ * to the bound itself.
+ */
+export const RSS_WALK_SLACK = 64 * 4096;
+
 export function residentBytes(address: number, size: number): number {
   const text = fs.readFileSync('/proc/self/smaps', 'utf8');
   let total = 0;

@@ -21,7 +21,7 @@ import {
   type FarRegionOptions,
 } from '../../lib/index.js';
 import { PAGE, until, userfaultfds } from '../../testkit/wait.js';
-import { differingPages, randomOps, residentBytes, xorshift } from './pager-workload.js';
+import { RSS_WALK_SLACK, differingPages, randomOps, residentBytes, xorshift } from './pager-workload.js';
 
 const MB = 1 << 20;
 const SIZE = Number(process.env.SOS_PAGER_MB ?? 256) * MB;
@@ -115,7 +115,10 @@ for (const [i, config] of CONFIGS.entries()) {
 
       const mid = far.stats();
       t.ok(watch.samples > 10, `the bound was sampled (${watch.samples} times)`);
-      t.ok(watch.worst <= LOCAL, `Rss of the region stayed within ${LOCAL / MB} MiB (worst ${watch.worst} bytes)`);
+      t.ok(
+        watch.worst <= LOCAL + RSS_WALK_SLACK,
+        `Rss of the region stayed within ${LOCAL / MB} MiB, as smaps can tell (worst ${watch.worst} bytes)`,
+      );
       t.ok(watch.worstUsed <= LOCAL, 'frames held (resident + fetching + staged) stayed within the bound');
       t.ok(mid.evictions > 0 && mid.writeBacks > 0 && mid.cleanDrops > 0, 'pages were evicted, written back, dropped');
       if (mode === 'sync') t.ok(mid.wpFaults > 0, 'first writes were seen as write-protect faults');
@@ -138,7 +141,10 @@ for (const [i, config] of CONFIGS.entries()) {
 
       // Whole-region comparison (a sequential pass: the prefetcher helps).
       t.same(differingPages(far.bytes(), ref), [], 'the region reads back as the reference');
-      t.ok(residentBytes(far.address, far.size) <= LOCAL, 'still within the bound after the full pass');
+      t.ok(
+        residentBytes(far.address, far.size) <= LOCAL + RSS_WALK_SLACK,
+        'still within the bound after the full pass',
+      );
       const s = far.stats();
       t.equal(s.poisoned + s.fetchErrors + s.storeErrors, 0, 'no source errors');
       t.same(errors, [], 'no error events');
