@@ -6,8 +6,10 @@
  * holds its lease and the process entry names it.
  */
 import { ClusterError, etcdError } from './errors.js';
+import { APP_NAME } from '../apps/names.js';
 import { nodeKey } from './keys.js';
-import type { Member } from './membership.js';
+import { NODE_NAME, type Member } from './membership.js';
+import { procKey } from './processes.js';
 import { jsonObject, readKey, readPrefix } from './reads.js';
 import type { Store } from './store.js';
 
@@ -36,7 +38,6 @@ export interface CheckpointEntry {
 export const CHECKPOINTS = 'checkpoints/';
 export const checkpointKey = (app: string, id: number): string => `${CHECKPOINTS}${app}/${id}`;
 const MAX_ENTRY = 16 * 1024;
-const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$/;
 
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 4096;
 
@@ -46,18 +47,18 @@ export function parseCheckpointEntry(key: string, text: unknown): CheckpointEntr
   if (!v) return null;
   const ok =
     typeof v.app === 'string' &&
-    NAME.test(v.app) &&
+    APP_NAME.test(v.app) &&
     Number.isSafeInteger(v.id) &&
     v.id! > 0 &&
     key === checkpointKey(v.app, v.id!) &&
     Number.isSafeInteger(v.seq) &&
     v.seq! > 0 &&
     typeof v.node === 'string' &&
-    NAME.test(v.node) &&
+    NODE_NAME.test(v.node) &&
     Array.isArray(v.holders) &&
     v.holders.length > 0 &&
     v.holders.length <= 16 &&
-    v.holders.every((h) => typeof h === 'string' && NAME.test(h)) &&
+    v.holders.every((h) => typeof h === 'string' && NODE_NAME.test(h)) &&
     isStr(v.at) &&
     Number.isSafeInteger(v.bytes) &&
     v.bytes! >= 0 &&
@@ -94,7 +95,7 @@ export async function recordCheckpoint(
     throw new ClusterError(`${e.app}/${e.id} has checkpoint ${prev.seq} already`, { code: 'ERR_FENCED' });
   const res = await kv
     .if(nodeKey(member.name), 'Lease', '==', member.leaseId)
-    .and(`procs/${e.app}/${e.id}`, 'Mod', '==', procRevision)
+    .and(procKey(e.app, e.id), 'Mod', '==', procRevision)
     .and(key, 'Mod', '==', cur?.mod ?? '0')
     .then(kv.put(key).value(JSON.stringify(e)))
     .commit()

@@ -42,7 +42,8 @@ export interface MemberEvents {
   renewed: [{ ttlSeconds: number }];
 }
 
-const NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+/** A member's name: lowercase, host-like. */
+export const NODE_NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
 
 export class Member extends EventEmitter<MemberEvents> {
   readonly name: string;
@@ -75,7 +76,7 @@ export class Member extends EventEmitter<MemberEvents> {
    * under the same lease when etcd still has both, so the cluster never sees it leave.
    */
   static async join(store: Store, opts: JoinOptions & { resumeLease?: string }): Promise<Member> {
-    if (typeof opts?.name !== 'string' || !NAME.test(opts.name))
+    if (typeof opts?.name !== 'string' || !NODE_NAME.test(opts.name))
       throw argValue('name must be a lowercase host-like name (a-z, 0-9, ., -)');
     const ttl = opts.ttlSeconds ?? 10;
     if (!Number.isInteger(ttl) || ttl < 2 || ttl > 3600) throw argValue('ttlSeconds must be an integer in [2, 3600]');

@@ -9,6 +9,7 @@
  * revision the writer last saw, so a node that lost its lease, or an entry another node has taken
  * over since (a migration), is never overwritten.
  */
+import { APP_NAME } from '../apps/names.js';
 import { ClusterError, etcdError } from './errors.js';
 import { readKey, readPrefix } from './reads.js';
 import { nodeKey } from './keys.js';
@@ -34,11 +35,11 @@ export interface ProcessEntry {
   argv0: string;
 }
 
-const APP = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAX_ENTRY = 4096;
 /** The counter that numbers `app`'s processes (shared by sosd's direct runs and the orchestrator's desired ones). */
 export const counterKey = (app: string): string => `apps/${app}/next`;
-const procKey = (app: string, id: number) => `procs/${app}/${id}`;
+/** Where `app/id`'s entry is kept. */
+export const procKey = (app: string, id: number): string => `procs/${app}/${id}`;
 export const PROCS = 'procs/';
 
 /** An entry read from etcd: a peer's input, so size-limited and shape-checked; null when it is not one. */
@@ -53,7 +54,7 @@ export function parseProcessEntry(key: string, text: unknown): ProcessEntry | nu
   if (!v || typeof v !== 'object') return null;
   const ok =
     typeof v.app === 'string' &&
-    APP.test(v.app) &&
+    APP_NAME.test(v.app) &&
     Number.isSafeInteger(v.id) &&
     v.id! > 0 &&
     key === procKey(v.app, v.id!) &&
@@ -79,7 +80,7 @@ export class ProcessRegistry {
 
   /** The next process number of `app`, unique in the cluster (a counter in etcd, bumped in a transaction). */
   async allocate(app: string): Promise<number> {
-    if (!APP.test(app))
+    if (!APP_NAME.test(app))
       throw new ClusterError(`bad application name ${JSON.stringify(app)}`, { code: 'ERR_BAD_RECORD' });
     const kv = this.store.kv;
     const key = counterKey(app);

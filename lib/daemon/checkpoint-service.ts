@@ -21,7 +21,7 @@ import { ensureWatchdog, isFenced, writeFenceDeadline } from '../apps/self-fence
 import { listCheckpoints, readCheckpoint, recordCheckpoint, type CheckpointEntry } from '../cluster/checkpoints.js';
 import type { ClusterNode } from '../cluster/join.js';
 import { listNodes, type NodeRecord } from '../cluster/membership.js';
-import { findProcess, parseProcessEntry } from '../cluster/processes.js';
+import { findProcess, parseProcessEntry, procKey } from '../cluster/processes.js';
 import { readKey } from '../cluster/reads.js';
 import * as criu from '../criu/index.js';
 import { syncDir } from '../durable.js';
@@ -186,7 +186,7 @@ export class CheckpointService {
         throw new SosError(`${key} is not running here (${rec.state})`, { code: 'ERR_APP_EXITED' });
       if (w.moving().some((m) => m.app === app && m.id === id))
         throw new SosError(`${key} is migrating`, { code: 'ERR_APP_BUSY' });
-      const proc = await readKey(store, `procs/${app}/${id}`, `reading ${key}`);
+      const proc = await readKey(store, procKey(app, id), `reading ${key}`);
       if (!proc || parseProcessEntry(proc.key, proc.value)?.node !== member.name)
         throw new SosError(`the cluster does not record ${key} on ${member.name}`, { code: 'ERR_FENCED' });
       const seq = ((await readCheckpoint(store, app, id))?.seq ?? 0) + 1;
@@ -413,7 +413,7 @@ export class CheckpointService {
     await checkFence(store, fence);
     const w = this.o.apps.workloads;
     const here = w.list().find((r) => r.app === app && r.id === id && r.state === 'running');
-    if (here) return { app, id, node: member.name, pid: here.pid, state: here.state, startedAt: here.startedAt };
+    if (here) return this.o.apps.entry(here);
     if (this.busy.has(key)) throw new SosError(`${key} is being restored already`, { code: 'ERR_APP_BUSY' });
     this.busy.add(key);
     try {

@@ -16,6 +16,7 @@ import { jsonObject, readKey, readPrefix } from '../cluster/reads.js';
 import type { Store } from '../cluster/store.js';
 import { OrchestratorError } from './errors.js';
 import { fenceCompare, type Fence } from './fence.js';
+import { APP_NAME } from '../apps/names.js';
 
 export const WANTED = 'migrations-wanted/';
 export const wantedKey = (migration: string): string => `${WANTED}${migration}`;
@@ -51,7 +52,6 @@ export interface WantedEntry {
 }
 
 const MID = /^[0-9a-f]{32}$/;
-const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const STATES = new Set(['wanted', 'started', 'done', 'failed']);
 
 /** A request read from etcd (any member may write there): shape-checked; null when it is not one. */
@@ -63,14 +63,14 @@ export function parseWanted(key: string, text: unknown): WantedMigration | null 
     MID.test(w.migration) &&
     key === wantedKey(w.migration) &&
     typeof w.app === 'string' &&
-    NAME.test(w.app) &&
+    APP_NAME.test(w.app) &&
     Number.isSafeInteger(w.id) &&
     w.id! > 0 &&
     typeof w.to === 'string' &&
-    NAME.test(w.to) &&
+    APP_NAME.test(w.to) &&
     (w.mode === 'precopy' || w.mode === 'postcopy') &&
     STATES.has(w.state as string) &&
-    (w.from === undefined || (typeof w.from === 'string' && NAME.test(w.from)));
+    (w.from === undefined || (typeof w.from === 'string' && APP_NAME.test(w.from)));
   return ok ? (w as WantedMigration) : null;
 }
 
