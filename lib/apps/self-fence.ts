@@ -62,11 +62,6 @@ export function isFenced(dir: string): boolean {
   return fs.existsSync(path.join(dir, FENCE_FILE));
 }
 
-/** Whether the watchdog killed `dir`'s workload. */
-export function wasFencedOff(dir: string): boolean {
-  return fs.existsSync(path.join(dir, FENCED_FILE));
-}
-
 /** The watchdogs this process started, by folder: one just spawned has not exec'd sh yet (its cmdline is ours). */
 const started = new Map<string, ChildProcess>();
 

@@ -76,7 +76,8 @@ export class AppsService {
     return s;
   }
 
-  private entry(r: WorkloadRecord): ProcessEntry {
+  /** The cluster's entry for workload `r` of this node. */
+  entry(r: WorkloadRecord): ProcessEntry {
     return {
       app: r.app,
       id: r.id,

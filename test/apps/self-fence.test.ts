@@ -7,20 +7,13 @@ import path from 'node:path';
 import {
   ensureWatchdog,
   isFenced,
-  wasFencedOff,
+  FENCED_FILE,
   writeFenceDeadline,
   FENCE_MARGIN_MS,
 } from '../../lib/apps/self-fence.js';
+import { alive } from '../../lib/migration/proc.js';
 import { open, stateDir } from './kit.js';
 import { until } from '../../testkit/wait.js';
-
-function alive(pid: number): boolean {
-  try {
-    return !/\) [ZX] /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** The watchdogs of `dir` (not counting one's child forked to exec sleep, which shows the same command line a moment). */
 function watchdogs(dir: string): number[] {
@@ -61,7 +54,7 @@ void t.test('a fenced workload dies when its deadline passes, and not before', a
   ensureWatchdog(dir, group!);
   t.equal(watchdogs(dir).length, 1, 'one watchdog, however often it is ensured');
   t.ok(isFenced(dir));
-  t.ok(alive(r.pid) && !wasFencedOff(dir), 'a deadline ahead: it runs on');
+  t.ok(alive(r.pid) && !fs.existsSync(path.join(dir, FENCED_FILE)), 'a deadline ahead: it runs on');
 
   const procs = fs.readFileSync(group!.procsFiles()[0], 'utf8').split('\n').filter(Boolean).map(Number);
   t.ok(procs.length >= 2, `its cgroup holds ${procs.length} processes`);
@@ -69,7 +62,7 @@ void t.test('a fenced workload dies when its deadline passes, and not before', a
   writeFenceDeadline(dir, Date.now() + FENCE_MARGIN_MS - 1);
   await until(() => procs.every((p) => !alive(p)), 30_000, 'the watchdog to kill the group');
   t.pass('every process of the group was killed');
-  t.ok(wasFencedOff(dir), 'and the watchdog left its mark');
+  t.ok(fs.existsSync(path.join(dir, FENCED_FILE)), 'and the watchdog left its mark');
   const done = await w.wait('job', r.id);
   t.equal(done.signal, 'SIGKILL', 'the workload exited by SIGKILL');
   await until(() => watchdogs(dir).length === 0, 30_000, 'the watchdog to end with the group');
