@@ -8,7 +8,7 @@
  * close() frees every remote page.
  */
 import { EventEmitter } from 'node:events';
-import { SosError, StateError, argRange, argType } from '../errors.js';
+import { SosError, StateError, argRange, argType, argValue } from '../errors.js';
 import type { Region } from '../uffd/region.js';
 import { integer, object, oneOf } from '../validate.js';
 import { ReplicaSet } from './replica-set.js';
@@ -24,6 +24,20 @@ export interface MemoryNodeAddress {
   port: number;
   /** With `tls`: the member name the node's certificate must carry (a cluster node's name). */
   name?: string;
+}
+
+/**
+ * A far-memory region's pages left on its memory nodes for another process to serve: every page written
+ * back, each replica's region kept (its lease runs on, so the next owner must open it within the lease).
+ * Plain JSON, to travel with a migration. FarMemory.handover() makes one; FarMemoryOptions.handover takes it.
+ */
+export interface FarHandover {
+  size: number;
+  application: string;
+  /** Each live replica: its node, and its region's id there. */
+  replicas: { node: MemoryNodeAddress; region: string }[];
+  /** The pages ever written (ReplicaSet.stored()), base64: the others read as zeros with no round trip. */
+  stored: string;
 }
 
 export interface FarMemoryOptions {
@@ -47,6 +61,8 @@ export interface FarMemoryOptions {
   prefetch?: boolean;
   eviction?: 'auto' | 'move' | 'copy';
   fetchFailure?: 'poison' | 'wait';
+  /** Take over these regions (FarMemory.handover()) instead of allocating: the pages read as they were left. */
+  handover?: FarHandover;
   /** @internal Serve another process's memory (FarRegionOptions.foreign; lib/memory/run). */
   foreign?: FarRegionOptions['foreign'];
 }
@@ -109,10 +125,25 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       rdma,
       tls,
     };
-    // Place the replicas on the first nodes that accept (a full node refuses at allocation).
+    // Place the replicas on the first nodes that accept (a full node refuses at allocation), or reopen
+    // the handed-over ones: any that cannot be reopened is a lost replica, replaced below.
     const placed: Placed[] = [];
     const errors: SosError[] = [];
-    for (const node of nodes) {
+    const handover = o.handover === undefined ? undefined : checkHandover(o.handover, size, o.application);
+    for (const r of handover?.replicas ?? []) {
+      try {
+        placed.push(await FarMemory.connect(r.node, size, opts, r.region));
+      } catch (e) {
+        errors.push(e as SosError);
+      }
+    }
+    if (handover && placed.length === 0) {
+      throw new SosError(`none of the handed-over replicas could be opened: ${errors.map((e) => e.message).join('; ')}`, {
+        code: 'ERR_NO_NODES',
+        cause: errors[0],
+      });
+    }
+    for (const node of handover ? [] : nodes) {
       if (placed.length === replicas) break;
       try {
         placed.push(await FarMemory.connect(node, size, opts));
@@ -120,7 +151,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
         errors.push(e as SosError);
       }
     }
-    if (placed.length < replicas) {
+    if (!handover && placed.length < replicas) {
       await Promise.allSettled(placed.map((p) => p.store.close()));
       throw new SosError(
         `could place only ${placed.length} of ${replicas} replicas: ${errors.map((e) => e.message).join('; ')}`,
@@ -131,6 +162,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       size,
       placed.map((p) => ({ source: p.source, label: label(p.node) })),
     );
+    if (handover) set.setStored(Buffer.from(handover.stored, 'base64'));
     let far: FarRegion;
     try {
       far = FarRegion.create(size, {
@@ -149,6 +181,8 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     }
     const fm = new FarMemory(size, far, set, opts);
     for (const [i, r] of set.replicas().entries()) fm.stores.set(r.id, placed[i]);
+    // Replicas the hand-over named but that are gone: spares take their places, filled from the rest.
+    for (let k = placed.length; k < replicas; k++) void fm.replace(-1, errors[k - placed.length]?.code ?? 'ERR_NO_REGION');
     return fm;
   }
 
@@ -163,6 +197,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       rdma?: RdmaLinkOptions;
       tls?: MemoryTlsOptions;
     },
+    region?: string,
   ): Promise<Placed> {
     const store = await RemoteStore.connect({
       host: node.host,
@@ -170,6 +205,7 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       application: o.application,
       secret: o.secret,
       size,
+      ...(region ? { region } : {}),
       ...(o.tls ? { tls: o.tls, ...(node.name ? { serverName: node.name } : {}) } : {}),
     });
     try {
@@ -244,6 +280,34 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     return { ...this.far.stats(), failovers: this.set.stats().failovers, replicas: this.set.replicas() };
   }
 
+  /**
+   * Hand the region over: every page is written back and dropped here, then the pager stops and the
+   * connections end, keeping each live replica's region for another process to open
+   * (FarMemoryOptions.handover) within the nodes' lease. Nothing may fault meanwhile (the program is
+   * parked: ProgramRun.detach). The region is closed afterwards; its last counters stay in stats().
+   */
+  async handover(): Promise<FarHandover> {
+    if (this.closing) throw new StateError('far-memory region is closed', { code: 'ERR_CLOSED' });
+    await this.far.flush();
+    const stored = this.set.stored().toString('base64');
+    const kept: Placed[] = [];
+    const replicas: FarHandover['replicas'] = [];
+    for (const r of this.set.replicas()) {
+      const p = this.stores.get(r.id);
+      if (r.state !== 'live' || !p) continue;
+      kept.push(p);
+      replicas.push({ node: { ...p.node }, region: p.store.stats().region });
+    }
+    this.closing = (async () => {
+      this.far.close();
+      this.set.close();
+      await Promise.allSettled([...this.stores.values()].map((s) => (kept.includes(s) ? s.store.detach() : s.store.close())));
+      this.stores.clear();
+    })();
+    await this.closing;
+    return { size: this.size, application: this.opts.application, replicas, stored };
+  }
+
   /** Stop paging, unmap the region and free every remote page (idempotent). */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -263,4 +327,31 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
 /** A far-memory region of `size` bytes: see FarMemory. */
 export function region(size: number, options: FarMemoryOptions): Promise<FarMemory> {
   return FarMemory.create(size, options);
+}
+
+const REGION_ID = /^[0-9a-f]{16}$/;
+
+/** A hand-over from a peer (it travels with a migration): checked field by field. */
+function checkHandover(v: unknown, size: number, application: string): FarHandover {
+  const h = object('options.handover', v) as Record<string, unknown>;
+  if (h.size !== size) throw argValue(`options.handover is of a ${String(h.size)}-byte region, not ${size}`);
+  if (h.application !== application)
+    throw argValue(`options.handover belongs to application ${JSON.stringify(h.application)}, not ${application}`);
+  if (!Array.isArray(h.replicas) || h.replicas.length === 0 || h.replicas.length > 16)
+    throw argValue('options.handover.replicas must name 1 to 16 replicas');
+  const replicas = h.replicas.map((r: unknown, i: number) => {
+    const x = object(`options.handover.replicas[${i}]`, r) as Record<string, unknown>;
+    const n = object(`options.handover.replicas[${i}].node`, x.node) as Record<string, unknown>;
+    if (typeof n.host !== 'string' || !n.host) throw argValue(`options.handover.replicas[${i}].node.host must be a host`);
+    if (n.name !== undefined && typeof n.name !== 'string') throw argValue(`options.handover.replicas[${i}].node.name must be a string`);
+    if (typeof x.region !== 'string' || !REGION_ID.test(x.region))
+      throw argValue(`options.handover.replicas[${i}].region must be 16 hex digits`);
+    const node: MemoryNodeAddress = { host: n.host, port: integer(`options.handover.replicas[${i}].node.port`, n.port, 1, 65535) };
+    if (typeof n.name === 'string') node.name = n.name;
+    return { node, region: x.region };
+  });
+  const words = Math.ceil(size / 4096 / 64) * 8;
+  if (typeof h.stored !== 'string' || Buffer.byteLength(h.stored, 'base64') !== words || Buffer.from(h.stored, 'base64').toString('base64') !== h.stored)
+    throw argValue(`options.handover.stored must be base64 of ${words} bytes`);
+  return { size, application, replicas, stored: h.stored };
 }

@@ -279,6 +279,15 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     await this.pager.discard(offset / PAGE, length / PAGE);
   }
 
+  /**
+   * Write every page back to the source and drop it from the region, off the JS thread: for a hand-over,
+   * once nothing faults any more (the program parked). Rejects with the write-back's error.
+   */
+  async flush(): Promise<void> {
+    this.live();
+    await this.pager.flush();
+  }
+
   /** @internal Per page: 0 remote (or waited for after a failed fetch), 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
   pageStates(): Uint8Array {
     this.live();

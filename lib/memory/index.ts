@@ -15,6 +15,7 @@ export {
   type FarMemoryOptions,
   type FarMemoryEvents,
   type MemoryNodeAddress,
+  type FarHandover,
 } from './far-memory.js';
 export {
   FarRegion,
@@ -38,3 +39,5 @@ export {
   type RunTotals,
   type ProgramRunEvents,
 } from './run.js';
+export { adoptProcess, AdoptedProcess, type AdoptedProcessEvents } from './adopt.js';
+export type { ArenaOptions } from './arena-link.js';

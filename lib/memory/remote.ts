@@ -13,6 +13,12 @@ import { memoryTls, type MemoryTlsOptions } from './tls.js';
 
 const PAGE = 4096;
 
+function regionId(v: unknown): bigint {
+  if (typeof v !== 'string' || !/^[0-9a-f]{16}$/.test(v) || /^0+$/.test(v))
+    throw argValue('options.region must be a region id: 16 hex digits, not all zero');
+  return BigInt(`0x${v}`);
+}
+
 export interface RemoteStoreOptions {
   host: string;
   port: number;
@@ -20,6 +26,11 @@ export interface RemoteStoreOptions {
   secret: Buffer | string;
   /** Bytes of the region to allocate on the node (rounded up to pages). */
   size: number;
+  /**
+   * Open this region of the application instead of allocating one (its id, `stats().region`): a
+   * region handed over by another process. Rejects with ERR_NO_REGION when the node has no such region.
+   */
+  region?: string;
   /** Connect, handshake and each request give up after this (default 10 000). */
   timeoutMs?: number;
   /** @internal Protocol version to speak (tests of the refusal). */
@@ -69,6 +80,7 @@ export class RemoteStore implements AsyncDisposable {
       application: o.application,
       secret: secretBuffer(o.secret, 'options.secret'),
       size: integer('options.size', o.size, 1),
+      region: o.region === undefined ? undefined : regionId(o.region),
       timeoutMs: o.timeoutMs === undefined ? undefined : integer('options.timeoutMs', o.timeoutMs, 1, 2 ** 31),
       version: o.version === undefined ? undefined : integer('options.version', o.version, 0, 65535),
       tls: memoryTls('options.tls', o.tls, { peerName: o.serverName as string | undefined }),
@@ -185,6 +197,11 @@ export class RemoteStore implements AsyncDisposable {
       throw memoryError(e, 'close');
     }
   }
+  /** End the connection and keep the region: its lease runs on until another process opens it (`options.region`). */
+  async detach(): Promise<void> {
+    await this.native.detach();
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -90,6 +90,19 @@ export class ReplicaSet extends EventEmitter<ReplicaSetEvents> implements Dispos
     }
   }
 
+  /** The pages ever stored through the set, one bit each (little-endian 64-bit words): a hand-over's map. */
+  stored(): Buffer {
+    this.check();
+    return this.native.stored();
+  }
+
+  /** Mark pages the replicas already hold (a handed-over region: `stored()` of its old set). */
+  setStored(map: Uint8Array): void {
+    this.check();
+    if (!(map instanceof Uint8Array)) throw argType('map must be a Buffer or Uint8Array');
+    this.native.setStored(map);
+  }
+
   /** Stop background fills and events. Engines serving from `source` keep working until they stop. */
   close(): void {
     if (this.closed) return;

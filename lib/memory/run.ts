@@ -19,35 +19,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SosError, argRange, argType } from '../errors.js';
 import { native } from '../native/index.js';
-import { featureSet } from '../uffd/constants.js';
-import { Region } from '../uffd/region.js';
-import { Userfaultfd } from '../uffd/userfaultfd.js';
 import { integer, object, oneOf } from '../validate.js';
-import { FarMemory, type MemoryNodeAddress } from './far-memory.js';
+import { detachArena, openArena, releaseArena, serveArena, type ArenaOptions, type ServedArena } from './arena-link.js';
+import type { FarHandover } from './far-memory.js';
 import type { FarStats } from './far-stats.js';
-import type { RdmaLinkOptions } from './rdma-link.js';
-import { LineSplitter, parseDiscard, parseHello } from './run-protocol.js';
-import type { MemoryTlsOptions } from './tls.js';
 
 const PAGE = 4096;
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The preload shim, built by node-gyp beside the addon. */
 export const SHIM_PATH = path.resolve(here, '..', '..', '..', 'build', 'Release', 'sos_run_shim.so');
 
-export interface RunOptions {
-  /** Resident bytes of the arena at most, per process of the program (page multiple). */
-  localBytes: number;
-  /** Memory nodes, in order of preference (spares replace lost ones). */
-  nodes: MemoryNodeAddress[];
-  /** The application the pages belong to on the nodes, and its secret there. */
-  application: string;
-  secret: Buffer | string;
-  /** Nodes holding each page (default 2, at most nodes.length). */
-  replicas?: number;
-  /** Mutual TLS to the nodes (cluster nodes, with e.g. an operator's certificate): FarMemoryOptions.tls. */
-  tls?: MemoryTlsOptions;
-  transport?: 'tcp' | 'rdma';
-  rdma?: RdmaLinkOptions;
+export interface RunOptions extends ArenaOptions {
   /** The arena: the most far memory one process may hold, reserved on the nodes (default 8 GiB). */
   farBytes?: number;
   env?: NodeJS.ProcessEnv;
@@ -95,14 +77,6 @@ export interface ProgramRunEvents {
   error: [SosError];
 }
 
-interface Attached {
-  pid: number;
-  arenaBytes: number;
-  far: FarMemory;
-  last?: FarStats;
-  released?: Promise<void>;
-}
-
 /** A running program; `result` settles when it has exited and every remote page is freed. */
 export class ProgramRun extends EventEmitter<ProgramRunEvents> {
   readonly pid: number;
@@ -111,7 +85,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
   private readonly server: net.Server;
   private readonly dir: string;
   private readonly sockets = new Set<net.Socket>();
-  private readonly attached: Attached[] = [];
+  private readonly attached: ServedArena[] = [];
   private readonly pending = new Set<Promise<unknown>>();
 
   /** @internal */
@@ -180,7 +154,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
       for (const s of this.sockets) s.destroy();
       // A destroyed socket's 'close' comes on a later tick: release every region here, not there.
       while (this.pending.size) await Promise.allSettled([...this.pending]);
-      await Promise.allSettled(this.attached.map((a) => release(a)));
+      await Promise.allSettled(this.attached.map((a) => releaseArena(a)));
       fs.rmSync(this.dir, { recursive: true, force: true });
     })();
   }
@@ -201,60 +175,13 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
       sock.destroy();
       return;
     }
-    const lines = new LineSplitter();
-    let chain: Promise<void> = Promise.resolve();
-    let mine: Attached | undefined;
-    const reply = (line: string) => {
-      if (!sock.destroyed) sock.write(`${line}\n`);
-    };
-    sock.setEncoding('latin1');
-    sock.on('data', (d: string) => {
-      let got: string[];
-      try {
-        got = lines.push(d);
-      } catch (e) {
-        this.emit('error', e as SosError);
-        return void sock.destroy();
-      }
-      for (const line of got) {
-        chain = chain.then(async () => {
-          if (sock.destroyed) return;
-          if (!mine) {
-            mine = await this.hello(peer, line).catch((e: SosError) => {
-              this.emit('refused', { pid: peer, error: e });
-              reply(`err ${e.message.replace(/\n/g, ' ')}`);
-              sock.end();
-              return undefined;
-            });
-            if (mine) reply('ok');
-            return;
-          }
-          let range: { offset: number; bytes: number };
-          try {
-            range = parseDiscard(line, mine.arenaBytes);
-          } catch (e) {
-            this.emit('error', e as SosError);
-            return void sock.destroy();
-          }
-          try {
-            if (range.bytes) await mine.far.discard(range.offset, range.bytes);
-          } catch (e) {
-            this.emit('error', e as SosError);
-          }
-          reply('ok');
-        });
-        void this.track(chain);
-      }
+    serveArena(sock, [], {
+      hello: (line) => this.hello(peer, line),
+      refused: (error) => this.emit('refused', { pid: peer, error }),
+      error: (e) => this.emit('error', e),
+      track: (p) => void this.track(p),
     });
-    sock.on('error', () => undefined);
-    sock.on('close', () => {
-      this.sockets.delete(sock);
-      void this.track(
-        chain.then(async () => {
-          if (mine) await release(mine);
-        }),
-      );
-    });
+    sock.on('close', () => this.sockets.delete(sock));
   }
 
   // Only a process of this program, under our uid, may attach.
@@ -273,46 +200,23 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     throw new SosError(`monitor peer pid ${cred.pid} is not part of the program`, { code: 'ERR_PEER' });
   }
 
-  private async hello(peer: number, line: string): Promise<Attached> {
-    const { pid, uffd: ufd, memfd: mfd, address: addr, bytes: size, features } = parseHello(line, this.o.farBytes);
-    if (pid !== peer) throw new SosError(`hello names pid ${pid}, the socket's peer is ${peer}`, { code: 'ERR_PEER' });
-    const uffd = Userfaultfd.fromProcess(pid, ufd, { features: [...featureSet(features)] });
-    let region: Region;
-    try {
-      const fd = native.takeFd(pid, mfd);
-      try {
-        region = Region.fromFd(fd, size, { shared: true });
-      } finally {
-        fs.closeSync(fd);
-      }
-    } catch (e) {
-      uffd.close();
-      throw e;
-    }
-    let far: FarMemory;
-    try {
-      far = await FarMemory.create(size, {
-        localBytes: Math.min(this.o.localBytes, size),
-        nodes: this.o.nodes,
-        application: this.o.application,
-        secret: this.o.secret,
-        replicas: this.o.replicas,
-        tls: this.o.tls,
-        transport: this.o.transport,
-        rdma: this.o.rdma,
-        foreign: { uffd, region, faultAddress: addr },
-      });
-    } catch (e) {
-      // FarRegion closes them itself once it exists; before that they are ours.
-      if (!region.closed) region.close();
-      if (!uffd.closed) uffd.close();
-      throw e;
-    }
-    far.on('nodeLost', (n) => this.emit('nodeLost', { pid, ...n }));
-    const a: Attached = { pid, arenaBytes: size, far };
+  private async hello(peer: number, line: string): Promise<ServedArena> {
+    const a = await openArena(peer, line, this.o.farBytes, this.o);
+    a.far.on('nodeLost', (n) => this.emit('nodeLost', { pid: a.pid, ...n }));
     this.attached.push(a);
-    this.emit('attached', { pid, arenaBytes: size });
+    this.emit('attached', { pid: a.pid, arenaBytes: a.arenaBytes });
     return a;
+  }
+
+  /**
+   * Hand process `pid`'s arena over (detachArena): it stays parked, its pages on the memory nodes, for a
+   * monitor elsewhere (after a checkpoint and restore, say) to adopt with adoptProcess(). Its counters
+   * here stop. Rejects with ERR_NOT_ATTACHED (no such process attached) or ERR_DETACH.
+   */
+  async detach(pid: number): Promise<FarHandover> {
+    const a = this.attached.find((x) => x.pid === pid && !x.handedOver && !x.released);
+    if (!a) throw new SosError(`process ${pid} has no arena served by this run`, { code: 'ERR_NOT_ATTACHED' });
+    return detachArena(a);
   }
 
   /** The live counters summed over the attached processes, and the bytes resident now. */
@@ -341,15 +245,6 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
         if (k !== 'processes') total[k] += (p.stats as unknown as Record<string, number>)[k] ?? 0;
     return { processes, total };
   }
-}
-
-// Keep the last counters, then free every remote page (once, whoever asks first).
-function release(a: Attached): Promise<void> {
-  a.released ??= (async () => {
-    a.last = a.far.stats();
-    await a.far.close();
-  })();
-  return a.released;
 }
 
 function parentOf(pid: number): number {

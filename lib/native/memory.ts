@@ -71,6 +71,8 @@ export interface NativeRemote {
     application: string;
     secret: Buffer;
     size: number;
+    /** Open this region of the application (a hand-over) instead of allocating one. */
+    region?: bigint;
     timeoutMs?: number;
     version?: number;
     tls?: NativeMemoryTls;
@@ -88,6 +90,8 @@ export interface NativeRemote {
   info(): NativeRemoteInfo;
   adopt(source: NativeSource): void;
   close(): Promise<void>;
+  /** End the connection and keep the region (its lease runs on). */
+  detach(): Promise<void>;
 }
 
 export interface MemoryBinding {

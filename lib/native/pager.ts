@@ -9,6 +9,8 @@ export interface NativePager {
   states(): Uint8Array;
   /** Forget pages [firstPage, firstPage+count): they fault in as zeros again (off the JS thread). */
   discard(firstPage: number, count: number): Promise<void>;
+  /** Write every page back and drop it from the region (its program stopped), off the JS thread. */
+  flush(): Promise<void>;
   /** Stops the pager's threads; returns the final counters (undefined when already closed). */
   close(): FarStats | undefined;
 }

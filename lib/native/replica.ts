@@ -17,6 +17,10 @@ export interface NativeReplicaSet {
   replicas(): NativeReplicaInfo[];
   stats(): { closed: boolean; storedPages?: number; failovers?: number; syncedPages?: number };
   write(offset: number, data: Uint8Array): Promise<void>;
+  /** The pages ever stored, one bit each in little-endian 64-bit words. */
+  stored(): Buffer;
+  /** Pages the replicas already hold (a handed-over region): exactly stored()'s length. */
+  setStored(map: Uint8Array): void;
   close(): void;
 }
 

@@ -234,6 +234,19 @@ std::shared_ptr<RemoteSource> RemoteSource::Connect(const ConnectOptions& o, Con
   s->rxbuf_.resize(2 * (kHeader + kMaxBody + kTag));  // from here on, replies are read buffered
   RemoteSource* raw = s.get();
   Req a{};
+  if (o.region) {
+    a.op = T_RENEW;
+    a.a = o.region;
+    int st = s->Run(&a, 1);
+    if (st == -ENOENT)
+      return fail("ERR_NO_REGION", "the memory node " + where + " holds no region " + std::to_string(o.region) +
+                                       " of application '" + o.application + "' (freed, or its lease lapsed)");
+    if (st < 0) return fail(ErrnoName(-st), std::string("RENEW failed: ") + strerror(-st), -st);
+    s->region_ = o.region;
+    s->leaseMs_ = Get32(a.p.extra);
+    s->renewer_ = std::thread([raw] { raw->Renew(); });
+    return s;
+  }
   a.op = T_ALLOC;
   a.a = s->pages_;
   int st = s->Run(&a, 1);

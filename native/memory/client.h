@@ -30,6 +30,9 @@ struct ConnectOptions {
   uint16_t port = 0;
   Bytes secret;
   uint64_t size = 0;            // bytes, rounded up to pages
+  // Open this application's region instead of allocating one (RENEW checks it
+  // is there): a far-memory region handed over by another process.
+  uint64_t region = 0;
   uint32_t timeoutMs = 10000;   // connect, handshake, and each request
   uint16_t version = kVersion;  // tests speak another to see the refusal
   std::shared_ptr<TlsContext> tls;

@@ -133,6 +133,36 @@ int Pager::Discard(uint64_t first, uint64_t count) {
   return err ? -err : r;
 }
 
+// Readahead not yet fetched is dropped; then, round after round, every
+// resident page is made a victim (its reference bit cleared), dirty ones
+// written back, until nothing is resident, fetched or staged.
+int Pager::Flush() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (auto& job : raQueue_)
+    for (uint32_t q : job.pages) Unfetch(q);
+  raQueue_.clear();
+  DropHeld();
+  uint64_t errors0 = stats_.storeErrors;
+  for (;;) {
+    if (stopping_) return -ECANCELED;
+    if (stats_.storeErrors - errors0 >= 10) return -EIO;
+    uint64_t resident = 0;
+    bool busy = !wbQueue_.empty() || !wbInFlight_.empty();
+    for (uint64_t q = 0; q < pages_; q++) {
+      if (state_[q] == kResident) {
+        resident++;
+        flags_[q] &= ~kRef;
+      } else if (state_[q] == kFetching || state_[q] == kStaged || state_[q] == kHeld) {
+        busy = true;
+      }
+    }
+    if (!resident && !busy) return 0;
+    if (resident) EvictSome(resident);
+    wbCv_.notify_one();
+    frameCv_.wait_for(lk, std::chrono::milliseconds(2));  // woken by each write-back
+  }
+}
+
 uint64_t Pager::Resident() {
   std::lock_guard<std::mutex> lk(mu_);
   return o_.localPages - freeFrames_.size();

@@ -82,6 +82,10 @@ class Pager : public PageSource {
   // Forget pages [first, first+count): the program freed them. They fault in
   // as zeros again. 0 or a negative errno.
   int Discard(uint64_t first, uint64_t count);
+  // Write every page back and drop it from the region, for a hand-over of
+  // the region to another pager (its program stopped: no fault comes). 0, or
+  // -EIO once write-backs keep failing, -ECANCELED when stopped meanwhile.
+  int Flush();
   void Start();
   void Stop();  // joins the write-back thread; later faults are left to the engine's teardown
   const PagerStats& stats() const { return stats_; }

@@ -10,7 +10,8 @@ namespace sos {
 Napi::Function PagerWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativePager",
                      {InstanceMethod("stats", &PagerWrap::Stats), InstanceMethod("states", &PagerWrap::States),
-                      InstanceMethod("discard", &PagerWrap::Discard), InstanceMethod("close", &PagerWrap::Close)});
+                      InstanceMethod("discard", &PagerWrap::Discard), InstanceMethod("flush", &PagerWrap::Flush),
+                      InstanceMethod("close", &PagerWrap::Close)});
 }
 
 PagerWrap::PagerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PagerWrap>(info), env_(info.Env()) {
@@ -213,6 +214,25 @@ Napi::Value PagerWrap::Discard(const Napi::CallbackInfo& info) {
         } else {
           ThrowSys(env, "pager.discard", -r);
         }
+        d.Reject(env.GetAndClearPendingException().Value());
+      });
+}
+
+// flush() -> Promise<void>: every page written back and dropped (Pager::Flush), off the JS thread.
+Napi::Value PagerWrap::Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!pager_) {
+    ThrowState(env, "ERR_CLOSED", "pager is closed");
+    return env.Undefined();
+  }
+  auto pager = pager_;
+  auto result = std::make_shared<int>(0);
+  return OffThread::Start(
+      env, [pager, result] { *result = pager->Flush(); },
+      [result](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
+        if (!canRunJs) return;
+        if (*result == 0) return d.Resolve(env.Undefined());
+        ThrowSys(env, "pager.flush", -*result);
         d.Reject(env.GetAndClearPendingException().Value());
       });
 }

@@ -24,6 +24,7 @@ class PagerWrap : public Napi::ObjectWrap<PagerWrap>, public Closable {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value States(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void DoClose();
 

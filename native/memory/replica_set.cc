@@ -94,6 +94,24 @@ int ReplicatedSource::Discard(uint64_t off, uint64_t len) {
   return 0;
 }
 
+std::vector<uint64_t> ReplicatedSource::StoredBits() const {
+  std::vector<uint64_t> out(stored_.size());
+  for (size_t i = 0; i < out.size(); i++) out[i] = stored_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+void ReplicatedSource::SetStored(const uint8_t* bits, size_t bytes) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < stored_.size(); i++) {
+    uint64_t w = 0;
+    if (i * 8 < bytes) memcpy(&w, bits + i * 8, std::min<size_t>(8, bytes - i * 8));
+    if (i == stored_.size() - 1 && size_ / 4096 % 64) w &= (1ULL << (size_ / 4096 % 64)) - 1;  // no page past the end
+    stored_[i].store(w, std::memory_order_relaxed);
+    n += __builtin_popcountll(w);
+  }
+  storedPages_ = n;
+}
+
 bool ReplicatedSource::IsStored(uint64_t page) const {
   return page / 64 < stored_.size() && (stored_[page / 64].load(std::memory_order_relaxed) >> (page % 64)) & 1;
 }
@@ -332,7 +350,8 @@ Napi::Function ReplicaSetWrap::Init(Napi::Env env) {
       env, "NativeReplicaSet",
       {InstanceMethod("add", &ReplicaSetWrap::Add), InstanceMethod("bind", &ReplicaSetWrap::Bind),
        InstanceMethod("replicas", &ReplicaSetWrap::Replicas), InstanceMethod("stats", &ReplicaSetWrap::Stats),
-       InstanceMethod("write", &ReplicaSetWrap::Write), InstanceMethod("close", &ReplicaSetWrap::Close)});
+       InstanceMethod("write", &ReplicaSetWrap::Write), InstanceMethod("stored", &ReplicaSetWrap::Stored),
+       InstanceMethod("setStored", &ReplicaSetWrap::SetStored), InstanceMethod("close", &ReplicaSetWrap::Close)});
 }
 
 ReplicaSetWrap::ReplicaSetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReplicaSetWrap>(info) {
@@ -478,6 +497,37 @@ Napi::Value ReplicaSetWrap::Write(const Napi::CallbackInfo& info) {
         else
           d.Resolve(env.Undefined());
       });
+}
+
+// stored() -> Buffer: the map of pages ever stored (ReplicatedSource::StoredBits).
+Napi::Value ReplicaSetWrap::Stored(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!set_) {
+    ThrowState(env, "ERR_CLOSED", "replica set is closed");
+    return env.Undefined();
+  }
+  std::vector<uint64_t> bits = set_->StoredBits();
+  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(bits.data()), bits.size() * 8);
+}
+
+// setStored(buffer): pages the replicas hold already (a handed-over region); exactly stored()'s length.
+Napi::Value ReplicaSetWrap::SetStored(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!set_) {
+    ThrowState(env, "ERR_CLOSED", "replica set is closed");
+    return env.Undefined();
+  }
+  if (!info[0].IsTypedArray()) {
+    ThrowType(env, "setStored(map) takes a Buffer or Uint8Array");
+    return env.Undefined();
+  }
+  Napi::Uint8Array u = info[0].As<Napi::Uint8Array>();
+  if (u.ByteLength() != (set_->Size() / 4096 + 63) / 64 * 8) {
+    ThrowRange(env, "the stored-page map must have one bit per page of the set, in 64-bit words");
+    return env.Undefined();
+  }
+  set_->SetStored(u.Data(), u.ByteLength());
+  return env.Undefined();
 }
 
 Napi::Value ReplicaSetWrap::Close(const Napi::CallbackInfo& info) {

@@ -77,6 +77,11 @@ class ReplicatedSource : public PageSource {
     int lostErrno;
   };
   std::vector<Info> Replicas();
+  // Which pages were ever stored, one bit each (little-endian u64 words), to
+  // hand a region over; SetStored takes such a map for a set over replicas
+  // that already hold those pages.
+  std::vector<uint64_t> StoredBits() const;
+  void SetStored(const uint8_t* bits, size_t bytes);
   uint64_t StoredPages() const { return storedPages_.load(); }
   uint64_t Failovers() const { return failovers_.load(); }
   uint64_t SyncedPages() const { return syncedPages_.load(); }
@@ -125,6 +130,8 @@ class ReplicaSetWrap : public Napi::ObjectWrap<ReplicaSetWrap> {
   Napi::Value Replicas(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Stored(const Napi::CallbackInfo& info);
+  Napi::Value SetStored(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void Shutdown();
   std::shared_ptr<ReplicatedSource> set_;

@@ -15,12 +15,24 @@
 //   hello <pid> <uffd fd> <memfd fd> <arena address> <arena bytes> <features>
 //       -> ok | err <message>   (the monitor takes both fds with pidfd_getfd)
 //   discard <offset> <bytes>    -> ok   (freed: the pages read as zeros again)
+//
+// Hand-over (a checkpoint, a migration): the shim listens on the abstract
+// unix socket "sos-run-shim/<pid>" (its network namespace's, kept by CRIU); a
+// monitor of the same uid connects there and says, one line each:
+//   detach  -> gated | err <message>   every other thread parked, nothing faults
+//   release -> released   the userfaultfd and the monitor's socket closed
+//   resume  -> ok         (instead of release) the detach called off
+//   attach  -> hello ...  (once released, e.g. after a restore) a new
+//              userfaultfd registered; the monitor's ok ends the park and
+//              this connection becomes the monitor socket.
 // node-gyp builds with _FILE_OFFSET_BITS=64, which would name our mmap mmap64: both are defined below.
 #undef _FILE_OFFSET_BITS
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -85,14 +97,15 @@ static void resolve(void) {
 
 // ---- The arena: a bitmap of used pages, and each malloc block's length in
 // pages at its first page (0: not a block start).
-enum { kUnset = 0, kReady = 1, kOff = 2, kFailed = 3 };
+enum { kUnset = 0, kReady = 1, kOff = 2, kFailed = 3, kDetached = 4 };
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int state = kUnset;
 static uintptr_t lo, hi;  // the arena, set once before any pointer into it is returned
 static size_t npages, hint;
 static uint64_t* used;
 static uint32_t* blocks;
-static int sock = -1, uffd = -1;
+static int sock = -1, uffd = -1, arena_fd = -1, ctl = -1;
+static unsigned long long arena_features;
 static char failure[640];
 
 static long raw_mmap(void* a, size_t l, int p, int f, int fd, off_t o) { return syscall(SYS_mmap, a, l, p, f, fd, o); }
@@ -145,28 +158,18 @@ static int ask(const char* req, char* reply, size_t cap) {
   return 0;
 }
 
-static void* watch(void* arg) {
-  (void)arg;
-  struct pollfd p = {sock, POLLRDHUP, 0};
-  for (;;) {
-    int r = poll(&p, 1, -1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) break;
-  }
-  monitor_lost();
-  return NULL;
-}
-
 // fork: the arena is MADV_DONTFORK (a shared mapping would make the child's
 // writes the parent's), so a child has none; it keeps no connection either.
 static void before_fork(void) { pthread_mutex_lock(&mu); }
 static void after_fork_parent(void) { pthread_mutex_unlock(&mu); }
 static void after_fork_child(void) {
   pthread_mutex_init(&mu, NULL);
-  if (state == kReady) {
-    close(sock);
-    close(uffd);
-    sock = uffd = -1;
+  if (state == kReady || state == kDetached) {
+    if (sock >= 0) close(sock);
+    if (uffd >= 0) close(uffd);
+    if (ctl >= 0) close(ctl);
+    if (arena_fd >= 0) close(arena_fd);
+    sock = uffd = ctl = arena_fd = -1;
     state = kOff;
   }
 }
@@ -175,6 +178,283 @@ static void fail(const char* what) {
   snprintf(failure, sizeof failure, "%s", what);
   say(failure);
   state = kFailed;
+}
+
+// A userfaultfd with the arena registered (missing and write-protect), or
+// -1 with the reason in msg. Without POISON if the kernel has none (API is
+// once per descriptor: a fresh one is tried).
+static int new_uffd(uintptr_t a, size_t bytes, unsigned long long* features, char* msg, size_t cap) {
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    snprintf(msg, cap, "userfaultfd: %s (root, or vm.unprivileged_userfaultfd=1, is needed)", strerror(errno));
+    return -1;
+  }
+  struct uffdio_api api = {UFFD_API,
+                           SHIM_FEATURE_PAGEFAULT_FLAG_WP | SHIM_FEATURE_MISSING_SHMEM |
+                               SHIM_FEATURE_WP_HUGETLBFS_SHMEM | SHIM_FEATURE_POISON,
+                           0};
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    close(fd);
+    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    api = (struct uffdio_api){
+        UFFD_API, SHIM_FEATURE_PAGEFAULT_FLAG_WP | SHIM_FEATURE_MISSING_SHMEM | SHIM_FEATURE_WP_HUGETLBFS_SHMEM, 0};
+    if (fd < 0 || ioctl(fd, UFFDIO_API, &api) != 0) {
+      snprintf(msg, cap, "UFFDIO_API: shared-memory write-protect unsupported (%s)", strerror(errno));
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+  }
+  struct uffdio_register reg = {{(uint64_t)a, bytes}, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP, 0};
+  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
+    snprintf(msg, cap, "UFFDIO_REGISTER of the arena: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  *features = (unsigned long long)api.features;
+  return fd;
+}
+
+// ---- Hand-over. Parking: every thread but the control thread waits in a
+// signal handler until the gate opens, so nothing touches the arena while it
+// has no userfaultfd (its pages would read as zeros). A signal, not
+// PROT_NONE: a syscall on arena memory would fail with EFAULT instead of
+// waiting. The handler is installed only while parking.
+static int gate, parked;
+static struct sigaction park_old;
+static int park_sig(void) { return SIGRTMAX - 3; }
+static long futex(int* w, int op, int v, const struct timespec* t) { return syscall(SYS_futex, w, op, v, t, NULL, 0); }
+
+static void park_handler(int sig, siginfo_t* si, void* uc) {
+  (void)sig, (void)si, (void)uc;
+  int saved = errno;
+  __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+  futex(&parked, FUTEX_WAKE, 1, NULL);
+  while (__atomic_load_n(&gate, __ATOMIC_SEQ_CST)) futex(&gate, FUTEX_WAIT, 1, NULL);
+  __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+  futex(&parked, FUTEX_WAKE, 1, NULL);
+  errno = saved;
+}
+
+struct linux_dirent64 {
+  uint64_t ino;
+  int64_t off;
+  unsigned short reclen;
+  unsigned char type;
+  char name[];
+};
+
+// Signal every thread not signalled yet (tids in sent[0..*n)); -1 when more
+// than cap threads. getdents, not opendir: no allocation under mu.
+static int signal_threads(pid_t* sent, int* n, int cap) {
+  int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  char buf[4096];
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  long got;
+  int r = 0;
+  while ((got = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < got;) {
+      struct linux_dirent64* d = (struct linux_dirent64*)(buf + off);
+      off += d->reclen;
+      if (d->name[0] < '0' || d->name[0] > '9') continue;
+      pid_t tid = (pid_t)atoi(d->name);
+      int known = tid == self;
+      for (int i = 0; i < *n && !known; i++) known = sent[i] == tid;
+      if (known) continue;
+      if (*n == cap) {
+        r = -1;
+        break;
+      }
+      if (syscall(SYS_tgkill, getpid(), tid, park_sig()) == 0) sent[(*n)++] = tid;
+    }
+  }
+  close(dir);
+  return r;
+}
+
+static void unpark(void) {
+  __atomic_store_n(&gate, 0, __ATOMIC_SEQ_CST);
+  futex(&gate, FUTEX_WAKE, 1 << 30, NULL);
+  int p;
+  while ((p = __atomic_load_n(&parked, __ATOMIC_SEQ_CST)) > 0) futex(&parked, FUTEX_WAIT, p, NULL);
+  sigaction(park_sig(), &park_old, NULL);
+}
+
+// Park every other thread (mu held); 0, or -1 with the reason in msg (then none is parked).
+static int park(char* msg, size_t cap) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = park_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  __atomic_store_n(&gate, 1, __ATOMIC_SEQ_CST);
+  if (sigaction(park_sig(), &sa, &park_old) != 0) {
+    snprintf(msg, cap, "sigaction: %s", strerror(errno));
+    return -1;
+  }
+  static pid_t sent[4096];
+  int n = 0, before = -1;
+  while (n != before) {  // until no new thread shows up
+    before = n;
+    if (signal_threads(sent, &n, 4096) != 0) {
+      snprintf(msg, cap, "cannot list or signal the program's threads");
+      unpark();
+      return -1;
+    }
+    // Each signalled thread parks at once unless it blocks the signal: 5 s at most.
+    for (int waits = 0; __atomic_load_n(&parked, __ATOMIC_SEQ_CST) < n; waits++) {
+      int p = __atomic_load_n(&parked, __ATOMIC_SEQ_CST);
+      struct timespec t = {0, 10 * 1000 * 1000};
+      if (waits == 500) {
+        snprintf(msg, cap, "%d of %d threads parked: one blocks signal %d or exited", p, n, park_sig());
+        unpark();
+        return -1;
+      }
+      futex(&parked, FUTEX_WAIT, p, &t);
+    }
+  }
+  return 0;
+}
+
+static int ctl_line(int c, char* line, size_t cap) {
+  size_t n = 0;
+  while (n + 1 < cap) {
+    struct pollfd p = {c, POLLIN, 0};
+    int r = poll(&p, 1, 30000);  // a monitor that says nothing for 30 s is gone
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    ssize_t k = read(c, line + n, 1);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    if (line[n] == '\n') break;
+    n++;
+  }
+  line[n] = 0;
+  return n + 1 < cap ? 0 : -1;
+}
+
+static void ctl_say(int c, const char* line) {
+  size_t n = strlen(line);
+  while (n) {
+    ssize_t r = send(c, line, n, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return;
+    line += r;
+    n -= (size_t)r;
+  }
+}
+
+static int control_socket(void) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct sockaddr_un sa = {AF_UNIX, {0}};
+  snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "sos-run-shim/%d", getpid());
+  // The whole sun_path, NUL-padded: the name node's net.connect('\0sos-run-shim/<pid>') asks for.
+  if (bind(s, (struct sockaddr*)&sa, sizeof sa) != 0 ||
+      listen(s, 4) != 0) {
+    char m[160];
+    snprintf(m, sizeof m, "no hand-over socket (%s): this process cannot be checkpointed", strerror(errno));
+    say(m);
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+// detach: park, then release or resume as the monitor says (mu held throughout a detach).
+static void ctl_detach(int c) {
+  char msg[300], line[64];
+  if (state != kReady) return ctl_say(c, "err the arena is not served\n");
+  pthread_mutex_lock(&mu);
+  if (park(msg, sizeof msg - 6) != 0) {
+    pthread_mutex_unlock(&mu);
+    char out[320];
+    snprintf(out, sizeof out, "err %s\n", msg);
+    return ctl_say(c, out);
+  }
+  ctl_say(c, "gated\n");
+  if (ctl_line(c, line, sizeof line) == 0 && strcmp(line, "release") == 0) {
+    close(uffd);
+    close(sock);
+    uffd = sock = -1;
+    state = kDetached;  // parked, mu held, until an attach
+    ctl_say(c, "released\n");
+    return;
+  }
+  unpark();  // resume, or the monitor went away: as before
+  pthread_mutex_unlock(&mu);
+  ctl_say(c, "ok\n");
+}
+
+// attach (detached): a new userfaultfd for the new monitor; 1 when c is now the monitor socket.
+static int ctl_attach(int c) {
+  char msg[300], line[64];
+  if (state != kDetached) {
+    ctl_say(c, "err the arena is not detached\n");
+    return 0;
+  }
+  unsigned long long features = 0;
+  int fd = new_uffd(lo, hi - lo, &features, msg, sizeof msg);
+  if (fd < 0) {
+    char out[320];
+    snprintf(out, sizeof out, "err %s\n", msg);
+    ctl_say(c, out);
+    return 0;
+  }
+  char hello[200];
+  snprintf(hello, sizeof hello, "hello %d %d %d %lu %llu %llu\n", getpid(), fd, arena_fd, (unsigned long)lo,
+           (unsigned long long)(hi - lo), features);
+  ctl_say(c, hello);
+  if (ctl_line(c, line, sizeof line) != 0 || strcmp(line, "ok") != 0) {
+    close(fd);  // refused or gone: still detached, for another monitor
+    return 0;
+  }
+  uffd = fd;
+  sock = c;
+  arena_features = features;
+  state = kReady;
+  unpark();
+  pthread_mutex_unlock(&mu);
+  return 1;
+}
+
+// Only a peer of our uid (or root) may steer the arena.
+static int ctl_peer_ok(int c) {
+  struct ucred cr;
+  socklen_t l = sizeof cr;
+  return getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && (cr.uid == 0 || cr.uid == getuid());
+}
+
+// The control thread: watches the monitor socket (gone: the program stops)
+// and serves hand-over requests on the control socket.
+static void* control(void* arg) {
+  (void)arg;
+  for (;;) {
+    struct pollfd p[2] = {{sock, POLLRDHUP, 0}, {ctl, POLLIN, 0}};
+    int r = poll(p, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    if (sock >= 0 && (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) monitor_lost();
+    if (!(p[1].revents & POLLIN)) {
+      if (ctl < 0 && sock < 0) break;
+      continue;
+    }
+    int c = accept4(ctl, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    char line[64];
+    int kept = 0;
+    if (ctl_peer_ok(c) && ctl_line(c, line, sizeof line) == 0) {
+      if (strcmp(line, "detach") == 0)
+        ctl_detach(c);
+      else if (strcmp(line, "attach") == 0)
+        kept = ctl_attach(c);
+      else
+        ctl_say(c, "err unknown request\n");
+    }
+    if (!kept) close(c);
+  }
+  if (sock >= 0) monitor_lost();
+  return NULL;
 }
 
 // Attach to the monitor (mu held), on the first large allocation.
@@ -204,31 +484,9 @@ static void attach(void) {
   }
   syscall(SYS_madvise, (void*)a, bytes, MADV_DONTFORK);
   syscall(SYS_madvise, (void*)a, bytes, MADV_NOHUGEPAGE);
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  unsigned long long features = 0;
+  int fd = new_uffd((uintptr_t)a, bytes, &features, msg, sizeof msg);
   if (fd < 0) {
-    snprintf(msg, sizeof msg, "userfaultfd: %s (root, or vm.unprivileged_userfaultfd=1, is needed)", strerror(errno));
-    close(mfd);
-    return fail(msg);
-  }
-  struct uffdio_api api = {UFFD_API,
-                           SHIM_FEATURE_PAGEFAULT_FLAG_WP | SHIM_FEATURE_MISSING_SHMEM |
-                               SHIM_FEATURE_WP_HUGETLBFS_SHMEM | SHIM_FEATURE_POISON,
-                           0};
-  if (ioctl(fd, UFFDIO_API, &api) != 0) {  // without POISON, on a fresh uffd (API is once only)
-    close(fd);
-    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    api = (struct uffdio_api){
-        UFFD_API, SHIM_FEATURE_PAGEFAULT_FLAG_WP | SHIM_FEATURE_MISSING_SHMEM | SHIM_FEATURE_WP_HUGETLBFS_SHMEM, 0};
-    if (fd < 0 || ioctl(fd, UFFDIO_API, &api) != 0) {
-      snprintf(msg, sizeof msg, "UFFDIO_API: shared-memory write-protect unsupported (%s)", strerror(errno));
-      close(mfd);
-      return fail(msg);
-    }
-  }
-  struct uffdio_register reg = {{(uint64_t)a, bytes}, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP, 0};
-  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
-    snprintf(msg, sizeof msg, "UFFDIO_REGISTER of the arena: %s", strerror(errno));
-    close(fd);
     close(mfd);
     return fail(msg);
   }
@@ -244,13 +502,12 @@ static void attach(void) {
   }
   sock = s;
   char req[200], reply[600];
-  snprintf(req, sizeof req, "hello %d %d %d %lu %llu %llu\n", getpid(), fd, mfd, (unsigned long)a, bytes,
-           (unsigned long long)api.features);
+  snprintf(req, sizeof req, "hello %d %d %d %lu %llu %llu\n", getpid(), fd, mfd, (unsigned long)a, bytes, features);
   int r = ask(req, reply, sizeof reply);
-  close(mfd);  // the monitor has its copy; the mapping keeps the file
   if (r != 0 || strncmp(reply, "ok", 2) != 0) {
     close(sock);
     close(fd);
+    close(mfd);
     sock = -1;
     syscall(SYS_munmap, (void*)a, bytes);
     return fail(r != 0 ? "the paging monitor closed the connection" : reply + (strncmp(reply, "err ", 4) ? 0 : 4));
@@ -260,6 +517,8 @@ static void attach(void) {
   // evicted pages would then read as zeros. A checkpoint must drop it first
   // (CRIU cannot dump a userfaultfd): docs/memory-run.md.
   uffd = fd;
+  arena_fd = mfd;  // kept for a hand-over's new monitor (and CRIU dumps the memfd with it)
+  arena_features = features;
   used = (uint64_t*)u;
   blocks = (uint32_t*)b;
   npages = np;
@@ -270,8 +529,9 @@ static void attach(void) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);  // the watcher takes none of the program's signals
+  ctl = control_socket();
   pthread_t t;
-  if (pthread_create(&t, NULL, watch, NULL) == 0) pthread_detach(t);
+  if (pthread_create(&t, NULL, control, NULL) == 0) pthread_detach(t);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 

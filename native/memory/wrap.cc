@@ -252,7 +252,8 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
         {InstanceMethod("connect", &RemoteWrap::Connect), InstanceMethod("read", &RemoteWrap::Read),
          InstanceMethod("write", &RemoteWrap::Write), InstanceMethod("remoteStats", &RemoteWrap::RemoteStats),
          InstanceMethod("attachRdma", &RemoteWrap::AttachRdma), InstanceMethod("info", &RemoteWrap::Info),
-         InstanceMethod("adopt", &RemoteWrap::Adopt), InstanceMethod("close", &RemoteWrap::Close)});
+         InstanceMethod("adopt", &RemoteWrap::Adopt), InstanceMethod("close", &RemoteWrap::Close),
+         InstanceMethod("detach", &RemoteWrap::Detach)});
   }
   explicit RemoteWrap(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<RemoteWrap>(info), slot_(std::make_shared<RemoteSlot>()), env_(info.Env()) {
@@ -291,6 +292,7 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
     if (!GetU32(env, o, "port", &port) || !GetU32(env, o, "timeoutMs", &opt->timeoutMs) ||
         !GetU32(env, o, "version", &version) || !ToU64(env, o.Get("size"), "size", &opt->size))
       return env.Undefined();
+    if (!o.Get("region").IsUndefined() && !ToU64(env, o.Get("region"), "region", &opt->region)) return env.Undefined();
     opt->port = static_cast<uint16_t>(port);
     opt->version = static_cast<uint16_t>(version);
     opt->secret = BufferBytes(o.Get("secret"));
@@ -463,6 +465,23 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
           if (!js) return;
           (void)rc;
           d.Resolve(env.Undefined());
+        });
+  }
+
+  // detach(): end the connection and keep the region (its lease runs on): another process opens it by id.
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = slot_->source;
+    slot_->closed = true;
+    if (!s) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    return OffThread::Start(
+        env, [s] { s->Shutdown(); },
+        [](Napi::Env env, Napi::Promise::Deferred& d, bool js) {
+          if (js) d.Resolve(env.Undefined());
         });
   }
 
