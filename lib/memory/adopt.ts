@@ -85,9 +85,13 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
       });
     });
     await helloDone;
-    if (!served) throw new SosError(`process ${pid} cannot be adopted: ${failure?.message}`, { code: 'ERR_ADOPT', cause: failure });
+    if (!served)
+      throw new SosError(`process ${pid} cannot be adopted: ${failure?.message}`, {
+        code: 'ERR_ADOPT',
+        cause: failure,
+      });
     adopted = new AdoptedProcess(pid, served, endedP);
-    served.far.on('nodeLost', (n) => adopted!.emit('nodeLost', n));
+    served.far.on('nodeLost', (n) => adopted.emit('nodeLost', n));
     return adopted;
   }
 }

@@ -129,11 +129,16 @@ export async function openArena(
   handover?: FarHandover,
 ): Promise<ServedArena> {
   const { pid, uffd: ufd, memfd: mfd, address: addr, bytes: size, features } = parseHello(line, arenaBytes);
-  if (pid !== peer) throw new SosError(`hello names pid ${pid}, the socket's peer is ${peer}`, { code: 'ERR_PEER' });
-  const uffd = Userfaultfd.fromProcess(pid, ufd, { features: [...featureSet(features)] });
+  // The shim says its pid in its own PID namespace; the socket's peer is in ours.
+  const own = nsPid(peer);
+  if (pid !== own)
+    throw new SosError(`hello names pid ${pid}, the socket's peer is ${peer} (${own} in its PID namespace)`, {
+      code: 'ERR_PEER',
+    });
+  const uffd = Userfaultfd.fromProcess(peer, ufd, { features: [...featureSet(features)] });
   let region: Region;
   try {
-    const fd = native.takeFd(pid, mfd);
+    const fd = native.takeFd(peer, mfd);
     try {
       region = Region.fromFd(fd, size, { shared: true });
     } finally {
@@ -163,7 +168,7 @@ export async function openArena(
     if (!uffd.closed) uffd.close();
     throw e;
   }
-  return { pid, arenaBytes: size, far };
+  return { pid: peer, arenaBytes: size, far };
 }
 
 /** Keep the last counters, then free every remote page (once, whoever asks first); a handed-over region is not ours to free. */
@@ -176,8 +181,33 @@ export function releaseArena(a: ServedArena): Promise<void> {
   return a.released;
 }
 
-/** The abstract unix socket a process's shim takes hand-over requests on (one per network namespace). */
-export const controlPath = (pid: number) => `\0sos-run-shim/${pid}`;
+/** `pid`'s pid in its own PID namespace (the last of /proc/PID/status's NSpid), or null when it is gone. */
+export function nsPid(pid: number): number | null {
+  try {
+    const m = /^NSpid:\s*([\d\s]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1].trim().split(/\s+/).pop()) : pid;
+  } catch {
+    return null;
+  }
+}
+
+/** The run name its monitor gave process `pid` (SOS_RUN_NAME in its initial environment), '' if none. */
+function runName(pid: number): string {
+  try {
+    const env = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+    return env.find((e) => e.startsWith('SOS_RUN_NAME='))?.slice('SOS_RUN_NAME='.length) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The abstract unix socket `pid`'s shim takes hand-over requests on, in its network namespace:
+ * named by its run name and its pid in its own PID namespace (both survive a checkpoint and restore).
+ */
+export function controlPath(pid: number): string {
+  return `\0sos-run-shim/${runName(pid)}/${nsPid(pid) ?? pid}`;
+}
 
 /** Line-at-a-time talk on a shim's control socket. */
 export class ControlLink {

@@ -138,10 +138,13 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
       }
     }
     if (handover && placed.length === 0) {
-      throw new SosError(`none of the handed-over replicas could be opened: ${errors.map((e) => e.message).join('; ')}`, {
-        code: 'ERR_NO_NODES',
-        cause: errors[0],
-      });
+      throw new SosError(
+        `none of the handed-over replicas could be opened: ${errors.map((e) => e.message).join('; ')}`,
+        {
+          code: 'ERR_NO_NODES',
+          cause: errors[0],
+        },
+      );
     }
     for (const node of handover ? [] : nodes) {
       if (placed.length === replicas) break;
@@ -182,7 +185,8 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     const fm = new FarMemory(size, far, set, opts);
     for (const [i, r] of set.replicas().entries()) fm.stores.set(r.id, placed[i]);
     // Replicas the hand-over named but that are gone: spares take their places, filled from the rest.
-    for (let k = placed.length; k < replicas; k++) void fm.replace(-1, errors[k - placed.length]?.code ?? 'ERR_NO_REGION');
+    for (let k = placed.length; k < replicas; k++)
+      void fm.replace(-1, errors[k - placed.length]?.code ?? 'ERR_NO_REGION');
     return fm;
   }
 
@@ -301,7 +305,9 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
     this.closing = (async () => {
       this.far.close();
       this.set.close();
-      await Promise.allSettled([...this.stores.values()].map((s) => (kept.includes(s) ? s.store.detach() : s.store.close())));
+      await Promise.allSettled(
+        [...this.stores.values()].map((s) => (kept.includes(s) ? s.store.detach() : s.store.close())),
+      );
       this.stores.clear();
     })();
     await this.closing;
@@ -333,25 +339,34 @@ const REGION_ID = /^[0-9a-f]{16}$/;
 
 /** A hand-over from a peer (it travels with a migration): checked field by field. */
 function checkHandover(v: unknown, size: number, application: string): FarHandover {
-  const h = object('options.handover', v) as Record<string, unknown>;
+  const h = object('options.handover', v);
   if (h.size !== size) throw argValue(`options.handover is of a ${String(h.size)}-byte region, not ${size}`);
   if (h.application !== application)
     throw argValue(`options.handover belongs to application ${JSON.stringify(h.application)}, not ${application}`);
   if (!Array.isArray(h.replicas) || h.replicas.length === 0 || h.replicas.length > 16)
     throw argValue('options.handover.replicas must name 1 to 16 replicas');
   const replicas = h.replicas.map((r: unknown, i: number) => {
-    const x = object(`options.handover.replicas[${i}]`, r) as Record<string, unknown>;
-    const n = object(`options.handover.replicas[${i}].node`, x.node) as Record<string, unknown>;
-    if (typeof n.host !== 'string' || !n.host) throw argValue(`options.handover.replicas[${i}].node.host must be a host`);
-    if (n.name !== undefined && typeof n.name !== 'string') throw argValue(`options.handover.replicas[${i}].node.name must be a string`);
+    const x = object(`options.handover.replicas[${i}]`, r);
+    const n = object(`options.handover.replicas[${i}].node`, x.node);
+    if (typeof n.host !== 'string' || !n.host)
+      throw argValue(`options.handover.replicas[${i}].node.host must be a host`);
+    if (n.name !== undefined && typeof n.name !== 'string')
+      throw argValue(`options.handover.replicas[${i}].node.name must be a string`);
     if (typeof x.region !== 'string' || !REGION_ID.test(x.region))
       throw argValue(`options.handover.replicas[${i}].region must be 16 hex digits`);
-    const node: MemoryNodeAddress = { host: n.host, port: integer(`options.handover.replicas[${i}].node.port`, n.port, 1, 65535) };
+    const node: MemoryNodeAddress = {
+      host: n.host,
+      port: integer(`options.handover.replicas[${i}].node.port`, n.port, 1, 65535),
+    };
     if (typeof n.name === 'string') node.name = n.name;
     return { node, region: x.region };
   });
   const words = Math.ceil(size / 4096 / 64) * 8;
-  if (typeof h.stored !== 'string' || Buffer.byteLength(h.stored, 'base64') !== words || Buffer.from(h.stored, 'base64').toString('base64') !== h.stored)
+  if (
+    typeof h.stored !== 'string' ||
+    Buffer.byteLength(h.stored, 'base64') !== words ||
+    Buffer.from(h.stored, 'base64').toString('base64') !== h.stored
+  )
     throw argValue(`options.handover.stored must be base64 of ${words} bytes`);
   return { size, application, replicas, stored: h.stored };
 }

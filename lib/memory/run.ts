@@ -105,6 +105,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     env.LD_PRELOAD = env.LD_PRELOAD ? `${SHIM_PATH}:${env.LD_PRELOAD}` : SHIM_PATH;
     env.SOS_RUN_SOCK = sockPath;
     env.SOS_RUN_ARENA = String(o.farBytes);
+    env.SOS_RUN_NAME = path.basename(this.dir); // unique: names the shims' hand-over sockets
     // The socket is bound synchronously by listen() on a unix path; the child connects only on its
     // first large allocation, and a refused connect is retried by nobody: wait for the bind.
     this.child = spawn(argv[0], argv.slice(1), { env, cwd: o.cwd, stdio: o.stdio ?? 'inherit' });

@@ -29,7 +29,7 @@ struct ConnectOptions {
   std::string host, application;
   uint16_t port = 0;
   Bytes secret;
-  uint64_t size = 0;            // bytes, rounded up to pages
+  uint64_t size = 0;  // bytes, rounded up to pages
   // Open this application's region instead of allocating one (RENEW checks it
   // is there): a far-memory region handed over by another process.
   uint64_t region = 0;

@@ -17,7 +17,8 @@
 //   discard <offset> <bytes>    -> ok   (freed: the pages read as zeros again)
 //
 // Hand-over (a checkpoint, a migration): the shim listens on the abstract
-// unix socket "sos-run-shim/<pid>" (its network namespace's, kept by CRIU); a
+// unix socket "sos-run-shim/<SOS_RUN_NAME>/<pid>" (its network namespace's,
+// kept by CRIU); a
 // monitor of the same uid connects there and says, one line each:
 //   detach  -> gated | err <message>   every other thread parked, nothing faults
 //   release -> released   the userfaultfd and the monitor's socket closed
@@ -348,10 +349,13 @@ static int control_socket(void) {
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) return -1;
   struct sockaddr_un sa = {AF_UNIX, {0}};
-  snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "sos-run-shim/%d", getpid());
+  // Named by the monitor's SOS_RUN_NAME and our pid in our own PID namespace: unique in the network
+  // namespace (workloads of one node each have a PID namespace of their own), and the same after a
+  // restore, which keeps both.
+  const char* name = getenv("SOS_RUN_NAME");
+  snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "sos-run-shim/%s/%d", name ? name : "", getpid());
   // The whole sun_path, NUL-padded: the name node's net.connect('\0sos-run-shim/<pid>') asks for.
-  if (bind(s, (struct sockaddr*)&sa, sizeof sa) != 0 ||
-      listen(s, 4) != 0) {
+  if (bind(s, (struct sockaddr*)&sa, sizeof sa) != 0 || listen(s, 4) != 0) {
     char m[160];
     snprintf(m, sizeof m, "no hand-over socket (%s): this process cannot be checkpointed", strerror(errno));
     say(m);

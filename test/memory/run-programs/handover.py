@@ -1,6 +1,7 @@
 # A program for the hand-over tests: 32 MiB of distinct pages in one bytearray (the shim's arena), a
 # thread that keeps reading and writing them back unchanged, and commands on stdin.
 import hashlib
+import socket
 import sys
 import threading
 
@@ -19,17 +20,38 @@ def spin():
 
 
 threading.Thread(target=spin, daemon=True).start()
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = line.split()
-    if not cmd:
-        continue
+
+
+def answer(cmd):
     if cmd[0] == "sum":
-        print("sum", hashlib.sha256(buf).hexdigest(), spins > 0, flush=True)
-    elif cmd[0] == "write":  # write <seed>: every page's second word
+        return "sum %s %s" % (hashlib.sha256(buf).hexdigest(), spins > 0)
+    if cmd[0] == "write":  # write <seed>: every page's second word
         seed = int(cmd[1])
         for off in range(0, len(buf), 4096):
             buf[off + 8 : off + 16] = (off ^ seed).to_bytes(8, "little")
-        print("written", flush=True)
-    elif cmd[0] == "exit":
-        break
+        return "written"
+    return "unknown"
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--tcp":  # one command per connection (a checkpoint takes none open)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    print("ready", server.getsockname()[1], flush=True)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            cmd = conn.makefile().readline().split()
+            if cmd and cmd[0] == "exit":
+                break
+            if cmd:
+                conn.sendall((answer(cmd) + "\n").encode())
+else:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd and cmd[0] == "exit":
+            break
+        if cmd:
+            print(answer(cmd), flush=True)
