@@ -67,7 +67,7 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
         code: 'ERR_ADOPT',
       });
     }
-    let adopted: AdoptedProcess | undefined;
+    const box: { adopted?: AdoptedProcess } = {}; // errors before it exists go nowhere
     const helloDone = new Promise<void>((resolve) => {
       serveArena(c.release(), [hello], {
         hello: async (line) => {
@@ -79,7 +79,7 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
           }
         },
         refused: (e) => (failure = e),
-        error: (e) => adopted?.emit('error', e),
+        error: (e) => box.adopted?.emit('error', e),
         track: () => undefined, // `closed` comes once the region is released
         closed: () => ended(),
       });
@@ -90,7 +90,8 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
         code: 'ERR_ADOPT',
         cause: failure,
       });
-    adopted = new AdoptedProcess(pid, served, endedP);
+    const adopted = new AdoptedProcess(pid, served, endedP);
+    box.adopted = adopted;
     served.far.on('nodeLost', (n) => adopted.emit('nodeLost', n));
     return adopted;
   }
