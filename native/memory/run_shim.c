@@ -244,6 +244,28 @@ struct linux_dirent64 {
   char name[];
 };
 
+// A thread's id in our own PID namespace: /proc may be the host's (a
+// workload is pid 1 of its own namespace under the node's /proc), and
+// tgkill takes ids of ours. The last field of its status's NSpid line.
+static pid_t ns_tid(const char* name) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/self/task/%s/status", name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char* line = strstr(buf, "\nNSpid:");
+  if (!line) return (pid_t)atoi(name);  // no PID namespaces: the same id
+  line += 7;
+  char* end = strchr(line, '\n');
+  if (end) *end = 0;
+  char* last = strrchr(line, '\t');
+  if (!last) last = strrchr(line, ' ');
+  return (pid_t)atoi(last ? last + 1 : line);
+}
+
 // Signal every thread not signalled yet (tids in sent[0..*n)); -1 when more
 // than cap threads. getdents, not opendir: no allocation under mu.
 static int signal_threads(pid_t* sent, int* n, int cap) {
@@ -258,7 +280,8 @@ static int signal_threads(pid_t* sent, int* n, int cap) {
       struct linux_dirent64* d = (struct linux_dirent64*)(buf + off);
       off += d->reclen;
       if (d->name[0] < '0' || d->name[0] > '9') continue;
-      pid_t tid = (pid_t)atoi(d->name);
+      pid_t tid = ns_tid(d->name);
+      if (tid <= 0) continue;  // exited meanwhile
       int known = tid == self;
       for (int i = 0; i < *n && !known; i++) known = sent[i] == tid;
       if (known) continue;
@@ -266,7 +289,10 @@ static int signal_threads(pid_t* sent, int* n, int cap) {
         r = -1;
         break;
       }
-      if (syscall(SYS_tgkill, getpid(), tid, park_sig()) == 0) sent[(*n)++] = tid;
+      if (syscall(SYS_tgkill, getpid(), tid, park_sig()) == 0)
+        sent[(*n)++] = tid;
+      else if (errno != ESRCH)  // one we cannot stop: no detach
+        r = -1;
     }
   }
   close(dir);
@@ -496,7 +522,12 @@ static void attach(void) {
   }
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {AF_UNIX, {0}};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  // "@name": an abstract socket (NUL-padded, as node's net names it), the monitor of whichever
+  // network namespace the process is in: sosd's, also after a migration to another node.
+  if (path[0] == '@')
+    snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "%s", path + 1);
+  else
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
   if (s < 0 || connect(s, (struct sockaddr*)&sa, sizeof sa) != 0) {
     snprintf(msg, sizeof msg, "cannot reach the paging monitor at %s: %s", path, strerror(errno));
     if (s >= 0) close(s);
