@@ -42,6 +42,8 @@ export function check(pid: unknown, o: MigrateOptions): Checked {
     throw argType('options.id must be a migration id (32 lowercase hex digits)');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
     throw argType('options.onProgress must be a function');
+  if (o.beforeDump !== undefined && typeof o.beforeDump !== 'function')
+    throw argType('options.beforeDump must be a function');
   if (o.refreshSecret !== undefined && typeof o.refreshSecret !== 'function')
     throw argType('options.refreshSecret must be a function');
   return {

@@ -236,6 +236,13 @@ class SourceRun implements Scene {
   /** Dump (its post-dump hook moves the images and commits), then end the stopped copy. */
   private async migrate(link: TargetLink): Promise<MigrationResult> {
     this.enter('dump', 'dump');
+    if (this.user.beforeDump) {
+      try {
+        await this.user.beforeDump();
+      } catch (e) {
+        throw this.error(`before the dump: ${describe(e)}`, 'source', e);
+      }
+    }
     const postcopy = this.o.mode === 'postcopy';
     if (postcopy) {
       // Our dump serves the pages, on the address the target sees us at.

@@ -28,6 +28,11 @@ export interface MigrateOptions {
    * for mutual TLS with the target (`ChannelTls`; a cluster's: `memberTls` naming the target node).
    */
   secret: ChannelAuth;
+  /**
+   * Called once right before CRIU dumps the tree (sosd detaches its far memory here); a rejection fails
+   * the migration on the source, the process running on there.
+   */
+  beforeDump?: () => Promise<void>;
   /** 'precopy' (default): all memory moves before the target resumes. 'postcopy': the target resumes at once and pulls pages. */
   mode?: Mode;
   /** Where this side writes its images (a folder per migration is made inside). */
