@@ -50,6 +50,8 @@ export interface RunOptions {
    * cluster-wide); ERR_APP_EXISTS when this folder has it already. Default: the folder's next.
    */
   id?: number;
+  /** Called with the workload's new folder before the program starts (files it must find there). */
+  prepare?: (dir: string) => Promise<void>;
 }
 
 export interface LogsOptions {
@@ -238,6 +240,7 @@ export class Workloads extends EventEmitter<WorkloadsEvents> implements Disposab
     let started: Started | undefined;
     try {
       fs.mkdirSync(dir, { mode: 0o700 });
+      await options.prepare?.(dir);
       group = await this.makeGroup(app, id);
       if (Object.keys(limits).length > 0) group.setLimits(limits);
       const out = openLog(dir, 'stdout');
