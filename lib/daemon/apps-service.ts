@@ -5,6 +5,7 @@
  * it by APP/ID. A restarted sosd re-adopts the processes that still run (Workloads.open) and brings
  * their entries up to date.
  */
+import crypto from 'node:crypto';
 import path from 'node:path';
 import { Workloads, type WorkloadRecord } from '../apps/index.js';
 import type { ClusterNode } from '../cluster/join.js';
@@ -15,6 +16,8 @@ import { FENCE_SCHEMA, checkFence, fenceCompare, type Fence } from '../orchestra
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
 import { APP, ID } from './schemas.js';
 import { forbidden } from './refusals.js';
+import { SosError } from '../errors.js';
+import { FAR_CONFIG_SCHEMA, farEnv, writeFarConfig, type FarConfig, type FarService } from './far-service.js';
 
 export interface AppsServiceOptions {
   /** sosd's state folder: workloads live in its `apps/` subfolder. */
@@ -37,12 +40,16 @@ const RUN_SCHEMA = {
   additionalProperties: false,
   required: ['app', 'argv'],
   // `id` and `fence`: the orchestrator placing a desired process (both or neither).
-  properties: { ...RUN_PROPERTIES, id: ID, fence: FENCE_SCHEMA },
+  // `farMemory`: its large memory on memory nodes (sosctl run --far-memory), paged by this sosd.
+  properties: { ...RUN_PROPERTIES, id: ID, fence: FENCE_SCHEMA, farMemory: FAR_CONFIG_SCHEMA },
 };
 const ONE = { type: 'object', additionalProperties: false, required: ['app', 'id'], properties: { app: APP, id: ID } };
 const LIST = { type: 'object', additionalProperties: false, properties: { app: APP } };
 
 export class AppsService {
+  /** The far-memory monitor (sosd sets it): workloads with `farMemory` need one. */
+  far: FarService | null = null;
+
   private constructor(
     readonly workloads: Workloads,
     private readonly o: AppsServiceOptions,
@@ -180,13 +187,17 @@ export class AppsService {
     // In a cluster the number comes from etcd (unique cluster-wide), and the entry is durable
     // before the reply: whoever is told APP/ID can find it.
     const id = (a.id as number | undefined) ?? (this.registry ? await this.registry.allocate(app) : undefined);
+    const far = a.farMemory as FarConfig | undefined;
+    if (far && !this.far) throw new SosError('this sosd has no far-memory monitor', { code: 'ERR_UNSUPPORTED' });
+    const env = a.env as Record<string, string> | undefined;
     const r = await w.run({
       app,
       ...(id === undefined ? {} : { id }),
       argv: a.argv as string[],
-      env: a.env as Record<string, string> | undefined,
+      env: far ? { ...env, ...farEnv(app, crypto.randomBytes(8).toString('hex'), far) } : env,
       cwd: a.cwd as string | undefined,
       limits: a.limits as never,
+      ...(far ? { prepare: (dir: string) => writeFarConfig(dir, far) } : {}),
     });
     try {
       await this.publish(r, false, fence);

@@ -34,6 +34,15 @@ import type { RecordStore } from '../migration/record.js';
 import { loadConfig } from '../cluster/folder.js';
 import { memberTls, type MemberCredentials } from '../cluster/member-tls.js';
 import type { ChannelTls } from '../net/channel-tls.js';
+import {
+  FAR_ARENAS_SCHEMA,
+  FAR_CONFIG_SCHEMA,
+  readFarConfig,
+  writeFarConfig,
+  type FarArena,
+  type FarConfig,
+  type FarService,
+} from './far-service.js';
 import type { AppsService } from './apps-service.js';
 import { connectNode } from './remote.js';
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
@@ -49,6 +58,8 @@ export interface MigrationServiceOptions {
   credentials: () => MemberCredentials;
   cluster: ClusterNode;
   apps: AppsService;
+  /** This node's far-memory monitor: far-memory workloads' arenas are handed over around the dump. */
+  far?: FarService | null;
   /** Where the agent listens (the address peers reach this node at). */
   host: string;
   port: number;
@@ -100,6 +111,12 @@ const MIGRATE = {
     fence: FENCE_SCHEMA,
   },
 };
+const FAR_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['migration', 'config', 'arenas'],
+  properties: { migration: MID, config: FAR_CONFIG_SCHEMA, arenas: FAR_ARENAS_SCHEMA },
+};
 const OPERATORS = ['operator', 'orchestrator'] as const;
 /** An expected migration that never came (the source died before it sent) is let go after this. */
 const EXPECT_MS = 30 * 60_000;
@@ -112,6 +129,8 @@ interface Expected {
   move: MoveEntry;
   arrival: Arrival;
   timer: NodeJS.Timeout;
+  /** Its far memory, handed over by the source right before its dump (migration.far). */
+  far?: { config: FarConfig; arenas: FarArena[] };
 }
 
 interface Tracked extends Progress {
@@ -209,6 +228,8 @@ export class MigrationService {
     this.expected.delete(id);
     clearTimeout(x.timer);
     try {
+      // Its arenas first: its threads wait parked until they are served.
+      if (x.far && this.o.far) await this.o.far.adopt(x.move.app, x.move.id, pid, x.far.arenas, x.far.config);
       const rec = await x.arrival.adopt(pid);
       await this.o.apps.adopted(rec);
     } catch (e) {
@@ -402,6 +423,14 @@ export class MigrationService {
       );
       const key = (await this.callNode(target, 'migration.expect', { migration })) as { port: number };
       await w.beginMove(app, id, migration, to);
+      // A far-memory workload: its arenas are detached right before the dump (its processes park,
+      // every page on the memory nodes) and handed to the target, which adopts them after the restore.
+      const farConfig = this.o.far ? readFarConfig(w.where(app, id).dir) : null;
+      let arenas: FarArena[] | null = null;
+      const beforeDump = async () => {
+        arenas = await this.o.far!.detach(app, id, rec.pid, farConfig!);
+        await this.callNode(target, 'migration.far', { migration, config: farConfig, arenas });
+      };
       let result;
       try {
         result = await migrate(rec.pid, {
@@ -413,10 +442,16 @@ export class MigrationService {
           workDir: path.join(this.o.stateDir, 'migration', 'out'),
           records: this.records,
           onProgress: (p) => Object.assign(tracked, p),
+          ...(farConfig ? { beforeDump } : {}),
         });
       } catch (e) {
         const where = e instanceof MigrationError ? e.runningOn : 'source';
         if (where === 'source') {
+          // It runs on here: serve its arenas again.
+          if (arenas && farConfig)
+            await this.o
+              .far!.adopt(app, id, rec.pid, arenas, farConfig)
+              .catch((x: Error) => this.o.log.error({ app, id, migration }, `far memory not taken back: ${x.message}`));
           await w.settleMove(app, id, null);
           await this.callNode(target, 'migration.cancel', { migration }).catch(() => undefined);
         } else if (where === 'target') await w.settleMove(app, id, to);
@@ -505,6 +540,24 @@ export class MigrationService {
         },
       },
       { op: 'migration.expect', schema: ONE_MIGRATION, roles: ['node'], handler: (a, ctx) => this.expect(a, ctx) },
+      {
+        op: 'migration.far',
+        schema: FAR_SCHEMA,
+        roles: ['node'],
+        handler: async (a, ctx) => {
+          const peer = nodePeer(ctx);
+          const x = this.expected.get(a.migration as string);
+          if (!x)
+            throw new SosError(`migration ${String(a.migration)} is not expected here`, { code: 'ERR_NOT_FOUND' });
+          if (x.move.from !== peer) throw forbidden(`migration ${String(a.migration)} is not ${peer}'s`);
+          if (!this.o.far) throw new SosError('this sosd has no far-memory monitor', { code: 'ERR_UNSUPPORTED' });
+          const config = a.config as FarConfig;
+          // Durable before the answer: the arrival's folder keeps its far memory's settings.
+          await writeFarConfig(x.arrival.dir, config);
+          x.far = { config, arenas: a.arenas as FarArena[] };
+          return { migration: a.migration, arenas: x.far.arenas.length };
+        },
+      },
       {
         op: 'migration.cancel',
         schema: ONE_MIGRATION,

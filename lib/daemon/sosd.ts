@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { loadConfig, loadMember } from '../cluster/folder.js';
 import { AppsService } from './apps-service.js';
 import { ClusterService } from './cluster-service.js';
+import { FarService } from './far-service.js';
 import { MemoryService } from './memory-service.js';
 import { MigrationService } from './migration-service.js';
 import { AddressRanges } from '../migration/address-ranges.js';
@@ -252,6 +253,12 @@ const apps = await AppsService.start({
 });
 server.registerAll(apps.ops());
 cluster?.node.telemetry.addSource(apps.telemetrySource());
+// The paging monitor of far-memory workloads (its memory-node connections: this node's certificate).
+const far = await FarService.start({ workloads: apps.workloads, log, tls: () => memoryTls()! }).catch((e: Error) => {
+  log.warn({ err: e.message }, 'no far-memory monitor here (another sosd in this network namespace?)');
+  return null;
+});
+apps.far = far;
 if (memory) cluster?.node.telemetry.addSource(memory.telemetrySource());
 
 // Migration: with a cluster (its moves are recorded in etcd; the agents speak mutual TLS) and an API (peers ask there).
@@ -263,6 +270,7 @@ if (cluster && api && flags.migrationPort) {
     credentials: () => nodeCreds,
     cluster: cluster.node,
     apps,
+    far,
     host: flags.addr,
     port: flags.migrationPort,
     moveRanges: flags.moveRanges,
@@ -317,6 +325,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
       await migration?.close();
       checkpoints?.close();
       memory?.close();
+      await far?.close();
       apps.close();
       await cluster?.detach();
       await server.close();

@@ -1,0 +1,289 @@
+/**
+ * sosd as the paging monitor of its workloads' far memory. A workload run with `farMemory` gets the
+ * preload shim (lib/memory/run.ts's, native/memory/run_shim.c) and its settings in `far.json` in its
+ * folder: its memory nodes, the application's secret there, the local bound. Each process of it that
+ * allocates large memory connects to this node's monitor (an abstract unix socket: the monitor of
+ * whichever network namespace, so node, the process is in), is checked to belong to that workload,
+ * and is served by a far-memory region. A migration detaches every arena before the dump
+ * (detach: the processes park, every page is written to the memory nodes) and the target adopts them
+ * after the restore (adopt: the regions reopened by id), so the pages never pass through either node.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { SosError } from '../errors.js';
+import { writeDurable } from '../durable.js';
+import type { Workloads } from '../apps/workloads.js';
+import { nsPids, treePids } from '../apps/proc.js';
+import { native } from '../native/index.js';
+import { adoptProcess, type AdoptedProcess } from '../memory/adopt.js';
+import { detachArena, openArena, serveArena, type ArenaOptions, type ServedArena } from '../memory/arena-link.js';
+import type { FarHandover, MemoryNodeAddress } from '../memory/far-memory.js';
+import type { FarStats } from '../memory/far-stats.js';
+import { SHIM_PATH } from '../memory/run.js';
+import type { MemoryTlsOptions } from '../memory/tls.js';
+import type { DaemonLogger } from './server.js';
+
+/** A workload's far memory, as apps.run takes it and far.json keeps it. */
+export interface FarConfig {
+  /** Resident bytes of each process's arena at most. */
+  localBytes: number;
+  /** The arena: the most far memory one process may hold. */
+  farBytes: number;
+  replicas?: number;
+  /** Memory nodes, granted the application with `secret` (sosctl does that: memory.grant). */
+  nodes: MemoryNodeAddress[];
+  /** The application's secret on them, base64. */
+  secret: string;
+  /** The nodes serve mutual TLS (a cluster's): connect with this node's certificate. */
+  tls: boolean;
+}
+
+/** One detached arena, for the migration's target: which process (by its pid in the workload's PID namespace), and its pages. */
+export interface FarArena {
+  nsPid: number;
+  handover: FarHandover;
+}
+
+const NODE = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'port'],
+  properties: {
+    host: { type: 'string', minLength: 1, maxLength: 253 },
+    port: { type: 'integer', minimum: 1, maximum: 65535 },
+    name: { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' },
+  },
+};
+export const FAR_CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['localBytes', 'farBytes', 'nodes', 'secret', 'tls'],
+  properties: {
+    localBytes: { type: 'integer', minimum: 128 * 4096, multipleOf: 4096 },
+    farBytes: { type: 'integer', minimum: 128 * 4096, maximum: 2 ** 46, multipleOf: 4096 },
+    replicas: { type: 'integer', minimum: 1, maximum: 16 },
+    nodes: { type: 'array', minItems: 1, maxItems: 64, items: NODE },
+    secret: { type: 'string', minLength: 44, maxLength: 1368, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+    tls: { type: 'boolean' },
+  },
+};
+/** Arenas handed to a migration's target (checked again by FarMemory when adopted). */
+export const FAR_ARENAS_SCHEMA = {
+  type: 'array',
+  maxItems: 1024,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['nsPid', 'handover'],
+    properties: { nsPid: { type: 'integer', minimum: 1, maximum: 2 ** 22 }, handover: { type: 'object' } },
+  },
+};
+
+const CONFIG = 'far.json';
+/** The monitor's abstract socket name (the shim's SOS_RUN_SOCK spelling: '@' for the leading NUL). */
+export const MONITOR_NAME = 'sos-far-monitor';
+
+/** The environment a far-memory workload's program gets on top of its own. */
+export function farEnv(app: string, token: string, c: FarConfig): Record<string, string> {
+  return {
+    LD_PRELOAD: SHIM_PATH,
+    SOS_RUN_SOCK: `@${MONITOR_NAME}`,
+    SOS_RUN_ARENA: String(c.farBytes),
+    SOS_RUN_NAME: `${app}.${token}`, // names its processes' hand-over sockets: unique in the network namespace
+  };
+}
+
+export function writeFarConfig(dir: string, c: FarConfig): Promise<void> {
+  return writeDurable(path.join(dir, CONFIG), `${JSON.stringify(c)}\n`, 0o600);
+}
+
+export function readFarConfig(dir: string): FarConfig | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, CONFIG), 'utf8')) as FarConfig;
+  } catch {
+    return null;
+  }
+}
+
+/** One process's arena served here: attached to this monitor, or adopted after a hand-over. */
+interface Held {
+  pid: number;
+  arenaBytes: number;
+  stats(): FarStats;
+  detach(): Promise<FarHandover>;
+}
+
+const served = (a: ServedArena): Held => ({
+  pid: a.pid,
+  arenaBytes: a.arenaBytes,
+  stats: () => a.last ?? a.far.stats(),
+  detach: () => detachArena(a),
+});
+const adopted = (p: AdoptedProcess): Held => ({
+  pid: p.pid,
+  arenaBytes: p.arenaBytes,
+  stats: () => p.stats(),
+  detach: () => p.detach(),
+});
+
+export class FarService {
+  private readonly held = new Map<string, Held[]>();
+  private readonly pending = new Set<Promise<unknown>>();
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly o: { workloads: Workloads; log: DaemonLogger; tls?: () => MemoryTlsOptions },
+  ) {}
+
+  static async start(o: {
+    workloads: Workloads;
+    log: DaemonLogger;
+    tls?: () => MemoryTlsOptions;
+  }): Promise<FarService> {
+    const server = net.createServer();
+    const svc = new FarService(server, o);
+    server.on('connection', (s) => svc.onConnection(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(`\0${MONITOR_NAME}`, () => resolve());
+    });
+    return svc;
+  }
+
+  private arenaOptions(c: FarConfig): ArenaOptions {
+    return {
+      localBytes: c.localBytes,
+      nodes: c.nodes,
+      application: '',
+      secret: Buffer.from(c.secret, 'base64'),
+      ...(c.replicas ? { replicas: c.replicas } : {}),
+      ...(c.tls && this.o.tls ? { tls: this.o.tls() } : {}),
+    };
+  }
+
+  /** The running workload `pid` is a process of, by its tree. */
+  private ownerOf(pid: number): { app: string; id: number; dir: string } | null {
+    for (const r of this.o.workloads.list()) {
+      if (r.state !== 'running' || !treePids(r.pid).includes(pid)) continue;
+      return { app: r.app, id: r.id, dir: this.o.workloads.where(r.app, r.id).dir };
+    }
+    return null;
+  }
+
+  private onConnection(sock: net.Socket): void {
+    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const peer = typeof fd === 'number' && fd >= 0 ? native.peerCred(fd).pid : 0;
+    const owner = peer ? this.ownerOf(peer) : null;
+    const config = owner ? readFarConfig(owner.dir) : null;
+    if (!owner || !config) {
+      this.o.log.warn({ pid: peer }, 'far memory refused: the process is no far-memory workload of this node');
+      sock.end('err not a far-memory workload of this node\n');
+      return;
+    }
+    const key = `${owner.app}/${owner.id}`;
+    let held: Held | undefined;
+    serveArena(sock, [], {
+      hello: async (line) => {
+        const a = await openArena(peer, line, config.farBytes, {
+          ...this.arenaOptions(config),
+          application: owner.app,
+        });
+        held = served(a);
+        this.keep(key, held);
+        this.o.log.info({ app: owner.app, id: owner.id, pid: peer, arenaBytes: a.arenaBytes }, 'far memory attached');
+        return a;
+      },
+      refused: (e) =>
+        this.o.log.warn({ app: owner.app, id: owner.id, pid: peer, err: e.message }, 'far memory refused'),
+      error: (e) => this.o.log.warn({ app: owner.app, id: owner.id, err: e.message }, 'far memory'),
+      track: (p) => this.track(p),
+      closed: () => held && this.forget(key, held),
+    });
+  }
+
+  private keep(key: string, h: Held): void {
+    const l = this.held.get(key) ?? [];
+    l.push(h);
+    this.held.set(key, l);
+  }
+
+  private forget(key: string, gone: Held): void {
+    const l = (this.held.get(key) ?? []).filter((h) => h !== gone);
+    if (l.length) this.held.set(key, l);
+    else this.held.delete(key);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p)).catch(() => undefined);
+  }
+
+  /** Counters of each process's arena of `app/id`. */
+  stats(app: string, id: number): { pid: number; arenaBytes: number; stats: FarStats }[] {
+    return (this.held.get(`${app}/${id}`) ?? []).map((h) => ({
+      pid: h.pid,
+      arenaBytes: h.arenaBytes,
+      stats: h.stats(),
+    }));
+  }
+
+  /**
+   * Detach every arena of `app/id` (before its dump): its processes park, their pages all on the memory
+   * nodes. Should one fail, those detached already are served again (tree `root`) before it rejects.
+   */
+  async detach(app: string, id: number, root: number, c: FarConfig): Promise<FarArena[]> {
+    const key = `${app}/${id}`;
+    const out: FarArena[] = [];
+    try {
+      for (const h of [...(this.held.get(key) ?? [])]) {
+        const nsPid = nsPids(h.pid)?.at(-1);
+        if (nsPid === undefined) continue; // exited meanwhile
+        const handover = await h.detach();
+        this.forget(key, h);
+        out.push({ nsPid, handover });
+      }
+    } catch (e) {
+      await this.adopt(app, id, root, out, c).catch(() => undefined);
+      throw e;
+    }
+    return out;
+  }
+
+  /**
+   * Serve `arenas` again for the tree rooted at host pid `root` (restored here, or resumed here after a
+   * failed migration): each process found by its pid in the workload's PID namespace.
+   */
+  async adopt(app: string, id: number, root: number, arenas: FarArena[], c: FarConfig): Promise<void> {
+    const key = `${app}/${id}`;
+    const byNs = new Map<number, number>();
+    for (const p of treePids(root)) {
+      const ns = nsPids(p)?.at(-1);
+      if (ns !== undefined) byNs.set(ns, p);
+    }
+    const failures: string[] = [];
+    for (const x of arenas) {
+      const pid = byNs.get(x.nsPid);
+      if (pid === undefined) {
+        failures.push(`no process ${x.nsPid} in ${key}'s tree`);
+        continue;
+      }
+      try {
+        const p = await adoptProcess(pid, x.handover, { ...this.arenaOptions(c), application: app });
+        const h = adopted(p);
+        this.keep(key, h);
+        void p.ended.then(() => this.forget(key, h));
+        this.o.log.info({ app, id, pid, arenaBytes: p.arenaBytes }, 'far memory adopted');
+      } catch (e) {
+        failures.push(`process ${x.nsPid}: ${(e as Error).message}`);
+      }
+    }
+    if (failures.length)
+      throw new SosError(`far memory of ${key} not adopted: ${failures.join('; ')}`, { code: 'ERR_ADOPT' });
+  }
+
+  async close(): Promise<void> {
+    this.server.close();
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+}
