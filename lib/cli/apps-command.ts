@@ -352,6 +352,15 @@ export interface StartOptions extends Opts {
   wait?: boolean;
   /** Seconds to wait for the orchestrator to place it (default 60). */
   placeTimeout?: number;
+  /** Its large memory on memory nodes, paged by the node's sosd (sosctl run --far-memory). */
+  farMemory?: {
+    localBytes: number;
+    farBytes: number;
+    replicas?: number;
+    nodes: { host: string; port: number; name?: string }[];
+    secret: string;
+    tls: boolean;
+  };
 }
 
 interface Placement {
@@ -395,14 +404,20 @@ async function placeByOrchestrator(req: Record<string, unknown>, o: StartOptions
 }
 
 /** `sosctl run` without --local-memory: start PROG on a node's sosd; with --wait, exit with its code. */
-export async function startOnSosd(prog: string, args: string[], o: StartOptions): Promise<void> {
-  const app =
-    o.app ??
+/** The application a program runs as: --app, else its file name made a name. */
+export function appName(prog: string, app?: string): string {
+  return (
+    app ??
     (prog.split('/').pop() ?? 'app')
       .toLowerCase()
       .replace(/[^a-z0-9-]+/g, '-')
       .replace(/^-+|-+$/g, '')
-      .slice(0, 63);
+      .slice(0, 63)
+  );
+}
+
+export async function startOnSosd(prog: string, args: string[], o: StartOptions): Promise<void> {
+  const app = appName(prog, o.app);
   const env: Record<string, string> = {};
   for (const kv of o.env) {
     const i = kv.indexOf('=');
@@ -420,7 +435,10 @@ export async function startOnSosd(prog: string, args: string[], o: StartOptions)
     ...(o.env.length ? { env } : {}),
     ...(o.cwd ? { cwd: o.cwd } : {}),
     ...(Object.keys(limits).length ? { limits } : {}),
+    ...(o.farMemory ? { farMemory: o.farMemory } : {}),
   };
+  if (o.farMemory && o.node === undefined)
+    throw Object.assign(new Error('run: --far-memory needs --node'), { exitCode: 2 });
   // Without --node, in a cluster: the orchestrator places it (desired state first, then a node).
   const placed = o.node === undefined ? await placeByOrchestrator(req, o) : null;
   const t = await sosdOf(placed?.node ?? o.node, o);

@@ -16,7 +16,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { run, type RunResult } from '../memory/run.js';
 import type { MemoryNodeAddress } from '../memory/far-memory.js';
 import { formatBytes, parseSize } from './size.js';
-import { startOnSosd, type StartOptions } from './apps-command.js';
+import { appName, startOnSosd, type StartOptions } from './apps-command.js';
 import { operatorTlsFor, sosdOf, type TargetOptions } from './target.js';
 import type { MemoryTlsOptions } from '../memory/tls.js';
 import { generateSecret } from '../net/secret.js';
@@ -81,8 +81,9 @@ function int(name: string) {
 
 const usage = (m: string) => Object.assign(new Error(`run: ${m}`), { exitCode: 2 });
 
-interface Opts extends StartOptions {
+interface Opts extends Omit<StartOptions, 'farMemory'> {
   localMemory?: number;
+  farMemory?: number;
   memoryNodes?: NodeRef[];
   secretFile?: string;
   app?: string;
@@ -106,6 +107,11 @@ export function runCommand(): Command {
       '--local-memory <size>',
       'in the foreground under sosctl: resident bytes of paged memory at most, per process (with --memory-nodes, --secret-file)',
       parseSize('--local-memory'),
+    )
+    .option(
+      '--far-memory <size>',
+      "on a node's sosd (with --node and --memory-nodes naming cluster nodes): resident bytes of paged memory at most, per process; sosd pages the rest to the memory nodes, and a migration hands it over",
+      parseSize('--far-memory'),
     )
     .option(
       '--memory-nodes <list>',
@@ -167,9 +173,29 @@ export function runCommand(): Command {
     .argument('[args...]', 'its arguments')
     .passThroughOptions()
     .action(async (prog: string, args: string[], o: Opts) => {
+      if (o.farMemory !== undefined) {
+        if (o.localMemory !== undefined)
+          throw usage('--far-memory (on a node) and --local-memory (here) exclude each other');
+        if (!o.memoryNodes || o.memoryNodes.some((n) => !('node' in n)))
+          throw usage('--far-memory needs --memory-nodes naming cluster nodes');
+        const app = appName(prog, o.app);
+        const secret = generateSecret();
+        const { nodes, tls } = await grant(o.memoryNodes, app, secret, o);
+        return await startOnSosd(prog, args, {
+          ...o,
+          farMemory: {
+            localBytes: Math.ceil(o.farMemory / 4096) * 4096,
+            farBytes: Math.ceil(o.farSize / 4096) * 4096,
+            ...(o.replicas ? { replicas: o.replicas } : {}),
+            nodes,
+            secret: secret.toString('base64'),
+            tls: !!tls,
+          },
+        });
+      }
       if (o.localMemory === undefined) {
         if (o.memoryNodes || o.secretFile) throw usage('--memory-nodes and --secret-file go with --local-memory');
-        return await startOnSosd(prog, args, o);
+        return await startOnSosd(prog, args, { ...o, farMemory: undefined });
       }
       if (!o.memoryNodes) throw usage('--local-memory needs --memory-nodes');
       const byAddress = o.memoryNodes.some((n) => !('node' in n));
