@@ -304,7 +304,11 @@ export class AppsService {
           w
             .list()
             .filter((r) => r.state === 'running' && (a.app === undefined || r.app === a.app))
-            .map((r) => ({ app: r.app, id: r.id, node: this.o.node, ...safeUsage(w, r) })),
+            .map((r) => {
+              // A far-memory workload: each process's arena, its resident pages and paging counters.
+              const far = this.far?.stats(r.app, r.id) ?? [];
+              return { app: r.app, id: r.id, node: this.o.node, ...safeUsage(w, r), ...(far.length ? { far } : {}) };
+            }),
       },
       {
         op: 'apps.remove',

@@ -427,9 +427,12 @@ export class MigrationService {
       // every page on the memory nodes) and handed to the target, which adopts them after the restore.
       const farConfig = this.o.far ? readFarConfig(w.where(app, id).dir) : null;
       let arenas: FarArena[] | null = null;
+      let parkedMs: number | undefined; // its processes parked, before CRIU froze them
       const beforeDump = async () => {
+        const t0 = performance.now();
         arenas = await this.o.far!.detach(app, id, rec.pid, farConfig!);
         await this.callNode(target, 'migration.far', { migration, config: farConfig, arenas });
+        parkedMs = performance.now() - t0;
       };
       let result;
       try {
@@ -464,7 +467,9 @@ export class MigrationService {
       return {
         ...which,
         pid: result.targetPid,
-        downtimeMs: result.downtimeMs,
+        // A far-memory workload stops when its arenas detach: that time is downtime too.
+        downtimeMs: result.downtimeMs + (parkedMs ?? 0),
+        ...(parkedMs === undefined ? {} : { farDetachMs: parkedMs }),
         totalMs: result.totalMs,
         bytes: result.bytes,
         pages: result.pages,
