@@ -337,8 +337,8 @@ export function region(size: number, options: FarMemoryOptions): Promise<FarMemo
 
 const REGION_ID = /^[0-9a-f]{16}$/;
 
-/** A hand-over from a peer (it travels with a migration): checked field by field. */
-function checkHandover(v: unknown, size: number, application: string): FarHandover {
+/** A hand-over from a peer (it travels with a migration): checked field by field; throws an argument error. @internal */
+export function checkHandover(v: unknown, size: number, application: string): FarHandover {
   const h = object('options.handover', v);
   if (h.size !== size) throw argValue(`options.handover is of a ${String(h.size)}-byte region, not ${size}`);
   if (h.application !== application)
