@@ -71,14 +71,14 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
     const helloDone = new Promise<void>((resolve) => {
       serveArena(c.release(), [hello], {
         hello: async (line) => {
-          try {
-            served = await openArena(pid, line, handover.size, o, handover);
-            return served;
-          } finally {
-            resolve();
-          }
+          served = await openArena(pid, line, handover.size, o, handover);
+          resolve();
+          return served;
         },
-        refused: (e) => (failure = e),
+        refused: (e) => {
+          failure = e; // before the wait below ends: its message names why
+          resolve();
+        },
         error: (e) => box.adopted?.emit('error', e),
         track: () => undefined, // `closed` comes once the region is released
         closed: () => ended(),

@@ -340,9 +340,14 @@ const REGION_ID = /^[0-9a-f]{16}$/;
 /** A hand-over from a peer (it travels with a migration): checked field by field; throws an argument error. @internal */
 export function checkHandover(v: unknown, size: number, application: string): FarHandover {
   const h = object('options.handover', v);
-  if (h.size !== size) throw argValue(`options.handover is of a ${String(h.size)}-byte region, not ${size}`);
+  if (h.size !== size)
+    throw argValue(
+      `options.handover is of a ${typeof h.size === 'number' ? h.size : typeof h.size}-byte region, not ${size}`,
+    );
   if (h.application !== application)
-    throw argValue(`options.handover belongs to application ${JSON.stringify(h.application)}, not ${application}`);
+    throw argValue(
+      `options.handover belongs to application ${typeof h.application === 'string' ? JSON.stringify(h.application) : typeof h.application}, not ${application}`,
+    );
   if (!Array.isArray(h.replicas) || h.replicas.length === 0 || h.replicas.length > 16)
     throw argValue('options.handover.replicas must name 1 to 16 replicas');
   const replicas = h.replicas.map((r: unknown, i: number) => {

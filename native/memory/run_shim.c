@@ -343,11 +343,13 @@ static int park(char* msg, size_t cap) {
   return 0;
 }
 
-static int ctl_line(int c, char* line, size_t cap) {
+// One line from the monitor; ms: how long it may be silent (-1: as long as it
+// keeps the connection, e.g. while it writes every page back).
+static int ctl_line(int c, char* line, size_t cap, int ms) {
   size_t n = 0;
   while (n + 1 < cap) {
     struct pollfd p = {c, POLLIN, 0};
-    int r = poll(&p, 1, 30000);  // a monitor that says nothing for 30 s is gone
+    int r = poll(&p, 1, ms);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
     ssize_t k = read(c, line + n, 1);
@@ -403,7 +405,9 @@ static void ctl_detach(int c) {
     return ctl_say(c, out);
   }
   ctl_say(c, "gated\n");
-  if (ctl_line(c, line, sizeof line) == 0 && strcmp(line, "release") == 0) {
+  // Unparked only by resume, or the monitor gone (its pages then served by nobody: the watch below
+  // stops the program once the monitor socket closes): a slow write-back is no reason to go on.
+  if (ctl_line(c, line, sizeof line, -1) == 0 && strcmp(line, "release") == 0) {
     close(uffd);
     close(sock);
     uffd = sock = -1;
@@ -435,7 +439,7 @@ static int ctl_attach(int c) {
   snprintf(hello, sizeof hello, "hello %d %d %d %lu %llu %llu\n", getpid(), fd, arena_fd, (unsigned long)lo,
            (unsigned long long)(hi - lo), features);
   ctl_say(c, hello);
-  if (ctl_line(c, line, sizeof line) != 0 || strcmp(line, "ok") != 0) {
+  if (ctl_line(c, line, sizeof line, -1) != 0 || strcmp(line, "ok") != 0) {
     close(fd);  // refused or gone: still detached, for another monitor
     return 0;
   }
@@ -473,7 +477,7 @@ static void* control(void* arg) {
     if (c < 0) continue;
     char line[64];
     int kept = 0;
-    if (ctl_peer_ok(c) && ctl_line(c, line, sizeof line) == 0) {
+    if (ctl_peer_ok(c) && ctl_line(c, line, sizeof line, 30000) == 0) {  // silent 30 s: gone
       if (strcmp(line, "detach") == 0)
         ctl_detach(c);
       else if (strcmp(line, "attach") == 0)

@@ -263,10 +263,7 @@ void t.test('refusals leave the process as it was', async (t) => {
       (x: unknown) => x,
     )) as (Error & { code?: string; cause?: { code?: string } }) | null;
     t.equal(e?.code, 'ERR_ADOPT', `${what}: ERR_ADOPT (${e?.message})`);
-    // adopt.ts reads `failure` before serveArena's refused() hook has set it: no cause, "undefined".
-    t.equal(e?.cause?.code, cause, `${what}: the cause is ${cause}`, {
-      todo: 'adoptProcess loses the reason of a refused hello (adopt.ts: helloDone settles before refused())',
-    });
+    t.equal(e?.cause?.code, cause, `${what}: the cause is ${cause}`);
     await until(() => parked(r.pid), 10_000, `still parked after ${what}`);
   }
   t.same(await reservedAll(nodes), [FAR, FAR], 'the regions are still there');

@@ -1,6 +1,7 @@
 # A program for the hand-over tests: 32 MiB of distinct pages in one bytearray (the shim's arena), a
 # thread that keeps reading and writing them back unchanged, and commands on stdin.
 import hashlib
+import os
 import socket
 import sys
 import threading
@@ -9,6 +10,7 @@ buf = bytearray(32 << 20)
 for off in range(0, len(buf), 4096):
     buf[off : off + 8] = off.to_bytes(8, "little")
 spins = 0
+held = []
 
 
 def spin():
@@ -25,6 +27,14 @@ threading.Thread(target=spin, daemon=True).start()
 def answer(cmd):
     if cmd[0] == "sum":
         return "sum %s %s" % (hashlib.sha256(buf).hexdigest(), spins > 0)
+    if cmd[0] == "uffd":  # hold a userfaultfd of its own: CRIU cannot dump the process then
+        import ctypes
+
+        held.append(ctypes.CDLL(None, use_errno=True).syscall(323, 0o2000000))  # SYS_userfaultfd, O_CLOEXEC
+        return "uffd %d" % held[-1]
+    if cmd[0] == "close-uffd":
+        os.close(held.pop())
+        return "closed"
     if cmd[0] == "write":  # write <seed>: every page's second word
         seed = int(cmd[1])
         for off in range(0, len(buf), 4096):
