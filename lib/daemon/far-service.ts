@@ -17,7 +17,14 @@ import type { Workloads } from '../apps/workloads.js';
 import { nsPids, treePids } from '../apps/proc.js';
 import { native } from '../native/index.js';
 import { adoptProcess, type AdoptedProcess } from '../memory/adopt.js';
-import { detachArena, openArena, serveArena, type ArenaOptions, type ServedArena } from '../memory/arena-link.js';
+import {
+  controlPath,
+  detachArena,
+  openArena,
+  serveArena,
+  type ArenaOptions,
+  type ServedArena,
+} from '../memory/arena-link.js';
 import type { FarHandover, MemoryNodeAddress } from '../memory/far-memory.js';
 import type { FarStats } from '../memory/far-stats.js';
 import { SHIM_PATH } from '../memory/run.js';
@@ -42,6 +49,8 @@ export interface FarConfig {
 /** One detached arena, for the migration's target: which process (by its pid in the workload's PID namespace), and its pages. */
 export interface FarArena {
   nsPid: number;
+  /** Its shim's control socket name (controlPath(), a leading NUL): the same after the restore. */
+  control: string;
   handover: FarHandover;
 }
 
@@ -75,8 +84,12 @@ export const FAR_ARENAS_SCHEMA = {
   items: {
     type: 'object',
     additionalProperties: false,
-    required: ['nsPid', 'handover'],
-    properties: { nsPid: { type: 'integer', minimum: 1, maximum: 2 ** 22 }, handover: { type: 'object' } },
+    required: ['nsPid', 'control', 'handover'],
+    properties: {
+      nsPid: { type: 'integer', minimum: 1, maximum: 2 ** 22 },
+      control: { type: 'string', pattern: '^\\u0000sos-run-shim/[\\w.-]{0,80}/\\d{1,7}$' },
+      handover: { type: 'object' },
+    },
   },
 };
 
@@ -239,9 +252,10 @@ export class FarService {
       for (const h of [...(this.held.get(key) ?? [])]) {
         const nsPid = nsPids(h.pid)?.at(-1);
         if (nsPid === undefined) continue; // exited meanwhile
+        const control = controlPath(h.pid);
         const handover = await h.detach();
         this.forget(key, h);
-        out.push({ nsPid, handover });
+        out.push({ nsPid, control, handover });
       }
     } catch (e) {
       await this.adopt(app, id, root, out, c).catch(() => undefined);
@@ -269,7 +283,7 @@ export class FarService {
         continue;
       }
       try {
-        const p = await adoptProcess(pid, x.handover, { ...this.arenaOptions(c), application: app });
+        const p = await this.adoptOne(pid, x, { ...this.arenaOptions(c), application: app });
         const h = adopted(p);
         this.keep(key, h);
         void p.ended.then(() => this.forget(key, h));
@@ -280,6 +294,22 @@ export class FarService {
     }
     if (failures.length)
       throw new SosError(`far memory of ${key} not adopted: ${failures.join('; ')}`, { code: 'ERR_ADOPT' });
+  }
+
+  // A few tries, backing off: a memory node or the restored process may be slow to answer, and
+  // until someone adopts it the process stays parked and its regions' lease runs out (30 s).
+  private async adoptOne(pid: number, x: FarArena, o: ArenaOptions): Promise<AdoptedProcess> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await adoptProcess(pid, x.handover, o, x.control);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        // A handover refused as such will not do better next time.
+        if (attempt === 5 || code === 'ERR_PEER' || code === 'ERR_INVALID_ARG_VALUE') throw e;
+        this.o.log.warn({ pid, attempt, err: (e as Error).message }, 'far memory adoption failed; trying again');
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -54,8 +54,8 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
   }
 
   /** @internal */
-  static async adopt(pid: number, handover: FarHandover, o: ArenaOptions): Promise<AdoptedProcess> {
-    const c = await connectControl(pid);
+  static async adopt(pid: number, handover: FarHandover, o: ArenaOptions, control?: string): Promise<AdoptedProcess> {
+    const c = await connectControl(pid, control);
     let served: ServedArena | undefined;
     let failure: SosError | undefined;
     let ended!: () => void;
@@ -98,11 +98,22 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
 }
 
 /** Serve the arena of detached process `pid` from `handover`'s regions: see AdoptedProcess. Rejects with ERR_NOT_ATTACHED, ERR_PEER or ERR_ADOPT. */
-export function adoptProcess(pid: number, handover: FarHandover, options: ArenaOptions): Promise<AdoptedProcess> {
+export function adoptProcess(
+  pid: number,
+  handover: FarHandover,
+  options: ArenaOptions,
+  /** The shim's control socket (controlPath() of the process where it was detached), when known. */
+  control?: string,
+): Promise<AdoptedProcess> {
   integer('pid', pid, 1, 2 ** 22);
   const o = object('options', options) as unknown as ArenaOptions;
   integer('options.localBytes', o.localBytes, 128 * 4096);
   if (!Array.isArray(o.nodes) || o.nodes.length === 0) throw argType('options.nodes must be a non-empty array');
   object('handover', handover);
-  return AdoptedProcess.adopt(pid, handover, o);
+  if (
+    control !== undefined &&
+    (typeof control !== 'string' || !/^\0sos-run-shim\/[\w.-]{0,80}\/\d{1,7}$/.test(control))
+  )
+    throw argType('control must be a shim control socket name (controlPath())');
+  return AdoptedProcess.adopt(pid, handover, o, control);
 }

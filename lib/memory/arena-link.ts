@@ -266,9 +266,9 @@ export class ControlLink {
 }
 
 /** Connect to `pid`'s shim control socket and check that the process at its other end is `pid`. */
-export async function connectControl(pid: number): Promise<ControlLink> {
+export async function connectControl(pid: number, path = controlPath(pid)): Promise<ControlLink> {
   const sock = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect({ path: controlPath(pid) });
+    const s = net.connect({ path });
     s.once('connect', () => resolve(s));
     s.once('error', (e: Error & { code?: string }) =>
       reject(
