@@ -33,6 +33,7 @@ import type { AppsService } from './apps-service.js';
 import { connectNode } from './remote.js';
 import type { DaemonLogger, OpSpec, RequestContext } from './server.js';
 import { APP, ID } from './schemas.js';
+import { readFarConfig } from './far-service.js';
 import { forbidden, nodePeer } from './refusals.js';
 
 export interface CheckpointServiceOptions {
@@ -186,6 +187,12 @@ export class CheckpointService {
         throw new SosError(`${key} is not running here (${rec.state})`, { code: 'ERR_APP_EXITED' });
       if (w.moving().some((m) => m.app === app && m.id === id))
         throw new SosError(`${key} is migrating`, { code: 'ERR_APP_BUSY' });
+      // Its far memory lives on the memory nodes and goes on changing: a checkpoint would need a
+      // snapshot of it there, which they do not take. Migrations hand it over instead.
+      if (readFarConfig(w.where(app, id).dir))
+        throw new SosError(`${key} has far memory: it migrates, but cannot be checkpointed`, {
+          code: 'ERR_UNSUPPORTED',
+        });
       const proc = await readKey(store, procKey(app, id), `reading ${key}`);
       if (!proc || parseProcessEntry(proc.key, proc.value)?.node !== member.name)
         throw new SosError(`the cluster does not record ${key} on ${member.name}`, { code: 'ERR_FENCED' });

@@ -5,7 +5,7 @@
 // (a checksum of all of it) and still on the memory nodes. A dump that fails (the program holds a
 // userfaultfd of its own, which CRIU cannot dump) leaves it running on its node, served again, its
 // memory the same. A process that is no far-memory workload of the node is refused by the monitor;
-// migration.far is refused without an expected migration. When the program exits, every page is
+// migration.far is refused without an expected migration; a checkpoint is refused. When the program exits, every page is
 // freed on both memory nodes.
 import t from 'tap';
 import { execFile } from 'node:child_process';
@@ -145,6 +145,11 @@ void t.test('a far-memory workload migrates with its memory left on the memory n
     arenas: [{ nsPid: 0 }],
   });
   t.match(malformed, { ok: false, code: 'ERR_BAD_ARGS' }, 'a malformed one');
+
+  const cp = await sosctl(['checkpoint', `far/${id}`]);
+  t.not(cp.code, 0, 'a checkpoint is refused: its far memory would go on changing on the nodes');
+  t.match(cp.stderr, /cannot be checkpointed/);
+  t.equal(await ask(n0.netns, 'sum'), second, 'and the program runs on untouched');
 
   await ask(n0.netns, 'exit').catch(() => '');
   await waitFor(async () => {
