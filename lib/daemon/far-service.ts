@@ -94,6 +94,8 @@ export const FAR_ARENAS_SCHEMA = {
 };
 
 const CONFIG = 'far.json';
+/** The arenas a stopping sosd detached, for the next one to adopt. */
+const HANDOVER = 'far-handover.json';
 /** The monitor's abstract socket name (the shim's SOS_RUN_SOCK spelling: '@' for the leading NUL). */
 export const MONITOR_NAME = 'sos-far-monitor';
 
@@ -312,8 +314,58 @@ export class FarService {
     }
   }
 
+  /**
+   * Stop (sosd's SIGTERM): every arena is detached and its hand-over written, durably, to
+   * `far-handover.json` in its workload's folder; the processes wait parked for the next sosd, which
+   * adopts them at its start (resume()), within the regions' lease (30 s by default).
+   */
   async close(): Promise<void> {
     this.server.close();
+    for (const r of this.o.workloads.list()) {
+      if (r.state !== 'running' || !this.held.has(`${r.app}/${r.id}`)) continue;
+      const { dir } = this.o.workloads.where(r.app, r.id);
+      const c = readFarConfig(dir);
+      if (!c) continue;
+      try {
+        const arenas = await this.detach(r.app, r.id, r.pid, c);
+        await writeDurable(path.join(dir, HANDOVER), `${JSON.stringify(arenas)}\n`, 0o600);
+        this.o.log.info({ app: r.app, id: r.id, arenas: arenas.length }, 'far memory detached for the next sosd');
+      } catch (e) {
+        this.o.log.error({ app: r.app, id: r.id, err: (e as Error).message }, 'far memory not detached');
+      }
+    }
     while (this.pending.size) await Promise.allSettled([...this.pending]);
+  }
+
+  /**
+   * Start: adopt what the last sosd detached when it stopped (close()). A workload whose far memory
+   * cannot be adopted (its regions' lease lapsed meanwhile: the pages are gone) is killed, not left
+   * parked for ever.
+   */
+  async resume(): Promise<void> {
+    for (const r of this.o.workloads.list()) {
+      if (r.state !== 'running') continue;
+      const { dir } = this.o.workloads.where(r.app, r.id);
+      const file = path.join(dir, HANDOVER);
+      let arenas: FarArena[];
+      try {
+        arenas = JSON.parse(fs.readFileSync(file, 'utf8')) as FarArena[];
+      } catch {
+        continue;
+      }
+      const c = readFarConfig(dir);
+      try {
+        if (!c || !Array.isArray(arenas)) throw new SosError(`${file} or far.json unreadable`, { code: 'ERR_ADOPT' });
+        await this.adopt(r.app, r.id, r.pid, arenas, c);
+        this.o.log.info({ app: r.app, id: r.id, arenas: arenas.length }, 'far memory adopted from the last sosd');
+      } catch (e) {
+        this.o.log.error(
+          { app: r.app, id: r.id, err: (e as Error).message },
+          'far memory of the last sosd lost: the workload is killed',
+        );
+        this.o.workloads.kill(r.app, r.id, 'SIGKILL');
+      }
+      fs.rmSync(file, { force: true });
+    }
   }
 }

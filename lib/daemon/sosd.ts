@@ -259,6 +259,7 @@ const far = await FarService.start({ workloads: apps.workloads, log, tls: () => 
   return null;
 });
 apps.far = far;
+await far?.resume(); // what the last sosd detached when it stopped
 if (memory) cluster?.node.telemetry.addSource(memory.telemetrySource());
 
 // Migration: with a cluster (its moves are recorded in etcd; the agents speak mutual TLS) and an API (peers ask there).

@@ -4,7 +4,7 @@
 // detached before the dump and adopted by the target's sosd after the restore, its memory the same
 // (a checksum of all of it) and still on the memory nodes. A dump that fails (the program holds a
 // userfaultfd of its own, which CRIU cannot dump) leaves it running on its node, served again, its
-// memory the same. A process that is no far-memory workload of the node is refused by the monitor;
+// memory the same. Its node's sosd restarted (SIGTERM) hands it to the next one. A process that is no far-memory workload of the node is refused by the monitor;
 // migration.far is refused without an expected migration; a checkpoint is refused. When the program exits, every page is
 // freed on both memory nodes.
 import t from 'tap';
@@ -12,6 +12,8 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from '../../lib/daemon/client.js';
+import { restartLocalNode } from '../../lib/cluster/local.js';
+import { joined } from '../../lib/cli/local-command.js';
 import { SHIM_PATH } from '../../lib/memory/run.js';
 import { localClusterFor, type Out } from '../../testkit/local-cluster.js';
 import { waitFor } from '../../testkit/wait.js';
@@ -28,7 +30,7 @@ const exec = (cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<Out
   );
 
 void t.test('a far-memory workload migrates with its memory left on the memory nodes', async (t) => {
-  const { c, sosctl, remote } = await localClusterFor(t, 3, ['--memory-capacity', '256MiB']);
+  const { dir, c, sosctl, remote } = await localClusterFor(t, 3, ['--memory-capacity', '256MiB']);
   const [n0, n1, n2] = c.nodes;
   const held = async () => {
     const out: { heldBytes: number; reservedBytes: number }[] = [];
@@ -117,6 +119,12 @@ void t.test('a far-memory workload migrates with its memory left on the memory n
   const back = await sosctl(['migrate', `far/${id}`, '--to', 'node0', '--postcopy']);
   t.equal(back.code, 0, back.stderr);
   t.equal(await ask(n0.netns, 'sum'), second, 'and migrates once it can');
+
+  // node0's sosd stopped and started again: it detaches the arena for the next one, which adopts it.
+  await restartLocalNode(dir, 'node0', { signal: 'SIGTERM', ready: (n) => joined(n) });
+  t.equal(await ask(n0.netns, 'sum'), second, "across a restart of its node's sosd: the same memory");
+  const u0 = (await request('apps.usage', { app: 'far' }, n0.socket)) as { far?: unknown[] }[];
+  t.equal(u0[0]?.far?.length, 1, 'the new sosd serves its arena');
 
   // Refusals: a process that is not a far-memory workload of the node; migration.far unasked.
   const stranger = await exec('ip', ['netns', 'exec', n0.netns, 'python3', '-c', 'bytearray(1 << 20)'], {
