@@ -11,29 +11,15 @@ import { native } from '../native/index.js';
 import { featureSet } from '../uffd/constants.js';
 import { Region } from '../uffd/region.js';
 import { Userfaultfd } from '../uffd/userfaultfd.js';
-import { FarMemory, type FarHandover } from './far-memory.js';
+import { FarMemory, type FarHandover, type FarMemoryOptions } from './far-memory.js';
 import type { FarStats } from './far-stats.js';
-import type { MemoryNodeAddress } from './far-memory.js';
-import type { RdmaLinkOptions } from './rdma-link.js';
 import { LineSplitter, parseDiscard, parseHello } from './run-protocol.js';
-import type { MemoryTlsOptions } from './tls.js';
 
 /** Where and how a process's arena is paged (RunOptions adds what concerns spawning it). */
-export interface ArenaOptions {
-  /** Resident bytes of the arena at most, per process of the program (page multiple). */
-  localBytes: number;
-  /** Memory nodes, in order of preference (spares replace lost ones). */
-  nodes: MemoryNodeAddress[];
-  /** The application the pages belong to on the nodes, and its secret there. */
-  application: string;
-  secret: Buffer | string;
-  /** Nodes holding each page (default 2, at most nodes.length). */
-  replicas?: number;
-  /** Mutual TLS to the nodes (cluster nodes, with e.g. an operator's certificate): FarMemoryOptions.tls. */
-  tls?: MemoryTlsOptions;
-  transport?: 'tcp' | 'rdma';
-  rdma?: RdmaLinkOptions;
-}
+export type ArenaOptions = Pick<
+  FarMemoryOptions,
+  'localBytes' | 'nodes' | 'application' | 'secret' | 'replicas' | 'tls' | 'transport' | 'rdma'
+>;
 
 /** One process's arena, served by a far-memory region. */
 export interface ServedArena {
