@@ -191,50 +191,46 @@ Napi::Value PagerWrap::States(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// discard(firstPage, count) -> Promise<void>: the pages read as zeros again
-// (Pager::Discard). Off the JS thread: it may wait out a write-back.
-Napi::Value PagerWrap::Discard(const Napi::CallbackInfo& info) {
+// A call of the pager off the JS thread: its result 0 resolves, -EINVAL rejects
+// with `range`, another -errno with the errno of `call`.
+Napi::Value PagerWrap::OffThread(const Napi::CallbackInfo& info, std::function<int(Pager&)> fn, const char* call,
+                                 const char* range) {
   Napi::Env env = info.Env();
-  uint64_t first, count;
-  if (!ToU64(env, info[0], "firstPage", &first) || !ToU64(env, info[1], "count", &count)) return env.Undefined();
   if (!pager_) {
     ThrowState(env, "ERR_CLOSED", "pager is closed");
     return env.Undefined();
   }
   auto pager = pager_;
   auto result = std::make_shared<int>(0);
-  return OffThread::Start(
-      env, [pager, first, count, result] { *result = pager->Discard(first, count); },
-      [result](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
+  return sos::OffThread::Start(
+      env, [pager, fn, result] { *result = fn(*pager); },
+      [result, call, range](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
         if (!canRunJs) return;
         int r = *result;
         if (r == 0) return d.Resolve(env.Undefined());
-        if (r == -EINVAL) {
-          ThrowRange(env, "discard(firstPage, count): range outside the region");
-        } else {
-          ThrowSys(env, "pager.discard", -r);
-        }
+        if (r == -EINVAL && range)
+          ThrowRange(env, range);
+        else
+          ThrowSys(env, call, -r);
         d.Reject(env.GetAndClearPendingException().Value());
       });
 }
 
+// discard(firstPage, count) -> Promise<void>: the pages read as zeros again
+// (Pager::Discard). Off the JS thread: it may wait out a write-back.
+Napi::Value PagerWrap::Discard(const Napi::CallbackInfo& info) {
+  uint64_t first, count;
+  if (!ToU64(info.Env(), info[0], "firstPage", &first) || !ToU64(info.Env(), info[1], "count", &count))
+    return info.Env().Undefined();
+  return OffThread(
+      info, [first, count](Pager& p) { return p.Discard(first, count); }, "pager.discard",
+      "discard(firstPage, count): range outside the region");
+}
+
 // flush() -> Promise<void>: every page written back and dropped (Pager::Flush), off the JS thread.
 Napi::Value PagerWrap::Flush(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!pager_) {
-    ThrowState(env, "ERR_CLOSED", "pager is closed");
-    return env.Undefined();
-  }
-  auto pager = pager_;
-  auto result = std::make_shared<int>(0);
-  return OffThread::Start(
-      env, [pager, result] { *result = pager->Flush(); },
-      [result](Napi::Env env, Napi::Promise::Deferred& d, bool canRunJs) {
-        if (!canRunJs) return;
-        if (*result == 0) return d.Resolve(env.Undefined());
-        ThrowSys(env, "pager.flush", -*result);
-        d.Reject(env.GetAndClearPendingException().Value());
-      });
+  return OffThread(
+      info, [](Pager& p) { return p.Flush(); }, "pager.flush", nullptr);
 }
 
 // close() -> the final counters (exact: no pager thread runs any more).

@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -25,6 +26,8 @@ class PagerWrap : public Napi::ObjectWrap<PagerWrap>, public Closable {
   Napi::Value States(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value OffThread(const Napi::CallbackInfo& info, std::function<int(Pager&)> fn, const char* call,
+                        const char* range);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void DoClose();
 

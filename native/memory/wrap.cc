@@ -449,27 +449,12 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
 
   // close(): FREE the region and end the connection (engines still holding the source get -ESHUTDOWN).
   // A connection already lost cannot FREE: its region goes when the lease lapses, and close still resolves.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto s = slot_->source;
-    slot_->closed = true;
-    if (!s) {
-      auto d = Napi::Promise::Deferred::New(env);
-      d.Resolve(env.Undefined());
-      return d.Promise();
-    }
-    auto rc = std::make_shared<int>(0);
-    return OffThread::Start(
-        env, [s, rc] { *rc = s->Release(); },
-        [rc](Napi::Env env, Napi::Promise::Deferred& d, bool js) {
-          if (!js) return;
-          (void)rc;
-          d.Resolve(env.Undefined());
-        });
-  }
+  Napi::Value Close(const Napi::CallbackInfo& info) { return End(info, true); }
 
   // detach(): end the connection and keep the region (its lease runs on): another process opens it by id.
-  Napi::Value Detach(const Napi::CallbackInfo& info) {
+  Napi::Value Detach(const Napi::CallbackInfo& info) { return End(info, false); }
+
+  Napi::Value End(const Napi::CallbackInfo& info, bool free) {
     Napi::Env env = info.Env();
     auto s = slot_->source;
     slot_->closed = true;
@@ -479,7 +464,13 @@ class RemoteWrap : public Napi::ObjectWrap<RemoteWrap>, public Closable {
       return d.Promise();
     }
     return OffThread::Start(
-        env, [s] { s->Shutdown(); },
+        env,
+        [s, free] {
+          if (free)
+            s->Release();
+          else
+            s->Shutdown();
+        },
         [](Napi::Env env, Napi::Promise::Deferred& d, bool js) {
           if (js) d.Resolve(env.Undefined());
         });
