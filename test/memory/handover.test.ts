@@ -12,7 +12,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { LineProcess } from '../../testkit/line-process.js';
+import { startMemoryNodes, reservedBytes, type MemoryNodeProc } from '../../testkit/memory-nodes.js';
 import { until, within } from '../../testkit/wait.js';
 import { adoptProcess, run, type FarHandover, type ProgramRun } from '../../lib/memory/index.js';
 import { criu } from '../../lib/index.js';
@@ -20,7 +20,6 @@ import { criu } from '../../lib/index.js';
 const MiB = 1 << 20;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PROGRAM = path.resolve(here, '../../../test/memory/run-programs/handover.py');
-const NODE_MAIN = path.resolve(here, '../../lib/memory/node-main.js');
 const APP = 'handover-test';
 const FAR = 256 * MiB;
 
@@ -30,32 +29,10 @@ const secretFile = path.join(dir, 'secret');
 const secret = crypto.randomBytes(32);
 fs.writeFileSync(secretFile, secret, { mode: 0o600 });
 
-interface MemoryNode {
-  proc: LineProcess;
-  host: string;
-  port: number;
-}
-
-async function startNodes(t: Test, n: number): Promise<MemoryNode[]> {
-  const nodes: MemoryNode[] = [];
-  t.teardown(() => nodes.forEach((m) => m.proc.kill()));
-  for (let i = 0; i < n; i++) {
-    const args = [NODE_MAIN, '--port', '0', '--capacity', String(2 ** 30), '--app', `${APP}=${secretFile}`];
-    const proc = new LineProcess(process.execPath, args, { name: `memory node ${i}` });
-    const l = JSON.parse(await proc.line()) as { listening: { host: string; port: number } };
-    nodes.push({ proc, ...l.listening });
-  }
-  return nodes;
-}
-
-/** Bytes the node holds reserved for regions now (asked with SIGUSR1). */
-async function reserved(m: MemoryNode): Promise<number> {
-  m.proc.proc.kill('SIGUSR1');
-  for (;;) {
-    const l = JSON.parse(await m.proc.line()) as { stats?: { reserved: number } };
-    if (l.stats) return l.stats.reserved;
-  }
-}
+type MemoryNode = MemoryNodeProc;
+const startNodes = (t: Test, n: number, o: { capacity?: number; leaseMs?: number } = {}) =>
+  startMemoryNodes(t, n, { app: APP, secretFile, ...o });
+const reserved = reservedBytes;
 
 const reservedAll = (nodes: MemoryNode[]) => Promise.all(nodes.map((m) => reserved(m)));
 

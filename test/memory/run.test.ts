@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineProcess } from '../../testkit/line-process.js';
+import { startMemoryNodes, reservedBytes, type MemoryNodeProc } from '../../testkit/memory-nodes.js';
 import { procState } from '../../testkit/migration-agents.js';
 import { until, within } from '../../testkit/wait.js';
 import { run } from '../../lib/memory/index.js';
@@ -19,7 +19,6 @@ import { run } from '../../lib/memory/index.js';
 const MiB = 1 << 20;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PROGS = path.resolve(here, '../../../test/memory/run-programs');
-const NODE_MAIN = path.resolve(here, '../../lib/memory/node-main.js');
 const SOSCTL = path.resolve(here, '../../lib/cli/sosctl.js');
 const APP = 'run-test';
 
@@ -30,41 +29,10 @@ fs.writeFileSync(secretFile, crypto.randomBytes(32), { mode: 0o600 });
 const WORKLOAD = path.join(dir, 'workload');
 execFileSync('cc', ['-O2', '-pthread', '-o', WORKLOAD, path.join(PROGS, 'workload.c')]);
 
-interface MemoryNode {
-  proc: LineProcess;
-  host: string;
-  port: number;
-}
-
-async function startNodes(t: Test, n: number, o: { capacity?: number; leaseMs?: number } = {}): Promise<MemoryNode[]> {
-  const nodes: MemoryNode[] = [];
-  t.teardown(() => nodes.forEach((m) => m.proc.kill()));
-  for (let i = 0; i < n; i++) {
-    const args = [
-      NODE_MAIN,
-      '--port',
-      '0',
-      '--capacity',
-      String(o.capacity ?? 2 ** 30),
-      '--app',
-      `${APP}=${secretFile}`,
-    ];
-    if (o.leaseMs) args.push('--lease-ms', String(o.leaseMs));
-    const proc = new LineProcess(process.execPath, args, { name: `memory node ${i}` });
-    const l = JSON.parse(await proc.line()) as { listening: { host: string; port: number } };
-    nodes.push({ proc, ...l.listening });
-  }
-  return nodes;
-}
-
-/** Bytes the node holds reserved for regions now (asked with SIGUSR1). */
-async function reserved(m: MemoryNode): Promise<number> {
-  m.proc.proc.kill('SIGUSR1');
-  for (;;) {
-    const l = JSON.parse(await m.proc.line()) as { stats?: { reserved: number } };
-    if (l.stats) return l.stats.reserved;
-  }
-}
+type MemoryNode = MemoryNodeProc;
+const startNodes = (t: Test, n: number, o: { capacity?: number; leaseMs?: number } = {}) =>
+  startMemoryNodes(t, n, { app: APP, secretFile, ...o });
+const reserved = reservedBytes;
 
 async function allFreed(nodes: MemoryNode[]): Promise<boolean> {
   for (const m of nodes) if ((await reserved(m)) !== 0) return false;
