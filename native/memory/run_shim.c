@@ -299,12 +299,16 @@ static int signal_threads(pid_t* sent, int* n, int cap) {
   return r;
 }
 
-static void unpark(void) {
+// Open the gate; restore: every signalled thread parked (and none can take the
+// signal later), so the program's own action comes back. After a failed park
+// a thread may still have the signal pending: ours stays (it returns at once
+// with the gate open), where the default action would end the program.
+static void unpark(int restore) {
   __atomic_store_n(&gate, 0, __ATOMIC_SEQ_CST);
   futex(&gate, FUTEX_WAKE, 1 << 30, NULL);
   int p;
   while ((p = __atomic_load_n(&parked, __ATOMIC_SEQ_CST)) > 0) futex(&parked, FUTEX_WAIT, p, NULL);
-  sigaction(park_sig(), &park_old, NULL);
+  if (restore) sigaction(park_sig(), &park_old, NULL);
 }
 
 // Park every other thread (mu held); 0, or -1 with the reason in msg (then none is parked).
@@ -325,7 +329,7 @@ static int park(char* msg, size_t cap) {
     before = n;
     if (signal_threads(sent, &n, 4096) != 0) {
       snprintf(msg, cap, "cannot list or signal the program's threads");
-      unpark();
+      unpark(0);
       return -1;
     }
     // Each signalled thread parks at once unless it blocks the signal: 5 s at most.
@@ -334,7 +338,7 @@ static int park(char* msg, size_t cap) {
       struct timespec t = {0, 10 * 1000 * 1000};
       if (waits == 500) {
         snprintf(msg, cap, "%d of %d threads parked: one blocks signal %d or exited", p, n, park_sig());
-        unpark();
+        unpark(0);
         return -1;
       }
       futex(&parked, FUTEX_WAIT, p, &t);
@@ -415,7 +419,7 @@ static void ctl_detach(int c) {
     ctl_say(c, "released\n");
     return;
   }
-  unpark();  // resume, or the monitor went away: as before
+  unpark(1);  // resume, or the monitor went away: as before
   pthread_mutex_unlock(&mu);
   ctl_say(c, "ok\n");
 }
@@ -447,7 +451,7 @@ static int ctl_attach(int c) {
   sock = c;
   arena_features = features;
   state = kReady;
-  unpark();
+  unpark(1);
   pthread_mutex_unlock(&mu);
   return 1;
 }
