@@ -18,6 +18,8 @@
 import { MemoryNode, type MemoryNodeTlsOptions } from '../memory/node.js';
 import { SosError } from '../errors.js';
 import type { DaemonLogger, OpSpec } from './server.js';
+import { FENCE_SCHEMA, type Fence } from '../orchestrator/fence.js';
+import { forbidden } from './refusals.js';
 
 export interface MemoryServiceOptions {
   host: string;
@@ -37,6 +39,9 @@ const STEP = 16 * 2 ** 20;
 const step = (n: number) => Math.round(n / STEP) * STEP;
 
 export class MemoryService {
+  /** Checks an orchestrator's fence against etcd (sosd sets it once it joined its cluster). */
+  checkFence: ((f: Fence) => Promise<void>) | null = null;
+
   private constructor(
     private readonly node: MemoryNode,
     readonly address: { host: string; port: number },
@@ -72,10 +77,18 @@ export class MemoryService {
           type: 'object',
           additionalProperties: false,
           required: ['app', 'secret'],
-          properties: { app: NAME, secret: SECRET },
+          // `fence`: the leading orchestrator placing a far-memory process (a node peer naming itself).
+          properties: { app: NAME, secret: SECRET, fence: FENCE_SCHEMA },
         },
-        roles: [...OPERATORS],
-        handler: (a) => {
+        roles: [...OPERATORS, 'node'],
+        handler: async (a, ctx) => {
+          const fence = a.fence as Fence | undefined;
+          if (ctx.peer.kind === 'tls' && ctx.peer.role === 'node') {
+            if (fence?.leader !== ctx.peer.name)
+              throw forbidden(`node ${ctx.peer.name} may let an application in only as the leading orchestrator`);
+            if (!this.checkFence) throw forbidden('this sosd is not in a cluster: no orchestrator leads it');
+            await this.checkFence(fence);
+          }
           const secret = Buffer.from(a.secret as string, 'base64');
           if (secret.length < 32) throw new SosError('the secret must be at least 32 bytes', { code: 'ERR_BAD_ARGS' });
           this.node.addApplication(a.app as string, secret);

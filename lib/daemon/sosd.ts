@@ -15,6 +15,7 @@ import { loadConfig, loadMember } from '../cluster/folder.js';
 import { AppsService } from './apps-service.js';
 import { ClusterService } from './cluster-service.js';
 import { FarService } from './far-service.js';
+import { checkFence } from '../orchestrator/fence.js';
 import { MemoryService } from './memory-service.js';
 import { MigrationService } from './migration-service.js';
 import { AddressRanges } from '../migration/address-ranges.js';
@@ -259,6 +260,11 @@ const far = await FarService.start({ workloads: apps.workloads, log, tls: () => 
   return null;
 });
 apps.far = far;
+// The leading orchestrator lets far-memory processes into this memory node, fenced by its term.
+if (memory && cluster) {
+  const store = cluster.node.store;
+  memory.checkFence = (f) => checkFence(store, f);
+}
 await far?.resume(); // what the last sosd detached when it stopped
 if (memory) cluster?.node.telemetry.addSource(memory.telemetrySource());
 
