@@ -9,12 +9,20 @@ import { listNodes, type NodeRecord } from '../cluster/membership.js';
 import { findProcess, type ProcessEntry } from '../cluster/processes.js';
 import { SosError } from '../errors.js';
 import { listActions, listDecisions, readAction } from '../orchestrator/actions.js';
-import { REQUEST_SCHEMA, listDesired, readDesired, submit, type ProcessRequest } from '../orchestrator/desired.js';
-import { currentLeader } from '../orchestrator/fence.js';
+import {
+  REQUEST_SCHEMA,
+  listDesired,
+  readDesired,
+  submit,
+  type ProcessRequest,
+  type ProcessSpec,
+} from '../orchestrator/desired.js';
+import { currentLeader, type Fence } from '../orchestrator/fence.js';
 import { requestMigration, readWanted, type MigrationRequest } from '../orchestrator/migrations.js';
 import { Orchestrator, type MigrationResult } from '../orchestrator/orchestrator.js';
 import { MIGRATE_REQUEST } from './migration-service.js';
 import { connectNode } from './remote.js';
+import type { FarConfig } from './far-service.js';
 import type { DaemonLogger, OpSpec } from './server.js';
 
 export interface OrchestratorServiceOptions {
@@ -42,10 +50,16 @@ export class OrchestratorService {
       store: o.cluster.store,
       member: o.cluster.member,
       log,
-      run: (node, spec, fence) => {
+      run: async (node, spec, fence) => {
         // apps.run's arguments: the spec without where it may go and when it was submitted.
         const args = { app: spec.app, id: spec.id, argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits };
-        return this.ask(node, 'apps.run', { ...args, fence }, RUN_TIMEOUT_MS) as Promise<ProcessEntry>;
+        const farMemory = spec.farMemory ? await this.grantFar(spec, fence) : undefined;
+        return (await this.ask(
+          node,
+          'apps.run',
+          { ...args, ...(farMemory ? { farMemory } : {}), fence },
+          RUN_TIMEOUT_MS,
+        )) as ProcessEntry;
       },
       restore: (node, ck, fence) =>
         this.ask(
@@ -67,6 +81,37 @@ export class OrchestratorService {
   }
 
   /** One request to `node`'s sosd (its record, as the pass read it) over mutual TLS with this node's certificate (undefined fields left out). */
+  /**
+   * A far-memory process's memory nodes let it in (memory.grant, fenced by this term: a deposed
+   * leader's grant is refused), with the secret its spec carries: asked again, the same one.
+   */
+  private async grantFar(spec: ProcessSpec, fence: Fence): Promise<FarConfig> {
+    const f = spec.farMemory!;
+    const live = await listNodes(this.o.cluster.store);
+    const nodes: FarConfig['nodes'] = [];
+    for (const name of f.memoryNodes) {
+      const n = live.get(name);
+      if (!n || typeof n.memory !== 'number')
+        throw new SosError(`memory node ${name} of ${spec.app}/${spec.id} is not a live memory node`, {
+          code: 'ERR_NO_NODES',
+        });
+      const g = (await this.ask(n, 'memory.grant', { app: spec.app, secret: f.secret, fence }, RUN_TIMEOUT_MS)) as {
+        host: string;
+        port: number;
+        tls: boolean;
+      };
+      nodes.push({ host: g.host, port: g.port, name });
+    }
+    return {
+      localBytes: f.localBytes,
+      farBytes: f.farBytes,
+      ...(f.replicas ? { replicas: f.replicas } : {}),
+      nodes,
+      secret: f.secret,
+      tls: true,
+    };
+  }
+
   private async ask(node: NodeRecord, op: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
     const c = await connectNode(this.o.clusterDir, node, { role: 'node', name: this.o.name });
     try {

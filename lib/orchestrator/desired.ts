@@ -29,6 +29,23 @@ export interface ProcessRequest {
   limits?: Limits;
   /** Only on this node (default: wherever the placement policy puts it). */
   node?: string;
+  /**
+   * Its large memory on memory nodes (sosctl run --far-memory without --node): at placement the
+   * leader lets the application in on each of `memoryNodes` with `secret` and has the chosen node's
+   * sosd page it (apps.run's farMemory). The secret is made once, at submit, so a placement asked
+   * again lets it in with the same one.
+   */
+  farMemory?: FarRequest;
+}
+
+export interface FarRequest {
+  localBytes: number;
+  farBytes: number;
+  replicas?: number;
+  /** The cluster nodes whose memory nodes hold its pages. */
+  memoryNodes: string[];
+  /** The application's secret on them, base64. */
+  secret: string;
 }
 
 export interface ProcessSpec extends ProcessRequest {
@@ -66,7 +83,22 @@ export const REQUEST_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['app', 'argv'],
-  properties: { ...RUN_PROPERTIES, node: { type: 'string', pattern: '^[a-z0-9][a-z0-9.-]{0,62}$' } },
+  properties: {
+    ...RUN_PROPERTIES,
+    node: { type: 'string', pattern: '^[a-z0-9][a-z0-9.-]{0,62}$' },
+    farMemory: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['localBytes', 'farBytes', 'memoryNodes', 'secret'],
+      properties: {
+        localBytes: { type: 'integer', minimum: 128 * 4096, maximum: 2 ** 46, multipleOf: 4096 },
+        farBytes: { type: 'integer', minimum: 128 * 4096, maximum: 2 ** 46, multipleOf: 4096 },
+        replicas: { type: 'integer', minimum: 1, maximum: 16 },
+        memoryNodes: { type: 'array', minItems: 1, maxItems: 16, items: NAME },
+        secret: { type: 'string', minLength: 44, maxLength: 1368, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+      },
+    },
+  },
 } as const;
 
 const SPEC_SCHEMA = {
