@@ -4,6 +4,7 @@
  * application and its number there, kept across migration); the commands find the node it runs on
  * from the cluster's entries (`apps.ps` on the local sosd) and ask that node's sosd (target.ts).
  */
+import type { FarRequest } from '../orchestrator/desired.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { AppError } from '../apps/errors.js';
 import type { CheckpointEntry } from '../cluster/checkpoints.js';
@@ -361,6 +362,8 @@ export interface StartOptions extends Opts {
     secret: string;
     tls: boolean;
   };
+  /** The same for the orchestrator to place (desired state's farMemory). */
+  farRequest?: FarRequest;
 }
 
 interface Placement {
@@ -438,9 +441,18 @@ export async function startOnSosd(prog: string, args: string[], o: StartOptions)
     ...(o.farMemory ? { farMemory: o.farMemory } : {}),
   };
   if (o.farMemory && o.node === undefined)
-    throw Object.assign(new Error('run: --far-memory needs --node'), { exitCode: 2 });
+    throw Object.assign(new Error('run: a far-memory configuration goes to a node (--node)'), { exitCode: 2 });
+  if (o.farRequest) {
+    if (o.node !== undefined)
+      throw Object.assign(new Error('run: a far-memory request goes to the orchestrator'), { exitCode: 2 });
+    Object.assign(req, { farMemory: o.farRequest });
+  }
   // Without --node, in a cluster: the orchestrator places it (desired state first, then a node).
   const placed = o.node === undefined ? await placeByOrchestrator(req, o) : null;
+  if (o.farRequest && !placed)
+    throw Object.assign(new Error('run: --far-memory without --node needs a cluster, whose orchestrator places it'), {
+      exitCode: 2,
+    });
   const t = await sosdOf(placed?.node ?? o.node, o);
   try {
     const r = placed ?? ((await t.call('apps.run', req)) as ProcessEntry);

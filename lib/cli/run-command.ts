@@ -81,7 +81,7 @@ function int(name: string) {
 
 const usage = (m: string) => Object.assign(new Error(`run: ${m}`), { exitCode: 2 });
 
-interface Opts extends Omit<StartOptions, 'farMemory'> {
+interface Opts extends Omit<StartOptions, 'farMemory' | 'farRequest'> {
   localMemory?: number;
   farMemory?: number;
   memoryNodes?: NodeRef[];
@@ -110,7 +110,7 @@ export function runCommand(): Command {
     )
     .option(
       '--far-memory <size>',
-      "on a node's sosd (with --node and --memory-nodes naming cluster nodes): resident bytes of paged memory at most, per process; sosd pages the rest to the memory nodes, and a migration hands it over",
+      "as a workload (with --memory-nodes naming cluster nodes; without --node the orchestrator places it): resident bytes of paged memory at most, per process; its node's sosd pages the rest to the memory nodes, and a migration hands it over",
       parseSize('--far-memory'),
     )
     .option(
@@ -180,12 +180,28 @@ export function runCommand(): Command {
           throw usage('--far-memory needs --memory-nodes naming cluster nodes');
         const app = appName(prog, o.app);
         const secret = generateSecret();
+        const localBytes = Math.ceil(o.farMemory / 4096) * 4096;
+        const farBytes = Math.ceil(o.farSize / 4096) * 4096;
+        if (o.node === undefined)
+          // Placed by the orchestrator: desired state carries the memory nodes and the secret, the
+          // leader lets it in on them when it places it.
+          return await startOnSosd(prog, args, {
+            ...o,
+            farMemory: undefined,
+            farRequest: {
+              localBytes,
+              farBytes,
+              ...(o.replicas ? { replicas: o.replicas } : {}),
+              memoryNodes: o.memoryNodes.map((n) => (n as { node: string }).node),
+              secret: secret.toString('base64'),
+            },
+          });
         const { nodes, tls } = await grant(o.memoryNodes, app, secret, o);
         return await startOnSosd(prog, args, {
           ...o,
           farMemory: {
-            localBytes: Math.ceil(o.farMemory / 4096) * 4096,
-            farBytes: Math.ceil(o.farSize / 4096) * 4096,
+            localBytes,
+            farBytes,
             ...(o.replicas ? { replicas: o.replicas } : {}),
             nodes,
             secret: secret.toString('base64'),
