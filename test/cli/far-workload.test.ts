@@ -4,9 +4,10 @@
 // detached before the dump and adopted by the target's sosd after the restore, its memory the same
 // (a checksum of all of it) and still on the memory nodes. A dump that fails (the program holds a
 // userfaultfd of its own, which CRIU cannot dump) leaves it running on its node, served again, its
-// memory the same. Its node's sosd restarted (SIGTERM) hands it to the next one. A process that is no far-memory workload of the node is refused by the monitor;
-// migration.far is refused without an expected migration; a checkpoint is refused. When the program exits, every page is
-// freed on both memory nodes.
+// memory the same. Its node's sosd restarted (SIGTERM) hands it to the next one. A process that is
+// no far-memory workload of the node is refused by the monitor; migration.far is refused without an
+// expected migration; a checkpoint is refused. When the program exits, every page is freed on both memory nodes. Without --node the orchestrator places one: the
+// leader lets it into its memory node, fenced by its term (a node without a current fence may not).
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -169,4 +170,38 @@ void t.test('a far-memory workload migrates with its memory left on the memory n
     'every page freed',
   );
   t.pass('every page is freed on both memory nodes');
+
+  // Without --node the orchestrator places it: desired state names its memory node, the leader lets
+  // it in there (fenced by its term) and has the chosen node's sosd page it.
+  const placed = await sosctl(
+    // prettier-ignore
+    ['run', '--app', 'far2', '--far-memory', '4MiB', '--far-size', '64MiB', '--memory-nodes', 'node1',
+      '--replicas', '1', '--json', '--', 'python3', PROG, '--tcp'],
+  );
+  t.equal(placed.code, 0, placed.stderr);
+  const e2 = JSON.parse(placed.stdout) as { id: number; node: string };
+  const on = c.nodes.find((n) => n.name === e2.node)!;
+  await waitFor(async () => {
+    const l = (await request('apps.logs', { app: 'far2', id: e2.id, stream: 'stdout' }, on.socket)) as {
+      stdout: string;
+    };
+    port = Number(/ready (\d+)/.exec(l.stdout)?.[1] ?? 0);
+    return port > 0;
+  }, 'the placed program listens');
+  t.match(await ask(on.netns, 'sum'), /^sum [0-9a-f]{64} True$/, `placed on ${on.name}, it answers`);
+  const u = (await request('apps.usage', { app: 'far2' }, on.socket)) as { far?: unknown[] }[];
+  t.equal(u[0]?.far?.length, 1, `${on.name}'s sosd pages it`);
+  const s1 = (await request('memory.stats', {}, n1.socket)) as { usage: Record<string, { heldBytes: number }> };
+  t.ok(s1.usage.far2?.heldBytes >= 28 * MiB, `its memory is on node1 (${s1.usage.far2?.heldBytes} bytes)`);
+  // Only the leading orchestrator, with its current fence, lets an application in as a node.
+  const secret = Buffer.alloc(32, 7).toString('base64');
+  const noFence = await remote({ role: 'node', name: 'node2' }, 1, 'memory.grant', { app: 'x', secret });
+  t.match(noFence, { ok: false, code: 'ERR_FORBIDDEN' }, 'a node without a fence may not');
+  const stale = await remote({ role: 'node', name: 'node2' }, 1, 'memory.grant', {
+    app: 'x',
+    secret,
+    fence: { leader: 'node2', term: '1' },
+  });
+  t.match(stale, { ok: false, code: 'ERR_FENCED' }, 'nor one with a fence not current');
+  await ask(on.netns, 'exit').catch(() => '');
 });
