@@ -27,6 +27,7 @@ export {
   parseSpec,
   REQUEST_SCHEMA,
   type ProcessRequest,
+  type FarRequest,
   type ProcessSpec,
   type Limits,
 } from './desired.js';
