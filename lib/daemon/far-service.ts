@@ -166,11 +166,11 @@ export class FarService {
     return svc;
   }
 
-  private arenaOptions(c: FarConfig): ArenaOptions {
+  private arenaOptions(c: FarConfig, application: string): ArenaOptions {
     return {
       localBytes: c.localBytes,
       nodes: c.nodes,
-      application: '',
+      application,
       secret: Buffer.from(c.secret, 'base64'),
       ...(c.replicas ? { replicas: c.replicas } : {}),
       ...(c.tls && this.o.tls ? { tls: this.o.tls() } : {}),
@@ -200,10 +200,7 @@ export class FarService {
     let held: Held | undefined;
     serveArena(sock, [], {
       hello: async (line) => {
-        const a = await openArena(peer, line, config.farBytes, {
-          ...this.arenaOptions(config),
-          application: owner.app,
-        });
+        const a = await openArena(peer, line, config.farBytes, this.arenaOptions(config, owner.app));
         held = served(a);
         this.keep(key, held);
         this.o.log.info({ app: owner.app, id: owner.id, pid: peer, arenaBytes: a.arenaBytes }, 'far memory attached');
@@ -285,7 +282,7 @@ export class FarService {
         continue;
       }
       try {
-        const p = await this.adoptOne(pid, x, { ...this.arenaOptions(c), application: app });
+        const p = await this.adoptOne(pid, x, this.arenaOptions(c, app));
         const h = adopted(p);
         this.keep(key, h);
         void p.ended.then(() => this.forget(key, h));

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import { nsPids } from '../apps/proc.js';
 import { SosError } from '../errors.js';
 import { native } from '../native/index.js';
 import { featureSet } from '../uffd/constants.js';
@@ -116,7 +117,7 @@ export async function openArena(
 ): Promise<ServedArena> {
   const { pid, uffd: ufd, memfd: mfd, address: addr, bytes: size, features } = parseHello(line, arenaBytes);
   // The shim says its pid in its own PID namespace; the socket's peer is in ours.
-  const own = nsPid(peer);
+  const own = nsPids(peer)?.at(-1);
   if (pid !== own)
     throw new SosError(`hello names pid ${pid}, the socket's peer is ${peer} (${own} in its PID namespace)`, {
       code: 'ERR_PEER',
@@ -167,16 +168,6 @@ export function releaseArena(a: ServedArena): Promise<void> {
   return a.released;
 }
 
-/** `pid`'s pid in its own PID namespace (the last of /proc/PID/status's NSpid), or null when it is gone. */
-export function nsPid(pid: number): number | null {
-  try {
-    const m = /^NSpid:\s*([\d\s]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
-    return m ? Number(m[1].trim().split(/\s+/).pop()) : pid;
-  } catch {
-    return null;
-  }
-}
-
 /** The run name its monitor gave process `pid` (SOS_RUN_NAME in its initial environment), '' if none. */
 function runName(pid: number): string {
   try {
@@ -192,7 +183,7 @@ function runName(pid: number): string {
  * named by its run name and its pid in its own PID namespace (both survive a checkpoint and restore).
  */
 export function controlPath(pid: number): string {
-  return `\0sos-run-shim/${runName(pid)}/${nsPid(pid) ?? pid}`;
+  return `\0sos-run-shim/${runName(pid)}/${nsPids(pid)?.at(-1) ?? pid}`;
 }
 
 /** Line-at-a-time talk on a shim's control socket. */
