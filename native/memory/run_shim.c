@@ -133,30 +133,42 @@ static void monitor_lost(void) {
   kill(getpid(), SIGKILL);
 }
 
-static int send_all(const char* s, size_t n) {
+// The whole of line on fd; 0, or -1 when the peer is gone.
+static int send_line(int fd, const char* line) {
+  size_t n = strlen(line);
   while (n) {
-    ssize_t r = send(sock, s, n, MSG_NOSIGNAL);
+    ssize_t r = send(fd, line, n, MSG_NOSIGNAL);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
-    s += r;
+    line += r;
     n -= (size_t)r;
   }
   return 0;
 }
 
-// One request, one reply line (mu held).
-static int ask(const char* req, char* reply, size_t cap) {
-  if (send_all(req, strlen(req)) != 0) return -1;
+// One line from fd, without its newline; ms: how long the peer may be silent
+// (-1: as long as it keeps the connection). 0, 1 when cut at cap, -1 when gone.
+static int read_line(int fd, char* line, size_t cap, int ms) {
   size_t n = 0;
   while (n + 1 < cap) {
-    ssize_t r = read(sock, reply + n, 1);
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, ms);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
-    if (reply[n] == '\n') break;
+    ssize_t k = read(fd, line + n, 1);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    if (line[n] == '\n') break;
     n++;
   }
-  reply[n] = 0;
-  return 0;
+  line[n] = 0;
+  return n + 1 < cap ? 0 : 1;
+}
+
+// One request, one reply line (mu held).
+static int ask(const char* req, char* reply, size_t cap) {
+  if (send_line(sock, req) != 0) return -1;
+  return read_line(sock, reply, cap, -1) < 0 ? -1 : 0;  // a reply cut at cap is still its answer
 }
 
 // fork: the arena is MADV_DONTFORK (a shared mapping would make the child's
@@ -347,35 +359,9 @@ static int park(char* msg, size_t cap) {
   return 0;
 }
 
-// One line from the monitor; ms: how long it may be silent (-1: as long as it
-// keeps the connection, e.g. while it writes every page back).
-static int ctl_line(int c, char* line, size_t cap, int ms) {
-  size_t n = 0;
-  while (n + 1 < cap) {
-    struct pollfd p = {c, POLLIN, 0};
-    int r = poll(&p, 1, ms);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    ssize_t k = read(c, line + n, 1);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    if (line[n] == '\n') break;
-    n++;
-  }
-  line[n] = 0;
-  return n + 1 < cap ? 0 : -1;
-}
-
-static void ctl_say(int c, const char* line) {
-  size_t n = strlen(line);
-  while (n) {
-    ssize_t r = send(c, line, n, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return;
-    line += r;
-    n -= (size_t)r;
-  }
-}
+// A hand-over request or answer: a whole line, or nothing (-1).
+static int ctl_line(int c, char* line, size_t cap, int ms) { return read_line(c, line, cap, ms) == 0 ? 0 : -1; }
+static void ctl_say(int c, const char* line) { (void)send_line(c, line); }
 
 static int control_socket(void) {
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
