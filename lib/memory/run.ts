@@ -35,6 +35,10 @@ export interface RunOptions extends ArenaOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   stdio?: StdioOptions;
+  /** Start the program in its own session (setsid). CRIU dumps a process only with its session leader
+   *  in its PID namespace, so a program to be checkpointed needs this when the caller's session leader
+   *  is outside it. */
+  detached?: boolean;
 }
 
 /** One attached process of the program: its pid and its pager's final counters. */
@@ -108,7 +112,7 @@ export class ProgramRun extends EventEmitter<ProgramRunEvents> {
     env.SOS_RUN_NAME = path.basename(this.dir); // unique: names the shims' hand-over sockets
     // The socket is bound synchronously by listen() on a unix path; the child connects only on its
     // first large allocation, and a refused connect is retried by nobody: wait for the bind.
-    this.child = spawn(argv[0], argv.slice(1), { env, cwd: o.cwd, stdio: o.stdio ?? 'inherit' });
+    this.child = spawn(argv[0], argv.slice(1), { env, cwd: o.cwd, stdio: o.stdio ?? 'inherit', detached: o.detached });
     this.pid = this.child.pid ?? -1;
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       this.child.once('error', (e: Error & { code?: string }) =>
@@ -268,6 +272,7 @@ export function run(argv: string[], options: RunOptions): ProgramRun {
   if (farBytes % PAGE) throw argRange(`options.farBytes must be a multiple of ${PAGE}, got ${farBytes}`);
   if (!Array.isArray(o.nodes) || o.nodes.length === 0) throw argType('options.nodes must be a non-empty array');
   if (typeof o.application !== 'string') throw argType('options.application must be a string');
+  if (o.detached !== undefined && typeof o.detached !== 'boolean') throw argType('options.detached must be a boolean');
   if (o.transport !== undefined) oneOf('options.transport', o.transport, ['tcp', 'rdma'] as const);
   if (!fs.existsSync(SHIM_PATH))
     throw new SosError(`the preload shim is not built (${SHIM_PATH}): run npm run build`, { code: 'ERR_NOT_BUILT' });

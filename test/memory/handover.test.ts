@@ -289,7 +289,14 @@ void (haveCriu ? t.test.bind(t) : t.skip.bind(t))(
     fs.mkdirSync(images);
     const log = path.join(dir, 'program.log');
     const outFd = fs.openSync(log, 'a'); // CRIU cannot dump a pipe to this process: a file
-    const r = run(['python3', PROGRAM, '--tcp'], { ...options(nodes), farBytes: FAR, stdio: ['ignore', outFd, outFd] });
+    // In its own session: CRIU refuses a process whose session leader is outside its PID namespace,
+    // as the runner's is when CI runs in one.
+    const r = run(['python3', PROGRAM, '--tcp'], {
+      ...options(nodes),
+      farBytes: FAR,
+      stdio: ['ignore', outFd, outFd],
+      detached: true,
+    });
     fs.closeSync(outFd);
     let restored = 0;
     t.teardown(() => {
