@@ -159,7 +159,9 @@ export function bootId(): string {
 
 /** Whether `pid` is the process a record named (same pid, same start). */
 export function sameProcess(pid: number | undefined, started: string | undefined): boolean {
-  return !!pid && !!started && startedAt(pid) === started;
+  // A zombie is gone: a killed owner whose parent does not reap it (a container's pid 1 that is no
+  // init) would otherwise hold its migrations as running for ever.
+  return !!pid && !!started && alive(pid) && startedAt(pid) === started;
 }
 
 /** This process's boot and network namespace ("boot/netns"), to tell two agents on one machine or in one namespace apart. */
