@@ -1,24 +1,25 @@
 // The process tree being migrated, seen through /proc.
 import fs from 'node:fs';
 
-/** Whether `pid` exists (a zombie counts as gone). */
-export function alive(pid: number): boolean {
+/** The fields of /proc/PID/stat after the command name (state first, start time at 19), or null if gone. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** Whether `pid` exists (a zombie counts as gone). */
+export function alive(pid: number): boolean {
+  const f = statFields(pid);
+  return f !== null && f[0] !== 'Z';
 }
 
 /** The one-letter state of `pid` (R, S, T, t, Z…), or null if gone. */
 export function state(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return null;
-  }
+  return statFields(pid)?.[0] ?? null;
 }
 
 /** `pid` and all its descendants (parents first). */
@@ -143,13 +144,8 @@ export async function killTree(pid: number, ms = 10_000): Promise<void> {
  * record names its process by pid and this, so a pid reused later is never taken for it.
  */
 export function startedAt(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    return ticks ? `${bootId()}/${ticks}` : null;
-  } catch {
-    return null;
-  }
+  const ticks = statFields(pid)?.[19];
+  return ticks ? `${bootId()}/${ticks}` : null;
 }
 
 /** This boot of the machine (changes at every restart). */
@@ -161,7 +157,8 @@ export function bootId(): string {
 export function sameProcess(pid: number | undefined, started: string | undefined): boolean {
   // A zombie is gone: a killed owner whose parent does not reap it (a container's pid 1 that is no
   // init) would otherwise hold its migrations as running for ever.
-  return !!pid && !!started && alive(pid) && startedAt(pid) === started;
+  const f = pid && started ? statFields(pid) : null;
+  return f !== null && f[0] !== 'Z' && !!f[19] && `${bootId()}/${f[19]}` === started;
 }
 
 /** This process's boot and network namespace ("boot/netns"), to tell two agents on one machine or in one namespace apart. */
