@@ -53,9 +53,21 @@ if [ -n "$vm_log" ]; then
   [ "$vm_rc" = 0 ] || [ "$vm_failed" -gt 0 ] || vm_failed=1
   failed=$((failed + vm_failed))
   skip=$((skip + $(num "$vm_summary" skip)))
-  rm -f "$vm_log"
 fi
 failed=$((failed + lint_failed))
-rm -f "$log"
+# CI shows only the end of what this prints: every failure again, with its diagnostics, last.
+digest() {
+  awk '/^ *# Subtest: dist\// { file = $3 }
+       /^ *not ok / { if (file != shown) { print "-- " file; shown = file }; print; n = 0; diag = 1; next }
+       diag && /^ *---$/ { indiag = 1 }
+       diag && indiag { if (n++ < 40) print; if (/^ *\.\.\.$/) { indiag = 0; diag = 0 }; next }
+       { diag = 0 }' "$1" | head -n 200
+}
+if [ "$failed" -gt 0 ]; then
+  echo "== failures"
+  digest "$log"
+  [ -z "$vm_log" ] || digest "$vm_log"
+fi
+rm -f "$log" ${vm_log:+"$vm_log"}
 echo "$pass passed, $failed failed, $skip skipped"
 [ "$failed" = 0 ]
