@@ -43,8 +43,11 @@ const rel = (ms: number) => Math.round((ms - T0) / 10) / 100;
 const children = new Set<ChildProcess>();
 let stopping = false;
 let clusterUp = false;
+const stoppedError = () => Object.assign(new Error('stopped'), { stopped: true });
 
-function start(cmd: string, args: string[]): ChildProcess {
+function start(cmd: string, args: string[], teardown = false): ChildProcess {
+  // Nothing new once a signal has come but the teardown's own: it has already taken its list of children.
+  if (stopping && !teardown) throw stoppedError();
   const c = spawn(cmd, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(c);
   c.once('exit', () => children.delete(c));
@@ -61,9 +64,13 @@ async function stopChild(c: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
 }
 
 /** A sosctl command, printed as the user would type it; resolves with its output. */
-function sosctl(args: string[], show = true): Promise<{ code: number; stdout: string; stderr: string }> {
+function sosctl(
+  args: string[],
+  show = true,
+  teardown = false,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   if (show) console.log(`$ sosctl ${args.map((a) => (a === KV_SERVER ? 'kv-server.py' : a)).join(' ')}`);
-  const c = start(process.execPath, [SOSCTL, ...args]);
+  const c = start(process.execPath, [SOSCTL, ...args], teardown);
   let stdout = '';
   let stderr = '';
   c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -81,7 +88,7 @@ async function teardown(): Promise<void> {
   await Promise.all([...children].map((c) => stopChild(c)));
   if (clusterUp && !o.keep) {
     console.log(`$ sosctl cluster down --dir ${dir}`);
-    await sosctl(['cluster', 'down', '--dir', dir], false);
+    await sosctl(['cluster', 'down', '--dir', dir], false, true);
     clusterUp = false;
   }
 }
@@ -104,7 +111,7 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 const aborted = () => {
-  if (stopping) throw Object.assign(new Error('stopped'), { stopped: true });
+  if (stopping) throw stoppedError();
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
