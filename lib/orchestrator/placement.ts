@@ -3,6 +3,8 @@
  * observable (every choice comes with a reason, recorded with the action). The default,
  * `fewestProcesses`, takes the live node (the spec's `node` when it names one) running the fewest
  * processes, counting those placed but not yet started, then the one with the most memory available.
+ * A far-memory process goes to a node that is none of its memory nodes while one is live: its pages
+ * would otherwise take that node's memory twice, as the process's and as the memory node's.
  * Policies that act on their own (consolidation, memory pressure) plug in here later.
  */
 import type { NodeRecord } from '../cluster/membership.js';
@@ -42,7 +44,10 @@ export const fewestProcesses: PlacementPolicy = {
         : { node: null, reason: `${spec.node} is not a live node` };
     }
     if (nodes.length === 0) return { node: null, reason: 'no live node' };
-    const ranked = [...nodes].sort(
+    const holders = new Set(spec.farMemory?.memoryNodes ?? []);
+    const apart = nodes.filter((c) => !holders.has(c.name));
+    const among = apart.length > 0 ? apart : nodes;
+    const ranked = [...among].sort(
       (a, b) =>
         a.processes - b.processes ||
         (b.telemetry?.memAvail ?? 0) - (a.telemetry?.memAvail ?? 0) ||
@@ -54,9 +59,15 @@ export const fewestProcesses: PlacementPolicy = {
       .map((c) => `${c.name} ${c.processes}`)
       .join(', ');
     const mem = best.telemetry ? `, ${gib(best.telemetry.memAvail)} available` : '';
+    const where =
+      holders.size === 0
+        ? ''
+        : apart.length > 0
+          ? ' among the nodes that hold none of its memory'
+          : ', every live node holds some of its memory';
     return {
       node: best.name,
-      reason: `fewest processes: ${best.name} runs ${best.processes}${others ? ` (${others})` : ''}${mem}`,
+      reason: `fewest processes${where}: ${best.name} runs ${best.processes}${others ? ` (${others})` : ''}${mem}`,
     };
   },
 };

@@ -181,6 +181,12 @@ void t.test('a far-memory workload migrates with its memory left on the memory n
   t.equal(placed.code, 0, placed.stderr);
   const e2 = JSON.parse(placed.stdout) as { id: number; node: string };
   const on = c.nodes.find((n) => n.name === e2.node)!;
+  t.not(e2.node, 'node1', 'not on its memory node');
+  const decided = await sosctl(['decisions', '--json']);
+  const reasons = (JSON.parse(decided.stdout) as { app: string; kind: string; reason: string }[])
+    .filter((d) => d.app === 'far2' && d.kind === 'place')
+    .map((d) => d.reason);
+  t.match(reasons, [/among the nodes that hold none of its memory/], 'the decision says why');
   await waitFor(async () => {
     const l = (await request('apps.logs', { app: 'far2', id: e2.id, stream: 'stdout' }, on.socket)) as {
       stdout: string;
