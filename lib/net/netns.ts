@@ -1,6 +1,7 @@
 // Machines on one machine: network namespaces on one L2 segment, a bridge in a namespace of its own
 // with a veth to each node (made inside the bridge's namespace, the peer end straight in the node's:
 // nothing is added to the host's namespace). What `sosctl cluster up` and the test kit build on.
+import fs from 'node:fs/promises';
 import { exec } from '../exec.js';
 import { argValue } from '../errors.js';
 
@@ -24,6 +25,21 @@ export interface NetLayout {
 
 async function ip(...args: string[]): Promise<void> {
   await exec('ip', args);
+}
+
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * `ip netns add` for a name whose file under /run/netns may be stale: one whose mount went with the
+ * mount namespace that made it (an ended `unshare --mount`) is a plain file that `ip` would take for
+ * the namespace, then refuse as an invalid peer. A live namespace of that name is left alone, and
+ * `ip netns add` refuses it as before.
+ */
+async function addNetns(name: string): Promise<void> {
+  const file = `/run/netns/${name}`;
+  const st = await fs.statfs(file).catch(() => null);
+  if (st && st.type !== NSFS_MAGIC) await fs.unlink(file).catch(() => {});
+  await ip('netns', 'add', name);
 }
 
 /**
@@ -50,14 +66,20 @@ export async function createNet(o: {
     ...(o.bridgeAddr ? { bridgeAddr: `${o.prefix}.254` } : {}),
   };
   const br = layout.bridge;
+  // Only what this call made is removed on a failure: a name taken by a live namespace is not ours.
+  const made: string[] = [];
+  const add = async (name: string) => {
+    await addNetns(name);
+    made.push(name);
+  };
   try {
-    await ip('netns', 'add', br);
+    await add(br);
     await ip('-n', br, 'link', 'add', 'br0', 'type', 'bridge');
     await ip('-n', br, 'link', 'set', 'br0', 'up');
     await ip('-n', br, 'link', 'set', 'lo', 'up');
     if (layout.bridgeAddr) await ip('-n', br, 'addr', 'add', `${layout.bridgeAddr}/24`, 'dev', 'br0');
     for (const [i, node] of layout.nodes.entries()) {
-      await ip('netns', 'add', node.netns);
+      await add(node.netns);
       await ip('-n', br, 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.netns);
       await ip('-n', br, 'link', 'set', `v${i}`, 'master', 'br0', 'up');
       await ip('-n', node.netns, 'link', 'set', 'lo', 'up');
@@ -65,7 +87,7 @@ export async function createNet(o: {
       await ip('-n', node.netns, 'link', 'set', 'eth0', 'up');
     }
   } catch (e) {
-    await removeNet(layout);
+    for (const name of made) await ip('netns', 'del', name).catch(() => {});
     throw e;
   }
   return layout;
