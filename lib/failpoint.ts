@@ -17,7 +17,8 @@ export type Failpoint =
   | 'source-in-post-dump'
   | 'source-committing'
   | 'source-commit-sent'
-  | 'orchestrator-restore-recorded';
+  | 'orchestrator-restore-recorded'
+  | 'orchestrator-migrate-recorded';
 
 /** Die (or hang) here if the environment asks for it. */
 export function failpoint(name: Failpoint): void {

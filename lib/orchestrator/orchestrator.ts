@@ -358,6 +358,7 @@ export class Orchestrator extends EventEmitter<OrchestratorEvents> {
         return void (await step({ ...want, state: 'done' }, 'migrated', `runs on ${want.to} already`));
       const started: WantedMigration = { ...want, state: 'started', from: proc!.node };
       const m = await step(started, 'migrate', `${name} from ${proc!.node} to ${want.to}, ${want.mode}`);
+      failpoint('orchestrator-migrate-recorded'); // recorded, the source not asked yet
       this.sendMigration(fence, { want: started, mod: m }, nodes.get(proc!.node)!);
       return;
     }

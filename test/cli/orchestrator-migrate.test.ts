@@ -1,4 +1,5 @@
-// A migration asked of the orchestrator, its leader killed as soon as it has started the migration:
+// A migration asked of the orchestrator, its leader killed (a crash point) as soon as it has recorded
+// the migration's start, before it asked the source:
 // a new leader finishes it, the migration runs once (one move recorded, one live copy, one 'migrate'
 // decision), and sosctl migrate, waiting meanwhile, reports it done.
 import t from 'tap';
@@ -7,9 +8,12 @@ import { waitFor } from '../../testkit/wait.js';
 import { request } from '../../lib/daemon/client.js';
 import type { Decision } from '../../lib/orchestrator/actions.js';
 import type { ProcessEntry } from '../../lib/cluster/processes.js';
+import { alive } from '../../lib/migration/proc.js';
 
 void t.test('the leader killed mid-migration: the migration happens once, the new leader records it', async (t) => {
-  const { c, sosctl } = await localClusterFor(t, 3, ['--json']);
+  // Every sosd dies right after recording a migration's start (the crash point): only a leader records one.
+  process.env.SOS_FAILPOINTS = 'orchestrator-migrate-recorded';
+  const { c, sosctl } = await localClusterFor(t, 3, ['--json']).finally(() => delete process.env.SOS_FAILPOINTS);
   const json = async <T>(args: string[], node: number): Promise<T> => {
     const r = await sosctl([...args, '--json', '--socket', c.nodes[node].socket]);
     if (r.code !== 0) throw new Error(`sosctl ${args.join(' ')}: ${r.stderr}`);
@@ -23,25 +27,25 @@ void t.test('the leader killed mid-migration: the migration happens once, the ne
   const L = c.nodes.findIndex((n) => n.name === leader);
   const A = (L + 1) % 3; // the source
   const B = (L + 2) % 3; // the target
-  // 256 MiB to move: the migration outlasts the leader's death.
-  const prog = 'import time; b = bytearray(256 << 20); b[::4096] = b"x" * len(b[::4096]); time.sleep(4343)';
+  const prog = 'import time; b = bytearray(64 << 20); b[::4096] = b"x" * len(b[::4096]); time.sleep(4343)';
   const run = await sosctl(['run', '--app', 'tick', '--node', c.nodes[A].name, '--json', '--', 'python3', '-c', prog]);
   t.equal(run.code, 0, run.stderr);
   const started = JSON.parse(run.stdout) as ProcessEntry;
   t.match(started, { app: 'tick', id: 1, node: c.nodes[A].name, state: 'running' });
 
   const moving = sosctl(['migrate', 'tick/1', '--to', c.nodes[B].name, '--json', '--socket', c.nodes[B].socket]);
-  // As soon as the leader has recorded the step (before or after it asked the source), it dies.
+  // As soon as the leader has recorded the step, before it asks the source, it dies.
   let migration = '';
-  await waitFor(async () => {
-    const d = await json<Decision[]>(['decisions'], B);
-    return d.some((x) => x.kind === 'migrate' && x.app === 'tick');
-  }, 'the leader to start the migration');
+  await waitFor(async () => !alive(c.nodes[L].pid), 'the leader to die at its crash point');
+  const d = await json<Decision[]>(['decisions'], B);
+  t.ok(
+    d.some((x) => x.kind === 'migrate' && x.app === 'tick'),
+    'the leader recorded the start',
+  );
   t.notOk(
-    (await json<Decision[]>(['decisions'], B)).some((x) => x.kind === 'migrated' && x.app === 'tick'),
+    d.some((x) => x.kind === 'migrated' && x.app === 'tick'),
     'not done yet when the leader dies',
   );
-  process.kill(c.nodes[L].pid, 'SIGKILL');
   const r = await moving;
   t.equal(r.code, 0, r.stderr);
   const m = JSON.parse(r.stdout) as { migration: string; from: string; to: string; pid: number };
