@@ -126,6 +126,8 @@ interface Held {
   pid: number;
   arenaBytes: number;
   stats(): FarStats;
+  /** Its resident pages written back while it runs (ahead of detach, which then writes only what it touched since). */
+  writeBack(): Promise<void>;
   detach(): Promise<FarHandover>;
 }
 
@@ -133,13 +135,15 @@ const served = (a: ServedArena): Held => ({
   pid: a.pid,
   arenaBytes: a.arenaBytes,
   stats: () => a.last ?? a.far.stats(),
-  detach: () => detachArena(a),
+  writeBack: () => a.far.writeBackResident(),
+  detach: () => detachArena(a, { writeBackFirst: false }),
 });
 const adopted = (p: AdoptedProcess): Held => ({
   pid: p.pid,
   arenaBytes: p.arenaBytes,
   stats: () => p.stats(),
-  detach: () => p.detach(),
+  writeBack: () => p.writeBackResident(),
+  detach: () => p.detach({ writeBackFirst: false }),
 });
 
 export class FarService {
@@ -244,6 +248,15 @@ export class FarService {
    * Detach every arena of `app/id` (before its dump): its processes park, their pages all on the memory
    * nodes. Should one fail, those detached already are served again (tree `root`) before it rejects.
    */
+  /**
+   * Write back the resident pages of workload APP/ID's arenas while it runs on, ahead of detach(): the
+   * park then lasts only as long as writing what it touched since. A failure is left to detach, which
+   * writes every page anyway.
+   */
+  async writeBack(app: string, id: number): Promise<void> {
+    await Promise.all((this.held.get(`${app}/${id}`) ?? []).map((h) => h.writeBack().catch(() => undefined)));
+  }
+
   async detach(app: string, id: number, root: number, c: FarConfig): Promise<FarArena[]> {
     const key = `${app}/${id}`;
     const out: FarArena[] = [];

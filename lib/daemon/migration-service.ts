@@ -429,6 +429,8 @@ export class MigrationService {
       let arenas: FarArena[] | null = null;
       let parkedMs: number | undefined; // its processes parked, before CRIU froze them
       const beforeDump = async () => {
+        // While it runs on: the park below then writes back only the pages it touched since.
+        await this.o.far!.writeBack(app, id);
         const t0 = performance.now();
         arenas = await this.o.far!.detach(app, id, rec.pid, farConfig!);
         await this.callNode(target, 'migration.far', { migration, config: farConfig, arenas });

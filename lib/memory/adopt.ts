@@ -48,9 +48,14 @@ export class AdoptedProcess extends EventEmitter<AdoptedProcessEvents> {
     return this.arena.last ?? this.arena.far.stats();
   }
 
-  /** Hand the arena over again (detachArena). */
-  detach(): Promise<FarHandover> {
-    return detachArena(this.arena);
+  /** Hand the arena over again (detachArena; `writeBackFirst` as there). */
+  detach(o: { writeBackFirst?: boolean } = {}): Promise<FarHandover> {
+    return detachArena(this.arena, o);
+  }
+
+  /** Write back and drop the pages resident now while it runs on: a detach's parked write-back is shorter. */
+  writeBackResident(): Promise<void> {
+    return this.arena.far.writeBackResident();
   }
 
   /** @internal */

@@ -272,10 +272,15 @@ export async function connectControl(pid: number, path = controlPath(pid)): Prom
  * other thread of the process, the region writes every page back and keeps its remote regions, then the
  * shim drops its userfaultfd. The process stays parked, and may now be checkpointed, until a monitor
  * adopts it. Rejects with ERR_DETACH (then the process runs on, served here as before).
+ *
+ * `writeBackFirst` (default true): the resident pages are written back before the park, while the
+ * process runs on, so that the parked write-back has only the pages it touched since.
  */
-export async function detachArena(a: ServedArena): Promise<FarHandover> {
+export async function detachArena(a: ServedArena, o: { writeBackFirst?: boolean } = {}): Promise<FarHandover> {
   const c = await connectControl(a.pid);
   try {
+    // A failure here is the parked flush's to report: it writes everything anyway.
+    if (o.writeBackFirst ?? true) await a.far.writeBackResident().catch(() => undefined);
     const gated = await c.ask('detach');
     if (gated !== 'gated')
       throw new SosError(`process ${a.pid} cannot be detached: ${gated?.replace(/^err /, '') ?? 'its shim hung up'}`, {

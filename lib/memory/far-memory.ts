@@ -285,6 +285,15 @@ export class FarMemory extends EventEmitter<FarMemoryEvents> implements Disposab
   }
 
   /**
+   * Write back and drop the pages resident now while the program runs on (FarRegion.writeBackResident):
+   * ahead of a hand-over, whose parked flush then has only the pages touched since to write.
+   */
+  writeBackResident(): Promise<void> {
+    if (this.closing) return Promise.reject(new StateError('far-memory region is closed', { code: 'ERR_CLOSED' }));
+    return this.far.writeBackResident();
+  }
+
+  /**
    * Hand the region over: every page is written back and dropped here, then the pager stops and the
    * connections end, keeping each live replica's region for another process to open
    * (FarMemoryOptions.handover) within the nodes' lease. Nothing may fault meanwhile (the program is

@@ -288,6 +288,16 @@ export class FarRegion extends EventEmitter<FarRegionEvents> implements Disposab
     await this.pager.flush();
   }
 
+  /**
+   * Write back and drop the pages resident now while the program runs on, off the JS thread: those it
+   * touches meanwhile fault in again. Ahead of a hand-over, so that the parked flush() has only them to
+   * write. Rejects with the write-back's error.
+   */
+  async writeBackResident(): Promise<void> {
+    this.live();
+    await this.pager.flush(true);
+  }
+
   /** @internal Per page: 0 remote (or waited for after a failed fetch), 1 being fetched, 2 resident, 3 staged for write-back, 4 poisoned. */
   pageStates(): Uint8Array {
     this.live();

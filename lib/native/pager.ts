@@ -9,8 +9,11 @@ export interface NativePager {
   states(): Uint8Array;
   /** Forget pages [firstPage, firstPage+count): they fault in as zeros again (off the JS thread). */
   discard(firstPage: number, count: number): Promise<void>;
-  /** Write every page back and drop it from the region (its program stopped), off the JS thread. */
-  flush(): Promise<void>;
+  /**
+   * Write every page back and drop it from the region (its program stopped), off the JS thread. `running`:
+   * one pass over the pages resident now while the program runs on.
+   */
+  flush(running?: boolean): Promise<void>;
   /** Stops the pager's threads; returns the final counters (undefined when already closed). */
   close(): FarStats | undefined;
 }

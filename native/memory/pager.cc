@@ -136,13 +136,17 @@ int Pager::Discard(uint64_t first, uint64_t count) {
 // Readahead not yet fetched is dropped; then, round after round, every
 // resident page is made a victim (its reference bit cleared), dirty ones
 // written back, until nothing is resident, fetched or staged.
-int Pager::Flush() {
+int Pager::Flush(bool running) {
   std::unique_lock<std::mutex> lk(mu_);
-  for (auto& job : raQueue_)
-    for (uint32_t q : job.pages) Unfetch(q);
-  raQueue_.clear();
-  DropHeld();
-  uint64_t errors0 = stats_.storeErrors;
+  if (!running) {
+    for (auto& job : raQueue_)
+      for (uint32_t q : job.pages) Unfetch(q);
+    raQueue_.clear();
+    DropHeld();
+  }
+  uint64_t errors0 = stats_.storeErrors, evictions0 = stats_.evictions;
+  uint64_t pass = 0;  // running: as many evictions as pages were resident at the start
+  bool first = true;
   for (;;) {
     if (stopping_) return -ECANCELED;
     if (stats_.storeErrors - errors0 >= 10) return -EIO;
@@ -152,12 +156,16 @@ int Pager::Flush() {
       if (state_[q] == kResident) {
         resident++;
         flags_[q] &= ~kRef;
-      } else if (state_[q] == kFetching || state_[q] == kStaged || state_[q] == kHeld) {
+      } else if (!running && (state_[q] == kFetching || state_[q] == kStaged || state_[q] == kHeld)) {
         busy = true;
       }
     }
-    if (!resident && !busy) return 0;
-    if (resident) EvictSome(resident);
+    if (first) pass = resident;
+    first = false;
+    // A running program faults pages in again meanwhile: one pass's worth, not until none is left.
+    bool more = resident && (!running || stats_.evictions - evictions0 < pass);
+    if (!more && !busy) return 0;
+    if (more) EvictSome(resident);
     wbCv_.notify_one();
     frameCv_.wait_for(lk, std::chrono::milliseconds(2));  // woken by each write-back
   }

@@ -85,7 +85,10 @@ class Pager : public PageSource {
   // Write every page back and drop it from the region, for a hand-over of
   // the region to another pager (its program stopped: no fault comes). 0, or
   // -EIO once write-backs keep failing, -ECANCELED when stopped meanwhile.
-  int Flush();
+  // running: while the program runs on, one pass over the pages resident
+  // now (those it faults in meanwhile stay), so that the stopped flush of a
+  // hand-over has only what was touched since to write.
+  int Flush(bool running = false);
   void Start();
   void Stop();  // joins the write-back thread; later faults are left to the engine's teardown
   const PagerStats& stats() const { return stats_; }

@@ -227,10 +227,11 @@ Napi::Value PagerWrap::Discard(const Napi::CallbackInfo& info) {
       "discard(firstPage, count): range outside the region");
 }
 
-// flush() -> Promise<void>: every page written back and dropped (Pager::Flush), off the JS thread.
+// flush(running?) -> Promise<void>: pages written back and dropped (Pager::Flush), off the JS thread.
 Napi::Value PagerWrap::Flush(const Napi::CallbackInfo& info) {
+  bool running = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
   return OffThread(
-      info, [](Pager& p) { return p.Flush(); }, "pager.flush", nullptr);
+      info, [running](Pager& p) { return p.Flush(running); }, "pager.flush", nullptr);
 }
 
 // close() -> the final counters (exact: no pager thread runs any more).

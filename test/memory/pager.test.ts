@@ -217,6 +217,56 @@ void t.test('dirty pages are written back: every page dirtied, evicted and fault
   }
 });
 
+void t.test('writeBackResident: the resident pages written back and dropped while the program writes on', async (t) => {
+  t.setTimeout(120_000);
+  for (const config of CONFIGS) {
+    const mode = label(config);
+    const size = 16 * MB;
+    const { backing, source, ref } = store(size);
+    const far = FarRegion.create(size, { localBytes: 4 * MB, source, ...config, prefetch: false });
+    const far32 = new Uint32Array(far.buffer);
+    const ref32 = new Uint32Array(ref.buffer);
+    const write = (p: number, v: number) => {
+      const w = (p * PAGE) / 4 + (p % 1024);
+      far32[w] = ref32[w] = v >>> 0;
+    };
+    // Its first 4 MiB written: every local frame holds a dirty page.
+    for (let p = 0; p < (4 * MB) / PAGE; p++) write(p, p * 2654435761);
+    const resident = far.stats().residentPages;
+    const wb0 = far.stats().writeBacks;
+    await far.writeBackResident();
+    t.equal(far.stats().residentPages, 0, `${mode}: nothing faulted meanwhile, nothing resident (${resident} were)`);
+    t.ok(far.stats().writeBacks - wb0 >= resident, `${mode}: each dirty page written back`);
+    t.notOk(far.pageStates().includes(3), `${mode}: no write-back left in flight`);
+    t.same(differingPages(backing.bytes(), ref), [], `${mode}: the store holds every write`);
+
+    // Again, while this thread writes on (the flush runs off-thread): it returns, every byte right.
+    for (let p = 0; p < (4 * MB) / PAGE; p++) write(p, p * 40503);
+    const flushed = far.writeBackResident();
+    let done = false;
+    void flushed.then(() => (done = true));
+    let round = 0;
+    while (!done) {
+      for (let p = 0; p < 64; p++) write((round * 64 + p) % (size / PAGE), round * 7 + p);
+      round++;
+      await new Promise((r) => setImmediate(r));
+    }
+    await flushed;
+    t.ok(round > 0, `${mode}: ${round} rounds of writes ran beside it`);
+    await until(() => !far.pageStates().includes(3), 10_000, 'staged pages written back');
+    const states = far.pageStates();
+    t.same(
+      differingPages(backing.bytes(), ref).filter((p) => states[p] === 0),
+      [],
+      `${mode}: the store holds every remote page's writes`,
+    );
+    t.same(differingPages(far.bytes(), ref), [], `${mode}: the region reads back right`);
+    far.close();
+    source.close();
+    backing.close();
+  }
+});
+
 void t.test('sequential and strided scans prefetch; a random workload barely does', async (t) => {
   t.setTimeout(120_000);
   const size = 64 * MB;
