@@ -245,10 +245,6 @@ export class FarService {
   }
 
   /**
-   * Detach every arena of `app/id` (before its dump): its processes park, their pages all on the memory
-   * nodes. Should one fail, those detached already are served again (tree `root`) before it rejects.
-   */
-  /**
    * Write back the resident pages of workload APP/ID's arenas while it runs on, ahead of detach(): the
    * park then lasts only as long as writing what it touched since. A failure is left to detach, which
    * writes every page anyway.
@@ -257,6 +253,10 @@ export class FarService {
     await Promise.all((this.held.get(`${app}/${id}`) ?? []).map((h) => h.writeBack().catch(() => undefined)));
   }
 
+  /**
+   * Detach every arena of `app/id` (before its dump): its processes park, their pages all on the memory
+   * nodes. Should one fail, those detached already are served again (tree `root`) before it rejects.
+   */
   async detach(app: string, id: number, root: number, c: FarConfig): Promise<FarArena[]> {
     const key = `${app}/${id}`;
     const out: FarArena[] = [];

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "uffd/uffd_abi.h"
@@ -135,7 +136,10 @@ int Pager::Discard(uint64_t first, uint64_t count) {
 
 // Readahead not yet fetched is dropped; then, round after round, every
 // resident page is made a victim (its reference bit cleared), dirty ones
-// written back, until nothing is resident, fetched or staged.
+// written back, until nothing is resident, fetched or staged. Running: the
+// readahead stays; as many evictions as pages were resident at the start,
+// then their write-backs waited for, at most 2 s more (a program that keeps
+// evicting may keep the queue from emptying: the stopped flush ends it).
 int Pager::Flush(bool running) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!running) {
@@ -147,6 +151,7 @@ int Pager::Flush(bool running) {
   uint64_t errors0 = stats_.storeErrors, evictions0 = stats_.evictions;
   uint64_t pass = 0;  // running: as many evictions as pages were resident at the start
   bool first = true;
+  std::optional<std::chrono::steady_clock::time_point> passed;  // running: when the pass was done
   for (;;) {
     if (stopping_) return -ECANCELED;
     if (stats_.storeErrors - errors0 >= 10) return -EIO;
@@ -165,6 +170,11 @@ int Pager::Flush(bool running) {
     // A running program faults pages in again meanwhile: one pass's worth, not until none is left.
     bool more = resident && (!running || stats_.evictions - evictions0 < pass);
     if (!more && !busy) return 0;
+    if (running && !more) {
+      auto now = std::chrono::steady_clock::now();
+      if (!passed) passed = now;
+      if (now - *passed > std::chrono::seconds(2)) return 0;
+    }
     if (more) EvictSome(resident);
     wbCv_.notify_one();
     frameCv_.wait_for(lk, std::chrono::milliseconds(2));  // woken by each write-back
