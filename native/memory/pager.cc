@@ -149,26 +149,27 @@ int Pager::Flush(bool running) {
     DropHeld();
   }
   uint64_t errors0 = stats_.storeErrors, evictions0 = stats_.evictions;
-  uint64_t pass = 0;  // running: as many evictions as pages were resident at the start
-  bool first = true;
-  std::optional<std::chrono::steady_clock::time_point> passed;  // running: when the pass was done
+  std::optional<uint64_t> pass;  // running: as many evictions as pages were resident at the start
+  std::optional<std::chrono::steady_clock::time_point> passed;  // running: when they were made
   for (;;) {
     if (stopping_) return -ECANCELED;
     if (stats_.storeErrors - errors0 >= 10) return -EIO;
     uint64_t resident = 0;
     bool busy = !wbQueue_.empty() || !wbInFlight_.empty();
-    for (uint64_t q = 0; q < pages_; q++) {
-      if (state_[q] == kResident) {
-        resident++;
-        flags_[q] &= ~kRef;
-      } else if (!running && (state_[q] == kFetching || state_[q] == kStaged || state_[q] == kHeld)) {
-        busy = true;
+    // Once the pass is made only its write-backs are waited for: no more scans under the lock the
+    // running program's faults take.
+    if (!passed)
+      for (uint64_t q = 0; q < pages_; q++) {
+        if (state_[q] == kResident) {
+          resident++;
+          flags_[q] &= ~kRef;
+        } else if (!running && (state_[q] == kFetching || state_[q] == kStaged || state_[q] == kHeld)) {
+          busy = true;
+        }
       }
-    }
-    if (first) pass = resident;
-    first = false;
+    if (!pass) pass = resident;
     // A running program faults pages in again meanwhile: one pass's worth, not until none is left.
-    bool more = resident && (!running || stats_.evictions - evictions0 < pass);
+    bool more = resident && (!running || stats_.evictions - evictions0 < *pass);
     if (!more && !busy) return 0;
     if (running && !more) {
       auto now = std::chrono::steady_clock::now();
