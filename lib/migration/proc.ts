@@ -144,9 +144,12 @@ export async function killTree(pid: number, ms = 10_000): Promise<void> {
  * record names its process by pid and this, so a pid reused later is never taken for it.
  */
 export function startedAt(pid: number): string | null {
-  const ticks = statFields(pid)?.[19];
-  return ticks ? `${bootId()}/${ticks}` : null;
+  const f = statFields(pid);
+  return f && startOf(f);
 }
+
+/** The start ("boot/ticks") in a stat's fields. */
+const startOf = (f: string[]): string | null => (f[19] ? `${bootId()}/${f[19]}` : null);
 
 /** This boot of the machine (changes at every restart). */
 export function bootId(): string {
@@ -158,7 +161,7 @@ export function sameProcess(pid: number | undefined, started: string | undefined
   // A zombie is gone: a killed owner whose parent does not reap it (a container's pid 1 that is no
   // init) would otherwise hold its migrations as running for ever.
   const f = pid && started ? statFields(pid) : null;
-  return f !== null && f[0] !== 'Z' && !!f[19] && `${bootId()}/${f[19]}` === started;
+  return f !== null && f[0] !== 'Z' && startOf(f) === started;
 }
 
 /** This process's boot and network namespace ("boot/netns"), to tell two agents on one machine or in one namespace apart. */
